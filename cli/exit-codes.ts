@@ -1,0 +1,12 @@
+// Exit codes every kappa command uses, so scripts can branch on them.
+export const ExitCode = {
+  ok: 0,
+  /** The command ran and failed (server error, task failure). */
+  failure: 1,
+  /** Bad flags, environment or config file: nothing was done. */
+  usage: 2,
+  /** The command finished but rejected some input (e.g. bad lines in `kappa produce`). */
+  rejectedInput: 3,
+  /** NATS could not be reached. */
+  unreachable: 4,
+} as const;

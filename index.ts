@@ -1,0 +1,2 @@
+// The public surface: what a job module imports from 'kappa-runtime'.
+export {};

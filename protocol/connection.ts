@@ -1,0 +1,61 @@
+// How every command and process reaches NATS: `--nats URL` or NATS_URL (the NATS ecosystem's
+// convention), default nats://127.0.0.1:4222, plus credentials and TLS. A server that cannot be
+// reached becomes a ConnectionError naming the URL, never a stack trace.
+import { readFileSync } from 'node:fs';
+import { connect, credsAuthenticator, type NatsConnection, type ConnectionOptions } from '@nats-io/transport-node';
+import { ConnectionError } from './errors.js';
+
+export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
+
+export interface NatsSettings {
+  /** One URL or a comma-separated list of cluster URLs. */
+  url: string;
+  credsFile?: string;
+  user?: string;
+  password?: string;
+  token?: string;
+  tlsCaFile?: string;
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  /** A name the server shows for this connection (monitoring, logs). */
+  name?: string;
+}
+
+export function natsSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): NatsSettings {
+  return {
+    url: env.NATS_URL ?? DEFAULT_NATS_URL,
+    credsFile: env.NATS_CREDS,
+    user: env.NATS_USER,
+    password: env.NATS_PASSWORD,
+    token: env.NATS_TOKEN,
+    tlsCaFile: env.NATS_CA,
+    tlsCertFile: env.NATS_CERT,
+    tlsKeyFile: env.NATS_KEY,
+  };
+}
+
+export async function connectNats(settings: NatsSettings, extra: Partial<ConnectionOptions> = {}): Promise<NatsConnection> {
+  const servers = settings.url.split(',').map((url) => url.trim()).filter(Boolean);
+  const options: ConnectionOptions = {
+    servers,
+    name: settings.name,
+    // The default gives up after 10 tries (FACTS.md); a stream processor keeps trying.
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 500,
+    ...extra,
+  };
+  if (settings.credsFile) options.authenticator = credsAuthenticator(readFileSync(settings.credsFile));
+  if (settings.user) {
+    options.user = settings.user;
+    options.pass = settings.password;
+  }
+  if (settings.token) options.token = settings.token;
+  if (settings.tlsCaFile || settings.tlsCertFile) {
+    options.tls = { caFile: settings.tlsCaFile, certFile: settings.tlsCertFile, keyFile: settings.tlsKeyFile };
+  }
+  try {
+    return await connect(options);
+  } catch (error) {
+    throw new ConnectionError(`cannot reach NATS at ${servers.join(', ')}: ${(error as Error).message}`, { cause: error });
+  }
+}

@@ -1,0 +1,54 @@
+// Typed errors with a stable `code`, so callers branch on the code and never on message text.
+
+export type KappaErrorCode =
+  | 'PROTOCOL_GARBAGE'
+  | 'PROTOCOL_VERSION'
+  | 'PROTOCOL_SCHEMA'
+  | 'CONFIG_INVALID'
+  | 'FENCED'
+  | 'CHECKPOINT_FAILED'
+  | 'CONNECTION_FAILED'
+  | 'TOPIC_NOT_FOUND'
+  | 'TOPIC_EXISTS'
+  | 'JOB_INVALID';
+
+export class KappaError extends Error {
+  constructor(
+    readonly code: KappaErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Bytes on the wire that are not a message we understand. */
+export class ProtocolError extends KappaError {}
+
+/** Configuration (flags, env, file, job definition) that fails validation. */
+export class ConfigError extends KappaError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CONFIG_INVALID', message, options);
+  }
+}
+
+/** An action taken under an assignment epoch that is no longer current. */
+export class FencedError extends KappaError {
+  constructor(message: string) {
+    super('FENCED', message);
+  }
+}
+
+export class CheckpointError extends KappaError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CHECKPOINT_FAILED', message, options);
+  }
+}
+
+/** The NATS server named by a URL could not be reached. */
+export class ConnectionError extends KappaError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CONNECTION_FAILED', message, options);
+  }
+}

@@ -1,0 +1,7 @@
+export * from './errors.js';
+export * from './event.js';
+export * from './messages.js';
+export * from './names.js';
+export * from './partition.js';
+export * from './version.js';
+export * from './connection.js';

@@ -1,0 +1,106 @@
+// Control messages between coordinators and workers. Each is a msgpack map carrying the
+// protocol version `v: [major, minor]` and a `type`; decode validates the shape with zod at the
+// boundary so the code behind it can trust the values.
+import { Decoder, Encoder } from '@msgpack/msgpack';
+import { z } from 'zod';
+import { ProtocolError } from './errors.js';
+import { describe } from './event.js';
+import { PROTOCOL_MAJOR, PROTOCOL_MINOR } from './version.js';
+
+const name = z.string().min(1).max(64);
+
+export const TaskId = z.object({ job: name, version: name, partition: z.number().int().min(0) });
+export type TaskId = z.infer<typeof TaskId>;
+
+/** Where a new job version starts reading: the earliest event, only new events, a sequence, or a time. */
+export const StartPosition = z.union([
+  z.object({ kind: z.literal('earliest') }),
+  z.object({ kind: z.literal('latest') }),
+  z.object({ kind: z.literal('sequence'), sequence: z.number().int().min(1) }),
+  z.object({ kind: z.literal('time'), timeMs: z.number() }),
+]);
+export type StartPosition = z.infer<typeof StartPosition>;
+
+export const JobVersionRef = z.object({ job: name, version: name });
+export type JobVersionRef = z.infer<typeof JobVersionRef>;
+
+export const TaskState = z.enum(['restoring', 'running', 'releasing', 'failed']);
+
+export const TaskStatus = TaskId.extend({
+  epoch: z.number().int().min(0),
+  state: TaskState,
+  /** Last stream sequence processed. */
+  sequence: z.number().int().min(0),
+  lagMessages: z.number().int().min(0),
+  /** Watermark in ms since the epoch; null before the first event. */
+  watermark: z.number().nullable(),
+  error: z.string().optional(),
+});
+export type TaskStatus = z.infer<typeof TaskStatus>;
+
+const messageSchemas = {
+  'worker.register': z.object({
+    workerId: name,
+    /** Threads, i.e. how many tasks the worker runs at full speed at once. */
+    capacity: z.number().int().min(1),
+    carries: z.array(JobVersionRef),
+    httpUrl: z.string().optional(),
+  }),
+  'worker.heartbeat': z.object({ workerId: name, tasks: z.array(TaskStatus) }),
+  'worker.leave': z.object({ workerId: name }),
+  'task.assign': z.object({ task: TaskId, epoch: z.number().int().min(1), from: StartPosition }),
+  'task.revoke': z.object({ task: TaskId, epoch: z.number().int().min(1) }),
+  'task.released': z.object({ workerId: name, task: TaskId, epoch: z.number().int().min(1), sequence: z.number().int().min(0) }),
+  'job.start': z.object({ job: name, version: name, from: StartPosition }),
+  'job.stop': z.object({ job: name, version: name }),
+  'status.request': z.object({}),
+  'reply.ok': z.object({ detail: z.unknown().optional() }),
+  'reply.error': z.object({ code: z.string(), message: z.string() }),
+} as const;
+
+type Schemas = typeof messageSchemas;
+export type MessageType = keyof Schemas;
+export type Message = { [T in MessageType]: { type: T } & z.infer<Schemas[T]> }[MessageType];
+export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
+
+const encoder = new Encoder({ ignoreUndefined: true });
+const decoder = new Decoder();
+
+export function encodeMessage(message: Message): Uint8Array {
+  return encoder.encode({ ...message, v: [PROTOCOL_MAJOR, PROTOCOL_MINOR] });
+}
+
+/** Decodes and validates a control message; any fault is a ProtocolError saying what was found. */
+export function decodeMessage(bytes: Uint8Array): Message {
+  let decoded: unknown;
+  try {
+    decoded = decoder.decode(bytes);
+  } catch (error) {
+    throw new ProtocolError('PROTOCOL_GARBAGE', `control message is not msgpack: ${(error as Error).message}`);
+  }
+  if (typeof decoded !== 'object' || decoded === null || Array.isArray(decoded)) {
+    throw new ProtocolError('PROTOCOL_GARBAGE', `expected a control message map, found ${describe(decoded)}`);
+  }
+  const { v, type, ...body } = decoded as Record<string, unknown>;
+  if (!Array.isArray(v) || typeof v[0] !== 'number') {
+    throw new ProtocolError('PROTOCOL_SCHEMA', `control message has no protocol version 'v', found ${describe(v)}`);
+  }
+  if (v[0] !== PROTOCOL_MAJOR) {
+    throw new ProtocolError(
+      'PROTOCOL_VERSION',
+      `control message has protocol version ${v.join('.')}, this process speaks ${PROTOCOL_MAJOR}.${PROTOCOL_MINOR}`,
+    );
+  }
+  if (typeof type !== 'string' || !(type in messageSchemas)) {
+    throw new ProtocolError('PROTOCOL_SCHEMA', `unknown control message type ${JSON.stringify(type)}`);
+  }
+  const parsed = messageSchemas[type as MessageType].safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ProtocolError(
+      'PROTOCOL_SCHEMA',
+      `control message '${type}' field '${issue?.path.join('.') || '(root)'}': ${issue?.message ?? 'invalid'}`,
+    );
+  }
+  return { type, ...(parsed.data as object) } as Message;
+}

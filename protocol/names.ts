@@ -1,0 +1,64 @@
+// Every subject, stream and bucket name Kappa uses comes from this module.
+import { ConfigError } from './errors.js';
+
+/** Topic, job and version names become parts of stream and bucket names: keep them plain. */
+const NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+export function assertName(kind: string, name: string): void {
+  if (!NAME_PATTERN.test(name)) {
+    throw new ConfigError(
+      `${kind} name ${JSON.stringify(name)} is not valid: expected 1–64 characters of letters, digits, '_' or '-'`,
+    );
+  }
+}
+
+/** A key that is already a valid subject token is used as is; anything else is base64url'ed behind '~'. */
+const SAFE_TOKEN = /^[A-Za-z0-9_\-:=+@!#%&()]{1,200}$/;
+
+export function keyToken(key: string): string {
+  return SAFE_TOKEN.test(key) ? key : `~${Buffer.from(key, 'utf8').toString('base64url')}`;
+}
+
+export const subjects = {
+  /** Subject of one event: `<topic>.<partition>.<key-token>`. */
+  event: (topic: string, partition: number, key: string) => `${topic}.${partition}.${keyToken(key)}`,
+  /** Every subject of one partition. */
+  partition: (topic: string, partition: number) => `${topic}.${partition}.>`,
+  /** Events that could not be processed, with the reason in a header. */
+  deadLetter: (job: string, version: string) => `kappa.dlq.${job}.${version}`,
+  /** Events that arrived after their window was purged (DESIGN: never silently lost). */
+  lateData: (job: string, version: string) => `kappa.late.${job}.${version}`,
+  /** Window and actor outputs of a job version, for the JetStream output sink. */
+  output: (job: string, version: string) => `kappa.out.${job}.${version}`,
+  /** Control plane: workers → coordinator. */
+  workerToCoordinator: 'kappa.ctl.coordinator',
+  /** Control plane: coordinator → one worker. */
+  coordinatorToWorker: (workerId: string) => `kappa.ctl.worker.${workerId}`,
+  /** Requests answered by the leading coordinator (status, start, stop). */
+  adminRequest: (verb: string) => `kappa.admin.${verb}`,
+} as const;
+
+export const streams = {
+  /** One stream per partition: sequence numbers are the partition's offsets. */
+  partition: (topic: string, partition: number) => `KAPPA_${topic}_${partition}`,
+  /** Prefix shared by all partition streams of a topic. */
+  topicPrefix: (topic: string) => `KAPPA_${topic}_`,
+  deadLetter: 'KAPPA_DLQ',
+  lateData: 'KAPPA_LATE',
+  output: 'KAPPA_OUT',
+} as const;
+
+export const buckets = {
+  /** Topic registry: topic name → partition count, replicas. */
+  topics: 'kappa_topics',
+  /** Leader election key of the coordinators. */
+  leader: 'kappa_leader',
+  /** Job versions, assignments and epochs. */
+  cluster: 'kappa_cluster',
+  /** Committed checkpoint metadata per task. */
+  checkpoints: 'kappa_checkpoints',
+  /** Serving table of a job version. */
+  servingTable: (job: string, version: string) => `kappa_table_${job}_${version}`,
+  /** Alias: job name → the version apps read. */
+  aliases: 'kappa_aliases',
+} as const;

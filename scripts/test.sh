@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs what it needs, then build, typecheck, lint, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-nats-server.sh
+bash scripts/ensure-deps.sh
+npm run --silent typecheck
+npm run --silent lint
+npx vitest run "$@"
