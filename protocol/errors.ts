@@ -10,6 +10,7 @@ export type KappaErrorCode =
   | 'CONNECTION_FAILED'
   | 'TOPIC_NOT_FOUND'
   | 'TOPIC_EXISTS'
+  | 'PUBLISH_FAILED'
   | 'JOB_INVALID';
 
 export class KappaError extends Error {

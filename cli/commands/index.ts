@@ -1,5 +1,9 @@
 import type { Command } from 'commander';
+import { registerProduce } from './produce.js';
+import { registerTopic } from './topic.js';
 
 /** Adds every subcommand to the program; one line per command module. */
-export function registerCommands(_program: Command): void {
+export function registerCommands(program: Command): void {
+  registerTopic(program);
+  registerProduce(program);
 }

@@ -1,0 +1,195 @@
+// Topics and `kappa produce`, end to end: the built CLI as a child process against a real
+// nats-server from the harness. Expected counts are computed here from the input file.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
+import { once } from 'node:events';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fnv1a32 } from '../protocol/index.js';
+import { createTopic, deleteTopic, describeTopic, getTopic, listTopics, Producer } from '../client/index.js';
+import { startServer, stopAllServers, type NatsServer } from './harness/nats-server.js';
+
+const CLI = resolve(import.meta.dirname, '../dist/cli/main.js');
+
+let server: NatsServer & { close(): Promise<void> };
+let nc: NatsConnection;
+let dir: string;
+
+beforeAll(async () => {
+  server = await startServer();
+  nc = await connect({ servers: server.url });
+  dir = mkdtempSync(join(tmpdir(), 'kappa-produce-'));
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await stopAllServers();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+async function kappa(args: string[], url = server.url): Promise<CliResult> {
+  const child = spawn(process.execPath, [CLI, ...args, '--nats', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { code, stdout, stderr };
+}
+
+/** Partition of a key computed independently of the producer: FNV-1a-32 of its UTF-8 bytes. */
+function expectedPartition(key: string, partitions: number): number {
+  return fnv1a32(Buffer.from(key, 'utf8')) % partitions;
+}
+
+describe('kappa produce', () => {
+  it('publishes a 1,000,000-line file into 16 partitions with per-partition counts matching the key hash', async () => {
+    const partitions = 16;
+    await createTopic(nc, { name: 'orders', partitions });
+    const file = join(dir, 'orders.jsonl');
+    const expected = new Array<number>(partitions).fill(0);
+    const out = createWriteStream(file);
+    for (let index = 0; index < 1_000_000; index++) {
+      // Keys include non-ASCII and subject-unsafe ones, which take the base64url token path.
+      const key = index % 97 === 0 ? `clé ${index % 1000}` : `customer-${(index * 7919) % 100_003}`;
+      expected[expectedPartition(key, partitions)]!++;
+      const line = JSON.stringify({ customer: key, ts: 1_700_000_000_000 + index, amount: index % 500 });
+      if (!out.write(line + '\n')) await once(out, 'drain');
+    }
+    out.end();
+    await once(out, 'finish');
+
+    const result = await kappa(['produce', 'orders', '--file', file, '--key', 'customer', '--time', 'ts']);
+    expect(result.stderr).not.toContain('rejected:');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/published 1000000 events/);
+
+    const description = await describeTopic(nc, 'orders');
+    expect(description.totals.messages).toBe(1_000_000);
+    expect(description.partitionStates.map((p) => p.messages)).toEqual(expected);
+  }, 300_000);
+
+  it('publishes the good lines, lists the 5 bad line numbers on stderr and in the rejects file, and exits 3', async () => {
+    await createTopic(nc, { name: 'mixed', partitions: 4 });
+    const lines: string[] = [];
+    const bad = new Map<number, string>([
+      [3, 'this is not json'],
+      [7, JSON.stringify({ ts: 1_700_000_000_000, v: 1 })],
+      [12, JSON.stringify({ id: 'k-12', v: 1 })],
+      [15, JSON.stringify({ id: 'k-15', ts: '2024-13-01T00:00:00Z' })],
+      [20, JSON.stringify({ id: 'k-20', ts: 'yesterday' })],
+    ]);
+    let good = 0;
+    for (let lineNumber = 1; lineNumber <= 25; lineNumber++) {
+      const badLine = bad.get(lineNumber);
+      if (badLine) {
+        lines.push(badLine);
+        continue;
+      }
+      good++;
+      // Both time forms: ms and ISO-8601 with an offset.
+      const ts = lineNumber % 2 === 0 ? 1_700_000_000_000 + lineNumber : `2024-03-0${(lineNumber % 9) + 1}T10:00:00+02:00`;
+      lines.push(JSON.stringify({ id: `k-${lineNumber}`, ts, v: lineNumber }));
+    }
+    const file = join(dir, 'mixed.jsonl');
+    writeFileSync(file, lines.join('\n') + '\n');
+
+    const result = await kappa(['produce', 'mixed', '--file', file, '--key', 'id', '--time', 'ts']);
+    expect(result.code).toBe(3);
+    const listed = [...result.stderr.matchAll(/line (\d+) rejected/g)].map((match) => Number(match[1]));
+    expect(listed).toEqual([...bad.keys()]);
+    const rejects = readFileSync(`${file}.rejects`, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { line: number; input: string });
+    expect(rejects.map((reject) => reject.line)).toEqual([...bad.keys()]);
+    expect(rejects.map((reject) => reject.input)).toEqual([...bad.values()]);
+    expect((await describeTopic(nc, 'mixed')).totals.messages).toBe(good);
+  });
+
+  it('stores nothing new when the same file is produced again with the same --id', async () => {
+    await createTopic(nc, { name: 'dedup', partitions: 8 });
+    const file = join(dir, 'dedup.jsonl');
+    writeFileSync(file, Array.from({ length: 5000 }, (_, index) => JSON.stringify({ k: `key-${index % 300}`, t: index })).join('\n'));
+    const args = ['produce', 'dedup', '--file', file, '--key', 'k', '--time', 't', '--id', 'loader-1'];
+
+    expect((await kappa(args)).code).toBe(0);
+    const first = await describeTopic(nc, 'dedup');
+    expect(first.totals.messages).toBe(5000);
+
+    const again = await kappa(args);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('5000 already stored');
+    const second = await describeTopic(nc, 'dedup');
+    expect(second.totals.messages).toBe(5000);
+    expect(second.partitionStates.map((p) => p.lastSequence)).toEqual(first.partitionStates.map((p) => p.lastSequence));
+  });
+
+  it('fails a producer whose topic streams are gone instead of dropping its events', async () => {
+    await createTopic(nc, { name: 'vanishing', partitions: 2 });
+    const producer = await Producer.forTopic(nc, 'vanishing');
+    await deleteTopic(nc, 'vanishing');
+    producer.publish({ key: 'a', time: 1, value: null });
+    await expect(producer.flush()).rejects.toMatchObject({ code: 'PUBLISH_FAILED' });
+  });
+});
+
+describe('kappa topic', () => {
+  it('creates, lists, describes and deletes a topic, with first and last sequences per partition', async () => {
+    const created = await kappa(['topic', 'create', 'roundtrip', '--partitions', '3']);
+    expect(created.code).toBe(0);
+    expect((await kappa(['topic', 'create', 'roundtrip', '--partitions', '3'])).code).toBe(0);
+    const conflicting = await kappa(['topic', 'create', 'roundtrip', '--partitions', '4']);
+    expect(conflicting.code).toBe(1);
+    expect(conflicting.stderr).toContain('already exists with 3 partitions');
+    await expect(createTopic(nc, { name: 'roundtrip', partitions: 4 })).rejects.toMatchObject({ code: 'TOPIC_EXISTS' });
+
+    expect(await getTopic(nc, 'roundtrip')).toMatchObject({ partitions: 3, replicas: 1 });
+    const listed = await kappa(['topic', 'list']);
+    expect(listed.stdout).toMatch(/^roundtrip\s+3\s+1\s/m);
+    expect((await listTopics(nc)).map((topic) => topic.name)).toContain('roundtrip');
+
+    // Key → partition under P = 3, computed here; 5 events into one partition, 2 into another.
+    const keys = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
+    const byPartition = new Map<number, string[]>();
+    for (const key of keys) byPartition.set(expectedPartition(key, 3), [...(byPartition.get(expectedPartition(key, 3)) ?? []), key]);
+    const [[full, fullKeys], [partial, partialKeys]] = [...byPartition.entries()] as [[number, string[]], [number, string[]]];
+    const producer = await Producer.forTopic(nc, 'roundtrip');
+    for (let index = 0; index < 5; index++) producer.publish({ key: fullKeys[0]!, time: index, value: index });
+    for (let index = 0; index < 2; index++) producer.publish({ key: partialKeys[0]!, time: index, value: index });
+    await producer.close();
+
+    const described = await kappa(['topic', 'describe', 'roundtrip', '--json']);
+    expect(described.code).toBe(0);
+    const description = JSON.parse(described.stdout) as Awaited<ReturnType<typeof describeTopic>>;
+    expect(description.partitionStates[full]).toMatchObject({ firstSequence: 1, lastSequence: 5, messages: 5 });
+    expect(description.partitionStates[partial]).toMatchObject({ firstSequence: 1, lastSequence: 2, messages: 2 });
+    const empty = [0, 1, 2].find((partition) => partition !== full && partition !== partial)!;
+    expect(description.partitionStates[empty]).toMatchObject({ firstSequence: 0, lastSequence: 0, messages: 0 });
+    expect(description.totals.messages).toBe(7);
+    const table = await kappa(['topic', 'describe', 'roundtrip']);
+    expect(table.stdout).toMatch(/^total\s+7\s/m);
+
+    expect((await kappa(['topic', 'delete', 'roundtrip'])).code).toBe(0);
+    const gone = await kappa(['topic', 'describe', 'roundtrip']);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain('does not exist');
+    await expect(getTopic(nc, 'roundtrip')).rejects.toMatchObject({ code: 'TOPIC_NOT_FOUND' });
+  });
+
+  it('reports an unreachable server in one line naming the URL, with exit code 4', async () => {
+    const url = 'nats://127.0.0.1:1';
+    for (const args of [['topic', 'list'], ['produce', 'x', '--file', '-', '--key', 'k', '--time', 't']]) {
+      const result = await kappa(args, url);
+      expect(result.code).toBe(4);
+      expect(result.stderr.trim().split('\n')).toHaveLength(1);
+      expect(result.stderr).toContain(url);
+      expect(result.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+});
