@@ -1,0 +1,24 @@
+// Errors of the state layer, with a stable `code` like protocol's KappaError. They live here and
+// not in protocol/ because they never cross a process boundary; if one ever must, move its code
+// into protocol's KappaErrorCode.
+
+export type StateErrorCode =
+  /** A key part that the order-preserving encoding cannot represent (NaN, non-string/number). */
+  | 'STATE_KEY_INVALID'
+  /** Bytes that are not an encoding produced by encodeKey. */
+  | 'STATE_KEY_CORRUPT'
+  /** get/put on an actor key that was not activated first: a bug in the engine, not in data. */
+  | 'STATE_KEY_NOT_ACTIVE'
+  /** An operation on a TaskStore after close(). */
+  | 'STATE_CLOSED';
+
+export class StateError extends Error {
+  constructor(
+    readonly code: StateErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'StateError';
+  }
+}

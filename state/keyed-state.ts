@@ -1,0 +1,344 @@
+// Keyed state of one task: an actor-granular write-back cache over a TaskStore.
+//
+// An actor key is activated before the engine runs its events: every row of the key is loaded
+// with a prefix scan, and from then on get/put/delete are synchronous Map operations with no
+// encoding (the per-event path). Changes are written back in one RocksDB batch at flush(), which
+// the engine calls at each checkpoint; the JetStream log covers everything after it. Like Kafka
+// Streams' caching store in front of RocksDB, but the unit of caching is the actor key, so an
+// active actor never misses.
+//
+// A row is addressed by (key, namespace, subKey) and stored under
+// encodeKey([key, namespace, ...subKey]): all rows of a key share the prefix encodeKey([key]).
+import { StateError } from './errors.js';
+import { decodeKey, encodeKey, type KeyPart } from './key-encoding.js';
+import type { StateRow, TaskStore } from './task-store.js';
+
+export type SubKey = KeyPart | readonly KeyPart[];
+
+export interface KeyedStateOptions {
+  /** Clean keys beyond this are dropped from memory by evict(), least recently activated first. */
+  maxActiveKeys?: number;
+}
+
+export interface FlushResult {
+  puts: number;
+  deletes: number;
+  /** Bytes of keys and values written to RocksDB. */
+  bytes: number;
+}
+
+const DEFAULT_MAX_ACTIVE_KEYS = 100_000;
+/** Prefix scans in flight during one activate(): enough to keep the native thread pool busy. */
+const ACTIVATION_SCANS_IN_FLIGHT = 64;
+
+class StateRowEntry {
+  /** Set while the row has a change not yet written by flush(). */
+  dirty = false;
+  /** A delete waiting for flush(); the entry stays so a later put reuses it. */
+  deleted = false;
+
+  constructor(
+    readonly actor: ActiveActor,
+    readonly namespace: string,
+    readonly subKey: SubKey,
+    public value: unknown,
+    /** Whether RocksDB holds the row as of the last flush: a delete of an unstored row writes nothing. */
+    public stored: boolean,
+  ) {}
+}
+
+/**
+ * Rows of one namespace of one actor. Scalar subKeys are Map keys as they are (Map tells 1 from
+ * "1", and treats -0 as 0 as the key encoding does); composite subKeys get a string identity.
+ */
+class NamespaceRows {
+  readonly scalar = new Map<KeyPart, StateRowEntry>();
+  composite: Map<string, StateRowEntry> | undefined;
+}
+
+class ActiveActor {
+  readonly namespaces = new Map<string, NamespaceRows>();
+  dirtyRows = 0;
+
+  constructor(readonly key: string) {}
+}
+
+export class KeyedState {
+  private readonly maxActiveKeys: number;
+  /** Active actors in activation order (Map keeps insertion order): the front is evicted first. */
+  private readonly actors = new Map<string, ActiveActor>();
+  private dirty: StateRowEntry[] = [];
+  private flushing = false;
+
+  constructor(
+    private readonly store: TaskStore,
+    options: KeyedStateOptions = {},
+  ) {
+    this.maxActiveKeys = options.maxActiveKeys ?? DEFAULT_MAX_ACTIVE_KEYS;
+  }
+
+  get activeKeys(): number {
+    return this.actors.size;
+  }
+
+  get dirtyRows(): number {
+    return this.dirty.length;
+  }
+
+  /**
+   * Loads every row of each key not yet active, with one batch of prefix scans; afterwards
+   * get/put on those keys are synchronous. Keys already active move to the back of the eviction
+   * order, so a key used in every batch stays resident.
+   */
+  async activate(keys: Iterable<string>): Promise<void> {
+    const toLoad = new Set<string>();
+    for (const key of keys) {
+      const actor = this.actors.get(key);
+      if (actor !== undefined) {
+        this.actors.delete(key);
+        this.actors.set(key, actor);
+      } else {
+        toLoad.add(key);
+      }
+    }
+    if (toLoad.size === 0) return;
+    const unique = [...toLoad];
+
+    const loaded = new Array<StateRow[]>(unique.length);
+    let next = 0;
+    const scanWorker = async (): Promise<void> => {
+      while (next < unique.length) {
+        const index = next++;
+        loaded[index] = await this.store.scanPrefix(encodeKey([unique[index]!]));
+      }
+    };
+    const workers: Array<Promise<void>> = [];
+    for (let i = 0; i < Math.min(ACTIVATION_SCANS_IN_FLIGHT, unique.length); i++) workers.push(scanWorker());
+    await Promise.all(workers);
+
+    for (let i = 0; i < unique.length; i++) {
+      const key = unique[i]!;
+      // A concurrent activate() may have installed the key while we scanned, and the engine may
+      // have written to it since: never overwrite a resident actor.
+      if (this.actors.has(key)) continue;
+      const actor = new ActiveActor(key);
+      for (const [rowKey, value] of loaded[i]!) {
+        const parts = decodeRowKey(rowKey, key);
+        const namespace = parts[1] as string;
+        const subKey: SubKey = parts.length === 3 ? parts[2]! : parts.slice(2);
+        const rows = namespaceRows(actor, namespace);
+        const entry = new StateRowEntry(actor, namespace, subKey, value, true);
+        if (typeof subKey === 'object') (rows.composite ??= new Map()).set(compositeIdentity(subKey), entry);
+        else rows.scalar.set(subKey, entry);
+      }
+      this.actors.set(key, actor);
+    }
+  }
+
+  isActive(key: string): boolean {
+    return this.actors.has(key);
+  }
+
+  get(key: string, namespace: string, subKey: SubKey): unknown | undefined {
+    const entry = findEntry(this.activeActor(key), namespace, subKey);
+    return entry === undefined || entry.deleted ? undefined : entry.value;
+  }
+
+  /** Sets a row; the value is kept by reference until flush() encodes it with msgpack. */
+  put(key: string, namespace: string, subKey: SubKey, value: unknown): void {
+    const actor = this.activeActor(key);
+    const rows = namespaceRows(actor, namespace);
+    let entry: StateRowEntry | undefined;
+    if (typeof subKey === 'object' && subKey.length !== 1) {
+      const identity = compositeIdentity(subKey);
+      entry = (rows.composite ??= new Map()).get(identity);
+      if (entry === undefined) {
+        entry = new StateRowEntry(actor, namespace, [...subKey], value, false);
+        rows.composite.set(identity, entry);
+      }
+    } else {
+      const scalar = typeof subKey === 'object' ? subKey[0]! : subKey;
+      entry = rows.scalar.get(scalar);
+      if (entry === undefined) {
+        if (typeof scalar !== 'string' && (typeof scalar !== 'number' || scalar !== scalar)) {
+          throw new StateError('STATE_KEY_INVALID', `subKey of ${key}/${namespace} must be a string or a number other than NaN`);
+        }
+        entry = new StateRowEntry(actor, namespace, scalar, value, false);
+        rows.scalar.set(scalar, entry);
+      }
+    }
+    entry.value = value;
+    entry.deleted = false;
+    this.markDirty(entry);
+  }
+
+  delete(key: string, namespace: string, subKey: SubKey): void {
+    const entry = findEntry(this.activeActor(key), namespace, subKey);
+    // All rows of an active key are in memory, so a row we do not hold is not in RocksDB either.
+    if (entry === undefined || entry.deleted) return;
+    entry.deleted = true;
+    entry.value = undefined;
+    this.markDirty(entry);
+  }
+
+  /** Rows of one namespace of an active key, in no particular order. */
+  *entries(key: string, namespace: string): IterableIterator<[SubKey, unknown]> {
+    const rows = this.activeActor(key).namespaces.get(namespace);
+    if (rows === undefined) return;
+    for (const entry of rows.scalar.values()) if (!entry.deleted) yield [entry.subKey, entry.value];
+    if (rows.composite === undefined) return;
+    for (const entry of rows.composite.values()) if (!entry.deleted) yield [entry.subKey, entry.value];
+  }
+
+  /**
+   * Writes every dirty row in one write batch; returns counts and bytes written.
+   *
+   * Incremental checkpoints hook in here: `puts` and `deletes` below are exactly the rows changed
+   * since the previous flush, and the engine flushes once per checkpoint. A delta checkpoint will
+   * receive them (e.g. a `changes` callback given to the constructor, called with the encoded
+   * puts and deletes once the write has landed) instead of iterating the whole store.
+   */
+  async flush(): Promise<FlushResult> {
+    if (this.dirty.length === 0) return { puts: 0, deletes: 0, bytes: 0 };
+    const flushed = this.dirty;
+    this.dirty = [];
+    const puts: StateRow[] = [];
+    const deletes: Uint8Array[] = [];
+    const putEntries: StateRowEntry[] = [];
+    const deleteEntries: StateRowEntry[] = [];
+    for (const entry of flushed) {
+      entry.dirty = false;
+      entry.actor.dirtyRows--;
+      if (!entry.deleted) {
+        puts.push([encodeRowKey(entry), entry.value]);
+        putEntries.push(entry);
+      } else if (entry.stored) {
+        deletes.push(encodeRowKey(entry));
+        deleteEntries.push(entry);
+      } else {
+        dropEntry(entry); // created and deleted between two flushes: RocksDB never saw it
+      }
+    }
+
+    // Rows changed while the batch is written are dirty again and go into the next flush. evict()
+    // waits meanwhile: RocksDB does not hold these rows until the write lands, so an evicted and
+    // re-activated key would read stale rows.
+    this.flushing = true;
+    let bytes: number;
+    try {
+      bytes = await this.store.write(puts, deletes);
+    } catch (error) {
+      for (const entry of putEntries) this.markDirty(entry);
+      for (const entry of deleteEntries) this.markDirty(entry);
+      throw error;
+    } finally {
+      this.flushing = false;
+    }
+
+    for (const entry of putEntries) entry.stored = true;
+    for (const entry of deleteEntries) {
+      entry.stored = false;
+      if (entry.deleted && !entry.dirty) dropEntry(entry);
+    }
+    return { puts: puts.length, deletes: deletes.length, bytes };
+  }
+
+  /**
+   * Deactivates least-recently-activated clean keys beyond maxActiveKeys (never drops dirty rows).
+   * `isPinned` keeps keys the engine still needs resident (open windows, pending timers).
+   */
+  evict(isPinned?: (key: string) => boolean): void {
+    if (this.flushing) return;
+    let excess = this.actors.size - this.maxActiveKeys;
+    if (excess <= 0) return;
+    for (const [key, actor] of this.actors) {
+      if (excess <= 0) break;
+      if (actor.dirtyRows > 0 || isPinned?.(key) === true) continue;
+      this.actors.delete(key);
+      excess--;
+    }
+  }
+
+  private activeActor(key: string): ActiveActor {
+    const actor = this.actors.get(key);
+    if (actor === undefined) {
+      throw new StateError('STATE_KEY_NOT_ACTIVE', `actor key ${JSON.stringify(key)} is not active: activate() it before get/put`);
+    }
+    return actor;
+  }
+
+  private markDirty(entry: StateRowEntry): void {
+    if (entry.dirty) return;
+    entry.dirty = true;
+    entry.actor.dirtyRows++;
+    this.dirty.push(entry);
+  }
+}
+
+function findEntry(actor: ActiveActor, namespace: string, subKey: SubKey): StateRowEntry | undefined {
+  const rows = actor.namespaces.get(namespace);
+  if (rows === undefined) return undefined;
+  if (typeof subKey !== 'object') return rows.scalar.get(subKey);
+  // A one-part composite is the same row as its scalar: their byte encodings are equal.
+  if (subKey.length === 1) return rows.scalar.get(subKey[0]!);
+  return rows.composite?.get(compositeIdentity(subKey));
+}
+
+/** Forgets a deleted row once RocksDB no longer holds it. */
+function dropEntry(entry: StateRowEntry): void {
+  const rows = entry.actor.namespaces.get(entry.namespace);
+  if (rows === undefined) return;
+  if (typeof entry.subKey === 'object') {
+    const identity = compositeIdentity(entry.subKey);
+    if (rows.composite?.get(identity) === entry) rows.composite.delete(identity);
+  } else if (rows.scalar.get(entry.subKey) === entry) {
+    rows.scalar.delete(entry.subKey);
+  }
+}
+
+function encodeRowKey(entry: StateRowEntry): Uint8Array {
+  const subKey = entry.subKey;
+  return typeof subKey === 'object'
+    ? encodeKey([entry.actor.key, entry.namespace, ...subKey])
+    : encodeKey([entry.actor.key, entry.namespace, subKey]);
+}
+
+function decodeRowKey(rowKey: Uint8Array, key: string): KeyPart[] {
+  const parts = decodeKey(rowKey);
+  if (parts.length < 2 || parts[0] !== key || typeof parts[1] !== 'string') {
+    throw new StateError('STATE_KEY_CORRUPT', `row under actor key ${JSON.stringify(key)} is not (key, namespace, ...subKey): ${JSON.stringify(parts)}`);
+  }
+  return parts;
+}
+
+function namespaceRows(actor: ActiveActor, namespace: string): NamespaceRows {
+  let rows = actor.namespaces.get(namespace);
+  if (rows === undefined) {
+    rows = new NamespaceRows();
+    actor.namespaces.set(namespace, rows);
+  }
+  return rows;
+}
+
+/**
+ * A string naming a composite subKey uniquely: numbers print without quotes (String(-0) is "0",
+ * as in the key encoding), strings as JSON with quotes, so the comma separator is unambiguous.
+ * One-part composites never get here: they are the same row as their scalar (see findEntry).
+ */
+function compositeIdentity(subKey: readonly KeyPart[]): string {
+  let identity = '';
+  for (let i = 0; i < subKey.length; i++) {
+    const part = subKey[i]!;
+    if (i > 0) identity += ',';
+    if (typeof part === 'number') {
+      if (part !== part) throw new StateError('STATE_KEY_INVALID', 'a subKey part is NaN');
+      identity += String(part);
+    } else if (typeof part === 'string') {
+      identity += JSON.stringify(part);
+    } else {
+      throw new StateError('STATE_KEY_INVALID', `a subKey part must be a string or a number, found ${typeof part}`);
+    }
+  }
+  return identity;
+}
+

@@ -1,0 +1,205 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { KeyedState, type SubKey } from '../state/keyed-state.js';
+import { TaskStore } from '../state/task-store.js';
+import { StateError } from '../state/errors.js';
+
+const dirs: string[] = [];
+const stores: TaskStore[] = [];
+
+async function openStore(dir?: string): Promise<TaskStore> {
+  if (dir === undefined) {
+    dir = await mkdtemp(join(tmpdir(), 'kappa-state-test-'));
+    dirs.push(dir);
+  }
+  const store = await TaskStore.open(dir);
+  stores.push(store);
+  return store;
+}
+
+afterEach(async () => {
+  for (const store of stores.splice(0)) await store.close();
+  for (const dir of dirs.splice(0)) await TaskStore.destroy(dir);
+});
+
+function sortedEntries(state: KeyedState, key: string, namespace: string): Array<[SubKey, unknown]> {
+  return [...state.entries(key, namespace)].sort((a, b) => JSON.stringify(a[0]).localeCompare(JSON.stringify(b[0])));
+}
+
+describe('KeyedState', () => {
+  it('throws for get or put on a key that was not activated', async () => {
+    const state = new KeyedState(await openStore());
+    expect(() => state.get('user-1', 'count', 0)).toThrow(StateError);
+    expect(() => state.put('user-1', 'count', 0, 1)).toThrow(StateError);
+    await state.activate(['user-1']);
+    expect(state.isActive('user-1')).toBe(true);
+    expect(state.get('user-1', 'count', 0)).toBeUndefined();
+  });
+
+  it('loads the same rows after the store is closed, reopened and the key activated', async () => {
+    const store = await openStore();
+    const state = new KeyedState(store);
+    await state.activate(['user-1', 'user-2']);
+    state.put('user-1', 'count', 0, 41);
+    state.put('user-1', 'profile', 'name', { first: 'Ada' });
+    state.put('user-1', 'window', [1_000, 'sum'], 7.5);
+    state.put('user-1', 'window', [2_000, 'sum'], -3);
+    state.put('user-2', 'count', 0, 1);
+    state.put('user-1', 'count', 0, 42);
+    expect(await state.flush()).toMatchObject({ puts: 5, deletes: 0 });
+    await store.close();
+
+    const reopened = new KeyedState(await openStore(store.dir));
+    await reopened.activate(['user-1']);
+    expect(reopened.activeKeys).toBe(1);
+    expect(reopened.get('user-1', 'count', 0)).toBe(42);
+    expect(reopened.get('user-1', 'profile', 'name')).toEqual({ first: 'Ada' });
+    expect(reopened.get('user-1', 'window', [1_000, 'sum'])).toBe(7.5);
+    expect(sortedEntries(reopened, 'user-1', 'window')).toEqual([
+      [[1_000, 'sum'], 7.5],
+      [[2_000, 'sum'], -3],
+    ]);
+    expect(reopened.isActive('user-2')).toBe(false);
+  });
+
+  it('counts puts, deletes and bytes per flush and writes nothing for a row created and deleted between flushes', async () => {
+    const state = new KeyedState(await openStore());
+    await state.activate(['k']);
+    state.put('k', 'n', 1, 'a');
+    state.put('k', 'n', 2, 'b');
+    state.put('k', 'n', 1, 'a2'); // same row: still one put
+    expect(state.dirtyRows).toBe(2);
+    const first = await state.flush();
+    expect(first).toMatchObject({ puts: 2, deletes: 0 });
+    expect(first.bytes).toBeGreaterThan(0);
+    expect(state.dirtyRows).toBe(0);
+
+    state.delete('k', 'n', 1);
+    state.put('k', 'n', 3, 'c');
+    state.delete('k', 'n', 3);
+    state.delete('k', 'n', 99); // never existed
+    expect(await state.flush()).toMatchObject({ puts: 0, deletes: 1 });
+    expect(await state.flush()).toEqual({ puts: 0, deletes: 0, bytes: 0 });
+    expect(sortedEntries(state, 'k', 'n')).toEqual([[2, 'b']]);
+  });
+
+  it('treats a one-part subKey array as the same row as its scalar', async () => {
+    const state = new KeyedState(await openStore());
+    await state.activate(['k']);
+    state.put('k', 'n', ['x'], 1);
+    expect(state.get('k', 'n', 'x')).toBe(1);
+    state.put('k', 'n', 'x', 2);
+    expect(await state.flush()).toMatchObject({ puts: 1 });
+    expect(state.get('k', 'n', ['x'])).toBe(2);
+    // 1 and "1" are different rows.
+    state.put('k', 'n', 1, 'number');
+    state.put('k', 'n', '1', 'string');
+    expect(state.get('k', 'n', 1)).toBe('number');
+    expect(state.get('k', 'n', '1')).toBe('string');
+  });
+
+  it('evicts least recently activated clean keys beyond maxActiveKeys and never a key with dirty rows', async () => {
+    const store = await openStore();
+    const state = new KeyedState(store, { maxActiveKeys: 2 });
+    await state.activate(['a', 'b', 'c', 'd']);
+    state.put('a', 'n', 0, 'dirty a');
+    await state.activate(['b']); // b is now the most recently activated
+    state.evict();
+    expect(state.activeKeys).toBe(2);
+    expect(state.isActive('a')).toBe(true); // dirty: kept although oldest
+    expect(state.isActive('b')).toBe(true);
+    expect(state.isActive('c')).toBe(false);
+    expect(state.isActive('d')).toBe(false);
+    expect(state.get('a', 'n', 0)).toBe('dirty a');
+
+    await state.flush();
+    await state.activate(['c']);
+    state.evict((key) => key === 'a'); // a, now clean and oldest, is pinned by the engine: b goes
+    expect([state.isActive('a'), state.isActive('b'), state.isActive('c')]).toEqual([true, false, true]);
+    await state.activate(['d']);
+    state.evict();
+    expect([state.isActive('a'), state.isActive('c'), state.isActive('d')]).toEqual([false, true, true]);
+    await state.activate(['a']);
+    expect(state.get('a', 'n', 0)).toBe('dirty a');
+  });
+
+  it('keeps a row changed while a flush is being written dirty for the next flush', async () => {
+    const state = new KeyedState(await openStore());
+    await state.activate(['k']);
+    state.put('k', 'n', 0, 1);
+    const flushing = state.flush();
+    state.put('k', 'n', 0, 2);
+    state.delete('k', 'n', 0);
+    state.put('k', 'n', 0, 3);
+    await flushing;
+    expect(state.dirtyRows).toBe(1);
+    expect(await state.flush()).toMatchObject({ puts: 1 });
+    expect(state.get('k', 'n', 0)).toBe(3);
+  });
+
+  it('equals a plain Map model after random puts, deletes, flushes, evictions and a reopen', async () => {
+    const keys = ['a', 'b', 'c', 'a-'];
+    const namespaces = ['count', 'window'];
+    const subKey: fc.Arbitrary<SubKey> = fc.oneof(
+      fc.integer({ min: -3, max: 3 }),
+      fc.constantFrom('x', 'y', ''),
+      fc.tuple(fc.integer({ min: 0, max: 2 }), fc.constantFrom('sum', 'max')),
+    );
+    const operation = fc.oneof(
+      fc.record({ kind: fc.constant('put' as const), key: fc.constantFrom(...keys), namespace: fc.constantFrom(...namespaces), subKey, value: fc.oneof(fc.integer(), fc.string(), fc.array(fc.double({ noNaN: true }), { maxLength: 3 })) }),
+      fc.record({ kind: fc.constant('delete' as const), key: fc.constantFrom(...keys), namespace: fc.constantFrom(...namespaces), subKey }),
+      fc.constant({ kind: 'flush' as const }),
+      fc.constant({ kind: 'evict' as const }),
+    );
+
+    await fc.assert(
+      fc.asyncProperty(fc.array(operation, { maxLength: 60 }), async (operations) => {
+        const dir = await mkdtemp(join(tmpdir(), 'kappa-state-test-'));
+        dirs.push(dir);
+        let store = await TaskStore.open(dir);
+        const state = new KeyedState(store, { maxActiveKeys: 1 });
+        const model = new Map<string, unknown>();
+        const rowId = (key: string, namespace: string, sub: SubKey) => JSON.stringify([key, namespace, sub]);
+        try {
+          for (const op of operations) {
+            if (op.kind === 'flush') await state.flush();
+            else if (op.kind === 'evict') state.evict();
+            else {
+              await state.activate([op.key]);
+              if (op.kind === 'put') {
+                state.put(op.key, op.namespace, op.subKey, op.value);
+                model.set(rowId(op.key, op.namespace, op.subKey), op.value);
+              } else {
+                state.delete(op.key, op.namespace, op.subKey);
+                model.delete(rowId(op.key, op.namespace, op.subKey));
+              }
+            }
+          }
+          await state.flush();
+        } finally {
+          await store.close();
+        }
+
+        store = await TaskStore.open(dir);
+        try {
+          const reopened = new KeyedState(store);
+          await reopened.activate(keys);
+          const actual = new Map<string, unknown>();
+          for (const key of keys) {
+            for (const namespace of namespaces) {
+              for (const [sub, value] of reopened.entries(key, namespace)) actual.set(rowId(key, namespace, sub), value);
+            }
+          }
+          expect(actual).toEqual(model);
+        } finally {
+          await store.close();
+          await TaskStore.destroy(dir);
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
