@@ -130,6 +130,19 @@ describe('kappa produce', () => {
     expect(second.partitionStates.map((p) => p.lastSequence)).toEqual(first.partitionStates.map((p) => p.lastSequence));
   });
 
+  it('resends publishes whose ack timed out with the same message id, so each event is stored once', async () => {
+    await createTopic(nc, { name: 'stalled', partitions: 4 });
+    const producer = await Producer.forTopic(nc, 'stalled', { ackTimeoutMs: 200, maxAttempts: 50 });
+    server.pause();
+    for (let index = 0; index < 2000; index++) producer.publish({ key: `k-${index % 50}`, time: index, value: index });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    server.resume();
+    const stats = await producer.close();
+    expect(stats.retries).toBeGreaterThan(0);
+    expect(stats.acknowledged).toBe(2000);
+    expect((await describeTopic(nc, 'stalled')).totals.messages).toBe(2000);
+  });
+
   it('fails a producer whose topic streams are gone instead of dropping its events', async () => {
     await createTopic(nc, { name: 'vanishing', partitions: 2 });
     const producer = await Producer.forTopic(nc, 'vanishing');
