@@ -1,2 +1,9 @@
-// The public surface: what a job module imports from 'kappa-runtime'.
-export {};
+// The public surface: what a job module imports from 'kappa-runtime'. Everything else is
+// internal. A job module may also import nothing and export a plain object.
+export { defineJob } from './worker/job.js';
+export type { JobDefinition, AggregateFunction, ActorHandlers, SinkKind } from './worker/job.js';
+export type { ActorContext, ValueState, MapState, TimerInfo, TimerDomain } from './worker/actor-context.js';
+export type { Duration, Window, WindowKind, Output, LateRecord, DeadLetter, DeadLetterReason } from './worker/types.js';
+export { tumblingWindow } from './worker/window/tumbling.js';
+export { hoppingWindows } from './worker/window/hopping.js';
+export { partitionOf } from './protocol/partition.js';

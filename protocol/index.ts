@@ -5,3 +5,4 @@ export * from './names.js';
 export * from './partition.js';
 export * from './version.js';
 export * from './connection.js';
+export * from './serving-table.js';

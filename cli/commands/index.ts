@@ -1,9 +1,15 @@
 import type { Command } from 'commander';
 import { registerProduce } from './produce.js';
 import { registerTopic } from './topic.js';
+import { registerRun } from './run.js';
+import { registerView } from './view.js';
+import { registerWorker } from './worker.js';
 
 /** Adds every subcommand to the program; one line per command module. */
 export function registerCommands(program: Command): void {
   registerTopic(program);
   registerProduce(program);
+  registerWorker(program);
+  registerRun(program);
+  registerView(program);
 }

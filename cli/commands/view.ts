@@ -1,0 +1,80 @@
+// `kappa view JOB [--version V] [--key K] [--json]`: prints a job version's serving table.
+import type { Command } from 'commander';
+import { Kvm } from '@nats-io/kv';
+import { buckets, connectNats, decodeRow, KappaError, kvKeyToken } from '../../protocol/index.js';
+import { addNatsOptions, natsSettingsFrom, type NatsFlags } from '../nats-options.js';
+import { toViewRow, type ViewRow } from '../view-row.js';
+
+interface ViewFlags extends NatsFlags {
+  version?: string;
+  key?: string;
+  json?: boolean;
+}
+
+export function registerView(program: Command): void {
+  addNatsOptions(
+    program
+      .command('view')
+      .description("print a job version's serving table")
+      .argument('<job>', 'job name')
+      .option('--version <version>', 'job version (default: the only version with a table)')
+      .option('--key <key>', 'only the rows of this key')
+      .option('--json', 'one JSON object per line: {"key","start","end","value"}'),
+  ).action(async (job: string, flags: ViewFlags) => {
+    const nc = await connectNats(natsSettingsFrom(flags));
+    try {
+      const kvm = new Kvm(nc);
+      const version = flags.version ?? (await onlyVersion(kvm, job));
+      const bucket = buckets.servingTable(job, version);
+      let kv;
+      try {
+        kv = await kvm.open(bucket);
+        await kv.status();
+      } catch {
+        throw new KappaError('TOPIC_NOT_FOUND', `job '${job}' version '${version}' has no serving table (bucket ${bucket})`);
+      }
+      const filter = flags.key === undefined ? '>' : kvKeyToken(flags.key);
+      const names: string[] = [];
+      for await (const name of await kv.keys(flags.key === undefined ? '>' : [filter, `${filter}.>`])) names.push(name);
+      const rows: ViewRow[] = [];
+      for (const name of names) {
+        const entry = await kv.get(name);
+        if (entry && entry.operation === 'PUT') rows.push(toViewRow(decodeRow(entry.value)));
+      }
+      rows.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : (a.start ?? 0) - (b.start ?? 0)));
+      if (flags.json) {
+        for (const row of rows) process.stdout.write(JSON.stringify(row) + '\n');
+      } else {
+        printTable(rows);
+      }
+    } finally {
+      await nc.close();
+    }
+  });
+}
+
+async function onlyVersion(kvm: Kvm, job: string): Promise<string> {
+  const prefix = buckets.servingTable(job, '');
+  const versions: string[] = [];
+  for await (const status of kvm.list()) {
+    if (status.bucket.startsWith(prefix)) versions.push(status.bucket.slice(prefix.length));
+  }
+  if (versions.length === 1) return versions[0]!;
+  if (versions.length === 0) throw new KappaError('TOPIC_NOT_FOUND', `job '${job}' has no serving table yet`);
+  throw new KappaError('CONFIG_INVALID', `job '${job}' has tables for versions ${versions.join(', ')}: choose one with --version`);
+}
+
+function printTable(rows: readonly ViewRow[]): void {
+  const windowed = rows.some((row) => row.start !== undefined);
+  const header = windowed ? ['key', 'start', 'end', 'value'] : ['key', 'value'];
+  const body = rows.map((row) =>
+    windowed
+      ? [row.key, new Date(row.start!).toISOString(), new Date(row.end!).toISOString(), JSON.stringify(row.value)]
+      : [row.key, JSON.stringify(row.value)],
+  );
+  const widths = header.map((title, column) => Math.max(title.length, ...body.map((cells) => cells[column]!.length)));
+  const line = (cells: string[]) => cells.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd();
+  console.log(line(header));
+  for (const cells of body) console.log(line(cells));
+  console.error(`${rows.length} rows`);
+}

@@ -1,0 +1,179 @@
+// What an actor handler sees: its key, keyed state (value and map), event- and processing-time
+// timers, the watermark, and emit. One context object per task is reused for every event; a
+// handler that throws has its state writes, timers and emits undone before it is retried.
+import type { KeyedState } from '../state/keyed-state.js';
+import type { Output } from './types.js';
+
+export type TimerDomain = 'event-time' | 'processing-time';
+
+export interface TimerInfo {
+  domain: TimerDomain;
+  /** When it was due: an event time for event-time timers, a wall-clock time otherwise. */
+  timeMs: number;
+  tag: string;
+}
+
+export interface ValueState<T = unknown> {
+  get(): T | undefined;
+  set(value: T): void;
+  clear(): void;
+}
+
+export interface MapState<V = unknown> {
+  get(mapKey: string): V | undefined;
+  set(mapKey: string, value: V): void;
+  delete(mapKey: string): void;
+  entries(): Array<[string, V]>;
+}
+
+export interface ActorContext {
+  readonly key: string;
+  /** Event time of the event being handled (or the timer's time). */
+  readonly eventTimeMs: number;
+  /** The task's watermark before this event. */
+  readonly watermarkMs: number;
+  readonly partition: number;
+  /** Processing time (the injected clock). */
+  now(): number;
+  value<T = unknown>(name: string): ValueState<T>;
+  map<V = unknown>(name: string): MapState<V>;
+  /** Calls onTimer once the watermark reaches timeMs (Flink: fires when wm >= timestamp). */
+  setEventTimeTimer(timeMs: number, tag?: string): void;
+  /** Calls onTimer once the clock reaches timeMs. */
+  setProcessingTimeTimer(timeMs: number, tag?: string): void;
+  deleteTimer(domain: TimerDomain, timeMs: number, tag?: string): void;
+  /** Upserts the row `row` (default: the key's own row) of the serving table. */
+  emit(value: unknown, options?: { row?: string }): void;
+}
+
+export const TIMER_NAMESPACE = 't';
+const VALUE_PREFIX = 'v:';
+const MAP_PREFIX = 'm:';
+
+interface UndoEntry {
+  namespace: string;
+  subKey: string;
+  previous: unknown;
+}
+
+export interface TimerRequest {
+  key: string;
+  domain: TimerDomain;
+  timeMs: number;
+  tag: string;
+  cancel: boolean;
+}
+
+/** The reusable context; the task sets the current key and event before each handler call. */
+export class TaskActorContext implements ActorContext {
+  key = '';
+  eventTimeMs = 0;
+  watermarkMs = -Infinity;
+  /** Base of output revisions: the stream sequence being handled (monotonic per partition). */
+  sequence = 0;
+  private emitsThisSequence = 0;
+  private readonly undo: UndoEntry[] = [];
+  readonly timerRequests: TimerRequest[] = [];
+  private readonly values = new Map<string, ValueState>();
+  private readonly maps = new Map<string, MapState>();
+
+  constructor(
+    private readonly state: KeyedState,
+    private readonly job: { name: string; version: string },
+    readonly partition: number,
+    private readonly outputs: Output[],
+    readonly now: () => number,
+  ) {}
+
+  /** Starts one handler attempt for a key. */
+  begin(key: string, eventTimeMs: number, watermarkMs: number, sequence: number): void {
+    this.key = key;
+    this.eventTimeMs = eventTimeMs;
+    this.watermarkMs = watermarkMs;
+    if (sequence !== this.sequence) this.emitsThisSequence = 0;
+    this.sequence = sequence;
+    this.undo.length = 0;
+    this.timerRequests.length = 0;
+    this.outputsMark = this.outputs.length;
+    this.emitsMark = this.emitsThisSequence;
+  }
+  private outputsMark = 0;
+  private emitsMark = 0;
+
+  /** Undoes every write, timer and emit of the attempt that just threw. */
+  rollback(): void {
+    for (let index = this.undo.length - 1; index >= 0; index--) {
+      const entry = this.undo[index]!;
+      if (entry.previous === undefined) this.state.delete(this.key, entry.namespace, entry.subKey);
+      else this.state.put(this.key, entry.namespace, entry.subKey, entry.previous);
+    }
+    this.undo.length = 0;
+    this.timerRequests.length = 0;
+    this.outputs.length = this.outputsMark;
+    this.emitsThisSequence = this.emitsMark;
+  }
+
+  private write(namespace: string, subKey: string, value: unknown): void {
+    this.undo.push({ namespace, subKey, previous: this.state.get(this.key, namespace, subKey) });
+    if (value === undefined) this.state.delete(this.key, namespace, subKey);
+    else this.state.put(this.key, namespace, subKey, value);
+  }
+
+  value<T = unknown>(name: string): ValueState<T> {
+    let handle = this.values.get(name);
+    if (!handle) {
+      const namespace = VALUE_PREFIX + name;
+      handle = {
+        get: () => this.state.get(this.key, namespace, ''),
+        set: (value: unknown) => this.write(namespace, '', value),
+        clear: () => this.write(namespace, '', undefined),
+      };
+      this.values.set(name, handle);
+    }
+    return handle as ValueState<T>;
+  }
+
+  map<V = unknown>(name: string): MapState<V> {
+    let handle = this.maps.get(name);
+    if (!handle) {
+      const namespace = MAP_PREFIX + name;
+      handle = {
+        get: (mapKey: string) => this.state.get(this.key, namespace, mapKey),
+        set: (mapKey: string, value: unknown) => this.write(namespace, mapKey, value),
+        delete: (mapKey: string) => this.write(namespace, mapKey, undefined),
+        entries: () => [...this.state.entries(this.key, namespace)].map(([subKey, value]) => [String(subKey), value]),
+      };
+      this.maps.set(name, handle);
+    }
+    return handle as MapState<V>;
+  }
+
+  setEventTimeTimer(timeMs: number, tag = ''): void {
+    this.timerRequests.push({ key: this.key, domain: 'event-time', timeMs, tag, cancel: false });
+  }
+
+  setProcessingTimeTimer(timeMs: number, tag = ''): void {
+    this.timerRequests.push({ key: this.key, domain: 'processing-time', timeMs, tag, cancel: false });
+  }
+
+  deleteTimer(domain: TimerDomain, timeMs: number, tag = ''): void {
+    this.timerRequests.push({ key: this.key, domain, timeMs, tag, cancel: true });
+  }
+
+  emit(value: unknown, options?: { row?: string }): void {
+    const row = options?.row;
+    const id = row === undefined ? `${this.job.name}/${this.job.version}/${this.key}` : `${this.job.name}/${this.job.version}/${this.key}/${row}`;
+    // Revision: the stream sequence, then the emit's place within it, so a newer event's
+    // output always has the higher revision and a replay reproduces the same revisions.
+    this.emitsThisSequence++;
+    this.outputs.push({
+      id,
+      job: this.job.name,
+      version: this.job.version,
+      key: row === undefined ? this.key : `${this.key}/${row}`,
+      value,
+      revision: this.sequence * 1024 + this.emitsThisSequence,
+      kind: 'update',
+    });
+  }
+}

@@ -1,0 +1,44 @@
+// `kappa worker --standalone`: one process consumes every partition of its job's topic, one task
+// per partition, without a coordinator.
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import type { Clock } from './clock.js';
+import type { JobSpec } from './job.js';
+import type { WorkerMetrics } from './metrics.js';
+import { JobSinks } from './sinks.js';
+import { TaskRunner, type TaskProgress } from './task-runner.js';
+import { topicPartitions } from './topic-registry.js';
+
+export interface StandaloneWorkerOptions {
+  nc: NatsConnection;
+  job: JobSpec;
+  stateDir: string;
+  clock: Clock;
+  logger: Logger;
+  metrics: WorkerMetrics;
+  batchMessages?: number;
+}
+
+export class StandaloneWorker {
+  private constructor(private readonly tasks: TaskRunner[]) {}
+
+  static async start(options: StandaloneWorkerOptions): Promise<StandaloneWorker> {
+    const partitions = await topicPartitions(options.nc, options.job.topic);
+    const sinks = await JobSinks.open(options.nc, options.job);
+    const tasks: TaskRunner[] = [];
+    for (let partition = 0; partition < partitions; partition++) {
+      tasks.push(new TaskRunner({ ...options, partition, sinks, logger: options.logger.child({ partition }) }));
+    }
+    options.logger.info({ job: options.job.name, version: options.job.version, partitions }, 'standalone worker started');
+    return new StandaloneWorker(tasks);
+  }
+
+  progress(): TaskProgress[] {
+    return this.tasks.map((task) => task.progress());
+  }
+
+  /** Stops every task after its current batch. */
+  async stop(): Promise<void> {
+    await Promise.all(this.tasks.map((task) => task.stop()));
+  }
+}

@@ -1,0 +1,160 @@
+// Runs one task (job, version, partition) against NATS: consume → process → sinks, batch by
+// batch, until stopped. Failures restart the task with back-off; they are logged and counted.
+import { rmSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { streams } from '../protocol/index.js';
+import { KeyedState } from '../state/keyed-state.js';
+import { TaskStore } from '../state/task-store.js';
+import type { Clock } from './clock.js';
+import type { JobSpec } from './job.js';
+import type { WorkerMetrics } from './metrics.js';
+import type { JobSinks } from './sinks.js';
+import { PartitionSource } from './source.js';
+import { TaskProcessor } from './task-processor.js';
+
+export interface TaskRunnerOptions {
+  nc: NatsConnection;
+  job: JobSpec;
+  partition: number;
+  sinks: JobSinks;
+  stateDir: string;
+  clock: Clock;
+  logger: Logger;
+  metrics: WorkerMetrics;
+  /** Largest batch handed to the processor. */
+  batchMessages?: number;
+  /** How long to wait for messages before idle processing (timers, idle watermark). */
+  idleIntervalMs?: number;
+}
+
+export interface TaskProgress {
+  partition: number;
+  /** Last stream sequence processed. */
+  sequence: number;
+  lagMessages: number;
+  watermarkMs: number;
+  processed: number;
+}
+
+export class TaskRunner {
+  private stopped = false;
+  private source: PartitionSource | undefined;
+  private processor: TaskProcessor | undefined;
+  private store: TaskStore | undefined;
+  private processed = 0;
+  private lastStreamSequence = 0;
+  private readonly done: Promise<void>;
+  private readonly children;
+
+  constructor(private readonly options: TaskRunnerOptions) {
+    const { job, partition, metrics } = options;
+    const labels = { job: job.name, version: job.version, partition: String(partition) };
+    this.children = {
+      processed: metrics.eventsProcessed.labels(labels),
+      lag: metrics.lagMessages.labels(labels),
+      watermarkLag: metrics.watermarkLagSeconds.labels(labels),
+      late: metrics.lateEvents.labels({ job: job.name, version: job.version }),
+      outputs: metrics.outputs.labels({ job: job.name, version: job.version }),
+      restarts: metrics.taskRestarts.labels(labels),
+    };
+    this.done = this.runWithRestarts();
+  }
+
+  progress(): TaskProgress {
+    const sequence = this.source ? this.source.position - this.source.buffered : 0;
+    return {
+      partition: this.options.partition,
+      sequence,
+      lagMessages: Math.max(0, this.lastStreamSequence - sequence),
+      watermarkMs: this.processor?.watermark.current ?? -Infinity,
+      processed: this.processed,
+    };
+  }
+
+  private async runWithRestarts(): Promise<void> {
+    let backoffMs = 500;
+    while (!this.stopped) {
+      try {
+        await this.runOnce();
+        return;
+      } catch (error) {
+        if (this.stopped) return;
+        this.children.restarts.inc();
+        this.options.logger.error({ err: error, partition: this.options.partition, backoffMs }, 'task failed; restarting');
+        await this.closeResources();
+        await new Promise((resolve) => setTimeout(resolve, backoffMs));
+        backoffMs = Math.min(backoffMs * 2, 30_000);
+      }
+    }
+  }
+
+  private async runOnce(): Promise<void> {
+    const { nc, job, partition, clock } = this.options;
+    const stream = streams.partition(job.topic, partition);
+    // Until checkpoints exist, a task starts from an empty state at the start of the log: the
+    // log is the write-ahead log, and deterministic output ids make the replay overwrite.
+    const dir = join(this.options.stateDir, job.name, job.version, String(partition));
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    this.store = await TaskStore.open(dir);
+    const state = new KeyedState(this.store);
+    const processor = new TaskProcessor(job, partition, state, clock);
+    this.processor = processor;
+    this.processed = 0;
+    const source = new PartitionSource(nc, {
+      stream,
+      startSequence: 1,
+      batchMessages: this.options.batchMessages ?? 10_000,
+      onRestart: (error) => this.options.logger.warn({ err: error, partition }, 'consumer restarted'),
+    });
+    this.source = source;
+    await source.start();
+    const jsm = await jetstreamManager(nc);
+    let lagCheckedAt = 0;
+    const maxBatch = this.options.batchMessages ?? 10_000;
+    while (!this.stopped) {
+      await source.waitForMessages(this.options.idleIntervalMs ?? 200);
+      if (this.stopped) break;
+      const batch = source.take(maxBatch);
+      const result = batch.length > 0 ? await processor.processBatch(batch) : processor.onIdle();
+      await this.options.sinks.write(result);
+      this.processed += result.processed;
+      this.children.processed.inc(result.processed);
+      if (result.late.length > 0) this.children.late.inc(result.late.length);
+      if (result.outputs.length > 0) this.children.outputs.inc(result.outputs.length);
+      for (const letter of result.deadLetters) {
+        this.options.metrics.deadLetters.labels({ job: job.name, version: job.version, reason: letter.reason }).inc();
+      }
+      // Keep memory bounded: write dirty rows in one batch, then drop idle keys.
+      if (state.dirtyRows > 50_000 || batch.length === 0) {
+        await state.flush();
+        state.evict(processor.isPinned);
+      }
+      const now = clock.now();
+      if (now - lagCheckedAt > 1000) {
+        lagCheckedAt = now;
+        this.lastStreamSequence = (await jsm.streams.info(stream)).state.last_seq;
+        const progress = this.progress();
+        this.children.lag.set(progress.lagMessages);
+        if (Number.isFinite(progress.watermarkMs)) this.children.watermarkLag.set((now - progress.watermarkMs) / 1000);
+      }
+    }
+  }
+
+  private async closeResources(): Promise<void> {
+    await this.source?.stop();
+    this.source = undefined;
+    await this.store?.close().catch(() => undefined);
+    this.store = undefined;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.source?.stop();
+    await this.done;
+    await this.closeResources();
+  }
+}

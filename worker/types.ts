@@ -1,0 +1,54 @@
+// Types shared by the engine, the job API and the runners (standalone worker, `kappa run`).
+
+/** A duration: a number of ms, or a string such as '5s', '1m', '250ms'. */
+export type Duration = number | string;
+
+export type WindowKind = 'tumbling' | 'hopping' | 'session';
+
+/** A window [start, end): end exclusive, times in ms since the epoch. */
+export interface Window {
+  start: number;
+  end: number;
+}
+
+/**
+ * One result of a job version, as every sink receives it. `id` is deterministic (job, version,
+ * key, window) so a re-emission overwrites instead of doubling; `revision` grows with every
+ * re-emission of the same id (late updates), and a sink never lets an older revision win.
+ * `retract` removes a row: a session window that was emitted and then merged into a larger one.
+ */
+export interface Output {
+  id: string;
+  job: string;
+  version: string;
+  key: string;
+  /** Present for windowed outputs. */
+  window?: Window;
+  value: unknown;
+  revision: number;
+  kind: 'update' | 'retract';
+}
+
+/** An event that arrived after every window it belongs to (or some of them) was purged. */
+export interface LateRecord {
+  key: string;
+  time: number;
+  value: unknown;
+  /** The windows it missed. */
+  windows: Window[];
+  partition: number;
+  sequence: number;
+}
+
+export type DeadLetterReason = 'undecodable' | 'no-key' | 'no-time' | 'handler-failed';
+
+/** An event the engine could not process; it goes to the job's dead-letter subject. */
+export interface DeadLetter {
+  reason: DeadLetterReason;
+  /** Says what was wrong, for a person. */
+  error: string;
+  partition: number;
+  sequence: number;
+  /** The original message bytes, so nothing is lost. */
+  data: Uint8Array;
+}
