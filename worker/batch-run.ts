@@ -38,6 +38,7 @@ export interface BatchRunResult {
   late: LateRecord[];
   deadLetters: DeadLetter[];
   processed: number;
+  lateUpdates: number;
 }
 
 export async function runBatch(job: JobSpec, events: Iterable<BatchInputEvent | Uint8Array>, options: BatchRunOptions): Promise<BatchRunResult> {
@@ -49,13 +50,14 @@ export async function runBatch(job: JobSpec, events: Iterable<BatchInputEvent | 
     const messages = byPartition[partition]!;
     messages.push({ data: event instanceof Uint8Array ? event : encodeEvent(event), sequence: messages.length + 1 });
   }
-  const run: BatchRunResult = { table: new ServingView(), outputs: [], late: [], deadLetters: [], processed: 0 };
+  const run: BatchRunResult = { table: new ServingView(), outputs: [], late: [], deadLetters: [], processed: 0, lateUpdates: 0 };
   const collect = (result: BatchResult) => {
     run.table.apply(result.outputs);
     run.outputs.push(...result.outputs);
     run.late.push(...result.late);
     run.deadLetters.push(...result.deadLetters);
     run.processed += result.processed;
+    run.lateUpdates += result.lateUpdates;
   };
   for (let partition = 0; partition < options.partitions; partition++) {
     const messages = byPartition[partition]!;

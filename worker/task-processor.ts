@@ -26,6 +26,8 @@ export interface BatchResult {
   deadLetters: DeadLetter[];
   /** Events handled (dead letters excluded). */
   processed: number;
+  /** Events that updated an already-fired window within the allowed lateness (re-emitting it). */
+  lateUpdates: number;
   lastSequence: number;
   watermarkMs: number;
 }
@@ -41,7 +43,7 @@ const byTime = (a: ActorTimer, b: ActorTimer) => a.timeMs - b.timeMs;
 
 export class TaskProcessor {
   readonly watermark: Watermark;
-  private readonly result: BatchResult = { outputs: [], late: [], deadLetters: [], processed: 0, lastSequence: 0, watermarkMs: -Infinity };
+  private readonly result: BatchResult = { outputs: [], late: [], deadLetters: [], processed: 0, lateUpdates: 0, lastSequence: 0, watermarkMs: -Infinity };
   private readonly windows: WindowOperator | undefined;
   private readonly actor: TaskActorContext | undefined;
   private readonly eventTimers = new TinyQueue<ActorTimer>([], byTime);
@@ -94,6 +96,10 @@ export class TaskProcessor {
     }
     this.fireProcessingTimers();
     this.result.watermarkMs = this.watermark.current;
+    if (this.windows) {
+      this.result.lateUpdates = this.windows.lateUpdates;
+      this.windows.lateUpdates = 0;
+    }
     return this.result;
   }
 
@@ -132,6 +138,7 @@ export class TaskProcessor {
     this.result.late.length = 0;
     this.result.deadLetters.length = 0;
     this.result.processed = 0;
+    this.result.lateUpdates = 0;
   }
 
   /** Decodes a batch into the reused arrays; bad messages become dead letters. Returns the event count. */

@@ -62,6 +62,9 @@ export class WindowOperator {
     return (this.openWindows.get(key) ?? 0) > 0;
   }
 
+  /** Events that updated a window after it fired (each re-emitted it); read and reset per batch. */
+  lateUpdates = 0;
+
   get openWindowCount(): number {
     return this.fireQueue.length + this.cleanupQueue.length;
   }
@@ -101,11 +104,14 @@ export class WindowOperator {
     let row = this.state.get(key, WINDOW_NAMESPACE, subKey) as WindowRow | undefined;
     if (!row) {
       row = { accumulator: this.init(), revision: 0 };
-      this.schedule(key, start, end);
+      this.schedule(key, start, end, watermarkMs);
     }
     row.accumulator = this.add(row.accumulator, value);
     // Flink: an element for a window that already fired (and is not purged) fires it again.
-    if (isFired({ start, end }, watermarkMs)) this.emit(key, start, end, row);
+    if (isFired({ start, end }, watermarkMs)) {
+      this.lateUpdates++;
+      this.emit(key, start, end, row);
+    }
     this.state.put(key, WINDOW_NAMESPACE, subKey, row);
   }
 
@@ -139,8 +145,11 @@ export class WindowOperator {
     const isNew = !row || !absorbed.some((old) => old.start === merged.start && old.end === merged.end);
     row ??= { accumulator: this.init(), revision: 0 };
     row.accumulator = this.add(row.accumulator, value);
-    if (isNew) this.schedule(key, merged.start, merged.end);
-    if (isFired(merged, watermarkMs)) this.emit(key, merged.start, merged.end, row);
+    if (isNew) this.schedule(key, merged.start, merged.end, watermarkMs);
+    if (isFired(merged, watermarkMs)) {
+      this.lateUpdates++;
+      this.emit(key, merged.start, merged.end, row);
+    }
     this.state.put(key, WINDOW_NAMESPACE, [merged.start, merged.end], row);
   }
 
@@ -172,8 +181,11 @@ export class WindowOperator {
     }
   }
 
-  private schedule(key: string, start: number, end: number): void {
-    this.fireQueue.push({ timeMs: fireTime({ start, end }), key, start, end });
+  /** A window already past its fire time is emitted by its event, so it only awaits cleanup (Flink registers no timer then). */
+  private schedule(key: string, start: number, end: number, watermarkMs: number): void {
+    const window = { start, end };
+    if (isFired(window, watermarkMs)) this.cleanupQueue.push({ timeMs: cleanupTime(window, this.job.allowedLatenessMs), key, start, end });
+    else this.fireQueue.push({ timeMs: fireTime(window), key, start, end });
     this.openWindows.set(key, (this.openWindows.get(key) ?? 0) + 1);
   }
 
