@@ -5,8 +5,7 @@
 import { jetstreamManager, DiscardPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, StorageType, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
-import { z } from 'zod';
-import { assertName, buckets, ConfigError, KappaError, streams, subjects } from '../protocol/index.js';
+import { assertName, buckets, ConfigError, KappaError, streams, subjects, TopicConfigSchema, type TopicConfig } from '../protocol/index.js';
 
 export const DEFAULT_PARTITIONS = 64;
 export const DEFAULT_REPLICAS = 1;
@@ -22,13 +21,8 @@ export interface TopicSpec {
   duplicateWindowMs?: number;
 }
 
-/** What the registry holds for a topic. */
-export interface TopicConfig {
-  partitions: number;
-  replicas: number;
-  /** ISO-8601. */
-  createdAt: string;
-}
+/** What the registry holds for a topic (shape defined in protocol/topic-registry.ts). */
+export type { TopicConfig } from '../protocol/index.js';
 
 export interface TopicSummary extends TopicConfig {
   name: string;
@@ -49,12 +43,6 @@ export interface TopicDescription extends TopicSummary {
   totals: { messages: number; bytes: number };
 }
 
-// The registry is read by every process: validate what comes out of it.
-const topicConfigSchema = z.object({
-  partitions: z.number().int().positive(),
-  replicas: z.number().int().positive(),
-  createdAt: z.string(),
-});
 
 export class TopicNotFoundError extends KappaError {
   constructor(topic: string) {
@@ -198,7 +186,7 @@ async function openRegistry(nc: NatsConnection, replicas = DEFAULT_REPLICAS): Pr
 async function readConfig(registry: KV, name: string): Promise<TopicConfig | undefined> {
   const entry = await registry.get(name);
   if (!entry || entry.operation !== 'PUT') return undefined;
-  const parsed = topicConfigSchema.safeParse(entry.json());
+  const parsed = TopicConfigSchema.safeParse(entry.json());
   if (!parsed.success) {
     throw new KappaError('PROTOCOL_SCHEMA', `registry entry of topic ${JSON.stringify(name)} in bucket ${buckets.topics} is not a topic config: ${parsed.error.message}`);
   }

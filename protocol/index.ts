@@ -6,3 +6,4 @@ export * from './partition.js';
 export * from './version.js';
 export * from './connection.js';
 export * from './serving-table.js';
+export * from './topic-registry.js';

@@ -43,7 +43,8 @@ const messageSchemas = {
     workerId: name,
     /** Threads, i.e. how many tasks the worker runs at full speed at once. */
     capacity: z.number().int().min(1),
-    carries: z.array(JobVersionRef),
+    /** The job versions whose code this worker has, with the topic each reads. */
+    carries: z.array(JobVersionRef.extend({ topic: name })),
     httpUrl: z.string().optional(),
   }),
   'worker.heartbeat': z.object({ workerId: name, tasks: z.array(TaskStatus) }),

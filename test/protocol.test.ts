@@ -50,7 +50,7 @@ describe('event envelope', () => {
 
 describe('control messages', () => {
   const samples: Message[] = [
-    { type: 'worker.register', workerId: 'w1', capacity: 2, carries: [{ job: 'clicks', version: 'v1' }] },
+    { type: 'worker.register', workerId: 'w1', capacity: 2, carries: [{ job: 'clicks', version: 'v1', topic: 'clicks' }] },
     {
       type: 'worker.heartbeat',
       workerId: 'w1',

@@ -7,7 +7,7 @@ import type { JobSpec } from './job.js';
 import type { WorkerMetrics } from './metrics.js';
 import { JobSinks } from './sinks.js';
 import { TaskRunner, type TaskProgress } from './task-runner.js';
-import { topicPartitions } from './topic-registry.js';
+import { topicPartitions } from '../protocol/index.js';
 
 export interface StandaloneWorkerOptions {
   nc: NatsConnection;
