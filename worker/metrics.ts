@@ -18,8 +18,8 @@ export class WorkerMetrics {
   });
   readonly lateEvents = new Counter({
     name: 'kappa_late_events_total',
-    help: "Events that missed a purged window and went to the late-data subject.",
-    labelNames: ['job', 'version'] as const,
+    help: 'Late events: outcome "updated" re-emitted a fired window within the allowed lateness; "dropped" missed a purged window and went to the late-data subject.',
+    labelNames: ['job', 'version', 'outcome'] as const,
     registers: [this.registry],
   });
   readonly outputs = new Counter({

@@ -28,7 +28,14 @@ export interface TaskRunnerOptions {
   batchMessages?: number;
   /** How long to wait for messages before idle processing (timers, idle watermark). */
   idleIntervalMs?: number;
+  /** First stream sequence to read (default 1, the start of the log). */
+  startSequence?: number;
+  /** Told of every failure before the restart back-off, so a pool can report it. */
+  onFailure?: (error: unknown) => void;
 }
+
+/** restoring: opening state and the consumer; running: consuming; failed: waiting to restart. */
+export type TaskRunnerState = 'restoring' | 'running' | 'failed';
 
 export interface TaskProgress {
   partition: number;
@@ -45,7 +52,11 @@ export class TaskRunner {
   private processor: TaskProcessor | undefined;
   private store: TaskStore | undefined;
   private processed = 0;
+  /** Last stream sequence processed (its results written to the sinks). */
+  private sequence = 0;
   private lastStreamSequence = 0;
+  private runnerState: TaskRunnerState = 'restoring';
+  private lastError: string | undefined;
   private readonly done: Promise<void>;
   private readonly children;
 
@@ -56,7 +67,8 @@ export class TaskRunner {
       processed: metrics.eventsProcessed.labels(labels),
       lag: metrics.lagMessages.labels(labels),
       watermarkLag: metrics.watermarkLagSeconds.labels(labels),
-      late: metrics.lateEvents.labels({ job: job.name, version: job.version }),
+      lateDropped: metrics.lateEvents.labels({ job: job.name, version: job.version, outcome: 'dropped' }),
+      lateUpdated: metrics.lateEvents.labels({ job: job.name, version: job.version, outcome: 'updated' }),
       outputs: metrics.outputs.labels({ job: job.name, version: job.version }),
       restarts: metrics.taskRestarts.labels(labels),
     };
@@ -64,14 +76,22 @@ export class TaskRunner {
   }
 
   progress(): TaskProgress {
-    const sequence = this.source ? this.source.position - this.source.buffered : 0;
     return {
       partition: this.options.partition,
-      sequence,
-      lagMessages: Math.max(0, this.lastStreamSequence - sequence),
+      sequence: this.sequence,
+      lagMessages: Math.max(0, this.lastStreamSequence - this.sequence),
       watermarkMs: this.processor?.watermark.current ?? -Infinity,
       processed: this.processed,
     };
+  }
+
+  get state(): TaskRunnerState {
+    return this.runnerState;
+  }
+
+  /** The message of the failure that put the task in state `failed`. */
+  get error(): string | undefined {
+    return this.runnerState === 'failed' ? this.lastError : undefined;
   }
 
   private async runWithRestarts(): Promise<void> {
@@ -83,6 +103,9 @@ export class TaskRunner {
       } catch (error) {
         if (this.stopped) return;
         this.children.restarts.inc();
+        this.runnerState = 'failed';
+        this.lastError = error instanceof Error ? error.message : String(error);
+        this.options.onFailure?.(error);
         this.options.logger.error({ err: error, partition: this.options.partition, backoffMs }, 'task failed; restarting');
         await this.closeResources();
         await new Promise((resolve) => setTimeout(resolve, backoffMs));
@@ -104,14 +127,16 @@ export class TaskRunner {
     const processor = new TaskProcessor(job, partition, state, clock);
     this.processor = processor;
     this.processed = 0;
+    this.sequence = 0;
     const source = new PartitionSource(nc, {
       stream,
-      startSequence: 1,
+      startSequence: this.options.startSequence ?? 1,
       batchMessages: this.options.batchMessages ?? 10_000,
       onRestart: (error) => this.options.logger.warn({ err: error, partition }, 'consumer restarted'),
     });
     this.source = source;
     await source.start();
+    this.runnerState = 'running';
     const jsm = await jetstreamManager(nc);
     let lagCheckedAt = 0;
     const maxBatch = this.options.batchMessages ?? 10_000;
@@ -123,7 +148,9 @@ export class TaskRunner {
       await this.options.sinks.write(result);
       this.processed += result.processed;
       this.children.processed.inc(result.processed);
-      if (result.late.length > 0) this.children.late.inc(result.late.length);
+      if (result.late.length > 0) this.children.lateDropped.inc(result.late.length);
+      if (result.lateUpdates > 0) this.children.lateUpdated.inc(result.lateUpdates);
+      if (batch.length > 0) this.sequence = batch[batch.length - 1]!.sequence;
       if (result.outputs.length > 0) this.children.outputs.inc(result.outputs.length);
       for (const letter of result.deadLetters) {
         this.options.metrics.deadLetters.labels({ job: job.name, version: job.version, reason: letter.reason }).inc();
@@ -151,10 +178,13 @@ export class TaskRunner {
     this.store = undefined;
   }
 
-  async stop(): Promise<void> {
+  /** Stops after the current batch (its outputs written); resolves with the last sequence processed. */
+  async stop(): Promise<number> {
     this.stopped = true;
     await this.source?.stop();
     await this.done;
+    const sequence = this.progress().sequence;
     await this.closeResources();
+    return sequence;
   }
 }
