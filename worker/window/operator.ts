@@ -99,8 +99,17 @@ export class WindowOperator {
     }
   }
 
+  /**
+   * The row of a window: tumbling and hopping windows are named by their start alone (the end
+   * follows from the size), a scalar the state cache looks up without building a string; sessions
+   * need both ends.
+   */
+  private rowKey(start: number, end: number): number | [number, number] {
+    return this.window.kind === 'session' ? [start, end] : start;
+  }
+
   private addToWindow(key: string, start: number, end: number, value: unknown, watermarkMs: number): void {
-    const subKey = [start, end];
+    const subKey = start;
     let row = this.state.get(key, WINDOW_NAMESPACE, subKey) as WindowRow | undefined;
     if (!row) {
       row = { accumulator: this.init(), revision: 0 };
@@ -159,11 +168,12 @@ export class WindowOperator {
     let timer = this.fireQueue.peek();
     while (timer && timer.timeMs <= watermarkMs) {
       this.fireQueue.pop();
-      const row = this.state.get(timer.key, WINDOW_NAMESPACE, [timer.start, timer.end]) as WindowRow | undefined;
+      const subKey = this.rowKey(timer.start, timer.end);
+      const row = this.state.get(timer.key, WINDOW_NAMESPACE, subKey) as WindowRow | undefined;
       // A session merged away since it was scheduled has no row: nothing to fire.
       if (row) {
         this.emit(timer.key, timer.start, timer.end, row);
-        this.state.put(timer.key, WINDOW_NAMESPACE, [timer.start, timer.end], row);
+        this.state.put(timer.key, WINDOW_NAMESPACE, subKey, row);
         timer.timeMs = cleanupTime(timer, allowedLatenessMs);
         this.cleanupQueue.push(timer);
       }
@@ -172,7 +182,7 @@ export class WindowOperator {
     timer = this.cleanupQueue.peek();
     while (timer && timer.timeMs <= watermarkMs) {
       this.cleanupQueue.pop();
-      const subKey = [timer.start, timer.end];
+      const subKey = this.rowKey(timer.start, timer.end);
       if (this.state.get(timer.key, WINDOW_NAMESPACE, subKey) !== undefined) {
         this.state.delete(timer.key, WINDOW_NAMESPACE, subKey);
         this.unschedule(timer.key);
