@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { registerProduce } from './produce.js';
 import { registerTopic } from './topic.js';
+import { registerDev } from './dev.js';
 import { registerRun } from './run.js';
 import { registerView } from './view.js';
 import { registerWorker } from './worker.js';
@@ -12,4 +13,5 @@ export function registerCommands(program: Command): void {
   registerWorker(program);
   registerRun(program);
   registerView(program);
+  registerDev(program);
 }

@@ -1,130 +1,14 @@
 // Spawns real nats-server processes for tests: a single JetStream server or a 3-node JetStream
 // cluster, each on random ports (`port: -1` plus a ports file, as nats.js's own tests do) with
 // its own store dir. Kill, pause/resume and restart helpers drive failure tests.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { NatsServer, type ServerOptions } from '../../cli/local-nats-server.js';
 
-export const NATS_SERVER_BINARY = process.env.NATS_SERVER_BIN ?? findNatsServer();
-
-function findNatsServer(): string {
-  const candidates = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'];
-  return candidates.find((candidate) => existsSync(candidate)) ?? 'nats-server';
-}
-
-interface PortsFile {
-  nats?: string[];
-  cluster?: string[];
-  monitoring?: string[];
-}
-
-export interface ServerOptions {
-  /** Extra configuration appended to the generated server config (nats-server syntax). */
-  extraConfig?: string;
-  /** Name of the server inside a cluster. */
-  serverName?: string;
-}
-
-/** One nats-server process with its own store and config, restartable on the same ports. */
-export class NatsServer {
-  private child: ChildProcess | undefined;
-  private exited: Promise<void> = Promise.resolve();
-  clientPort = -1;
-  clusterPort = -1;
-  monitorPort = -1;
-
-  constructor(
-    readonly dir: string,
-    private readonly configBody: (server: NatsServer) => string,
-  ) {}
-
-  get url(): string {
-    return `nats://127.0.0.1:${this.clientPort}`;
-  }
-
-  get pid(): number | undefined {
-    return this.child?.pid;
-  }
-
-  get running(): boolean {
-    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  /** Starts the process and waits until it has written its ports file and accepts clients. */
-  async start(): Promise<void> {
-    const portsDir = join(this.dir, 'ports');
-    rmSync(portsDir, { recursive: true, force: true });
-    mkdirSync(portsDir, { recursive: true });
-    const configPath = join(this.dir, 'server.conf');
-    writeFileSync(configPath, this.configBody(this) + `\nports_file_dir: "${portsDir}"\n`);
-    const logPath = join(this.dir, 'server.log');
-    const child = spawn(NATS_SERVER_BINARY, ['-c', configPath, '-l', logPath], { stdio: 'ignore' });
-    this.child = child;
-    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
-    const startError = new Promise<never>((_, reject) =>
-      child.once('error', (error) => reject(new Error(`cannot start ${NATS_SERVER_BINARY}: ${error.message}`))),
-    );
-    await Promise.race([this.waitForPorts(portsDir, logPath), startError]);
-  }
-
-  private async waitForPorts(portsDir: string, logPath: string): Promise<void> {
-    const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline) {
-      if (!this.running) break;
-      const file = readdirSync(portsDir).find((name) => name.endsWith('.ports'));
-      if (file) {
-        const ports = JSON.parse(readFileSync(join(portsDir, file), 'utf8')) as PortsFile;
-        this.clientPort = portOf(ports.nats?.[0]) ?? this.clientPort;
-        this.clusterPort = portOf(ports.cluster?.[0]) ?? this.clusterPort;
-        this.monitorPort = portOf(ports.monitoring?.[0]) ?? this.monitorPort;
-        return;
-      }
-      await sleep(20);
-    }
-    let log = '';
-    try {
-      log = readFileSync(logPath, 'utf8').split('\n').slice(-15).join('\n');
-    } catch {
-      // no log written
-    }
-    throw new Error(`nats-server in ${this.dir} did not report its ports within 15 s\n${log}`);
-  }
-
-  /** SIGKILL: the process dies without flushing or saying goodbye. */
-  async kill(): Promise<void> {
-    if (!this.running) return;
-    this.child?.kill('SIGKILL');
-    await this.exited;
-  }
-
-  /** SIGSTOP: the process freezes, its sockets stay open. */
-  pause(): void {
-    this.child?.kill('SIGSTOP');
-  }
-
-  /** SIGCONT after pause(). */
-  resume(): void {
-    this.child?.kill('SIGCONT');
-  }
-
-  /** Graceful stop (SIGTERM). */
-  async stop(): Promise<void> {
-    if (!this.running) return;
-    this.child?.kill('SIGTERM');
-    const timer = setTimeout(() => this.child?.kill('SIGKILL'), 5_000);
-    await this.exited;
-    clearTimeout(timer);
-  }
-
-  /** Kills (if running) and starts again on the same ports with the same store. */
-  async restart(): Promise<void> {
-    await this.kill();
-    await this.start();
-  }
-}
+export { NatsServer, NATS_SERVER_BINARY } from '../../cli/local-nats-server.js';
 
 /** A TCP port that was free a moment ago (the kernel picks it). */
 export function freePort(): Promise<number> {
@@ -136,12 +20,6 @@ export function freePort(): Promise<number> {
       probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
     });
   });
-}
-
-function portOf(address: string | undefined): number | undefined {
-  if (!address) return undefined;
-  const match = /:(\d+)$/.exec(address);
-  return match ? Number(match[1]) : undefined;
 }
 
 const allServers = new Set<{ stopAll(): Promise<void> }>();
