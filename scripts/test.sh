@@ -2,7 +2,7 @@
 # The test command (README, .ci/run): installs what it needs, then build, typecheck, lint, tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/ensure-nats-server.sh
+bash scripts/ensure-system-deps.sh
 bash scripts/ensure-deps.sh
 npm run --silent typecheck
 npm run --silent lint
