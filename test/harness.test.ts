@@ -32,7 +32,17 @@ it('forms a 3-node JetStream cluster that keeps an R3 stream through the loss of
   expect(info.cluster?.replicas?.length).toBe(2);
   await cluster.nodes[2]!.kill();
   const js = jsm.jetstream();
-  const ack = await js.publish('r3.a', 'x');
+  // While the stream elects a new leader the publish finds no responder; a client retries.
+  let ack;
+  const deadline = Date.now() + 15_000;
+  while (!ack) {
+    try {
+      ack = await js.publish('r3.a', 'x', { msgID: 'first', timeout: 2_000 });
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
   expect(ack.seq).toBe(1);
   await cluster.nodes[2]!.restart();
   await nc.close();
