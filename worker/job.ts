@@ -123,9 +123,9 @@ export function validateJob(definition: unknown, origin = 'job definition'): Job
     const result = parseDuration(value, allowNegative);
     return typeof result === 'number' ? result : fail(field, result);
   };
-  for (const [field, value] of [['name', job.name], ['version', job.version], ['source.topic', job.source.topic]] as const) {
+  for (const [field, kind, value] of [['name', 'job', job.name], ['version', 'version', job.version], ['source.topic', 'topic', job.source.topic]] as const) {
     try {
-      assertName(field, value);
+      assertName(kind, value);
     } catch (error) {
       fail(field, (error as Error).message);
     }

@@ -10,7 +10,7 @@ import { TaskActorContext, TIMER_NAMESPACE, type TimerDomain, type TimerRequest 
 import type { Clock } from './clock.js';
 import type { JobSpec } from './job.js';
 import type { DeadLetter, DeadLetterReason, LateRecord, Output } from './types.js';
-import { Watermark } from './watermark.js';
+import { idleWatermark, Watermark } from './watermark.js';
 import { WindowOperator } from './window/operator.js';
 
 export interface RawMessage {
@@ -110,14 +110,10 @@ export class TaskProcessor {
   onIdle(): BatchResult {
     this.resetResult();
     const idleTimeoutMs = this.job.idleTimeoutMs;
-    if (idleTimeoutMs !== undefined) {
-      const idleForMs = this.clock.now() - this.lastEventAtMs;
-      if (idleForMs >= idleTimeoutMs && this.watermark.current > -Infinity) {
-        const before = this.watermark.current;
-        this.watermark.advanceTo(before + (idleForMs - idleTimeoutMs));
-        this.lastEventAtMs = this.clock.now() - idleTimeoutMs;
-        if (this.watermark.current > before) this.onWatermark(this.watermark.current);
-      }
+    if (idleTimeoutMs !== undefined && this.watermark.current > -Infinity) {
+      const before = this.watermark.current;
+      this.watermark.advanceTo(idleWatermark(this.watermark.atLastEvent, this.lastEventAtMs, this.clock.now(), idleTimeoutMs));
+      if (this.watermark.current > before) this.onWatermark(this.watermark.current);
     }
     this.fireProcessingTimers();
     this.result.watermarkMs = this.watermark.current;
