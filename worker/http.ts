@@ -4,7 +4,8 @@ import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
 
 export interface HttpEndpoints {
-  registry: Registry;
+  /** A prom-client Registry, or anything that renders metrics the same way (the pool's merged view). */
+  registry: Pick<Registry, 'metrics' | 'contentType'>;
   isReady: () => boolean;
   status?: () => unknown;
 }

@@ -1,19 +1,30 @@
-// `kappa worker --job FILE --standalone`: runs a job's tasks in this process.
+// `kappa worker --job FILE [--job FILE2 …]`: a worker pool of T threads that runs the tasks a
+// coordinator assigns. With --standalone: one job's every partition in this process, no coordinator.
+import { availableParallelism, hostname } from 'node:os';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import { Registry } from 'prom-client';
 import { z } from 'zod';
-import { ConfigError, connectNats } from '../../protocol/index.js';
+import { assertName, ConfigError, connectNats } from '../../protocol/index.js';
 import { systemClock } from '../../worker/clock.js';
 import { serveHttp } from '../../worker/http.js';
 import { loadJob } from '../../worker/job.js';
 import { createLogger } from '../../worker/logger.js';
 import { WorkerMetrics } from '../../worker/metrics.js';
+import { WorkerPool } from '../../worker/pool.js';
 import { StandaloneWorker } from '../../worker/standalone.js';
 import { loadConfig, logLevel, port, positiveInt } from '../config.js';
 import { addNatsOptions, natsSettingsFrom, type NatsFlags } from '../nats-options.js';
 
 const workerConfig = z.object({
-  job: z.string({ error: 'a job module is required (--job FILE)' }),
+  // Several --job flags, a JSON array, or a comma-separated KAPPA_JOB.
+  job: z
+    .union([z.string(), z.array(z.string())], { error: 'a job module is required (--job FILE)' })
+    .transform((value) => (Array.isArray(value) ? value : value.split(',')).map((file) => file.trim()).filter(Boolean))
+    .refine((files) => files.length > 0, 'a job module is required (--job FILE)'),
   standalone: z.boolean().default(false),
+  threads: positiveInt.default(availableParallelism()),
+  id: z.string().optional(),
   stateDir: z.string().default('.kappa/state'),
   httpPort: port.default(9464),
   httpHost: z.string().default('0.0.0.0'),
@@ -22,8 +33,10 @@ const workerConfig = z.object({
 });
 
 interface WorkerFlags extends NatsFlags {
-  job?: string;
+  job?: string[];
   standalone?: boolean;
+  threads?: string;
+  id?: string;
   stateDir?: string;
   httpPort?: string;
   httpHost?: string;
@@ -37,8 +50,10 @@ export function registerWorker(program: Command): void {
     program
       .command('worker')
       .description('run the tasks of a job (with --standalone: every partition of its topic, no coordinator)')
-      .option('--job <file>', 'job module (.mjs/.js) whose default export is the job definition (env KAPPA_JOB)')
-      .option('--standalone', 'consume every partition without a coordinator')
+      .option('--job <file>', 'job module (.mjs/.js) whose default export is the job definition; repeat for several (env KAPPA_JOB, comma-separated)', collect)
+      .option('--standalone', 'consume every partition of one job without a coordinator')
+      .option('--threads <n>', 'task threads, i.e. the capacity reported to the coordinator (env KAPPA_THREADS, default: cores)')
+      .option('--id <id>', 'worker id, stable across restarts for sticky assignment (env KAPPA_WORKER_ID, default <host>-<pid>)')
       .option('--state-dir <dir>', 'where task state (RocksDB) lives (env KAPPA_STATE_DIR)', undefined)
       .option('--http-port <port>', 'port for /metrics, /healthz, /readyz; 0 picks one (env KAPPA_HTTP_PORT, default 9464)')
       .option('--http-host <host>', 'address to serve HTTP on (env KAPPA_HTTP_HOST, default 0.0.0.0)')
@@ -48,13 +63,15 @@ export function registerWorker(program: Command): void {
   ).action(async (flags: WorkerFlags) => {
     const config = loadConfig(workerConfig, {
       file: flags.config ?? process.env.KAPPA_CONFIG,
-      env: { job: 'KAPPA_JOB', stateDir: 'KAPPA_STATE_DIR', httpPort: 'KAPPA_HTTP_PORT', httpHost: 'KAPPA_HTTP_HOST', logLevel: 'KAPPA_LOG_LEVEL' },
-      flags: { job: flags.job, standalone: flags.standalone, stateDir: flags.stateDir, httpPort: flags.httpPort, httpHost: flags.httpHost, batch: flags.batch, logLevel: flags.logLevel },
+      env: { job: 'KAPPA_JOB', threads: 'KAPPA_THREADS', id: 'KAPPA_WORKER_ID', stateDir: 'KAPPA_STATE_DIR', httpPort: 'KAPPA_HTTP_PORT', httpHost: 'KAPPA_HTTP_HOST', logLevel: 'KAPPA_LOG_LEVEL' },
+      flags: { job: flags.job, standalone: flags.standalone, threads: flags.threads, id: flags.id, stateDir: flags.stateDir, httpPort: flags.httpPort, httpHost: flags.httpHost, batch: flags.batch, logLevel: flags.logLevel },
     });
     if (!config.standalone) {
-      throw new ConfigError('only --standalone is available in this version: the coordinator-driven worker pool is not built yet');
+      await runPool(config, flags);
+      return;
     }
-    const job = await loadJob(config.job);
+    if (config.job.length !== 1) throw new ConfigError(`--standalone runs one job, found ${config.job.length} (--job given more than once)`);
+    const job = await loadJob(config.job[0]!);
     const logger = createLogger({ job: job.name, version: job.version }, config.logLevel);
     const nc = await connectNats({ ...natsSettingsFrom(flags), name: `kappa-worker-${job.name}-${job.version}` });
     const metrics = new WorkerMetrics();
@@ -79,4 +96,65 @@ export function registerWorker(program: Command): void {
     await nc.drain();
     logger.info('stopped');
   });
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+type WorkerConfig = z.infer<typeof workerConfig>;
+
+/** The coordinator-driven worker: a pool of task threads, until SIGTERM/SIGINT releases every task. */
+async function runPool(config: WorkerConfig, flags: WorkerFlags): Promise<void> {
+  const workerId = config.id ?? `${hostname()}-${process.pid}`.replace(/[^A-Za-z0-9_-]/g, '-').slice(-64);
+  assertName('worker id', workerId);
+  const jobFiles = config.job.map((file) => resolve(file));
+  const jobs = [];
+  for (const file of jobFiles) jobs.push(await loadJob(file));
+  const versions = new Set<string>();
+  for (const job of jobs) {
+    const key = `${job.name}/${job.version}`;
+    if (versions.has(key)) throw new ConfigError(`job ${job.name} version ${job.version} is defined by more than one --job module`);
+    versions.add(key);
+  }
+  const logger = createLogger({ workerId }, config.logLevel);
+  const nats = natsSettingsFrom(flags);
+  const nc = await connectNats({ ...nats, name: `kappa-worker-${workerId}` });
+  // HTTP starts first so the first registration can carry its URL; until the pool exists it is not ready.
+  const started: { pool?: WorkerPool } = {};
+  const http = await serveHttp(config.httpPort, config.httpHost, {
+    registry: { metrics: () => started.pool?.metrics.metrics() ?? Promise.resolve(''), contentType: Registry.PROMETHEUS_CONTENT_TYPE },
+    isReady: () => started.pool?.isReady() ?? false,
+    status: () => started.pool?.status(),
+  });
+  const address = http.address();
+  const httpPort = typeof address === 'object' && address ? address.port : config.httpPort;
+  const httpHost = config.httpHost === '0.0.0.0' || config.httpHost === '::' ? hostname() : config.httpHost;
+  const pool = new WorkerPool({
+    nc,
+    nats,
+    workerId,
+    threads: config.threads,
+    jobFiles,
+    carries: jobs.map((job) => ({ job: job.name, version: job.version, topic: job.topic })),
+    stateDir: resolve(config.stateDir),
+    batchMessages: config.batch,
+    logLevel: config.logLevel,
+    logger,
+    httpUrl: `http://${httpHost}:${httpPort}`,
+  });
+  started.pool = pool;
+  logger.info({ httpPort }, 'serving /metrics, /healthz, /readyz, /status');
+  await new Promise<void>((resolveSignal) => {
+    const shutdown = (signal: string) => {
+      logger.info({ signal }, 'stopping: releasing every task after its current batch');
+      resolveSignal();
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+  });
+  await pool.stop();
+  http.close();
+  await nc.drain();
+  logger.info('stopped');
 }

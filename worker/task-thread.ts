@@ -1,0 +1,235 @@
+// The entry of a piscina thread: one long-lived piscina task per thread, a *task host*. It has
+// its own NATS connection, loads the job modules by path, and runs any number of TaskRunners
+// (async, many per thread), each with its own RocksDB instance. The main thread sends start /
+// stop commands over the MessagePort in the task's argument; the host posts progress, failures
+// and metric snapshots back. A piscina task per event would cost 17–40 µs each (FACTS.md).
+import type { MessagePort } from 'node:worker_threads';
+import { jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { connectNats, streams, type StartPosition, type TaskId } from '../protocol/index.js';
+import { systemClock } from './clock.js';
+import { loadJob, type JobSpec } from './job.js';
+import { createLogger } from './logger.js';
+import { WorkerMetrics } from './metrics.js';
+import { JobSinks } from './sinks.js';
+import { TaskRunner } from './task-runner.js';
+import {
+  jobVersionKey,
+  taskKey,
+  type FromTaskHost,
+  type HostedTaskProgress,
+  type TaskHostOptions,
+  type ToTaskHost,
+} from './thread-messages.js';
+
+interface HostedTask {
+  task: TaskId;
+  epoch: number;
+  runner: TaskRunner | undefined;
+  /** Resolves once the runner exists, or the task was stopped before it did. */
+  starting: Promise<void>;
+  stopping: boolean;
+  /** A failure before the runner started (sinks or stream unreachable). */
+  startError: string | undefined;
+}
+
+/** The piscina task: resolves when the main thread says `shutdown`. */
+export default async function hostTasks(options: TaskHostOptions & { port: MessagePort }): Promise<{ threadIndex: number }> {
+  const logger = createLogger({ workerId: options.workerId, thread: options.threadIndex }, options.logLevel);
+  const jobs = new Map<string, JobSpec>();
+  for (const file of options.jobFiles) {
+    const job = await loadJob(file);
+    jobs.set(jobVersionKey(job.name, job.version), job);
+  }
+  const nc = await connectNats({ ...options.nats, name: `kappa-worker-${options.workerId}-t${options.threadIndex}` });
+  const host = new TaskHost(options, nc, jobs, logger);
+  await host.run();
+  return { threadIndex: options.threadIndex };
+}
+
+class TaskHost {
+  private readonly tasks = new Map<string, HostedTask>();
+  private readonly sinks = new Map<string, Promise<JobSinks>>();
+  private readonly metrics = new WorkerMetrics();
+  private readonly port: MessagePort;
+
+  constructor(
+    private readonly options: TaskHostOptions & { port: MessagePort },
+    private readonly nc: NatsConnection,
+    private readonly jobs: Map<string, JobSpec>,
+    private readonly logger: Logger,
+  ) {
+    this.port = options.port;
+  }
+
+  async run(): Promise<void> {
+    const progressTimer = setInterval(() => this.postProgress(), this.options.progressIntervalMs);
+    const metricsTimer = setInterval(() => void this.postMetrics(), this.options.metricsIntervalMs);
+    await new Promise<void>((resolve) => {
+      this.port.on('message', (message: ToTaskHost) => {
+        if (message.type === 'shutdown') resolve();
+        else this.handle(message);
+      });
+    });
+    clearInterval(progressTimer);
+    clearInterval(metricsTimer);
+    // Normally every task was stopped before shutdown; stop any left so RocksDB closes cleanly.
+    await Promise.all([...this.tasks.values()].map((hosted) => this.stop(hosted.task)));
+    this.postProgress();
+    await this.postMetrics();
+    await this.nc.drain();
+    this.port.close();
+  }
+
+  private handle(message: Exclude<ToTaskHost, { type: 'shutdown' }>): void {
+    const key = taskKey(message.task);
+    if (message.type === 'start') {
+      if (this.tasks.has(key)) return; // the main thread already placed it here
+      this.start(message.task, message.epoch, message.from);
+    } else if (message.type === 'epoch') {
+      const hosted = this.tasks.get(key);
+      if (hosted) hosted.epoch = message.epoch;
+    } else {
+      void this.stop(message.task);
+    }
+  }
+
+  private start(task: TaskId, epoch: number, from: StartPosition): void {
+    const hosted: HostedTask = { task, epoch, runner: undefined, starting: Promise.resolve(), stopping: false, startError: undefined };
+    this.tasks.set(taskKey(task), hosted);
+    hosted.starting = this.startRunner(hosted, from);
+  }
+
+  /** Opens the sinks and starts the runner; a failure here is reported and retried with back-off, like a runner's. */
+  private async startRunner(hosted: HostedTask, from: StartPosition): Promise<void> {
+    const { task } = hosted;
+    const job = this.jobs.get(jobVersionKey(task.job, task.version));
+    const logger = this.logger.child({ job: task.job, version: task.version, partition: task.partition });
+    let backoffMs = 500;
+    while (!hosted.stopping) {
+      try {
+        if (!job) throw new Error(`job ${task.job} version ${task.version} is not carried by this worker`);
+        const sinks = await this.sinksFor(job);
+        const startSequence = await this.startSequence(job, task.partition, from, logger);
+        if (hosted.stopping) return;
+        hosted.startError = undefined;
+        hosted.runner = new TaskRunner({
+          nc: this.nc,
+          job,
+          partition: task.partition,
+          sinks,
+          stateDir: this.options.stateDir,
+          clock: systemClock,
+          logger,
+          metrics: this.metrics,
+          batchMessages: this.options.batchMessages,
+          startSequence,
+          onFailure: (error) => this.post({ type: 'failed', task, error: messageOf(error) }),
+        });
+        logger.info({ epoch: hosted.epoch, startSequence }, 'task started');
+        return;
+      } catch (error) {
+        hosted.startError = messageOf(error);
+        this.post({ type: 'failed', task, error: hosted.startError });
+        logger.error({ err: error, backoffMs }, 'task could not start; retrying');
+        await new Promise((resolve) => setTimeout(resolve, backoffMs));
+        backoffMs = Math.min(backoffMs * 2, 30_000);
+      }
+    }
+  }
+
+  /**
+   * Until checkpoints exist a task starts from the start of the log (DESIGN: empty state,
+   * replayed); `latest` starts after the stream's last message, `sequence` where it says.
+   */
+  private async startSequence(job: JobSpec, partition: number, from: StartPosition, logger: Logger): Promise<number> {
+    if (from.kind === 'sequence') return from.sequence;
+    if (from.kind === 'latest') {
+      const info = await (await jetstreamManager(this.nc)).streams.info(streams.partition(job.topic, partition));
+      return info.state.last_seq + 1;
+    }
+    if (from.kind === 'time') logger.warn({ timeMs: from.timeMs }, 'starting at a time is not supported yet; reading from the earliest event');
+    return 1;
+  }
+
+  private sinksFor(job: JobSpec): Promise<JobSinks> {
+    const key = jobVersionKey(job.name, job.version);
+    let sinks = this.sinks.get(key);
+    if (!sinks) {
+      sinks = JobSinks.open(this.nc, job);
+      // A failed open is not cached: the next start tries again.
+      sinks.catch(() => this.sinks.delete(key));
+      this.sinks.set(key, sinks);
+    }
+    return sinks;
+  }
+
+  private async stop(task: TaskId): Promise<void> {
+    const key = taskKey(task);
+    const hosted = this.tasks.get(key);
+    if (!hosted) {
+      this.post({ type: 'stopped', task, sequence: 0 });
+      return;
+    }
+    if (hosted.stopping) return; // the first stop reports
+    hosted.stopping = true;
+    await hosted.starting;
+    let sequence = 0;
+    try {
+      sequence = hosted.runner ? await hosted.runner.stop() : 0;
+    } catch (error) {
+      this.logger.error({ err: error, task }, 'task did not stop cleanly');
+    }
+    // Gauges of a task that left this thread would otherwise keep their last value forever.
+    const labels = { job: task.job, version: task.version, partition: String(task.partition) };
+    this.metrics.lagMessages.remove(labels);
+    this.metrics.watermarkLagSeconds.remove(labels);
+    this.tasks.delete(key);
+    this.logger.info({ task, sequence }, 'task stopped');
+    this.post({ type: 'stopped', task, sequence });
+  }
+
+  private postProgress(): void {
+    const tasks: HostedTaskProgress[] = [];
+    for (const hosted of this.tasks.values()) {
+      const runner = hosted.runner;
+      if (!runner) {
+        tasks.push({
+          task: hosted.task,
+          state: hosted.startError ? 'failed' : 'restoring',
+          sequence: 0,
+          lagMessages: 0,
+          watermark: null,
+          ...(hosted.startError ? { error: hosted.startError } : {}),
+        });
+        continue;
+      }
+      const progress = runner.progress();
+      const error = runner.error;
+      tasks.push({
+        task: hosted.task,
+        state: runner.state,
+        sequence: progress.sequence,
+        lagMessages: progress.lagMessages,
+        watermark: Number.isFinite(progress.watermarkMs) ? progress.watermarkMs : null,
+        ...(error ? { error } : {}),
+      });
+    }
+    this.post({ type: 'progress', tasks });
+  }
+
+  private async postMetrics(): Promise<void> {
+    // Only our own metrics: process-wide ones (CPU, memory) come from the main thread once.
+    const metrics = (await this.metrics.registry.getMetricsAsJSON()).filter((metric) => metric.name.startsWith('kappa_'));
+    this.post({ type: 'metrics', metrics });
+  }
+
+  private post(message: FromTaskHost): void {
+    this.port.postMessage(message);
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,59 @@
+// Messages between the pool's main thread and a task host thread, over the MessagePort each
+// long-lived piscina task receives. Both ends are our own code in one process, so these are
+// plain structured-clone objects, not the msgpack control protocol.
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import type { NatsSettings, StartPosition, TaskId } from '../protocol/index.js';
+
+/** What a task host needs to start; passed as the piscina task's argument. */
+export interface TaskHostOptions {
+  workerId: string;
+  threadIndex: number;
+  /** Job modules loaded in the thread by path (functions cannot be cloned across threads). */
+  jobFiles: string[];
+  nats: NatsSettings;
+  stateDir: string;
+  batchMessages: number;
+  logLevel: string;
+  /** How often the host posts task progress. */
+  progressIntervalMs: number;
+  /** How often the host posts its metrics snapshot. */
+  metricsIntervalMs: number;
+}
+
+export type ToTaskHost =
+  | { type: 'start'; task: TaskId; epoch: number; from: StartPosition }
+  /** The coordinator raised the epoch of a task this host runs (checkpoints will be fenced by it). */
+  | { type: 'epoch'; task: TaskId; epoch: number }
+  /** Stop after the current batch and report the final sequence. */
+  | { type: 'stop'; task: TaskId }
+  /** Every task is stopped: close the NATS connection and end the piscina task. */
+  | { type: 'shutdown' };
+
+export type HostedTaskState = 'restoring' | 'running' | 'failed';
+
+export interface HostedTaskProgress {
+  task: TaskId;
+  state: HostedTaskState;
+  sequence: number;
+  lagMessages: number;
+  /** null before the first event. */
+  watermark: number | null;
+  error?: string;
+}
+
+export type FromTaskHost =
+  | { type: 'progress'; tasks: HostedTaskProgress[] }
+  /** The host's `kappa_*` metrics, as `registry.getMetricsAsJSON()` gives them. */
+  | { type: 'metrics'; metrics: MetricObjectWithValues<MetricValue<string>>[] }
+  | { type: 'failed'; task: TaskId; error: string }
+  | { type: 'stopped'; task: TaskId; sequence: number };
+
+/** One string per task, for maps. */
+export function taskKey(task: TaskId): string {
+  return `${task.job}/${task.version}/${task.partition}`;
+}
+
+/** One string per job version. */
+export function jobVersionKey(job: string, version: string): string {
+  return `${job}/${version}`;
+}
