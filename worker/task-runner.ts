@@ -48,6 +48,8 @@ export interface TaskProgress {
 
 export class TaskRunner {
   private stopped = false;
+  /** Ends a restart back-off early, so a revoke or shutdown does not wait up to 30 s. */
+  private wakeFromBackoff: (() => void) | undefined;
   private source: PartitionSource | undefined;
   private processor: TaskProcessor | undefined;
   private store: TaskStore | undefined;
@@ -108,7 +110,14 @@ export class TaskRunner {
         this.options.onFailure?.(error);
         this.options.logger.error({ err: error, partition: this.options.partition, backoffMs }, 'task failed; restarting');
         await this.closeResources();
-        await new Promise((resolve) => setTimeout(resolve, backoffMs));
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, backoffMs);
+          this.wakeFromBackoff = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wakeFromBackoff = undefined;
         backoffMs = Math.min(backoffMs * 2, 30_000);
       }
     }
@@ -181,6 +190,7 @@ export class TaskRunner {
   /** Stops after the current batch (its outputs written); resolves with the last sequence processed. */
   async stop(): Promise<number> {
     this.stopped = true;
+    this.wakeFromBackoff?.();
     await this.source?.stop();
     await this.done;
     const sequence = this.progress().sequence;

@@ -32,6 +32,8 @@ interface HostedTask {
   stopping: boolean;
   /** A failure before the runner started (sinks or stream unreachable). */
   startError: string | undefined;
+  /** Ends a start back-off early when the task is stopped. */
+  wakeFromBackoff: (() => void) | undefined;
 }
 
 /** The piscina task: resolves when the main thread says `shutdown`. */
@@ -96,7 +98,7 @@ class TaskHost {
   }
 
   private start(task: TaskId, epoch: number, from: StartPosition): void {
-    const hosted: HostedTask = { task, epoch, runner: undefined, starting: Promise.resolve(), stopping: false, startError: undefined };
+    const hosted: HostedTask = { task, epoch, runner: undefined, starting: Promise.resolve(), stopping: false, startError: undefined, wakeFromBackoff: undefined };
     this.tasks.set(taskKey(task), hosted);
     hosted.starting = this.startRunner(hosted, from);
   }
@@ -133,7 +135,14 @@ class TaskHost {
         hosted.startError = messageOf(error);
         this.post({ type: 'failed', task, error: hosted.startError });
         logger.error({ err: error, backoffMs }, 'task could not start; retrying');
-        await new Promise((resolve) => setTimeout(resolve, backoffMs));
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, backoffMs);
+          hosted.wakeFromBackoff = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        hosted.wakeFromBackoff = undefined;
         backoffMs = Math.min(backoffMs * 2, 30_000);
       }
     }
@@ -174,6 +183,7 @@ class TaskHost {
     }
     if (hosted.stopping) return; // the first stop reports
     hosted.stopping = true;
+    hosted.wakeFromBackoff?.();
     await hosted.starting;
     let sequence = 0;
     try {
