@@ -8,6 +8,8 @@ import { registerCommands } from './commands/index.js';
 const program = new Command('kappa')
   .description('Kappa: a stream-processing runtime on NATS JetStream')
   .version('0.1.0')
+  // `kappa --version` prints ours; after a subcommand, `--version V` is that command's (start, stop, view).
+  .enablePositionalOptions()
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 

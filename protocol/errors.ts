@@ -11,7 +11,9 @@ export type KappaErrorCode =
   | 'TOPIC_NOT_FOUND'
   | 'TOPIC_EXISTS'
   | 'PUBLISH_FAILED'
-  | 'JOB_INVALID';
+  | 'JOB_INVALID'
+  | 'NO_LEADER'
+  | 'ADMIN_REJECTED';
 
 export class KappaError extends Error {
   constructor(
@@ -51,5 +53,22 @@ export class CheckpointError extends KappaError {
 export class ConnectionError extends KappaError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('CONNECTION_FAILED', message, options);
+  }
+}
+
+/** No coordinator leader answered an admin request in time. */
+export class NoLeaderError extends KappaError {
+  constructor(message: string) {
+    super('NO_LEADER', message);
+  }
+}
+
+/** The leader answered an admin request with an error; `reason` is its stable code (e.g. VERSION_NOT_FOUND). */
+export class AdminRejectedError extends KappaError {
+  constructor(
+    readonly reason: string,
+    message: string,
+  ) {
+    super('ADMIN_REJECTED', message);
   }
 }

@@ -7,3 +7,4 @@ export * from './version.js';
 export * from './connection.js';
 export * from './serving-table.js';
 export * from './topic-registry.js';
+export * from './cluster-status.js';

@@ -47,12 +47,21 @@ const messageSchemas = {
     carries: z.array(JobVersionRef.extend({ topic: name })),
     httpUrl: z.string().optional(),
   }),
-  'worker.heartbeat': z.object({ workerId: name, tasks: z.array(TaskStatus) }),
+  'worker.heartbeat': z.object({
+    workerId: name,
+    tasks: z.array(TaskStatus),
+    // Optional copy of the registration: lets a coordinator that missed `worker.register` (it
+    // started later, or none was up) admit the worker without a round trip. Added in 1.0, optional.
+    capacity: z.number().int().min(1).optional(),
+    carries: z.array(JobVersionRef.extend({ topic: name })).optional(),
+    httpUrl: z.string().optional(),
+  }),
   'worker.leave': z.object({ workerId: name }),
   'task.assign': z.object({ task: TaskId, epoch: z.number().int().min(1), from: StartPosition }),
   'task.revoke': z.object({ task: TaskId, epoch: z.number().int().min(1) }),
   'task.released': z.object({ workerId: name, task: TaskId, epoch: z.number().int().min(1), sequence: z.number().int().min(0) }),
-  'job.start': z.object({ job: name, version: name, from: StartPosition }),
+  /** `topic` is optional: without it the coordinator learns the topic from a worker carrying the version. */
+  'job.start': z.object({ job: name, version: name, from: StartPosition, topic: name.optional() }),
   'job.stop': z.object({ job: name, version: name }),
   'status.request': z.object({}),
   'reply.ok': z.object({ detail: z.unknown().optional() }),

@@ -1,8 +1,12 @@
 import type { Command } from 'commander';
+import { registerCoordinator } from './coordinator.js';
 import { registerProduce } from './produce.js';
 import { registerTopic } from './topic.js';
 import { registerDev } from './dev.js';
 import { registerRun } from './run.js';
+import { registerStart } from './start.js';
+import { registerStatus } from './status.js';
+import { registerStop } from './stop.js';
 import { registerView } from './view.js';
 import { registerWorker } from './worker.js';
 
@@ -13,5 +17,9 @@ export function registerCommands(program: Command): void {
   registerWorker(program);
   registerRun(program);
   registerView(program);
+  registerCoordinator(program);
+  registerStart(program);
+  registerStop(program);
+  registerStatus(program);
   registerDev(program);
 }

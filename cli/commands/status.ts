@@ -1,0 +1,58 @@
+// `kappa status [--json]`: the leader's view, built from the workers' heartbeats.
+import type { Command } from 'commander';
+import type { ClusterStatus, Message } from '../../protocol/index.js';
+import { adminRequest } from '../admin-request.js';
+import { addNatsOptions, type NatsFlags } from '../nats-options.js';
+
+export function registerStatus(program: Command): void {
+  addNatsOptions(
+    program
+      .command('status')
+      .description('leader, workers, job versions and every task with its sequence, lag and watermark')
+      .option('--json', 'print JSON'),
+  ).action(async (flags: NatsFlags & { json?: boolean }) => {
+    const status = (await adminRequest(flags, 'status', { type: 'status.request' } as Message)) as ClusterStatus;
+    if (flags.json) return console.log(JSON.stringify(status, null, 2));
+    printStatus(status);
+  });
+}
+
+function printStatus(status: ClusterStatus): void {
+  console.log(`leader: ${status.leader.coordinatorId} (fencing token ${status.leader.fencingToken})`);
+  console.log('');
+  printTable(
+    ['worker', 'capacity', 'tasks', 'carries', 'heartbeat'],
+    status.workers.map((w) => [
+      w.workerId,
+      String(w.capacity),
+      String(w.tasksAssigned),
+      w.carries.map((c) => `${c.job}/${c.version}`).join(',') || '-',
+      `${(w.lastHeartbeatAgoMs / 1000).toFixed(1)}s ago`,
+    ]),
+  );
+  console.log('');
+  printTable(
+    ['job', 'version', 'state', 'topic', 'partitions', 'assigned', 'lag'],
+    status.versions.map((v) => [v.job, v.version, v.state, v.topic ?? '-', String(v.partitions ?? '-'), String(v.tasksAssigned), String(v.lagMessages)]),
+  );
+  console.log('');
+  printTable(
+    ['task', 'worker', 'epoch', 'state', 'sequence', 'lag', 'watermark'],
+    status.tasks.map((t) => [
+      `${t.job}/${t.version}/${t.partition}`,
+      t.worker ?? '-',
+      String(t.epoch),
+      t.state,
+      t.sequence === null ? '-' : String(t.sequence),
+      t.lagMessages === null ? '-' : String(t.lagMessages),
+      t.watermark === null ? '-' : new Date(t.watermark).toISOString(),
+    ]),
+  );
+}
+
+function printTable(header: string[], rows: string[][]): void {
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
+  const line = (cells: string[]) => cells.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd();
+  console.log(line(header));
+  for (const row of rows) console.log(line(row));
+}

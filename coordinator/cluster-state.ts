@@ -1,0 +1,201 @@
+// What the leader wants the cluster to run, and the pure step that moves the cluster towards it.
+//
+// Durable (in KV `buckets.cluster`, see cluster-store.ts): job versions and, per task, its owner
+// and epoch. Volatile (leader memory only): which commands were sent when, and which revokes the
+// owner has answered. A new leader starts with empty volatile state and the reconcile below
+// re-derives everything from heartbeats, so lost messages and leader changes heal by themselves.
+//
+// Epoch rules (DESIGN: a move is revoke → checkpoint → assign with epoch + 1):
+// - A task's epoch increments on every change of holder; a new task starts at epoch 1.
+// - A live owner keeps the task until it reports `task.released` at the current epoch, or a
+//   heartbeat sent after our revoke no longer lists the task; only then is it assigned on.
+// - A dead owner cannot flush, so its tasks are assigned on at once with epoch + 1: its stale
+//   epoch keeps it from committing a checkpoint should it come back.
+import type { StartPosition, TaskId, TaskStatus } from '../protocol/index.js';
+import { assignTasks, jobVersionKey, taskKey, type JobVersionKey, type TaskKey, type WorkerId, type WorkerSlot } from './assignment.js';
+
+/** A job version as stored: `running` until `kappa stop`, then `stopping` until its tasks are released. */
+export interface JobVersionRecord {
+  job: string;
+  version: string;
+  /** The topic it reads; null until the start request or a carrier names it. */
+  topic: string | null;
+  /** Partition count of the topic; null until the topic is known. */
+  partitions: number | null;
+  from: StartPosition;
+  state: 'running' | 'stopping';
+  startedAtMs: number;
+}
+
+/** Reported state of a version: `waiting-for-capacity` when no live worker carries it (or its topic is unknown). */
+export type VersionStatus = 'running' | 'stopping' | 'waiting-for-capacity';
+
+export interface TaskRecord {
+  task: TaskId;
+  /** Current holder; null when no live worker carries the version. */
+  worker: WorkerId | null;
+  /** Epoch of the current (or last) holder; 0 for a task never assigned. */
+  epoch: number;
+}
+
+export interface LiveWorker {
+  slot: WorkerSlot;
+  /** Tasks in the worker's latest heartbeat; undefined before its first heartbeat. */
+  reported: ReadonlyMap<TaskKey, TaskStatus> | undefined;
+  reportedAtMs: number;
+}
+
+export interface Transit {
+  /** `${kind} ${worker} ${task}` → when that command was last sent: resends wait `resendAfterMs`. */
+  sentAtMs: Map<string, number>;
+  /** Tasks whose holder reported `task.released` at the current epoch. */
+  released: Set<TaskKey>;
+}
+
+export function emptyTransit(): Transit {
+  return { sentAtMs: new Map(), released: new Set() };
+}
+
+export type Command =
+  | { kind: 'assign'; worker: WorkerId; task: TaskId; epoch: number; from: StartPosition }
+  | { kind: 'revoke'; worker: WorkerId; task: TaskId; epoch: number };
+
+export interface ReconcileInput {
+  versions: ReadonlyMap<JobVersionKey, JobVersionRecord>;
+  tasks: ReadonlyMap<TaskKey, TaskRecord>;
+  workers: readonly LiveWorker[];
+  /** Updated in place: sends are recorded, released marks are consumed. */
+  transit: Transit;
+  nowMs: number;
+  resendAfterMs: number;
+}
+
+export interface ReconcileResult {
+  commands: Command[];
+  /** Task records to store (changed owner or epoch). */
+  puts: TaskRecord[];
+  /** Task records to delete (their version stopped and nobody holds them). */
+  deletes: TaskKey[];
+  /** Stopping versions with no task left: delete them. */
+  finishedVersions: JobVersionKey[];
+  /** Moves started this round (revokes sent or assignments of a dead owner's tasks). */
+  movesStarted: number;
+}
+
+/** The tasks a version should run: one per partition while running, none once stopping. */
+export function desiredTasks(versions: ReadonlyMap<JobVersionKey, JobVersionRecord>): TaskId[] {
+  const tasks: TaskId[] = [];
+  for (const version of versions.values()) {
+    if (version.state !== 'running' || version.partitions === null) continue;
+    for (let partition = 0; partition < version.partitions; partition++) {
+      tasks.push({ job: version.job, version: version.version, partition });
+    }
+  }
+  return tasks;
+}
+
+export function versionStatus(version: JobVersionRecord, workers: readonly WorkerSlot[]): VersionStatus {
+  if (version.state === 'stopping') return 'stopping';
+  const key = jobVersionKey(version);
+  if (version.partitions === null || !workers.some((worker) => worker.carries.has(key))) return 'waiting-for-capacity';
+  return 'running';
+}
+
+/**
+ * One reconciliation round: compute the target owner of every task with `assignTasks` (sticky:
+ * the current holders are `previous`), then emit the commands that move the cluster one step
+ * closer, and (re)send what a worker's heartbeat shows it missed. Idempotent: running it again
+ * with nothing changed emits only rate-limited resends.
+ */
+export function reconcile(input: ReconcileInput): ReconcileResult {
+  const { tasks, transit, nowMs } = input;
+  const result: ReconcileResult = { commands: [], puts: [], deletes: [], finishedVersions: [], movesStarted: 0 };
+  const workers = new Map(input.workers.map((worker) => [worker.slot.id, worker]));
+
+  const desired = desiredTasks(input.versions);
+  const previous = new Map<TaskKey, WorkerId>();
+  for (const [key, record] of tasks) if (record.worker !== null) previous.set(key, record.worker);
+  const target = assignTasks({ tasks: desired, workers: input.workers.map((worker) => worker.slot), previous }).owners;
+
+  const fromOf = (task: TaskId) => input.versions.get(jobVersionKey(task))?.from ?? { kind: 'earliest' as const };
+  const send = (command: Command, force = false) => {
+    const sentKey = `${command.kind} ${command.worker} ${taskKey(command.task)}`;
+    const lastSent = transit.sentAtMs.get(sentKey);
+    if (!force && lastSent !== undefined && nowMs - lastSent < input.resendAfterMs) return;
+    transit.sentAtMs.set(sentKey, nowMs);
+    result.commands.push(command);
+  };
+  const handOver = (record: TaskRecord, to: WorkerId | null, desiredNow: boolean) => {
+    const key = taskKey(record.task);
+    transit.released.delete(key);
+    if (record.worker !== null) transit.sentAtMs.delete(`revoke ${record.worker} ${key}`);
+    if (!desiredNow) {
+      if (tasks.has(key)) result.deletes.push(key);
+      return;
+    }
+    if (to === null) {
+      if (record.worker !== null) result.puts.push({ ...record, worker: null });
+      return;
+    }
+    const epoch = record.epoch + 1;
+    result.puts.push({ task: record.task, worker: to, epoch });
+    send({ kind: 'assign', worker: to, task: record.task, epoch, from: fromOf(record.task) }, true);
+  };
+
+  const desiredByKey = new Map(desired.map((task) => [taskKey(task), task]));
+  const allKeys = new Set<TaskKey>([...desiredByKey.keys(), ...tasks.keys()]);
+  for (const key of allKeys) {
+    const record = tasks.get(key) ?? { task: desiredByKey.get(key)!, worker: null, epoch: 0 };
+    const desiredNow = desiredByKey.has(key);
+    const to = target.get(key) ?? null;
+    const holder = record.worker === null ? undefined : workers.get(record.worker);
+
+    if (holder === undefined) {
+      // No holder, or it is dead and cannot flush: hand over at once.
+      if (record.worker !== null && to !== null) result.movesStarted++;
+      if (record.worker !== null || to !== null || !desiredNow) handOver(record, to, desiredNow);
+      continue;
+    }
+    if (transit.released.has(key) || revokeAnswered(holder, key, record, transit)) {
+      handOver(record, to, desiredNow);
+      continue;
+    }
+    if (to === holder.slot.id) {
+      // Steady state: make sure the holder runs it at the current epoch.
+      const reported = holder.reported?.get(key);
+      if (holder.reported !== undefined && (reported === undefined || reported.epoch < record.epoch)) {
+        send({ kind: 'assign', worker: holder.slot.id, task: record.task, epoch: record.epoch, from: fromOf(record.task) });
+      }
+      continue;
+    }
+    // The holder must flush first: revoke, and hand over once it has released.
+    if (!transit.sentAtMs.has(`revoke ${holder.slot.id} ${key}`)) result.movesStarted++;
+    send({ kind: 'revoke', worker: holder.slot.id, task: record.task, epoch: record.epoch });
+  }
+
+  // A worker running a task it does not hold (a dead worker come back, a lost revoke): revoke it.
+  for (const worker of input.workers) {
+    for (const [key, status] of worker.reported ?? []) {
+      const record = tasks.get(key);
+      if (record?.worker === worker.slot.id || status.state === 'releasing') continue;
+      send({ kind: 'revoke', worker: worker.slot.id, task: { job: status.job, version: status.version, partition: status.partition }, epoch: status.epoch });
+    }
+  }
+
+  for (const [versionKey, version] of input.versions) {
+    if (version.state !== 'stopping') continue;
+    const held = [...tasks.values()].some(
+      (record) => jobVersionKey(record.task) === versionKey && !result.deletes.includes(taskKey(record.task)),
+    );
+    if (!held) result.finishedVersions.push(versionKey);
+  }
+  return result;
+}
+
+/** The holder answered our revoke implicitly: a heartbeat sent after the revoke no longer lists the task. */
+function revokeAnswered(holder: LiveWorker, key: TaskKey, record: TaskRecord, transit: Transit): boolean {
+  const revokedAtMs = transit.sentAtMs.get(`revoke ${holder.slot.id} ${key}`);
+  if (revokedAtMs === undefined || holder.reported === undefined || holder.reportedAtMs <= revokedAtMs) return false;
+  const reported = holder.reported.get(key);
+  return reported === undefined || reported.epoch < record.epoch;
+}

@@ -1,0 +1,122 @@
+// Durable cluster state in KV bucket `buckets.cluster`, so a new leader resumes where the old one
+// stopped (DESIGN). Keys: `version.<job>.<version>`, `task.<job>.<version>.<partition>`,
+// `worker.<id>`. Every write is a compare-and-set on the revision this leader last read or
+// wrote: a deposed leader that still writes finds the revision moved by its successor and gets
+// a FencedError instead of overwriting newer state.
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { z } from 'zod';
+import { buckets, FencedError, StartPosition, TaskId } from '../protocol/index.js';
+import { jobVersionKey, taskKey, type JobVersionKey, type TaskKey, type WorkerId } from './assignment.js';
+import type { JobVersionRecord, TaskRecord } from './cluster-state.js';
+import type { Registration } from './membership.js';
+
+const JobVersionRecordSchema = z.object({
+  job: z.string(),
+  version: z.string(),
+  topic: z.string().nullable(),
+  partitions: z.number().int().positive().nullable(),
+  from: StartPosition,
+  state: z.enum(['running', 'stopping']),
+  startedAtMs: z.number(),
+});
+const TaskRecordSchema = z.object({ task: TaskId, worker: z.string().nullable(), epoch: z.number().int().min(0) });
+const RegistrationSchema = z.object({
+  workerId: z.string(),
+  capacity: z.number().int().min(1),
+  carries: z.array(z.object({ job: z.string(), version: z.string(), topic: z.string() })),
+  httpUrl: z.string().optional(),
+});
+
+export interface LoadedClusterState {
+  versions: Map<JobVersionKey, JobVersionRecord>;
+  tasks: Map<TaskKey, TaskRecord>;
+  workers: Registration[];
+}
+
+const versionKvKey = (key: JobVersionKey) => `version.${key.replace('/', '.')}`;
+const taskKvKey = (key: TaskKey) => `task.${key.replaceAll('/', '.')}`;
+const workerKvKey = (id: WorkerId) => `worker.${id}`;
+
+export class ClusterStore {
+  /** KV key → revision this process last read or wrote. */
+  private readonly revisions = new Map<string, number>();
+
+  private constructor(private readonly kv: KV) {}
+
+  static async open(nc: NatsConnection): Promise<ClusterStore> {
+    return new ClusterStore(await new Kvm(nc).create(buckets.cluster, { history: 1 }));
+  }
+
+  /** Reads everything; records that fail validation are reported, never silently used. */
+  async load(): Promise<LoadedClusterState> {
+    this.revisions.clear();
+    const state: LoadedClusterState = { versions: new Map(), tasks: new Map(), workers: [] };
+    const keys: string[] = [];
+    for await (const key of await this.kv.keys()) keys.push(key);
+    for (const key of keys) {
+      const entry = await this.kv.get(key);
+      if (!entry || entry.operation !== 'PUT') continue;
+      this.revisions.set(key, entry.revision);
+      const value: unknown = entry.json();
+      if (key.startsWith('version.')) {
+        const record = JobVersionRecordSchema.parse(value);
+        state.versions.set(jobVersionKey(record), record);
+      } else if (key.startsWith('task.')) {
+        const record = TaskRecordSchema.parse(value);
+        state.tasks.set(taskKey(record.task), record);
+      } else if (key.startsWith('worker.')) {
+        state.workers.push(RegistrationSchema.parse(value));
+      }
+    }
+    return state;
+  }
+
+  putVersion(record: JobVersionRecord): Promise<void> {
+    return this.put(versionKvKey(jobVersionKey(record)), record);
+  }
+
+  deleteVersion(key: JobVersionKey): Promise<void> {
+    return this.delete(versionKvKey(key));
+  }
+
+  putTask(record: TaskRecord): Promise<void> {
+    return this.put(taskKvKey(taskKey(record.task)), record);
+  }
+
+  deleteTask(key: TaskKey): Promise<void> {
+    return this.delete(taskKvKey(key));
+  }
+
+  putWorker(registration: Registration): Promise<void> {
+    return this.put(workerKvKey(registration.workerId), registration);
+  }
+
+  deleteWorker(id: WorkerId): Promise<void> {
+    return this.delete(workerKvKey(id));
+  }
+
+  private async put(key: string, value: unknown): Promise<void> {
+    const known = this.revisions.get(key);
+    const body = JSON.stringify(value);
+    try {
+      const revision = known === undefined ? await this.kv.create(key, body) : await this.kv.update(key, body, known);
+      this.revisions.set(key, revision);
+    } catch (error) {
+      this.revisions.delete(key);
+      throw new FencedError(`cluster state key '${key}' changed since revision ${known ?? 'absent'}: another leader wrote it (${(error as Error).message})`);
+    }
+  }
+
+  private async delete(key: string): Promise<void> {
+    const known = this.revisions.get(key);
+    if (known === undefined) return;
+    try {
+      await this.kv.delete(key, { previousSeq: known });
+    } catch (error) {
+      throw new FencedError(`cluster state key '${key}' changed since revision ${known}: another leader wrote it (${(error as Error).message})`);
+    } finally {
+      this.revisions.delete(key);
+    }
+  }
+}

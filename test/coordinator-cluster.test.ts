@@ -1,0 +1,251 @@
+// The coordinator end to end: two real `kappa coordinator` child processes against a real
+// nats-server, and fake workers in this file. A fake worker is a test double of the remote peer
+// (not a mock of NATS): it speaks the control protocol over real NATS, registers, heartbeats the
+// tasks it holds, and answers a revoke with task.released. What the fakes hold is the truth the
+// assertions check, independent of what the coordinator reports.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTopic } from '../client/index.js';
+import { decodeMessage, encodeMessage, subjects, type ClusterStatus, type TaskId, type TaskStatus } from '../protocol/index.js';
+import { startServer, stopAllServers, type NatsServer } from './harness/nats-server.js';
+
+const CLI = resolve(import.meta.dirname, '../dist/cli/main.js');
+const SESSION_TIMEOUT_MS = 2_000;
+const LEASE_TTL_MS = 1_500;
+const HEARTBEAT_MS = 300;
+const PARTITIONS = 32;
+const JOB = { job: 'clicks', version: 'v1', topic: 'clicks' };
+
+const key = (task: TaskId) => `${task.job}/${task.version}/${task.partition}`;
+
+class FakeWorker {
+  readonly held = new Map<string, { task: TaskId; epoch: number }>();
+  revokesReceived = 0;
+  assignsReceived = 0;
+  private nc: NatsConnection | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly id: string,
+    private readonly url: string,
+    private readonly carries = [JOB],
+  ) {}
+
+  async start(): Promise<void> {
+    const nc = await connect({ servers: this.url });
+    this.nc = nc;
+    nc.subscribe(subjects.coordinatorToWorker(this.id), {
+      callback: (_error, msg) => {
+        const message = decodeMessage(msg.data);
+        if (message.type === 'task.assign') {
+          this.assignsReceived++;
+          const current = this.held.get(key(message.task));
+          if (current === undefined || current.epoch <= message.epoch) this.held.set(key(message.task), { task: message.task, epoch: message.epoch });
+        } else if (message.type === 'task.revoke') {
+          this.revokesReceived++;
+          const current = this.held.get(key(message.task));
+          if (current === undefined || current.epoch > message.epoch) return; // stale revoke
+          this.held.delete(key(message.task));
+          nc.publish(subjects.workerToCoordinator, encodeMessage({ type: 'task.released', workerId: this.id, task: message.task, epoch: current.epoch, sequence: 0 }));
+        }
+      },
+    });
+    nc.publish(subjects.workerToCoordinator, encodeMessage({ type: 'worker.register', workerId: this.id, capacity: 1, carries: this.carries }));
+    this.timer = setInterval(() => this.heartbeat(), HEARTBEAT_MS);
+  }
+
+  private heartbeat(): void {
+    const tasks: TaskStatus[] = [...this.held.values()].map(({ task, epoch }) => ({ ...task, epoch, state: 'running', sequence: 0, lagMessages: 0, watermark: null }));
+    // The optional registration copy lets a coordinator that missed `worker.register` admit us.
+    this.nc?.publish(subjects.workerToCoordinator, encodeMessage({ type: 'worker.heartbeat', workerId: this.id, tasks, capacity: 1, carries: this.carries }));
+  }
+
+  /** Like SIGKILL: no leave, no release, heartbeats stop. */
+  async kill(): Promise<void> {
+    clearInterval(this.timer);
+    await this.nc?.close();
+  }
+}
+
+interface CoordinatorProcess {
+  id: string;
+  child: ChildProcess;
+  stderr: string[];
+}
+
+let server: NatsServer & { close(): Promise<void> };
+let nc: NatsConnection;
+const coordinators: CoordinatorProcess[] = [];
+const workers: FakeWorker[] = [];
+
+function startCoordinator(id: string): CoordinatorProcess {
+  const child = spawn(
+    process.execPath,
+    [CLI, 'coordinator', '--nats', server.url, '--id', id, '--http-port', '0', '--http-host', '127.0.0.1', '--session-timeout', String(SESSION_TIMEOUT_MS), '--lease-ttl', String(LEASE_TTL_MS)],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  const stderr: string[] = [];
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => stderr.push(chunk));
+  const coordinator = { id, child, stderr };
+  coordinators.push(coordinator);
+  return coordinator;
+}
+
+async function kappa(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args, '--nats', server.url], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { code, stdout, stderr };
+}
+
+async function status(): Promise<ClusterStatus> {
+  const result = await kappa(['status', '--json']);
+  if (result.code !== 0) throw new Error(`kappa status failed: ${result.stderr}`);
+  return JSON.parse(result.stdout) as ClusterStatus;
+}
+
+async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
+  const startedAt = Date.now();
+  while (!(await condition())) {
+    if (Date.now() - startedAt > timeoutMs) {
+      throw new Error(`${what}: not within ${timeoutMs} ms\n${coordinators.map((c) => `--- ${c.id}\n${c.stderr.join('').slice(-3000)}`).join('\n')}`);
+    }
+    await sleep(50);
+  }
+  return Date.now() - startedAt;
+}
+
+/** Task key → owner across the given fake workers; null when some task is held twice or missing. */
+function ownership(among: readonly FakeWorker[]): Map<string, string> | null {
+  const owners = new Map<string, string>();
+  for (const worker of among) {
+    for (const held of worker.held.keys()) {
+      if (owners.has(held)) return null;
+      owners.set(held, worker.id);
+    }
+  }
+  return owners.size === PARTITIONS ? owners : null;
+}
+
+function epochs(among: readonly FakeWorker[]): Map<string, number> {
+  return new Map(among.flatMap((worker) => [...worker.held.entries()].map(([task, held]) => [task, held.epoch] as const)));
+}
+
+beforeAll(async () => {
+  server = await startServer();
+  nc = await connect({ servers: server.url });
+  await createTopic(nc, { name: JOB.topic, partitions: PARTITIONS });
+});
+
+afterAll(async () => {
+  for (const coordinator of coordinators) coordinator.child.kill('SIGKILL');
+  await Promise.all(workers.map((worker) => worker.kill()));
+  await nc?.close();
+  await stopAllServers();
+});
+
+describe('coordinator cluster', () => {
+  it('fails with a one-line error when no coordinator leads', async () => {
+    const result = await kappa(['status']);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(result.stderr).toMatch(/no coordinator leader answered/);
+  });
+
+  it('assigns all 32 tasks exactly once over 3 workers with 2 coordinators', async () => {
+    startCoordinator('c1');
+    startCoordinator('c2');
+    for (const id of ['w1', 'w2', 'w3']) {
+      const worker = new FakeWorker(id, server.url);
+      workers.push(worker);
+      await worker.start();
+    }
+    await waitFor(async () => (await kappa(['status'])).code === 0, 10_000, 'a leader answers');
+    const started = await kappa(['start', JOB.job, '--version', JOB.version, '--topic', JOB.topic, '--from', 'earliest']);
+    expect(started.stdout).toContain('clicks v1: running on topic clicks (32 partitions)');
+
+    await waitFor(() => ownership(workers) !== null && workers.every((w) => w.held.size >= 10), 10_000, 'all tasks owned once, balanced');
+    expect(workers.map((w) => w.held.size).sort()).toEqual([10, 11, 11]);
+    const view = await status();
+    expect(view.tasks.filter((t) => t.worker !== null)).toHaveLength(PARTITIONS);
+    expect(view.versions).toEqual([expect.objectContaining({ job: 'clicks', version: 'v1', state: 'running', tasksAssigned: 32 })]);
+  });
+
+  it('gives a joining 4th worker its fair share with the fewest moves', async () => {
+    const before = ownership(workers)!;
+    const joiner = new FakeWorker('w4', server.url);
+    workers.push(joiner);
+    await joiner.start();
+    await waitFor(() => ownership(workers) !== null && workers.every((w) => w.held.size === 8), 10_000, 'four workers hold 8 each');
+    const after = ownership(workers)!;
+    const moved = [...after].filter(([task, owner]) => before.get(task) !== owner);
+    // 11 + 11 + 10 → 8 each: exactly the joiner's 8 tasks move, nothing else.
+    expect(moved).toHaveLength(8);
+    expect(moved.every(([, owner]) => owner === 'w4')).toBe(true);
+  });
+
+  it('owns a silent worker’s tasks again within the session timeout, with higher epochs', async () => {
+    const victim = workers.pop()!;
+    const orphaned = new Map([...victim.held].map(([task, held]) => [task, held.epoch]));
+    await victim.kill();
+    const tookMs = await waitFor(() => ownership(workers) !== null, SESSION_TIMEOUT_MS + 3_000, 'dead worker’s tasks owned again');
+    expect(tookMs).toBeLessThan(SESSION_TIMEOUT_MS + 1_500);
+    const now = epochs(workers);
+    for (const [task, epoch] of orphaned) expect(now.get(task)).toBe(epoch + 1);
+  });
+
+  it('survives a SIGKILLed leader: the other coordinator takes over without moving anything', async () => {
+    const leaderId = (await status()).leader.coordinatorId;
+    const ownersBefore = ownership(workers)!;
+    const epochsBefore = epochs(workers);
+    const revokesBefore = workers.reduce((sum, w) => sum + w.revokesReceived, 0);
+    const leader = coordinators.find((c) => c.id === leaderId)!;
+    leader.child.kill('SIGKILL');
+    await once(leader.child, 'exit');
+
+    let successor: ClusterStatus | undefined;
+    await waitFor(
+      async () => {
+        const result = await kappa(['status', '--json']);
+        if (result.code !== 0) return false;
+        successor = JSON.parse(result.stdout) as ClusterStatus;
+        return successor.leader.coordinatorId !== leaderId;
+      },
+      4 * LEASE_TTL_MS + 5_000,
+      'another coordinator leads',
+    );
+    await sleep(2 * HEARTBEAT_MS + 500); // let it reconcile against a few heartbeats
+    expect(ownership(workers)).toEqual(ownersBefore);
+    expect(epochs(workers)).toEqual(epochsBefore);
+    expect(workers.reduce((sum, w) => sum + w.revokesReceived, 0)).toBe(revokesBefore);
+    expect(successor!.tasks.map((t) => [`${t.job}/${t.version}/${t.partition}`, t.worker, t.epoch])).toEqual(
+      [...ownersBefore].map(([task, owner]) => [task, owner, epochsBefore.get(task)]).sort((a, b) => taskOrder(String(a[0]), String(b[0]))),
+    );
+  });
+
+  it('reports a version no live worker carries as waiting for capacity', async () => {
+    const started = await kappa(['start', 'audit', '--version', 'v9', '--topic', JOB.topic]);
+    expect(started.code).toBe(0);
+    expect(started.stdout).toContain('waiting-for-capacity');
+    const view = await status();
+    expect(view.versions.find((v) => v.job === 'audit')).toMatchObject({ state: 'waiting-for-capacity', partitions: PARTITIONS, tasksAssigned: 0 });
+    expect(view.tasks.filter((t) => t.job === 'audit').every((t) => t.worker === null && t.state === 'waiting')).toBe(true);
+
+    const stopped = await kappa(['stop', 'clicks', '--version', 'v1']);
+    expect(stopped.stdout).toContain('stopping, 32 task(s) being released');
+    await waitFor(() => workers.every((w) => w.held.size === 0), 5_000, 'stopped version released everywhere');
+  });
+});
+
+function taskOrder(a: string, b: string): number {
+  const [jobA, versionA, partitionA] = a.split('/');
+  const [jobB, versionB, partitionB] = b.split('/');
+  return jobA!.localeCompare(jobB!) || versionA!.localeCompare(versionB!) || Number(partitionA) - Number(partitionB);
+}
