@@ -225,6 +225,15 @@ describe('coordinator cluster', () => {
     expect(ownership(workers)).toEqual(ownersBefore);
     expect(epochs(workers)).toEqual(epochsBefore);
     expect(workers.reduce((sum, w) => sum + w.revokesReceived, 0)).toBe(revokesBefore);
+    // The successor's HTTP surface agrees: it leads, it is ready, /v1/status is the status reply.
+    const port = httpPortOf(coordinators.find((c) => c.id === successor!.leader.coordinatorId)!);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toMatch(/^kappa_coordinator_leader 1$/m);
+    expect(metrics).toMatch(/^kappa_workers 3$/m);
+    expect(metrics).toMatch(/^kappa_tasks_assigned\{worker="w1"\} \d+$/m);
+    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+    const httpStatus = (await (await fetch(`http://127.0.0.1:${port}/v1/status`)).json()) as ClusterStatus;
+    expect(httpStatus.leader).toEqual(successor!.leader);
     expect(successor!.tasks.map((t) => [`${t.job}/${t.version}/${t.partition}`, t.worker, t.epoch])).toEqual(
       [...ownersBefore].map(([task, owner]) => [task, owner, epochsBefore.get(task)]).sort((a, b) => taskOrder(String(a[0]), String(b[0]))),
     );
@@ -242,7 +251,28 @@ describe('coordinator cluster', () => {
     expect(stopped.stdout).toContain('stopping, 32 task(s) being released');
     await waitFor(() => workers.every((w) => w.held.size === 0), 5_000, 'stopped version released everywhere');
   });
+
+  it('a SIGTERMed leader resigns and exits 0; a follower leads well within the lease', async () => {
+    const leaderId = (await status()).leader.coordinatorId;
+    startCoordinator('c3');
+    await sleep(500);
+    const leader = coordinators.find((c) => c.id === leaderId)!;
+    leader.child.kill('SIGTERM');
+    const [code] = (await once(leader.child, 'exit')) as [number | null];
+    expect(code).toBe(0);
+    const tookMs = await waitFor(async () => {
+      const result = await kappa(['status', '--json']);
+      return result.code === 0 && (JSON.parse(result.stdout) as ClusterStatus).leader.coordinatorId === 'c3';
+    }, 3 * LEASE_TTL_MS, 'c3 leads');
+    // The key was deleted: c3 wins on its next poll (ttl/4) instead of waiting out the lease.
+    expect(tookMs).toBeLessThan(LEASE_TTL_MS);
+  });
 });
+
+function httpPortOf(coordinator: CoordinatorProcess): number {
+  const line = coordinator.stderr.join('').split('\n').find((entry) => entry.includes('"httpPort"'));
+  return (JSON.parse(line!) as { httpPort: number }).httpPort;
+}
 
 function taskOrder(a: string, b: string): number {
   const [jobA, versionA, partitionA] = a.split('/');

@@ -1,0 +1,99 @@
+// The pure reconciliation step: epoch rules, revoke-before-assign, idempotence, resends.
+import { describe, expect, it } from 'vitest';
+import type { TaskStatus } from '../protocol/index.js';
+import { taskKey, type TaskKey } from '../coordinator/assignment.js';
+import { emptyTransit, reconcile, type JobVersionRecord, type LiveWorker, type ReconcileInput, type TaskRecord } from '../coordinator/cluster-state.js';
+
+const version: JobVersionRecord = { job: 'j', version: 'v1', topic: 't', partitions: 4, from: { kind: 'earliest' }, state: 'running', startedAtMs: 0 };
+const versions = new Map([['j/v1', version]]);
+
+function worker(id: string, held: TaskRecord[] | undefined, reportedAtMs = 0): LiveWorker {
+  const reported = held && new Map<TaskKey, TaskStatus>(
+    held.map((record) => [taskKey(record.task), { ...record.task, epoch: record.epoch, state: 'running', sequence: 0, lagMessages: 0, watermark: null }]),
+  );
+  return { slot: { id, capacity: 1, carries: new Set(['j/v1']) }, reported, reportedAtMs };
+}
+
+function input(tasks: Map<TaskKey, TaskRecord>, workers: LiveWorker[], nowMs: number, transit = emptyTransit()): ReconcileInput {
+  return { versions, tasks, workers, transit, nowMs, resendAfterMs: 1_000 };
+}
+
+function apply(tasks: Map<TaskKey, TaskRecord>, puts: TaskRecord[]): Map<TaskKey, TaskRecord> {
+  const next = new Map(tasks);
+  for (const record of puts) next.set(taskKey(record.task), record);
+  return next;
+}
+
+describe('reconcile', () => {
+  it('assigns every task of a new version at epoch 1', () => {
+    const result = reconcile(input(new Map(), [worker('a', undefined), worker('b', undefined)], 0));
+    expect(result.puts).toHaveLength(4);
+    expect(result.puts.every((record) => record.epoch === 1 && record.worker !== null)).toBe(true);
+    expect(result.commands.filter((command) => command.kind === 'assign')).toHaveLength(4);
+  });
+
+  it('sends nothing in a steady state that heartbeats confirm', () => {
+    let tasks = new Map<TaskKey, TaskRecord>();
+    tasks = apply(tasks, reconcile(input(tasks, [worker('a', undefined)], 0)).puts);
+    const held = [...tasks.values()];
+    const again = reconcile(input(tasks, [worker('a', held, 100)], 200));
+    expect(again).toMatchObject({ commands: [], puts: [], deletes: [], movesStarted: 0 });
+  });
+
+  it('moves a task only after its holder released it, with epoch + 1', () => {
+    const transit = emptyTransit();
+    let tasks = new Map<TaskKey, TaskRecord>();
+    tasks = apply(tasks, reconcile(input(tasks, [worker('a', undefined)], 0, transit)).puts);
+    const held = [...tasks.values()];
+    // b joins: two tasks must move from a, which is revoked first.
+    const revoking = reconcile(input(tasks, [worker('a', held, 10), worker('b', [], 10)], 20, transit));
+    expect(revoking.commands.map((command) => command.kind)).toEqual(['revoke', 'revoke']);
+    expect(revoking.puts).toEqual([]);
+    const moving = revoking.commands[0]!;
+    transit.released.add(taskKey(moving.task));
+    const assigned = reconcile(input(tasks, [worker('a', held, 30), worker('b', [], 30)], 40, transit));
+    expect(assigned.puts).toEqual([{ task: moving.task, worker: 'b', epoch: 2 }]);
+    expect(assigned.commands).toContainEqual({ kind: 'assign', worker: 'b', task: moving.task, epoch: 2, from: { kind: 'earliest' } });
+    // The other revoke is answered by a heartbeat (sent after the revoke) that no longer lists the task.
+    const stillHeld = held.filter((record) => taskKey(record.task) !== taskKey(revoking.commands[1]!.task));
+    const implicit = reconcile(input(apply(tasks, assigned.puts), [worker('a', stillHeld, 50), worker('b', [], 50)], 60, transit));
+    expect(implicit.puts).toEqual([{ task: revoking.commands[1]!.task, worker: 'b', epoch: 2 }]);
+  });
+
+  it('hands a dead holder’s tasks over at once with epoch + 1', () => {
+    let tasks = new Map<TaskKey, TaskRecord>();
+    tasks = apply(tasks, reconcile(input(tasks, [worker('a', undefined)], 0)).puts);
+    const result = reconcile(input(tasks, [worker('b', [], 10)], 20));
+    expect(result.puts.map((record) => [record.worker, record.epoch])).toEqual([
+      ['b', 2],
+      ['b', 2],
+      ['b', 2],
+      ['b', 2],
+    ]);
+    expect(result.commands.every((command) => command.kind === 'assign')).toBe(true);
+  });
+
+  it('resends a missing assign only after resendAfterMs, and revokes a task its worker does not hold', () => {
+    const transit = emptyTransit();
+    let tasks = new Map<TaskKey, TaskRecord>();
+    tasks = apply(tasks, reconcile(input(tasks, [worker('a', undefined)], 0, transit)).puts);
+    expect(reconcile(input(tasks, [worker('a', [], 100)], 500, transit)).commands).toEqual([]);
+    expect(reconcile(input(tasks, [worker('a', [], 1_100)], 1_200, transit)).commands).toHaveLength(4);
+    const stray: TaskRecord = { task: { job: 'j', version: 'v0', partition: 9 }, worker: 'a', epoch: 3 };
+    const revoked = reconcile(input(tasks, [worker('a', [...tasks.values(), stray], 1_300)], 1_400, transit));
+    expect(revoked.commands).toEqual([{ kind: 'revoke', worker: 'a', task: stray.task, epoch: 3 }]);
+  });
+
+  it('deletes a stopping version once its tasks are released', () => {
+    const transit = emptyTransit();
+    let tasks = new Map<TaskKey, TaskRecord>();
+    tasks = apply(tasks, reconcile(input(tasks, [worker('a', undefined)], 0, transit)).puts);
+    const stopping = new Map([['j/v1', { ...version, state: 'stopping' as const }]]);
+    const revokes = reconcile({ ...input(tasks, [worker('a', [...tasks.values()], 10)], 20, transit), versions: stopping });
+    expect(revokes.commands.every((command) => command.kind === 'revoke')).toBe(true);
+    expect(revokes.finishedVersions).toEqual([]);
+    const released = reconcile({ ...input(tasks, [worker('a', [], 30)], 40, transit), versions: stopping });
+    expect(released.deletes).toHaveLength(4);
+    expect(released.finishedVersions).toEqual(['j/v1']);
+  });
+});
