@@ -51,8 +51,8 @@ export class ControlClient {
     this.send({ type: 'worker.register', workerId: this.workerId, ...registration });
   }
 
-  heartbeat(tasks: TaskStatus[]): void {
-    this.send({ type: 'worker.heartbeat', workerId: this.workerId, tasks });
+  heartbeat(tasks: TaskStatus[], registration?: Registration): void {
+    this.send({ type: 'worker.heartbeat', workerId: this.workerId, tasks, ...registration });
   }
 
   released(task: TaskId, epoch: number, sequence: number): void {

@@ -205,12 +205,16 @@ export class WorkerPool {
 
   // ── control protocol ─────────────────────────────────────────────────────
 
-  private register(): void {
-    this.control.register({
+  private registration() {
+    return {
       capacity: this.options.threads,
       carries: this.options.carries,
       ...(this.options.httpUrl ? { httpUrl: this.options.httpUrl } : {}),
-    });
+    };
+  }
+
+  private register(): void {
+    this.control.register(this.registration());
   }
 
   private async registerOnReconnect(): Promise<void> {
@@ -304,7 +308,8 @@ export class WorkerPool {
   private heartbeat(): void {
     const statuses = this.statuses();
     for (const placed of this.tasks.values()) placed.unreportedFailure = undefined;
-    this.control.heartbeat(statuses);
+    // The registration rides along, so a coordinator that missed `worker.register` admits us anyway.
+    this.control.heartbeat(statuses, this.shuttingDown ? undefined : this.registration());
     this.heartbeats++;
     if (this.heartbeats % (this.options.registerEveryHeartbeats ?? 10) === 0 && !this.shuttingDown) this.register();
     this.metrics.tasks.reset();

@@ -1,0 +1,154 @@
+// The whole cluster with real processes: 2 `kappa coordinator`s and 3 `kappa worker`s (piscina
+// pools) over a 32-partition topic. Every task is owned exactly once; a worker killed with SIGKILL
+// has its tasks owned again within the session timeout; killing the coordinator leader moves
+// nothing; and the serving table at the end equals the batch computation over all events.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { decodeMessage, encodeMessage, partitionOf, streams, subjects, type ClusterStatus } from '../protocol/index.js';
+import { kappa, KappaProcess } from './harness/cli.js';
+import { startServer, type NatsServer } from './harness/nats-server.js';
+
+const PARTITIONS = 32;
+const JOB = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
+const SESSION_TIMEOUT_MS = 3_000;
+const OUT_OF_ORDERNESS_MS = 2_000;
+
+let server: NatsServer & { close(): Promise<void> };
+let nc: NatsConnection;
+let dir: string;
+const processes: KappaProcess[] = [];
+
+beforeAll(async () => {
+  server = await startServer();
+  nc = await connect({ servers: server.url });
+  dir = mkdtempSync(join(tmpdir(), 'kappa-e2e-'));
+});
+afterAll(async () => {
+  await Promise.all(processes.map((process) => process.kill()));
+  await nc?.close();
+  await server?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function status(): Promise<ClusterStatus> {
+  const reply = decodeMessage((await nc.request(subjects.adminRequest('status'), encodeMessage({ type: 'status.request' }), { timeout: 3_000 })).data);
+  if (reply.type !== 'reply.ok') throw new Error(`status failed: ${JSON.stringify(reply)}`);
+  return reply.detail as ClusterStatus;
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    await sleep(200);
+  }
+  throw new Error(`timed out waiting for ${what} (${String(last ?? '')})\n${processes.map((p) => p.logs.slice(-1500)).join('\n---\n')}`);
+}
+
+function worker(id: string): KappaProcess {
+  const process = new KappaProcess(
+    ['worker', '--job', JOB, '--id', id, '--threads', '1', '--nats', server.url, '--state-dir', join(dir, id), '--http-port', '0', '--log-level', 'warn'],
+  );
+  processes.push(process);
+  return process;
+}
+
+function coordinator(id: string): KappaProcess {
+  const process = new KappaProcess(
+    ['coordinator', '--id', id, '--nats', server.url, '--http-port', '0', '--session-timeout', `${SESSION_TIMEOUT_MS}ms`, '--lease-ttl', '2s', '--log-level', 'warn'],
+  );
+  processes.push(process);
+  return process;
+}
+
+it('runs a job version over 3 workers and 2 coordinators, survives a killed worker and a killed leader, and serves the batch answer', async () => {
+  // 6,000 clicks over 600 s of event time, some out of order, some far too late.
+  const start = Date.UTC(2026, 10, 24, 12);
+  const events = Array.from({ length: 6000 }, (_, id) => {
+    const jitter = (id * 7919) % 1500;
+    const veryLate = id % 97 === 0 ? 30_000 : 0;
+    return { id, user: `user-${(id * 31) % 23}`, ts: start + id * 100 - jitter - veryLate, page: id % 2 ? '/a' : undefined };
+  });
+  const input = join(dir, 'clicks.jsonl');
+  writeFileSync(input, events.map((event) => JSON.stringify(event)).join('\n') + '\n');
+  expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', server.url])).code).toBe(0);
+  const produced = await kappa(['produce', 'clicks', '--file', input, '--key', 'user', '--time', 'ts', '--nats', server.url]);
+  expect(produced.code, produced.stderr).toBe(0);
+
+  coordinator('c1');
+  coordinator('c2');
+  const workers = [worker('w1'), worker('w2'), worker('w3')];
+  await waitFor('3 workers registered', async () => ((await status()).workers.length === 3 ? true : undefined), 30_000);
+  const started = await kappa(['start', 'clicks', '--version', 'v1', '--nats', server.url]);
+  expect(started.code, started.stderr + started.stdout).toBe(0);
+
+  const jsm = await jetstreamManager(nc);
+  const lastSequence: number[] = [];
+  for (let partition = 0; partition < PARTITIONS; partition++) lastSequence.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
+  const caughtUp = (view: ClusterStatus, liveWorkers: string[]) =>
+    view.tasks.length === PARTITIONS &&
+    view.tasks.every((task) => task.worker !== null && liveWorkers.includes(task.worker) && task.state === 'running' && task.sequence === lastSequence[task.partition]);
+
+  // Every task owned exactly once, spread over all three workers.
+  let view = await waitFor('all 32 tasks running and caught up', async () => {
+    const current = await status();
+    return caughtUp(current, ['w1', 'w2', 'w3']) ? current : undefined;
+  }, 60_000);
+  const perWorker = new Map<string, number>();
+  for (const task of view.tasks) perWorker.set(task.worker!, (perWorker.get(task.worker!) ?? 0) + 1);
+  expect([...perWorker.values()].sort()).toEqual([10, 11, 11]);
+
+  // SIGKILL a worker: its tasks are owned by the others within the session timeout (plus a heartbeat or two).
+  const victim = 'w2';
+  const victimTasks = view.tasks.filter((task) => task.worker === victim).map((task) => task.partition);
+  await workers[1]!.kill();
+  const killedAt = Date.now();
+  view = await waitFor('the killed worker’s tasks owned again', async () => {
+    const current = await status();
+    return current.tasks.every((task) => task.worker !== victim && task.worker !== null) ? current : undefined;
+  }, SESSION_TIMEOUT_MS + 10_000);
+  expect(Date.now() - killedAt).toBeLessThan(SESSION_TIMEOUT_MS + 5_000);
+  for (const partition of victimTasks) expect(view.tasks.find((task) => task.partition === partition)!.epoch).toBeGreaterThan(1);
+  view = await waitFor('caught up on two workers', async () => {
+    const current = await status();
+    return caughtUp(current, ['w1', 'w3']) ? current : undefined;
+  }, 60_000);
+
+  // SIGKILL the coordinator leader: the other takes over and moves nothing.
+  const owners = new Map(view.tasks.map((task) => [task.partition, `${task.worker}@${task.epoch}`]));
+  const leader = view.leader.coordinatorId;
+  await processes.find((process) => process.child.spawnargs.includes(leader))!.kill();
+  const after = await waitFor('a new leader', async () => {
+    const current = await status();
+    return current.leader.coordinatorId !== leader ? current : undefined;
+  }, 15_000);
+  expect(new Map(after.tasks.map((task) => [task.partition, `${task.worker}@${task.epoch}`]))).toEqual(owners);
+
+  // The serving table equals the batch computation over all events (for every window fired).
+  const viewed = await kappa(['view', 'clicks', '--version', 'v1', '--json', '--nats', server.url]);
+  expect(viewed.code, viewed.stderr).toBe(0);
+  const table = viewed.stdout.trim().split('\n').map((line) => JSON.parse(line) as { key: string; end: number });
+  const batchOut = join(dir, 'batch.jsonl');
+  const batch = await kappa(['run', JOB, '--input', input, '--partitions', String(PARTITIONS), '--key', 'user', '--time', 'ts', '--output', batchOut]);
+  expect(batch.code, batch.stderr).toBe(0);
+  const finalWatermark = new Map<number, number>();
+  for (const event of events) {
+    const partition = partitionOf(event.user, PARTITIONS);
+    finalWatermark.set(partition, Math.max(finalWatermark.get(partition) ?? -Infinity, event.ts - OUT_OF_ORDERNESS_MS));
+  }
+  const expected = readFileSync(batchOut, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { key: string; end: number })
+    .filter((row) => row.end - 1 <= finalWatermark.get(partitionOf(row.key, PARTITIONS))!);
+  expect(expected.length).toBeGreaterThan(500);
+  expect(table).toEqual(expected);
+});
