@@ -63,7 +63,8 @@ const messageSchemas = {
   /** `topic` is optional: without it the coordinator learns the topic from a worker carrying the version. */
   'job.start': z.object({ job: name, version: name, from: StartPosition, topic: name.optional() }),
   'job.stop': z.object({ job: name, version: name }),
-  'status.request': z.object({}),
+  // Optionally only one job's versions and tasks.
+  'status.request': z.object({ job: name.optional() }),
   'reply.ok': z.object({ detail: z.unknown().optional() }),
   'reply.error': z.object({ code: z.string(), message: z.string() }),
 } as const;

@@ -11,7 +11,7 @@ export function registerStatus(program: Command): void {
       .description('leader, workers, job versions and every task with its sequence, lag and watermark')
       .option('--json', 'print JSON'),
   ).action(async (flags: NatsFlags & { json?: boolean }) => {
-    const status = (await adminRequest(flags, 'status', { type: 'status.request' } as Message)) as ClusterStatus;
+    const status = (await adminRequest(flags, 'status', { type: 'status.request' })) as ClusterStatus;
     if (flags.json) return console.log(JSON.stringify(status, null, 2));
     printStatus(status);
   });
