@@ -1,6 +1,6 @@
 // `kappa status [--json]`: the leader's view, built from the workers' heartbeats.
 import type { Command } from 'commander';
-import type { ClusterStatus, Message } from '../../protocol/index.js';
+import type { ClusterStatus } from '../../protocol/index.js';
 import { adminRequest } from '../admin-request.js';
 import { addNatsOptions, type NatsFlags } from '../nats-options.js';
 
