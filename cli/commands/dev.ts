@@ -6,7 +6,8 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { createTopic } from '../../client/topics.js';
 import { Producer } from '../../client/producer.js';
-import { connectNats } from '../../protocol/index.js';
+import { connectNats, NoLeaderError } from '../../protocol/index.js';
+import { adminRequest } from '../admin-request.js';
 import { loadConfig, port, positiveInt } from '../config.js';
 import { demoClick } from '../demo-clicks.js';
 import { KappaChild } from '../kappa-child.js';
@@ -20,6 +21,8 @@ const devConfig = z.object({
   natsPort: port.default(0),
   rate: positiveInt.default(500),
   partitions: positiveInt.default(8),
+  workers: positiveInt.default(2),
+  threads: positiveInt.default(1),
   httpPort: port.default(9464),
 });
 
@@ -32,7 +35,9 @@ export function registerDev(program: Command): void {
     .option('--nats-port <port>', 'client port of the local nats-server (default: any free port)')
     .option('--rate <events/s>', 'demo events per second (default 500)')
     .option('--partitions <n>', 'partitions of the demo topic (default 8)')
-    .option('--http-port <port>', "first HTTP port for the processes' /metrics (default 9464)")
+    .option('--workers <n>', 'worker processes (default 2)')
+    .option('--threads <n>', 'threads per worker (default 1)')
+    .option('--http-port <port>', "first HTTP port: the coordinator's, then one per worker (default 9464)")
     .action(async (flags: Record<string, string | undefined>) => {
       const config = loadConfig(devConfig, { env: {}, flags });
       const dataDir = resolve(config.dataDir);
@@ -56,11 +61,21 @@ export function registerDev(program: Command): void {
       await createTopic(nc, { name: 'clicks', partitions: config.partitions });
       say(`topic 'clicks' with ${config.partitions} partitions`);
 
-      const worker = new KappaChild('worker', [
-        'worker', '--job', DEMO_JOB, '--standalone', '--nats', url,
-        '--state-dir', resolve(dataDir, 'state'), '--http-port', String(config.httpPort), '--log-level', 'warn',
-      ]);
-      say(`worker running the demo job examples/clicks-per-window.mjs (metrics: http://127.0.0.1:${config.httpPort}/metrics)`);
+      const coordinatorPort = config.httpPort;
+      const processes = [
+        new KappaChild('coordinator', ['coordinator', '--id', 'dev-coordinator', '--nats', url, '--http-port', String(coordinatorPort), '--log-level', 'warn']),
+      ];
+      for (let index = 1; index <= config.workers; index++) {
+        processes.push(
+          new KappaChild(`worker-${index}`, [
+            'worker', '--job', DEMO_JOB, '--id', `dev-worker-${index}`, '--threads', String(config.threads), '--nats', url,
+            '--state-dir', resolve(dataDir, 'state', `worker-${index}`), '--http-port', String(coordinatorPort + index), '--log-level', 'warn',
+          ]),
+        );
+      }
+      say(`coordinator (http://127.0.0.1:${coordinatorPort}/v1/status) and ${config.workers} worker(s) with ${config.threads} thread(s) each`);
+      await startDemoJob(url);
+      say(`job clicks v1 (examples/clicks-per-window.mjs) started on the workers`);
 
       const producer = await Producer.forTopic(nc, 'clicks', { producerId: `kappa-dev-${Date.now()}` });
       let sequence = 0;
@@ -73,8 +88,9 @@ export function registerDev(program: Command): void {
 
       say(`producing ~${config.rate} clicks/s. Try, in another terminal:`);
       say(`  node dist/cli/main.js view clicks --nats ${url}          # the serving table`);
+      say(`  node dist/cli/main.js status --nats ${url}                # leader, workers, tasks, lag`);
       say(`  node dist/cli/main.js topic describe clicks --nats ${url}`);
-      say(`  curl -s http://127.0.0.1:${config.httpPort}/metrics | grep kappa_`);
+      say(`  curl -s http://127.0.0.1:${coordinatorPort + 1}/metrics | grep kappa_   # worker 1's metrics`);
       say('Ctrl-C stops everything.');
 
       await new Promise<void>((done) => {
@@ -84,9 +100,24 @@ export function registerDev(program: Command): void {
       say('stopping');
       clearInterval(generator);
       await producer.flush().catch(() => undefined);
-      await worker.stop();
+      // Workers first (they hand their tasks back), then the coordinator.
+      await Promise.all(processes.slice(1).map((child) => child.stop()));
+      await processes[0]!.stop();
       await nc.drain();
       await server?.stop();
       say(`stopped after ${sequence} events`);
     });
+}
+
+/** Starts the demo job version once a coordinator leads and a worker carries it (retrying meanwhile). */
+async function startDemoJob(url: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      await adminRequest({ nats: url }, 'start', { type: 'job.start', job: 'clicks', version: 'v1', topic: 'clicks', from: { kind: 'earliest' } });
+      return;
+    } catch (error) {
+      if (!(error instanceof NoLeaderError) || Date.now() > deadline) throw error;
+    }
+  }
 }
