@@ -9,7 +9,7 @@ export function registerStop(program: Command): void {
   addNatsOptions(
     program
       .command('stop <job>')
-      .description('stop a job version: its tasks are revoked, checkpointed and released')
+      .description('stop a job version: its tasks are revoked, flushed and released')
       .requiredOption('--version <version>', 'job version to stop')
       .option('--json', 'print the reply as JSON'),
   ).action(async (job: string, flags: NatsFlags & { version: string; json?: boolean }) => {
