@@ -8,3 +8,4 @@ export * from './connection.js';
 export * from './serving-table.js';
 export * from './topic-registry.js';
 export * from './cluster-status.js';
+export * from './process-endpoints.js';

@@ -4,11 +4,9 @@ import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import ms from 'ms';
 import { z } from 'zod';
-import { connectNats } from '../../protocol/index.js';
+import { connectNats, createLogger, serveProcessEndpoints } from '../../protocol/index.js';
 import { systemClock } from '../../coordinator/clock.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
-import { serveCoordinatorHttp } from '../../coordinator/http.js';
-import { createCoordinatorLogger } from '../../coordinator/logger.js';
 import { CoordinatorMetrics } from '../../coordinator/metrics.js';
 import { loadConfig, logLevel, port } from '../config.js';
 import { addNatsOptions, natsSettingsFrom, type NatsFlags } from '../nats-options.js';
@@ -74,7 +72,7 @@ export function registerCoordinator(program: Command): void {
         logLevel: flags.logLevel,
       },
     });
-    const logger = createCoordinatorLogger({ coordinatorId: config.id }, config.logLevel);
+    const logger = createLogger({ coordinatorId: config.id }, config.logLevel);
     const nc = await connectNats({ ...natsSettingsFrom(flags), name: `kappa-coordinator-${config.id}` });
     const metrics = new CoordinatorMetrics();
     const coordinator = await Coordinator.start({
@@ -86,10 +84,10 @@ export function registerCoordinator(program: Command): void {
       logger,
       metrics,
     });
-    const http = await serveCoordinatorHttp(config.httpPort, config.httpHost, {
+    const http = await serveProcessEndpoints(config.httpPort, config.httpHost, {
       registry: metrics.registry,
       isReady: () => coordinator.isReady(),
-      status: () => coordinator.status(),
+      json: { '/v1/status': () => coordinator.status() },
     });
     const address = http.address();
     logger.info(

@@ -5,11 +5,9 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Registry } from 'prom-client';
 import { z } from 'zod';
-import { assertName, ConfigError, connectNats } from '../../protocol/index.js';
+import { assertName, ConfigError, connectNats, createLogger, serveProcessEndpoints } from '../../protocol/index.js';
 import { systemClock } from '../../worker/clock.js';
-import { serveHttp } from '../../worker/http.js';
 import { loadJob } from '../../worker/job.js';
-import { createLogger } from '../../worker/logger.js';
 import { WorkerMetrics } from '../../worker/metrics.js';
 import { WorkerPool } from '../../worker/pool.js';
 import { StandaloneWorker } from '../../worker/standalone.js';
@@ -76,10 +74,10 @@ export function registerWorker(program: Command): void {
     const nc = await connectNats({ ...natsSettingsFrom(flags), name: `kappa-worker-${job.name}-${job.version}` });
     const metrics = new WorkerMetrics();
     const worker = await StandaloneWorker.start({ nc, job, stateDir: config.stateDir, clock: systemClock, logger, metrics, batchMessages: config.batch });
-    const http = await serveHttp(config.httpPort, config.httpHost, {
+    const http = await serveProcessEndpoints(config.httpPort, config.httpHost, {
       registry: metrics.registry,
       isReady: () => true,
-      status: () => worker.progress(),
+      json: { '/status': () => worker.progress() },
     });
     const address = http.address();
     logger.info({ httpPort: typeof address === 'object' && address ? address.port : config.httpPort }, 'serving /metrics, /healthz, /readyz');
@@ -122,10 +120,10 @@ async function runPool(config: WorkerConfig, flags: WorkerFlags): Promise<void> 
   const nc = await connectNats({ ...nats, name: `kappa-worker-${workerId}` });
   // HTTP starts first so the first registration can carry its URL; until the pool exists it is not ready.
   const started: { pool?: WorkerPool } = {};
-  const http = await serveHttp(config.httpPort, config.httpHost, {
+  const http = await serveProcessEndpoints(config.httpPort, config.httpHost, {
     registry: { metrics: () => started.pool?.metrics.metrics() ?? Promise.resolve(''), contentType: Registry.PROMETHEUS_CONTENT_TYPE },
     isReady: () => started.pool?.isReady() ?? false,
-    status: () => started.pool?.status(),
+    json: { '/status': () => started.pool?.status() },
   });
   const address = http.address();
   const httpPort = typeof address === 'object' && address ? address.port : config.httpPort;
