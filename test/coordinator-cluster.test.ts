@@ -11,6 +11,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTopic } from '../client/index.js';
 import { decodeMessage, encodeMessage, subjects, type ClusterStatus, type TaskId, type TaskStatus } from '../protocol/index.js';
+import { kappa as runKappa } from './harness/cli.js';
 import { startServer, stopAllServers, type NatsServer } from './harness/nats-server.js';
 
 const CLI = resolve(import.meta.dirname, '../dist/cli/main.js');
@@ -95,14 +96,9 @@ function startCoordinator(id: string): CoordinatorProcess {
   return coordinator;
 }
 
-async function kappa(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, ...args, '--nats', server.url], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout, stderr };
+/** The built CLI against this file's server. */
+function kappa(args: string[]) {
+  return runKappa([...args, '--nats', server.url]);
 }
 
 async function status(): Promise<ClusterStatus> {

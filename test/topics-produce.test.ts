@@ -1,17 +1,16 @@
 // Topics and `kappa produce`, end to end: the built CLI as a child process against a real
 // nats-server from the harness. Expected counts are computed here from the input file.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fnv1a32 } from '../protocol/index.js';
 import { createTopic, deleteTopic, describeTopic, getTopic, listTopics, Producer } from '../client/index.js';
+import { kappa as runKappa } from './harness/cli.js';
 import { startServer, stopAllServers, type NatsServer } from './harness/nats-server.js';
 
-const CLI = resolve(import.meta.dirname, '../dist/cli/main.js');
 
 let server: NatsServer & { close(): Promise<void> };
 let nc: NatsConnection;
@@ -29,20 +28,10 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-async function kappa(args: string[], url = server.url): Promise<CliResult> {
-  const child = spawn(process.execPath, [CLI, ...args, '--nats', url], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout, stderr };
+/** The built CLI against this file's server. */
+function kappa(args: string[], url = server.url) {
+  return runKappa([...args, '--nats', url]);
 }
 
 /** Partition of a key computed independently of the producer: FNV-1a-32 of its UTF-8 bytes. */
