@@ -8,6 +8,7 @@ import { connectNats, createLogger, serveProcessEndpoints } from '../../protocol
 import { systemClock } from '../../coordinator/clock.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { CoordinatorMetrics } from '../../coordinator/metrics.js';
+import { shutdownSignal } from '../shutdown-signal.js';
 import { loadConfig, logLevel, port } from '../config.js';
 import { addNatsOptions, natsSettingsFrom, type NatsFlags } from '../nats-options.js';
 
@@ -94,14 +95,7 @@ export function registerCoordinator(program: Command): void {
       { httpPort: typeof address === 'object' && address ? address.port : config.httpPort, sessionTimeoutMs: config.sessionTimeout, leaseTtlMs: config.leaseTtl },
       'coordinator started: serving /metrics, /healthz, /readyz, /v1/status',
     );
-    await new Promise<void>((resolve) => {
-      const shutdown = (signal: string) => {
-        logger.info({ signal }, 'stopping: resigning leadership');
-        resolve();
-      };
-      process.once('SIGTERM', () => shutdown('SIGTERM'));
-      process.once('SIGINT', () => shutdown('SIGINT'));
-    });
+    logger.info({ signal: await shutdownSignal() }, 'stopping: resigning leadership');
     await coordinator.stop();
     http.close();
     await nc.drain();

@@ -8,6 +8,7 @@ import { createTopic } from '../../client/topics.js';
 import { Producer } from '../../client/producer.js';
 import { connectNats, NoLeaderError } from '../../protocol/index.js';
 import { adminRequest } from '../admin-request.js';
+import { shutdownSignal } from '../shutdown-signal.js';
 import { loadConfig, port, positiveInt } from '../config.js';
 import { demoClick } from '../demo-clicks.js';
 import { KappaChild } from '../kappa-child.js';
@@ -93,10 +94,7 @@ export function registerDev(program: Command): void {
       say(`  curl -s http://127.0.0.1:${coordinatorPort + 1}/metrics | grep kappa_   # worker 1's metrics`);
       say('Ctrl-C stops everything.');
 
-      await new Promise<void>((done) => {
-        process.once('SIGINT', () => done());
-        process.once('SIGTERM', () => done());
-      });
+      await shutdownSignal();
       say('stopping');
       clearInterval(generator);
       await producer.flush().catch(() => undefined);

@@ -11,6 +11,7 @@ import { loadJob } from '../../worker/job.js';
 import { WorkerMetrics } from '../../worker/metrics.js';
 import { WorkerPool } from '../../worker/pool.js';
 import { StandaloneWorker } from '../../worker/standalone.js';
+import { shutdownSignal } from '../shutdown-signal.js';
 import { loadConfig, logLevel, port, positiveInt } from '../config.js';
 import { addNatsOptions, natsSettingsFrom, type NatsFlags } from '../nats-options.js';
 
@@ -81,14 +82,7 @@ export function registerWorker(program: Command): void {
     });
     const address = http.address();
     logger.info({ httpPort: typeof address === 'object' && address ? address.port : config.httpPort }, 'serving /metrics, /healthz, /readyz');
-    await new Promise<void>((resolve) => {
-      const shutdown = (signal: string) => {
-        logger.info({ signal }, 'stopping: finishing current batches');
-        resolve();
-      };
-      process.once('SIGTERM', () => shutdown('SIGTERM'));
-      process.once('SIGINT', () => shutdown('SIGINT'));
-    });
+    logger.info({ signal: await shutdownSignal() }, 'stopping: finishing current batches');
     await worker.stop();
     http.close();
     await nc.drain();
@@ -143,14 +137,7 @@ async function runPool(config: WorkerConfig, flags: WorkerFlags): Promise<void> 
   });
   started.pool = pool;
   logger.info({ httpPort }, 'serving /metrics, /healthz, /readyz, /status');
-  await new Promise<void>((resolveSignal) => {
-    const shutdown = (signal: string) => {
-      logger.info({ signal }, 'stopping: releasing every task after its current batch');
-      resolveSignal();
-    };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
-  });
+  logger.info({ signal: await shutdownSignal() }, 'stopping: releasing every task after its current batch');
   await pool.stop();
   http.close();
   await nc.drain();

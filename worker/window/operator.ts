@@ -207,29 +207,16 @@ export class WindowOperator {
 
   private emit(key: string, start: number, end: number, row: WindowRow): void {
     row.revision++;
-    this.outputs.push({
-      id: `${this.idPrefix}${key}/${start}-${end}`,
-      job: this.job.name,
-      version: this.job.version,
-      key,
-      window: { start, end },
-      value: this.result(row.accumulator),
-      revision: row.revision,
-      kind: 'update',
-    });
+    this.pushOutput('update', key, start, end, this.result(row.accumulator), row.revision);
   }
 
   private retract(key: string, start: number, end: number, revision: number): void {
-    this.outputs.push({
-      id: `${this.idPrefix}${key}/${start}-${end}`,
-      job: this.job.name,
-      version: this.job.version,
-      key,
-      window: { start, end },
-      value: null,
-      revision,
-      kind: 'retract',
-    });
+    this.pushOutput('retract', key, start, end, null, revision);
+  }
+
+  private pushOutput(kind: Output['kind'], key: string, start: number, end: number, value: unknown, revision: number): void {
+    const { name: job, version } = this.job;
+    this.outputs.push({ id: `${this.idPrefix}${key}/${start}-${end}`, job, version, key, window: { start, end }, value, revision, kind });
   }
 
   private reportLate(key: string, timeMs: number, value: unknown, windows: Window[], sequence: number): void {
