@@ -2,28 +2,13 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { KeyedState, type SubKey } from '../state/keyed-state.js';
+import { cleanUpTaskStores, openStore } from './harness/task-stores.js';
 import { TaskStore } from '../state/task-store.js';
 import { StateError } from '../state/errors.js';
 
-const dirs: string[] = [];
-const stores: TaskStore[] = [];
-
-async function openStore(dir?: string): Promise<TaskStore> {
-  if (dir === undefined) {
-    dir = await mkdtemp(join(tmpdir(), 'kappa-state-test-'));
-    dirs.push(dir);
-  }
-  const store = await TaskStore.open(dir);
-  stores.push(store);
-  return store;
-}
-
-afterEach(async () => {
-  for (const store of stores.splice(0)) await store.close();
-  for (const dir of dirs.splice(0)) await TaskStore.destroy(dir);
-});
+cleanUpTaskStores();
 
 function sortedEntries(state: KeyedState, key: string, namespace: string): Array<[SubKey, unknown]> {
   return [...state.entries(key, namespace)].sort((a, b) => JSON.stringify(a[0]).localeCompare(JSON.stringify(b[0])));
@@ -158,7 +143,6 @@ describe('KeyedState', () => {
     await fc.assert(
       fc.asyncProperty(fc.array(operation, { maxLength: 60 }), async (operations) => {
         const dir = await mkdtemp(join(tmpdir(), 'kappa-state-test-'));
-        dirs.push(dir);
         let store = await TaskStore.open(dir);
         const state = new KeyedState(store, { maxActiveKeys: 1 });
         const model = new Map<string, unknown>();

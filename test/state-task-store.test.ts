@@ -1,26 +1,9 @@
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeKey, prefixUpperBound } from '../state/key-encoding.js';
-import { TaskStore } from '../state/task-store.js';
+import { cleanUpTaskStores, openStore } from './harness/task-stores.js';
 import { StateError } from '../state/errors.js';
 
-const dirs: string[] = [];
-const stores: TaskStore[] = [];
-
-async function openStore(): Promise<TaskStore> {
-  const dir = await mkdtemp(join(tmpdir(), 'kappa-state-test-'));
-  dirs.push(dir);
-  const store = await TaskStore.open(dir);
-  stores.push(store);
-  return store;
-}
-
-afterEach(async () => {
-  for (const store of stores.splice(0)) await store.close();
-  for (const dir of dirs.splice(0)) await TaskStore.destroy(dir);
-});
+cleanUpTaskStores();
 
 describe('TaskStore', () => {
   it('round-trips msgpack values through a write batch and getMany', async () => {
@@ -95,8 +78,7 @@ describe('TaskStore', () => {
     expect(await store.approximateSizeBytes()).toBeGreaterThan(0);
     await store.close();
     await expect(store.getMany([encodeKey(['k', 'n', 1])])).rejects.toThrow(StateError);
-    const reopened = await TaskStore.open(store.dir);
-    stores.push(reopened);
+    const reopened = await openStore(store.dir);
     expect(await reopened.getMany([encodeKey(['k', 'n', 1])])).toEqual(['kept']);
   });
 });

@@ -12,6 +12,7 @@ import type { Clock } from './clock.js';
 import type { JobSpec } from './job.js';
 import type { WorkerMetrics } from './metrics.js';
 import type { JobSinks } from './sinks.js';
+import { Backoff } from './backoff.js';
 import { PartitionSource } from './source.js';
 import { TaskProcessor } from './task-processor.js';
 
@@ -49,7 +50,7 @@ export interface TaskProgress {
 export class TaskRunner {
   private stopped = false;
   /** Ends a restart back-off early, so a revoke or shutdown does not wait up to 30 s. */
-  private wakeFromBackoff: (() => void) | undefined;
+  private readonly backoff = new Backoff();
   private source: PartitionSource | undefined;
   private processor: TaskProcessor | undefined;
   private store: TaskStore | undefined;
@@ -97,7 +98,6 @@ export class TaskRunner {
   }
 
   private async runWithRestarts(): Promise<void> {
-    let backoffMs = 500;
     while (!this.stopped) {
       try {
         await this.runOnce();
@@ -108,17 +108,9 @@ export class TaskRunner {
         this.runnerState = 'failed';
         this.lastError = error instanceof Error ? error.message : String(error);
         this.options.onFailure?.(error);
-        this.options.logger.error({ err: error, partition: this.options.partition, backoffMs }, 'task failed; restarting');
+        this.options.logger.error({ err: error, partition: this.options.partition, backoffMs: this.backoff.nextDelayMs }, 'task failed; restarting');
         await this.closeResources();
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, backoffMs);
-          this.wakeFromBackoff = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        this.wakeFromBackoff = undefined;
-        backoffMs = Math.min(backoffMs * 2, 30_000);
+        await this.backoff.wait();
       }
     }
   }
@@ -190,7 +182,7 @@ export class TaskRunner {
   /** Stops after the current batch (its outputs written); resolves with the last sequence processed. */
   async stop(): Promise<number> {
     this.stopped = true;
-    this.wakeFromBackoff?.();
+    this.backoff.wake();
     await this.source?.stop();
     await this.done;
     const sequence = this.progress().sequence;

@@ -11,6 +11,7 @@ import { connectNats, createLogger, streams, type StartPosition, type TaskId } f
 import { systemClock } from './clock.js';
 import { loadJob, type JobSpec } from './job.js';
 import { WorkerMetrics } from './metrics.js';
+import { Backoff } from './backoff.js';
 import { JobSinks } from './sinks.js';
 import { TaskRunner } from './task-runner.js';
 import {
@@ -32,7 +33,7 @@ interface HostedTask {
   /** A failure before the runner started (sinks or stream unreachable). */
   startError: string | undefined;
   /** Ends a start back-off early when the task is stopped. */
-  wakeFromBackoff: (() => void) | undefined;
+  backoff: Backoff;
 }
 
 /** The piscina task: resolves when the main thread says `shutdown`. */
@@ -97,7 +98,7 @@ class TaskHost {
   }
 
   private start(task: TaskId, epoch: number, from: StartPosition): void {
-    const hosted: HostedTask = { task, epoch, runner: undefined, starting: Promise.resolve(), stopping: false, startError: undefined, wakeFromBackoff: undefined };
+    const hosted: HostedTask = { task, epoch, runner: undefined, starting: Promise.resolve(), stopping: false, startError: undefined, backoff: new Backoff() };
     this.tasks.set(taskKey(task), hosted);
     hosted.starting = this.startRunner(hosted, from);
   }
@@ -107,7 +108,6 @@ class TaskHost {
     const { task } = hosted;
     const job = this.jobs.get(jobVersionKey(task.job, task.version));
     const logger = this.logger.child({ job: task.job, version: task.version, partition: task.partition });
-    let backoffMs = 500;
     while (!hosted.stopping) {
       try {
         if (!job) throw new Error(`job ${task.job} version ${task.version} is not carried by this worker`);
@@ -133,16 +133,8 @@ class TaskHost {
       } catch (error) {
         hosted.startError = messageOf(error);
         this.post({ type: 'failed', task, error: hosted.startError });
-        logger.error({ err: error, backoffMs }, 'task could not start; retrying');
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, backoffMs);
-          hosted.wakeFromBackoff = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        hosted.wakeFromBackoff = undefined;
-        backoffMs = Math.min(backoffMs * 2, 30_000);
+        logger.error({ err: error, backoffMs: hosted.backoff.nextDelayMs }, 'task could not start; retrying');
+        await hosted.backoff.wait();
       }
     }
   }
@@ -182,7 +174,7 @@ class TaskHost {
     }
     if (hosted.stopping) return; // the first stop reports
     hosted.stopping = true;
-    hosted.wakeFromBackoff?.();
+    hosted.backoff.wake();
     await hosted.starting;
     let sequence = 0;
     try {
