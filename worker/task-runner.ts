@@ -74,6 +74,9 @@ export class TaskRunner {
       lateUpdated: metrics.lateEvents.labels({ job: job.name, version: job.version, outcome: 'updated' }),
       outputs: metrics.outputs.labels({ job: job.name, version: job.version }),
       restarts: metrics.taskRestarts.labels(labels),
+      handlerDuration: metrics.handlerBatchDuration.labels({ job: job.name, version: job.version }),
+      actorsActive: metrics.actorsActive.labels(labels),
+      stateBytes: metrics.stateBytes.labels(labels),
     };
     this.done = this.runWithRestarts();
   }
@@ -145,7 +148,9 @@ export class TaskRunner {
       await source.waitForMessages(this.options.idleIntervalMs ?? 200);
       if (this.stopped) break;
       const batch = source.take(maxBatch);
+      const batchStartedAt = performance.now();
       const result = batch.length > 0 ? await processor.processBatch(batch) : processor.onIdle();
+      if (batch.length > 0) this.children.handlerDuration.observe((performance.now() - batchStartedAt) / 1000);
       await this.options.sinks.write(result);
       this.processed += result.processed;
       this.children.processed.inc(result.processed);
@@ -167,6 +172,8 @@ export class TaskRunner {
         this.lastStreamSequence = (await jsm.streams.info(stream)).state.last_seq;
         const progress = this.progress();
         this.children.lag.set(progress.lagMessages);
+        this.children.actorsActive.set(state.activeKeys);
+        if (this.store) this.children.stateBytes.set(await this.store.approximateSizeBytes());
         if (Number.isFinite(progress.watermarkMs)) this.children.watermarkLag.set((now - progress.watermarkMs) / 1000);
       }
     }

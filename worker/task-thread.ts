@@ -182,10 +182,7 @@ class TaskHost {
     } catch (error) {
       this.logger.error({ err: error, task }, 'task did not stop cleanly');
     }
-    // Gauges of a task that left this thread would otherwise keep their last value forever.
-    const labels = { job: task.job, version: task.version, partition: String(task.partition) };
-    this.metrics.lagMessages.remove(labels);
-    this.metrics.watermarkLagSeconds.remove(labels);
+    this.metrics.removeTask(task);
     this.tasks.delete(key);
     this.logger.info({ task, sequence }, 'task stopped');
     this.post({ type: 'stopped', task, sequence });
