@@ -25,6 +25,8 @@ import { ClusterStore } from './cluster-store.js';
 import { LeaderElection } from './leader-election.js';
 import { Membership } from './membership.js';
 import type { CoordinatorMetrics } from './metrics.js';
+import { StreamPositions } from './stream-positions.js';
+import { topicsOf, versionProgress } from './version-progress.js';
 
 export interface CoordinatorOptions {
   nc: NatsConnection;
@@ -57,6 +59,8 @@ export class Coordinator {
   private ticker: NodeJS.Timeout | undefined;
 
   private readonly election: LeaderElection;
+  /** Partition stream ends, for replay progress (read only while leading). */
+  private readonly streamPositions: StreamPositions;
 
   private constructor(
     private readonly options: CoordinatorOptions,
@@ -72,6 +76,7 @@ export class Coordinator {
       onChange: (leading, fencingToken) => this.enqueue(() => this.leadershipChanged(leading, fencingToken)),
       onError: (error) => options.logger.warn({ err: error }, 'leader election: NATS error'),
     });
+    this.streamPositions = new StreamPositions(options.nc, () => (this.isLeader() ? topicsOf(this.versions.values()) : new Map()), options.logger);
   }
 
   static async start(options: CoordinatorOptions): Promise<Coordinator> {
@@ -80,6 +85,7 @@ export class Coordinator {
     const coordinator = new Coordinator(options, store, leaderKv);
     coordinator.listen();
     coordinator.election.start();
+    coordinator.streamPositions.start();
     coordinator.ticker = setInterval(() => coordinator.enqueue(() => coordinator.tick()), options.tickMs ?? 250);
     return coordinator;
   }
@@ -88,14 +94,15 @@ export class Coordinator {
     return this.election.isLeader();
   }
 
-  /** Ready: connected, and either following or leading with the stored state loaded. */
+  /** Ready: leading with the stored state loaded, or following a leader it knows (the caller adds "connected"). */
   isReady(): boolean {
-    return !this.options.nc.isClosed() && (!this.election.isLeader() || this.loaded);
+    return !this.options.nc.isClosed() && (this.election.isLeader() ? this.loaded : this.election.hasLeader());
   }
 
   /** Graceful stop: hand leadership over (delete the key with CAS) and stop listening. */
   async stop(): Promise<void> {
     clearInterval(this.ticker);
+    this.streamPositions.stop();
     for (const subscription of this.subscriptions) subscription.unsubscribe();
     await this.queue;
     await this.election.resign();
@@ -139,7 +146,7 @@ export class Coordinator {
     this.transit = emptyTransit();
     metrics.leader.set(leading ? 1 : 0);
     if (!leading) {
-      metrics.tasksAssigned.reset();
+      metrics.clearLeaderView();
       logger.info('following');
       return;
     }
@@ -280,11 +287,13 @@ export class Coordinator {
 
   private updateAssignmentMetrics(): void {
     const { metrics } = this.options;
-    metrics.tasksAssigned.reset();
-    for (const member of this.membership.live()) metrics.tasksAssigned.set({ worker: member.slot.id }, 0);
-    const counts = new Map<WorkerId, number>();
-    for (const record of this.tasks.values()) if (record.worker !== null) counts.set(record.worker, (counts.get(record.worker) ?? 0) + 1);
-    for (const [worker, count] of counts) metrics.tasksAssigned.set({ worker }, count);
+    metrics.recordAssignments(this.membership.live().map((member) => member.slot.id), this.tasks.values());
+    const reported = (record: TaskRecord) => {
+      const status = record.worker === null ? undefined : this.membership.get(record.worker)?.reported?.get(taskKey(record.task));
+      return status?.epoch === record.epoch ? status : undefined;
+    };
+    const running = [...this.versions.values()].filter((version) => version.state === 'running');
+    metrics.recordVersions(running.map((version) => versionProgress({ version, tasks: this.tasks, reported, lastSequences: this.streamPositions.of(version.topic) })));
   }
 
   /** Fills in the topic (from a carrier) and partition count of versions that lack them. */

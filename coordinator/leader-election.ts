@@ -48,6 +48,8 @@ export class LeaderElection {
   /** Follower view: the revision last seen and when (local clock) it was first seen. */
   private seenRevision = 0;
   private seenRevisionSinceMs = 0;
+  /** Follower view: when (local clock) a held leader key was last read. */
+  private holderSeenAtMs = -Infinity;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private tickInFlight: Promise<void> = Promise.resolve();
@@ -71,6 +73,14 @@ export class LeaderElection {
   /** True only while the lease is certainly ours. */
   isLeader(): boolean {
     return this.leading && this.options.clock.now() < this.renewStartedAtMs + this.options.ttlMs * LEADING_FRACTION;
+  }
+
+  /**
+   * True while leading, or while following a leader whose key was read within the last lease
+   * (followers poll every ttl/4): the replica knows where admin requests go. For readiness.
+   */
+  hasLeader(): boolean {
+    return this.isLeader() || (!this.leading && this.options.clock.now() - this.holderSeenAtMs <= this.options.ttlMs);
   }
 
   /** Who holds the key according to the last read (for status); may be stale. */
@@ -150,6 +160,7 @@ export class LeaderElection {
       await this.acquire(() => this.options.kv.create(LEADER_KEY, this.value()));
       return;
     }
+    this.holderSeenAtMs = now;
     if (entry.revision !== this.seenRevision) {
       this.seenRevision = entry.revision;
       this.seenRevisionSinceMs = now;

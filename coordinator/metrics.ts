@@ -1,5 +1,10 @@
-// Prometheus metrics of a coordinator replica (STYLE: kappa_<noun>_<unit>).
+// Prometheus metrics of a coordinator replica (STYLE: kappa_<noun>_<unit>). The cluster-wide
+// gauges (tasks per worker, per version, replay progress) are set by the leader only; a
+// follower clears them, so summing over replicas never counts a task twice.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { WorkerId } from './assignment.js';
+import type { TaskRecord } from './cluster-state.js';
+import { versionTaskStates, type VersionProgress } from './version-progress.js';
 
 export class CoordinatorMetrics {
   readonly registry = new Registry();
@@ -16,8 +21,52 @@ export class CoordinatorMetrics {
     registers: [this.registry],
   });
   readonly workers = new Gauge({ name: 'kappa_workers', help: 'Live workers known to this replica', registers: [this.registry] });
+  readonly versionTasks = new Gauge({
+    name: 'kappa_version_tasks',
+    help: 'Tasks of a job version by state, as the leader sees them: waiting (no worker carries it), assigning (not yet reported at its epoch), then the state its worker reports (restoring, running, releasing, failed)',
+    labelNames: ['job', 'version', 'state'] as const,
+    registers: [this.registry],
+  });
+  readonly versionProgress = new Gauge({
+    name: 'kappa_version_progress_ratio',
+    help: 'Replay progress of a job version: sum over its partitions of the sequence processed / the stream last sequence; 1 when caught up',
+    labelNames: ['job', 'version'] as const,
+    registers: [this.registry],
+  });
+  readonly versionLag = new Gauge({
+    name: 'kappa_version_lag_messages',
+    help: 'Messages of a job version’s topic not yet processed, summed over its partitions (0 when caught up)',
+    labelNames: ['job', 'version'] as const,
+    registers: [this.registry],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** The leader's view of who holds what: tasks per live worker (0 for an idle one). */
+  recordAssignments(liveWorkers: readonly WorkerId[], tasks: Iterable<TaskRecord>): void {
+    this.tasksAssigned.reset();
+    for (const worker of liveWorkers) this.tasksAssigned.set({ worker }, 0);
+    for (const record of tasks) if (record.worker !== null) this.tasksAssigned.inc({ worker: record.worker });
+  }
+
+  /** Replaces the per-version gauges with these versions' (stopped versions disappear). */
+  recordVersions(versions: readonly VersionProgress[]): void {
+    this.versionTasks.reset();
+    this.versionProgress.reset();
+    this.versionLag.reset();
+    for (const progress of versions) {
+      const labels = { job: progress.job, version: progress.version };
+      for (const state of versionTaskStates) this.versionTasks.set({ ...labels, state }, progress.tasks[state]);
+      if (progress.ratio !== undefined) this.versionProgress.set(labels, progress.ratio);
+      if (progress.lagMessages !== undefined) this.versionLag.set(labels, progress.lagMessages);
+    }
+  }
+
+  /** A follower shows no cluster-wide view (the leader does). */
+  clearLeaderView(): void {
+    this.tasksAssigned.reset();
+    this.recordVersions([]);
   }
 }

@@ -59,3 +59,23 @@ export async function connectNats(settings: NatsSettings, extra: Partial<Connect
     throw new ConnectionError(`cannot reach NATS at ${servers.join(', ')}: ${(error as Error).message}`, { cause: error });
   }
 }
+
+/**
+ * Whether a connection is up right now, kept from its status events (nats.js has no
+ * isConnected): false from a `disconnect` until the next `reconnect`, and once closed. For
+ * readiness probes.
+ */
+export function watchConnection(nc: NatsConnection): { readonly connected: boolean } {
+  let up = true;
+  void (async () => {
+    for await (const status of nc.status()) {
+      if (status.type === 'disconnect') up = false;
+      else if (status.type === 'reconnect') up = true;
+    }
+  })();
+  return {
+    get connected() {
+      return up && !nc.isClosed();
+    },
+  };
+}

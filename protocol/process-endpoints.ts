@@ -1,19 +1,83 @@
 // What every Kappa process shows the platform: HTTP for Prometheus (/metrics) and Kubernetes
-// probes (/healthz: the event loop answers; /readyz: the process's own readiness rule), plus a
-// few JSON endpoints, and JSON logs. Worker and coordinator share it; only their rules differ.
+// probes, plus a few JSON endpoints, and JSON logs. Worker and coordinator share it; only their
+// rules differ.
+//
+// Probe meanings (what a Kubernetes probe may act on):
+// - /healthz (liveness): the event loop is responsive. It fails for a while after the event loop
+//   was blocked longer than `maxEventLoopDelayMs` (measured with perf_hooks'
+//   monitorEventLoopDelay, so a stall between two probes is seen too), or when the process's own
+//   liveness rule says why not (a worker's stuck thread). A failing liveness probe restarts the
+//   pod, so it must not depend on anything outside the process (NATS, other replicas).
+// - /readyz (readiness): the process's own rule (a worker: every assigned task restored and
+//   consuming; a coordinator: connected and leading or following a known leader).
 import { createServer, type Server } from 'node:http';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
+
+export interface EventLoopLivenessOptions {
+  /** A stall longer than this makes /healthz fail (default 5 s). */
+  maxEventLoopDelayMs?: number;
+  /** How long /healthz keeps failing after such a stall, so a probe period of 10 s sees it (default 30 s). */
+  failForMs?: number;
+  /** How often the delay histogram is read and reset (default 1 s). */
+  sampleIntervalMs?: number;
+}
 
 export interface ProcessEndpoints {
   /** A prom-client Registry, or anything that renders metrics the same way (a worker's merged view). */
   registry: Pick<Registry, 'metrics' | 'contentType'>;
   isReady: () => boolean;
+  /** A liveness rule beyond the event loop: why the process is not live, or undefined when it is. */
+  notLiveReason?: () => string | undefined;
+  eventLoop?: EventLoopLivenessOptions;
   /** Extra JSON endpoints: path → body. A body of undefined answers 503 (e.g. a follower's status). */
   json?: Record<string, () => unknown>;
 }
 
+/**
+ * Watches the event loop's delay and remembers the last stall beyond the limit. Reading the
+ * histogram once a second costs nothing measurable; the histogram itself samples at 20 ms.
+ */
+export class EventLoopLiveness {
+  private readonly histogram: IntervalHistogram;
+  private readonly timer: NodeJS.Timeout;
+  private readonly maxDelayMs: number;
+  private readonly failForMs: number;
+  private lastStall: { delayMs: number; atMs: number } | undefined;
+
+  constructor(options: EventLoopLivenessOptions = {}) {
+    this.maxDelayMs = options.maxEventLoopDelayMs ?? 5_000;
+    this.failForMs = options.failForMs ?? 30_000;
+    this.histogram = monitorEventLoopDelay({ resolution: 20 });
+    this.histogram.enable();
+    this.timer = setInterval(() => this.sample(), options.sampleIntervalMs ?? 1_000);
+    this.timer.unref();
+  }
+
+  /** Why the event loop counts as unresponsive, or undefined. */
+  notLiveReason(): string | undefined {
+    this.sample();
+    const stall = this.lastStall;
+    if (stall === undefined || Date.now() - stall.atMs > this.failForMs) return undefined;
+    return `event loop blocked for ${Math.round(stall.delayMs)} ms ${Math.round((Date.now() - stall.atMs) / 1000)} s ago (limit ${this.maxDelayMs} ms)`;
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.histogram.disable();
+  }
+
+  private sample(): void {
+    // The histogram's max is in nanoseconds; it is NaN-free but starts at 0 with no samples.
+    const maxDelayMs = this.histogram.max / 1e6;
+    this.histogram.reset();
+    if (maxDelayMs > this.maxDelayMs) this.lastStall = { delayMs: maxDelayMs, atMs: Date.now() };
+  }
+}
+
 export async function serveProcessEndpoints(port: number, host: string, endpoints: ProcessEndpoints): Promise<Server> {
+  const eventLoop = new EventLoopLiveness(endpoints.eventLoop);
   const server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0]!;
     const json = endpoints.json?.[path];
@@ -23,7 +87,8 @@ export async function serveProcessEndpoints(port: number, host: string, endpoint
         (error: Error) => response.writeHead(500).end(error.message),
       );
     } else if (path === '/healthz') {
-      response.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      const reason = eventLoop.notLiveReason() ?? endpoints.notLiveReason?.();
+      response.writeHead(reason === undefined ? 200 : 503, { 'content-type': 'text/plain' }).end(reason === undefined ? 'ok\n' : `not live: ${reason}\n`);
     } else if (path === '/readyz') {
       const ready = endpoints.isReady();
       response.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
@@ -36,6 +101,7 @@ export async function serveProcessEndpoints(port: number, host: string, endpoint
       response.writeHead(404).end();
     }
   });
+  server.on('close', () => eventLoop.close());
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
@@ -49,7 +115,11 @@ export function listeningPort(server: Server, fallback: number): number {
   return typeof address === 'object' && address ? address.port : fallback;
 }
 
-/** Structured JSON logs on stderr (stdout stays free for command output). */
+/**
+ * Structured JSON logs on stderr (stdout stays free for command output). `fields` go on every
+ * line (workerId, coordinatorId, thread); per-task code logs through `logger.child({ job,
+ * version, partition })` so every task line can be filtered by those fields.
+ */
 export function createLogger(fields: Record<string, unknown>, level = process.env.KAPPA_LOG_LEVEL ?? 'info'): Logger {
   return pino({ level, base: { pid: process.pid, ...fields } }, pino.destination(2));
 }

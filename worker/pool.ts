@@ -33,6 +33,8 @@ export interface WorkerPoolOptions {
   registerEveryHeartbeats?: number;
   /** Longest wait for tasks to stop on shutdown. */
   releaseTimeoutMs?: number;
+  /** A thread silent this long makes the worker not live (/healthz). */
+  threadSilenceLimitMs?: number;
 }
 
 /** A task assigned to this worker, as the main thread tracks it. */
@@ -58,6 +60,8 @@ interface ThreadSlot {
   port: MessagePort | undefined;
   startedAtMs: number;
   restartDelayMs: number;
+  /** When the host last posted anything (it posts progress every 250 ms); 0 before its first message. */
+  lastHeardMs: number;
 }
 
 const THREAD_ENTRY = fileURLToPath(new URL('./task-thread.js', import.meta.url));
@@ -95,7 +99,7 @@ export class WorkerPool {
     // A dying thread rejects its task (handled per slot); anything else is logged, never thrown.
     this.piscina.on('error', (error: unknown) => this.logger.error({ err: error }, 'thread pool error'));
     for (let index = 0; index < options.threads; index++) {
-      const slot: ThreadSlot = { index, port: undefined, startedAtMs: 0, restartDelayMs: 1000 };
+      const slot: ThreadSlot = { index, port: undefined, startedAtMs: 0, restartDelayMs: 1000, lastHeardMs: 0 };
       this.slots.push(slot);
       this.startHost(slot);
     }
@@ -115,6 +119,7 @@ export class WorkerPool {
     const { port1, port2 } = new MessageChannel();
     slot.port = port1;
     slot.startedAtMs = Date.now();
+    slot.lastHeardMs = 0;
     port1.on('message', (message: FromTaskHost) => this.onHostMessage(slot.index, message));
     const hostOptions: TaskHostOptions & { port: MessagePort } = {
       workerId: this.options.workerId,
@@ -178,6 +183,8 @@ export class WorkerPool {
   }
 
   private onHostMessage(threadIndex: number, message: FromTaskHost): void {
+    const slot = this.slots[threadIndex];
+    if (slot) slot.lastHeardMs = Date.now();
     switch (message.type) {
       case 'progress':
         for (const progress of message.tasks) {
@@ -192,7 +199,7 @@ export class WorkerPool {
         const placed = this.tasks.get(taskKey(message.task));
         if (placed) placed.unreportedFailure = message.error;
         this.metrics.taskFailures.inc({ job: message.task.job, version: message.task.version, partition: String(message.task.partition) });
-        this.logger.warn({ task: message.task, thread: threadIndex, error: message.error }, 'task failed; its thread restarts it with back-off');
+        this.logger.warn({ ...message.task, thread: threadIndex, error: message.error }, 'task failed; its thread restarts it with back-off');
         break;
       }
       case 'stopped': {
@@ -228,7 +235,7 @@ export class WorkerPool {
     if (!this.carried.has(jobVersionKey(task.job, task.version))) {
       if (!this.refusedLogged.has(key)) {
         this.refusedLogged.add(key);
-        this.logger.error({ task, epoch }, 'assigned a job version this worker does not carry; ignoring it');
+        this.logger.error({ ...task, epoch }, 'assigned a job version this worker does not carry; ignoring it');
       }
       return;
     }
@@ -263,7 +270,7 @@ export class WorkerPool {
       case 'ignore':
         break;
       case 'ignore-stale':
-        this.logger.info({ task, epoch, runningEpoch: placed!.epoch }, 'ignoring a revoke older than the running epoch');
+        this.logger.info({ ...task, epoch, runningEpoch: placed!.epoch }, 'ignoring a revoke older than the running epoch');
         break;
     }
   }
@@ -286,7 +293,7 @@ export class WorkerPool {
     };
     this.tasks.set(taskKey(task), placed);
     this.post(thread, { type: 'start', task, epoch, from });
-    this.logger.info({ task, epoch, thread }, 'task assigned');
+    this.logger.info({ ...task, epoch, thread }, 'task assigned');
   }
 
   private release(placed: PlacedTask, epoch: number): void {
@@ -300,7 +307,7 @@ export class WorkerPool {
     this.tasks.delete(key);
     this.releasedSequences.set(key, sequence);
     this.control.released(placed.task, placed.releaseEpoch, sequence);
-    this.logger.info({ task: placed.task, epoch: placed.releaseEpoch, sequence }, 'task released');
+    this.logger.info({ ...placed.task, epoch: placed.releaseEpoch, sequence }, 'task released');
     if (placed.nextAssign && this.accepting) this.place(placed.task, placed.nextAssign.epoch, placed.nextAssign.from);
     if (this.tasks.size === 0) this.onAllReleased?.();
   }
@@ -313,7 +320,7 @@ export class WorkerPool {
     this.heartbeats++;
     if (this.heartbeats % (this.options.registerEveryHeartbeats ?? 10) === 0 && !this.shuttingDown) this.register();
     this.metrics.tasks.reset();
-    for (const status of statuses) this.metrics.tasks.inc({ state: status.state });
+    for (const status of statuses) this.metrics.tasks.inc({ job: status.job, version: status.version, state: status.state });
   }
 
   /** What a heartbeat reports for every task this worker holds. */
@@ -341,6 +348,22 @@ export class WorkerPool {
       if (placed.releasing || placed.unreportedFailure !== undefined || placed.progress?.state !== 'running') return false;
     }
     return true;
+  }
+
+  /**
+   * /healthz beyond the main event loop: a task host thread that reported before but has been
+   * silent past `threadSilenceLimitMs` is stuck (a handler in an endless loop, a thread starved):
+   * its tasks neither progress nor stop, and only a restart frees them.
+   */
+  notLiveReason(): string | undefined {
+    const limitMs = this.options.threadSilenceLimitMs ?? 60_000;
+    const now = Date.now();
+    for (const slot of this.slots) {
+      if (slot.port !== undefined && slot.lastHeardMs > 0 && now - slot.lastHeardMs > limitMs) {
+        return `task host thread ${slot.index} silent for ${Math.round((now - slot.lastHeardMs) / 1000)} s (limit ${limitMs / 1000} s)`;
+      }
+    }
+    return undefined;
   }
 
   status(): unknown {

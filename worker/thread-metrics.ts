@@ -19,8 +19,8 @@ export class PoolMetrics {
   });
   readonly tasks = new Gauge({
     name: 'kappa_worker_tasks',
-    help: 'Tasks assigned to this worker, by state.',
-    labelNames: ['state'] as const,
+    help: 'Tasks assigned to this worker, by job version and state (restoring, running, releasing, failed).',
+    labelNames: ['job', 'version', 'state'] as const,
     registers: [this.registry],
   });
   readonly taskFailures = new Counter({

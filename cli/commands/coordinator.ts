@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import ms from 'ms';
 import { z } from 'zod';
-import { connectNats, createLogger, serveProcessEndpoints } from '../../protocol/index.js';
+import { connectNats, createLogger, serveProcessEndpoints, watchConnection } from '../../protocol/index.js';
 import { systemClock } from '../../coordinator/clock.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { CoordinatorMetrics } from '../../coordinator/metrics.js';
@@ -85,9 +85,11 @@ export function registerCoordinator(program: Command): void {
       logger,
       metrics,
     });
+    const connection = watchConnection(nc);
     const http = await serveProcessEndpoints(config.httpPort, config.httpHost, {
       registry: metrics.registry,
-      isReady: () => coordinator.isReady(),
+      // Ready: connected, and leading (state loaded) or following a leader it knows.
+      isReady: () => connection.connected && coordinator.isReady(),
       json: { '/v1/status': () => coordinator.status() },
     });
     const address = http.address();

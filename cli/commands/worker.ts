@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Registry } from 'prom-client';
 import { z } from 'zod';
-import { assertName, ConfigError, connectNats, createLogger, serveProcessEndpoints } from '../../protocol/index.js';
+import { assertName, ConfigError, connectNats, createLogger, serveProcessEndpoints, watchConnection } from '../../protocol/index.js';
 import { systemClock } from '../../worker/clock.js';
 import { loadJob } from '../../worker/job.js';
 import { WorkerMetrics } from '../../worker/metrics.js';
@@ -112,11 +112,14 @@ async function runPool(config: WorkerConfig, flags: WorkerFlags): Promise<void> 
   const logger = createLogger({ workerId }, config.logLevel);
   const nats = natsSettingsFrom(flags);
   const nc = await connectNats({ ...nats, name: `kappa-worker-${workerId}` });
+  const connection = watchConnection(nc);
   // HTTP starts first so the first registration can carry its URL; until the pool exists it is not ready.
   const started: { pool?: WorkerPool } = {};
   const http = await serveProcessEndpoints(config.httpPort, config.httpHost, {
     registry: { metrics: () => started.pool?.metrics.metrics() ?? Promise.resolve(''), contentType: Registry.PROMETHEUS_CONTENT_TYPE },
-    isReady: () => started.pool?.isReady() ?? false,
+    // Ready: connected, and every assigned task restored and consuming.
+    isReady: () => connection.connected && (started.pool?.isReady() ?? false),
+    notLiveReason: () => started.pool?.notLiveReason(),
     json: { '/status': () => started.pool?.status() },
   });
   const address = http.address();
