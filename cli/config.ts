@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError } from '../protocol/index.js';
+import { parseDuration } from '../worker/duration.js';
 
 export interface ConfigSources {
   /** Path of a JSON config file (--config / KAPPA_CONFIG). */
@@ -60,4 +61,14 @@ export function loadConfig<S extends z.ZodObject>(schema: S, sources: ConfigSour
 /** A port number given as a flag or env string. */
 export const port = z.coerce.number().int().min(0).max(65535);
 export const positiveInt = z.coerce.number().int().positive();
+/** A duration given as ms or as a string such as '5s', '1m'. */
+export const duration = z.union([z.number(), z.string()]).transform((value, context) => {
+  const text = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
+  const parsed = parseDuration(text);
+  if (typeof parsed === 'string') {
+    context.addIssue({ code: 'custom', message: parsed });
+    return z.NEVER;
+  }
+  return parsed;
+});
 export const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);

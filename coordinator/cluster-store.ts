@@ -6,7 +6,7 @@
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
-import { buckets, FencedError, StartPosition, TaskId } from '../protocol/index.js';
+import { buckets, FencedError, internalReplicas, StartPosition, TaskId } from '../protocol/index.js';
 import { jobVersionKey, taskKey, type JobVersionKey, type TaskKey, type WorkerId } from './assignment.js';
 import type { JobVersionRecord, TaskRecord } from './cluster-state.js';
 import type { Registration } from './membership.js';
@@ -45,7 +45,7 @@ export class ClusterStore {
   private constructor(private readonly kv: KV) {}
 
   static async open(nc: NatsConnection): Promise<ClusterStore> {
-    return new ClusterStore(await new Kvm(nc).create(buckets.cluster, { history: 1 }));
+    return new ClusterStore(await new Kvm(nc).create(buckets.cluster, { history: 1, replicas: internalReplicas() }));
   }
 
   /** Reads everything; records that fail validation are reported, never silently used. */

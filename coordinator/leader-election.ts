@@ -15,7 +15,7 @@
 //   (with clocks running at the same rate) the old leader has stepped down before anyone wins.
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { buckets } from '../protocol/index.js';
+import { buckets, internalReplicas } from '../protocol/index.js';
 import type { Clock } from './clock.js';
 
 const LEADER_KEY = 'coordinator';
@@ -58,7 +58,7 @@ export class LeaderElection {
 
   /** Opens (or creates, with max_age = ttl) the leader bucket. */
   static async openBucket(nc: NatsConnection, ttlMs: number): Promise<KV> {
-    return new Kvm(nc).create(buckets.leader, { history: 1, ttl: ttlMs });
+    return new Kvm(nc).create(buckets.leader, { history: 1, ttl: ttlMs, replicas: internalReplicas() });
   }
 
   get candidateId(): string {

@@ -9,3 +9,4 @@ export * from './serving-table.js';
 export * from './topic-registry.js';
 export * from './cluster-status.js';
 export * from './process-endpoints.js';
+export * from './replicas.js';

@@ -55,8 +55,10 @@ export const buckets = {
   leader: 'kappa_leader',
   /** Job versions, assignments and epochs. */
   cluster: 'kappa_cluster',
-  /** Committed checkpoint metadata per task. */
+  /** Committed checkpoint manifests, one per task (KV, compare-and-set). */
   checkpoints: 'kappa_checkpoints',
+  /** Checkpoint state objects: full snapshots and deltas (Object Store). */
+  checkpointData: 'kappa_checkpoint_data',
   /** Serving table of a job version. */
   servingTable: (job: string, version: string) => `kappa_table_${job}_${version}`,
   /** Alias: job name → the version apps read. */

@@ -20,6 +20,11 @@ export interface ServingTableRow {
   end?: number;
   value: unknown;
   revision: number;
+  /**
+   * A retracted row (a session window merged into a larger one) stays as a tombstone with its
+   * revision, so an older re-emission of it can never bring it back. Readers skip it.
+   */
+  retracted?: boolean;
 }
 
 export function encodeRow(row: ServingTableRow): Uint8Array {
@@ -28,4 +33,11 @@ export function encodeRow(row: ServingTableRow): Uint8Array {
 
 export function decodeRow(bytes: Uint8Array): ServingTableRow {
   return JSON.parse(Buffer.from(bytes).toString('utf8')) as ServingTableRow;
+}
+
+/** The row a reader sees for a KV entry, or undefined for a deleted entry or a tombstone. */
+export function liveRow(entry: { operation: string; value: Uint8Array } | null | undefined): ServingTableRow | undefined {
+  if (!entry || entry.operation !== 'PUT') return undefined;
+  const row = decodeRow(entry.value);
+  return row.retracted === true ? undefined : row;
 }

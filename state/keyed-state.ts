@@ -11,7 +11,7 @@
 // encodeKey([key, namespace, ...subKey]): all rows of a key share the prefix encodeKey([key]).
 import { StateError } from './errors.js';
 import { decodeKey, encodeKey, type KeyPart } from './key-encoding.js';
-import type { StateRow, TaskStore } from './task-store.js';
+import type { StateRow, TaskStore, WriteCapture } from './task-store.js';
 
 export type SubKey = KeyPart | readonly KeyPart[];
 
@@ -135,6 +135,22 @@ export class KeyedState {
     }
   }
 
+  /**
+   * Visits the address of every row RocksDB holds (values are not decoded), in key order: how
+   * a restored task rebuilds what it keeps only in memory (window and timer queues).
+   */
+  async forEachStoredRow(visit: (key: string, namespace: string, subKey: SubKey) => void): Promise<void> {
+    for await (const batch of this.store.scanEncodedBatches()) {
+      for (const [rowKey] of batch) {
+        const parts = decodeKey(rowKey);
+        if (parts.length < 2 || typeof parts[0] !== 'string' || typeof parts[1] !== 'string') {
+          throw new StateError('STATE_KEY_CORRUPT', `stored row is not (key, namespace, ...subKey): ${JSON.stringify(parts)}`);
+        }
+        visit(parts[0], parts[1], parts.length === 3 ? parts[2]! : parts.slice(2));
+      }
+    }
+  }
+
   isActive(key: string): boolean {
     return this.actors.has(key);
   }
@@ -191,14 +207,11 @@ export class KeyedState {
   }
 
   /**
-   * Writes every dirty row in one write batch; returns counts and bytes written.
-   *
-   * Incremental checkpoints hook in here: `puts` and `deletes` below are exactly the rows changed
-   * since the previous flush, and the engine flushes once per checkpoint. A delta checkpoint will
-   * receive them (e.g. a `changes` callback given to the constructor, called with the encoded
-   * puts and deletes once the write has landed) instead of iterating the whole store.
+   * Writes every dirty row in one write batch; returns counts and bytes written. With `capture`,
+   * the encoded rows written are appended to it: exactly the rows changed since the previous
+   * flush, which is what an incremental checkpoint uploads (the engine flushes only at checkpoints).
    */
-  async flush(): Promise<FlushResult> {
+  async flush(capture?: WriteCapture): Promise<FlushResult> {
     if (this.dirty.length === 0) return { puts: 0, deletes: 0, bytes: 0 };
     const flushed = this.dirty;
     this.dirty = [];
@@ -226,7 +239,7 @@ export class KeyedState {
     this.flushing = true;
     let bytes: number;
     try {
-      bytes = await this.store.write(puts, deletes);
+      bytes = await this.store.write(puts, deletes, capture);
     } catch (error) {
       for (const entry of putEntries) this.markDirty(entry);
       for (const entry of deleteEntries) this.markDirty(entry);

@@ -19,6 +19,14 @@ const LOWEST_KEY = Uint8Array.of(0x00);
 const ABOVE_HIGHEST_KEY = Uint8Array.of(0xff);
 
 export type StateRow = [key: Uint8Array, value: unknown];
+/** A row as RocksDB holds it: key bytes and msgpack value bytes. Checkpoints move these. */
+export type EncodedRow = [key: Uint8Array, value: Uint8Array];
+
+/** Receives exactly what one write() stored, encoded: the delta an incremental checkpoint uploads. */
+export interface WriteCapture {
+  puts: EncodedRow[];
+  deletes: Uint8Array[];
+}
 
 export class TaskStore {
   // Reused for every value: msgpack's Encoder keeps its buffer between calls.
@@ -94,7 +102,7 @@ export class TaskStore {
    * Applies puts and deletes atomically in one write batch. Returns the bytes of keys and values
    * written, for metrics. A key both put and deleted ends deleted (deletes are applied last).
    */
-  async write(puts: readonly StateRow[], deletes: readonly Uint8Array[] = []): Promise<number> {
+  async write(puts: readonly StateRow[], deletes: readonly Uint8Array[] = [], capture?: WriteCapture): Promise<number> {
     this.assertOpen();
     if (puts.length === 0 && deletes.length === 0) return 0;
     const batch = this.db.write({ capacity: puts.length + deletes.length, autoDestroy: true });
@@ -104,13 +112,39 @@ export class TaskStore {
       const encoded = this.encoder.encode(value);
       batch.tryPut(key, encoded);
       bytes += key.length + encoded.length;
+      capture?.puts.push([key, encoded]);
     }
     for (const key of deletes) {
       batch.tryDelete(key);
       bytes += key.length;
+      capture?.deletes.push(key);
     }
     await batch.flush();
     return bytes;
+  }
+
+  /** Applies already-encoded rows (a checkpoint being restored) in one write batch. */
+  async writeEncoded(puts: readonly EncodedRow[], deletes: readonly Uint8Array[] = []): Promise<void> {
+    this.assertOpen();
+    if (puts.length === 0 && deletes.length === 0) return;
+    const batch = this.db.write({ capacity: puts.length + deletes.length, autoDestroy: true });
+    for (const [key, value] of puts) batch.tryPut(key, value);
+    for (const key of deletes) batch.tryDelete(key);
+    await batch.flush();
+  }
+
+  /** Every row, encoded, `batchRows` at a time in key order: the content of a full checkpoint. */
+  async *scanEncodedBatches(batchRows = 4_096): AsyncGenerator<EncodedRow[]> {
+    this.assertOpen();
+    let batch: EncodedRow[] = [];
+    for await (const { key, value } of this.db.iterator({ gte: LOWEST_KEY, lt: ABOVE_HIGHEST_KEY }, { capacity: batchRows })) {
+      batch.push([key, value]);
+      if (batch.length >= batchRows) {
+        yield batch;
+        batch = [];
+      }
+    }
+    if (batch.length > 0) yield batch;
   }
 
   /** Deletes every row with start <= key < end (a purged window, a dropped namespace). */

@@ -14,7 +14,7 @@ import { createTopic, Producer } from '../client/index.js';
 import {
   buckets,
   decodeMessage,
-  decodeRow,
+  liveRow,
   encodeMessage,
   servingTableRowKey,
   streams,
@@ -227,8 +227,8 @@ describe('kappa worker (pool driven by a coordinator)', () => {
     const table = await new Kvm(nc).open(buckets.servingTable('totals', 'v1'));
     const rows = new Map<string, unknown>();
     for await (const name of await table.keys()) {
-      const entry = await table.get(name);
-      if (entry?.operation === 'PUT') rows.set(name, decodeRow(entry.value).value);
+      const row = liveRow(await table.get(name));
+      if (row) rows.set(name, row.value);
     }
     const expectedRows = new Map([...expected.table.values()].map((output) => [servingTableRowKey(output.key), output.value]));
     expect(expectedRows.size).toBe(53);

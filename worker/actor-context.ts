@@ -85,6 +85,16 @@ export class TaskActorContext implements ActorContext {
     readonly now: () => number,
   ) {}
 
+  /** The output revision counter, for a checkpoint. */
+  emitCounter(): { sequence: number; emits: number } {
+    return { sequence: this.sequence, emits: this.emitsThisSequence };
+  }
+
+  restoreEmitCounter(sequence: number, emits: number): void {
+    this.sequence = sequence;
+    this.emitsThisSequence = emits;
+  }
+
   /** Starts one handler attempt for a key. */
   begin(key: string, eventTimeMs: number, watermarkMs: number, sequence: number): void {
     this.key = key;

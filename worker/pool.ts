@@ -25,6 +25,8 @@ export interface WorkerPoolOptions {
   carries: Registration['carries'];
   stateDir: string;
   batchMessages: number;
+  checkpointIntervalMs: number;
+  checkpointEvents?: number;
   logLevel: string;
   logger: Logger;
   httpUrl?: string;
@@ -128,6 +130,8 @@ export class WorkerPool {
       nats: this.options.nats,
       stateDir: this.options.stateDir,
       batchMessages: this.options.batchMessages,
+      checkpointIntervalMs: this.options.checkpointIntervalMs,
+      checkpointEvents: this.options.checkpointEvents,
       logLevel: this.options.logLevel,
       progressIntervalMs: 250,
       metricsIntervalMs: 1000,

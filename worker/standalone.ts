@@ -7,7 +7,8 @@ import type { JobSpec } from './job.js';
 import type { WorkerMetrics } from './metrics.js';
 import { JobSinks } from './sinks.js';
 import { TaskRunner, type TaskProgress } from './task-runner.js';
-import { topicPartitions } from '../protocol/index.js';
+import { internalReplicas, topicPartitions } from '../protocol/index.js';
+import { CheckpointStore } from '../state/checkpoint-store.js';
 
 export interface StandaloneWorkerOptions {
   nc: NatsConnection;
@@ -17,7 +18,12 @@ export interface StandaloneWorkerOptions {
   logger: Logger;
   metrics: WorkerMetrics;
   batchMessages?: number;
+  checkpointIntervalMs?: number;
+  checkpointEvents?: number;
 }
+
+/** A standalone worker owns its tasks without a coordinator: epoch 0, under this worker id. */
+const STANDALONE_EPOCH = 0;
 
 export class StandaloneWorker {
   private constructor(private readonly tasks: TaskRunner[]) {}
@@ -25,9 +31,20 @@ export class StandaloneWorker {
   static async start(options: StandaloneWorkerOptions): Promise<StandaloneWorker> {
     const partitions = await topicPartitions(options.nc, options.job.topic);
     const sinks = await JobSinks.open(options.nc, options.job);
+    const checkpointStore = await CheckpointStore.open(options.nc, internalReplicas());
+    const { name: job, version } = options.job;
     const tasks: TaskRunner[] = [];
     for (let partition = 0; partition < partitions; partition++) {
-      tasks.push(new TaskRunner({ ...options, partition, sinks, logger: options.logger.child({ partition }) }));
+      tasks.push(
+        new TaskRunner({
+          ...options,
+          partition,
+          sinks,
+          logger: options.logger.child({ partition }),
+          checkpoints: checkpointStore.forTask({ job, version, partition }, 'standalone'),
+          epoch: () => STANDALONE_EPOCH,
+        }),
+      );
     }
     options.logger.info({ job: options.job.name, version: options.job.version, partitions }, 'standalone worker started');
     return new StandaloneWorker(tasks);

@@ -5,13 +5,13 @@
 // No per-event await: the only awaits are per batch.
 import TinyQueue from 'tinyqueue';
 import { decodeEvent, ProtocolError } from '../protocol/index.js';
-import type { KeyedState } from '../state/keyed-state.js';
+import type { KeyedState, SubKey } from '../state/keyed-state.js';
 import { TaskActorContext, TIMER_NAMESPACE, type TimerDomain, type TimerRequest } from './actor-context.js';
 import type { Clock } from './clock.js';
 import type { JobSpec } from './job.js';
 import type { DeadLetter, DeadLetterReason, LateRecord, Output } from './types.js';
-import { idleWatermark, Watermark } from './watermark.js';
-import { WindowOperator } from './window/operator.js';
+import { idleWatermark, Watermark, type WatermarkSnapshot } from './watermark.js';
+import { WINDOW_NAMESPACE, WindowOperator } from './window/operator.js';
 
 export interface RawMessage {
   data: Uint8Array;
@@ -62,14 +62,55 @@ export class TaskProcessor {
     readonly partition: number,
     private readonly state: KeyedState,
     private readonly clock: Clock,
+    restored?: EngineSnapshot,
   ) {
-    this.watermark = new Watermark(job.maxOutOfOrdernessMs);
+    this.watermark = new Watermark(job.maxOutOfOrdernessMs, restored && watermarkFromJson(restored.watermark));
     this.lastEventAtMs = clock.now();
     if (job.window) {
       this.windows = new WindowOperator(job, state, this.result.outputs, this.result.late, partition);
     } else {
       this.actor = new TaskActorContext(state, job, partition, this.result.outputs, () => clock.now());
     }
+  }
+
+  /**
+   * A processor for a task restored from a checkpoint: `state` holds the checkpoint's rows and
+   * `engine` what snapshot() returned. What the engine keeps only in memory (window fire and
+   * purge queues, timer queues, which keys stay resident) is rebuilt from the stored rows.
+   */
+  static async restore(job: JobSpec, partition: number, state: KeyedState, clock: Clock, engine: EngineSnapshot): Promise<TaskProcessor> {
+    const processor = new TaskProcessor(job, partition, state, clock, engine);
+    const watermarkMs = processor.watermark.current;
+    const resident = new Set<string>();
+    const windows: Array<[string, SubKey]> = [];
+    const timers: ActorTimer[] = [];
+    await state.forEachStoredRow((key, namespace, subKey) => {
+      if (namespace === WINDOW_NAMESPACE) {
+        windows.push([key, subKey]);
+        resident.add(key);
+      } else if (namespace === TIMER_NAMESPACE) {
+        const [domain, timeMs, tag] = subKey as [TimerDomain, number, string];
+        timers.push({ key, domain, timeMs, tag });
+        resident.add(key);
+      }
+    });
+    await state.activate(resident);
+    for (const [key, subKey] of windows) processor.windows?.restoreWindow(key, subKey, watermarkMs);
+    for (const timer of timers) {
+      (timer.domain === 'event-time' ? processor.eventTimers : processor.processingTimers).push(timer);
+      processor.countTimer(timer.key, 1);
+    }
+    if (processor.actor && engine.actor) processor.actor.restoreEmitCounter(engine.actor.sequence, engine.actor.emits);
+    return processor;
+  }
+
+  /** What a checkpoint must hold besides keyed state to resume this processor exactly (JSON-safe). */
+  snapshot(): EngineSnapshot {
+    const watermark = this.watermark.snapshot();
+    return {
+      watermark: { currentMs: finiteOrNull(watermark.currentMs), maxEventTimeMs: finiteOrNull(watermark.maxEventTimeMs), atLastEventMs: finiteOrNull(watermark.atLastEventMs) },
+      ...(this.actor ? { actor: this.actor.emitCounter() } : {}),
+    };
   }
 
   /** Keys that must stay in memory (open windows or pending timers). */
@@ -269,6 +310,22 @@ export class TaskProcessor {
       }
     }
   }
+}
+
+/** The engine's part of a checkpoint; non-finite watermarks (before the first event) are null. */
+export interface EngineSnapshot {
+  watermark: { currentMs: number | null; maxEventTimeMs: number | null; atLastEventMs: number | null };
+  /** The actor's output revision counter (sequence and emits within it), so revisions continue exactly. */
+  actor?: { sequence: number; emits: number };
+  [field: string]: unknown;
+}
+
+function finiteOrNull(ms: number): number | null {
+  return Number.isFinite(ms) ? ms : null;
+}
+
+function watermarkFromJson(json: EngineSnapshot['watermark']): WatermarkSnapshot {
+  return { currentMs: json.currentMs ?? -Infinity, maxEventTimeMs: json.maxEventTimeMs ?? -Infinity, atLastEventMs: json.atLastEventMs ?? -Infinity };
 }
 
 /** Event time from what a job's `time` function returned: ms, a Date, or an ISO string. */

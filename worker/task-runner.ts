@@ -1,20 +1,22 @@
 // Runs one task (job, version, partition) against NATS: consume → process → sinks, batch by
 // batch, until stopped. Failures restart the task with back-off; they are logged and counted.
-import { rmSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { streams } from '../protocol/index.js';
+import { FencedError, streams } from '../protocol/index.js';
+import { localMark, type TaskCheckpoints } from '../state/checkpoint-store.js';
+import type { CheckpointManifest } from '../state/checkpoint-manifest.js';
 import { KeyedState } from '../state/keyed-state.js';
-import { TaskStore } from '../state/task-store.js';
+import { TaskStore, type WriteCapture } from '../state/task-store.js';
 import type { Clock } from './clock.js';
 import type { JobSpec } from './job.js';
 import type { WorkerMetrics } from './metrics.js';
 import type { JobSinks } from './sinks.js';
 import { Backoff } from './backoff.js';
 import { PartitionSource } from './source.js';
-import { TaskProcessor } from './task-processor.js';
+import { TaskProcessor, type EngineSnapshot } from './task-processor.js';
 
 export interface TaskRunnerOptions {
   nc: NatsConnection;
@@ -29,19 +31,34 @@ export interface TaskRunnerOptions {
   batchMessages?: number;
   /** How long to wait for messages before idle processing (timers, idle watermark). */
   idleIntervalMs?: number;
-  /** First stream sequence to read (default 1, the start of the log). */
+  /** First stream sequence to read when the task has no checkpoint yet (default 1, the start of the log). */
   startSequence?: number;
+  /** The task's checkpoints (manifest in KV, objects in the Object Store). */
+  checkpoints: TaskCheckpoints;
+  /** The assignment epoch the task runs under now; commits carry it and a higher one fences them. */
+  epoch: () => number;
+  /** Checkpoint at least this often (processing time). */
+  checkpointIntervalMs?: number;
+  /** Also checkpoint after this many events (undefined: by time only). */
+  checkpointEvents?: number;
+  /** Also checkpoint when this many state rows are dirty, which bounds memory. */
+  checkpointDirtyRows?: number;
   /** Told of every failure before the restart back-off, so a pool can report it. */
   onFailure?: (error: unknown) => void;
 }
 
-/** restoring: opening state and the consumer; running: consuming; failed: waiting to restart. */
+export const DEFAULT_CHECKPOINT_INTERVAL_MS = 10_000;
+const DEFAULT_CHECKPOINT_DIRTY_ROWS = 50_000;
+
+/** restoring: opening state and the consumer; running: consuming; failed: waiting to restart (or fenced for good). */
 export type TaskRunnerState = 'restoring' | 'running' | 'failed';
 
 export interface TaskProgress {
   partition: number;
   /** Last stream sequence processed. */
   sequence: number;
+  /** Sequence of the last committed checkpoint: a restart resumes after it. */
+  checkpointSequence: number;
   lagMessages: number;
   watermarkMs: number;
   processed: number;
@@ -58,6 +75,10 @@ export class TaskRunner {
   /** Last stream sequence processed (its results written to the sinks). */
   private sequence = 0;
   private lastStreamSequence = 0;
+  private eventsSinceCheckpoint = 0;
+  private lastCheckpointAtMs = 0;
+  /** Set when a higher epoch owns the task: it never restarts, the coordinator moves it. */
+  private fenced = false;
   private runnerState: TaskRunnerState = 'restoring';
   private lastError: string | undefined;
   private readonly done: Promise<void>;
@@ -77,6 +98,12 @@ export class TaskRunner {
       handlerDuration: metrics.handlerBatchDuration.labels({ job: job.name, version: job.version }),
       actorsActive: metrics.actorsActive.labels(labels),
       stateBytes: metrics.stateBytes.labels(labels),
+      checkpointDuration: metrics.checkpointDuration.labels(labels),
+      checkpointBytes: metrics.checkpointBytes.labels(labels),
+      checkpointSize: metrics.checkpointSizeBytes.labels(labels),
+      checkpointsCommitted: metrics.checkpoints.labels({ job: job.name, version: job.version, outcome: 'committed' }),
+      checkpointsFailed: metrics.checkpoints.labels({ job: job.name, version: job.version, outcome: 'failed' }),
+      checkpointsFenced: metrics.checkpoints.labels({ job: job.name, version: job.version, outcome: 'fenced' }),
     };
     this.done = this.runWithRestarts();
   }
@@ -85,6 +112,7 @@ export class TaskRunner {
     return {
       partition: this.options.partition,
       sequence: this.sequence,
+      checkpointSequence: this.options.checkpoints.manifest?.sequence ?? 0,
       lagMessages: Math.max(0, this.lastStreamSequence - this.sequence),
       watermarkMs: this.processor?.watermark.current ?? -Infinity,
       processed: this.processed,
@@ -100,12 +128,28 @@ export class TaskRunner {
     return this.runnerState === 'failed' ? this.lastError : undefined;
   }
 
+  /** True once a higher epoch took the task: this runner stopped for good. */
+  get isFenced(): boolean {
+    return this.fenced;
+  }
+
   private async runWithRestarts(): Promise<void> {
     while (!this.stopped) {
       try {
         await this.runOnce();
         return;
       } catch (error) {
+        if (error instanceof FencedError) {
+          // A zombie: another worker owns the task under a higher epoch. Stop; never retry.
+          this.fenced = true;
+          this.runnerState = 'failed';
+          this.lastError = error.message;
+          this.children.checkpointsFenced.inc();
+          this.options.onFailure?.(error);
+          this.options.logger.error({ err: error, partition: this.options.partition }, 'task fenced: a newer owner holds it; stopped');
+          await this.closeResources();
+          return;
+        }
         if (this.stopped) return;
         this.children.restarts.inc();
         this.runnerState = 'failed';
@@ -119,24 +163,31 @@ export class TaskRunner {
   }
 
   private async runOnce(): Promise<void> {
-    const { nc, job, partition, clock } = this.options;
+    const { nc, job, partition, clock, checkpoints, logger } = this.options;
     const stream = streams.partition(job.topic, partition);
-    // Until checkpoints exist, a task starts from an empty state at the start of the log: the
-    // log is the write-ahead log, and deterministic output ids make the replay overwrite.
     const dir = join(this.options.stateDir, job.name, job.version, String(partition));
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { recursive: true });
-    this.store = await TaskStore.open(dir);
-    const state = new KeyedState(this.store);
-    const processor = new TaskProcessor(job, partition, state, clock);
+    // Claim first: it fences older owners, and a higher epoch refuses us before we do anything.
+    const manifest = await checkpoints.claim(this.options.epoch(), (this.options.startSequence ?? 1) - 1);
+    const collected = await checkpoints.collectGarbage().catch(() => 0);
+    const restoreStarted = clock.now();
+    const restoredFrom = await this.openState(dir, manifest);
+    const state = new KeyedState(this.store!);
+    const engine = manifest.engine as EngineSnapshot;
+    const processor = 'watermark' in engine ? await TaskProcessor.restore(job, partition, state, clock, engine) : new TaskProcessor(job, partition, state, clock);
     this.processor = processor;
     this.processed = 0;
-    this.sequence = 0;
+    this.sequence = manifest.sequence;
+    this.eventsSinceCheckpoint = 0;
+    this.lastCheckpointAtMs = clock.now();
+    logger.info(
+      { partition, checkpoint: manifest.id, sequence: manifest.sequence, restoredFrom, activeKeys: state.activeKeys, restoreMs: clock.now() - restoreStarted, garbageObjects: collected },
+      'task restored',
+    );
     const source = new PartitionSource(nc, {
       stream,
-      startSequence: this.options.startSequence ?? 1,
+      startSequence: manifest.sequence + 1,
       batchMessages: this.options.batchMessages ?? 10_000,
-      onRestart: (error) => this.options.logger.warn({ err: error, partition }, 'consumer restarted'),
+      onRestart: (error) => logger.warn({ err: error, partition }, 'consumer restarted'),
     });
     this.source = source;
     await source.start();
@@ -153,6 +204,7 @@ export class TaskRunner {
       if (batch.length > 0) this.children.handlerDuration.observe((performance.now() - batchStartedAt) / 1000);
       await this.options.sinks.write(result);
       this.processed += result.processed;
+      this.eventsSinceCheckpoint += batch.length;
       this.children.processed.inc(result.processed);
       if (result.late.length > 0) this.children.lateDropped.inc(result.late.length);
       if (result.lateUpdates > 0) this.children.lateUpdated.inc(result.lateUpdates);
@@ -161,12 +213,8 @@ export class TaskRunner {
       for (const letter of result.deadLetters) {
         this.options.metrics.deadLetters.labels({ job: job.name, version: job.version, reason: letter.reason }).inc();
       }
-      // Keep memory bounded: write dirty rows in one batch, then drop idle keys.
-      if (state.dirtyRows > 50_000 || batch.length === 0) {
-        await state.flush();
-        state.evict(processor.isPinned);
-      }
       const now = clock.now();
+      if (this.checkpointDue(state, now)) await this.checkpoint(dir, state, processor);
       if (now - lagCheckedAt > 1000) {
         lagCheckedAt = now;
         this.lastStreamSequence = (await jsm.streams.info(stream)).state.last_seq;
@@ -177,6 +225,74 @@ export class TaskRunner {
         if (Number.isFinite(progress.watermarkMs)) this.children.watermarkLag.set((now - progress.watermarkMs) / 1000);
       }
     }
+    // Revoke or shutdown: hand the task over at a checkpoint, so the next owner re-reads little.
+    try {
+      await this.checkpoint(dir, state, processor);
+    } catch (error) {
+      if (error instanceof FencedError) throw error;
+      logger.error({ err: error, partition }, 'final checkpoint failed; the next owner resumes from the previous one');
+    }
+  }
+
+  /**
+   * Opens the task's RocksDB holding the manifest's state: the local copy when its mark says it
+   * is that checkpoint, otherwise a fresh store filled from the Object Store.
+   */
+  private async openState(dir: string, manifest: CheckpointManifest): Promise<'local' | 'object-store' | 'empty'> {
+    if (existsSync(dir) && localMark.matches(dir, manifest)) {
+      this.store = await TaskStore.open(dir);
+      return 'local';
+    }
+    localMark.clear(dir);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    this.store = await TaskStore.open(dir);
+    await this.options.checkpoints.restoreInto(this.store, manifest);
+    localMark.write(dir, manifest);
+    return manifest.objects.length > 0 ? 'object-store' : 'empty';
+  }
+
+  private checkpointDue(state: KeyedState, nowMs: number): boolean {
+    const { checkpointEvents } = this.options;
+    return (
+      nowMs - this.lastCheckpointAtMs >= (this.options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS) ||
+      (checkpointEvents !== undefined && this.eventsSinceCheckpoint >= checkpointEvents) ||
+      state.dirtyRows >= (this.options.checkpointDirtyRows ?? DEFAULT_CHECKPOINT_DIRTY_ROWS)
+    );
+  }
+
+  /**
+   * Flushes the changed rows to RocksDB, uploads them and commits the manifest (sequence,
+   * watermark, engine counters) under the current epoch. The local mark is cleared first, so a
+   * crash in between makes the next start download the committed state instead of trusting a
+   * local store that is ahead of it. A failure here fails the task: it restarts from the last
+   * committed checkpoint.
+   */
+  private async checkpoint(dir: string, state: KeyedState, processor: TaskProcessor): Promise<void> {
+    const { checkpoints } = this.options;
+    this.lastCheckpointAtMs = this.options.clock.now();
+    this.eventsSinceCheckpoint = 0;
+    const engine = processor.snapshot();
+    const last = checkpoints.manifest;
+    if (state.dirtyRows === 0 && last && last.sequence === this.sequence && last.epoch === this.options.epoch() && JSON.stringify(last.engine) === JSON.stringify(engine)) {
+      return; // nothing changed since the last commit
+    }
+    const stopTimer = this.children.checkpointDuration.startTimer();
+    try {
+      localMark.clear(dir);
+      const delta: WriteCapture = { puts: [], deletes: [] };
+      await state.flush(delta);
+      const result = await checkpoints.commit({ epoch: this.options.epoch(), sequence: this.sequence, engine, delta, store: this.store! });
+      localMark.write(dir, result.manifest);
+      stopTimer();
+      this.children.checkpointsCommitted.inc();
+      this.children.checkpointBytes.inc(result.bytesUploaded);
+      this.children.checkpointSize.set(result.bytesUploaded);
+      state.evict(processor.isPinned);
+    } catch (error) {
+      if (!(error instanceof FencedError)) this.children.checkpointsFailed.inc();
+      throw error;
+    }
   }
 
   private async closeResources(): Promise<void> {
@@ -186,14 +302,16 @@ export class TaskRunner {
     this.store = undefined;
   }
 
-  /** Stops after the current batch (its outputs written); resolves with the last sequence processed. */
+  /**
+   * Stops after the current batch (its outputs written) with a final checkpoint; resolves with
+   * the sequence of the last committed checkpoint, where the next owner resumes.
+   */
   async stop(): Promise<number> {
     this.stopped = true;
     this.backoff.wake();
     await this.source?.stop();
     await this.done;
-    const sequence = this.progress().sequence;
     await this.closeResources();
-    return sequence;
+    return this.options.checkpoints.manifest?.sequence ?? 0;
   }
 }

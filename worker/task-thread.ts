@@ -7,7 +7,8 @@ import type { MessagePort } from 'node:worker_threads';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { connectNats, createLogger, streams, type StartPosition, type TaskId } from '../protocol/index.js';
+import { connectNats, createLogger, internalReplicas, streams, type StartPosition, type TaskId } from '../protocol/index.js';
+import { CheckpointStore } from '../state/checkpoint-store.js';
 import { systemClock } from './clock.js';
 import { loadJob, type JobSpec } from './job.js';
 import { WorkerMetrics } from './metrics.js';
@@ -53,6 +54,7 @@ export default async function hostTasks(options: TaskHostOptions & { port: Messa
 class TaskHost {
   private readonly tasks = new Map<string, HostedTask>();
   private readonly sinks = new Map<string, Promise<JobSinks>>();
+  private checkpoints: Promise<CheckpointStore> | undefined;
   private readonly metrics = new WorkerMetrics();
   private readonly port: MessagePort;
 
@@ -125,6 +127,10 @@ class TaskHost {
           logger,
           metrics: this.metrics,
           batchMessages: this.options.batchMessages,
+          checkpointIntervalMs: this.options.checkpointIntervalMs,
+          checkpointEvents: this.options.checkpointEvents,
+          checkpoints: (await this.checkpointStore()).forTask(task, this.options.workerId),
+          epoch: () => hosted.epoch,
           startSequence,
           onFailure: (error) => this.post({ type: 'failed', task, error: messageOf(error) }),
         });
@@ -140,8 +146,9 @@ class TaskHost {
   }
 
   /**
-   * Until checkpoints exist a task starts from the start of the log (DESIGN: empty state,
-   * replayed); `latest` starts after the stream's last message, `sequence` where it says.
+   * Where a task with no checkpoint yet starts (a checkpoint, once claimed, overrides it):
+   * `earliest` at the start of the log, `latest` after the stream's last message, `sequence`
+   * where it says.
    */
   private async startSequence(job: JobSpec, partition: number, from: StartPosition, logger: Logger): Promise<number> {
     if (from.kind === 'sequence') return from.sequence;
@@ -151,6 +158,16 @@ class TaskHost {
     }
     if (from.kind === 'time') logger.warn({ timeMs: from.timeMs }, 'starting at a time is not supported yet; reading from the earliest event');
     return 1;
+  }
+
+  /** One checkpoint store per thread; a failed open is retried by the next start. */
+  private checkpointStore(): Promise<CheckpointStore> {
+    if (!this.checkpoints) {
+      const opening = CheckpointStore.open(this.nc, internalReplicas());
+      opening.catch(() => (this.checkpoints = undefined));
+      this.checkpoints = opening;
+    }
+    return this.checkpoints;
   }
 
   private sinksFor(job: JobSpec): Promise<JobSinks> {

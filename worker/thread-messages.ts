@@ -13,6 +13,8 @@ export interface TaskHostOptions {
   nats: NatsSettings;
   stateDir: string;
   batchMessages: number;
+  checkpointIntervalMs: number;
+  checkpointEvents?: number;
   logLevel: string;
   /** How often the host posts task progress. */
   progressIntervalMs: number;

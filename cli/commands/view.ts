@@ -1,7 +1,7 @@
 // `kappa view JOB [--version V] [--key K] [--json]`: prints a job version's serving table.
 import type { Command } from 'commander';
 import { Kvm } from '@nats-io/kv';
-import { buckets, connectNats, decodeRow, KappaError, kvKeyToken } from '../../protocol/index.js';
+import { buckets, connectNats, KappaError, kvKeyToken, liveRow } from '../../protocol/index.js';
 import { addNatsOptions, natsSettingsFrom, type NatsFlags } from '../nats-options.js';
 import { toViewRow, type ViewRow } from '../view-row.js';
 
@@ -38,8 +38,8 @@ export function registerView(program: Command): void {
       for await (const name of await kv.keys(flags.key === undefined ? '>' : [filter, `${filter}.>`])) names.push(name);
       const rows: ViewRow[] = [];
       for (const name of names) {
-        const entry = await kv.get(name);
-        if (entry && entry.operation === 'PUT') rows.push(toViewRow(decodeRow(entry.value)));
+        const row = liveRow(await kv.get(name));
+        if (row) rows.push(toViewRow(row));
       }
       rows.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : (a.start ?? 0) - (b.start ?? 0)));
       if (flags.json) {

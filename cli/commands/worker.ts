@@ -12,7 +12,8 @@ import { WorkerMetrics } from '../../worker/metrics.js';
 import { WorkerPool } from '../../worker/pool.js';
 import { StandaloneWorker } from '../../worker/standalone.js';
 import { shutdownSignal } from '../shutdown-signal.js';
-import { loadConfig, logLevel, port, positiveInt } from '../config.js';
+import { duration, loadConfig, logLevel, port, positiveInt } from '../config.js';
+import { DEFAULT_CHECKPOINT_INTERVAL_MS } from '../../worker/task-runner.js';
 import { addNatsOptions, natsSettingsFrom, type NatsFlags } from '../nats-options.js';
 
 const workerConfig = z.object({
@@ -28,6 +29,8 @@ const workerConfig = z.object({
   httpPort: port.default(9464),
   httpHost: z.string().default('0.0.0.0'),
   batch: positiveInt.default(10_000),
+  checkpointInterval: duration.default(DEFAULT_CHECKPOINT_INTERVAL_MS),
+  checkpointEvents: positiveInt.optional(),
   logLevel: logLevel.default('info'),
 });
 
@@ -40,6 +43,8 @@ interface WorkerFlags extends NatsFlags {
   httpPort?: string;
   httpHost?: string;
   batch?: string;
+  checkpointInterval?: string;
+  checkpointEvents?: string;
   logLevel?: string;
   config?: string;
 }
@@ -57,13 +62,15 @@ export function registerWorker(program: Command): void {
       .option('--http-port <port>', 'port for /metrics, /healthz, /readyz; 0 picks one (env KAPPA_HTTP_PORT, default 9464)')
       .option('--http-host <host>', 'address to serve HTTP on (env KAPPA_HTTP_HOST, default 0.0.0.0)')
       .option('--batch <n>', 'largest batch of messages a task handles at once (default 10000)')
+      .option('--checkpoint-interval <duration>', "checkpoint every task at least this often, e.g. '10s' (env KAPPA_CHECKPOINT_INTERVAL, default 10s)")
+      .option('--checkpoint-events <n>', 'also checkpoint a task after this many events (env KAPPA_CHECKPOINT_EVENTS)')
       .option('--log-level <level>', 'fatal|error|warn|info|debug|trace (env KAPPA_LOG_LEVEL)')
       .option('--config <file>', 'JSON file with any of the settings above (env KAPPA_CONFIG)'),
   ).action(async (flags: WorkerFlags) => {
     const config = loadConfig(workerConfig, {
       file: flags.config ?? process.env.KAPPA_CONFIG,
-      env: { job: 'KAPPA_JOB', threads: 'KAPPA_THREADS', id: 'KAPPA_WORKER_ID', stateDir: 'KAPPA_STATE_DIR', httpPort: 'KAPPA_HTTP_PORT', httpHost: 'KAPPA_HTTP_HOST', logLevel: 'KAPPA_LOG_LEVEL' },
-      flags: { job: flags.job, standalone: flags.standalone, threads: flags.threads, id: flags.id, stateDir: flags.stateDir, httpPort: flags.httpPort, httpHost: flags.httpHost, batch: flags.batch, logLevel: flags.logLevel },
+      env: { job: 'KAPPA_JOB', threads: 'KAPPA_THREADS', id: 'KAPPA_WORKER_ID', stateDir: 'KAPPA_STATE_DIR', httpPort: 'KAPPA_HTTP_PORT', httpHost: 'KAPPA_HTTP_HOST', logLevel: 'KAPPA_LOG_LEVEL', checkpointInterval: 'KAPPA_CHECKPOINT_INTERVAL', checkpointEvents: 'KAPPA_CHECKPOINT_EVENTS' },
+      flags: { job: flags.job, standalone: flags.standalone, threads: flags.threads, id: flags.id, stateDir: flags.stateDir, httpPort: flags.httpPort, httpHost: flags.httpHost, batch: flags.batch, logLevel: flags.logLevel, checkpointInterval: flags.checkpointInterval, checkpointEvents: flags.checkpointEvents },
     });
     if (!config.standalone) {
       await runPool(config, flags);
@@ -74,7 +81,17 @@ export function registerWorker(program: Command): void {
     const logger = createLogger({ job: job.name, version: job.version }, config.logLevel);
     const nc = await connectNats({ ...natsSettingsFrom(flags), name: `kappa-worker-${job.name}-${job.version}` });
     const metrics = new WorkerMetrics();
-    const worker = await StandaloneWorker.start({ nc, job, stateDir: config.stateDir, clock: systemClock, logger, metrics, batchMessages: config.batch });
+    const worker = await StandaloneWorker.start({
+      nc,
+      job,
+      stateDir: config.stateDir,
+      clock: systemClock,
+      logger,
+      metrics,
+      batchMessages: config.batch,
+      checkpointIntervalMs: config.checkpointInterval,
+      checkpointEvents: config.checkpointEvents,
+    });
     const http = await serveProcessEndpoints(config.httpPort, config.httpHost, {
       registry: metrics.registry,
       isReady: () => true,
@@ -134,6 +151,8 @@ async function runPool(config: WorkerConfig, flags: WorkerFlags): Promise<void> 
     carries: jobs.map((job) => ({ job: job.name, version: job.version, topic: job.topic })),
     stateDir: resolve(config.stateDir),
     batchMessages: config.batch,
+    checkpointIntervalMs: config.checkpointInterval,
+    checkpointEvents: config.checkpointEvents,
     logLevel: config.logLevel,
     logger,
     httpUrl: `http://${httpHost}:${httpPort}`,

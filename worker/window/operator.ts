@@ -3,7 +3,7 @@
 // late updates, purges after the allowed lateness and reports events for purged windows.
 // Semantics: worker/window/README.md and DESIGN.md "Time and lateness".
 import TinyQueue from 'tinyqueue';
-import type { KeyedState } from '../../state/keyed-state.js';
+import type { KeyedState, SubKey } from '../../state/keyed-state.js';
 import type { AggregateFunction, JobSpec, WindowSpec } from '../job.js';
 import type { LateRecord, Output, Window } from '../types.js';
 import { hoppingWindows } from './hopping.js';
@@ -188,6 +188,15 @@ export class WindowOperator {
         this.unschedule(timer.key);
       }
       timer = this.cleanupQueue.peek();
+    }
+  }
+
+  /** Puts a window restored from a checkpoint back in the fire or purge queue it was in. */
+  restoreWindow(key: string, subKey: SubKey, watermarkMs: number): void {
+    if (typeof subKey === 'number') this.schedule(key, subKey, subKey + (this.window as { sizeMs: number }).sizeMs, watermarkMs);
+    else {
+      const [start, end] = subKey as [number, number];
+      this.schedule(key, start, end, watermarkMs);
     }
   }
 
