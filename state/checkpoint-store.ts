@@ -48,17 +48,26 @@ export interface CommitResult {
   kind: 'delta' | 'full' | 'none';
 }
 
+export interface CheckpointStoreOptions {
+  /** JetStream replicas of both buckets (KAPPA_REPLICAS). */
+  replicas?: number;
+  /** Deltas are compacted into a full snapshot only above this many bytes (default COMPACT_MIN_BYTES). */
+  compactMinBytes?: number;
+}
+
 export class CheckpointStore {
   private constructor(
     readonly manifests: KV,
     readonly objects: ObjectStore,
+    readonly compactMinBytes: number,
   ) {}
 
   /** Opens (creating if missing) the manifest bucket and the object bucket. */
-  static async open(nc: NatsConnection, replicas = 1): Promise<CheckpointStore> {
+  static async open(nc: NatsConnection, options: CheckpointStoreOptions = {}): Promise<CheckpointStore> {
+    const replicas = options.replicas ?? 1;
     const manifests = await new Kvm(nc).create(buckets.checkpoints, { history: 1, replicas, storage: StorageType.File });
     const objects = await new Objm(nc).create(buckets.checkpointData, { replicas, storage: StorageType.File });
-    return new CheckpointStore(manifests, objects);
+    return new CheckpointStore(manifests, objects, options.compactMinBytes ?? COMPACT_MIN_BYTES);
   }
 
   forTask(task: CheckpointTask, workerId: string): TaskCheckpoints {
@@ -164,7 +173,7 @@ export class TaskCheckpoints {
     let kind: CommitResult['kind'] = 'none';
     let bytesUploaded = 0;
     try {
-      if (changed > 0 && shouldCompact(previous.objects, request.delta)) {
+      if (changed > 0 && shouldCompact(previous.objects, request.delta, this.store.compactMinBytes)) {
         const full = await this.uploadFull(request.store, `${objectPrefix(this.task)}${request.epoch}-${id}-full`);
         objects = [full];
         kind = 'full';
@@ -255,14 +264,14 @@ export class TaskCheckpoints {
   }
 }
 
-function shouldCompact(objects: readonly CheckpointObject[], delta: WriteCapture): boolean {
+function shouldCompact(objects: readonly CheckpointObject[], delta: WriteCapture, compactMinBytes: number): boolean {
   if (objects.length + 1 > COMPACT_MAX_OBJECTS) return true;
   const full = objects.find((object) => object.kind === 'full')?.bytes ?? 0;
   let deltas = 0;
   for (const object of objects) if (object.kind === 'delta') deltas += object.bytes;
   // Estimate the new delta by its row count; exact enough to decide when to compact.
   const estimated = (delta.puts.length + delta.deletes.length) * 32;
-  return deltas + estimated > Math.max(full, COMPACT_MIN_BYTES);
+  return deltas + estimated > Math.max(full, compactMinBytes);
 }
 
 /**

@@ -31,7 +31,7 @@ export class StandaloneWorker {
   static async start(options: StandaloneWorkerOptions): Promise<StandaloneWorker> {
     const partitions = await topicPartitions(options.nc, options.job.topic);
     const sinks = await JobSinks.open(options.nc, options.job);
-    const checkpointStore = await CheckpointStore.open(options.nc, internalReplicas());
+    const checkpointStore = await CheckpointStore.open(options.nc, { replicas: internalReplicas() });
     const { name: job, version } = options.job;
     const tasks: TaskRunner[] = [];
     for (let partition = 0; partition < partitions; partition++) {

@@ -163,7 +163,7 @@ class TaskHost {
   /** One checkpoint store per thread; a failed open is retried by the next start. */
   private checkpointStore(): Promise<CheckpointStore> {
     if (!this.checkpoints) {
-      const opening = CheckpointStore.open(this.nc, internalReplicas());
+      const opening = CheckpointStore.open(this.nc, { replicas: internalReplicas() });
       opening.catch(() => (this.checkpoints = undefined));
       this.checkpoints = opening;
     }
