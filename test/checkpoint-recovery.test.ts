@@ -1,0 +1,165 @@
+// Recovery with real processes: a standalone worker stopped with SIGTERM commits a final
+// checkpoint and, restarted on the same disk, resumes at sequence + 1 from its local copy
+// without downloading; on a fresh disk it downloads the checkpoint from the Object Store; killed
+// with SIGKILL it resumes from the last committed checkpoint. At the end the serving table and
+// the late-data output equal the batch reference over the whole log.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { streams } from '../protocol/index.js';
+import { CheckpointStore } from '../state/checkpoint-store.js';
+import { kappa, KappaProcess } from './harness/cli.js';
+import { expectedResults, readLateRecords, readServingTable, readTopicLog } from './harness/expected-results.js';
+import { startServer, type NatsServer } from './harness/nats-server.js';
+import type { ReferenceJob } from './reference/batch-windows.js';
+
+const PARTITIONS = 4;
+const JOB = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
+
+interface Click {
+  id: number;
+  user: string;
+  ts: number;
+  page?: string;
+}
+
+let server: NatsServer & { close(): Promise<void> };
+let nc: NatsConnection;
+let dir: string;
+const processes: KappaProcess[] = [];
+
+beforeAll(async () => {
+  server = await startServer();
+  nc = await connect({ servers: server.url });
+  dir = mkdtempSync(join(tmpdir(), 'kappa-recovery-'));
+});
+afterAll(async () => {
+  await Promise.all(processes.map((process) => process.kill()));
+  await nc?.close();
+  await server?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Clicks `from` ≤ id < `to`, 100 ms apart in event time, some out of order, 1 in 50 far too late. */
+function clicks(from: number, to: number): Click[] {
+  const start = Date.UTC(2026, 10, 24, 12);
+  const events: Click[] = [];
+  for (let id = from; id < to; id++) {
+    const jitter = (id * 7919) % 1500;
+    const veryLate = id % 50 === 0 ? 25_000 : 0;
+    events.push({ id, user: `user-${(id * 13) % 19}`, ts: start + id * 100 - jitter - veryLate, ...(id % 3 === 0 ? { page: '/p' } : {}) });
+  }
+  return events;
+}
+
+async function produce(events: Click[], name: string): Promise<void> {
+  const file = join(dir, `${name}.jsonl`);
+  writeFileSync(file, events.map((event) => JSON.stringify(event)).join('\n') + '\n');
+  const produced = await kappa(['produce', 'clicks', '--file', file, '--key', 'user', '--time', 'ts', '--nats', server.url]);
+  expect(produced.code, produced.stderr).toBe(0);
+}
+
+function startWorker(stateDir: string): KappaProcess {
+  const worker = new KappaProcess(
+    ['worker', '--job', JOB, '--standalone', '--nats', server.url, '--state-dir', join(dir, stateDir), '--http-port', '0', '--checkpoint-interval', '200ms'],
+  );
+  processes.push(worker);
+  return worker;
+}
+
+interface TaskStatusView {
+  partition: number;
+  sequence: number;
+  checkpointSequence: number;
+  processed: number;
+}
+
+/** Waits until every partition is processed to the stream's last sequence; returns the status. */
+async function caughtUp(worker: KappaProcess): Promise<TaskStatusView[]> {
+  const [, port] = await worker.waitForLog(/"httpPort":(\d+)/);
+  const jsm = await jetstreamManager(nc);
+  const last: number[] = [];
+  for (let partition = 0; partition < PARTITIONS; partition++) last.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as TaskStatusView[];
+    if (status.length === PARTITIONS && status.every((task) => task.sequence >= last[task.partition]!)) return status;
+    if (Date.now() > deadline) throw new Error(`worker did not catch up: ${JSON.stringify(status)}\n${worker.logs.slice(-2000)}`);
+    await sleep(100);
+  }
+}
+
+function restoredFrom(worker: KappaProcess): string[] {
+  return [...worker.logs.matchAll(/"restoredFrom":"([a-z-]+)"/g)].map((match) => match[1]!);
+}
+
+it('resumes after SIGTERM from the local copy at sequence + 1, after a disk loss from the Object Store, after SIGKILL from the last checkpoint; the table equals the batch answer', async () => {
+  expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', server.url])).code).toBe(0);
+  const checkpoints = await CheckpointStore.open(nc);
+  const jsm = await jetstreamManager(nc);
+  const lastSequences = async () => {
+    const last: number[] = [];
+    for (let partition = 0; partition < PARTITIONS; partition++) last.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
+    return last;
+  };
+
+  // 1. First run, stopped with SIGTERM: the final checkpoint is at each partition's last sequence.
+  await produce(clicks(0, 1500), 'first');
+  let worker = startWorker('disk-a');
+  await caughtUp(worker);
+  expect(await worker.stop()).toBe(0);
+  const afterFirst = await lastSequences();
+  for (let partition = 0; partition < PARTITIONS; partition++) {
+    const manifest = await checkpoints.read({ job: 'clicks', version: 'v1', partition });
+    expect(manifest?.sequence).toBe(afterFirst[partition]);
+  }
+
+  // 2. Same disk: restored locally, and only the new events are processed.
+  await produce(clicks(1500, 3000), 'second');
+  worker = startWorker('disk-a');
+  let status = await caughtUp(worker);
+  expect(restoredFrom(worker)).toEqual(['local', 'local', 'local', 'local']);
+  const afterSecond = await lastSequences();
+  expect(status.reduce((sum, task) => sum + task.processed, 0)).toBe(afterSecond.reduce((sum, last, p) => sum + last - afterFirst[p]!, 0));
+  expect(await worker.stop()).toBe(0);
+
+  // 3. A fresh disk: the checkpoint comes from the Object Store; then SIGKILL mid-run.
+  await produce(clicks(3000, 4500), 'third');
+  worker = startWorker('disk-b');
+  await caughtUp(worker);
+  expect(restoredFrom(worker)).toEqual(['object-store', 'object-store', 'object-store', 'object-store']);
+  await produce(clicks(4500, 5000), 'fourth');
+  await worker.kill();
+
+  // 4. After SIGKILL: resumes at the committed checkpoint + 1 and catches up.
+  const committed = await Promise.all(Array.from({ length: PARTITIONS }, (_, partition) => checkpoints.read({ job: 'clicks', version: 'v1', partition })));
+  worker = startWorker('disk-b');
+  status = await caughtUp(worker);
+  const afterAll = await lastSequences();
+  for (const task of status) expect(task.processed).toBe(afterAll[task.partition]! - committed[task.partition]!.sequence);
+  expect(await worker.stop()).toBe(0);
+
+  // The table and the late output equal the batch reference over the whole log.
+  const module = (await import(pathToFileURL(JOB).href)) as { default: { aggregate: ReferenceJob<Click, { clicks: number; pages: number }>['aggregate'] } };
+  const job: ReferenceJob<Click, { clicks: number; pages: number }> = {
+    window: { kind: 'tumbling', sizeMs: 10_000 },
+    maxOutOfOrdernessMs: 2_000,
+    allowedLatenessMs: 5_000,
+    aggregate: module.default.aggregate,
+    key: (click) => click.user,
+    time: (click) => click.ts,
+  };
+  const log = await readTopicLog<Click>(nc, 'clicks', PARTITIONS);
+  expect(log).toHaveLength(5000);
+  const expected = expectedResults(job, log, PARTITIONS);
+  expect(expected.windows.size).toBeGreaterThan(400);
+  expect(await readServingTable(nc, 'clicks', 'v1')).toEqual(expected.windows);
+  const late = await readLateRecords(nc, 'clicks', 'v1');
+  expect(expected.late.length).toBeGreaterThan(20);
+  expect(late.map((record) => (record.value as Click).id).sort((a, b) => a - b)).toEqual(expected.late.map((click) => click.id).sort((a, b) => a - b));
+});
