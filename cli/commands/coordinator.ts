@@ -22,7 +22,8 @@ const durationMs = z.union([z.number(), z.string()]).transform((value, context) 
   return parsed;
 });
 
-const coordinatorConfig = z.object({
+// Exported for the deployment tests (test/deploy-*.test.ts), which check manifests against these defaults.
+export const coordinatorConfig = z.object({
   id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected 1–64 letters, digits, _ or -').default(`${hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 50)}-${process.pid}`),
   httpPort: port.default(9465),
   httpHost: z.string().default('0.0.0.0'),

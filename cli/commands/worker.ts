@@ -16,7 +16,8 @@ import { duration, loadConfig, logLevel, port, positiveInt } from '../config.js'
 import { DEFAULT_CHECKPOINT_INTERVAL_MS } from '../../worker/task-runner.js';
 import { addNatsOptions, natsSettingsFrom, type NatsFlags } from '../nats-options.js';
 
-const workerConfig = z.object({
+// Exported for the deployment tests (test/deploy-*.test.ts), which check manifests against these defaults.
+export const workerConfig = z.object({
   // Several --job flags, a JSON array, or a comma-separated KAPPA_JOB.
   job: z
     .union([z.string(), z.array(z.string())], { error: 'a job module is required (--job FILE)' })
