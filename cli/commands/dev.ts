@@ -63,14 +63,16 @@ export function registerDev(program: Command): void {
       say(`topic 'clicks' with ${config.partitions} partitions`);
 
       const coordinatorPort = config.httpPort;
+      // Quiet by default (the dev console is for the summary lines); KAPPA_LOG_LEVEL=info shows the processes' JSON logs.
+      const logLevel = process.env.KAPPA_LOG_LEVEL ?? 'warn';
       const processes = [
-        new KappaChild('coordinator', ['coordinator', '--id', 'dev-coordinator', '--nats', url, '--http-port', String(coordinatorPort), '--log-level', 'warn']),
+        new KappaChild('coordinator', ['coordinator', '--id', 'dev-coordinator', '--nats', url, '--http-port', String(coordinatorPort), '--log-level', logLevel]),
       ];
       for (let index = 1; index <= config.workers; index++) {
         processes.push(
           new KappaChild(`worker-${index}`, [
             'worker', '--job', DEMO_JOB, '--id', `dev-worker-${index}`, '--threads', String(config.threads), '--nats', url,
-            '--state-dir', resolve(dataDir, 'state', `worker-${index}`), '--http-port', String(coordinatorPort + index), '--log-level', 'warn',
+            '--state-dir', resolve(dataDir, 'state', `worker-${index}`), '--http-port', String(coordinatorPort + index), '--log-level', logLevel,
           ]),
         );
       }
