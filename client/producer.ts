@@ -4,7 +4,8 @@
 //
 // Guarantees: every event carries a Nats-Msg-Id of `<producer id>:<sequence>`, so a retry after
 // an ack timeout, or a rerun with the same producer id over the same input, is dropped by the
-// server's duplicate window instead of stored twice. An error PubAck fails the producer: the next
+// server's duplicate window instead of stored twice. "No responders" (a stream electing a new
+// leader after a node loss) is retried like a timeout. An error PubAck fails the producer: the next
 // publish(), ready() or flush() throws it. A retried event may land after events published
 // after it (in-flight publishes are not ordered against their own retries).
 import { createInbox, headers, nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
@@ -50,6 +51,8 @@ interface PendingPublish {
   messageId: string;
   sentAtMs: number;
   attempts: number;
+  /** The last send was answered by "no responders" (503) instead of a PubAck. */
+  noResponders?: boolean;
 }
 
 interface Waiter {
@@ -168,10 +171,13 @@ export class Producer {
     const publish = this.pending.get(token);
     // The ack of a publish that was resent and already acknowledged: nothing left to do.
     if (!publish) return;
-    if (error || message.headers?.code === 503) {
-      const reason = error?.message ?? 'no stream listens on it (was the topic deleted?)';
-      return this.fail(new PublishError(`publishing to ${publish.subject} failed: ${reason}`, { cause: error }));
+    if (message.headers?.code === 503) {
+      // No responders: the stream is electing a leader (a node of the cluster went away) or is
+      // gone. Leave it pending: the timeout sweep resends it, and fails after maxAttempts.
+      publish.noResponders = true;
+      return;
     }
+    if (error) return this.fail(new PublishError(`publishing to ${publish.subject} failed: ${error.message}`, { cause: error }));
     const body = message.string();
     if (body.includes('"error"')) {
       let description = body;
@@ -198,8 +204,9 @@ export class Producer {
       // Oldest first: the first publish still within its timeout ends the sweep.
       if (publish.sentAtMs > expiredBefore) break;
       if (publish.attempts >= this.maxAttempts) {
+        const why = publish.noResponders ? ': no stream answered (was the topic deleted, or has its stream no leader?)' : '';
         return this.fail(
-          new PublishError(`event ${publish.messageId} on ${publish.subject} got no ack after ${publish.attempts} sends ${this.ackTimeoutMs} ms apart`),
+          new PublishError(`event ${publish.messageId} on ${publish.subject} got no ack after ${publish.attempts} sends ${this.ackTimeoutMs} ms apart${why}`),
         );
       }
       this.counts.retries++;

@@ -1,0 +1,228 @@
+// Chaos on a 3-node JetStream cluster with every stream and bucket replicated 3 times, while a
+// producer keeps writing: workers SIGKILLed several times, the coordinator leader SIGKILLed, a
+// NATS node killed and brought back, a worker SIGSTOPped until its tasks move and then SIGCONTed
+// (a zombie whose commits must be refused). At the end the KV serving table equals the batch
+// reference over the log, the late-data output equals the reference's late set with no
+// duplicates, and the JetStream output topic of a second job holds no output id twice.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
+import { decode } from '@msgpack/msgpack';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { Producer } from '../client/producer.js';
+import { decodeMessage, encodeMessage, streams, subjects, type ClusterStatus } from '../protocol/index.js';
+import { CheckpointStore } from '../state/checkpoint-store.js';
+import type { Output } from '../worker/types.js';
+import { kappa, KappaProcess } from './harness/cli.js';
+import { expectedResults, readLateRecords, readServingTable, readTopicLog } from './harness/expected-results.js';
+import { NatsCluster } from './harness/nats-server.js';
+import { readSubject } from './harness/stream-reader.js';
+import { windowId, type ReferenceJob } from './reference/batch-windows.js';
+
+const PARTITIONS = 6;
+const SESSION_TIMEOUT_MS = 3_000;
+const KV_JOB = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
+const ENV = { KAPPA_REPLICAS: '3' };
+
+interface Click {
+  id: number;
+  user: string;
+  ts: number;
+  page?: string;
+}
+
+let cluster: NatsCluster;
+let nc: NatsConnection;
+let dir: string;
+let urls: string;
+const processes: KappaProcess[] = [];
+
+beforeAll(async () => {
+  cluster = await NatsCluster.start(3);
+  urls = cluster.urls.join(',');
+  nc = await connect({ servers: cluster.urls, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  dir = mkdtempSync(join(tmpdir(), 'kappa-chaos-'));
+});
+afterAll(async () => {
+  await Promise.all(processes.map((process) => process.kill()));
+  await nc?.close();
+  await cluster?.stopAll();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function status(): Promise<ClusterStatus> {
+  const reply = decodeMessage((await nc.request(subjects.adminRequest('status'), encodeMessage({ type: 'status.request' }), { timeout: 3_000 })).data);
+  if (reply.type !== 'reply.ok') throw new Error(`status failed: ${JSON.stringify(reply)}`);
+  return reply.detail as ClusterStatus;
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    await sleep(250);
+  }
+  throw new Error(`timed out waiting for ${what} (${String(last ?? '')})\n${processes.map((p) => p.logs.slice(-1500)).join('\n---\n')}`);
+}
+
+const workerArgs = (id: string, outJob: string) => [
+  'worker', '--job', KV_JOB, '--job', outJob, '--id', id, '--threads', '2', '--nats', urls, '--state-dir', join(dir, id),
+  '--http-port', '0', '--checkpoint-interval', '500ms', '--log-level', 'warn',
+];
+
+function spawn(args: string[]): KappaProcess {
+  const process = new KappaProcess(args, ENV);
+  processes.push(process);
+  return process;
+}
+
+function coordinator(id: string): KappaProcess {
+  return spawn(['coordinator', '--id', id, '--nats', urls, '--http-port', '0', '--session-timeout', `${SESSION_TIMEOUT_MS}ms`, '--lease-ttl', '2s', '--log-level', 'warn']);
+}
+
+it('keeps every table equal to the batch answer through SIGKILLed workers, a killed leader, a lost NATS node and a paused zombie', async () => {
+  // The second job: the same aggregation written to the JetStream output topic.
+  const outJob = join(dir, 'clicks-out.mjs');
+  writeFileSync(
+    outJob,
+    `import base from ${JSON.stringify(pathToFileURL(KV_JOB).href)};\nexport default { ...base, name: 'clicks-out', sink: { kind: 'stream' } };\n`,
+  );
+  const created = await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--replicas', '3', '--nats', urls], { env: ENV });
+  expect(created.code, created.stderr).toBe(0);
+
+  const coordinators = new Map([['c1', coordinator('c1')], ['c2', coordinator('c2')]]);
+  const workers = new Map(['w1', 'w2', 'w3'].map((id) => [id, spawn(workerArgs(id, outJob))]));
+  await waitFor('3 workers registered', async () => ((await status()).workers.length === 3 ? true : undefined), 60_000);
+  for (const job of ['clicks', 'clicks-out']) {
+    const started = await kappa(['start', job, '--version', 'v1', '--nats', urls], { env: ENV });
+    expect(started.code, started.stderr + started.stdout).toBe(0);
+  }
+
+  // A producer keeps writing until the faults are over: 100 clicks every 100 ms.
+  const producer = await Producer.forTopic(nc, 'clicks', { ackTimeoutMs: 2_000, maxAttempts: 60 });
+  const startMs = Date.UTC(2026, 10, 24, 12);
+  let produced = 0;
+  let producing = true;
+  const production = (async () => {
+    while (producing) {
+      for (let index = 0; index < 100; index++, produced++) {
+        const id = produced;
+        const ts = startMs + id * 50 - ((id * 7919) % 1500) - (id % 61 === 0 ? 20_000 : 0);
+        const click: Click = { id, user: `user-${(id * 31) % 29}`, ts, ...(id % 2 ? { page: '/a' } : {}) };
+        if (!producer.publish({ key: click.user, time: ts, value: click })) await producer.ready();
+      }
+      await sleep(100);
+    }
+    await producer.flush();
+  })();
+
+  const faults: string[] = [];
+  const restartWorker = async (id: string) => {
+    await workers.get(id)!.kill();
+    faults.push(`SIGKILL worker ${id}`);
+    await sleep(1_000);
+    workers.set(id, spawn(workerArgs(id, outJob)));
+  };
+  await sleep(3_000);
+  await restartWorker('w1');
+  await sleep(3_000);
+
+  const leader = (await status()).leader.coordinatorId;
+  await coordinators.get(leader)!.kill();
+  faults.push(`SIGKILL coordinator leader ${leader}`);
+  await waitFor('a new leader', async () => ((await status()).leader.coordinatorId !== leader ? true : undefined), 20_000);
+  coordinators.set(leader, coordinator(leader));
+  await sleep(2_000);
+
+  await restartWorker('w2');
+  await sleep(3_000);
+
+  const node = cluster.nodes[1]!;
+  await node.kill();
+  faults.push('SIGKILL NATS node n1');
+  await sleep(5_000);
+  await node.start();
+  faults.push('restarted NATS node n1');
+  await sleep(3_000);
+
+  // The zombie: paused until the coordinator gives its tasks to others, then resumed.
+  const zombie = workers.get('w3')!;
+  zombie.child.kill('SIGSTOP');
+  faults.push('SIGSTOP worker w3');
+  await waitFor('w3’s tasks moved', async () => ((await status()).tasks.every((task) => task.worker !== 'w3') ? true : undefined), SESSION_TIMEOUT_MS + 20_000);
+  await sleep(2_000);
+  zombie.child.kill('SIGCONT');
+  faults.push('SIGCONT worker w3');
+  await sleep(3_000);
+
+  await restartWorker('w1');
+  await sleep(2_000);
+  producing = false;
+  await production;
+
+  // Every task of both jobs caught up with the end of its partition.
+  const jsm = await jetstreamManager(nc);
+  const last: number[] = [];
+  for (let partition = 0; partition < PARTITIONS; partition++) last.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
+  const final = await waitFor('both jobs caught up', async () => {
+    const view = await status();
+    const done = view.tasks.length === 2 * PARTITIONS && view.tasks.every((task) => task.worker !== null && task.state === 'running' && task.sequence === last[task.partition]);
+    return done ? view : undefined;
+  }, 120_000);
+
+  // No stale owner's commit won: every task's checkpoint is committed by its current holder at its current epoch.
+  const checkpoints = await CheckpointStore.open(nc, { replicas: 3 });
+  for (const task of final.tasks) {
+    const manifest = await checkpoints.read(task);
+    expect({ worker: manifest?.workerId, epoch: manifest?.epoch }).toEqual({ worker: task.worker, epoch: task.epoch });
+  }
+  const zombieFenced = /task fenced/.test(zombie.logs);
+
+  // The answer, from the log as it is stored.
+  const module = (await import(pathToFileURL(KV_JOB).href)) as { default: { aggregate: ReferenceJob<Click, { clicks: number; pages: number }>['aggregate'] } };
+  const job: ReferenceJob<Click, { clicks: number; pages: number }> = {
+    window: { kind: 'tumbling', sizeMs: 10_000 },
+    maxOutOfOrdernessMs: 2_000,
+    allowedLatenessMs: 5_000,
+    aggregate: module.default.aggregate,
+    key: (click) => click.user,
+    time: (click) => click.ts,
+  };
+  const log = await readTopicLog<Click>(nc, 'clicks', PARTITIONS);
+  expect(log).toHaveLength(produced);
+  expect(new Set(log.map((event) => event.value.id)).size).toBe(produced);
+  const expected = expectedResults(job, log, PARTITIONS);
+  const sortedIds = (clicks: Click[]) => clicks.map((click) => click.id).sort((a, b) => a - b);
+
+  // KV job: table and late set.
+  expect(await readServingTable(nc, 'clicks', 'v1')).toEqual(expected.windows);
+  expect(sortedIds((await readLateRecords(nc, 'clicks', 'v1')).map((record) => record.value as Click))).toEqual(sortedIds(expected.late));
+
+  // Stream job: no (id, revision) twice, the newest revision of each id is the batch answer, same late set.
+  const outputs = (await readSubject(nc, streams.output, subjects.output('clicks-out', 'v1'))).map((message) => decode(message.data) as Output);
+  const emitted = outputs.map((output) => `${output.id}#${output.revision}`);
+  expect(new Set(emitted).size).toBe(emitted.length);
+  const newest = new Map<string, Output>();
+  for (const output of outputs) {
+    const id = windowId(output.key, output.window!.start, output.window!.end);
+    if ((newest.get(id)?.revision ?? 0) < output.revision) newest.set(id, output);
+  }
+  expect(new Map([...newest].map(([id, output]) => [id, output.value]))).toEqual(expected.windows);
+  expect(sortedIds((await readLateRecords(nc, 'clicks-out', 'v1')).map((record) => record.value as Click))).toEqual(sortedIds(expected.late));
+
+  console.log(
+    `chaos: ${faults.length} faults injected (${faults.join('; ')}); checked ${log.length} events, ` +
+      `${expected.windows.size} windows in each of 2 jobs, ${expected.late.length} late events, ${outputs.length} output messages; ` +
+      `the zombie ${zombieFenced ? 'had a commit refused (fenced)' : 'was revoked before it tried to commit'}`,
+  );
+}, 400_000);
