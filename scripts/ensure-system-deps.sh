@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure the system packages Kappa needs are on this machine: nats-server (tests and
 # `kappa dev` spawn their own), libatomic1 (the RocksDB binding links it) and prometheus (the
-# observability test scrapes a cluster with a real one). Installs Debian's packages when they
-# are missing and we may install packages, otherwise says how.
+# observability test scrapes a cluster with a real one) and kubectl (the deployment tests render
+# deploy/k8s with its kustomize; Debian's kubernetes-client 1.20 suffices, deploy/README.md).
+# Installs Debian's packages when they are missing and we may install packages, otherwise says how.
 set -euo pipefail
 
 missing=()
@@ -18,6 +19,7 @@ for candidate in "${PROMETHEUS_BIN:-}" /usr/bin/prometheus /usr/local/bin/promet
 done
 if command -v prometheus >/dev/null 2>&1; then have_prometheus=yes; fi
 [ "$have_prometheus" = yes ] || missing+=(prometheus)
+command -v "${KUBECTL_BIN:-kubectl}" >/dev/null 2>&1 || missing+=(kubernetes-client)
 if command -v ldconfig >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libatomic\.so\.1'; then
   missing+=(libatomic1)
 fi
