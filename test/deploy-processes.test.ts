@@ -124,7 +124,7 @@ describe('a coordinator and a worker run with the dev overlay\'s arguments and e
     expect(worker.env.KAPPA_WORKER_ID).toBe('kappa-worker-0');
   });
 
-  it('exports the metric the KEDA ScaledObject scales on, with the labels its query selects', async () => {
+  it('exports the metric the KEDA ScaledObject scales on, with the labels its query selects, once a job version runs', async () => {
     const worker = started.worker!;
     const flags = ['--nats', server.url];
     expect((await kappa(['topic', 'create', 'clicks', '--partitions', '4', '--replicas', '1', ...flags])).code).toBe(0);
@@ -136,15 +136,21 @@ describe('a coordinator and a worker run with the dev overlay\'s arguments and e
     for (const scaledObject of scaledObjects) {
       for (const trigger of scaledObject.spec.triggers) {
         expect(trigger.type).toBe('prometheus');
-        const query = trigger.metadata.query as string;
-        const metric = /\b(kappa_[a-z_]+)\{([^}]*)\}/.exec(query)!;
+        const [, metric, selector] = /\b(kappa_[a-z_]+)\{([^}]*)\}/.exec(trigger.metadata.query as string)!;
         // Scraped, `job` becomes exported_job and Prometheus adds `namespace`; the rest are the process's own labels.
-        const processLabels = [...metric[2]!.matchAll(/(\w+)=/g)].map((match) => match[1]!).filter((name) => name !== 'namespace').map((name) => (name === 'exported_job' ? 'job' : name));
+        const processLabels = [...selector!.matchAll(/(\w+)=/g)]
+          .map((match) => match[1]!)
+          .filter((name) => name !== 'namespace')
+          .map((name) => (name === 'exported_job' ? 'job' : name));
+        expect(processLabels).toEqual(expect.arrayContaining(['job', 'version']));
         await eventually(async () => {
-          const body = (await get(`${worker.url}/metrics`)).body;
-          const series = body.split('\n').filter((line) => line.startsWith(`${metric[1]}{`) && line.includes('job="clicks"') && line.includes('version="v1"'));
-          expect(series.length, `${metric[1]} for clicks v1 in the worker's /metrics`).toBe(4);
-          for (const name of processLabels) expect(series[0], name).toContain(`${name}="`);
+          const series: string[] = [];
+          for (const role of ['coordinator', 'worker'] as const) {
+            const body = (await get(`${started[role]!.url}/metrics`)).body;
+            series.push(...body.split('\n').filter((line) => line.startsWith(`${metric}{`) && line.includes('job="clicks"') && line.includes('version="v1"')));
+          }
+          expect(series.length, `${metric} for clicks v1 on the coordinator's or the worker's /metrics`).toBeGreaterThan(0);
+          for (const line of series) for (const name of processLabels) expect(line, name).toContain(`${name}="`);
         });
       }
     }
