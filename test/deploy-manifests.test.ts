@@ -257,13 +257,13 @@ describe('the manifests and the processes', () => {
     expect(checked).toBeGreaterThanOrEqual(5);
   });
 
-  it('scrape every Kappa pod with a PodMonitor on its http port and /metrics, keeping Kappa\'s job label as exported_job', () => {
+  it('scrape every Kappa pod with a PodMonitor on its http port and /metrics, honoring Kappa\'s job label', () => {
     const prod = DEPLOYMENTS.prod!.flatMap((dir) => rendered.get(dir)!);
     const monitor = prod.find((object) => object.kind === 'PodMonitor' && object.metadata.name === 'kappa')!;
     const endpoint = monitor.spec.podMetricsEndpoints[0];
     expect(endpoint.path).toBe('/metrics');
-    // honorLabels true would let our `job` label replace Prometheus' target label; the KEDA query assumes the rename.
-    expect(endpoint.honorLabels ?? false).toBe(false);
+    // Kappa's `job` label (the Kappa job) must win over the scrape job's: the dashboard and the KEDA query select by it.
+    expect(endpoint.honorLabels).toBe(true);
     const kappaPods = kappaContainers(prod);
     expect(kappaPods.length).toBeGreaterThanOrEqual(3);
     for (const { workload, container } of kappaPods) {

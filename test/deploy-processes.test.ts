@@ -137,11 +137,8 @@ describe('a coordinator and a worker run with the dev overlay\'s arguments and e
       for (const trigger of scaledObject.spec.triggers) {
         expect(trigger.type).toBe('prometheus');
         const [, metric, selector] = /\b(kappa_[a-z_]+)\{([^}]*)\}/.exec(trigger.metadata.query as string)!;
-        // Scraped, `job` becomes exported_job and Prometheus adds `namespace`; the rest are the process's own labels.
-        const processLabels = [...selector!.matchAll(/(\w+)=/g)]
-          .map((match) => match[1]!)
-          .filter((name) => name !== 'namespace')
-          .map((name) => (name === 'exported_job' ? 'job' : name));
+        // Prometheus adds `namespace` (a target label); the rest are the process's own (honorLabels keeps `job`).
+        const processLabels = [...selector!.matchAll(/(\w+)=/g)].map((match) => match[1]!).filter((name) => name !== 'namespace');
         expect(processLabels).toEqual(expect.arrayContaining(['job', 'version']));
         await eventually(async () => {
           const series: string[] = [];
