@@ -265,7 +265,8 @@ export class TaskCheckpoints {
 }
 
 function shouldCompact(objects: readonly CheckpointObject[], delta: WriteCapture, compactMinBytes: number): boolean {
-  if (objects.length + 1 > COMPACT_MAX_OBJECTS) return true;
+  // The first commit of a task is its base: a full snapshot (of what is, for a new task, the first delta).
+  if (objects.length === 0 || objects.length + 1 > COMPACT_MAX_OBJECTS) return true;
   const full = objects.find((object) => object.kind === 'full')?.bytes ?? 0;
   let deltas = 0;
   for (const object of objects) if (object.kind === 'delta') deltas += object.bytes;

@@ -136,19 +136,41 @@ export class KeyedState {
   }
 
   /**
-   * Visits the address of every row RocksDB holds (values are not decoded), in key order: how
-   * a restored task rebuilds what it keeps only in memory (window and timer queues).
+   * One pass over every stored row, in key order, for a task restored from a checkpoint: each
+   * key with a row in one of `residentNamespaces` (open windows, timers) is made active with all
+   * its rows, and `visit` sees those rows, so the engine can rebuild what it keeps only in memory.
+   * Cheaper than activate() for many keys: one sequential scan instead of a prefix scan per key.
    */
-  async forEachStoredRow(visit: (key: string, namespace: string, subKey: SubKey) => void): Promise<void> {
-    for await (const batch of this.store.scanEncodedBatches()) {
-      for (const [rowKey] of batch) {
+  async restoreResident(residentNamespaces: ReadonlySet<string>, visit: (key: string, namespace: string, subKey: SubKey) => void): Promise<void> {
+    let group: Array<[namespace: string, subKey: SubKey, value: unknown]> = [];
+    let groupKey: string | undefined;
+    const install = () => {
+      if (groupKey === undefined || !group.some(([namespace]) => residentNamespaces.has(namespace)) || this.actors.has(groupKey)) return;
+      const actor = new ActiveActor(groupKey);
+      for (const [namespace, subKey, value] of group) {
+        const rows = namespaceRows(actor, namespace);
+        const entry = new StateRowEntry(actor, namespace, subKey, value, true);
+        if (typeof subKey === 'object') (rows.composite ??= new Map()).set(compositeIdentity(subKey), entry);
+        else rows.scalar.set(subKey, entry);
+        if (residentNamespaces.has(namespace)) visit(groupKey, namespace, subKey);
+      }
+      this.actors.set(groupKey, actor);
+    };
+    for await (const batch of this.store.scanBatches(undefined, undefined, 4_096)) {
+      for (const [rowKey, value] of batch) {
         const parts = decodeKey(rowKey);
         if (parts.length < 2 || typeof parts[0] !== 'string' || typeof parts[1] !== 'string') {
           throw new StateError('STATE_KEY_CORRUPT', `stored row is not (key, namespace, ...subKey): ${JSON.stringify(parts)}`);
         }
-        visit(parts[0], parts[1], parts.length === 3 ? parts[2]! : parts.slice(2));
+        if (parts[0] !== groupKey) {
+          install();
+          group = [];
+          groupKey = parts[0];
+        }
+        group.push([parts[1], parts.length === 3 ? parts[2]! : parts.slice(2), value]);
       }
     }
+    install();
   }
 
   isActive(key: string): boolean {

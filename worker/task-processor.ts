@@ -81,20 +81,16 @@ export class TaskProcessor {
   static async restore(job: JobSpec, partition: number, state: KeyedState, clock: Clock, engine: EngineSnapshot): Promise<TaskProcessor> {
     const processor = new TaskProcessor(job, partition, state, clock, engine);
     const watermarkMs = processor.watermark.current;
-    const resident = new Set<string>();
     const windows: Array<[string, SubKey]> = [];
     const timers: ActorTimer[] = [];
-    await state.forEachStoredRow((key, namespace, subKey) => {
+    await state.restoreResident(new Set([WINDOW_NAMESPACE, TIMER_NAMESPACE]), (key, namespace, subKey) => {
       if (namespace === WINDOW_NAMESPACE) {
         windows.push([key, subKey]);
-        resident.add(key);
-      } else if (namespace === TIMER_NAMESPACE) {
+      } else {
         const [domain, timeMs, tag] = subKey as [TimerDomain, number, string];
         timers.push({ key, domain, timeMs, tag });
-        resident.add(key);
       }
     });
-    await state.activate(resident);
     for (const [key, subKey] of windows) processor.windows?.restoreWindow(key, subKey, watermarkMs);
     for (const timer of timers) {
       (timer.domain === 'event-time' ? processor.eventTimers : processor.processingTimers).push(timer);
