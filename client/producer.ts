@@ -9,7 +9,8 @@
 // publish(), ready() or flush() throws it. A retried event may land after events published
 // after it (in-flight publishes are not ordered against their own retries).
 import { createInbox, headers, nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
-import { encodeEvent, KappaError, partitionOf, subjects, type EventEnvelope } from '../protocol/index.js';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { encodeEvent, KappaError, partitionOf, streams, subjects, type EventEnvelope } from '../protocol/index.js';
 import { getTopic } from './topics.js';
 
 export interface ProducerOptions {
@@ -172,9 +173,10 @@ export class Producer {
     // The ack of a publish that was resent and already acknowledged: nothing left to do.
     if (!publish) return;
     if (message.headers?.code === 503) {
-      // No responders: the stream is electing a leader (a node of the cluster went away) or is
-      // gone. Leave it pending: the timeout sweep resends it, and fails after maxAttempts.
+      // No responders: the stream is electing a leader (a node of the cluster went away), or it
+      // is gone. Leave it pending (the timeout sweep resends it) unless the stream does not exist.
       publish.noResponders = true;
+      this.failIfStreamGone(publish);
       return;
     }
     if (error) return this.fail(new PublishError(`publishing to ${publish.subject} failed: ${error.message}`, { cause: error }));
@@ -195,6 +197,17 @@ export class Producer {
     this.pending.delete(token);
     if (this.pending.size <= this.lowWaterMark && this.roomWaiters.length > 0) this.wake('roomWaiters');
     if (this.pending.size === 0 && this.drainWaiters.length > 0) this.wake('drainWaiters');
+  }
+
+  private failIfStreamGone(publish: PendingPublish): void {
+    const partition = Number(publish.subject.split('.')[1]);
+    void jetstreamManager(this.nc)
+      .then((jsm) => jsm.streams.info(streams.partition(this.topic, partition)))
+      .catch((error: Error) => {
+        if (/not found/i.test(error.message)) {
+          this.fail(new PublishError(`publishing to ${publish.subject} failed: no stream listens on it (was the topic deleted?)`, { cause: error }));
+        }
+      });
   }
 
   private resendExpired(): void {

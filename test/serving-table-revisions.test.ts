@@ -6,7 +6,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeRow, liveRow, servingTableRowKey } from '../protocol/index.js';
-import { RevisionGuardedTable } from '../worker/sinks.js';
+import { RevisionGuardedTable } from '../tables/index.js';
 import type { Output } from '../worker/types.js';
 import { startServer, type NatsServer } from './harness/nats-server.js';
 
@@ -41,7 +41,7 @@ describe('RevisionGuardedTable', () => {
           const kv = await newBucket();
           const writers = [new RevisionGuardedTable(kv), new RevisionGuardedTable(kv), new RevisionGuardedTable(kv)];
           // Writers run concurrently, as an owner and a zombie would.
-          await Promise.all(writes.map(([writer, key, revision]) => writers[writer]!.write(output(key, revision))));
+          await Promise.all(writes.map(([writer, key, revision]) => writers[writer]!.writeOne(output(key, revision))));
           const newest = new Map<string, number>();
           for (const [, key, revision] of writes) newest.set(key, Math.max(newest.get(key) ?? 0, revision));
           for (const [key, revision] of newest) {
@@ -58,9 +58,9 @@ describe('RevisionGuardedTable', () => {
     const kv = await newBucket();
     const owner = new RevisionGuardedTable(kv);
     const zombie = new RevisionGuardedTable(kv);
-    await owner.write(output('s', 1));
-    await owner.write(output('s', 2, 'retract'));
-    await zombie.write(output('s', 1));
+    await owner.writeOne(output('s', 1));
+    await owner.writeOne(output('s', 2, 'retract'));
+    await zombie.writeOne(output('s', 1));
     const entry = await kv.get(servingTableRowKey('s', { start: 0, end: 10 }));
     expect(decodeRow(entry!.value)).toMatchObject({ revision: 2, retracted: true });
     expect(liveRow(entry)).toBeUndefined();

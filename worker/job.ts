@@ -23,7 +23,8 @@ export interface ActorHandlers<E = any> {
   onTimer?: (ctx: ActorContext, timer: TimerInfo) => void;
 }
 
-export type SinkKind = 'kv' | 'stream' | 'none';
+/** A serving table (NATS KV, PostgreSQL, Redis), the JetStream output subject, or nowhere. */
+export type SinkKind = 'kv' | 'postgres' | 'redis' | 'stream' | 'none';
 
 export interface JobDefinition<E = any> {
   name: string;
@@ -38,7 +39,10 @@ export interface JobDefinition<E = any> {
   allowedLateness?: Duration;
   aggregate?: AggregateFunction<E>;
   actor?: ActorHandlers<E>;
-  /** Where outputs go: the version's serving table in NATS KV (default), a JetStream subject, or nowhere. */
+  /**
+   * Where outputs go: the version's serving table in NATS KV (default), PostgreSQL
+   * (KAPPA_POSTGRES_URL) or Redis (KAPPA_REDIS_URL), the JetStream output subject, or nowhere.
+   */
   sink?: { kind: SinkKind };
   /** Times a throwing handler is retried before the event is dead-lettered (default 2). */
   handlerRetries?: number;
@@ -102,7 +106,7 @@ const definitionSchema = z.object({
   allowedLateness: duration.optional(),
   aggregate: z.object({ init: fn, add: fn, merge: fn.optional(), result: fn.optional() }).optional(),
   actor: z.object({ onEvent: fn, onTimer: fn.optional() }).optional(),
-  sink: z.object({ kind: z.enum(['kv', 'stream', 'none']) }).optional(),
+  sink: z.object({ kind: z.enum(['kv', 'postgres', 'redis', 'stream', 'none']) }).optional(),
   handlerRetries: z.number().int().min(0).max(100).optional(),
 });
 

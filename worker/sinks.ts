@@ -4,9 +4,9 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
 import { encode } from '@msgpack/msgpack';
-import { buckets, decodeRow, encodeRow, internalReplicas, KappaError, servingTableRowKey, streams, subjects } from '../protocol/index.js';
+import { internalReplicas, KappaError, streams, subjects } from '../protocol/index.js';
+import { TABLE_KINDS, type ServingTables, type TableKind, type TableWriter } from '../tables/index.js';
 import type { JobSpec } from './job.js';
 import type { BatchResult } from './task-processor.js';
 import type { Output } from './types.js';
@@ -39,9 +39,6 @@ export async function ensureJobStreams(nc: NatsConnection): Promise<void> {
   }
 }
 
-export async function openServingTable(nc: NatsConnection, job: string, version: string): Promise<KV> {
-  return new Kvm(nc).create(buckets.servingTable(job, version), { history: 1, replicas: internalReplicas() });
-}
 
 /** Keeps the newest revision of each id in a batch: a window re-emitted many times is written once. */
 export function newestPerId(outputs: readonly Output[]): Output[] {
@@ -54,61 +51,6 @@ export function newestPerId(outputs: readonly Output[]): Output[] {
   return [...newest.values()];
 }
 
-/**
- * A serving table in NATS KV where an older revision never overwrites a newer one: every write is
- * a compare-and-set on the KV revision last seen for the row, and on a conflict (another owner,
- * a replay after a restore, a resumed zombie wrote it) the stored output revision decides.
- * A retraction is a tombstone row with its revision, for the same reason.
- */
-export class RevisionGuardedTable {
-  /** Per row: the KV revision of our last write and the output revision it holds. */
-  private readonly known = new Map<string, { kvRevision: number; revision: number }>();
-
-  constructor(readonly kv: KV) {}
-
-  async write(output: Output): Promise<void> {
-    const rowKey = servingTableRowKey(output.key, output.window);
-    let known = this.known.get(rowKey);
-    if (known !== undefined && known.revision >= output.revision) return;
-    const body = encodeRow({
-      key: output.key,
-      start: output.window?.start,
-      end: output.window?.end,
-      value: output.kind === 'retract' ? null : output.value,
-      revision: output.revision,
-      ...(output.kind === 'retract' ? { retracted: true } : {}),
-    });
-    for (let attempt = 0; attempt < 8; attempt++) {
-      try {
-        const kvRevision = known === undefined ? await this.kv.create(rowKey, body) : await this.kv.update(rowKey, body, known.kvRevision);
-        this.remember(rowKey, kvRevision, output.revision);
-        return;
-      } catch (error) {
-        // The row is not what we last saw: read it and let the output revision decide.
-        const entry = await this.kv.get(rowKey);
-        if (entry === null) {
-          if (known === undefined) throw error; // create failed on an absent row: not a conflict
-          known = undefined;
-          continue;
-        }
-        const stored = entry.operation === 'PUT' ? decodeRow(entry.value).revision : -1;
-        if (stored >= output.revision) {
-          this.remember(rowKey, entry.revision, stored);
-          return;
-        }
-        known = { kvRevision: entry.revision, revision: stored };
-      }
-    }
-    throw new KappaError('PUBLISH_FAILED', `serving table row ${rowKey} kept changing; output revision ${output.revision} not written`);
-  }
-
-  private remember(rowKey: string, kvRevision: number, revision: number): void {
-    // Bounded: a forgotten row costs one extra read on its next write, nothing more.
-    if (this.known.size >= 500_000) this.known.clear();
-    this.known.set(rowKey, { kvRevision, revision });
-  }
-}
-
 export class JobSinks {
   private readonly js: JetStreamClient;
   private readonly deadLetterSubject: string;
@@ -118,7 +60,7 @@ export class JobSinks {
   private constructor(
     private readonly job: JobSpec,
     nc: NatsConnection,
-    private readonly table: RevisionGuardedTable | undefined,
+    private readonly table: TableWriter | undefined,
   ) {
     this.js = jetstream(nc);
     this.deadLetterSubject = subjects.deadLetter(job.name, job.version);
@@ -126,9 +68,14 @@ export class JobSinks {
     this.outputSubject = subjects.output(job.name, job.version);
   }
 
-  static async open(nc: NatsConnection, job: JobSpec): Promise<JobSinks> {
+  /** `tables` is the backend of the job's table sink (kv, postgres, redis); the caller owns it. */
+  static async open(nc: NatsConnection, job: JobSpec, tables?: ServingTables): Promise<JobSinks> {
     await ensureJobStreams(nc);
-    const table = job.sink === 'kv' ? new RevisionGuardedTable(await openServingTable(nc, job.name, job.version)) : undefined;
+    let table: TableWriter | undefined;
+    if (isTableSink(job.sink)) {
+      if (!tables || tables.kind !== job.sink) throw new KappaError('JOB_INVALID', `job ${job.name} ${job.version} writes a ${job.sink} table but no ${job.sink} backend was given`);
+      table = await tables.writer(job.name, job.version);
+    }
     return new JobSinks(job, nc, table);
   }
 
@@ -136,7 +83,9 @@ export class JobSinks {
   async write(result: BatchResult): Promise<void> {
     const pending: Promise<unknown>[] = [];
     if (result.outputs.length > 0 && this.job.sink !== 'none') {
-      for (const output of newestPerId(result.outputs)) pending.push(this.writeOutput(output));
+      const outputs = newestPerId(result.outputs);
+      if (this.table) pending.push(this.table.write(outputs));
+      else for (const output of outputs) pending.push(this.publishOutput(output));
     }
     for (const late of result.late) {
       const headers = natsHeaders();
@@ -155,11 +104,14 @@ export class JobSinks {
     await Promise.all(pending);
   }
 
-  private writeOutput(output: Output): Promise<unknown> {
-    if (this.table) return this.table.write(output);
+  private publishOutput(output: Output): Promise<unknown> {
     const headers = natsHeaders();
     // Exactly-once effect: the server drops a re-emission of the same id and revision.
     headers.set('Nats-Msg-Id', `${output.id}#${output.revision}`);
     return this.js.publish(this.outputSubject, encode(output), { headers });
   }
+}
+
+export function isTableSink(sink: string): sink is TableKind {
+  return (TABLE_KINDS as readonly string[]).includes(sink);
 }

@@ -5,7 +5,8 @@ import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { JobSpec } from './job.js';
 import type { WorkerMetrics } from './metrics.js';
-import { JobSinks } from './sinks.js';
+import { isTableSink, JobSinks } from './sinks.js';
+import { openServingTables, tableSettingsFromEnv } from '../tables/index.js';
 import { TaskRunner, type TaskProgress } from './task-runner.js';
 import { internalReplicas, topicPartitions } from '../protocol/index.js';
 import { CheckpointStore } from '../state/checkpoint-store.js';
@@ -30,7 +31,8 @@ export class StandaloneWorker {
 
   static async start(options: StandaloneWorkerOptions): Promise<StandaloneWorker> {
     const partitions = await topicPartitions(options.nc, options.job.topic);
-    const sinks = await JobSinks.open(options.nc, options.job);
+    const sink = options.job.sink;
+    const sinks = await JobSinks.open(options.nc, options.job, isTableSink(sink) ? await openServingTables(sink, options.nc, tableSettingsFromEnv()) : undefined);
     const checkpointStore = await CheckpointStore.open(options.nc, { replicas: internalReplicas() });
     const { name: job, version } = options.job;
     const tasks: TaskRunner[] = [];

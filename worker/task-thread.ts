@@ -13,7 +13,8 @@ import { systemClock } from './clock.js';
 import { loadJob, type JobSpec } from './job.js';
 import { WorkerMetrics } from './metrics.js';
 import { Backoff } from './backoff.js';
-import { JobSinks } from './sinks.js';
+import { isTableSink, JobSinks } from './sinks.js';
+import { openServingTables, tableSettingsFromEnv, type ServingTables, type TableKind } from '../tables/index.js';
 import { TaskRunner } from './task-runner.js';
 import {
   jobVersionKey,
@@ -55,6 +56,7 @@ class TaskHost {
   private readonly tasks = new Map<string, HostedTask>();
   private readonly sinks = new Map<string, Promise<JobSinks>>();
   private checkpoints: Promise<CheckpointStore> | undefined;
+  private readonly tables = new Map<TableKind, Promise<ServingTables>>();
   private readonly metrics = new WorkerMetrics();
   private readonly port: MessagePort;
 
@@ -82,6 +84,7 @@ class TaskHost {
     await Promise.all([...this.tasks.values()].map((hosted) => this.stop(hosted.task)));
     this.postProgress();
     await this.postMetrics();
+    for (const tables of this.tables.values()) await (await tables.catch(() => undefined))?.close();
     await this.nc.drain();
     this.port.close();
   }
@@ -160,6 +163,17 @@ class TaskHost {
     return 1;
   }
 
+  /** One serving-table backend of each kind per thread; a failed open is retried by the next start. */
+  private tablesFor(kind: TableKind): Promise<ServingTables> {
+    let tables = this.tables.get(kind);
+    if (!tables) {
+      tables = openServingTables(kind, this.nc, tableSettingsFromEnv());
+      tables.catch(() => this.tables.delete(kind));
+      this.tables.set(kind, tables);
+    }
+    return tables;
+  }
+
   /** One checkpoint store per thread; a failed open is retried by the next start. */
   private checkpointStore(): Promise<CheckpointStore> {
     if (!this.checkpoints) {
@@ -174,7 +188,7 @@ class TaskHost {
     const key = jobVersionKey(job.name, job.version);
     let sinks = this.sinks.get(key);
     if (!sinks) {
-      sinks = JobSinks.open(this.nc, job);
+      sinks = (async () => JobSinks.open(this.nc, job, isTableSink(job.sink) ? await this.tablesFor(job.sink) : undefined))();
       // A failed open is not cached: the next start tries again.
       sinks.catch(() => this.sinks.delete(key));
       this.sinks.set(key, sinks);
