@@ -4,7 +4,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { createTopic } from '../client/topics.js';
@@ -15,6 +14,7 @@ import { systemClock } from '../worker/clock.js';
 import { validateJob } from '../worker/job.js';
 import { WorkerMetrics } from '../worker/metrics.js';
 import { StandaloneWorker } from '../worker/standalone.js';
+import { readRaw } from './raw-consumer.js';
 
 const totalEvents = Number(process.argv[2] ?? 1_000_000);
 const partitions = Number(process.argv[3] ?? 4);
@@ -38,30 +38,8 @@ try {
   console.error(`produced ${totalEvents} events in ${((Date.now() - t) / 1000).toFixed(1)} s`);
 
   // 1. The raw consumer: one AckNone consumer per partition, callback mode, batches of 10k.
-  const jsm = await jetstreamManager(nc);
-  const js = jetstream(nc);
-  t = performance.now();
-  let received = 0;
-  await new Promise<void>((resolve) => {
-    for (let partition = 0; partition < partitions; partition++) {
-      void (async () => {
-        const stream = streams.partition('clicks', partition);
-        const info = await jsm.consumers.add(stream, { ack_policy: AckPolicy.None, deliver_policy: DeliverPolicy.All, mem_storage: true, inactive_threshold: 10_000_000_000 });
-        const consumer = await js.consumers.get(stream, info.name);
-        const messages = await consumer.consume({
-          max_messages: 10_000,
-          callback: () => {
-            if (++received === totalEvents) {
-              resolve();
-            }
-          },
-        });
-        void messages.closed();
-        setTimeout(() => messages.stop(), 120_000).unref();
-      })();
-    }
-  });
-  const rawSeconds = (performance.now() - t) / 1000;
+  const partitionStreams = Array.from({ length: partitions }, (_, partition) => streams.partition('clicks', partition));
+  const rawSeconds = await readRaw(nc, partitionStreams, { expected: totalEvents });
 
   // 2. The engine: a standalone worker (one task per partition) with a tumbling 1-minute count per key, KV sink.
   const job = validateJob({
