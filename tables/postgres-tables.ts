@@ -1,0 +1,249 @@
+// The PostgreSQL backend: one table per job version, and per job a view (the alias) that apps
+// query with plain SQL. Names are quoted identifiers in the connection's current schema (pick
+// another with `?options=-c%20search_path%3D<schema>` in KAPPA_POSTGRES_URL):
+//   table "kappa_<job>@<version>"  row_key text primary key (protocol/serving-table.ts), key,
+//                                  window_start, window_end (ms, null for actor outputs), value
+//                                  jsonb, revision, retracted
+//   view  "kappa_<job>"            SELECT key, window_start, window_end, value, revision
+//                                  FROM <the aliased version's table> WHERE NOT retracted
+// A name longer than PostgreSQL's 63 bytes is cut and suffixed with a hash of the whole name
+// (`#` + 10 hex digits); COMMENT ON TABLE/VIEW records the job and version either way.
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+import { KappaError, kvKeyToken, servingTableRowKey, type ServingTableRow } from '../protocol/index.js';
+import { sortRows, type ServingTables, type TableOutput, type TableWriter } from './types.js';
+
+/** PostgreSQL cuts identifiers at 63 bytes (NAMEDATALEN - 1); ours must fit whole. */
+const MAX_IDENTIFIER_BYTES = 63;
+
+/** `kappa_<job>@<version>`: '@' is outside the job/version alphabet, so no two versions share a name. */
+export function postgresTableName(job: string, version: string): string {
+  return fitIdentifier(`kappa_${job}@${version}`);
+}
+
+/** `kappa_<job>`: the view apps read; it selects the live rows of the aliased version's table. */
+export function postgresViewName(job: string): string {
+  return fitIdentifier(`kappa_${job}`);
+}
+
+function fitIdentifier(name: string): string {
+  if (Buffer.byteLength(name) <= MAX_IDENTIFIER_BYTES) return name;
+  // '#' never occurs in a full name, so a shortened name cannot equal one.
+  const hash = createHash('sha256').update(name).digest('hex').slice(0, 10);
+  return `${name.slice(0, MAX_IDENTIFIER_BYTES - 11)}#${hash}`;
+}
+
+function quote(identifier: string): string {
+  return `"${identifier.replaceAll('"', '""')}"`;
+}
+
+function literal(text: string): string {
+  return `'${text.replaceAll("'", "''")}'`;
+}
+
+/** Errors PostgreSQL reports for two writers locking the same rows in another order; retried. */
+const RETRYABLE = new Set(['40P01', '40001']);
+
+export interface PostgresTablesOptions {
+  /** pg pool size (default 4: a worker thread writes one batch at a time). */
+  maxConnections?: number;
+}
+
+export class PostgresTables implements ServingTables {
+  readonly kind = 'postgres';
+  private readonly pool: pg.Pool;
+
+  constructor(connectionString: string, options: PostgresTablesOptions = {}) {
+    this.pool = new pg.Pool({ connectionString, max: options.maxConnections ?? 4, application_name: 'kappa' });
+    // An idle connection that breaks emits here; the next query gets a fresh one (or its own error).
+    this.pool.on('error', () => {});
+  }
+
+  async writer(job: string, version: string): Promise<TableWriter> {
+    await this.ensureTable(job, version);
+    return new PostgresTableWriter(this.pool, job, version);
+  }
+
+  async exists(job: string, version: string): Promise<boolean> {
+    const result = await this.pool.query<{ found: boolean }>('SELECT to_regclass($1) IS NOT NULL AS found', [quote(postgresTableName(job, version))]);
+    return result.rows[0]?.found === true;
+  }
+
+  async read(job: string, version: string, key?: string): Promise<ServingTableRow[]> {
+    const table = quote(postgresTableName(job, version));
+    const columns = 'key, window_start, window_end, value, revision';
+    let result: pg.QueryResult<StoredRow>;
+    try {
+      if (key === undefined) {
+        result = await this.pool.query<StoredRow>(`SELECT ${columns} FROM ${table} WHERE NOT retracted`);
+      } else {
+        // A key's rows are `<token>` and `<token>.<start>.<end>`: under the C collation the latter
+        // sort between `<token>.` and `<token>/` ('/' follows '.'), so the primary key index serves both.
+        const token = kvKeyToken(key);
+        result = await this.pool.query<StoredRow>(
+          `SELECT ${columns} FROM ${table} WHERE (row_key = $1 OR (row_key > $1 || '.' AND row_key < $1 || '/')) AND key = $2 AND NOT retracted`,
+          [token, key],
+        );
+      }
+    } catch (error) {
+      if ((error as { code?: string }).code === '42P01') {
+        throw new KappaError('TOPIC_NOT_FOUND', `job '${job}' version '${version}' has no serving table (PostgreSQL table ${table})`, { cause: error });
+      }
+      throw error;
+    }
+    return sortRows(result.rows.map(toServingRow));
+  }
+
+  /**
+   * Points the view at the version's table (created empty if no output reached it yet). CREATE OR
+   * REPLACE VIEW swaps the definition in one transaction: a concurrent SELECT waits for the lock
+   * and then reads the old table or the new one, never an error or nothing.
+   */
+  async setAlias(job: string, version: string): Promise<void> {
+    await this.ensureTable(job, version);
+    const view = quote(postgresViewName(job));
+    const table = quote(postgresTableName(job, version));
+    await this.transaction(async (client) => {
+      await client.query(`CREATE OR REPLACE VIEW ${view} AS SELECT key, window_start, window_end, value, revision FROM ${table} WHERE NOT retracted`);
+      await client.query(`COMMENT ON VIEW ${view} IS ${literal(`kappa serving table alias: job ${job}, version ${version}`)}`);
+    });
+  }
+
+  /** Drops the version's table; PostgreSQL itself refuses while the job's view selects from it. */
+  async drop(job: string, version: string): Promise<void> {
+    try {
+      await this.pool.query(`DROP TABLE IF EXISTS ${quote(postgresTableName(job, version))}`);
+    } catch (error) {
+      if ((error as { code?: string }).code === '2BP01') {
+        throw new KappaError(
+          'ADMIN_REJECTED',
+          `job '${job}' version '${version}' is the version the alias (view ${quote(postgresViewName(job))}) serves; cut over to another version before dropping its table`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+
+  private async ensureTable(job: string, version: string): Promise<void> {
+    const name = postgresTableName(job, version);
+    const table = quote(name);
+    await this.transaction(async (client) => {
+      // Concurrent CREATE TABLE IF NOT EXISTS of one name can still collide in the catalog
+      // (pg_type unique violation), so creators of a table take turns.
+      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [name]);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${table} (
+          row_key text COLLATE "C" PRIMARY KEY,
+          key text NOT NULL,
+          window_start bigint,
+          window_end bigint,
+          value jsonb,
+          revision bigint NOT NULL,
+          retracted boolean NOT NULL DEFAULT false
+        )`,
+      );
+      await client.query(`COMMENT ON TABLE ${table} IS ${literal(`kappa serving table: job ${job}, version ${version}`)}`);
+    });
+  }
+
+  private async transaction(work: (client: pg.PoolClient) => Promise<void>): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await work(client);
+      await client.query('COMMIT');
+    } catch (error) {
+      // A connection whose ROLLBACK failed is not handed out again.
+      const rollback = await client.query('ROLLBACK').then(() => undefined, (rollbackError: Error) => rollbackError);
+      client.release(rollback);
+      throw error;
+    }
+    client.release();
+  }
+}
+
+interface StoredRow {
+  key: string;
+  window_start: string | null;
+  window_end: string | null;
+  value: unknown;
+  revision: string;
+}
+
+function toServingRow(row: StoredRow): ServingTableRow {
+  // bigint columns arrive as strings; event times and revisions fit a double exactly.
+  const served: ServingTableRow = { key: row.key, value: row.value, revision: Number(row.revision) };
+  if (row.window_start !== null) served.start = Number(row.window_start);
+  if (row.window_end !== null) served.end = Number(row.window_end);
+  return served;
+}
+
+/**
+ * Upserts a batch in one INSERT … SELECT FROM unnest(…) ON CONFLICT statement whose update only
+ * applies when the incoming revision is newer, so a re-emission, a replay after a restore or a
+ * resumed zombie never replaces a newer row. A retraction is a row with retracted = true and its
+ * revision (a tombstone), which an older update cannot bring back.
+ */
+export class PostgresTableWriter implements TableWriter {
+  private readonly upsert: string;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    readonly job: string,
+    readonly version: string,
+  ) {
+    const table = quote(postgresTableName(job, version));
+    this.upsert = `INSERT INTO ${table} AS t (row_key, key, window_start, window_end, value, revision, retracted)
+      SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[]::jsonb[], $6::bigint[], $7::boolean[])
+      ON CONFLICT (row_key) DO UPDATE SET key = excluded.key, window_start = excluded.window_start, window_end = excluded.window_end,
+        value = excluded.value, revision = excluded.revision, retracted = excluded.retracted
+      WHERE t.revision < excluded.revision`;
+  }
+
+  async write(outputs: readonly TableOutput[]): Promise<void> {
+    if (outputs.length === 0) return;
+    // ON CONFLICT cannot touch a row twice in one statement: keep each row's newest output.
+    const newest = new Map<string, TableOutput>();
+    for (const output of outputs) {
+      const rowKey = servingTableRowKey(output.key, output.window);
+      const seen = newest.get(rowKey);
+      if (seen === undefined || seen.revision < output.revision) newest.set(rowKey, output);
+    }
+    // Rows in one order for every writer, so two writers of overlapping batches cannot deadlock.
+    const rowKeys = [...newest.keys()].sort();
+    const keys: string[] = [];
+    const starts: (number | null)[] = [];
+    const ends: (number | null)[] = [];
+    const values: string[] = [];
+    const revisions: number[] = [];
+    const retracted: boolean[] = [];
+    for (const rowKey of rowKeys) {
+      const output = newest.get(rowKey)!;
+      const retract = output.kind === 'retract';
+      keys.push(output.key);
+      starts.push(output.window?.start ?? null);
+      ends.push(output.window?.end ?? null);
+      values.push(retract ? 'null' : (JSON.stringify(output.value) ?? 'null'));
+      revisions.push(output.revision);
+      retracted.push(retract);
+    }
+    const parameters = [rowKeys, keys, starts, ends, values, revisions, retracted];
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.pool.query(this.upsert, parameters);
+        return;
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        if (code === '42P01') {
+          throw new KappaError('TOPIC_NOT_FOUND', `job '${this.job}' version '${this.version}' has no serving table (dropped?); ${outputs.length} outputs not written`, { cause: error });
+        }
+        if (code === undefined || !RETRYABLE.has(code) || attempt >= 5) throw error;
+      }
+    }
+  }
+}
