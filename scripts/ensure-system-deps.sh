@@ -6,6 +6,19 @@
 # Installs Debian's packages when they are missing and we may install packages, otherwise says how.
 set -euo pipefail
 
+# The serving-table tests use this machine's PostgreSQL (5432) and Redis (6379) unless
+# KAPPA_POSTGRES_URL / KAPPA_REDIS_URL point elsewhere: start an installed one that is stopped.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if [ -z "${KAPPA_POSTGRES_URL:-}" ] && ! port_open 5432 && command -v pg_ctlcluster >/dev/null 2>&1; then
+  for version in $(ls /etc/postgresql 2>/dev/null); do
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || echo "PostgreSQL $version is stopped and could not be started; the PostgreSQL serving-table tests will fail" >&2
+  done
+fi
+if [ -z "${KAPPA_REDIS_URL:-}" ] && ! port_open 6379 && command -v redis-server >/dev/null 2>&1; then
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log ||
+    echo "Redis is stopped and could not be started; the Redis serving-table tests will fail" >&2
+fi
+
 missing=()
 have_nats=no
 for candidate in "${NATS_SERVER_BIN:-}" /usr/sbin/nats-server /usr/bin/nats-server /usr/local/bin/nats-server; do

@@ -133,11 +133,13 @@ export class PostgresTables implements ServingTables {
     const name = postgresTableName(job, version);
     const table = quote(name);
     await this.transaction(async (client) => {
-      // Concurrent CREATE TABLE IF NOT EXISTS of one name can still collide in the catalog
-      // (pg_type unique violation), so creators of a table take turns.
+      // The writers of a new table (one per partition) create it at once, and concurrent CREATE
+      // TABLE IF NOT EXISTS can still collide in the catalog (pg_type unique violation): take turns.
       await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [name]);
+      const found = await client.query<{ found: boolean }>('SELECT to_regclass($1) IS NOT NULL AS found', [table]);
+      if (found.rows[0]?.found === true) return;
       await client.query(
-        `CREATE TABLE IF NOT EXISTS ${table} (
+        `CREATE TABLE ${table} (
           row_key text COLLATE "C" PRIMARY KEY,
           key text NOT NULL,
           window_start bigint,
