@@ -23,12 +23,19 @@ export interface JobVersionRecord {
   /** Partition count of the topic; null until the topic is known. */
   partitions: number | null;
   from: StartPosition;
-  state: 'running' | 'stopping';
+  /** `retired`: stopped by `kappa retire`, its table and checkpoints dropped at `retireAtMs`. */
+  state: 'running' | 'stopping' | 'retired';
   startedAtMs: number;
+  /** The kind of serving table its carriers write (learned from their registration). */
+  table?: 'kv' | 'postgres' | 'redis';
+  /** Set by `kappa replay --cutover auto` until the alias has been flipped to this version. */
+  autoCutover?: { maxLagMessages: number };
+  /** Set by `kappa retire`: when to drop the table and checkpoints once every task is released. */
+  retireAtMs?: number;
 }
 
 /** Reported state of a version: `waiting-for-capacity` when no live worker carries it (or its topic is unknown). */
-export type VersionStatus = 'running' | 'stopping' | 'waiting-for-capacity';
+export type VersionStatus = 'running' | 'stopping' | 'retired' | 'waiting-for-capacity';
 
 export interface TaskRecord {
   task: TaskId;
@@ -95,7 +102,7 @@ export function desiredTasks(versions: ReadonlyMap<JobVersionKey, JobVersionReco
 }
 
 export function versionStatus(version: JobVersionRecord, workers: readonly WorkerSlot[]): VersionStatus {
-  if (version.state === 'stopping') return 'stopping';
+  if (version.state !== 'running') return version.state;
   const key = jobVersionKey(version);
   if (version.partitions === null || !workers.some((worker) => worker.carries.has(key))) return 'waiting-for-capacity';
   return 'running';

@@ -6,7 +6,7 @@
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
-import { buckets, FencedError, internalReplicas, StartPosition, TaskId } from '../protocol/index.js';
+import { buckets, CarriedVersion, FencedError, internalReplicas, StartPosition, TaskId } from '../protocol/index.js';
 import { jobVersionKey, taskKey, type JobVersionKey, type TaskKey, type WorkerId } from './assignment.js';
 import type { JobVersionRecord, TaskRecord } from './cluster-state.js';
 import type { Registration } from './membership.js';
@@ -17,14 +17,17 @@ const JobVersionRecordSchema = z.object({
   topic: z.string().nullable(),
   partitions: z.number().int().positive().nullable(),
   from: StartPosition,
-  state: z.enum(['running', 'stopping']),
+  state: z.enum(['running', 'stopping', 'retired']),
   startedAtMs: z.number(),
+  table: z.enum(['kv', 'postgres', 'redis']).optional(),
+  autoCutover: z.object({ maxLagMessages: z.number().int().min(0) }).optional(),
+  retireAtMs: z.number().optional(),
 });
 const TaskRecordSchema = z.object({ task: TaskId, worker: z.string().nullable(), epoch: z.number().int().min(0) });
 const RegistrationSchema = z.object({
   workerId: z.string(),
   capacity: z.number().int().min(1),
-  carries: z.array(z.object({ job: z.string(), version: z.string(), topic: z.string() })),
+  carries: z.array(CarriedVersion),
   httpUrl: z.string().optional(),
 });
 

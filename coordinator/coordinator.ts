@@ -26,7 +26,9 @@ import { LeaderElection } from './leader-election.js';
 import { Membership } from './membership.js';
 import type { CoordinatorMetrics } from './metrics.js';
 import { StreamPositions } from './stream-positions.js';
-import { topicsOf, versionProgress } from './version-progress.js';
+import { topicsOf, versionProgress, type VersionProgress } from './version-progress.js';
+import { Reprocessing } from './reprocessing.js';
+import { tableSettingsFromEnv, TABLE_KINDS, type TableKind } from '../tables/index.js';
 
 export interface CoordinatorOptions {
   nc: NatsConnection;
@@ -45,7 +47,7 @@ export interface CoordinatorOptions {
 }
 
 /** Admin request verbs: `subjects.adminRequest(verb)`. */
-export const adminVerbs = { start: 'start', stop: 'stop', status: 'status' } as const;
+export const adminVerbs = { start: 'start', stop: 'stop', status: 'status', cutover: 'cutover', retire: 'retire' } as const;
 
 export class Coordinator {
   private readonly membership: Membership;
@@ -61,6 +63,13 @@ export class Coordinator {
   private readonly election: LeaderElection;
   /** Partition stream ends, for replay progress (read only while leading). */
   private readonly streamPositions: StreamPositions;
+  /** Replay progress, ETA, cutover and retire. */
+  readonly reprocessing: Reprocessing;
+  /** Latest progress and ETA of each running version (leader only), for status and cutover. */
+  private progress = new Map<JobVersionKey, VersionProgress & { etaSeconds: number | undefined }>();
+  /** The version each job's alias points at, refreshed by the leader's tick. */
+  private aliases = new Map<string, string>();
+  private aliasesReadAtMs = 0;
 
   private constructor(
     private readonly options: CoordinatorOptions,
@@ -76,6 +85,7 @@ export class Coordinator {
       onChange: (leading, fencingToken) => this.enqueue(() => this.leadershipChanged(leading, fencingToken)),
       onError: (error) => options.logger.warn({ err: error }, 'leader election: NATS error'),
     });
+    this.reprocessing = new Reprocessing(options.nc, tableSettingsFromEnv(), options.logger);
     this.streamPositions = new StreamPositions(options.nc, () => (this.isLeader() ? topicsOf(this.versions.values()) : new Map()), options.logger);
   }
 
@@ -106,6 +116,7 @@ export class Coordinator {
     for (const subscription of this.subscriptions) subscription.unsubscribe();
     await this.queue;
     await this.election.resign();
+    await this.reprocessing.close();
     this.loaded = false;
     this.options.metrics.leader.set(0);
   }
@@ -173,8 +184,44 @@ export class Coordinator {
     if (!this.election.isLeader()) return;
     if (!this.loaded) return this.loadState();
     for (const id of dead) await this.store.deleteWorker(id).catch((error: unknown) => this.onStoreError(error));
-    if ([...this.versions.values()].some((version) => version.partitions === null)) await this.resolveTopics();
+    if ([...this.versions.values()].some((version) => version.partitions === null || version.table === undefined)) await this.resolveTopics();
     await this.reconcile();
+    await this.advanceReprocessing();
+  }
+
+  /** Auto cutovers whose version has caught up, retired versions whose grace is over, the alias cache. */
+  private async advanceReprocessing(): Promise<void> {
+    const now = this.options.clock.now();
+    for (const version of [...this.versions.values()]) {
+      const key = jobVersionKey(version);
+      if (version.state === 'running' && version.autoCutover) {
+        try {
+          await this.reprocessing.cutover(version, this.progress.get(key), version.autoCutover.maxLagMessages);
+        } catch (error) {
+          if ((error as { code?: string }).code === 'ADMIN_REJECTED') continue; // not caught up yet
+          throw error;
+        }
+        const { autoCutover: _done, ...cutOver } = version;
+        await this.store.putVersion(cutOver);
+        this.versions.set(key, cutOver);
+        this.aliasesReadAtMs = 0;
+      } else if (version.state === 'retired' && version.retireAtMs !== undefined && now >= version.retireAtMs) {
+        await this.reprocessing.dropVersionData(version);
+        await this.store.deleteVersion(key);
+        this.versions.delete(key);
+        this.reprocessing.forget(key);
+      }
+    }
+    if (now - this.aliasesReadAtMs >= 1_000) {
+      this.aliasesReadAtMs = now;
+      const registry = await this.reprocessing.aliases();
+      const aliases = new Map<string, string>();
+      for (const job of new Set([...this.versions.values()].map((version) => version.job))) {
+        const entry = await registry.get(job);
+        if (entry) aliases.set(job, entry.version);
+      }
+      this.aliases = aliases;
+    }
   }
 
   // ---- workers -------------------------------------------------------------------------------
@@ -257,6 +304,15 @@ export class Coordinator {
     for (const record of result.puts) this.tasks.set(taskKey(record.task), record);
     for (const key of result.deletes) this.tasks.delete(key);
     for (const key of result.finishedVersions) {
+      const version = this.versions.get(key);
+      if (version?.retireAtMs !== undefined) {
+        // Retired: kept until its grace period ends, then its table and checkpoints are dropped.
+        const retired: JobVersionRecord = { ...version, state: 'retired' };
+        await this.store.putVersion(retired);
+        this.versions.set(key, retired);
+        logger.info({ version: key, dropAt: new Date(version.retireAtMs).toISOString() }, 'job version retired: every task released');
+        continue;
+      }
       this.versions.delete(key);
       logger.info({ version: key }, 'job version stopped: every task released');
     }
@@ -293,12 +349,22 @@ export class Coordinator {
       return status?.epoch === record.epoch ? status : undefined;
     };
     const running = [...this.versions.values()].filter((version) => version.state === 'running');
-    metrics.recordVersions(running.map((version) => versionProgress({ version, tasks: this.tasks, reported, lastSequences: this.streamPositions.of(version.topic) })));
+    const progress = running.map((version) => versionProgress({ version, tasks: this.tasks, reported, lastSequences: this.streamPositions.of(version.topic) }));
+    metrics.recordVersions(progress);
+    const now = this.options.clock.now();
+    this.progress = new Map(progress.map((entry) => [jobVersionKey(entry), { ...entry, etaSeconds: this.reprocessing.observe(entry, now) }]));
   }
 
-  /** Fills in the topic (from a carrier) and partition count of versions that lack them. */
+  /** Fills in the topic (from a carrier), partition count and table kind of versions that lack them. */
   private async resolveTopics(): Promise<void> {
-    for (const version of this.versions.values()) {
+    for (const known of this.versions.values()) {
+      let version = known;
+      const table = version.table === undefined ? this.carrierTable(jobVersionKey(version)) : undefined;
+      if (table !== undefined) {
+        version = { ...version, table };
+        await this.store.putVersion(version);
+        this.versions.set(jobVersionKey(version), version);
+      }
       if (version.partitions !== null) continue;
       const topic = version.topic ?? this.carrierTopic(jobVersionKey(version));
       if (topic === undefined) continue;
@@ -311,6 +377,15 @@ export class Coordinator {
       await this.store.putVersion(resolved);
       this.versions.set(jobVersionKey(resolved), resolved);
     }
+  }
+
+  /** The serving-table kind a version's carriers write, if they write one. */
+  private carrierTable(versionKey: JobVersionKey): TableKind | undefined {
+    for (const member of this.membership.live()) {
+      const sink = member.registration.carries.find((carry) => jobVersionKey(carry) === versionKey)?.sink;
+      if (sink !== undefined) return (TABLE_KINDS as readonly string[]).includes(sink) ? (sink as TableKind) : undefined;
+    }
+    return undefined;
   }
 
   private carrierTopic(versionKey: JobVersionKey): string | undefined {
@@ -340,6 +415,10 @@ export class Coordinator {
           return this.reply(msg, await this.stopVersion(request));
         case 'status.request':
           return this.reply(msg, { type: 'reply.ok', detail: this.status() });
+        case 'job.cutover':
+          return this.reply(msg, await this.cutoverVersion(request));
+        case 'job.retire':
+          return this.reply(msg, await this.retireVersion(request));
         default:
           return this.reply(msg, { type: 'reply.error', code: 'PROTOCOL_SCHEMA', message: `'${request.type}' is not an admin request` });
       }
@@ -369,7 +448,17 @@ export class Coordinator {
       }
       partitions = config?.partitions ?? null;
     }
-    const record: JobVersionRecord = { job: request.job, version: request.version, topic, partitions, from: request.from, state: 'running', startedAtMs: this.options.clock.now() };
+    const record: JobVersionRecord = {
+      job: request.job,
+      version: request.version,
+      topic,
+      partitions,
+      from: request.from,
+      state: 'running',
+      startedAtMs: this.options.clock.now(),
+      ...(this.carrierTable(key) ? { table: this.carrierTable(key) } : {}),
+      ...(request.autoCutover ? { autoCutover: request.autoCutover } : {}),
+    };
     await this.store.putVersion(record);
     this.versions.set(key, record);
     this.options.logger.info({ job: record.job, version: record.version, topic, partitions }, 'job version started');
@@ -392,6 +481,34 @@ export class Coordinator {
     return { type: 'reply.ok', detail: { ...this.versionView(record), releasing: held } };
   }
 
+  private async cutoverVersion(request: MessageOf<'job.cutover'>): Promise<Message> {
+    const key = jobVersionKey(request);
+    const version = this.versions.get(key);
+    if (!version) return { type: 'reply.error', code: 'VERSION_NOT_FOUND', message: `job ${request.job} version ${request.version} is not running (start it with 'kappa replay')` };
+    this.updateAssignmentMetrics();
+    const entry = await this.reprocessing.cutover(version, this.progress.get(key), request.maxLagMessages);
+    if (version.autoCutover) {
+      const { autoCutover: _done, ...cutOver } = version;
+      await this.store.putVersion(cutOver);
+      this.versions.set(key, cutOver);
+    }
+    this.aliases.set(request.job, request.version);
+    return { type: 'reply.ok', detail: entry };
+  }
+
+  private async retireVersion(request: MessageOf<'job.retire'>): Promise<Message> {
+    const key = jobVersionKey(request);
+    const existing = this.versions.get(key);
+    if (!existing) return { type: 'reply.error', code: 'VERSION_NOT_FOUND', message: `job ${request.job} version ${request.version} is not running` };
+    await this.reprocessing.assertRetirable(request.job, request.version);
+    const record: JobVersionRecord = { ...existing, state: existing.state === 'retired' ? 'retired' : 'stopping', retireAtMs: this.options.clock.now() + request.graceMs };
+    await this.store.putVersion(record);
+    this.versions.set(key, record);
+    this.options.logger.info({ job: record.job, version: record.version, graceMs: request.graceMs }, 'retiring job version');
+    await this.reconcile();
+    return { type: 'reply.ok', detail: { ...this.versionView(record), dropAt: new Date(record.retireAtMs!).toISOString() } };
+  }
+
   private versionView(version: JobVersionRecord) {
     const key = jobVersionKey(version);
     let tasksAssigned = 0;
@@ -402,6 +519,7 @@ export class Coordinator {
       lagMessages += this.membership.get(record.worker)?.reported?.get(taskKey(record.task))?.lagMessages ?? 0;
     }
     const slots = this.membership.live().map((member) => member.slot);
+    const progress = this.progress.get(key);
     return {
       job: version.job,
       version: version.version,
@@ -410,7 +528,12 @@ export class Coordinator {
       from: version.from,
       state: versionStatus(version, slots),
       tasksAssigned,
-      lagMessages,
+      lagMessages: progress?.lagMessages ?? lagMessages,
+      progress: progress?.ratio ?? null,
+      etaSeconds: progress?.etaSeconds ?? null,
+      table: version.table ?? null,
+      served: this.aliases.get(version.job) === version.version,
+      ...(version.autoCutover ? { autoCutover: version.autoCutover } : {}),
     };
   }
 

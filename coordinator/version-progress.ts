@@ -23,6 +23,8 @@ export interface VersionProgress {
   ratio: number | undefined;
   /** Σ (last sequence − processed sequence) over the partitions; undefined like `ratio`. */
   lagMessages: number | undefined;
+  /** Σ processed sequence over the partitions; undefined like `ratio`. */
+  processedMessages: number | undefined;
   tasks: Record<VersionTaskState, number>;
 }
 
@@ -57,6 +59,7 @@ export function versionProgress({ version, tasks, reported, lastSequences }: Ver
     version: version.version,
     ratio: known ? (total === 0 ? 1 : processed / total) : undefined,
     lagMessages: known ? total - processed : undefined,
+    processedMessages: known ? processed : undefined,
     tasks: counts,
   };
 }

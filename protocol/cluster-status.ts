@@ -25,10 +25,20 @@ export interface JobVersionStatusView {
   topic: string | null;
   partitions: number | null;
   from: StartPosition;
-  state: 'running' | 'stopping' | 'waiting-for-capacity';
+  state: 'running' | 'stopping' | 'retired' | 'waiting-for-capacity';
   tasksAssigned: number;
-  /** Sum of the reported lag of its tasks. */
+  /** Messages its tasks have still to read: Σ (partition end − processed sequence). */
   lagMessages: number;
+  /** 0..1 through its topic (1 = caught up); null until known. */
+  progress: number | null;
+  /** Seconds until caught up at the recent rate; null while unknown. */
+  etaSeconds: number | null;
+  /** Its serving table's kind, when it writes one. */
+  table: 'kv' | 'postgres' | 'redis' | null;
+  /** True when the job's alias points at this version (apps read it). */
+  served: boolean;
+  /** Present while a `--cutover auto` replay waits to catch up. */
+  autoCutover?: { maxLagMessages: number };
 }
 
 export interface TaskStatusView {

@@ -38,13 +38,17 @@ export const TaskStatus = TaskId.extend({
 });
 export type TaskStatus = z.infer<typeof TaskStatus>;
 
+/** A job version a worker carries: its topic and (added in 1.1, optional) its sink kind. */
+export const CarriedVersion = JobVersionRef.extend({ topic: name, sink: z.enum(['kv', 'postgres', 'redis', 'stream', 'none']).optional() });
+export type CarriedVersion = z.infer<typeof CarriedVersion>;
+
 const messageSchemas = {
   'worker.register': z.object({
     workerId: name,
     /** Threads, i.e. how many tasks the worker runs at full speed at once. */
     capacity: z.number().int().min(1),
     /** The job versions whose code this worker has, with the topic each reads. */
-    carries: z.array(JobVersionRef.extend({ topic: name })),
+    carries: z.array(CarriedVersion),
     httpUrl: z.string().optional(),
   }),
   'worker.heartbeat': z.object({
@@ -53,7 +57,7 @@ const messageSchemas = {
     // Optional copy of the registration: lets a coordinator that missed `worker.register` (it
     // started later, or none was up) admit the worker without a round trip. Added in 1.0, optional.
     capacity: z.number().int().min(1).optional(),
-    carries: z.array(JobVersionRef.extend({ topic: name })).optional(),
+    carries: z.array(CarriedVersion).optional(),
     httpUrl: z.string().optional(),
   }),
   'worker.leave': z.object({ workerId: name }),
@@ -61,7 +65,18 @@ const messageSchemas = {
   'task.revoke': z.object({ task: TaskId, epoch: z.number().int().min(1) }),
   'task.released': z.object({ workerId: name, task: TaskId, epoch: z.number().int().min(1), sequence: z.number().int().min(0) }),
   /** `topic` is optional: without it the coordinator learns the topic from a worker carrying the version. */
-  'job.start': z.object({ job: name, version: name, from: StartPosition, topic: name.optional() }),
+  'job.start': z.object({
+    job: name,
+    version: name,
+    from: StartPosition,
+    topic: name.optional(),
+    /** Replay with `--cutover auto`: flip the alias to this version once its lag is within the bound. */
+    autoCutover: z.object({ maxLagMessages: z.number().int().min(0) }).optional(),
+  }),
+  /** Flip the job's alias to this version if its lag is within the bound, else refuse. */
+  'job.cutover': z.object({ job: name, version: name, maxLagMessages: z.number().int().min(0) }),
+  /** Stop a version that apps no longer read, and drop its table and checkpoints after the grace period. */
+  'job.retire': z.object({ job: name, version: name, graceMs: z.number().int().min(0) }),
   'job.stop': z.object({ job: name, version: name }),
   // Optionally only one job's versions and tasks.
   'status.request': z.object({ job: name.optional() }),

@@ -32,6 +32,12 @@ export interface ProcessEndpoints {
   eventLoop?: EventLoopLivenessOptions;
   /** Extra JSON endpoints: path → body. A body of undefined answers 503 (e.g. a follower's status). */
   json?: Record<string, () => unknown>;
+  /**
+   * JSON endpoints under a path prefix (e.g. '/v1/views/'), answered asynchronously: the handler
+   * gets the rest of the path and the query, and returns a status and body. A thrown KappaError
+   * with a not-found code answers 404, anything else 500.
+   */
+  jsonPrefix?: Record<string, (rest: string, query: URLSearchParams) => Promise<{ status: number; body: unknown }>>;
 }
 
 /**
@@ -83,8 +89,10 @@ export class EventLoopLiveness {
 export async function serveProcessEndpoints(port: number, host: string, endpoints: ProcessEndpoints): Promise<Server> {
   const eventLoop = new EventLoopLiveness(endpoints.eventLoop);
   const server = createServer((request, response) => {
-    const path = (request.url ?? '/').split('?')[0]!;
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    const path = url.pathname;
     const json = endpoints.json?.[path];
+    const prefix = Object.keys(endpoints.jsonPrefix ?? {}).find((candidate) => path.startsWith(candidate));
     if (path === '/metrics') {
       endpoints.registry.metrics().then(
         (body) => response.writeHead(200, { 'content-type': endpoints.registry.contentType }).end(body),
@@ -101,6 +109,14 @@ export async function serveProcessEndpoints(port: number, host: string, endpoint
       response
         .writeHead(body === undefined ? 503 : 200, { 'content-type': 'application/json' })
         .end(JSON.stringify(body ?? { error: 'not available on this process (is it the leader?)' }));
+    } else if (prefix !== undefined) {
+      endpoints.jsonPrefix![prefix]!(decodeURIComponent(path.slice(prefix.length)), url.searchParams).then(
+        ({ status, body }) => response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body)),
+        (error: Error & { code?: string }) =>
+          response
+            .writeHead(/NOT_FOUND$/.test(error.code ?? '') ? 404 : 500, { 'content-type': 'application/json' })
+            .end(JSON.stringify({ error: error.message, code: error.code })),
+      );
     } else {
       response.writeHead(404).end();
     }

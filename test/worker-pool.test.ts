@@ -192,8 +192,8 @@ describe('kappa worker (pool driven by a coordinator)', () => {
     const registration = await coordinator.waitFor('worker.register', (message) => message.workerId === WORKER_ID);
     expect(registration.capacity).toBe(2);
     expect(registration.carries).toEqual([
-      { job: 'totals', version: 'v1', topic: 'orders' },
-      { job: 'crash', version: 'v1', topic: 'crashes' },
+      { job: 'totals', version: 'v1', topic: 'orders', sink: 'kv' },
+      { job: 'crash', version: 'v1', topic: 'crashes', sink: 'kv' },
     ]);
     expect(registration.httpUrl).toBe(`http://127.0.0.1:${httpPort}`);
   });

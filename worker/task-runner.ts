@@ -50,6 +50,17 @@ export interface TaskRunnerOptions {
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 10_000;
 const DEFAULT_CHECKPOINT_DIRTY_ROWS = 50_000;
 
+/**
+ * Replay mode: a task this far behind the end of its partition reads batches REPLAY_BATCH_FACTOR
+ * times larger (fewer table writes: re-emissions of a window within a batch collapse to one) and
+ * checkpoints REPLAY_CHECKPOINT_FACTOR times less often; below REPLAY_EXIT_LAG it returns to
+ * low-latency settings.
+ */
+const REPLAY_ENTER_LAG = 100_000;
+const REPLAY_EXIT_LAG = 10_000;
+const REPLAY_BATCH_FACTOR = 4;
+const REPLAY_CHECKPOINT_FACTOR = 6;
+
 /** restoring: opening state and the consumer; running: consuming; failed: waiting to restart (or fenced for good). */
 export type TaskRunnerState = 'restoring' | 'running' | 'failed';
 
@@ -79,6 +90,8 @@ export class TaskRunner {
   private lastCheckpointAtMs = 0;
   /** Set when a higher epoch owns the task: it never restarts, the coordinator moves it. */
   private fenced = false;
+  /** Far behind the end of the partition: large batches, rare checkpoints (see REPLAY_ENTER_LAG). */
+  private replaying = false;
   private runnerState: TaskRunnerState = 'restoring';
   private lastError: string | undefined;
   private readonly done: Promise<void>;
@@ -198,7 +211,7 @@ export class TaskRunner {
     while (!this.stopped) {
       await source.waitForMessages(this.options.idleIntervalMs ?? 200);
       if (this.stopped) break;
-      const batch = source.take(maxBatch);
+      const batch = source.take(this.replaying ? maxBatch * REPLAY_BATCH_FACTOR : maxBatch);
       const batchStartedAt = performance.now();
       const result = batch.length > 0 ? await processor.processBatch(batch) : processor.onIdle();
       if (batch.length > 0) this.children.handlerDuration.observe((performance.now() - batchStartedAt) / 1000);
@@ -220,6 +233,10 @@ export class TaskRunner {
         this.lastStreamSequence = (await jsm.streams.info(stream)).state.last_seq;
         const progress = this.progress();
         this.children.lag.set(progress.lagMessages);
+        if (this.replaying !== (this.replaying ? progress.lagMessages > REPLAY_EXIT_LAG : progress.lagMessages > REPLAY_ENTER_LAG)) {
+          this.replaying = !this.replaying;
+          logger.info({ partition, lagMessages: progress.lagMessages }, this.replaying ? 'far behind: replay mode (large batches, rare checkpoints)' : 'near the head: low-latency mode');
+        }
         this.children.actorsActive.set(state.activeKeys);
         if (this.store) this.children.stateBytes.set(await this.store.approximateSizeBytes());
         if (Number.isFinite(progress.watermarkMs)) this.children.watermarkLag.set((now - progress.watermarkMs) / 1000);
@@ -254,10 +271,11 @@ export class TaskRunner {
 
   private checkpointDue(state: KeyedState, nowMs: number): boolean {
     const { checkpointEvents } = this.options;
+    const factor = this.replaying ? REPLAY_CHECKPOINT_FACTOR : 1;
     return (
-      nowMs - this.lastCheckpointAtMs >= (this.options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS) ||
-      (checkpointEvents !== undefined && this.eventsSinceCheckpoint >= checkpointEvents) ||
-      state.dirtyRows >= (this.options.checkpointDirtyRows ?? DEFAULT_CHECKPOINT_DIRTY_ROWS)
+      nowMs - this.lastCheckpointAtMs >= (this.options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS) * factor ||
+      (checkpointEvents !== undefined && this.eventsSinceCheckpoint >= checkpointEvents * factor) ||
+      state.dirtyRows >= (this.options.checkpointDirtyRows ?? DEFAULT_CHECKPOINT_DIRTY_ROWS) * factor
     );
   }
 

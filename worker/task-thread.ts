@@ -4,7 +4,7 @@
 // stop commands over the MessagePort in the task's argument; the host posts progress, failures
 // and metric snapshots back. A piscina task per event would cost 17–40 µs each (FACTS.md).
 import type { MessagePort } from 'node:worker_threads';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { connectNats, createLogger, internalReplicas, streams, type StartPosition, type TaskId } from '../protocol/index.js';
@@ -159,7 +159,7 @@ class TaskHost {
       const info = await (await jetstreamManager(this.nc)).streams.info(streams.partition(job.topic, partition));
       return info.state.last_seq + 1;
     }
-    if (from.kind === 'time') logger.warn({ timeMs: from.timeMs }, 'starting at a time is not supported yet; reading from the earliest event');
+    if (from.kind === 'time') return firstSequenceAtOrAfter(this.nc, streams.partition(job.topic, partition), from.timeMs, logger);
     return 1;
   }
 
@@ -257,6 +257,27 @@ class TaskHost {
   private post(message: FromTaskHost): void {
     this.port.postMessage(message);
   }
+}
+
+/**
+ * The first stream sequence stored at or after `timeMs` (the time JetStream stored the message,
+ * as Kafka's offsetsForTimes uses the log time): a cursor created at that time counts what is
+ * pending from there, and the stream's last sequence gives the start.
+ */
+async function firstSequenceAtOrAfter(nc: NatsConnection, stream: string, timeMs: number, logger: Logger): Promise<number> {
+  const jsm = await jetstreamManager(nc);
+  const last = (await jsm.streams.info(stream)).state.last_seq;
+  const info = await jsm.consumers.add(stream, {
+    ack_policy: AckPolicy.None,
+    deliver_policy: DeliverPolicy.StartTime,
+    opt_start_time: new Date(timeMs).toISOString(),
+    mem_storage: true,
+    inactive_threshold: 5_000_000_000,
+  });
+  await jsm.consumers.delete(stream, info.name).catch(() => undefined);
+  const start = last + 1 - info.num_pending;
+  logger.info({ timeMs, startSequence: start }, 'starting at the first message stored at or after the given time');
+  return start;
 }
 
 function messageOf(error: unknown): string {

@@ -5,6 +5,7 @@ import { registerTopic } from './topic.js';
 import { registerDev } from './dev.js';
 import { registerRun } from './run.js';
 import { registerStart } from './start.js';
+import { registerCutover, registerReplay, registerRetire } from './replay.js';
 import { registerStatus } from './status.js';
 import { registerStop } from './stop.js';
 import { registerView } from './view.js';
@@ -20,6 +21,9 @@ export function registerCommands(program: Command): void {
   registerCoordinator(program);
   registerStart(program);
   registerStop(program);
+  registerReplay(program);
+  registerCutover(program);
+  registerRetire(program);
   registerStatus(program);
   registerDev(program);
 }

@@ -1,7 +1,10 @@
 // `kappa status [--json]`: the leader's view, built from the workers' heartbeats.
 import type { Command } from 'commander';
 import type { ClusterStatus } from '../../protocol/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { adminRequest } from '../admin-request.js';
+import { shutdownSignal } from '../shutdown-signal.js';
+import { startVersionProgress } from '../version-progress-view.js';
 import { addNatsOptions, type NatsFlags } from '../nats-options.js';
 
 export function registerStatus(program: Command): void {
@@ -9,12 +12,28 @@ export function registerStatus(program: Command): void {
     program
       .command('status')
       .description('leader, workers, job versions and every task with its sequence, lag and watermark')
-      .option('--json', 'print JSON'),
-  ).action(async (flags: NatsFlags & { json?: boolean }) => {
+      .option('--json', 'print JSON')
+      .option('--watch', 'keep showing every job version’s progress, lag and ETA (Ctrl-C stops)'),
+  ).action(async (flags: NatsFlags & { json?: boolean; watch?: boolean }) => {
+    if (flags.watch) return watch(flags);
     const status = (await adminRequest(flags, 'status', { type: 'status.request' })) as ClusterStatus;
     if (flags.json) return console.log(JSON.stringify(status, null, 2));
     printStatus(status);
   });
+}
+
+async function watch(flags: NatsFlags): Promise<void> {
+  const view = startVersionProgress();
+  let interrupted = false;
+  void shutdownSignal().then(() => (interrupted = true));
+  try {
+    while (!interrupted) {
+      view.update(((await adminRequest(flags, 'status', { type: 'status.request' })) as ClusterStatus).versions);
+      await sleep(1_000);
+    }
+  } finally {
+    view.stop();
+  }
 }
 
 function printStatus(status: ClusterStatus): void {
@@ -32,8 +51,20 @@ function printStatus(status: ClusterStatus): void {
   );
   console.log('');
   printTable(
-    ['job', 'version', 'state', 'topic', 'partitions', 'assigned', 'lag'],
-    status.versions.map((v) => [v.job, v.version, v.state, v.topic ?? '-', String(v.partitions ?? '-'), String(v.tasksAssigned), String(v.lagMessages)]),
+    ['job', 'version', 'state', 'topic', 'partitions', 'assigned', 'lag', 'progress', 'eta', 'table', 'serving'],
+    status.versions.map((v) => [
+      v.job,
+      v.version,
+      v.state,
+      v.topic ?? '-',
+      String(v.partitions ?? '-'),
+      String(v.tasksAssigned),
+      String(v.lagMessages),
+      v.progress === null ? '-' : `${(v.progress * 100).toFixed(1)}%`,
+      v.etaSeconds === null ? '-' : `${Math.ceil(v.etaSeconds)}s`,
+      v.table ?? '-',
+      v.served ? 'yes' : v.autoCutover ? 'when caught up' : '',
+    ]),
   );
   console.log('');
   printTable(

@@ -1,7 +1,9 @@
-// `kappa view JOB [--version V] [--key K] [--json]`: prints a job version's serving table.
+// `kappa view JOB [--version V] [--key K] [--json]`: prints the serving table apps read (the job's
+// alias), or a named version's.
 import type { Command } from 'commander';
 import { Kvm } from '@nats-io/kv';
-import { buckets, connectNats, KappaError, kvKeyToken, liveRow } from '../../protocol/index.js';
+import { buckets, connectNats, KappaError } from '../../protocol/index.js';
+import { AliasRegistry, openServingTables, tableSettingsFromEnv, type ServingTables } from '../../tables/index.js';
 import { addNatsOptions, natsSettingsFrom, type NatsFlags } from '../nats-options.js';
 import { toViewRow, type ViewRow } from '../view-row.js';
 
@@ -17,37 +19,26 @@ export function registerView(program: Command): void {
       .command('view')
       .description("print a job version's serving table")
       .argument('<job>', 'job name')
-      .option('--version <version>', 'job version (default: the only version with a table)')
+      .option('--version <version>', 'job version (default: the version the job\'s alias points at, else the only version with a table)')
       .option('--key <key>', 'only the rows of this key')
       .option('--json', 'one JSON object per line: {"key","start","end","value"}'),
   ).action(async (job: string, flags: ViewFlags) => {
     const nc = await connectNats(natsSettingsFrom(flags));
+    const tables: ServingTables[] = [];
     try {
-      const kvm = new Kvm(nc);
-      const version = flags.version ?? (await onlyVersion(kvm, job));
-      const bucket = buckets.servingTable(job, version);
-      let kv;
-      try {
-        kv = await kvm.open(bucket);
-        await kv.status();
-      } catch {
-        throw new KappaError('TOPIC_NOT_FOUND', `job '${job}' version '${version}' has no serving table (bucket ${bucket})`);
-      }
-      const filter = flags.key === undefined ? '>' : kvKeyToken(flags.key);
-      const names: string[] = [];
-      for await (const name of await kv.keys(flags.key === undefined ? '>' : [filter, `${filter}.>`])) names.push(name);
-      const rows: ViewRow[] = [];
-      for (const name of names) {
-        const row = liveRow(await kv.get(name));
-        if (row) rows.push(toViewRow(row));
-      }
-      rows.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : (a.start ?? 0) - (b.start ?? 0)));
+      // The version apps read (the alias), unless one is named; without an alias, the only KV table.
+      const alias = await (await AliasRegistry.open(nc)).get(job);
+      const version = flags.version ?? alias?.version ?? (await onlyVersion(new Kvm(nc), job));
+      const backend = await openServingTables(alias?.table ?? 'kv', nc, tableSettingsFromEnv());
+      tables.push(backend);
+      const rows = (await backend.read(job, version, flags.key)).map(toViewRow);
       if (flags.json) {
         for (const row of rows) process.stdout.write(JSON.stringify(row) + '\n');
       } else {
         printTable(rows);
       }
     } finally {
+      for (const backend of tables) await backend.close();
       await nc.close();
     }
   });

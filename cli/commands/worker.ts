@@ -149,7 +149,7 @@ async function runPool(config: WorkerConfig, flags: WorkerFlags): Promise<void> 
     workerId,
     threads: config.threads,
     jobFiles,
-    carries: jobs.map((job) => ({ job: job.name, version: job.version, topic: job.topic })),
+    carries: jobs.map((job) => ({ job: job.name, version: job.version, topic: job.topic, sink: job.sink })),
     stateDir: resolve(config.stateDir),
     batchMessages: config.batch,
     checkpointIntervalMs: config.checkpointInterval,

@@ -1,0 +1,122 @@
+// The reprocessing pattern's steps the leader runs (DESIGN "Replay and cutover"): a replaying
+// version's progress and ETA, cutover (flip the job's alias once the version has caught up) and
+// retire (stop a version apps no longer read, then drop its table and checkpoints after a grace
+// period). Tables and the alias live in tables/; checkpoints are deleted by name (buckets).
+import type { NatsConnection } from '@nats-io/transport-node';
+import { Kvm } from '@nats-io/kv';
+import { Objm } from '@nats-io/obj';
+import type { Logger } from 'pino';
+import { buckets, KappaError } from '../protocol/index.js';
+import { AliasRegistry, openServingTables, type AliasEntry, type ServingTables, type TableKind, type TableSettings } from '../tables/index.js';
+import { jobVersionKey, type JobVersionKey } from './assignment.js';
+import type { JobVersionRecord } from './cluster-state.js';
+import type { VersionProgress } from './version-progress.js';
+
+/** ETA is the lag divided by the processing rate over this much recent history. */
+const RATE_WINDOW_MS = 15_000;
+
+export class Reprocessing {
+  private registry: Promise<AliasRegistry> | undefined;
+  private readonly backends = new Map<TableKind, Promise<ServingTables>>();
+  /** Recent (time, processed messages) samples per version, for its rate and ETA. */
+  private readonly samples = new Map<JobVersionKey, Array<{ atMs: number; processed: number }>>();
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly settings: TableSettings,
+    private readonly logger: Logger,
+  ) {}
+
+  aliases(): Promise<AliasRegistry> {
+    if (!this.registry) {
+      this.registry = AliasRegistry.open(this.nc);
+      this.registry.catch(() => (this.registry = undefined));
+    }
+    return this.registry;
+  }
+
+  tables(kind: TableKind): Promise<ServingTables> {
+    let backend = this.backends.get(kind);
+    if (!backend) {
+      backend = openServingTables(kind, this.nc, this.settings);
+      backend.catch(() => this.backends.delete(kind));
+      this.backends.set(kind, backend);
+    }
+    return backend;
+  }
+
+  /** Records a progress sample; returns the ETA in seconds (undefined while the rate is unknown or zero). */
+  observe(progress: VersionProgress, nowMs: number): number | undefined {
+    if (progress.processedMessages === undefined || progress.lagMessages === undefined) return undefined;
+    const key = jobVersionKey(progress);
+    const samples = this.samples.get(key) ?? [];
+    samples.push({ atMs: nowMs, processed: progress.processedMessages });
+    while (samples.length > 2 && samples[0]!.atMs < nowMs - RATE_WINDOW_MS) samples.shift();
+    this.samples.set(key, samples);
+    if (progress.lagMessages === 0) return 0;
+    const first = samples[0]!;
+    const elapsedMs = nowMs - first.atMs;
+    const rate = elapsedMs > 0 ? ((progress.processedMessages - first.processed) * 1000) / elapsedMs : 0;
+    return rate > 0 ? progress.lagMessages / rate : undefined;
+  }
+
+  forget(key: JobVersionKey): void {
+    this.samples.delete(key);
+  }
+
+  /**
+   * Flips the job's alias to `version` when it has caught up within `maxLagMessages`: every task
+   * running and the version's lag known and within the bound. Refuses with a clear reason otherwise.
+   */
+  async cutover(version: JobVersionRecord, progress: VersionProgress | undefined, maxLagMessages: number): Promise<AliasEntry> {
+    const name = `${version.job} ${version.version}`;
+    if (version.state !== 'running') refuse(`${name} is ${version.state}; only a running version can be cut over to`);
+    if (version.table === undefined) refuse(`${name} writes no serving table (its sink is not kv, postgres or redis, or no live worker carries it)`);
+    const running = progress?.tasks.running ?? 0;
+    if (version.partitions === null || running < version.partitions) {
+      refuse(`${name} has ${running} of ${version.partitions ?? '?'} tasks running; wait until every task is restored and consuming`);
+    }
+    if (progress?.lagMessages === undefined) refuse(`${name}'s lag is not known yet (partition ends not read); try again in a few seconds`);
+    if (progress!.lagMessages! > maxLagMessages) {
+      refuse(`${name} is ${progress!.lagMessages} messages behind (bound ${maxLagMessages}); wait until it has caught up, or pass a larger --max-lag`);
+    }
+    const tables = await this.tables(version.table!);
+    if (!(await tables.exists(version.job, version.version))) refuse(`${name} has no serving table yet`);
+    await tables.setAlias(version.job, version.version);
+    const entry = await (await this.aliases()).set(version.job, version.version, version.table!);
+    this.logger.info({ job: version.job, version: version.version, previous: entry.previous, lagMessages: progress!.lagMessages }, 'cut over: the alias now points at this version');
+    return entry;
+  }
+
+  /** Refuses to retire the version apps read through the alias. */
+  async assertRetirable(job: string, version: string): Promise<void> {
+    const alias = await (await this.aliases()).get(job);
+    if (alias?.version === version) refuse(`${job} ${version} is the version apps read (the alias points at it); cut over to another version first`);
+  }
+
+  /** Drops a retired version's table and every checkpoint of its tasks. */
+  async dropVersionData(version: JobVersionRecord): Promise<void> {
+    if (version.table !== undefined) await (await this.tables(version.table)).drop(version.job, version.version);
+    const manifests = await new Kvm(this.nc).open(buckets.checkpoints).catch(() => undefined);
+    if (manifests) {
+      const keys: string[] = [];
+      for await (const key of await manifests.keys(`${version.job}.${version.version}.>`)) keys.push(key);
+      await Promise.all(keys.map((key) => manifests.purge(key)));
+    }
+    const objects = await new Objm(this.nc).open(buckets.checkpointData).catch(() => undefined);
+    if (objects) {
+      const prefix = `${version.job}/${version.version}/`;
+      const names = (await objects.list()).map((info) => info.name).filter((name) => name.startsWith(prefix));
+      await Promise.all(names.map((name) => objects.delete(name)));
+    }
+    this.logger.info({ job: version.job, version: version.version, table: version.table }, 'retired version: table and checkpoints dropped');
+  }
+
+  async close(): Promise<void> {
+    for (const backend of this.backends.values()) await (await backend.catch(() => undefined))?.close();
+  }
+}
+
+function refuse(message: string): never {
+  throw new KappaError('ADMIN_REJECTED', message);
+}
