@@ -25,9 +25,9 @@ export class KvTables implements ServingTables {
   async read(job: string, version: string, key?: string): Promise<ServingTableRow[]> {
     const kv = await this.open(job, version);
     if (!kv) throw new KappaError('TOPIC_NOT_FOUND', `job '${job}' version '${version}' has no serving table (bucket ${buckets.servingTable(job, version)})`);
-    const filter = key === undefined ? '>' : [kvKeyToken(key), `${kvKeyToken(key)}.>`];
-    const names: string[] = [];
-    for await (const name of await kv.keys(filter)) names.push(name);
+    // One filter subject per listing: nats-server 2.9 has no multi-filter consumers.
+    const names: string[] = key === undefined ? [] : [kvKeyToken(key)];
+    for await (const name of await kv.keys(key === undefined ? '>' : `${kvKeyToken(key)}.>`)) names.push(name);
     const rows: ServingTableRow[] = [];
     // Reads in parallel, a bounded number at a time.
     for (let start = 0; start < names.length; start += 256) {

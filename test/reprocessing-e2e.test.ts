@@ -1,0 +1,232 @@
+// The reprocessing pattern end to end with real processes, once with the NATS KV table and once
+// with PostgreSQL: v1 (a windowed count) runs and serves while a producer keeps writing; v2 (the
+// "bug fix": distinct pages) is deployed on its own worker and replays from earliest into its own
+// table; `--cutover auto` flips the alias once v2 has caught up. A reader polling the query API
+// (and, for PostgreSQL, the alias view) sees v1, then v2, and never a failed or empty read. v2's
+// table equals the batch reference of v2's logic over every event, and v1 is retired: its table
+// is dropped after the grace period.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Producer } from '../client/producer.js';
+import { decodeMessage, encodeMessage, subjects, type ClusterStatus, type ServingTableRow } from '../protocol/index.js';
+import { openServingTables, type TableKind } from '../tables/index.js';
+import { postgresViewName } from '../tables/postgres-tables.js';
+import { kappa, KappaProcess } from './harness/cli.js';
+import { expectedResults, readTopicLog } from './harness/expected-results.js';
+import { startServer, type NatsServer } from './harness/nats-server.js';
+import { windowId, type ReferenceJob } from './reference/batch-windows.js';
+
+const PARTITIONS = 4;
+const V1 = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
+const V2 = resolve(import.meta.dirname, '../examples/clicks-per-window-v2.mjs');
+const POSTGRES_URL = process.env.KAPPA_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+interface Click {
+  id: number;
+  user: string;
+  ts: number;
+  page?: string;
+}
+
+interface Read {
+  atMs: number;
+  ok: boolean;
+  version?: string;
+  rows?: number;
+  error?: string;
+}
+
+describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s table', (table) => {
+  let server: NatsServer & { close(): Promise<void> };
+  let nc: NatsConnection;
+  let dir: string;
+  const processes: KappaProcess[] = [];
+  // A job name of its own: the PostgreSQL server is shared with other runs.
+  const job = `clicks_${table}_${process.pid}_${Date.now() % 100_000}`;
+  const env = { KAPPA_POSTGRES_URL: POSTGRES_URL };
+
+  beforeAll(async () => {
+    server = await startServer();
+    nc = await connect({ servers: server.url });
+    dir = mkdtempSync(join(tmpdir(), `kappa-reprocessing-${table}-`));
+  });
+  afterAll(async () => {
+    await Promise.all(processes.map((process) => process.kill()));
+    const tables = await openServingTables(table, nc, { postgresUrl: POSTGRES_URL });
+    for (const version of ['v1', 'v2']) await tables.drop(job, version).catch(() => undefined);
+    if (table === 'postgres') {
+      const client = new pg.Client(POSTGRES_URL);
+      await client.connect();
+      await client.query(`DROP VIEW IF EXISTS ${postgresViewName(job)}`).catch(() => undefined);
+      await tables.drop(job, 'v2').catch(() => undefined);
+      await client.end();
+    }
+    await tables.close();
+    await nc?.close();
+    await server?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A job module: the example with this test's job name and table kind. */
+  function jobModule(example: string, version: string): string {
+    const file = join(dir, `${version}.mjs`);
+    writeFileSync(file, `import base from ${JSON.stringify(pathToFileURL(example).href)};\nexport default { ...base, name: '${job}', sink: { kind: '${table}' } };\n`);
+    return file;
+  }
+
+  function spawn(args: string[]): KappaProcess {
+    const child = new KappaProcess([...args, '--nats', server.url], env);
+    processes.push(child);
+    return child;
+  }
+
+  async function status(): Promise<ClusterStatus> {
+    const reply = decodeMessage((await nc.request(subjects.adminRequest('status'), encodeMessage({ type: 'status.request' }), { timeout: 3_000 })).data);
+    if (reply.type !== 'reply.ok') throw new Error(`status failed: ${JSON.stringify(reply)}`);
+    return reply.detail as ClusterStatus;
+  }
+
+  it('serves v1 while v2 replays, flips to v2 with no failed read, and v2 equals the batch answer', async () => {
+    expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', server.url])).code).toBe(0);
+    const coordinator = spawn(['coordinator', '--id', 'c1', '--http-port', '0', '--session-timeout', '3s']);
+    const [, port] = await coordinator.waitForLog(/"httpPort":(\d+)/);
+    spawn(['worker', '--job', jobModule(V1, 'v1'), '--id', 'w1', '--threads', '2', '--state-dir', join(dir, 'w1'), '--http-port', '0', '--checkpoint-interval', '1s', '--log-level', 'warn']);
+
+    // A producer keeps writing: 50 clicks every 100 ms.
+    const producer = await Producer.forTopic(nc, 'clicks');
+    const startMs = Date.UTC(2026, 10, 24, 12);
+    let produced = 0;
+    let producing = true;
+    const production = (async () => {
+      while (producing) {
+        for (let index = 0; index < 50; index++, produced++) {
+          const id = produced;
+          const ts = startMs + id * 40 - ((id * 7919) % 1500) - (id % 71 === 0 ? 20_000 : 0);
+          const click: Click = { id, user: `user-${(id * 31) % 13}`, ts, ...(id % 3 ? { page: `/p${id % 5}` } : {}) };
+          if (!producer.publish({ key: click.user, time: ts, value: click })) await producer.ready();
+        }
+        await sleep(100);
+      }
+      await producer.flush();
+    })();
+
+    // v1 is the first version: it becomes what apps read once it has caught up.
+    const v1 = await kappa(['replay', job, '--version', 'v1', '--from', 'earliest', '--cutover', 'auto', '--max-lag', '300', '--follow', '--nats', server.url], { env });
+    expect(v1.code, v1.stderr + v1.stdout).toBe(0);
+
+    // A reader polls the query API (and the PostgreSQL alias view) the whole time from here on.
+    const reads: Read[] = [];
+    const viewReads: Read[] = [];
+    let reading = true;
+    const pgClient = table === 'postgres' ? new pg.Client(POSTGRES_URL) : undefined;
+    await pgClient?.connect();
+    const reader = (async () => {
+      while (reading) {
+        const atMs = Date.now();
+        try {
+          const response = await fetch(`http://127.0.0.1:${port}/v1/views/${job}?key=user-1`);
+          const body = (await response.json()) as { version?: string; rows?: ServingTableRow[]; error?: string };
+          reads.push(response.ok ? { atMs, ok: true, version: body.version, rows: body.rows!.length } : { atMs, ok: false, error: body.error });
+        } catch (error) {
+          reads.push({ atMs, ok: false, error: (error as Error).message });
+        }
+        if (pgClient) {
+          try {
+            const result = await pgClient.query(`SELECT count(*)::int AS rows FROM ${postgresViewName(job)} WHERE key = 'user-1'`);
+            viewReads.push({ atMs, ok: true, rows: (result.rows[0] as { rows: number }).rows });
+          } catch (error) {
+            viewReads.push({ atMs, ok: false, error: (error as Error).message });
+          }
+        }
+        await sleep(50);
+      }
+    })();
+
+    // Version 2 is deployed on a worker of its own and replays from the start of the topic.
+    await sleep(1_000);
+    spawn(['worker', '--job', jobModule(V2, 'v2'), '--id', 'w2', '--threads', '2', '--state-dir', join(dir, 'w2'), '--http-port', '0', '--checkpoint-interval', '1s', '--log-level', 'warn']);
+    const replayStartedMs = Date.now();
+    const v2 = await kappa(['replay', job, '--version', 'v2', '--from', 'earliest', '--cutover', 'auto', '--max-lag', '300', '--follow', '--nats', server.url], { env });
+    expect(v2.code, v2.stderr + v2.stdout).toBe(0);
+    expect(v2.stdout).toMatch(/v2: running, .*serving/);
+    await sleep(1_000);
+    reading = false;
+    await reader;
+    await pgClient?.end();
+    producing = false;
+    await production;
+
+    // Every read succeeded with rows; the version went v1 … v1, v2 … v2, flipping once, after the replay started.
+    expect(reads.length).toBeGreaterThan(20);
+    expect(reads.filter((read) => !read.ok)).toEqual([]);
+    expect(reads.every((read) => read.rows! > 0)).toBe(true);
+    const versions = reads.map((read) => read.version);
+    const flip = versions.indexOf('v2');
+    expect(flip).toBeGreaterThan(0);
+    expect(versions.slice(0, flip).every((version) => version === 'v1')).toBe(true);
+    expect(versions.slice(flip).every((version) => version === 'v2')).toBe(true);
+    expect(reads[flip]!.atMs).toBeGreaterThan(replayStartedMs);
+    if (table === 'postgres') {
+      expect(viewReads.filter((read) => !read.ok)).toEqual([]);
+      expect(viewReads.every((read) => read.rows! > 0)).toBe(true);
+    }
+
+    // v2 caught up with everything produced; its table (read through the alias) is the batch answer of v2's logic.
+    await waitFor(async () => {
+      const view = (await status()).versions.find((candidate) => candidate.version === 'v2');
+      return view?.progress === 1 && view.served;
+    });
+    const viewed = await kappa(['view', job, '--json', '--nats', server.url], { env });
+    expect(viewed.code, viewed.stderr).toBe(0);
+    const served = new Map(
+      viewed.stdout.trim().split('\n').map((line) => {
+        const row = JSON.parse(line) as { key: string; start: number; end: number; value: unknown };
+        return [windowId(row.key, row.start, row.end), row.value] as const;
+      }),
+    );
+    const module = (await import(pathToFileURL(V2).href)) as { default: { aggregate: ReferenceJob<Click, unknown, unknown>['aggregate'] } };
+    const reference: ReferenceJob<Click, unknown, unknown> = {
+      window: { kind: 'tumbling', sizeMs: 10_000 },
+      maxOutOfOrdernessMs: 2_000,
+      allowedLatenessMs: 5_000,
+      aggregate: module.default.aggregate,
+      key: (click) => click.user,
+      time: (click) => click.ts,
+    };
+    const log = await readTopicLog<Click>(nc, 'clicks', PARTITIONS);
+    expect(log).toHaveLength(produced);
+    const expected = expectedResults(reference, log, PARTITIONS);
+    expect(expected.windows.size).toBeGreaterThan(50);
+    expect(served).toEqual(expected.windows);
+
+    // The served version cannot be retired; v1 can, and its table is gone after the grace period.
+    const refused = await kappa(['retire', job, '--version', 'v2', '--nats', server.url], { env });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/alias points at it/);
+    const retired = await kappa(['retire', job, '--version', 'v1', '--grace', '1s', '--nats', server.url], { env });
+    expect(retired.code, retired.stderr).toBe(0);
+    const tables = await openServingTables(table, nc, { postgresUrl: POSTGRES_URL });
+    try {
+      await waitFor(async () => !(await status()).versions.some((candidate) => candidate.version === 'v1') && !(await tables.exists(job, 'v1')));
+      expect(await tables.exists(job, 'v2')).toBe(true);
+    } finally {
+      await tables.close();
+    }
+    console.log(`${table}: ${produced} events, ${reads.length} reads through the alias (flip after ${flip}), ${expected.windows.size} windows of v2 checked`);
+  }, 240_000);
+
+  async function waitFor(probe: () => Promise<boolean | undefined>, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (await probe().catch(() => false)) return;
+      await sleep(250);
+    }
+    throw new Error(`timed out\n${processes.map((p) => p.logs.slice(-1500)).join('\n---\n')}`);
+  }
+});
