@@ -69,9 +69,19 @@ export class RedisTables implements ServingTables {
   }
 
   static async open(url: string): Promise<RedisTables> {
-    const client = createClient({ url }) as Client;
+    let connected = false;
+    const client = createClient({
+      url,
+      socket: {
+        connectTimeout: 5_000,
+        // A server that is not there at start is a configuration error, reported at once; one that
+        // goes away later is waited for (commands queue until it is back), with back-off.
+        reconnectStrategy: (retries, cause) => (connected ? Math.min(100 * 2 ** retries, 2_000) : retries < 3 ? 200 : cause),
+      },
+    }) as Client;
     // Connection errors surface on the commands that hit them; the client reconnects by itself.
     client.on('error', () => {});
+    client.on('ready', () => (connected = true));
     try {
       await client.connect();
     } catch (error) {
