@@ -10,8 +10,8 @@
 // (`#` + 10 hex digits); COMMENT ON TABLE/VIEW records the job and version either way.
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { KappaError, kvKeyToken, servingTableRowKey, type ServingTableRow } from '../protocol/index.js';
-import { sortRows, type ServingTables, type TableOutput, type TableWriter } from './types.js';
+import { KappaError, kvKeyToken, type ServingTableRow } from '../protocol/index.js';
+import { newestPerRow, sortRows, type ServingTables, type TableOutput, type TableWriter } from './types.js';
 
 /** PostgreSQL cuts identifiers at 63 bytes (NAMEDATALEN - 1); ours must fit whole. */
 const MAX_IDENTIFIER_BYTES = 63;
@@ -210,12 +210,7 @@ export class PostgresTableWriter implements TableWriter {
   async write(outputs: readonly TableOutput[]): Promise<void> {
     if (outputs.length === 0) return;
     // ON CONFLICT cannot touch a row twice in one statement: keep each row's newest output.
-    const newest = new Map<string, TableOutput>();
-    for (const output of outputs) {
-      const rowKey = servingTableRowKey(output.key, output.window);
-      const seen = newest.get(rowKey);
-      if (seen === undefined || seen.revision < output.revision) newest.set(rowKey, output);
-    }
+    const newest = newestPerRow(outputs);
     // Rows in one order for every writer, so two writers of overlapping batches cannot deadlock.
     const rowKeys = [...newest.keys()].sort();
     const keys: string[] = [];

@@ -10,8 +10,8 @@
 // not hash-tagged: Redis Cluster is not supported (a single node, or Sentinel, is).
 import { createClient, ErrorReply, type RedisClientType } from '@redis/client';
 import { createHash } from 'node:crypto';
-import { KappaError, kvKeyToken, servingTableRowKey, type ServingTableRow } from '../protocol/index.js';
-import { sortRows, type ServingTables, type TableOutput, type TableWriter } from './types.js';
+import { KappaError, kvKeyToken, type ServingTableRow } from '../protocol/index.js';
+import { newestPerRow, sortRows, type ServingTables, type TableOutput, type TableWriter } from './types.js';
 
 export const redisKeys = {
   table: (job: string, version: string) => `kappa:table:${job}:${version}`,
@@ -157,12 +157,7 @@ export class RedisTableWriter implements TableWriter {
   async write(outputs: readonly TableOutput[]): Promise<void> {
     if (outputs.length === 0) return;
     // The script would handle duplicates too; dropping them here saves it the work.
-    const newest = new Map<string, TableOutput>();
-    for (const output of outputs) {
-      const rowKey = servingTableRowKey(output.key, output.window);
-      const seen = newest.get(rowKey);
-      if (seen === undefined || seen.revision < output.revision) newest.set(rowKey, output);
-    }
+    const newest = newestPerRow(outputs);
     const keys = [redisKeys.table(this.job, this.version), redisKeys.versions(this.job)];
     const calls: Promise<unknown>[] = [];
     let args: string[] = [this.version];

@@ -3,7 +3,7 @@
 // NATS KV (default, no extra infrastructure), PostgreSQL and Redis. Every backend keeps, per row
 // (key, window), the newest output revision: a re-emission or an older revision never wins, and a
 // retraction is a tombstone with its revision so an older update cannot bring the row back.
-import type { ServingTableRow } from '../protocol/index.js';
+import { servingTableRowKey, type ServingTableRow } from '../protocol/index.js';
 
 export type TableKind = 'kv' | 'postgres' | 'redis';
 
@@ -55,4 +55,15 @@ export function tableSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Tabl
 /** Sorts rows as every reader returns them: by key, then window start. */
 export function sortRows(rows: ServingTableRow[]): ServingTableRow[] {
   return rows.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : (a.start ?? 0) - (b.start ?? 0)));
+}
+
+/** Each row's newest output in a batch, by row key (a window re-emitted within a batch is written once). */
+export function newestPerRow(outputs: readonly TableOutput[]): Map<string, TableOutput> {
+  const newest = new Map<string, TableOutput>();
+  for (const output of outputs) {
+    const rowKey = servingTableRowKey(output.key, output.window);
+    const seen = newest.get(rowKey);
+    if (seen === undefined || seen.revision < output.revision) newest.set(rowKey, output);
+  }
+  return newest;
 }
