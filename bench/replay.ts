@@ -7,8 +7,12 @@
 //
 // Run: npm run build && npx tsx bench/replay.ts [events=2000000] [partitions=8] [keys=10000]
 // Env: REPLAY_CONFIGS=1x1,1x2,2x1 (workers x threads per worker, one fresh job version each);
-//      REPLAY_CPU_PROF=DIR writes a V8 CPU profile of every worker process and thread into DIR.
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+//      REPLAY_CPU_PROF=DIR writes a V8 CPU profile of every worker process and thread into DIR;
+//      REPLAY_CLI=FILE runs the coordinator and workers from another build of dist/cli/main.js.
+// CPU seconds per process (Linux /proc) are printed with each figure: on a small machine the
+// nats-server and the workers share the cores.
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -21,7 +25,7 @@ import { compile, type TopLevelSpec } from 'vega-lite';
 import { createTopic } from '../client/topics.js';
 import { Producer } from '../client/producer.js';
 import { buckets, decodeMessage, decodeRow, encodeMessage, partitionOf, streams, subjects, type ClusterStatus, type TaskStatus } from '../protocol/index.js';
-import { CLI, kappa, KappaProcess } from '../test/harness/cli.js';
+import { CLI as BUILT_CLI } from '../test/harness/cli.js';
 import { startServer } from '../test/harness/nats-server.js';
 import { readRaw } from './raw-consumer.js';
 
@@ -34,6 +38,8 @@ const configs = (process.env.REPLAY_CONFIGS ?? '1x1,1x2,2x1').split(',').map((te
   return { workers, threads };
 });
 const cpuProfileDir = process.env.REPLAY_CPU_PROF;
+// Another build of the CLI (say, a patched copy of dist/) to compare before and after a change.
+const CLI = process.env.REPLAY_CLI ?? BUILT_CLI;
 
 const TOPIC = 'clicks';
 const JOB = 'replaybench';
@@ -52,7 +58,7 @@ interface Measurement {
 const server = await startServer();
 const nc = await connect({ servers: server.url });
 const dir = mkdtempSync(join(tmpdir(), 'kappa-bench-replay-'));
-const processes: KappaProcess[] = [];
+const processes: Child[] = [];
 const measurements: Measurement[] = [];
 let mismatches = 0;
 try {
@@ -97,8 +103,9 @@ try {
   if (stored !== totalEvents) throw new Error(`the topic holds ${stored} events, expected ${totalEvents}`);
 
   // 1. The raw consumer over the same streams.
+  let cpu = cpuMeter({ 'nats-server': server.pid, 'this process (the consumer)': process.pid });
   const rawSeconds = await readRaw(nc, partitionStreams, { expected: totalEvents });
-  measurements.push({ name: 'raw AckNone consumer', seconds: rawSeconds, note: `${partitions} consumers, batches of 10k, no processing` });
+  measurements.push({ name: 'raw AckNone consumer', seconds: rawSeconds, note: `${partitions} consumers in one process, batches of 10k, no processing; ${cpu()}` });
   console.error(`raw consumer: ${rawSeconds.toFixed(2)} s`);
 
   // 2. DuckDB over the same events from a file; the timed query reads and parses the file.
@@ -122,7 +129,7 @@ try {
     const workers = workerIds.map((id) =>
       spawnKappa(
         ['worker', '--job', jobFile, '--id', id, '--threads', String(config.threads), '--nats', server.url, '--state-dir', join(dir, id), '--http-port', '0', '--http-host', '127.0.0.1', '--log-level', 'warn'],
-        cpuProfileDir ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${join(cpuProfileDir, version)}` } : {},
+        cpuProfileDir ? join(cpuProfileDir, version) : undefined,
       ),
     );
     const urls = await waitFor(`${config.workers} worker(s) registered`, async () => {
@@ -131,9 +138,15 @@ try {
       return registered.length === config.workers ? registered.map((worker) => worker.httpUrl!) : undefined;
     }, 30_000);
 
+    cpu = cpuMeter({
+      'nats-server': server.pid,
+      ...Object.fromEntries(workers.map((worker, index) => [workerIds[index]!, worker.pid])),
+      coordinator: coordinator.pid,
+      'this process': process.pid,
+    });
     t = performance.now();
-    const started = await kappa(['start', JOB, '--version', version, '--from', 'earliest', '--nats', server.url]);
-    if (started.code !== 0) throw new Error(`kappa start failed: ${started.stderr}${started.stdout}`);
+    const started = await runKappa(['start', JOB, '--version', version, '--from', 'earliest', '--nats', server.url]);
+    if (started.code !== 0) throw new Error(`kappa start failed: ${started.logs}`);
     const startCommandSeconds = (performance.now() - t) / 1000;
     let firstProgressSeconds: number | undefined;
     await waitFor(`${version} caught up`, async () => {
@@ -147,13 +160,13 @@ try {
     measurements.push({
       name,
       seconds,
-      note: `from \`kappa start\` (${startCommandSeconds.toFixed(1)} s) to every task at its partition's last sequence; first progress after ${firstProgressSeconds?.toFixed(1) ?? '?'} s`,
+      note: `from \`kappa start\` (${startCommandSeconds.toFixed(1)} s) to every task at its partition's last sequence; first progress after ${firstProgressSeconds?.toFixed(1) ?? '?'} s; ${cpu()}`,
     });
     console.error(`${name}: ${seconds.toFixed(2)} s`);
 
     mismatches += await checkTable(version, fired);
-    const stopped = await kappa(['stop', JOB, '--version', version, '--nats', server.url]);
-    if (stopped.code !== 0) console.error(`kappa stop ${version} failed: ${stopped.stderr}`);
+    const stopped = await runKappa(['stop', JOB, '--version', version, '--nats', server.url]);
+    if (stopped.code !== 0) console.error(`kappa stop ${version} failed: ${stopped.logs}`);
     await Promise.all(workers.map((worker) => worker.stop()));
   }
   await coordinator.stop();
@@ -186,10 +199,11 @@ async function runDuckDb(csvFile: string): Promise<Map<string, number>> {
     const aggregation = (source: string) =>
       `CREATE OR REPLACE TABLE windows AS SELECT user, ts - ts % ${WINDOW_MS} AS start, count(*)::INTEGER AS clicks FROM ${source} GROUP BY ALL`;
     const time = async (name: string, source: string, note: string) => {
+      const cpu = cpuMeter({ 'this process (DuckDB)': process.pid });
       const startedAt = performance.now();
       await db.run(aggregation(source));
       const seconds = (performance.now() - startedAt) / 1000;
-      measurements.push({ name, seconds, note });
+      measurements.push({ name, seconds, note: `${note}; ${cpu()}` });
       console.error(`${name}: ${seconds.toFixed(2)} s`);
     };
     await time('DuckDB, CSV file', `read_csv('${csvFile}', ${columns})`, 'reads and parses the CSV, aggregates into an in-memory table');
@@ -260,10 +274,57 @@ export default {
 `;
 }
 
-function spawnKappa(args: string[], env: NodeJS.ProcessEnv = {}): KappaProcess {
-  const child = new KappaProcess(args, env);
+/** A `kappa` child process with its output kept. */
+interface Child {
+  readonly pid: number;
+  readonly logs: string;
+  readonly exited: Promise<number | null>;
+  stop(): Promise<number | null>;
+  kill(): Promise<number | null>;
+}
+
+/** Spawns `kappa …`; with a profile dir under `node --cpu-prof` (one profile per thread, written at exit). */
+function spawnKappa(args: string[], profileDir?: string): Child {
+  const nodeFlags = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
+  const node = spawn(process.execPath, [...nodeFlags, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => node.once('exit', (code) => resolve(code)));
+  const signal = (name: NodeJS.Signals) => () => {
+    if (node.exitCode === null && node.signalCode === null) node.kill(name);
+    return exited;
+  };
+  const child = { pid: node.pid!, logs: '', exited, stop: signal('SIGTERM'), kill: signal('SIGKILL') };
+  node.stdout.on('data', (chunk) => (child.logs += chunk));
+  node.stderr.on('data', (chunk) => (child.logs += chunk));
   processes.push(child);
   return child;
+}
+
+/** Runs a `kappa` command to completion. */
+async function runKappa(args: string[]): Promise<{ code: number | null; logs: string }> {
+  const child = spawnKappa(args);
+  return { code: await child.exited, logs: child.logs };
+}
+
+/** User + system CPU seconds a process has used so far, all its threads (Linux; 0 elsewhere). */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    // Fields after the command name: state is 3rd, utime 14th, stime 15th (in clock ticks, 100/s).
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds used by each named process between two calls. */
+function cpuMeter(pids: Record<string, number | undefined>): () => string {
+  const before = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuSeconds(pid)]));
+  return () =>
+    'CPU s: ' +
+    Object.entries(pids)
+      .map(([name, pid]) => `${name} ${(cpuSeconds(pid) - before[name]!).toFixed(1)}`)
+      .join(', ');
 }
 
 async function status(): Promise<ClusterStatus> {
