@@ -12,7 +12,9 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buckets, decodeRow, servingTableRowKey, type ServingTableRow } from '../protocol/index.js';
-import { KvTables, PostgresTables, postgresTableName, postgresViewName, RedisTables, redisKeys, type ServingTables, type TableKind, type TableOutput } from '../tables/index.js';
+import { KvTables, type ServingTables, type TableKind, type TableOutput } from '../tables/index.js';
+import { PostgresTables, postgresTableName, postgresViewName } from '../tables/postgres-tables.js';
+import { RedisTables, redisKeys } from '../tables/redis-tables.js';
 import { startServer, type NatsServer } from './harness/nats-server.js';
 
 const POSTGRES_URL = process.env.KAPPA_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
