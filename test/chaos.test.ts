@@ -14,26 +14,21 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Producer } from '../client/producer.js';
-import { decodeMessage, encodeMessage, streams, subjects, type ClusterStatus } from '../protocol/index.js';
+import { streams, subjects } from '../protocol/index.js';
 import { CheckpointStore } from '../state/checkpoint-store.js';
 import type { Output } from '../worker/types.js';
 import { kappa, KappaProcess } from './harness/cli.js';
+import { clicksReference, type Click } from './harness/clicks.js';
+import { leaderStatus, pollUntil } from './harness/cluster-status.js';
 import { expectedResults, readLateRecords, readServingTable, readTopicLog } from './harness/expected-results.js';
 import { NatsCluster } from './harness/nats-server.js';
 import { readSubject } from './harness/stream-reader.js';
-import { windowId, type ReferenceJob } from './reference/batch-windows.js';
+import { windowId } from './reference/batch-windows.js';
 
 const PARTITIONS = 6;
 const SESSION_TIMEOUT_MS = 3_000;
 const KV_JOB = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
 const ENV = { KAPPA_REPLICAS: '3' };
-
-interface Click {
-  id: number;
-  user: string;
-  ts: number;
-  page?: string;
-}
 
 let cluster: NatsCluster;
 let nc: NatsConnection;
@@ -54,27 +49,6 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function status(): Promise<ClusterStatus> {
-  const reply = decodeMessage((await nc.request(subjects.adminRequest('status'), encodeMessage({ type: 'status.request' }), { timeout: 3_000 })).data);
-  if (reply.type !== 'reply.ok') throw new Error(`status failed: ${JSON.stringify(reply)}`);
-  return reply.detail as ClusterStatus;
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    await sleep(250);
-  }
-  throw new Error(`timed out waiting for ${what} (${String(last ?? '')})\n${processes.map((p) => p.logs.slice(-1500)).join('\n---\n')}`);
-}
-
 const workerArgs = (id: string, outJob: string) => [
   'worker', '--job', KV_JOB, '--job', outJob, '--id', id, '--threads', '2', '--nats', urls, '--state-dir', join(dir, id),
   '--http-port', '0', '--checkpoint-interval', '500ms', '--log-level', 'warn',
@@ -90,6 +64,11 @@ function coordinator(id: string): KappaProcess {
   return spawn(['coordinator', '--id', id, '--nats', urls, '--http-port', '0', '--session-timeout', `${SESSION_TIMEOUT_MS}ms`, '--lease-ttl', '2s', '--log-level', 'warn']);
 }
 
+/** Polls until `probe` returns a value; a timeout shows the processes' last logs. */
+function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  return pollUntil(what, probe, timeoutMs, () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n'));
+}
+
 it('keeps every table equal to the batch answer through SIGKILLed workers, a killed leader, a lost NATS node and a paused zombie', async () => {
   // The second job: the same aggregation written to the JetStream output topic.
   const outJob = join(dir, 'clicks-out.mjs');
@@ -102,7 +81,7 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
 
   const coordinators = new Map([['c1', coordinator('c1')], ['c2', coordinator('c2')]]);
   const workers = new Map(['w1', 'w2', 'w3'].map((id) => [id, spawn(workerArgs(id, outJob))]));
-  await waitFor('3 workers registered', async () => ((await status()).workers.length === 3 ? true : undefined), 60_000);
+  await waitFor('3 workers registered', async () => ((await leaderStatus(nc)).workers.length === 3 ? true : undefined), 60_000);
   for (const job of ['clicks', 'clicks-out']) {
     const started = await kappa(['start', job, '--version', 'v1', '--nats', urls], { env: ENV });
     expect(started.code, started.stderr + started.stdout).toBe(0);
@@ -137,10 +116,10 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
   await restartWorker('w1');
   await sleep(3_000);
 
-  const leader = (await status()).leader.coordinatorId;
+  const leader = (await leaderStatus(nc)).leader.coordinatorId;
   await coordinators.get(leader)!.kill();
   faults.push(`SIGKILL coordinator leader ${leader}`);
-  await waitFor('a new leader', async () => ((await status()).leader.coordinatorId !== leader ? true : undefined), 20_000);
+  await waitFor('a new leader', async () => ((await leaderStatus(nc)).leader.coordinatorId !== leader ? true : undefined), 20_000);
   coordinators.set(leader, coordinator(leader));
   await sleep(2_000);
 
@@ -159,7 +138,7 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
   const zombie = workers.get('w3')!;
   zombie.child.kill('SIGSTOP');
   faults.push('SIGSTOP worker w3');
-  await waitFor('w3’s tasks moved', async () => ((await status()).tasks.every((task) => task.worker !== 'w3') ? true : undefined), SESSION_TIMEOUT_MS + 20_000);
+  await waitFor('w3’s tasks moved', async () => ((await leaderStatus(nc)).tasks.every((task) => task.worker !== 'w3') ? true : undefined), SESSION_TIMEOUT_MS + 20_000);
   await sleep(2_000);
   zombie.child.kill('SIGCONT');
   faults.push('SIGCONT worker w3');
@@ -175,7 +154,7 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
   const last: number[] = [];
   for (let partition = 0; partition < PARTITIONS; partition++) last.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
   const final = await waitFor('both jobs caught up', async () => {
-    const view = await status();
+    const view = await leaderStatus(nc);
     const done = view.tasks.length === 2 * PARTITIONS && view.tasks.every((task) => task.worker !== null && task.state === 'running' && task.sequence === last[task.partition]);
     return done ? view : undefined;
   }, 120_000);
@@ -189,15 +168,7 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
   const zombieFenced = /task fenced/.test(zombie.logs);
 
   // The answer, from the log as it is stored.
-  const module = (await import(pathToFileURL(KV_JOB).href)) as { default: { aggregate: ReferenceJob<Click, { clicks: number; pages: number }>['aggregate'] } };
-  const job: ReferenceJob<Click, { clicks: number; pages: number }> = {
-    window: { kind: 'tumbling', sizeMs: 10_000 },
-    maxOutOfOrdernessMs: 2_000,
-    allowedLatenessMs: 5_000,
-    aggregate: module.default.aggregate,
-    key: (click) => click.user,
-    time: (click) => click.ts,
-  };
+  const job = await clicksReference(KV_JOB);
   const log = await readTopicLog<Click>(nc, 'clicks', PARTITIONS);
   expect(log).toHaveLength(produced);
   expect(new Set(log.map((event) => event.value.id)).size).toBe(produced);

@@ -7,26 +7,18 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pathToFileURL } from 'node:url';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { streams } from '../protocol/index.js';
 import { CheckpointStore } from '../state/checkpoint-store.js';
 import { kappa, KappaProcess } from './harness/cli.js';
+import { clicksReference, type Click } from './harness/clicks.js';
 import { expectedResults, readLateRecords, readServingTable, readTopicLog } from './harness/expected-results.js';
 import { startServer, type NatsServer } from './harness/nats-server.js';
-import type { ReferenceJob } from './reference/batch-windows.js';
 
 const PARTITIONS = 4;
 const JOB = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
-
-interface Click {
-  id: number;
-  user: string;
-  ts: number;
-  page?: string;
-}
 
 let server: NatsServer & { close(): Promise<void> };
 let nc: NatsConnection;
@@ -145,15 +137,7 @@ it('resumes after SIGTERM from the local copy at sequence + 1, after a disk loss
   expect(await worker.stop()).toBe(0);
 
   // The table and the late output equal the batch reference over the whole log.
-  const module = (await import(pathToFileURL(JOB).href)) as { default: { aggregate: ReferenceJob<Click, { clicks: number; pages: number }>['aggregate'] } };
-  const job: ReferenceJob<Click, { clicks: number; pages: number }> = {
-    window: { kind: 'tumbling', sizeMs: 10_000 },
-    maxOutOfOrdernessMs: 2_000,
-    allowedLatenessMs: 5_000,
-    aggregate: module.default.aggregate,
-    key: (click) => click.user,
-    time: (click) => click.ts,
-  };
+  const job = await clicksReference(JOB);
   const log = await readTopicLog<Click>(nc, 'clicks', PARTITIONS);
   expect(log).toHaveLength(5000);
   const expected = expectedResults(job, log, PARTITIONS);

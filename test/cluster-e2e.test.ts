@@ -5,12 +5,12 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { decodeMessage, encodeMessage, partitionOf, streams, subjects, type ClusterStatus } from '../protocol/index.js';
+import { partitionOf, streams, type ClusterStatus } from '../protocol/index.js';
 import { kappa, KappaProcess } from './harness/cli.js';
+import { leaderStatus, pollUntil } from './harness/cluster-status.js';
 import { startServer, type NatsServer } from './harness/nats-server.js';
 
 const PARTITIONS = 32;
@@ -35,27 +35,6 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function status(): Promise<ClusterStatus> {
-  const reply = decodeMessage((await nc.request(subjects.adminRequest('status'), encodeMessage({ type: 'status.request' }), { timeout: 3_000 })).data);
-  if (reply.type !== 'reply.ok') throw new Error(`status failed: ${JSON.stringify(reply)}`);
-  return reply.detail as ClusterStatus;
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    await sleep(200);
-  }
-  throw new Error(`timed out waiting for ${what} (${String(last ?? '')})\n${processes.map((p) => p.logs.slice(-1500)).join('\n---\n')}`);
-}
-
 function worker(id: string): KappaProcess {
   const process = new KappaProcess(
     ['worker', '--job', JOB, '--id', id, '--threads', '1', '--nats', server.url, '--state-dir', join(dir, id), '--http-port', '0', '--log-level', 'warn'],
@@ -70,6 +49,11 @@ function coordinator(id: string): KappaProcess {
   );
   processes.push(process);
   return process;
+}
+
+/** Polls until `probe` returns a value; a timeout shows the processes' last logs. */
+function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  return pollUntil(what, probe, timeoutMs, () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n'));
 }
 
 it('runs a job version over 3 workers and 2 coordinators, survives a killed worker and a killed leader, and serves the batch answer', async () => {
@@ -89,7 +73,7 @@ it('runs a job version over 3 workers and 2 coordinators, survives a killed work
   coordinator('c1');
   coordinator('c2');
   const workers = [worker('w1'), worker('w2'), worker('w3')];
-  await waitFor('3 workers registered', async () => ((await status()).workers.length === 3 ? true : undefined), 30_000);
+  await waitFor('3 workers registered', async () => ((await leaderStatus(nc)).workers.length === 3 ? true : undefined), 30_000);
   const started = await kappa(['start', 'clicks', '--version', 'v1', '--nats', server.url]);
   expect(started.code, started.stderr + started.stdout).toBe(0);
 
@@ -102,7 +86,7 @@ it('runs a job version over 3 workers and 2 coordinators, survives a killed work
 
   // Every task owned exactly once, spread over all three workers.
   let view = await waitFor('all 32 tasks running and caught up', async () => {
-    const current = await status();
+    const current = await leaderStatus(nc);
     return caughtUp(current, ['w1', 'w2', 'w3']) ? current : undefined;
   }, 60_000);
   const perWorker = new Map<string, number>();
@@ -115,13 +99,13 @@ it('runs a job version over 3 workers and 2 coordinators, survives a killed work
   await workers[1]!.kill();
   const killedAt = Date.now();
   view = await waitFor('the killed worker’s tasks owned again', async () => {
-    const current = await status();
+    const current = await leaderStatus(nc);
     return current.tasks.every((task) => task.worker !== victim && task.worker !== null) ? current : undefined;
   }, SESSION_TIMEOUT_MS + 10_000);
   expect(Date.now() - killedAt).toBeLessThan(SESSION_TIMEOUT_MS + 5_000);
   for (const partition of victimTasks) expect(view.tasks.find((task) => task.partition === partition)!.epoch).toBeGreaterThan(1);
   view = await waitFor('caught up on two workers', async () => {
-    const current = await status();
+    const current = await leaderStatus(nc);
     return caughtUp(current, ['w1', 'w3']) ? current : undefined;
   }, 60_000);
 
@@ -130,7 +114,7 @@ it('runs a job version over 3 workers and 2 coordinators, survives a killed work
   const leader = view.leader.coordinatorId;
   await processes.find((process) => process.child.spawnargs.includes(leader))!.kill();
   const after = await waitFor('a new leader', async () => {
-    const current = await status();
+    const current = await leaderStatus(nc);
     return current.leader.coordinatorId !== leader ? current : undefined;
   }, 15_000);
   expect(new Map(after.tasks.map((task) => [task.partition, `${task.worker}@${task.epoch}`]))).toEqual(owners);

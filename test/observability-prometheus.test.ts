@@ -6,13 +6,12 @@
 // same processes.
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Producer } from '../client/producer.js';
 import { createTopic } from '../client/topics.js';
-import { decodeMessage, encodeMessage, subjects, type ClusterStatus } from '../protocol/index.js';
 import { kappa, KappaProcess } from './harness/cli.js';
+import { leaderStatus, pollUntil } from './harness/cluster-status.js';
 import { freePort, startServer, type NatsServer } from './harness/nats-server.js';
 import { PrometheusServer } from './harness/prometheus.js';
 
@@ -41,28 +40,6 @@ async function produce(count: number): Promise<void> {
   produced += count;
 }
 
-async function status(): Promise<ClusterStatus> {
-  const reply = decodeMessage((await nc.request(subjects.adminRequest('status'), encodeMessage({ type: 'status.request' }), { timeout: 3_000 })).data);
-  if (reply.type !== 'reply.ok') throw new Error(`status failed: ${JSON.stringify(reply)}`);
-  return reply.detail as ClusterStatus;
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    await sleep(250);
-  }
-  const logs = processes.map((process) => process.logs.slice(-1500)).join('\n---\n');
-  throw new Error(`timed out waiting for ${what} (${String(last ?? '')})\n${logs}\n--- prometheus\n${prometheus?.output.slice(-1500) ?? ''}`);
-}
-
 /** The value of a query that returns exactly one series, or undefined. */
 async function single(expression: string): Promise<number | undefined> {
   const samples = await prometheus!.query(expression);
@@ -85,7 +62,7 @@ beforeAll(async () => {
     );
   }
   prometheus = await PrometheusServer.start(ports.map((port) => `127.0.0.1:${port}`));
-  await waitFor('2 workers registered with a leader', async () => ((await status()).workers.length === 2 ? true : undefined));
+  await waitFor('2 workers registered with a leader', async () => ((await leaderStatus(nc)).workers.length === 2 ? true : undefined));
   const started = await kappa(['start', 'clicks', '--version', 'v1', '--nats', server.url]);
   expect(started.code, started.stderr + started.stdout).toBe(0);
 });
@@ -96,6 +73,11 @@ afterAll(async () => {
   await nc?.close();
   await server?.close();
 });
+
+/** Polls until `probe` returns a value; a timeout shows the processes' last logs. */
+function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  return pollUntil(what, probe, timeoutMs, () => `${processes.map((process) => process.logs.slice(-1500)).join('\n---\n')}\n--- prometheus\n${prometheus?.output.slice(-1500) ?? ''}`);
+}
 
 it('a real Prometheus scraping a coordinator and two workers sees replay progress reach 1, events processed increase and consumer lag per task', async () => {
   await waitFor('all three processes scraped', async () => ((await prometheus!.query('up == 1')).length === 3 ? true : undefined));

@@ -14,25 +14,20 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '../client/producer.js';
-import { decodeMessage, encodeMessage, subjects, type ClusterStatus, type ServingTableRow } from '../protocol/index.js';
+import type { ServingTableRow } from '../protocol/index.js';
 import { openServingTables, type TableKind } from '../tables/index.js';
 import { postgresViewName } from '../tables/postgres-tables.js';
 import { kappa, KappaProcess } from './harness/cli.js';
+import { clicksReference, type Click } from './harness/clicks.js';
+import { leaderStatus, pollUntil } from './harness/cluster-status.js';
 import { expectedResults, readTopicLog } from './harness/expected-results.js';
 import { startServer, type NatsServer } from './harness/nats-server.js';
-import { windowId, type ReferenceJob } from './reference/batch-windows.js';
+import { windowId } from './reference/batch-windows.js';
 
 const PARTITIONS = 4;
 const V1 = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
 const V2 = resolve(import.meta.dirname, '../examples/clicks-per-window-v2.mjs');
 const POSTGRES_URL = process.env.KAPPA_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-
-interface Click {
-  id: number;
-  user: string;
-  ts: number;
-  page?: string;
-}
 
 interface Read {
   atMs: number;
@@ -84,12 +79,6 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
     const child = new KappaProcess([...args, '--nats', server.url], env);
     processes.push(child);
     return child;
-  }
-
-  async function status(): Promise<ClusterStatus> {
-    const reply = decodeMessage((await nc.request(subjects.adminRequest('status'), encodeMessage({ type: 'status.request' }), { timeout: 3_000 })).data);
-    if (reply.type !== 'reply.ok') throw new Error(`status failed: ${JSON.stringify(reply)}`);
-    return reply.detail as ClusterStatus;
   }
 
   it('serves v1 while v2 replays, flips to v2 with no failed read, and v2 equals the batch answer', async () => {
@@ -178,9 +167,9 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
     }
 
     // v2 caught up with everything produced; its table (read through the alias) is the batch answer of v2's logic.
-    await waitFor(async () => {
-      const view = (await status()).versions.find((candidate) => candidate.version === 'v2');
-      return view?.progress === 1 && view.served;
+    await waitFor('v2 caught up and served', async () => {
+      const view = (await leaderStatus(nc)).versions.find((candidate) => candidate.version === 'v2');
+      return view?.progress === 1 && view.served ? true : undefined;
     });
     const viewed = await kappa(['view', job, '--json', '--nats', server.url], { env });
     expect(viewed.code, viewed.stderr).toBe(0);
@@ -190,15 +179,7 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
         return [windowId(row.key, row.start, row.end), row.value] as const;
       }),
     );
-    const module = (await import(pathToFileURL(V2).href)) as { default: { aggregate: ReferenceJob<Click, unknown, unknown>['aggregate'] } };
-    const reference: ReferenceJob<Click, unknown, unknown> = {
-      window: { kind: 'tumbling', sizeMs: 10_000 },
-      maxOutOfOrdernessMs: 2_000,
-      allowedLatenessMs: 5_000,
-      aggregate: module.default.aggregate,
-      key: (click) => click.user,
-      time: (click) => click.ts,
-    };
+    const reference = await clicksReference(V2);
     const log = await readTopicLog<Click>(nc, 'clicks', PARTITIONS);
     expect(log).toHaveLength(produced);
     const expected = expectedResults(reference, log, PARTITIONS);
@@ -213,7 +194,9 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
     expect(retired.code, retired.stderr).toBe(0);
     const tables = await openServingTables(table, nc, { postgresUrl: POSTGRES_URL });
     try {
-      await waitFor(async () => !(await status()).versions.some((candidate) => candidate.version === 'v1') && !(await tables.exists(job, 'v1')));
+      await waitFor('v1 retired and its table dropped', async () =>
+        !(await leaderStatus(nc)).versions.some((candidate) => candidate.version === 'v1') && !(await tables.exists(job, 'v1')) ? true : undefined,
+      );
       expect(await tables.exists(job, 'v2')).toBe(true);
     } finally {
       await tables.close();
@@ -221,12 +204,7 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
     console.log(`${table}: ${produced} events, ${reads.length} reads through the alias (flip after ${flip}), ${expected.windows.size} windows of v2 checked`);
   }, 240_000);
 
-  async function waitFor(probe: () => Promise<boolean | undefined>, timeoutMs = 60_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      if (await probe().catch(() => false)) return;
-      await sleep(250);
-    }
-    throw new Error(`timed out\n${processes.map((p) => p.logs.slice(-1500)).join('\n---\n')}`);
+  function waitFor(what: string, probe: () => Promise<true | undefined>): Promise<true> {
+    return pollUntil(what, probe, 60_000, () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n'));
   }
 });
