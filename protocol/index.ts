@@ -10,3 +10,5 @@ export * from './topic-registry.js';
 export * from './cluster-status.js';
 export * from './process-endpoints.js';
 export * from './replicas.js';
+export * from './limits.js';
+export * from './event-time.js';
