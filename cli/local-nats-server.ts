@@ -13,7 +13,7 @@ function findNatsServer(): string {
   return candidates.find((candidate) => existsSync(candidate)) ?? 'nats-server';
 }
 
-interface PortsFile {
+export interface PortsFile {
   nats?: string[];
   cluster?: string[];
   monitoring?: string[];
@@ -24,6 +24,46 @@ export interface ServerOptions {
   extraConfig?: string;
   /** Name of the server inside a cluster. */
   serverName?: string;
+}
+
+/** How a NatsServer process is run. */
+export interface NatsServerProcessOptions {
+  /**
+   * SIGKILL the server when the process that spawned it dies, however it dies (even SIGKILL),
+   * so a crashed or killed test run leaves no server holding its ports and store.
+   */
+  dieWithParent?: boolean;
+}
+
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((candidate) => existsSync(candidate));
+
+/**
+ * The command line that runs `command` so that it is SIGKILLed when this process dies: Linux's
+ * parent-death signal, set by util-linux `setpriv` before it execs the command (same pid, so
+ * signals sent to the child reach the command). Where `setpriv` is missing the command runs as is.
+ */
+export function dyingWithParent(command: string, args: readonly string[]): [string, string[]] {
+  return SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', command, ...args]] : [command, [...args]];
+}
+
+/**
+ * The ports a server wrote to its ports file, or undefined while the file is still being written:
+ * nats-server creates the file before it has written the JSON, so an early read sees nothing or
+ * half an object.
+ */
+export function readPortsFile(path: string): PortsFile | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const ports = JSON.parse(text) as PortsFile;
+    return Array.isArray(ports.nats) && ports.nats.length > 0 ? ports : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** One nats-server process with its own store and config, restartable on the same ports. */
@@ -37,6 +77,7 @@ export class NatsServer {
   constructor(
     readonly dir: string,
     private readonly configBody: (server: NatsServer) => string,
+    private readonly processOptions: NatsServerProcessOptions = {},
   ) {}
 
   get url(): string {
@@ -59,7 +100,9 @@ export class NatsServer {
     const configPath = join(this.dir, 'server.conf');
     writeFileSync(configPath, this.configBody(this) + `\nports_file_dir: "${portsDir}"\n`);
     const logPath = join(this.dir, 'server.log');
-    const child = spawn(NATS_SERVER_BINARY, ['-c', configPath, '-l', logPath], { stdio: 'ignore' });
+    const args = ['-c', configPath, '-l', logPath];
+    const [command, commandArgs] = this.processOptions.dieWithParent ? dyingWithParent(NATS_SERVER_BINARY, args) : [NATS_SERVER_BINARY, args];
+    const child = spawn(command, commandArgs, { stdio: 'ignore' });
     this.child = child;
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     const startError = new Promise<never>((_, reject) =>
@@ -73,8 +116,8 @@ export class NatsServer {
     while (Date.now() < deadline) {
       if (!this.running) break;
       const file = readdirSync(portsDir).find((name) => name.endsWith('.ports'));
-      if (file) {
-        const ports = JSON.parse(readFileSync(join(portsDir, file), 'utf8')) as PortsFile;
+      const ports = file === undefined ? undefined : readPortsFile(join(portsDir, file));
+      if (ports) {
         this.clientPort = portOf(ports.nats?.[0]) ?? this.clientPort;
         this.clusterPort = portOf(ports.cluster?.[0]) ?? this.clusterPort;
         this.monitorPort = portOf(ports.monitoring?.[0]) ?? this.monitorPort;

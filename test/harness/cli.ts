@@ -1,6 +1,9 @@
-// Runs the built `kappa` CLI (dist/cli/main.js) as a child process, as a user would.
+// Runs the built `kappa` CLI (dist/cli/main.js) as a child process, as a user would. Every
+// process dies with the test process (parent-death signal), and a long-running one still alive
+// after its test file is killed (test/harness/setup.ts calls killAllKappaProcesses).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { dyingWithParent } from '../../cli/local-nats-server.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
@@ -13,7 +16,8 @@ export interface CliResult {
 /** Runs a command to completion. */
 export function kappa(args: string[], options: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const [command, commandArgs] = dyingWithParent(process.execPath, [CLI, ...args]);
+    const child = spawn(command, commandArgs, { env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
@@ -24,6 +28,13 @@ export function kappa(args: string[], options: { env?: NodeJS.ProcessEnv; input?
   });
 }
 
+const liveProcesses = new Set<KappaProcess>();
+
+/** SIGKILLs every KappaProcess of this test file that is still running. */
+export async function killAllKappaProcesses(): Promise<void> {
+  await Promise.all([...liveProcesses].map((process) => process.kill()));
+}
+
 /** A long-running kappa process (worker, coordinator) whose logs are kept and searchable. */
 export class KappaProcess {
   readonly child: ChildProcess;
@@ -31,10 +42,17 @@ export class KappaProcess {
   private readonly exited: Promise<number | null>;
 
   constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
-    this.child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const [command, commandArgs] = dyingWithParent(process.execPath, [CLI, ...args]);
+    this.child = spawn(command, commandArgs, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (chunk) => (this.logs += chunk));
     this.child.stderr!.on('data', (chunk) => (this.logs += chunk));
-    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+    liveProcesses.add(this);
+    this.exited = new Promise((resolve) =>
+      this.child.once('exit', (code) => {
+        liveProcesses.delete(this);
+        resolve(code);
+      }),
+    );
   }
 
   /** Waits until a log line matches, returning the match. */

@@ -1,6 +1,10 @@
 // Spawns real nats-server processes for tests: a single JetStream server or a 3-node JetStream
 // cluster, each on random ports (`port: -1` plus a ports file, as nats.js's own tests do) with
 // its own store dir. Kill, pause/resume and restart helpers drive failure tests.
+//
+// No server outlives its test file: every one is tracked and stopped after the file whatever its
+// outcome (test/harness/setup.ts, a vitest setup file, calls stopAllServers), and each is spawned
+// to die with the test process, so a crashed or SIGKILLed test worker leaves none running.
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -27,22 +31,26 @@ const allServers = new Set<{ stopAll(): Promise<void> }>();
 /** Starts one JetStream-enabled server on random ports in a fresh temp dir. */
 export async function startServer(options: ServerOptions = {}): Promise<NatsServer & { close(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'kappa-nats-'));
-  const server = new NatsServer(dir, (self) =>
-    [
-      `listen: 127.0.0.1:${self.clientPort}`,
-      `http: 127.0.0.1:${self.monitorPort}`,
-      `jetstream { store_dir: "${join(dir, 'store')}" }`,
-      options.extraConfig ?? '',
-    ].join('\n'),
+  const server = new NatsServer(
+    dir,
+    (self) =>
+      [
+        `listen: 127.0.0.1:${self.clientPort}`,
+        `http: 127.0.0.1:${self.monitorPort}`,
+        `jetstream { store_dir: "${join(dir, 'store')}" }`,
+        options.extraConfig ?? '',
+      ].join('\n'),
+    { dieWithParent: true },
   );
-  await server.start();
   const close = async () => {
     await server.stop();
     rmSync(dir, { recursive: true, force: true });
     allServers.delete(handle);
   };
   const handle = { stopAll: close };
+  // Tracked before it starts: a server that fails to report its ports is still stopped.
   allServers.add(handle);
+  await server.start();
   return Object.assign(server, { close });
 }
 
@@ -63,22 +71,27 @@ export class NatsCluster {
     for (let index = 0; index < size; index++) {
       const nodeDir = join(dir, `n${index}`);
       mkdirSync(nodeDir, { recursive: true });
-      const node = new NatsServer(nodeDir, (self) => {
-        self.clusterPort = routePorts[index]!;
-        const routes = routePorts.filter((port) => port !== self.clusterPort).map((port) => `nats-route://127.0.0.1:${port}`);
-        return [
-          `server_name: n${index}`,
-          `listen: 127.0.0.1:${self.clientPort}`,
-          `http: 127.0.0.1:${self.monitorPort}`,
-          `jetstream { store_dir: "${join(nodeDir, 'store')}" }`,
-          `cluster { name: ${clusterName}, listen: 127.0.0.1:${self.clusterPort}, routes: [${routes.join(', ')}] }`,
-        ].join('\n');
-      });
+      const node = new NatsServer(
+        nodeDir,
+        (self) => {
+          self.clusterPort = routePorts[index]!;
+          const routes = routePorts.filter((port) => port !== self.clusterPort).map((port) => `nats-route://127.0.0.1:${port}`);
+          return [
+            `server_name: n${index}`,
+            `listen: 127.0.0.1:${self.clientPort}`,
+            `http: 127.0.0.1:${self.monitorPort}`,
+            `jetstream { store_dir: "${join(nodeDir, 'store')}" }`,
+            `cluster { name: ${clusterName}, listen: 127.0.0.1:${self.clusterPort}, routes: [${routes.join(', ')}] }`,
+          ].join('\n');
+        },
+        { dieWithParent: true },
+      );
       nodes.push(node);
     }
-    await Promise.all(nodes.map((node) => node.start()));
+    // Tracked before it starts: a cluster whose start fails half-way is still stopped.
     const cluster = new NatsCluster(nodes, dir);
     allServers.add(cluster);
+    await Promise.all(nodes.map((node) => node.start()));
     await cluster.waitForJetStream();
     return cluster;
   }
@@ -112,7 +125,7 @@ export class NatsCluster {
   }
 }
 
-/** Stops every server a test file started and forgot; call from afterAll. */
+/** Stops every server a test file started and has not closed (test/harness/setup.ts runs it after every file). */
 export async function stopAllServers(): Promise<void> {
   await Promise.all([...allServers].map((server) => server.stopAll()));
 }
