@@ -2,15 +2,18 @@
 // with a reply subject on one inbox subscription that receives the PubAcks, instead of an awaited
 // `js.publish` per event (≈ 135k/s vs ≈ 27k/s here, FACTS.md; bench/producer.ts re-measures).
 //
-// Guarantees: every event carries a Nats-Msg-Id of `<producer id>:<sequence>`, so a retry after
-// an ack timeout, or a rerun with the same producer id over the same input, is dropped by the
-// server's duplicate window instead of stored twice. "No responders" (a stream electing a new
+// Guarantees: every event carries a Nats-Msg-Id of `<producer id>:<sequence>` (percent-encoded,
+// protocol/message-id.ts, so any producer id is a valid header), so a retry after an ack timeout,
+// or a rerun with the same producer id over the same input, is dropped by the server's duplicate
+// window instead of stored twice. An event whose key is past MAX_KEY_BYTES (protocol/limits.ts) or
+// whose encoded message is past the server's max_payload is refused by publish() with an
+// EventRejectedError before anything is sent; the producer stays usable. "No responders" (a stream electing a new
 // leader after a node loss) is retried like a timeout. An error PubAck fails the producer: the next
 // publish(), ready() or flush() throws it. A retried event may land after events published
 // after it (in-flight publishes are not ordered against their own retries).
-import { createInbox, headers, nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { createInbox, MsgHdrsImpl, nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { encodeEvent, KappaError, partitionOf, streams, subjects, type EventEnvelope } from '../protocol/index.js';
+import { encodeEvent, KappaError, keyProblem, MAX_KEY_BYTES, messageIdOf, partitionOf, streams, subjects, type EventEnvelope } from '../protocol/index.js';
 import { getTopic } from './topics.js';
 
 export interface ProducerOptions {
@@ -44,11 +47,30 @@ export class PublishError extends KappaError {
   }
 }
 
+/**
+ * An event publish() refused before sending anything: its key is empty or past MAX_KEY_BYTES
+ * (`KEY_INVALID`), or its encoded message is past the server's max_payload (`EVENT_TOO_LARGE`).
+ * Only that event is refused; the producer goes on.
+ */
+export class EventRejectedError extends KappaError {
+  constructor(
+    code: 'KEY_INVALID' | 'EVENT_TOO_LARGE',
+    message: string,
+    /** The limit the event is past, in bytes (MAX_KEY_BYTES or max_payload); 0 for an empty key. */
+    readonly limitBytes: number,
+  ) {
+    super(code, message);
+  }
+}
+
 const DUPLICATE_ACK = /"duplicate":\s*true/;
 
 interface PendingPublish {
   subject: string;
   payload: Uint8Array;
+  /** Carries the message id; built once, sent again as is on a retry. */
+  headers: MsgHdrsImpl;
+  /** For error messages. */
   messageId: string;
   sentAtMs: number;
   attempts: number;
@@ -63,6 +85,10 @@ interface Waiter {
 
 export class Producer {
   readonly producerId: string;
+  /** producerId as it goes into Nats-Msg-Id headers (header-safe). */
+  private readonly messageIdPrefix: string;
+  /** Bytes the headers add to a message at most (the longest sequence), for the max_payload check. */
+  private readonly maxHeaderBytes: number;
   private readonly topic: string;
   private readonly partitions: number;
   private readonly maxInFlight: number;
@@ -95,6 +121,8 @@ export class Producer {
     this.topic = options.topic;
     this.partitions = options.partitions;
     this.producerId = options.producerId ?? nuid.next();
+    this.messageIdPrefix = messageIdOf(this.producerId);
+    this.maxHeaderBytes = this.headersFor(Number.MAX_SAFE_INTEGER).encode().length;
     this.maxInFlight = options.maxInFlight ?? 4096;
     this.lowWaterMark = Math.floor(this.maxInFlight / 2);
     this.ackTimeoutMs = options.ackTimeoutMs ?? 10_000;
@@ -108,15 +136,32 @@ export class Producer {
 
   /**
    * Sends one event without waiting for its ack. Returns false when maxInFlight publishes are
-   * awaiting acks: the caller should then `await ready()` before publishing more.
+   * awaiting acks: the caller should then `await ready()` before publishing more. Throws
+   * EventRejectedError, sending nothing, for an event past the key or max_payload limit.
    */
   publish(event: EventEnvelope): boolean {
     if (this.failure) throw this.failure;
     if (this.closed) throw new PublishError(`producer ${this.producerId} of topic ${this.topic} is closed`);
+    // Checked here, not left to the server: a key past the limit makes a subject longer than the
+    // server's control line (it drops the connection, the publish is lost and retried to no
+    // end), and nats.js throws on a message past max_payload.
+    const keyIssue = keyProblem(event.key);
+    if (keyIssue) throw new EventRejectedError('KEY_INVALID', `event key ${keyPreview(event.key)} cannot be published to topic ${this.topic}: ${keyIssue}`, MAX_KEY_BYTES);
+    const payload = encodeEvent(event);
+    // Read on every publish: after a reconnect the server, and its limit, may be another.
+    const maxPayload = this.nc.info?.max_payload;
+    if (maxPayload !== undefined && payload.length + this.maxHeaderBytes > maxPayload) {
+      throw new EventRejectedError(
+        'EVENT_TOO_LARGE',
+        `event with key ${keyPreview(event.key)} is ${payload.length + this.maxHeaderBytes} bytes as a message, more than the server's max_payload of ${maxPayload} bytes`,
+        maxPayload,
+      );
+    }
     const sequence = ++this.sequence;
     const publish: PendingPublish = {
       subject: subjects.event(this.topic, partitionOf(event.key, this.partitions), event.key),
-      payload: encodeEvent(event),
+      payload,
+      headers: this.headersFor(sequence),
       messageId: `${this.producerId}:${sequence}`,
       sentAtMs: 0,
       attempts: 0,
@@ -159,12 +204,17 @@ export class Producer {
   private send(token: number, publish: PendingPublish): void {
     publish.attempts++;
     publish.sentAtMs = Date.now();
-    const messageHeaders = headers();
-    messageHeaders.set('Nats-Msg-Id', publish.messageId);
-    this.nc.publish(publish.subject, publish.payload, { reply: `${this.inbox}.${token}`, headers: messageHeaders });
+    this.nc.publish(publish.subject, publish.payload, { reply: `${this.inbox}.${token}`, headers: publish.headers });
     // Re-inserting keeps the map ordered by send time, which resendExpired() relies on.
     this.pending.delete(token);
     this.pending.set(token, publish);
+  }
+
+  private headersFor(sequence: number): MsgHdrsImpl {
+    // The class rather than headers(): its encode() gives the size the headers add to a message.
+    const messageHeaders = new MsgHdrsImpl();
+    messageHeaders.set('Nats-Msg-Id', `${this.messageIdPrefix}:${sequence}`);
+    return messageHeaders;
   }
 
   private onAck(error: Error | null, message: Msg): void {
@@ -241,4 +291,9 @@ export class Producer {
     this.drainWaiters = [];
     for (const waiter of waiters) waiter.reject(error);
   }
+}
+
+/** A key as error messages show it: quoted, and cut short when long (a rejected key may be kilobytes). */
+function keyPreview(key: string): string {
+  return key.length <= 40 ? JSON.stringify(key) : `${JSON.stringify(key.slice(0, 40))}… (${key.length} characters)`;
 }

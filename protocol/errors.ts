@@ -11,6 +11,8 @@ export type KappaErrorCode =
   | 'TOPIC_NOT_FOUND'
   | 'TOPIC_EXISTS'
   | 'PUBLISH_FAILED'
+  | 'KEY_INVALID'
+  | 'EVENT_TOO_LARGE'
   | 'JOB_INVALID'
   | 'NO_LEADER'
   | 'ADMIN_REJECTED';

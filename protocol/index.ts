@@ -11,4 +11,5 @@ export * from './cluster-status.js';
 export * from './process-endpoints.js';
 export * from './replicas.js';
 export * from './limits.js';
+export * from './message-id.js';
 export * from './event-time.js';

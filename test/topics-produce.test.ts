@@ -6,10 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fnv1a32 } from '../protocol/index.js';
-import { createTopic, deleteTopic, describeTopic, getTopic, listTopics, Producer } from '../client/index.js';
+import { decodeEvent, fnv1a32, MAX_KEY_BYTES } from '../protocol/index.js';
+import { createTopic, deleteTopic, describeTopic, EventRejectedError, getTopic, listTopics, Producer } from '../client/index.js';
 import { kappa as runKappa } from './harness/cli.js';
 import { startServer, stopAllServers, type NatsServer } from './harness/nats-server.js';
+import { readSubject } from './harness/stream-reader.js';
 
 
 let server: NatsServer & { close(): Promise<void> };
@@ -138,6 +139,77 @@ describe('kappa produce', () => {
     await deleteTopic(nc, 'vanishing');
     producer.publish({ key: 'a', time: 1, value: null });
     await expect(producer.flush()).rejects.toMatchObject({ code: 'PUBLISH_FAILED' });
+  });
+});
+
+describe('keys and messages past the NATS limits', () => {
+  it('rejects an over-max_payload line and a 6,000-character key into the rejects file, publishes a newline, a unicode and a 1,024-byte key, fast, and exits 3', async () => {
+    const partitions = 4;
+    await createTopic(nc, { name: 'limits', partitions });
+    const maxPayload = nc.info!.max_payload;
+    const lines = [
+      { k: 'plain', t: 1 },
+      { k: 'huge-value', t: 2, v: 'x'.repeat(maxPayload) },
+      { k: 'x'.repeat(6000), t: 3 },
+      { k: 'two\nlines', t: 4 },
+      { k: 'clé 日本 🎉', t: 5 },
+      { k: 'k'.repeat(MAX_KEY_BYTES), t: 6 },
+      { k: 'almost-too-big', t: 7, v: 'y'.repeat(maxPayload - 2000) },
+      { k: 'after', t: 8 },
+    ].map((line) => JSON.stringify(line));
+    const file = join(dir, 'limits.jsonl');
+    writeFileSync(file, lines.join('\n') + '\n');
+    // A producer id a header cannot carry as is: a newline and non-ASCII.
+    const args = ['produce', 'limits', '--file', file, '--key', 'k', '--time', 't', '--id', 'loader\nΩ'];
+
+    const startedAt = Date.now();
+    const result = await kappa(args);
+    expect(Date.now() - startedAt).toBeLessThan(15_000);
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+    expect(result.code).toBe(3);
+    expect(result.stdout).toMatch(/published 6 events to limits .* rejected 2 lines/);
+    const rejects = readFileSync(`${file}.rejects`, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { line: number; reason: string; input: string });
+    expect(rejects.map((reject) => reject.line)).toEqual([2, 3]);
+    expect(rejects.map((reject) => reject.input)).toEqual([lines[1], lines[2]]);
+    expect(rejects[0]!.reason).toMatch(new RegExp(`"huge-value" is \\d+ bytes as a message, more than the server's max_payload of ${maxPayload} bytes`));
+    expect(rejects[1]!.reason).toMatch(new RegExp(`the key is 6000 bytes, more than the limit of ${MAX_KEY_BYTES}`));
+
+    // Every published key is stored once, in the partition its hash names, and reads back as written.
+    const published = ['plain', 'two\nlines', 'clé 日本 🎉', 'k'.repeat(MAX_KEY_BYTES), 'almost-too-big', 'after'];
+    const stored: string[] = [];
+    for (let partition = 0; partition < partitions; partition++) {
+      for (const message of await readSubject(nc, `KAPPA_limits_${partition}`, `limits.${partition}.>`)) {
+        const { key } = decodeEvent(message.data);
+        expect(expectedPartition(key, partitions)).toBe(partition);
+        expect(message.headers?.get('Nats-Msg-Id')).toMatch(/^loader%0A%CE%A9:\d+$/);
+        stored.push(key);
+      }
+    }
+    expect(stored.sort()).toEqual([...published].sort());
+
+    // The encoded producer id deduplicates a rerun like any other.
+    const again = await kappa(args);
+    expect(again.code).toBe(3);
+    expect(again.stdout).toContain('6 already stored');
+    expect((await describeTopic(nc, 'limits')).totals.messages).toBe(6);
+  }, 60_000);
+
+  it('refuses an event past the key or max_payload limit with a typed error before sending, and goes on publishing', async () => {
+    await createTopic(nc, { name: 'limits-api', partitions: 2 });
+    const producer = await Producer.forTopic(nc, 'limits-api');
+    const maxPayload = nc.info!.max_payload;
+    expect(() => producer.publish({ key: 'x'.repeat(MAX_KEY_BYTES + 1), time: 1, value: null })).toThrow(
+      expect.objectContaining({ code: 'KEY_INVALID', limitBytes: MAX_KEY_BYTES, message: expect.stringContaining(`the key is ${MAX_KEY_BYTES + 1} bytes`) }),
+    );
+    // Multi-byte characters count as their UTF-8 bytes: 342 × 3 bytes > 1,024.
+    expect(() => producer.publish({ key: '日'.repeat(342), time: 1, value: null })).toThrow(EventRejectedError);
+    expect(() => producer.publish({ key: 'big', time: 1, value: 'x'.repeat(maxPayload) })).toThrow(
+      expect.objectContaining({ code: 'EVENT_TOO_LARGE', limitBytes: maxPayload, message: expect.stringContaining(`max_payload of ${maxPayload} bytes`) }),
+    );
+    producer.publish({ key: 'fine', time: 1, value: null });
+    const stats = await producer.close();
+    expect(stats.acknowledged).toBe(1);
+    expect((await describeTopic(nc, 'limits-api')).totals.messages).toBe(1);
   });
 });
 

@@ -1,11 +1,12 @@
-// `kappa produce <topic>`: JSON lines from a file or stdin into a topic. Bad lines are reported
-// (stderr and a rejects file, with line numbers) and skipped; good lines still go in.
+// `kappa produce <topic>`: JSON lines from a file or stdin into a topic. Bad lines (not an event,
+// or a key or message past the NATS limits) are reported (stderr and a rejects file, with line
+// numbers and the reason) and skipped; good lines still go in.
 import { createReadStream, createWriteStream, statSync, type ReadStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import type { Command } from 'commander';
 import { ConfigError, connectNats } from '../../protocol/index.js';
-import { eventFromJsonLine, Producer, type JsonEventFields } from '../../client/index.js';
+import { EventRejectedError, eventFromJsonLine, Producer, type JsonEventFields } from '../../client/index.js';
 import { ExitCode } from '../exit-codes.js';
 import { addNatsOptions, natsSettingsFrom, type NatsFlags } from '../nats-options.js';
 import { startProgress } from '../produce-progress.js';
@@ -69,8 +70,17 @@ async function produce(topic: string, flags: ProduceFlags): Promise<number> {
           rejects.add(lineNumber, result.reason, line);
           return true;
         }
+        let room: boolean;
+        try {
+          room = producer.publish(result.event);
+        } catch (error) {
+          // A key or message past the NATS limits: this line only, like any other bad line.
+          if (!(error instanceof EventRejectedError)) throw error;
+          rejects.add(lineNumber, error.message, line);
+          return true;
+        }
         published++;
-        return producer.publish(result.event);
+        return room;
       };
       for await (const chunk of input as AsyncIterable<string>) {
         bytesRead = fromStdin ? bytesRead + chunk.length : (input as ReadStream).bytesRead;
