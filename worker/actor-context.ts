@@ -3,6 +3,7 @@
 // handler that throws has its state writes, timers and emits undone before it is retried.
 import type { KeyedState } from '../state/keyed-state.js';
 import type { Output } from './types.js';
+import { copyValue } from './value-copy.js';
 
 export type TimerDomain = 'event-time' | 'processing-time';
 
@@ -69,13 +70,19 @@ export class TaskActorContext implements ActorContext {
   key = '';
   eventTimeMs = 0;
   watermarkMs = -Infinity;
-  /** Base of output revisions: the stream sequence being handled (monotonic per partition). */
-  sequence = 0;
-  private emitsThisSequence = 0;
+  /**
+   * Output revisions: one counter per task, incremented by every emit and checkpointed with the
+   * task, so revisions grow strictly per output id (a key lives in one task) with no capacity
+   * limit, and a replay from a checkpoint reproduces the same revisions.
+   */
+  private emits = 0;
   private readonly undo: UndoEntry[] = [];
   readonly timerRequests: TimerRequest[] = [];
   private readonly values = new Map<string, ValueState>();
   private readonly maps = new Map<string, MapState>();
+  private readonly idPrefix: string;
+  private outputsMark = 0;
+  private emitsMark = 0;
 
   constructor(
     private readonly state: KeyedState,
@@ -83,32 +90,29 @@ export class TaskActorContext implements ActorContext {
     readonly partition: number,
     private readonly outputs: Output[],
     readonly now: () => number,
-  ) {}
-
-  /** The output revision counter, for a checkpoint. */
-  emitCounter(): { sequence: number; emits: number } {
-    return { sequence: this.sequence, emits: this.emitsThisSequence };
+  ) {
+    this.idPrefix = `${job.name}/${job.version}/`;
   }
 
-  restoreEmitCounter(sequence: number, emits: number): void {
-    this.sequence = sequence;
-    this.emitsThisSequence = emits;
+  /** The output revision counter, for a checkpoint. */
+  emitCounter(): number {
+    return this.emits;
+  }
+
+  restoreEmitCounter(emits: number): void {
+    this.emits = emits;
   }
 
   /** Starts one handler attempt for a key. */
-  begin(key: string, eventTimeMs: number, watermarkMs: number, sequence: number): void {
+  begin(key: string, eventTimeMs: number, watermarkMs: number): void {
     this.key = key;
     this.eventTimeMs = eventTimeMs;
     this.watermarkMs = watermarkMs;
-    if (sequence !== this.sequence) this.emitsThisSequence = 0;
-    this.sequence = sequence;
     this.undo.length = 0;
     this.timerRequests.length = 0;
     this.outputsMark = this.outputs.length;
-    this.emitsMark = this.emitsThisSequence;
+    this.emitsMark = this.emits;
   }
-  private outputsMark = 0;
-  private emitsMark = 0;
 
   /** Undoes every write, timer and emit of the attempt that just threw. */
   rollback(): void {
@@ -120,7 +124,13 @@ export class TaskActorContext implements ActorContext {
     this.undo.length = 0;
     this.timerRequests.length = 0;
     this.outputs.length = this.outputsMark;
-    this.emitsThisSequence = this.emitsMark;
+    this.emits = this.emitsMark;
+  }
+
+  // Value semantics: reads hand out copies, so the stored value is only ever replaced by write(),
+  // never mutated in place, and the undo log's reference to it stays the value as it was.
+  private read(namespace: string, subKey: string): unknown {
+    return copyValue(this.state.get(this.key, namespace, subKey));
   }
 
   private write(namespace: string, subKey: string, value: unknown): void {
@@ -134,7 +144,7 @@ export class TaskActorContext implements ActorContext {
     if (!handle) {
       const namespace = VALUE_PREFIX + name;
       handle = {
-        get: () => this.state.get(this.key, namespace, ''),
+        get: () => this.read(namespace, ''),
         set: (value: unknown) => this.write(namespace, '', value),
         clear: () => this.write(namespace, '', undefined),
       };
@@ -148,10 +158,10 @@ export class TaskActorContext implements ActorContext {
     if (!handle) {
       const namespace = MAP_PREFIX + name;
       handle = {
-        get: (mapKey: string) => this.state.get(this.key, namespace, mapKey),
+        get: (mapKey: string) => this.read(namespace, mapKey),
         set: (mapKey: string, value: unknown) => this.write(namespace, mapKey, value),
         delete: (mapKey: string) => this.write(namespace, mapKey, undefined),
-        entries: () => [...this.state.entries(this.key, namespace)].map(([subKey, value]) => [String(subKey), value]),
+        entries: () => [...this.state.entries(this.key, namespace)].map(([subKey, value]) => [String(subKey), copyValue(value)]),
       };
       this.maps.set(name, handle);
     }
@@ -172,18 +182,23 @@ export class TaskActorContext implements ActorContext {
 
   emit(value: unknown, options?: { row?: string }): void {
     const row = options?.row;
-    const id = row === undefined ? `${this.job.name}/${this.job.version}/${this.key}` : `${this.job.name}/${this.job.version}/${this.key}/${row}`;
-    // Revision: the stream sequence, then the emit's place within it, so a newer event's
-    // output always has the higher revision and a replay reproduces the same revisions.
-    this.emitsThisSequence++;
     this.outputs.push({
-      id,
+      id: this.idPrefix + actorOutputName(this.key, row),
       job: this.job.name,
       version: this.job.version,
       key: row === undefined ? this.key : `${this.key}/${row}`,
-      value,
-      revision: this.sequence * 1024 + this.emitsThisSequence,
+      // A snapshot: the handler may go on mutating the object it emitted.
+      value: copyValue(value),
+      revision: ++this.emits,
       kind: 'update',
     });
   }
+}
+
+/**
+ * The part of an actor output id after `<job>/<version>/`: the key alone for the key's own row,
+ * else the key length-prefixed before the row, so key `a/b` and key `a` row `b` never meet.
+ */
+export function actorOutputName(key: string, row: string | undefined): string {
+  return row === undefined ? key : `${key.length}:${key}/${row}`;
 }

@@ -28,6 +28,8 @@ export interface BatchRunOptions {
   /** Events per processor batch; results must not depend on it. */
   batchSize?: number;
   clock?: Clock;
+  /** When the input was read (default: now): what the far-future guard measures event times against. */
+  readAtMs?: number;
 }
 
 export interface BatchRunResult {
@@ -44,11 +46,14 @@ export interface BatchRunResult {
 export async function runBatch(job: JobSpec, events: Iterable<BatchInputEvent | Uint8Array>, options: BatchRunOptions): Promise<BatchRunResult> {
   const batchSize = options.batchSize ?? 10_000;
   const byPartition: RawMessage[][] = Array.from({ length: options.partitions }, () => []);
+  // A file has no log timestamps: the far-future guard measures event times against the time the
+  // run read its input.
+  const logTimeMs = options.readAtMs ?? systemClock.now();
   for (const event of events) {
     // Raw bytes (for testing undecodable input) go to partition 0.
     const partition = event instanceof Uint8Array ? 0 : partitionOf(event.key, options.partitions);
     const messages = byPartition[partition]!;
-    messages.push({ data: event instanceof Uint8Array ? event : encodeEvent(event), sequence: messages.length + 1 });
+    messages.push({ data: event instanceof Uint8Array ? event : encodeEvent(event), sequence: messages.length + 1, logTimeMs });
   }
   const run: BatchRunResult = { table: new ServingView(), outputs: [], late: [], deadLetters: [], processed: 0, lateUpdates: 0 };
   const collect = (result: BatchResult) => {

@@ -34,7 +34,13 @@ export interface JobDefinition<E = any> {
   key?: (event: E) => string;
   /** Event time in ms since the epoch (a Date or ISO string is accepted too). */
   time: (event: E) => number | Date | string;
-  watermark: { maxOutOfOrderness: Duration; idleTimeout?: Duration };
+  /**
+   * maxOutOfOrderness: how far behind the newest event time an event may come and still count.
+   * idleTimeout: advance an idle task's watermark by processing time (then results depend on it).
+   * maxFutureSkew (default '1h', `false` to turn off): an event whose time is more than this after
+   * the log received it is dead-lettered (`future-time`) instead of dragging the watermark ahead.
+   */
+  watermark: { maxOutOfOrderness: Duration; idleTimeout?: Duration; maxFutureSkew?: Duration | false };
   window?: { kind: WindowKind; size?: Duration; slide?: Duration; gap?: Duration; offset?: Duration };
   allowedLateness?: Duration;
   aggregate?: AggregateFunction<E>;
@@ -70,6 +76,8 @@ export interface JobSpec {
   time: (event: any) => unknown;
   maxOutOfOrdernessMs: number;
   idleTimeoutMs: number | undefined;
+  /** undefined: the far-future guard is off. */
+  maxFutureSkewMs: number | undefined;
   window: WindowSpec | undefined;
   allowedLatenessMs: number;
   aggregate: AggregateFunction | undefined;
@@ -77,6 +85,9 @@ export interface JobSpec {
   sink: SinkKind;
   handlerRetries: number;
 }
+
+/** How far after the log received it an event's time may be (README "Bad input"). */
+export const DEFAULT_MAX_FUTURE_SKEW_MS = 3_600_000;
 
 export class JobDefinitionError extends KappaError {
   constructor(message: string) {
@@ -93,7 +104,7 @@ const definitionSchema = z.object({
   source: z.object({ topic: z.string() }),
   key: fn.optional(),
   time: fn,
-  watermark: z.object({ maxOutOfOrderness: duration, idleTimeout: duration.optional() }),
+  watermark: z.object({ maxOutOfOrderness: duration, idleTimeout: duration.optional(), maxFutureSkew: z.union([duration, z.literal(false)]).optional() }),
   window: z
     .object({
       kind: z.enum(['tumbling', 'hopping', 'session']),
@@ -168,6 +179,7 @@ export function validateJob(definition: unknown, origin = 'job definition'): Job
     time: job.time,
     maxOutOfOrdernessMs: ms('watermark.maxOutOfOrderness', job.watermark.maxOutOfOrderness),
     idleTimeoutMs: job.watermark.idleTimeout === undefined ? undefined : ms('watermark.idleTimeout', job.watermark.idleTimeout),
+    maxFutureSkewMs: job.watermark.maxFutureSkew === false ? undefined : ms('watermark.maxFutureSkew', job.watermark.maxFutureSkew, DEFAULT_MAX_FUTURE_SKEW_MS),
     window,
     allowedLatenessMs: ms('allowedLateness', job.allowedLateness, 0),
     aggregate: job.aggregate as AggregateFunction | undefined,

@@ -1,44 +1,17 @@
 // Where a task's results go after each batch: the serving table (NATS KV, default) or the
 // job's JetStream output subject, plus the dead-letter and late-data subjects. Every record
 // carries a deterministic id, so a replay after a crash overwrites or is deduplicated.
+import { createHash } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { headers as natsHeaders } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { encode } from '@msgpack/msgpack';
-import { internalReplicas, KappaError, streams, subjects } from '../protocol/index.js';
+import { KappaError, subjects } from '../protocol/index.js';
 import { TABLE_KINDS, type ServingTables, type TableKind, type TableWriter } from '../tables/index.js';
 import type { JobSpec } from './job.js';
+import { ensureJobStreams } from './job-streams.js';
 import type { BatchResult } from './task-processor.js';
 import type { Output } from './types.js';
-
-/**
- * How long the server remembers a message id. A re-emission after a restore repeats at most what
- * followed the last checkpoint, so this must outlast a checkpoint interval plus an outage.
- */
-const OUTPUT_DEDUP_WINDOW_NS = 15 * 60 * 1_000_000_000;
-
-/** Creates the shared dead-letter, late-data and output streams if they do not exist. */
-export async function ensureJobStreams(nc: NatsConnection): Promise<void> {
-  const jsm = await jetstreamManager(nc);
-  const wanted = [
-    { name: streams.deadLetter, subjects: ['kappa.dlq.>'] },
-    { name: streams.lateData, subjects: ['kappa.late.>'] },
-    { name: streams.output, subjects: ['kappa.out.>'] },
-  ];
-  for (const stream of wanted) {
-    try {
-      await jsm.streams.info(stream.name);
-    } catch {
-      try {
-        await jsm.streams.add({ ...stream, duplicate_window: OUTPUT_DEDUP_WINDOW_NS, num_replicas: internalReplicas() });
-      } catch (error) {
-        // Another worker created it first.
-        if (!/already in use|exists/i.test((error as Error).message)) throw error;
-      }
-    }
-  }
-}
-
 
 /** Keeps the newest revision of each id in a batch: a window re-emitted many times is written once. */
 export function newestPerId(outputs: readonly Output[]): Output[] {
@@ -89,12 +62,13 @@ export class JobSinks {
     }
     for (const late of result.late) {
       const headers = natsHeaders();
+      // One late record per event at most: the event's place in the log names it.
       headers.set('Nats-Msg-Id', `${this.job.name}/${this.job.version}/late/${late.partition}/${late.sequence}`);
       pending.push(this.js.publish(this.lateSubject, encode(late), { headers }));
     }
     for (const letter of result.deadLetters) {
       const headers = natsHeaders();
-      headers.set('Nats-Msg-Id', `${this.job.name}/${this.job.version}/dlq/${letter.partition}/${letter.sequence}/${letter.reason}`);
+      headers.set('Nats-Msg-Id', `${this.job.name}/${this.job.version}/dlq/${letter.id}`);
       headers.set('Kappa-Reason', letter.reason);
       headers.set('Kappa-Error', letter.error.replace(/[\r\n]+/g, ' ').slice(0, 1000));
       headers.set('Kappa-Partition', String(letter.partition));
@@ -106,8 +80,9 @@ export class JobSinks {
 
   private publishOutput(output: Output): Promise<unknown> {
     const headers = natsHeaders();
-    // Exactly-once effect: the server drops a re-emission of the same id and revision.
-    headers.set('Nats-Msg-Id', `${output.id}#${output.revision}`);
+    // Exactly-once effect: the server drops a re-emission of the same id and revision. Keys may
+    // hold any character (a newline would break the header), so the id goes in as a digest.
+    headers.set('Nats-Msg-Id', `${this.job.name}/${this.job.version}/out/${createHash('sha256').update(output.id).digest('base64url')}#${output.revision}`);
     return this.js.publish(this.outputSubject, encode(output), { headers });
   }
 }

@@ -75,7 +75,8 @@ export class PartitionSource {
     // Anything before the next expected sequence was already buffered by an earlier cursor.
     if (sequence < this.nextSequence) return;
     this.nextSequence = sequence + 1;
-    this.buffer.push({ data: message.data, sequence });
+    // JetStream's own timestamp of the message: the far-future guard's reference (task-processor.ts).
+    this.buffer.push({ data: message.data, sequence, logTimeMs: Math.floor(message.info.timestampNanos / 1_000_000) });
     if (this.buffer.length >= this.highWater && !this.paused) {
       // Back-pressure: stop pulling; the next cursor starts where the buffer ends.
       this.paused = true;

@@ -4,19 +4,26 @@
 // watermark advance, due windows and timers — collecting outputs, late records and dead letters.
 // No per-event await: the only awaits are per batch.
 import TinyQueue from 'tinyqueue';
-import { decodeEvent, ProtocolError } from '../protocol/index.js';
+import { createHash } from 'node:crypto';
+import { decodeEvent, eventTimeOf, keyProblem, ProtocolError } from '../protocol/index.js';
 import type { KeyedState, SubKey } from '../state/keyed-state.js';
 import { TaskActorContext, TIMER_NAMESPACE, type TimerDomain, type TimerRequest } from './actor-context.js';
 import type { Clock } from './clock.js';
 import type { JobSpec } from './job.js';
 import type { DeadLetter, DeadLetterReason, LateRecord, Output } from './types.js';
 import { idleWatermark, Watermark, type WatermarkSnapshot } from './watermark.js';
-import { WINDOW_NAMESPACE, WindowOperator } from './window/operator.js';
+import { AggregateFunctionError, WINDOW_NAMESPACE, WindowOperator } from './window/operator.js';
+import type { Window } from './types.js';
 
 export interface RawMessage {
   data: Uint8Array;
   /** Stream sequence (the partition's offset). */
   sequence: number;
+  /**
+   * When the log stored the message (JetStream's timestamp), in ms: the reference of the
+   * far-future guard, so the decision depends only on the log, never on when it is read.
+   */
+  logTimeMs?: number;
 }
 
 /** Everything one batch produced; the arrays are reused, so consume them before the next batch. */
@@ -56,6 +63,8 @@ export class TaskProcessor {
   private values: unknown[] = [];
   private sequences: number[] = [];
   private lastEventAtMs: number;
+  /** Sequence of the event being handled: timers and windows it fires are named after it. */
+  private sequence = 0;
 
   constructor(
     private readonly job: JobSpec,
@@ -67,7 +76,9 @@ export class TaskProcessor {
     this.watermark = new Watermark(job.maxOutOfOrdernessMs, restored && watermarkFromJson(restored.watermark));
     this.lastEventAtMs = clock.now();
     if (job.window) {
-      this.windows = new WindowOperator(job, state, this.result.outputs, this.result.late, partition);
+      this.windows = new WindowOperator(job, state, this.result.outputs, this.result.late, partition, (key, window, error, attempts) =>
+        this.deadLetterWindow(key, window, error, attempts),
+      );
     } else {
       this.actor = new TaskActorContext(state, job, partition, this.result.outputs, () => clock.now());
     }
@@ -96,7 +107,7 @@ export class TaskProcessor {
       (timer.domain === 'event-time' ? processor.eventTimers : processor.processingTimers).push(timer);
       processor.countTimer(timer.key, 1);
     }
-    if (processor.actor && engine.actor) processor.actor.restoreEmitCounter(engine.actor.sequence, engine.actor.emits);
+    if (processor.actor && engine.actor) processor.actor.restoreEmitCounter(emitCounterOf(engine.actor));
     return processor;
   }
 
@@ -105,7 +116,7 @@ export class TaskProcessor {
     const watermark = this.watermark.snapshot();
     return {
       watermark: { currentMs: finiteOrNull(watermark.currentMs), maxEventTimeMs: finiteOrNull(watermark.maxEventTimeMs), atLastEventMs: finiteOrNull(watermark.atLastEventMs) },
-      ...(this.actor ? { actor: this.actor.emitCounter() } : {}),
+      ...(this.actor ? { actor: { emits: this.actor.emitCounter() } } : {}),
     };
   }
 
@@ -121,9 +132,10 @@ export class TaskProcessor {
       const timeMs = this.times[index]!;
       const sequence = this.sequences[index]!;
       const watermarkBefore = this.watermark.current;
-      if (this.windows) this.windows.onEvent(key, timeMs, this.values[index], watermarkBefore, sequence);
-      else this.runActor(key, timeMs, this.values[index], watermarkBefore, sequence, messages);
-      this.result.processed++;
+      this.sequence = sequence;
+      const handled = this.windows ? this.runWindows(key, timeMs, this.values[index], watermarkBefore, sequence, messages) : this.runActor(key, timeMs, this.values[index], watermarkBefore, sequence, messages);
+      // A dead-lettered event still has a valid time: it advances the watermark like any other.
+      if (handled) this.result.processed++;
       this.watermark.observe(timeMs);
       if (this.watermark.current > watermarkBefore) this.onWatermark(this.watermark.current);
     }
@@ -174,9 +186,13 @@ export class TaskProcessor {
     this.result.lateUpdates = 0;
   }
 
-  /** Decodes a batch into the reused arrays; bad messages become dead letters. Returns the event count. */
+  /**
+   * Decodes a batch into the reused arrays; bad messages become dead letters (README "Bad input").
+   * Returns the event count.
+   */
   private decode(messages: readonly RawMessage[]): number {
     let count = 0;
+    const maxFutureSkewMs = this.job.maxFutureSkewMs;
     for (const message of messages) {
       let key: unknown;
       let time: unknown;
@@ -185,20 +201,37 @@ export class TaskProcessor {
         const event = decodeEvent(message.data);
         value = event.value;
         key = this.job.key ? this.job.key(value) : event.key;
-        if (typeof key === 'number') key = String(key);
+        if (typeof key === 'number' && Number.isFinite(key)) key = String(key);
         if (typeof key !== 'string' || key.length === 0) {
           this.deadLetter('no-key', `event has no usable key: found ${describeValue(key)}`, message);
+          continue;
+        }
+        const tooLong = keyProblem(key);
+        if (tooLong) {
+          this.deadLetter('key-too-long', `event key is not usable: ${tooLong}`, message);
           continue;
         }
         time = this.job.time(value);
       } catch (error) {
         const reason: DeadLetterReason = error instanceof ProtocolError ? 'undecodable' : key === undefined ? 'no-key' : 'no-time';
-        this.deadLetter(reason, (error as Error).message, message);
+        const what = reason === 'no-key' ? 'key' : reason === 'no-time' ? 'time' : undefined;
+        this.deadLetter(reason, what ? `the job's ${what} function threw: ${(error as Error).message}` : (error as Error).message, message);
         continue;
       }
-      const timeMs = toEventTime(time);
-      if (timeMs === undefined) {
-        this.deadLetter('no-time', `event has no usable time: found ${describeValue(time)}`, message);
+      const timeMs = eventTimeOf(time);
+      if (typeof timeMs === 'string') {
+        this.deadLetter('no-time', `event has no usable time: the job's time function returned a value that ${timeMs}`, message);
+        continue;
+      }
+      // The far-future guard (README "Bad input"): an event claiming a time well after the log
+      // received it would drag the watermark ahead and make the rest of the partition late. The
+      // log's timestamp is part of the log, so a replay decides the same.
+      if (maxFutureSkewMs !== undefined && message.logTimeMs !== undefined && timeMs > message.logTimeMs + maxFutureSkewMs) {
+        this.deadLetter(
+          'future-time',
+          `event time ${describeTime(timeMs)} is ${describeDuration(timeMs - message.logTimeMs)} after the log received it (${describeTime(message.logTimeMs)}); watermark.maxFutureSkew is ${describeDuration(maxFutureSkewMs)}`,
+          message,
+        );
         continue;
       }
       this.keys[count] = key as string;
@@ -210,25 +243,48 @@ export class TaskProcessor {
     return count;
   }
 
-  private deadLetter(reason: DeadLetterReason, error: string, message: RawMessage): void {
-    this.result.deadLetters.push({ reason, error, partition: this.partition, sequence: message.sequence, data: message.data });
+  private deadLetter(reason: DeadLetterReason, error: string, message: RawMessage, idSuffix = ''): void {
+    this.result.deadLetters.push({ id: `${this.partition}/${message.sequence}${idSuffix}`, reason, error, partition: this.partition, sequence: message.sequence, data: message.data });
   }
 
-  private runActor(key: string, timeMs: number, value: unknown, watermarkMs: number, sequence: number, messages: readonly RawMessage[]): void {
+  /** A window whose result function kept throwing as it fired: the window is dead-lettered, not emitted. */
+  private deadLetterWindow(key: string, window: Window, error: Error, attempts: number): void {
+    const data = new TextEncoder().encode(JSON.stringify({ key, window }));
+    const id = `/window/${digest([key, window.start, window.end])}`;
+    this.deadLetter('aggregate-failed', `window [${window.start}, ${window.end}) of key ${JSON.stringify(key.slice(0, 80))} not emitted: ${error.message} (${attempts} attempts)`, { data, sequence: this.sequence }, id);
+  }
+
+  /** Runs an event through the windows, retrying an aggregate function that throws; false when it was dead-lettered. */
+  private runWindows(key: string, timeMs: number, value: unknown, watermarkMs: number, sequence: number, messages: readonly RawMessage[]): boolean {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.windows!.onEvent(key, timeMs, value, watermarkMs, sequence);
+        return true;
+      } catch (error) {
+        if (!(error instanceof AggregateFunctionError)) throw error;
+        if (attempt > this.job.handlerRetries) {
+          this.deadLetter('aggregate-failed', `${error.message} (${attempt} attempts)`, messageAt(messages, sequence));
+          return false;
+        }
+      }
+    }
+  }
+
+  /** Runs an actor's onEvent, retried with its changes undone; false when it was dead-lettered. */
+  private runActor(key: string, timeMs: number, value: unknown, watermarkMs: number, sequence: number, messages: readonly RawMessage[]): boolean {
     const context = this.actor!;
     const handler = this.job.actor!;
     for (let attempt = 0; ; attempt++) {
-      context.begin(key, timeMs, watermarkMs, sequence);
+      context.begin(key, timeMs, watermarkMs);
       try {
         handler.onEvent(context, value);
         this.applyTimerRequests(context.timerRequests);
-        return;
+        return true;
       } catch (error) {
         context.rollback();
         if (attempt >= this.job.handlerRetries) {
-          const message = messages.find((candidate) => candidate.sequence === sequence)!;
-          this.deadLetter('handler-failed', `onEvent threw after ${attempt + 1} attempts: ${(error as Error).message}`, message);
-          return;
+          this.deadLetter('handler-failed', `onEvent threw after ${attempt + 1} attempts: ${(error as Error).message}`, messageAt(messages, sequence));
+          return false;
         }
       }
     }
@@ -291,7 +347,7 @@ export class TaskProcessor {
     const context = this.actor!;
     const info = { domain: timer.domain, timeMs: timer.timeMs, tag: timer.tag };
     for (let attempt = 0; ; attempt++) {
-      context.begin(timer.key, timer.timeMs, watermarkMs, context.sequence);
+      context.begin(timer.key, timer.timeMs, watermarkMs);
       try {
         onTimer(context, info);
         this.applyTimerRequests(context.timerRequests);
@@ -300,7 +356,9 @@ export class TaskProcessor {
         context.rollback();
         if (attempt >= this.job.handlerRetries) {
           const data = new TextEncoder().encode(JSON.stringify({ key: timer.key, timer: info }));
-          this.deadLetter('handler-failed', `onTimer threw after ${attempt + 1} attempts: ${(error as Error).message}`, { data, sequence: context.sequence });
+          // Several timers may fail while one event advances the watermark: each letter is named by its timer.
+          const id = `/timer/${digest([timer.key, timer.domain, timer.timeMs, timer.tag])}`;
+          this.deadLetter('handler-failed', `onTimer threw after ${attempt + 1} attempts: ${(error as Error).message}`, { data, sequence: this.sequence }, id);
           return;
         }
       }
@@ -311,8 +369,11 @@ export class TaskProcessor {
 /** The engine's part of a checkpoint; non-finite watermarks (before the first event) are null. */
 export interface EngineSnapshot {
   watermark: { currentMs: number | null; maxEventTimeMs: number | null; atLastEventMs: number | null };
-  /** The actor's output revision counter (sequence and emits within it), so revisions continue exactly. */
-  actor?: { sequence: number; emits: number };
+  /**
+   * The actor's output revision counter, so revisions continue exactly. Checkpoints before the
+   * counter was per task hold { sequence, emits } (revision = sequence × 1024 + emits).
+   */
+  actor?: { emits: number } | { sequence: number; emits: number };
   [field: string]: unknown;
 }
 
@@ -324,10 +385,29 @@ function watermarkFromJson(json: EngineSnapshot['watermark']): WatermarkSnapshot
   return { currentMs: json.currentMs ?? -Infinity, maxEventTimeMs: json.maxEventTimeMs ?? -Infinity, atLastEventMs: json.atLastEventMs ?? -Infinity };
 }
 
-/** Event time from what a job's `time` function returned: ms, a Date, or an ISO string. */
-function toEventTime(value: unknown): number | undefined {
-  const timeMs = typeof value === 'number' ? value : value instanceof Date ? value.getTime() : typeof value === 'string' ? Date.parse(value) : NaN;
-  return Number.isFinite(timeMs) ? timeMs : undefined;
+function emitCounterOf(counter: NonNullable<EngineSnapshot['actor']>): number {
+  // The last revision an old-format checkpoint issued: new revisions continue above it.
+  return 'sequence' in counter ? counter.sequence * 1024 + counter.emits : counter.emits;
+}
+
+function messageAt(messages: readonly RawMessage[], sequence: number): RawMessage {
+  return messages.find((candidate) => candidate.sequence === sequence)!;
+}
+
+/** A short, deterministic name for a dead letter's origin (keys may hold any character). */
+function digest(parts: unknown[]): string {
+  return createHash('sha256').update(JSON.stringify(parts)).digest('base64url').slice(0, 22);
+}
+
+function describeTime(ms: number): string {
+  const date = new Date(ms);
+  return Number.isNaN(date.getTime()) ? `${ms} ms` : date.toISOString();
+}
+
+function describeDuration(ms: number): string {
+  if (ms >= 86_400_000) return `${(ms / 86_400_000).toFixed(1)} days`;
+  if (ms >= 3_600_000) return `${(ms / 3_600_000).toFixed(1)} h`;
+  return `${(ms / 1000).toFixed(1)} s`;
 }
 
 function describeValue(value: unknown): string {

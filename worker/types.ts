@@ -40,10 +40,21 @@ export interface LateRecord {
   sequence: number;
 }
 
-export type DeadLetterReason = 'undecodable' | 'no-key' | 'no-time' | 'handler-failed';
+/**
+ * Why the engine set something aside (README "Bad input"): bytes that are not an event, a key that
+ * is missing or too long, a time that is missing or not a time, a time too far ahead of when the
+ * log received it, an actor handler or an aggregate function that kept throwing.
+ */
+export type DeadLetterReason = 'undecodable' | 'no-key' | 'key-too-long' | 'no-time' | 'future-time' | 'handler-failed' | 'aggregate-failed';
 
-/** An event the engine could not process; it goes to the job's dead-letter subject. */
+/** An event (or a timer, or a window result) the engine could not process; it goes to the job's dead-letter subject. */
 export interface DeadLetter {
+  /**
+   * Unique and deterministic within the job version, so the dead-letter stream deduplicates only
+   * a replay of the same letter: `<partition>/<sequence>` for an event, with `/timer/…` or
+   * `/window/…` after it for a timer or window result that failed while that event was handled.
+   */
+  id: string;
   reason: DeadLetterReason;
   /** Says what was wrong, for a person. */
   error: string;

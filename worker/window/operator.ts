@@ -10,6 +10,7 @@ import { hoppingWindows } from './hopping.js';
 import { cleanupTime, fireTime, isFired, isPurged } from './lateness.js';
 import { mergeSession } from './session.js';
 import { tumblingWindow } from './tumbling.js';
+import { copyValue } from '../value-copy.js';
 
 export const WINDOW_NAMESPACE = 'w';
 
@@ -29,6 +30,27 @@ interface WindowTimer {
 
 const byTime = (a: WindowTimer, b: WindowTimer) => a.timeMs - b.timeMs;
 
+/** An event's changes to one window, computed before any is applied. */
+interface WindowUpdate {
+  window: Window;
+  /** The stored row, or undefined for a new window. */
+  row: WindowRow | undefined;
+  accumulator: unknown;
+  /** Set when the window has fired already: the event re-emits it with this value. */
+  emitted: { value: unknown } | undefined;
+}
+
+/** A user aggregate function threw; `message` names the function and carries the cause's message. */
+export class AggregateFunctionError extends Error {
+  constructor(
+    readonly functionName: 'init' | 'add' | 'merge' | 'result',
+    cause: unknown,
+  ) {
+    super(`aggregate ${functionName} threw: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'AggregateFunctionError';
+  }
+}
+
 export class WindowOperator {
   private readonly window: WindowSpec;
   private readonly fireQueue = new TinyQueue<WindowTimer>([], byTime);
@@ -47,6 +69,8 @@ export class WindowOperator {
     private readonly outputs: Output[],
     private readonly late: LateRecord[],
     private readonly partition: number,
+    /** A window whose `result` kept throwing when it fired: the task dead-letters it. */
+    private readonly onResultFailed: (key: string, window: Window, error: Error, attempts: number) => void,
   ) {
     this.window = job.window!;
     const aggregate = job.aggregate!;
@@ -72,6 +96,10 @@ export class WindowOperator {
   /**
    * Handles one event, judged against the watermark before it (DESIGN: the watermark advances
    * after each event). The caller activated the key and advances the watermark afterwards.
+   *
+   * All-or-nothing: every user function (init, add, merge, result) runs on copies before anything
+   * is changed, so when one throws (AggregateFunctionError) the state, queues and outputs are as
+   * they were and the caller may retry the event or dead-letter it.
    */
   onEvent(key: string, timeMs: number, value: unknown, watermarkMs: number, sequence: number): void {
     switch (this.window.kind) {
@@ -80,22 +108,82 @@ export class WindowOperator {
         if (isPurged(window, watermarkMs, this.job.allowedLatenessMs)) {
           this.reportLate(key, timeMs, value, [window], sequence);
         } else {
-          this.addToWindow(key, window.start, window.end, value, watermarkMs);
+          this.applyUpdate(key, this.prepareUpdate(key, window, value, watermarkMs), watermarkMs);
         }
         return;
       }
       case 'hopping': {
         let missed: Window[] | undefined;
+        const updates: WindowUpdate[] = [];
         for (const window of hoppingWindows(timeMs, this.window.sizeMs, this.window.slideMs, this.window.offsetMs)) {
           if (isPurged(window, watermarkMs, this.job.allowedLatenessMs)) (missed ??= []).push(window);
-          else this.addToWindow(key, window.start, window.end, value, watermarkMs);
+          else updates.push(this.prepareUpdate(key, window, value, watermarkMs));
         }
+        for (const update of updates) this.applyUpdate(key, update, watermarkMs);
         if (missed) this.reportLate(key, timeMs, value, missed, sequence);
         return;
       }
       case 'session':
         this.addToSession(key, timeMs, value, watermarkMs, sequence);
         return;
+    }
+  }
+
+  /** Runs add (and result, for a window that already fired) on a copy of the accumulator; changes nothing. */
+  private prepareUpdate(key: string, window: Window, value: unknown, watermarkMs: number): WindowUpdate {
+    const row = this.state.get(key, WINDOW_NAMESPACE, window.start) as WindowRow | undefined;
+    const accumulator = this.callAdd(row ? copyValue(row.accumulator) : this.callInit(), value);
+    // Flink: an element for a window that already fired (and is not purged) fires it again.
+    const emitted = isFired(window, watermarkMs) ? { value: this.callResult(accumulator) } : undefined;
+    return { window, row, accumulator, emitted };
+  }
+
+  private applyUpdate(key: string, update: WindowUpdate, watermarkMs: number): void {
+    const { start, end } = update.window;
+    let row = update.row;
+    if (!row) {
+      row = { accumulator: update.accumulator, revision: 0 };
+      this.schedule(key, start, end, watermarkMs);
+    }
+    row.accumulator = update.accumulator;
+    if (update.emitted) {
+      this.lateUpdates++;
+      row.revision++;
+      this.pushOutput('update', key, start, end, update.emitted.value, row.revision);
+    }
+    this.state.put(key, WINDOW_NAMESPACE, start, row);
+  }
+
+  private callInit(): unknown {
+    try {
+      return this.init();
+    } catch (error) {
+      throw new AggregateFunctionError('init', error);
+    }
+  }
+
+  private callAdd(accumulator: unknown, value: unknown): unknown {
+    try {
+      return this.add(accumulator, value);
+    } catch (error) {
+      throw new AggregateFunctionError('add', error);
+    }
+  }
+
+  private callMerge(left: unknown, right: unknown): unknown {
+    try {
+      return this.merge!(left, right);
+    } catch (error) {
+      throw new AggregateFunctionError('merge', error);
+    }
+  }
+
+  /** The value to emit: a snapshot, so later changes to the accumulator never reach an emitted revision. */
+  private callResult(accumulator: unknown): unknown {
+    try {
+      return copyValue(this.result(accumulator));
+    } catch (error) {
+      throw new AggregateFunctionError('result', error);
     }
   }
 
@@ -106,22 +194,6 @@ export class WindowOperator {
    */
   private rowKey(start: number, end: number): number | [number, number] {
     return this.window.kind === 'session' ? [start, end] : start;
-  }
-
-  private addToWindow(key: string, start: number, end: number, value: unknown, watermarkMs: number): void {
-    const subKey = start;
-    let row = this.state.get(key, WINDOW_NAMESPACE, subKey) as WindowRow | undefined;
-    if (!row) {
-      row = { accumulator: this.init(), revision: 0 };
-      this.schedule(key, start, end, watermarkMs);
-    }
-    row.accumulator = this.add(row.accumulator, value);
-    // Flink: an element for a window that already fired (and is not purged) fires it again.
-    if (isFired({ start, end }, watermarkMs)) {
-      this.lateUpdates++;
-      this.emit(key, start, end, row);
-    }
-    this.state.put(key, WINDOW_NAMESPACE, subKey, row);
   }
 
   private addToSession(key: string, timeMs: number, value: unknown, watermarkMs: number, sequence: number): void {
@@ -137,29 +209,38 @@ export class WindowOperator {
       this.reportLate(key, timeMs, value, [merged], sequence);
       return;
     }
-    let row: WindowRow | undefined;
+    // First every user function, on copies (nothing changes if one throws) …
+    const mergedKey = [merged.start, merged.end];
+    const target = absorbed.find((old) => old.start === merged.start && old.end === merged.end);
+    const targetRow = target && (this.state.get(key, WINDOW_NAMESPACE, mergedKey) as WindowRow);
+    let accumulator: unknown = targetRow ? copyValue(targetRow.accumulator) : undefined;
+    const absorbedRows: Array<[Window, WindowRow]> = [];
     for (const old of absorbed) {
-      const oldKey = [old.start, old.end];
-      const oldRow = this.state.get(key, WINDOW_NAMESPACE, oldKey) as WindowRow;
-      if (old.start === merged.start && old.end === merged.end) {
-        row = row ? { accumulator: this.merge!(oldRow.accumulator, row.accumulator), revision: oldRow.revision } : oldRow;
-        continue;
-      }
-      row = row ? { accumulator: this.merge!(row.accumulator, oldRow.accumulator), revision: row.revision } : { accumulator: oldRow.accumulator, revision: 0 };
+      if (old === target) continue;
+      const oldRow = this.state.get(key, WINDOW_NAMESPACE, [old.start, old.end]) as WindowRow;
+      absorbedRows.push([old, oldRow]);
+      const oldAccumulator = copyValue(oldRow.accumulator);
+      accumulator = accumulator === undefined ? oldAccumulator : this.callMerge(accumulator, oldAccumulator);
+    }
+    accumulator = this.callAdd(accumulator === undefined ? this.callInit() : accumulator, value);
+    const fired = isFired(merged, watermarkMs);
+    const emittedValue = fired ? this.callResult(accumulator) : undefined;
+
+    // … then the changes.
+    for (const [old, oldRow] of absorbedRows) {
       // A session that was emitted and is now part of a larger one is withdrawn from the table.
       if (oldRow.revision > 0) this.retract(key, old.start, old.end, oldRow.revision + 1);
-      this.state.delete(key, WINDOW_NAMESPACE, oldKey);
+      this.state.delete(key, WINDOW_NAMESPACE, [old.start, old.end]);
       this.unschedule(key);
     }
-    const isNew = !row || !absorbed.some((old) => old.start === merged.start && old.end === merged.end);
-    row ??= { accumulator: this.init(), revision: 0 };
-    row.accumulator = this.add(row.accumulator, value);
-    if (isNew) this.schedule(key, merged.start, merged.end, watermarkMs);
-    if (isFired(merged, watermarkMs)) {
+    const row: WindowRow = { accumulator, revision: targetRow?.revision ?? 0 };
+    if (!targetRow) this.schedule(key, merged.start, merged.end, watermarkMs);
+    if (fired) {
       this.lateUpdates++;
-      this.emit(key, merged.start, merged.end, row);
+      row.revision++;
+      this.pushOutput('update', key, merged.start, merged.end, emittedValue, row.revision);
     }
-    this.state.put(key, WINDOW_NAMESPACE, [merged.start, merged.end], row);
+    this.state.put(key, WINDOW_NAMESPACE, mergedKey, row);
   }
 
   /** Fires every window whose end the watermark has passed and purges those past their lateness. */
@@ -172,7 +253,7 @@ export class WindowOperator {
       const row = this.state.get(timer.key, WINDOW_NAMESPACE, subKey) as WindowRow | undefined;
       // A session merged away since it was scheduled has no row: nothing to fire.
       if (row) {
-        this.emit(timer.key, timer.start, timer.end, row);
+        this.fire(timer.key, timer.start, timer.end, row);
         this.state.put(timer.key, WINDOW_NAMESPACE, subKey, row);
         timer.timeMs = cleanupTime(timer, allowedLatenessMs);
         this.cleanupQueue.push(timer);
@@ -214,9 +295,21 @@ export class WindowOperator {
     else this.openWindows.delete(key);
   }
 
-  private emit(key: string, start: number, end: number, row: WindowRow): void {
-    row.revision++;
-    this.pushOutput('update', key, start, end, this.result(row.accumulator), row.revision);
+  /** Emits a window as the watermark passes its end; a `result` that keeps throwing is reported instead. */
+  private fire(key: string, start: number, end: number, row: WindowRow): void {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const value = this.callResult(row.accumulator);
+        row.revision++;
+        this.pushOutput('update', key, start, end, value, row.revision);
+        return;
+      } catch (error) {
+        if (attempt > this.job.handlerRetries) {
+          this.onResultFailed(key, { start, end }, error as Error, attempt);
+          return;
+        }
+      }
+    }
   }
 
   private retract(key: string, start: number, end: number, revision: number): void {

@@ -1,0 +1,80 @@
+// The task processor alone (no NATS): events per second through decode, key and time, windows or
+// actor state and emits, over msgpack events already in memory. Prices the per-event engine work
+// (value copies, aggregate rollback, checks) that the live benches mix with consuming and writing.
+// Run: npx tsx bench/processor.ts [events=1000000] [keys=1000]
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { encodeEvent } from '../protocol/index.js';
+import { KeyedState } from '../state/keyed-state.js';
+import { TaskStore } from '../state/task-store.js';
+import type { ActorContext } from '../worker/actor-context.js';
+import { ManualClock } from '../worker/clock.js';
+import { validateJob, type JobDefinition } from '../worker/job.js';
+import { TaskProcessor, type RawMessage } from '../worker/task-processor.js';
+
+const totalEvents = Number(process.argv[2] ?? 1_000_000);
+const keyCount = Number(process.argv[3] ?? 1000);
+const BATCH = 10_000;
+
+const startMs = Date.UTC(2026, 0, 1);
+const messages: RawMessage[] = [];
+for (let index = 0; index < totalEvents; index++) {
+  const time = startMs + index - (index % 7);
+  const user = `user-${(index * 7919) % keyCount}`;
+  messages.push({ data: encodeEvent({ key: user, time, value: { user, ts: time, page: index % 13 } }), sequence: index + 1, logTimeMs: time });
+}
+
+type Click = { user: string; ts: number; page: number };
+const base = { version: 'v1', source: { topic: 'clicks' }, time: (event: Click) => event.ts, watermark: { maxOutOfOrderness: '1s' } };
+const jobs: Record<string, JobDefinition<Click>> = {
+  'tumbling count (number accumulator)': { ...base, name: 'count', window: { kind: 'tumbling', size: '1m' }, aggregate: { init: () => 0, add: (count: number) => count + 1 } },
+  'tumbling object accumulator, mutated in place': {
+    ...base,
+    name: 'pages',
+    window: { kind: 'tumbling', size: '1m' },
+    aggregate: {
+      init: () => ({ clicks: 0, pages: [] as number[] }),
+      add: (totals: { clicks: number; pages: number[] }, click) => {
+        totals.clicks++;
+        if (!totals.pages.includes(click.page)) totals.pages.push(click.page);
+        return totals;
+      },
+    },
+  },
+  'actor: object state read, changed, written, emitted': {
+    ...base,
+    name: 'actor',
+    actor: {
+      onEvent: (ctx: ActorContext, click) => {
+        const totals = ctx.value<{ clicks: number; last: number }>('totals');
+        const current = totals.get() ?? { clicks: 0, last: 0 };
+        current.clicks++;
+        current.last = click.ts;
+        totals.set(current);
+        if (current.clicks % 10 === 0) ctx.emit(current);
+      },
+    },
+  },
+};
+
+for (const [name, definition] of Object.entries(jobs)) {
+  const job = validateJob(definition);
+  const dir = mkdtempSync(join(tmpdir(), 'kappa-bench-processor-'));
+  const store = await TaskStore.open(dir);
+  try {
+    const state = new KeyedState(store);
+    const processor = new TaskProcessor(job, 0, state, new ManualClock(startMs));
+    const started = performance.now();
+    let outputs = 0;
+    for (let offset = 0; offset < messages.length; offset += BATCH) {
+      const result = await processor.processBatch(messages.slice(offset, offset + BATCH));
+      outputs += result.outputs.length;
+    }
+    const seconds = (performance.now() - started) / 1000;
+    console.log(`${name}: ${Math.round(totalEvents / seconds).toLocaleString('en')} events/s (${seconds.toFixed(2)} s, ${outputs} outputs, ${(seconds * 1e6 / totalEvents).toFixed(2)} µs/event)`);
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
