@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError } from '../protocol/index.js';
+import { parseByteSize } from '../worker/byte-size.js';
 import { parseDuration } from '../worker/duration.js';
 
 export interface ConfigSources {
@@ -65,6 +66,15 @@ export const positiveInt = z.coerce.number().int().positive();
 export const duration = z.union([z.number(), z.string()]).transform((value, context) => {
   const text = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
   const parsed = parseDuration(text);
+  if (typeof parsed === 'string') {
+    context.addIssue({ code: 'custom', message: parsed });
+    return z.NEVER;
+  }
+  return parsed;
+});
+/** A size given as bytes or as a string such as '1GiB', '500MB'. */
+export const byteSize = z.union([z.number(), z.string()]).transform((value, context) => {
+  const parsed = parseByteSize(value);
   if (typeof parsed === 'string') {
     context.addIssue({ code: 'custom', message: parsed });
     return z.NEVER;

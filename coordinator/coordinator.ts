@@ -26,6 +26,7 @@ import { LeaderElection } from './leader-election.js';
 import { Membership } from './membership.js';
 import type { CoordinatorMetrics } from './metrics.js';
 import { StreamPositions } from './stream-positions.js';
+import { JobStreamUsage } from './job-stream-usage.js';
 import { topicsOf, versionProgress, type VersionProgress } from './version-progress.js';
 import { Reprocessing } from './reprocessing.js';
 import { tableSettingsFromEnv, TABLE_KINDS, type TableKind } from '../tables/index.js';
@@ -87,6 +88,8 @@ export class Coordinator {
     });
     this.reprocessing = new Reprocessing(options.nc, tableSettingsFromEnv(), options.logger);
     this.streamPositions = new StreamPositions(options.nc, () => (this.isLeader() ? topicsOf(this.versions.values()) : new Map()), options.logger);
+    const jobStreams = new JobStreamUsage(options.nc, options.logger);
+    options.metrics.observeJobStreams(() => (this.isLeader() ? jobStreams.read() : undefined));
   }
 
   static async start(options: CoordinatorOptions): Promise<Coordinator> {

@@ -4,6 +4,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { WorkerId } from './assignment.js';
 import type { TaskRecord } from './cluster-state.js';
+import type { JobStreamState } from './job-stream-usage.js';
 import { versionTaskStates, type VersionProgress } from './version-progress.js';
 
 export class CoordinatorMetrics {
@@ -40,8 +41,42 @@ export class CoordinatorMetrics {
     registers: [this.registry],
   });
 
+  // The shared dead-letter, late-data and output streams (coordinator/job-stream-usage.ts), read
+  // from JetStream at scrape time by the leader.
+  private readJobStreams: () => Promise<JobStreamState[] | undefined> | undefined = () => undefined;
+  readonly jobStreamMessages = this.jobStreamGauge('kappa_job_stream_messages', 'Messages held by a shared job stream (KAPPA_DLQ, KAPPA_LATE, KAPPA_OUT)', (state) => state.messages);
+  readonly jobStreamBytes = this.jobStreamGauge('kappa_job_stream_bytes', 'Bytes held by a shared job stream', (state) => state.bytes);
+  readonly jobStreamFirstSequence = this.jobStreamGauge('kappa_job_stream_first_sequence', 'First sequence a shared job stream still holds', (state) => state.firstSequence);
+  readonly jobStreamDiscarded = this.jobStreamGauge(
+    'kappa_job_stream_discarded_messages',
+    'Messages a shared job stream stored and no longer holds (last sequence - messages): removed by its age and size limits, or by an operator purge; Kappa deletes none. Rises while records are being lost',
+    (state) => state.discardedMessages,
+  );
+  readonly jobStreamLimitBytes = this.jobStreamGauge('kappa_job_stream_limit_bytes', 'Size bound of a shared job stream (0: none); the oldest messages go past it', (state) => state.maxBytes);
+  readonly jobStreamLimitAge = this.jobStreamGauge('kappa_job_stream_limit_age_seconds', 'Age bound of a shared job stream (0: none)', (state) => state.maxAgeSeconds);
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Where the job stream gauges come from: `read` answers undefined on a follower, which then shows none. */
+  observeJobStreams(read: () => Promise<JobStreamState[] | undefined> | undefined): void {
+    this.readJobStreams = read;
+  }
+
+  private jobStreamGauge(name: string, help: string, value: (state: JobStreamState) => number): Gauge<'stream'> {
+    const metrics = this;
+    return new Gauge({
+      name,
+      help,
+      labelNames: ['stream'] as const,
+      registers: [this.registry],
+      async collect() {
+        const states = await metrics.readJobStreams();
+        this.reset();
+        for (const state of states ?? []) this.set({ stream: state.stream }, value(state));
+      },
+    });
   }
 
   /** The leader's view of who holds what: tasks per live worker (0 for an idle one). */

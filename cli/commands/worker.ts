@@ -3,6 +3,8 @@
 import { availableParallelism, hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { z } from 'zod';
 import { assertName, ConfigError, connectNats, createLogger, serveProcessEndpoints, watchConnection } from '../../protocol/index.js';
@@ -12,8 +14,9 @@ import { WorkerMetrics } from '../../worker/metrics.js';
 import { WorkerPool } from '../../worker/pool.js';
 import { StandaloneWorker } from '../../worker/standalone.js';
 import { shutdownSignal } from '../shutdown-signal.js';
-import { duration, loadConfig, logLevel, port, positiveInt } from '../config.js';
+import { byteSize, duration, loadConfig, logLevel, port, positiveInt } from '../config.js';
 import { DEFAULT_CHECKPOINT_INTERVAL_MS } from '../../worker/task-runner.js';
+import { DEFAULT_JOB_STREAM_LIMITS, ensureJobStreams, type JobStreamLimits } from '../../worker/job-streams.js';
 import { addNatsOptions, natsSettingsFrom, type NatsFlags } from '../nats-options.js';
 
 // Exported for the deployment tests (test/deploy-*.test.ts), which check manifests against these defaults.
@@ -32,6 +35,13 @@ export const workerConfig = z.object({
   batch: positiveInt.default(10_000),
   checkpointInterval: duration.default(DEFAULT_CHECKPOINT_INTERVAL_MS),
   checkpointEvents: positiveInt.optional(),
+  // Limits of the shared dead-letter, late-data and output streams (worker/job-streams.ts); 0 is none.
+  dlqMaxAge: duration.default(DEFAULT_JOB_STREAM_LIMITS.deadLetter.maxAgeMs),
+  dlqMaxBytes: byteSize.default(DEFAULT_JOB_STREAM_LIMITS.deadLetter.maxBytes),
+  lateMaxAge: duration.default(DEFAULT_JOB_STREAM_LIMITS.lateData.maxAgeMs),
+  lateMaxBytes: byteSize.default(DEFAULT_JOB_STREAM_LIMITS.lateData.maxBytes),
+  outputMaxAge: duration.default(DEFAULT_JOB_STREAM_LIMITS.output.maxAgeMs),
+  outputMaxBytes: byteSize.default(DEFAULT_JOB_STREAM_LIMITS.output.maxBytes),
   logLevel: logLevel.default('info'),
 });
 
@@ -46,6 +56,12 @@ interface WorkerFlags extends NatsFlags {
   batch?: string;
   checkpointInterval?: string;
   checkpointEvents?: string;
+  dlqMaxAge?: string;
+  dlqMaxBytes?: string;
+  lateMaxAge?: string;
+  lateMaxBytes?: string;
+  outputMaxAge?: string;
+  outputMaxBytes?: string;
   logLevel?: string;
   config?: string;
 }
@@ -65,13 +81,25 @@ export function registerWorker(program: Command): void {
       .option('--batch <n>', 'largest batch of messages a task handles at once (default 10000)')
       .option('--checkpoint-interval <duration>', "checkpoint every task at least this often, e.g. '10s' (env KAPPA_CHECKPOINT_INTERVAL, default 10s)")
       .option('--checkpoint-events <n>', 'also checkpoint a task after this many events (env KAPPA_CHECKPOINT_EVENTS)')
+      .option('--dlq-max-age <duration>', "keep dead letters this long, 0 for ever (env KAPPA_DLQ_MAX_AGE, default 7d)")
+      .option('--dlq-max-bytes <size>', "keep at most this much of dead letters, oldest dropped first, 0 for no bound (env KAPPA_DLQ_MAX_BYTES, default 1GiB)")
+      .option('--late-max-age <duration>', 'keep late records this long (env KAPPA_LATE_MAX_AGE, default 7d)')
+      .option('--late-max-bytes <size>', 'keep at most this much of late records (env KAPPA_LATE_MAX_BYTES, default 1GiB)')
+      .option('--output-max-age <duration>', "keep the 'stream' sink's outputs this long (env KAPPA_OUTPUT_MAX_AGE, default 1d)")
+      .option('--output-max-bytes <size>', "keep at most this much of the 'stream' sink's outputs (env KAPPA_OUTPUT_MAX_BYTES, default 1GiB)")
       .option('--log-level <level>', 'fatal|error|warn|info|debug|trace (env KAPPA_LOG_LEVEL)')
       .option('--config <file>', 'JSON file with any of the settings above (env KAPPA_CONFIG)'),
   ).action(async (flags: WorkerFlags) => {
     const config = loadConfig(workerConfig, {
       file: flags.config ?? process.env.KAPPA_CONFIG,
-      env: { job: 'KAPPA_JOB', threads: 'KAPPA_THREADS', id: 'KAPPA_WORKER_ID', stateDir: 'KAPPA_STATE_DIR', httpPort: 'KAPPA_HTTP_PORT', httpHost: 'KAPPA_HTTP_HOST', logLevel: 'KAPPA_LOG_LEVEL', checkpointInterval: 'KAPPA_CHECKPOINT_INTERVAL', checkpointEvents: 'KAPPA_CHECKPOINT_EVENTS' },
-      flags: { job: flags.job, standalone: flags.standalone, threads: flags.threads, id: flags.id, stateDir: flags.stateDir, httpPort: flags.httpPort, httpHost: flags.httpHost, batch: flags.batch, logLevel: flags.logLevel, checkpointInterval: flags.checkpointInterval, checkpointEvents: flags.checkpointEvents },
+      env: {
+        job: 'KAPPA_JOB', threads: 'KAPPA_THREADS', id: 'KAPPA_WORKER_ID', stateDir: 'KAPPA_STATE_DIR', httpPort: 'KAPPA_HTTP_PORT', httpHost: 'KAPPA_HTTP_HOST', logLevel: 'KAPPA_LOG_LEVEL', checkpointInterval: 'KAPPA_CHECKPOINT_INTERVAL', checkpointEvents: 'KAPPA_CHECKPOINT_EVENTS',
+        dlqMaxAge: 'KAPPA_DLQ_MAX_AGE', dlqMaxBytes: 'KAPPA_DLQ_MAX_BYTES', lateMaxAge: 'KAPPA_LATE_MAX_AGE', lateMaxBytes: 'KAPPA_LATE_MAX_BYTES', outputMaxAge: 'KAPPA_OUTPUT_MAX_AGE', outputMaxBytes: 'KAPPA_OUTPUT_MAX_BYTES',
+      },
+      flags: {
+        job: flags.job, standalone: flags.standalone, threads: flags.threads, id: flags.id, stateDir: flags.stateDir, httpPort: flags.httpPort, httpHost: flags.httpHost, batch: flags.batch, logLevel: flags.logLevel, checkpointInterval: flags.checkpointInterval, checkpointEvents: flags.checkpointEvents,
+        dlqMaxAge: flags.dlqMaxAge, dlqMaxBytes: flags.dlqMaxBytes, lateMaxAge: flags.lateMaxAge, lateMaxBytes: flags.lateMaxBytes, outputMaxAge: flags.outputMaxAge, outputMaxBytes: flags.outputMaxBytes,
+      },
     });
     if (!config.standalone) {
       await runPool(config, flags);
@@ -81,6 +109,7 @@ export function registerWorker(program: Command): void {
     const job = await loadJob(config.job[0]!);
     const logger = createLogger({ job: job.name, version: job.version }, config.logLevel);
     const nc = await connectNats({ ...natsSettingsFrom(flags), name: `kappa-worker-${job.name}-${job.version}` });
+    await applyJobStreamLimits(nc, config, logger);
     const metrics = new WorkerMetrics();
     const worker = await StandaloneWorker.start({
       nc,
@@ -114,6 +143,22 @@ function collect(value: string, previous: string[] | undefined): string[] {
 
 type WorkerConfig = z.infer<typeof workerConfig>;
 
+/**
+ * Creates the shared job streams or brings their limits to this worker's settings, before any task
+ * starts (a task only makes sure they exist). Workers with different settings move the limits each
+ * time one starts: give every worker the same ones.
+ */
+async function applyJobStreamLimits(nc: NatsConnection, config: WorkerConfig, logger: Logger): Promise<void> {
+  const limits: JobStreamLimits = {
+    deadLetter: { maxAgeMs: config.dlqMaxAge, maxBytes: config.dlqMaxBytes },
+    lateData: { maxAgeMs: config.lateMaxAge, maxBytes: config.lateMaxBytes },
+    output: { maxAgeMs: config.outputMaxAge, maxBytes: config.outputMaxBytes },
+  };
+  for (const change of await ensureJobStreams(nc, limits)) {
+    logger.info(change, change.change === 'created' ? 'job stream created' : 'job stream limits changed');
+  }
+}
+
 /** The coordinator-driven worker: a pool of task threads, until SIGTERM/SIGINT releases every task. */
 async function runPool(config: WorkerConfig, flags: WorkerFlags): Promise<void> {
   const workerId = config.id ?? `${hostname()}-${process.pid}`.replace(/[^A-Za-z0-9_-]/g, '-').slice(-64);
@@ -130,6 +175,7 @@ async function runPool(config: WorkerConfig, flags: WorkerFlags): Promise<void> 
   const logger = createLogger({ workerId }, config.logLevel);
   const nats = natsSettingsFrom(flags);
   const nc = await connectNats({ ...nats, name: `kappa-worker-${workerId}` });
+  await applyJobStreamLimits(nc, config, logger);
   const connection = watchConnection(nc);
   // HTTP starts first so the first registration can carry its URL; until the pool exists it is not ready.
   const started: { pool?: WorkerPool } = {};
