@@ -169,11 +169,16 @@ export class TaskProcessor {
     return this.result;
   }
 
-  /** End of input (`kappa run`): the watermark goes to the end of time and every window fires. */
+  /**
+   * End of input (`kappa run`), as Flink's and Beam's batch modes end: event time and processing
+   * time both jump to the end of time, so every window and every pending timer of either kind
+   * fires (an actor that clears an alert after 5 quiet minutes clears it).
+   */
   endOfInput(): BatchResult {
     this.resetResult();
     this.watermark.advanceTo(Infinity);
     this.onWatermark(Infinity);
+    this.fireDue(this.processingTimers, Infinity, Infinity);
     this.result.watermarkMs = this.watermark.current;
     return this.result;
   }
