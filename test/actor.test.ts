@@ -87,7 +87,7 @@ describe('actor handlers', () => {
       orders,
       1,
     );
-    const visits = [...result.table.values()].map((row) => [row.key, row.value]).sort();
+    const visits = [...result.table.values()].map((row) => [`${row.key}/${row.row}`, row.value]).sort();
     // bob's second order (9,000) arrives at watermark 2,500: it cancels his 6,500 timer for 14,000.
     // Watermark 9,000 fires ann's 7,500; 20,000 fires bob's 14,000; cy's 25,000 fires at end of input.
     expect(visits).toEqual(

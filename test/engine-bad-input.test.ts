@@ -296,3 +296,28 @@ describe('keys', () => {
     expect([...result.table.values()].map((row) => row.key)).toEqual([atLimit]);
   });
 });
+
+describe('actor output ids', () => {
+  it("keep key 'a/b' and key 'a' row 'b' apart, in the ids and in the table", async () => {
+    const result = await run(
+      {
+        name: 'ids',
+        actor: {
+          onEvent(ctx: ActorContext, reading: Reading) {
+            if (ctx.key === 'a') ctx.emit(`row b of a (${reading.id})`, { row: 'b' });
+            else ctx.emit(`own row of ${ctx.key} (${reading.id})`);
+          },
+        },
+      },
+      readings([
+        { ts: 1, key: 'a/b' },
+        { ts: 2, key: 'a' },
+      ]),
+    );
+    expect(new Set(result.outputs.map((output) => output.id)).size).toBe(2);
+    expect([...result.table.values()].map((output) => [output.key, output.row, output.value]).sort()).toEqual([
+      ['a', 'b', 'row b of a (1)'],
+      ['a/b', undefined, 'own row of a/b (0)'],
+    ]);
+  });
+});

@@ -186,7 +186,8 @@ export class TaskActorContext implements ActorContext {
       id: this.idPrefix + actorOutputName(this.key, row),
       job: this.job.name,
       version: this.job.version,
-      key: row === undefined ? this.key : `${this.key}/${row}`,
+      key: this.key,
+      ...(row === undefined ? {} : { row }),
       // A snapshot: the handler may go on mutating the object it emitted.
       value: copyValue(value),
       revision: ++this.emits,
@@ -196,9 +197,9 @@ export class TaskActorContext implements ActorContext {
 }
 
 /**
- * The part of an actor output id after `<job>/<version>/`: the key alone for the key's own row,
- * else the key length-prefixed before the row, so key `a/b` and key `a` row `b` never meet.
+ * The part of an actor output id after `<job>/<version>/`: the key, length-prefixed, then `/<row>`
+ * for a named row. The prefix says where the key ends, so key `a/b` and key `a` row `b` never meet.
  */
 export function actorOutputName(key: string, row: string | undefined): string {
-  return row === undefined ? key : `${key.length}:${key}/${row}`;
+  return row === undefined ? `${key.length}:${key}` : `${key.length}:${key}/${row}`;
 }

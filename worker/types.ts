@@ -22,6 +22,8 @@ export interface Output {
   job: string;
   version: string;
   key: string;
+  /** The named row of an actor output (`emit(value, { row })`); absent for the key's own row. */
+  row?: string;
   /** Present for windowed outputs. */
   window?: Window;
   value: unknown;
