@@ -1,12 +1,12 @@
 // Durable cluster state in KV bucket `buckets.cluster`, so a new leader resumes where the old one
 // stopped (DESIGN). Keys: `version.<job>.<version>`, `task.<job>.<version>.<partition>`,
-// `worker.<id>`. Every write is a compare-and-set on the revision this leader last read or
+// `worker.<id>`, every part a plain name (no '.'), so no two records share a key. Every write is a compare-and-set on the revision this leader last read or
 // wrote: a deposed leader that still writes finds the revision moved by its successor and gets
 // a FencedError instead of overwriting newer state.
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
-import { buckets, CarriedVersion, FencedError, internalReplicas, StartPosition, TaskId } from '../protocol/index.js';
+import { buckets, CarriedVersion, ConfigError, FencedError, internalReplicas, isName, StartPosition, TaskId } from '../protocol/index.js';
 import { jobVersionKey, taskKey, type JobVersionKey, type TaskKey, type WorkerId } from './assignment.js';
 import type { JobVersionRecord, TaskRecord } from './cluster-state.js';
 import type { Registration } from './membership.js';
@@ -37,9 +37,22 @@ export interface LoadedClusterState {
   workers: Registration[];
 }
 
-const versionKvKey = (key: JobVersionKey) => `version.${key.replace('/', '.')}`;
-const taskKvKey = (key: TaskKey) => `task.${key.replaceAll('/', '.')}`;
-const workerKvKey = (id: WorkerId) => `worker.${id}`;
+/**
+ * The KV key of a record: its kind, then the parts of its id (`job/version[/partition]`, a worker
+ * id) joined by '.'. Each part must be a plain name (no '.' or '/') and the count must match, so two
+ * different records never share a key (`a.b`/`c` and `a`/`b.c` cannot both exist).
+ */
+function stateKey(kind: 'version' | 'task' | 'worker', id: string, partCount: number): string {
+  const parts = id.split('/');
+  if (parts.length !== partCount || !parts.every(isName)) {
+    throw new ConfigError(`cluster state ${kind} id ${JSON.stringify(id)} is not ${partCount} valid name(s) joined by '/' (1–64 letters, digits, '_' or '-' each)`);
+  }
+  return `${kind}.${parts.join('.')}`;
+}
+
+const versionKvKey = (key: JobVersionKey) => stateKey('version', key, 2);
+const taskKvKey = (key: TaskKey) => stateKey('task', key, 3);
+const workerKvKey = (id: WorkerId) => stateKey('worker', id, 1);
 
 export class ClusterStore {
   /** KV key → revision this process last read or wrote. */
@@ -75,27 +88,27 @@ export class ClusterStore {
     return state;
   }
 
-  putVersion(record: JobVersionRecord): Promise<void> {
+  async putVersion(record: JobVersionRecord): Promise<void> {
     return this.put(versionKvKey(jobVersionKey(record)), record);
   }
 
-  deleteVersion(key: JobVersionKey): Promise<void> {
+  async deleteVersion(key: JobVersionKey): Promise<void> {
     return this.delete(versionKvKey(key));
   }
 
-  putTask(record: TaskRecord): Promise<void> {
+  async putTask(record: TaskRecord): Promise<void> {
     return this.put(taskKvKey(taskKey(record.task)), record);
   }
 
-  deleteTask(key: TaskKey): Promise<void> {
+  async deleteTask(key: TaskKey): Promise<void> {
     return this.delete(taskKvKey(key));
   }
 
-  putWorker(registration: Registration): Promise<void> {
+  async putWorker(registration: Registration): Promise<void> {
     return this.put(workerKvKey(registration.workerId), registration);
   }
 
-  deleteWorker(id: WorkerId): Promise<void> {
+  async deleteWorker(id: WorkerId): Promise<void> {
     return this.delete(workerKvKey(id));
   }
 

@@ -5,9 +5,14 @@ import { Decoder, Encoder } from '@msgpack/msgpack';
 import { z } from 'zod';
 import { ProtocolError } from './errors.js';
 import { describe } from './event.js';
+import { NAME_PATTERN } from './names.js';
 import { PROTOCOL_MAJOR, PROTOCOL_MINOR } from './version.js';
 
-const name = z.string().min(1).max(64);
+/**
+ * Topic, job, version and worker names: the pattern the CLI enforces (names.ts), so a name that
+ * would make two jobs share a bucket, a subject or a cluster-state key never gets past decode.
+ */
+const name = z.string().regex(NAME_PATTERN, "expected 1–64 characters of letters, digits, '_' or '-'");
 
 export const TaskId = z.object({ job: name, version: name, partition: z.number().int().min(0) });
 export type TaskId = z.infer<typeof TaskId>;
@@ -35,6 +40,11 @@ export const TaskStatus = TaskId.extend({
   /** Watermark in ms since the epoch; null before the first event. */
   watermark: z.number().nullable(),
   error: z.string().optional(),
+  /**
+   * Set while the task is fenced: its claim or commit met a checkpoint owned under this epoch (a
+   * higher one, or the same under another worker). The coordinator reassigns it above. Added in 1.1, optional.
+   */
+  fencedBy: z.number().int().min(0).optional(),
 });
 export type TaskStatus = z.infer<typeof TaskStatus>;
 

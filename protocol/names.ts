@@ -1,8 +1,16 @@
 // Every subject, stream and bucket name Kappa uses comes from this module.
 import { ConfigError } from './errors.js';
 
-/** Topic, job and version names become parts of stream and bucket names: keep them plain. */
-const NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/**
+ * Topic, job, version and worker names become parts of subjects, stream, bucket and table names:
+ * keep them plain. The CLI checks them (assertName) and so does every control message (messages.ts).
+ */
+export const NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Whether `name` is a valid topic, job, version or worker name. */
+export function isName(name: string): boolean {
+  return NAME_PATTERN.test(name);
+}
 
 export function assertName(kind: string, name: string): void {
   if (!NAME_PATTERN.test(name)) {
@@ -41,12 +49,24 @@ export const subjects = {
 export const streams = {
   /** One stream per partition: sequence numbers are the partition's offsets. */
   partition: (topic: string, partition: number) => `KAPPA_${topic}_${partition}`,
-  /** Prefix shared by all partition streams of a topic. */
-  topicPrefix: (topic: string) => `KAPPA_${topic}_`,
   deadLetter: 'KAPPA_DLQ',
   lateData: 'KAPPA_LATE',
   output: 'KAPPA_OUT',
 } as const;
+
+const SERVING_TABLE_PREFIX = 'kappa_table_';
+
+/** The job and version a serving-table bucket belongs to, or undefined for any other bucket. */
+export function parseServingTableBucket(bucket: string): { job: string; version: string } | undefined {
+  const match = /^(\d+)_/.exec(bucket.slice(SERVING_TABLE_PREFIX.length));
+  if (!bucket.startsWith(SERVING_TABLE_PREFIX) || !match) return undefined;
+  const jobStart = SERVING_TABLE_PREFIX.length + match[0].length;
+  const jobEnd = jobStart + Number(match[1]);
+  const job = bucket.slice(jobStart, jobEnd);
+  const version = bucket.slice(jobEnd + 1);
+  if (bucket[jobEnd] !== '_' || !isName(job) || !isName(version)) return undefined;
+  return { job, version };
+}
 
 export const buckets = {
   /** Topic registry: topic name → partition count, replicas. */
@@ -59,8 +79,11 @@ export const buckets = {
   checkpoints: 'kappa_checkpoints',
   /** Checkpoint state objects: full snapshots and deltas (Object Store). */
   checkpointData: 'kappa_checkpoint_data',
-  /** Serving table of a job version. */
-  servingTable: (job: string, version: string) => `kappa_table_${job}_${version}`,
+  /**
+   * Serving table of a job version: `kappa_table_<length of job>_<job>_<version>`. Names may hold
+   * '_', so the job's length says where it ends (`a_b`/`c` and `a`/`b_c` get different buckets).
+   */
+  servingTable: (job: string, version: string) => `${SERVING_TABLE_PREFIX}${job.length}_${job}_${version}`,
   /** Alias: job name → the version apps read. */
   aliases: 'kappa_aliases',
 } as const;

@@ -1,10 +1,10 @@
 // The NATS KV backend (the default): one bucket per job version, `buckets.servingTable(job, v)`,
-// rows under `<key>[.<start>.<end>]` as JSON (protocol/serving-table.ts). Its alias is the alias
-// registry itself (tables/alias-registry.ts), so setAlias has nothing more to do.
+// one KV key per row (the row key of protocol/serving-table.ts), the row as JSON. Its alias is the
+// alias registry itself (tables/alias-registry.ts), so setAlias has nothing more to do.
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import { buckets, decodeRow, encodeRow, internalReplicas, KappaError, kvKeyToken, liveRow, servingTableRowKey, type ServingTableRow } from '../protocol/index.js';
-import { sortRows, type ServingTables, type TableOutput, type TableWriter } from './types.js';
+import { assertTableName, sortRows, type PageOptions, type ServingTables, type TableOutput, type TablePage, type TableWriter } from './types.js';
 
 export class KvTables implements ServingTables {
   readonly kind = 'kv';
@@ -15,6 +15,7 @@ export class KvTables implements ServingTables {
   }
 
   async writer(job: string, version: string): Promise<TableWriter> {
+    assertTableName(job, version);
     return new RevisionGuardedTable(await this.kvm.create(buckets.servingTable(job, version), { history: 1, replicas: internalReplicas() }));
   }
 
@@ -22,24 +23,33 @@ export class KvTables implements ServingTables {
     return (await this.open(job, version)) !== undefined;
   }
 
-  async read(job: string, version: string, key?: string): Promise<ServingTableRow[]> {
-    const kv = await this.open(job, version);
-    if (!kv) throw new KappaError('TOPIC_NOT_FOUND', `job '${job}' version '${version}' has no serving table (bucket ${buckets.servingTable(job, version)})`);
+  async read(job: string, version: string, key: string): Promise<ServingTableRow[]> {
+    const kv = await this.existing(job, version);
+    const token = kvKeyToken(key);
     // One filter subject per listing: nats-server 2.9 has no multi-filter consumers.
-    const names: string[] = key === undefined ? [] : [kvKeyToken(key)];
-    for await (const name of await kv.keys(key === undefined ? '>' : `${kvKeyToken(key)}.>`)) names.push(name);
-    const rows: ServingTableRow[] = [];
-    // Reads in parallel, a bounded number at a time.
-    for (let start = 0; start < names.length; start += 256) {
-      const entries = await Promise.all(names.slice(start, start + 256).map((name) => kv.get(name)));
-      for (const entry of entries) {
-        const row = liveRow(entry);
-        if (row) rows.push(row);
-      }
-    }
-    return sortRows(rows);
+    const names: string[] = [token];
+    for await (const name of await kv.keys(`${token}.>`)) names.push(name);
+    // The stored key decides: a digest token (a key too long to spell out) is checked against it.
+    return sortRows((await this.liveRows(kv, names)).filter((row) => row.key === key));
   }
 
+  /**
+   * KV keeps no order: each page scans the bucket's key names (headers only, no values) and keeps
+   * the `limit` smallest after the cursor, so memory holds one page whatever the table's size, and
+   * time grows with the table (a large table paged often belongs in PostgreSQL or Redis).
+   */
+  async page(job: string, version: string, { limit, after }: PageOptions): Promise<TablePage> {
+    const kv = await this.existing(job, version);
+    const smallest = new SmallestNames(limit + 1);
+    for await (const name of await kv.keys('>')) if (after === undefined || name > after) smallest.offer(name);
+    const names = smallest.sorted();
+    const more = names.length > limit;
+    if (more) names.length = limit;
+    const byName = new Map<string, ServingTableRow>();
+    await this.liveRows(kv, names, (name, row) => byName.set(name, row));
+    const rows = names.flatMap((name) => byName.get(name) ?? []);
+    return more ? { rows, next: names.at(-1)! } : { rows };
+  }
   async setAlias(): Promise<void> {
     // The alias registry is the KV backend's alias.
   }
@@ -51,12 +61,64 @@ export class KvTables implements ServingTables {
   async close(): Promise<void> {}
 
   private async open(job: string, version: string): Promise<KV | undefined> {
+    assertTableName(job, version);
     try {
       const kv = await this.kvm.open(buckets.servingTable(job, version));
       await kv.status();
       return kv;
     } catch {
       return undefined;
+    }
+  }
+
+  private async existing(job: string, version: string): Promise<KV> {
+    const kv = await this.open(job, version);
+    if (!kv) throw new KappaError('TOPIC_NOT_FOUND', `job '${job}' version '${version}' has no serving table (bucket ${buckets.servingTable(job, version)})`);
+    return kv;
+  }
+
+  /** The live rows under `names` (tombstones and deleted entries skipped), read a bounded number at a time. */
+  private async liveRows(kv: KV, names: readonly string[], each?: (name: string, row: ServingTableRow) => void): Promise<ServingTableRow[]> {
+    const rows: ServingTableRow[] = [];
+    for (let start = 0; start < names.length; start += 256) {
+      const slice = names.slice(start, start + 256);
+      const entries = await Promise.all(slice.map((name) => kv.get(name)));
+      entries.forEach((entry, index) => {
+        const row = liveRow(entry);
+        if (row === undefined) return;
+        rows.push(row);
+        each?.(slice[index]!, row);
+      });
+    }
+    return rows;
+  }
+}
+
+/** The `capacity` smallest names offered, in memory proportional to the capacity, not the names offered. */
+class SmallestNames {
+  private names: string[] = [];
+  /** Names at or above this cannot be among the smallest any more (known once a prune has filled up). */
+  private bound: string | undefined;
+
+  constructor(private readonly capacity: number) {}
+
+  offer(name: string): void {
+    if (this.bound !== undefined && name >= this.bound) return;
+    this.names.push(name);
+    if (this.names.length >= this.capacity * 2) this.prune();
+  }
+
+  sorted(): string[] {
+    this.prune();
+    return this.names;
+  }
+
+  private prune(): void {
+    // Code-unit order, as `>` compares: row keys are ASCII, so it is byte order too.
+    this.names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    if (this.names.length >= this.capacity) {
+      this.names.length = this.capacity;
+      this.bound = this.names[this.capacity - 1];
     }
   }
 }
@@ -78,11 +140,13 @@ export class RevisionGuardedTable implements TableWriter {
   }
 
   async writeOne(output: TableOutput): Promise<void> {
-    const rowKey = servingTableRowKey(output.key, output.window);
+    const rowKey = servingTableRowKey(output.key, output.window, output.row);
     let known = this.known.get(rowKey);
     if (known !== undefined && known.revision >= output.revision) return;
+    // The full key and row go in the value: a reader checks them (a long key's row key is a digest).
     const body = encodeRow({
       key: output.key,
+      ...(output.row !== undefined ? { row: output.row } : {}),
       start: output.window?.start,
       end: output.window?.end,
       value: output.kind === 'retract' ? null : output.value,

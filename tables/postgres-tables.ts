@@ -2,27 +2,30 @@
 // query with plain SQL. Names are quoted identifiers in the connection's current schema (pick
 // another with `?options=-c%20search_path%3D<schema>` in KAPPA_POSTGRES_URL):
 //   table "kappa_<job>@<version>"  row_key text primary key (protocol/serving-table.ts), key,
-//                                  window_start, window_end (ms, null for actor outputs), value
-//                                  jsonb, revision, retracted
-//   view  "kappa_<job>"            SELECT key, window_start, window_end, value, revision
+//                                  row_name (an actor's named row, else null), window_start,
+//                                  window_end (ms, null for actor outputs), value jsonb,
+//                                  revision, retracted
+//   view  "kappa_<job>"            SELECT key, row_name, window_start, window_end, value, revision
 //                                  FROM <the aliased version's table> WHERE NOT retracted
 // A name longer than PostgreSQL's 63 bytes is cut and suffixed with a hash of the whole name
 // (`#` + 10 hex digits); COMMENT ON TABLE/VIEW records the job and version either way.
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { KappaError, kvKeyToken, type ServingTableRow } from '../protocol/index.js';
-import { newestPerRow, sortRows, type ServingTables, type TableOutput, type TableWriter } from './types.js';
+import { assertName, KappaError, kvKeyToken, type ServingTableRow } from '../protocol/index.js';
+import { assertTableName, newestPerRow, sortRows, type PageOptions, type ServingTables, type TableOutput, type TablePage, type TableWriter } from './types.js';
 
 /** PostgreSQL cuts identifiers at 63 bytes (NAMEDATALEN - 1); ours must fit whole. */
 const MAX_IDENTIFIER_BYTES = 63;
 
 /** `kappa_<job>@<version>`: '@' is outside the job/version alphabet, so no two versions share a name. */
 export function postgresTableName(job: string, version: string): string {
+  assertTableName(job, version);
   return fitIdentifier(`kappa_${job}@${version}`);
 }
 
 /** `kappa_<job>`: the view apps read; it selects the live rows of the aliased version's table. */
 export function postgresViewName(job: string): string {
+  assertName('job', job);
   return fitIdentifier(`kappa_${job}`);
 }
 
@@ -69,29 +72,42 @@ export class PostgresTables implements ServingTables {
     return result.rows[0]?.found === true;
   }
 
-  async read(job: string, version: string, key?: string): Promise<ServingTableRow[]> {
+  async read(job: string, version: string, key: string): Promise<ServingTableRow[]> {
+    // A key's rows are `<token>` and `<token>.…`: under the C collation the latter sort between
+    // `<token>.` and `<token>/` ('/' follows '.'), so the primary key index serves both; the stored
+    // key decides (a digest token stands for a key too long to spell out).
+    const rows = await this.query(
+      job,
+      version,
+      (table) => `SELECT ${COLUMNS} FROM ${table} WHERE (row_key = $1 OR (row_key > $1 || '.' AND row_key < $1 || '/')) AND key = $2 AND NOT retracted`,
+      [kvKeyToken(key), key],
+    );
+    return sortRows(rows.map(toServingRow));
+  }
+
+  /** Keyset pagination on the primary key: each page is one index range scan, whatever the table's size. */
+  async page(job: string, version: string, { limit, after }: PageOptions): Promise<TablePage> {
+    const rows = await this.query(
+      job,
+      version,
+      (table) => `SELECT row_key, ${COLUMNS} FROM ${table} WHERE ${after === undefined ? '' : 'row_key > $2 AND '}NOT retracted ORDER BY row_key LIMIT $1`,
+      after === undefined ? [limit + 1] : [limit + 1, after],
+    );
+    const more = rows.length > limit;
+    if (more) rows.length = limit;
+    return { rows: rows.map(toServingRow), ...(more ? { next: rows.at(-1)!.row_key } : {}) };
+  }
+
+  private async query(job: string, version: string, sql: (table: string) => string, parameters: unknown[]): Promise<(StoredRow & { row_key: string })[]> {
     const table = quote(postgresTableName(job, version));
-    const columns = 'key, window_start, window_end, value, revision';
-    let result: pg.QueryResult<StoredRow>;
     try {
-      if (key === undefined) {
-        result = await this.pool.query<StoredRow>(`SELECT ${columns} FROM ${table} WHERE NOT retracted`);
-      } else {
-        // A key's rows are `<token>` and `<token>.<start>.<end>`: under the C collation the latter
-        // sort between `<token>.` and `<token>/` ('/' follows '.'), so the primary key index serves both.
-        const token = kvKeyToken(key);
-        result = await this.pool.query<StoredRow>(
-          `SELECT ${columns} FROM ${table} WHERE (row_key = $1 OR (row_key > $1 || '.' AND row_key < $1 || '/')) AND key = $2 AND NOT retracted`,
-          [token, key],
-        );
-      }
+      return (await this.pool.query<StoredRow & { row_key: string }>(sql(table), parameters)).rows;
     } catch (error) {
       if ((error as { code?: string }).code === '42P01') {
         throw new KappaError('TOPIC_NOT_FOUND', `job '${job}' version '${version}' has no serving table (PostgreSQL table ${table})`, { cause: error });
       }
       throw error;
     }
-    return sortRows(result.rows.map(toServingRow));
   }
 
   /**
@@ -104,7 +120,7 @@ export class PostgresTables implements ServingTables {
     const view = quote(postgresViewName(job));
     const table = quote(postgresTableName(job, version));
     await this.transaction(async (client) => {
-      await client.query(`CREATE OR REPLACE VIEW ${view} AS SELECT key, window_start, window_end, value, revision FROM ${table} WHERE NOT retracted`);
+      await client.query(`CREATE OR REPLACE VIEW ${view} AS SELECT key, row_name, window_start, window_end, value, revision FROM ${table} WHERE NOT retracted`);
       await client.query(`COMMENT ON VIEW ${view} IS ${literal(`kappa serving table alias: job ${job}, version ${version}`)}`);
     });
   }
@@ -142,6 +158,7 @@ export class PostgresTables implements ServingTables {
         `CREATE TABLE ${table} (
           row_key text COLLATE "C" PRIMARY KEY,
           key text NOT NULL,
+          row_name text,
           window_start bigint,
           window_end bigint,
           value jsonb,
@@ -169,8 +186,12 @@ export class PostgresTables implements ServingTables {
   }
 }
 
+/** The columns a reader gets, in the order of the alias view. */
+const COLUMNS = 'key, row_name, window_start, window_end, value, revision';
+
 interface StoredRow {
   key: string;
+  row_name: string | null;
   window_start: string | null;
   window_end: string | null;
   value: unknown;
@@ -180,6 +201,7 @@ interface StoredRow {
 function toServingRow(row: StoredRow): ServingTableRow {
   // bigint columns arrive as strings; event times and revisions fit a double exactly.
   const served: ServingTableRow = { key: row.key, value: row.value, revision: Number(row.revision) };
+  if (row.row_name !== null) served.row = row.row_name;
   if (row.window_start !== null) served.start = Number(row.window_start);
   if (row.window_end !== null) served.end = Number(row.window_end);
   return served;
@@ -200,9 +222,9 @@ export class PostgresTableWriter implements TableWriter {
     readonly version: string,
   ) {
     const table = quote(postgresTableName(job, version));
-    this.upsert = `INSERT INTO ${table} AS t (row_key, key, window_start, window_end, value, revision, retracted)
-      SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[]::jsonb[], $6::bigint[], $7::boolean[])
-      ON CONFLICT (row_key) DO UPDATE SET key = excluded.key, window_start = excluded.window_start, window_end = excluded.window_end,
+    this.upsert = `INSERT INTO ${table} AS t (row_key, key, row_name, window_start, window_end, value, revision, retracted)
+      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[]::jsonb[], $7::bigint[], $8::boolean[])
+      ON CONFLICT (row_key) DO UPDATE SET key = excluded.key, row_name = excluded.row_name, window_start = excluded.window_start, window_end = excluded.window_end,
         value = excluded.value, revision = excluded.revision, retracted = excluded.retracted
       WHERE t.revision < excluded.revision`;
   }
@@ -214,6 +236,7 @@ export class PostgresTableWriter implements TableWriter {
     // Rows in one order for every writer, so two writers of overlapping batches cannot deadlock.
     const rowKeys = [...newest.keys()].sort();
     const keys: string[] = [];
+    const rowNames: (string | null)[] = [];
     const starts: (number | null)[] = [];
     const ends: (number | null)[] = [];
     const values: string[] = [];
@@ -223,13 +246,14 @@ export class PostgresTableWriter implements TableWriter {
       const output = newest.get(rowKey)!;
       const retract = output.kind === 'retract';
       keys.push(output.key);
+      rowNames.push(output.row ?? null);
       starts.push(output.window?.start ?? null);
       ends.push(output.window?.end ?? null);
       values.push(retract ? 'null' : (JSON.stringify(output.value) ?? 'null'));
       revisions.push(output.revision);
       retracted.push(retract);
     }
-    const parameters = [rowKeys, keys, starts, ends, values, revisions, retracted];
+    const parameters = [rowKeys, keys, rowNames, starts, ends, values, revisions, retracted];
     for (let attempt = 1; ; attempt++) {
       try {
         await this.pool.query(this.upsert, parameters);

@@ -1,26 +1,31 @@
-// The Redis backend: per job version one hash, per job an alias key and a set of its versions.
-//   kappa:table:<job>:<version>   hash: field = row key (`<keyToken>[.<start>.<end>]`,
-//                                 protocol/serving-table.ts), value = the row as JSON
-//                                 {"revision":…,["retracted":true,]"key":…,["start":…,"end":…,]"value":…}
+// The Redis backend: per job version one hash and its row index, per job an alias key and a set of
+// its versions.
+//   kappa:table:<job>:<version>   hash: field = row key (protocol/serving-table.ts), value = the
+//                                 row as JSON {"revision":…,["retracted":true,]"key":…,["row":…,]
+//                                 ["start":…,"end":…,]"value":…}
+//   kappa:rows:<job>:<version>    sorted set: every field of the hash, all at score 0, so rows are
+//                                 read in row-key order (ZRANGE BYLEX): one key's, or a page
 //   kappa:alias:<job>             string: the version apps read (GET it, then HGETALL its hash)
 //   kappa:tables:<job>            set: the versions whose table exists (a hash with no fields does
 //                                 not exist in Redis, so this is what `exists` and writers check)
-// Every write is one Lua script per batch that compares each row's stored revision with the
-// incoming one, so concurrent writers never let an older revision win. The keys of one job are
-// not hash-tagged: Redis Cluster is not supported (a single node, or Sentinel, is).
+// Job and version names are plain (NAME_PATTERN: no ':'), so these keys never collide. Every write
+// is one Lua script per batch that compares each row's stored revision with the incoming one, so
+// concurrent writers never let an older revision win. The keys of one job are not hash-tagged:
+// Redis Cluster is not supported (a single node, or Sentinel, is).
 import { createClient, ErrorReply, type RedisClientType } from '@redis/client';
 import { createHash } from 'node:crypto';
-import { KappaError, kvKeyToken, type ServingTableRow } from '../protocol/index.js';
-import { newestPerRow, sortRows, type ServingTables, type TableOutput, type TableWriter } from './types.js';
+import { assertName, KappaError, kvKeyToken, type ServingTableRow } from '../protocol/index.js';
+import { assertTableName, newestPerRow, sortRows, type PageOptions, type ServingTables, type TableOutput, type TablePage, type TableWriter } from './types.js';
 
 export const redisKeys = {
-  table: (job: string, version: string) => `kappa:table:${job}:${version}`,
-  alias: (job: string) => `kappa:alias:${job}`,
-  versions: (job: string) => `kappa:tables:${job}`,
+  table: (job: string, version: string) => (assertTableName(job, version), `kappa:table:${job}:${version}`),
+  rows: (job: string, version: string) => (assertTableName(job, version), `kappa:rows:${job}:${version}`),
+  alias: (job: string) => (assertName('job', job), `kappa:alias:${job}`),
+  versions: (job: string) => (assertName('job', job), `kappa:tables:${job}`),
 };
 
 /**
- * KEYS: table hash, versions set. ARGV: version, then (row key, revision, row JSON) per row.
+ * KEYS: table hash, versions set, row index. ARGV: version, then (row key, revision, row JSON) per row.
  * Refuses a dropped (or never created) table, so a retired version's zombie cannot recreate it.
  * The stored revision is read from the row's head (`{"revision":N`) without decoding the value;
  * cjson decodes a row written some other way.
@@ -39,18 +44,19 @@ for i = 2, #ARGV, 3 do
   end
   if stored < incoming then
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+    if not current then redis.call('ZADD', KEYS[3], 0, ARGV[i]) end
     written = written + 1
   end
 end
 return written
 `;
 
-/** KEYS: alias, table hash, versions set. ARGV: version. Refuses the aliased version. */
+/** KEYS: alias, table hash, versions set, row index. ARGV: version. Refuses the aliased version. */
 const DROP_SCRIPT = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.error_reply('KAPPA_ALIASED ' .. KEYS[1] .. ' points at ' .. ARGV[1])
 end
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[4])
 redis.call('SREM', KEYS[3], ARGV[1])
 return 1
 `;
@@ -91,44 +97,62 @@ export class RedisTables implements ServingTables {
   }
 
   async writer(job: string, version: string): Promise<TableWriter> {
+    assertTableName(job, version);
     await this.client.sAdd(redisKeys.versions(job), version);
     return new RedisTableWriter(this.scripts.upsert, job, version);
   }
 
   async exists(job: string, version: string): Promise<boolean> {
+    assertTableName(job, version);
     return (await this.client.sIsMember(redisKeys.versions(job), version)) === 1;
   }
 
-  async read(job: string, version: string, key?: string): Promise<ServingTableRow[]> {
-    const table = redisKeys.table(job, version);
+  async read(job: string, version: string, key: string): Promise<ServingTableRow[]> {
+    await this.existing(job, version);
+    // A key's rows are `<token>` and `<token>.…`, a contiguous range of the index ('/' follows '.').
+    const token = kvKeyToken(key);
+    const fields = [token, ...(await this.client.zRangeByLex(redisKeys.rows(job, version), `[${token}.`, `(${token}/`))];
+    // The stored key decides (a digest token stands for a key too long to spell out).
+    return sortRows((await this.liveRows(job, version, fields)).filter((row) => row.key === key));
+  }
+
+  /** One ZRANGE BYLEX of the index after the cursor and one HMGET: a page costs the same at any size. */
+  async page(job: string, version: string, { limit, after }: PageOptions): Promise<TablePage> {
+    await this.existing(job, version);
+    const fields = await this.client.zRangeByLex(redisKeys.rows(job, version), after === undefined ? '-' : `(${after}`, '+', { LIMIT: { offset: 0, count: limit + 1 } });
+    const more = fields.length > limit;
+    if (more) fields.length = limit;
+    const rows = await this.liveRows(job, version, fields);
+    return more ? { rows, next: fields.at(-1)! } : { rows };
+  }
+
+  private async existing(job: string, version: string): Promise<void> {
     if (!(await this.exists(job, version))) {
-      throw new KappaError('TOPIC_NOT_FOUND', `job '${job}' version '${version}' has no serving table (Redis hash ${table})`);
+      throw new KappaError('TOPIC_NOT_FOUND', `job '${job}' version '${version}' has no serving table (Redis hash ${redisKeys.table(job, version)})`);
     }
+  }
+
+  /** The live rows of `fields`, in their order (tombstones and missing fields skipped). */
+  private async liveRows(job: string, version: string, fields: readonly string[]): Promise<ServingTableRow[]> {
+    if (fields.length === 0) return [];
     const rows: ServingTableRow[] = [];
-    const take = (json: string | null | undefined) => {
-      if (json === null || json === undefined) return;
+    for (const json of await this.client.hmGet(redisKeys.table(job, version), [...fields])) {
+      if (json === null || json === undefined) continue;
       const row = JSON.parse(json) as ServingTableRow;
       if (row.retracted !== true) rows.push(row);
-    };
-    if (key === undefined) {
-      for await (const entries of this.client.hScanIterator(table, { COUNT: 1000 })) for (const entry of entries) take(entry.value);
-    } else {
-      // A key's fields are `<token>` and `<token>.<start>.<end>`; tokens hold no glob characters.
-      const token = kvKeyToken(key);
-      take(await this.client.hGet(table, token));
-      for await (const entries of this.client.hScanIterator(table, { MATCH: `${token}.*`, COUNT: 1000 })) for (const entry of entries) take(entry.value);
     }
-    return sortRows(rows.filter((row) => key === undefined || row.key === key));
+    return rows;
   }
 
   /** SET is atomic: a reader's GET sees the old version or the new one. */
   async setAlias(job: string, version: string): Promise<void> {
+    assertTableName(job, version);
     await this.client.multi().sAdd(redisKeys.versions(job), version).set(redisKeys.alias(job), version).exec();
   }
 
   async drop(job: string, version: string): Promise<void> {
     try {
-      await this.scripts.drop.run([redisKeys.alias(job), redisKeys.table(job, version), redisKeys.versions(job)], [version]);
+      await this.scripts.drop.run([redisKeys.alias(job), redisKeys.table(job, version), redisKeys.versions(job), redisKeys.rows(job, version)], [version]);
     } catch (error) {
       if (error instanceof ErrorReply && error.message.startsWith('KAPPA_ALIASED')) {
         throw new KappaError(
@@ -158,7 +182,7 @@ export class RedisTableWriter implements TableWriter {
     if (outputs.length === 0) return;
     // The script would handle duplicates too; dropping them here saves it the work.
     const newest = newestPerRow(outputs);
-    const keys = [redisKeys.table(this.job, this.version), redisKeys.versions(this.job)];
+    const keys = [redisKeys.table(this.job, this.version), redisKeys.versions(this.job), redisKeys.rows(this.job, this.version)];
     const calls: Promise<unknown>[] = [];
     let args: string[] = [this.version];
     for (const [rowKey, output] of newest) {
@@ -189,6 +213,7 @@ function encodeRedisRow(output: TableOutput): string {
     revision: output.revision,
     ...(retract ? { retracted: true } : {}),
     key: output.key,
+    ...(output.row !== undefined ? { row: output.row } : {}),
     ...(output.window ? { start: output.window.start, end: output.window.end } : {}),
     value: retract ? null : (output.value ?? null),
   });

@@ -3,7 +3,7 @@
 // NATS KV (default, no extra infrastructure), PostgreSQL and Redis. Every backend keeps, per row
 // (key, window), the newest output revision: a re-emission or an older revision never wins, and a
 // retraction is a tombstone with its revision so an older update cannot bring the row back.
-import { servingTableRowKey, type ServingTableRow } from '../protocol/index.js';
+import { assertName, servingTableRowKey, type ServingTableRow } from '../protocol/index.js';
 
 export type TableKind = 'kv' | 'postgres' | 'redis';
 
@@ -12,6 +12,8 @@ export const TABLE_KINDS: readonly TableKind[] = ['kv', 'postgres', 'redis'];
 /** One result to upsert (the fields of a worker Output that a table needs). */
 export interface TableOutput {
   key: string;
+  /** A named row of the key (an actor's `emit(value, { row })`), kept apart from the key itself. */
+  row?: string;
   window?: { start: number; end: number };
   value: unknown;
   revision: number;
@@ -27,8 +29,15 @@ export interface ServingTables {
   readonly kind: TableKind;
   /** A writer for a version's table, creating the table if needed. */
   writer(job: string, version: string): Promise<TableWriter>;
-  /** Live rows of a version's table (tombstones skipped), all or those of one key, sorted by key then start. */
-  read(job: string, version: string, key?: string): Promise<ServingTableRow[]>;
+  /** Live rows of one key (tombstones skipped): its own row and windows by start, then named rows by name. */
+  read(job: string, version: string, key: string): Promise<ServingTableRow[]>;
+  /**
+   * One page of the whole table in row-key order (protocol/serving-table.ts): up to `limit` rows
+   * after the cursor `after` (a row key; none: from the start), tombstones skipped, so a page may
+   * hold fewer. `next` is the cursor of the following page, absent once the table is done. Only
+   * one page is held in memory, however large the table.
+   */
+  page(job: string, version: string, options: PageOptions): Promise<TablePage>;
   /** Whether the version's table exists. */
   exists(job: string, version: string): Promise<boolean>;
   /**
@@ -42,6 +51,29 @@ export interface ServingTables {
   close(): Promise<void>;
 }
 
+export interface PageOptions {
+  /** Rows per page, 1 … MAX_PAGE_ROWS. */
+  limit: number;
+  /** The `next` of the previous page; absent for the first. */
+  after?: string;
+}
+
+export interface TablePage {
+  rows: ServingTableRow[];
+  next?: string;
+}
+
+/** Rows per page when a reader does not say (the coordinator's `GET /v1/views/<job>`). */
+export const DEFAULT_PAGE_ROWS = 100;
+/** The largest page a reader may ask for: a page is held in memory and sent whole. */
+export const MAX_PAGE_ROWS = 1000;
+
+/** Job and version names become bucket, table and key names: only plain names (NAME_PATTERN) may. */
+export function assertTableName(job: string, version: string): void {
+  assertName('job', job);
+  assertName('version', version);
+}
+
 /** Where the PostgreSQL and Redis backends are (env KAPPA_POSTGRES_URL, KAPPA_REDIS_URL). */
 export interface TableSettings {
   postgresUrl?: string;
@@ -52,16 +84,17 @@ export function tableSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Tabl
   return { postgresUrl: env.KAPPA_POSTGRES_URL, redisUrl: env.KAPPA_REDIS_URL };
 }
 
-/** Sorts rows as every reader returns them: by key, then window start. */
+/** Sorts rows as `read` returns them: by key; then the key's own row and its windows by start; then named rows by name. */
 export function sortRows(rows: ServingTableRow[]): ServingTableRow[] {
-  return rows.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : (a.start ?? 0) - (b.start ?? 0)));
+  const byRow = (a: ServingTableRow, b: ServingTableRow) => (a.row === b.row ? 0 : a.row === undefined ? -1 : b.row === undefined ? 1 : a.row < b.row ? -1 : 1);
+  return rows.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : byRow(a, b) || (a.start ?? 0) - (b.start ?? 0)));
 }
 
 /** Each row's newest output in a batch, by row key (a window re-emitted within a batch is written once). */
 export function newestPerRow(outputs: readonly TableOutput[]): Map<string, TableOutput> {
   const newest = new Map<string, TableOutput>();
   for (const output of outputs) {
-    const rowKey = servingTableRowKey(output.key, output.window);
+    const rowKey = servingTableRowKey(output.key, output.window, output.row);
     const seen = newest.get(rowKey);
     if (seen === undefined || seen.revision < output.revision) newest.set(rowKey, output);
   }

@@ -86,6 +86,19 @@ describe('control messages', () => {
     expect(() => decodeMessage(bytes)).toThrow(/'worker.register' field 'capacity'/);
   });
 
+  it('refuses job, version, topic and worker names the CLI would refuse, naming the field', () => {
+    const start = (job: string, version: string, topic = 'clicks') => encode({ v: [PROTOCOL_MAJOR, 0], type: 'job.start', job, version, topic, from: { kind: 'earliest' } });
+    for (const [job, version] of [['a.b', 'c'], ['a', 'b.c'], ['a/b', 'c'], ['a', 'b c'], ['a', 'b>'], ['x'.repeat(65), 'v1'], ['', 'v1']] as const) {
+      expect(() => decodeMessage(start(job, version))).toThrow(ProtocolError);
+    }
+    expect(() => decodeMessage(start('a', 'b.c'))).toThrow(/'job.start' field 'version'/);
+    expect(() => decodeMessage(start('a', 'b', 'clicks.*'))).toThrow(/'job.start' field 'topic'/);
+    expect(() => decodeMessage(encode({ v: [PROTOCOL_MAJOR, 0], type: 'worker.leave', workerId: 'w.1' }))).toThrow(/field 'workerId'/);
+    const assign = encode({ v: [PROTOCOL_MAJOR, 0], type: 'task.assign', task: { job: 'a_b', version: 'c.d', partition: 0 }, epoch: 1, from: { kind: 'earliest' } });
+    expect(() => decodeMessage(assign)).toThrow(/field 'task.version'/);
+    expect(decodeMessage(start('a_b-C9', 'v_1-x'))).toMatchObject({ job: 'a_b-C9', version: 'v_1-x' });
+  });
+
   it('throws a ProtocolError for random bytes', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
