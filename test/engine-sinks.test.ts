@@ -1,0 +1,137 @@
+// Dead letters and outputs as they land in JetStream (a real nats-server): every dead letter is
+// stored (three timer failures under one event are three messages, and a replay adds none), an
+// output of a key with a newline is published, and the far-future guard reads the log's own
+// timestamps in a streaming run.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decode } from '@msgpack/msgpack';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTopic } from '../client/topics.js';
+import { Producer } from '../client/producer.js';
+import { encodeEvent, streams, subjects } from '../protocol/index.js';
+import { KeyedState } from '../state/keyed-state.js';
+import { TaskStore } from '../state/task-store.js';
+import type { ActorContext } from '../worker/actor-context.js';
+import { ManualClock, systemClock } from '../worker/clock.js';
+import { validateJob } from '../worker/job.js';
+import { WorkerMetrics } from '../worker/metrics.js';
+import { JobSinks } from '../worker/sinks.js';
+import { StandaloneWorker } from '../worker/standalone.js';
+import { TaskProcessor } from '../worker/task-processor.js';
+import { startServer, type NatsServer } from './harness/nats-server.js';
+import { readSubject } from './harness/stream-reader.js';
+
+let server: NatsServer & { close(): Promise<void> };
+let nc: NatsConnection;
+let dir: string;
+
+beforeAll(async () => {
+  server = await startServer();
+  nc = await connect({ servers: server.url });
+  dir = mkdtempSync(join(tmpdir(), 'kappa-engine-sinks-'));
+});
+afterAll(async () => {
+  await nc?.close();
+  await server?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function storedCount(stream: string, subject: string): Promise<number> {
+  const info = await (await jetstreamManager(nc)).streams.info(stream, { subjects_filter: subject });
+  return info.state.subjects?.[subject] ?? 0;
+}
+
+describe('sinks on a real nats-server', () => {
+  it('store every dead letter: three failing timers under one event are three messages, and writing them again adds none', async () => {
+    const job = validateJob({
+      name: 'timers',
+      version: 'v1',
+      source: { topic: 'unused' },
+      time: (event: { ts: number }) => event.ts,
+      watermark: { maxOutOfOrderness: 0 },
+      handlerRetries: 0,
+      sink: { kind: 'none' },
+      actor: {
+        onEvent(ctx: ActorContext, event: { ts: number }) {
+          if (event.ts === 0) for (const tag of ['a', 'b', 'c']) ctx.setEventTimeTimer(50, tag);
+        },
+        onTimer() {
+          throw new Error('timer failed');
+        },
+      },
+    });
+    const store = await TaskStore.open(join(dir, 'timers'));
+    try {
+      const processor = new TaskProcessor(job, 0, new KeyedState(store), new ManualClock(0));
+      const messages = [0, 100].map((ts, index) => ({ data: encodeEvent({ key: 'k', time: ts, value: { ts } }), sequence: index + 1 }));
+      const result = await processor.processBatch(messages);
+      expect(result.deadLetters).toHaveLength(3);
+      const sinks = await JobSinks.open(nc, job);
+      await sinks.write(result);
+      await sinks.write(result); // a replay after a crash writes the same letters again
+      expect(await storedCount(streams.deadLetter, subjects.deadLetter('timers', 'v1'))).toBe(3);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('publish outputs of keys holding any character (a newline included) to the output stream, once per revision', async () => {
+    const job = validateJob({
+      name: 'odd-keys',
+      version: 'v1',
+      source: { topic: 'unused' },
+      time: () => 0,
+      watermark: { maxOutOfOrderness: 0 },
+      sink: { kind: 'stream' },
+      actor: { onEvent: (ctx: ActorContext) => ctx.emit(ctx.key) },
+    });
+    const store = await TaskStore.open(join(dir, 'odd-keys'));
+    try {
+      const processor = new TaskProcessor(job, 0, new KeyedState(store), new ManualClock(0));
+      const keys = ['line\nbreak', 'tab\there', 'ünïcödé ✓', 'a.b*>'];
+      const result = await processor.processBatch(keys.map((key, index) => ({ data: encodeEvent({ key, time: 0, value: {} }), sequence: index + 1 })));
+      const sinks = await JobSinks.open(nc, job);
+      await sinks.write(result);
+      await sinks.write(result);
+      const stored = await readSubject(nc, streams.output, subjects.output('odd-keys', 'v1'));
+      expect(stored.map((message) => (decode(message.data) as { value: string }).value).sort()).toEqual([...keys].sort());
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('dead-letter an event far in the future of the time the log stored it, and keep the partition on time', async () => {
+    await createTopic(nc, { name: 'readings', partitions: 1 });
+    const producer = await Producer.forTopic(nc, 'readings');
+    const now = Date.now();
+    const times = [now - 60_000, 8.64e15, ...Array.from({ length: 200 }, (_, index) => now - 50_000 + index * 100)];
+    for (const [index, ts] of times.entries()) producer.publish({ key: 'sensor', time: index, value: { ts } });
+    await producer.flush();
+    const job = validateJob({
+      name: 'future',
+      version: 'v1',
+      source: { topic: 'readings' },
+      time: (reading: { ts: number }) => reading.ts,
+      watermark: { maxOutOfOrderness: 0 },
+      window: { kind: 'tumbling', size: '10s' },
+      sink: { kind: 'none' },
+      aggregate: { init: () => 0, add: (count: number) => count + 1 },
+    });
+    const metrics = new WorkerMetrics();
+    const worker = await StandaloneWorker.start({ nc, job, stateDir: join(dir, 'future'), clock: systemClock, logger: pino({ level: 'warn' }), metrics });
+    try {
+      const deadline = Date.now() + 20_000;
+      while (worker.progress().reduce((sum, task) => sum + task.processed, 0) < times.length - 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(worker.progress().reduce((sum, task) => sum + task.processed, 0)).toBe(times.length - 1);
+    } finally {
+      await worker.stop();
+    }
+    const letters = await readSubject(nc, streams.deadLetter, subjects.deadLetter('future', 'v1'));
+    expect(letters.map((letter) => [letter.headers?.get('Kappa-Reason'), letter.headers?.get('Kappa-Sequence')])).toEqual([['future-time', '2']]);
+    expect(await storedCount(streams.lateData, subjects.lateData('future', 'v1'))).toBe(0);
+  });
+});
