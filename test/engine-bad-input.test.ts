@@ -5,7 +5,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MAX_KEY_BYTES } from '../protocol/index.js';
+import { encodeEvent, MAX_KEY_BYTES } from '../protocol/index.js';
+import { KeyedState } from '../state/keyed-state.js';
+import { TaskStore } from '../state/task-store.js';
+import { ManualClock } from '../worker/clock.js';
+import { TaskProcessor, type EngineSnapshot } from '../worker/task-processor.js';
 import type { ActorContext, TimerInfo } from '../worker/actor-context.js';
 import { runBatch, type BatchInputEvent } from '../worker/batch-run.js';
 import { validateJob, type JobDefinition } from '../worker/job.js';
@@ -319,5 +323,35 @@ describe('actor output ids', () => {
       ['a', 'b', 'row b of a (1)'],
       ['a/b', undefined, 'own row of a/b (0)'],
     ]);
+  });
+});
+
+describe('actor revisions across a restore', () => {
+  async function revisionsAfterRestore(engine: EngineSnapshot | 'from-first-run'): Promise<{ before: number[]; after: number[] }> {
+    const job = validateJob({ ...base, name: 'restore', actor: { onEvent: (ctx: ActorContext) => ctx.emit(ctx.eventTimeMs) } });
+    const store = await TaskStore.open(join(stateRoot, String(runs++)));
+    try {
+      const message = (sequence: number) => ({ data: encodeEvent({ key: 'k', time: sequence, value: { key: 'k', ts: sequence } }), sequence });
+      const first = new TaskProcessor(job, 0, new KeyedState(store), new ManualClock(0));
+      const before = (await first.processBatch([message(1), message(2), message(3)])).outputs.map((output) => output.revision);
+      const snapshot = engine === 'from-first-run' ? first.snapshot() : engine;
+      const state = new KeyedState(store);
+      const restored = await TaskProcessor.restore(job, 0, state, new ManualClock(0), JSON.parse(JSON.stringify(snapshot)) as EngineSnapshot);
+      const after = (await restored.processBatch([message(4), message(5)])).outputs.map((output) => output.revision);
+      return { before, after };
+    } finally {
+      await store.close();
+    }
+  }
+
+  it('continue from the checkpointed counter', async () => {
+    const { before, after } = await revisionsAfterRestore('from-first-run');
+    expect(before).toEqual([1, 2, 3]);
+    expect(after).toEqual([4, 5]);
+  });
+
+  it('continue above the last revision of a checkpoint written before the counter (sequence × 1024 + emits)', async () => {
+    const { after } = await revisionsAfterRestore({ watermark: { currentMs: 3, maxEventTimeMs: 3, atLastEventMs: 3 }, actor: { sequence: 3, emits: 1 } });
+    expect(after).toEqual([3 * 1024 + 2, 3 * 1024 + 3]);
   });
 });
