@@ -26,7 +26,8 @@ describe('job validation', () => {
     const job = validateJob({ ...base, allowedLateness: '5s', window: { kind: 'hopping', size: '1m', slide: '10s', offset: '-1h' } });
     expect(job.maxOutOfOrdernessMs).toBe(2_000);
     expect(job.allowedLatenessMs).toBe(5_000);
-    expect(job.window).toEqual({ kind: 'hopping', sizeMs: 60_000, slideMs: 10_000, gapMs: 0, offsetMs: -3_600_000 });
+    expect(job.kind).toBe('window');
+    expect(job.kind === 'window' && job.window).toEqual({ kind: 'hopping', sizeMs: 60_000, slideMs: 10_000, gapMs: 0, offsetMs: -3_600_000 });
     expect(job.sink).toBe('kv');
     expect(job.handlerRetries).toBe(2);
   });

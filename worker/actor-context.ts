@@ -5,7 +5,9 @@ import type { KeyedState } from '../state/keyed-state.js';
 import type { Output } from './types.js';
 import { copyValue } from './value-copy.js';
 
-export type TimerDomain = 'event-time' | 'processing-time';
+import type { TimerDomain } from './timer-service.js';
+
+export type { TimerDomain };
 
 export interface TimerInfo {
   domain: TimerDomain;

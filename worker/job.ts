@@ -67,8 +67,8 @@ export interface WindowSpec {
   offsetMs: number;
 }
 
-/** A validated job: durations in ms, defaults filled in. */
-export interface JobSpec {
+/** What every validated job has: durations in ms, defaults filled in. */
+interface JobSpecBase {
   name: string;
   version: string;
   topic: string;
@@ -78,13 +78,26 @@ export interface JobSpec {
   idleTimeoutMs: number | undefined;
   /** undefined: the far-future guard is off. */
   maxFutureSkewMs: number | undefined;
-  window: WindowSpec | undefined;
   allowedLatenessMs: number;
-  aggregate: AggregateFunction | undefined;
-  actor: ActorHandlers | undefined;
   sink: SinkKind;
   handlerRetries: number;
 }
+
+/** A windowed aggregation (`window` + `aggregate`). */
+export interface WindowJobSpec extends JobSpecBase {
+  kind: 'window';
+  window: WindowSpec;
+  aggregate: AggregateFunction;
+}
+
+/** An actor (`actor: { onEvent, onTimer? }`). */
+export interface ActorJobSpec extends JobSpecBase {
+  kind: 'actor';
+  actor: ActorHandlers;
+}
+
+/** A validated job, tagged by what runs its events. */
+export type JobSpec = WindowJobSpec | ActorJobSpec;
 
 /** How far after the log received it an event's time may be (README "Bad input"). */
 export const DEFAULT_MAX_FUTURE_SKEW_MS = 3_600_000;
@@ -171,7 +184,7 @@ export function validateJob(definition: unknown, origin = 'job definition'): Job
     fail('aggregate', 'needs a window');
   }
 
-  return {
+  const base: JobSpecBase = {
     name: job.name,
     version: job.version,
     topic: job.source.topic,
@@ -180,13 +193,13 @@ export function validateJob(definition: unknown, origin = 'job definition'): Job
     maxOutOfOrdernessMs: ms('watermark.maxOutOfOrderness', job.watermark.maxOutOfOrderness),
     idleTimeoutMs: job.watermark.idleTimeout === undefined ? undefined : ms('watermark.idleTimeout', job.watermark.idleTimeout),
     maxFutureSkewMs: job.watermark.maxFutureSkew === false ? undefined : ms('watermark.maxFutureSkew', job.watermark.maxFutureSkew, DEFAULT_MAX_FUTURE_SKEW_MS),
-    window,
     allowedLatenessMs: ms('allowedLateness', job.allowedLateness, 0),
-    aggregate: job.aggregate as AggregateFunction | undefined,
-    actor: job.actor as ActorHandlers | undefined,
     sink: job.sink?.kind ?? 'kv',
     handlerRetries: job.handlerRetries ?? 2,
   };
+  return window
+    ? { ...base, kind: 'window', window, aggregate: job.aggregate as AggregateFunction }
+    : { ...base, kind: 'actor', actor: job.actor as ActorHandlers };
 }
 
 /** Loads a job module (its default export, or the module itself) and validates it. */

@@ -1,13 +1,13 @@
 // Where a task's results go after each batch: the serving table (NATS KV, default) or the
 // job's JetStream output subject, plus the dead-letter and late-data subjects. Every record
 // carries a deterministic id, so a replay after a crash overwrites or is deduplicated.
-import { createHash } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { encode } from '@msgpack/msgpack';
 import { KappaError, subjects } from '../protocol/index.js';
 import { TABLE_KINDS, type ServingTables, type TableKind, type TableWriter } from '../tables/index.js';
+import { digestOf } from './digest.js';
 import type { JobSpec } from './job.js';
 import { ensureJobStreams } from './job-streams.js';
 import type { BatchResult } from './task-processor.js';
@@ -82,7 +82,7 @@ export class JobSinks {
     const headers = natsHeaders();
     // Exactly-once effect: the server drops a re-emission of the same id and revision. Keys may
     // hold any character (a newline would break the header), so the id goes in as a digest.
-    headers.set('Nats-Msg-Id', `${this.job.name}/${this.job.version}/out/${createHash('sha256').update(output.id).digest('base64url')}#${output.revision}`);
+    headers.set('Nats-Msg-Id', `${this.job.name}/${this.job.version}/out/${digestOf(output.id)}#${output.revision}`);
     return this.js.publish(this.outputSubject, encode(output), { headers });
   }
 }

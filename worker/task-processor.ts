@@ -1,30 +1,19 @@
 // The processing core of one task (job, version, partition), shared by the streaming worker and
 // `kappa run`: it takes a batch of raw messages, decodes them, activates their keys' state in
-// one batch, then runs every event synchronously — key, time, lateness, windows or actor,
-// watermark advance, due windows and timers — collecting outputs, late records and dead letters.
-// No per-event await: the only awaits are per batch.
-import TinyQueue from 'tinyqueue';
-import { createHash } from 'node:crypto';
+// one batch, then runs every event synchronously through the job's operator (windows or actor),
+// advancing the watermark after each event and letting the operator fire what is due —
+// collecting outputs, late records and dead letters. No per-event await: the only awaits are per batch.
 import { decodeEvent, eventTimeOf, keyProblem, ProtocolError } from '../protocol/index.js';
-import type { KeyedState, SubKey } from '../state/keyed-state.js';
-import { TaskActorContext, TIMER_NAMESPACE, type TimerDomain, type TimerRequest } from './actor-context.js';
+import type { KeyedState } from '../state/keyed-state.js';
+import { ActorOperator } from './actor-operator.js';
 import type { Clock } from './clock.js';
 import type { JobSpec } from './job.js';
+import type { Operator, OperatorOutput, RawMessage } from './operator.js';
 import type { DeadLetter, DeadLetterReason, LateRecord, Output } from './types.js';
 import { idleWatermark, Watermark, type WatermarkSnapshot } from './watermark.js';
-import { AggregateFunctionError, WINDOW_NAMESPACE, WindowOperator } from './window/operator.js';
-import type { Window } from './types.js';
+import { WindowOperator } from './window/operator.js';
 
-export interface RawMessage {
-  data: Uint8Array;
-  /** Stream sequence (the partition's offset). */
-  sequence: number;
-  /**
-   * When the log stored the message (JetStream's timestamp), in ms: the reference of the
-   * far-future guard, so the decision depends only on the log, never on when it is read.
-   */
-  logTimeMs?: number;
-}
+export type { RawMessage } from './operator.js';
 
 /** Everything one batch produced; the arrays are reused, so consume them before the next batch. */
 export interface BatchResult {
@@ -39,32 +28,18 @@ export interface BatchResult {
   watermarkMs: number;
 }
 
-interface ActorTimer {
-  timeMs: number;
-  key: string;
-  domain: TimerDomain;
-  tag: string;
-}
-
-const byTime = (a: ActorTimer, b: ActorTimer) => a.timeMs - b.timeMs;
-
-export class TaskProcessor {
+export class TaskProcessor implements OperatorOutput {
   readonly watermark: Watermark;
   private readonly result: BatchResult = { outputs: [], late: [], deadLetters: [], processed: 0, lateUpdates: 0, lastSequence: 0, watermarkMs: -Infinity };
-  private readonly windows: WindowOperator | undefined;
-  private readonly actor: TaskActorContext | undefined;
-  private readonly eventTimers = new TinyQueue<ActorTimer>([], byTime);
-  private readonly processingTimers = new TinyQueue<ActorTimer>([], byTime);
-  /** Pending timers per key, so a key with timers stays active. */
-  private readonly timersPerKey = new Map<string, number>();
+  private readonly operator: Operator;
   // Decoded batch, reused between batches (no per-batch array growth after warm-up).
   private keys: string[] = [];
   private times: number[] = [];
   private values: unknown[] = [];
-  private sequences: number[] = [];
+  private messages: RawMessage[] = [];
   private lastEventAtMs: number;
   /** Sequence of the event being handled: timers and windows it fires are named after it. */
-  private sequence = 0;
+  sequence = 0;
 
   constructor(
     private readonly job: JobSpec,
@@ -75,39 +50,33 @@ export class TaskProcessor {
   ) {
     this.watermark = new Watermark(job.maxOutOfOrdernessMs, restored && watermarkFromJson(restored.watermark));
     this.lastEventAtMs = clock.now();
-    if (job.window) {
-      this.windows = new WindowOperator(job, state, this.result.outputs, this.result.late, partition, (key, window, error, attempts) =>
-        this.deadLetterWindow(key, window, error, attempts),
-      );
+    if (job.kind === 'window') {
+      this.operator = new WindowOperator(job, state, this, partition);
     } else {
-      this.actor = new TaskActorContext(state, job, partition, this.result.outputs, () => clock.now());
+      const actor = new ActorOperator(job, state, this, partition, clock);
+      if (restored?.actor) actor.restoreEmitCounter(emitCounterOf(restored.actor));
+      this.operator = actor;
     }
+  }
+
+  get outputs(): Output[] {
+    return this.result.outputs;
+  }
+
+  get late(): LateRecord[] {
+    return this.result.late;
   }
 
   /**
    * A processor for a task restored from a checkpoint: `state` holds the checkpoint's rows and
-   * `engine` what snapshot() returned. What the engine keeps only in memory (window fire and
-   * purge queues, timer queues, which keys stay resident) is rebuilt from the stored rows.
+   * `engine` what snapshot() returned. What the operator keeps only in memory (its timers, which
+   * keys stay resident) is rebuilt from the stored rows in one sequential scan.
    */
   static async restore(job: JobSpec, partition: number, state: KeyedState, clock: Clock, engine: EngineSnapshot): Promise<TaskProcessor> {
     const processor = new TaskProcessor(job, partition, state, clock, engine);
     const watermarkMs = processor.watermark.current;
-    const windows: Array<[string, SubKey]> = [];
-    const timers: ActorTimer[] = [];
-    await state.restoreResident(new Set([WINDOW_NAMESPACE, TIMER_NAMESPACE]), (key, namespace, subKey) => {
-      if (namespace === WINDOW_NAMESPACE) {
-        windows.push([key, subKey]);
-      } else {
-        const [domain, timeMs, tag] = subKey as [TimerDomain, number, string];
-        timers.push({ key, domain, timeMs, tag });
-      }
-    });
-    for (const [key, subKey] of windows) processor.windows?.restoreWindow(key, subKey, watermarkMs);
-    for (const timer of timers) {
-      (timer.domain === 'event-time' ? processor.eventTimers : processor.processingTimers).push(timer);
-      processor.countTimer(timer.key, 1);
-    }
-    if (processor.actor && engine.actor) processor.actor.restoreEmitCounter(emitCounterOf(engine.actor));
+    const operator = processor.operator;
+    await state.restoreResident(new Set(operator.residentNamespaces), (key, namespace, subKey) => operator.restoreRow(key, namespace, subKey, watermarkMs));
     return processor;
   }
 
@@ -116,40 +85,34 @@ export class TaskProcessor {
     const watermark = this.watermark.snapshot();
     return {
       watermark: { currentMs: finiteOrNull(watermark.currentMs), maxEventTimeMs: finiteOrNull(watermark.maxEventTimeMs), atLastEventMs: finiteOrNull(watermark.atLastEventMs) },
-      ...(this.actor ? { actor: { emits: this.actor.emitCounter() } } : {}),
+      ...(this.operator instanceof ActorOperator ? { actor: { emits: this.operator.emitCounter } } : {}),
     };
   }
 
   /** Keys that must stay in memory (open windows or pending timers). */
-  isPinned = (key: string): boolean => (this.windows?.isPinned(key) ?? false) || this.timersPerKey.has(key);
+  isPinned = (key: string): boolean => this.operator.isPinned(key);
 
   async processBatch(messages: readonly RawMessage[]): Promise<BatchResult> {
     this.resetResult();
     const count = this.decode(messages);
     if (count > 0) await this.state.activate(new Set(this.keys.slice(0, count)));
+    const operator = this.operator;
     for (let index = 0; index < count; index++) {
-      const key = this.keys[index]!;
       const timeMs = this.times[index]!;
-      const sequence = this.sequences[index]!;
+      const message = this.messages[index]!;
       const watermarkBefore = this.watermark.current;
-      this.sequence = sequence;
-      const handled = this.windows ? this.runWindows(key, timeMs, this.values[index], watermarkBefore, sequence, messages) : this.runActor(key, timeMs, this.values[index], watermarkBefore, sequence, messages);
+      this.sequence = message.sequence;
       // A dead-lettered event still has a valid time: it advances the watermark like any other.
-      if (handled) this.result.processed++;
+      if (operator.onEvent(this.keys[index]!, timeMs, this.values[index], watermarkBefore, message)) this.result.processed++;
       this.watermark.observe(timeMs);
-      if (this.watermark.current > watermarkBefore) this.onWatermark(this.watermark.current);
+      if (this.watermark.current > watermarkBefore) operator.onWatermark(this.watermark.current);
     }
     if (messages.length > 0) {
       this.result.lastSequence = messages[messages.length - 1]!.sequence;
       this.lastEventAtMs = this.clock.now();
     }
-    this.fireProcessingTimers();
-    this.result.watermarkMs = this.watermark.current;
-    if (this.windows) {
-      this.result.lateUpdates = this.windows.lateUpdates;
-      this.windows.lateUpdates = 0;
-    }
-    return this.result;
+    operator.onProcessingTime(this.clock.now(), this.watermark.current);
+    return this.finishResult();
   }
 
   /**
@@ -160,13 +123,20 @@ export class TaskProcessor {
     this.resetResult();
     const idleTimeoutMs = this.job.idleTimeoutMs;
     if (idleTimeoutMs !== undefined && this.watermark.current > -Infinity) {
-      const before = this.watermark.current;
-      this.watermark.advanceTo(idleWatermark(this.watermark.atLastEvent, this.lastEventAtMs, this.clock.now(), idleTimeoutMs));
-      if (this.watermark.current > before) this.onWatermark(this.watermark.current);
+      this.advanceWatermarkTo(idleWatermark(this.watermark.atLastEvent, this.lastEventAtMs, this.clock.now(), idleTimeoutMs));
     }
-    this.fireProcessingTimers();
-    this.result.watermarkMs = this.watermark.current;
-    return this.result;
+    this.operator.onProcessingTime(this.clock.now(), this.watermark.current);
+    return this.finishResult();
+  }
+
+  /**
+   * Moves the watermark to `watermarkMs` (never back) and fires what is due: what an idle task and
+   * the end of input do, and what a test driver uses to step event time.
+   */
+  advanceWatermark(watermarkMs: number): BatchResult {
+    this.resetResult();
+    this.advanceWatermarkTo(watermarkMs);
+    return this.finishResult();
   }
 
   /**
@@ -176,11 +146,15 @@ export class TaskProcessor {
    */
   endOfInput(): BatchResult {
     this.resetResult();
-    this.watermark.advanceTo(Infinity);
-    this.onWatermark(Infinity);
-    this.fireDue(this.processingTimers, Infinity, Infinity);
-    this.result.watermarkMs = this.watermark.current;
-    return this.result;
+    this.advanceWatermarkTo(Infinity);
+    this.operator.onProcessingTime(Infinity, Infinity);
+    return this.finishResult();
+  }
+
+  private advanceWatermarkTo(watermarkMs: number): void {
+    const before = this.watermark.current;
+    this.watermark.advanceTo(watermarkMs);
+    if (this.watermark.current > before) this.operator.onWatermark(this.watermark.current);
   }
 
   private resetResult(): void {
@@ -189,6 +163,12 @@ export class TaskProcessor {
     this.result.deadLetters.length = 0;
     this.result.processed = 0;
     this.result.lateUpdates = 0;
+  }
+
+  private finishResult(): BatchResult {
+    this.result.watermarkMs = this.watermark.current;
+    this.result.lateUpdates = this.operator.takeLateUpdates();
+    return this.result;
   }
 
   /**
@@ -242,132 +222,14 @@ export class TaskProcessor {
       this.keys[count] = key as string;
       this.times[count] = timeMs;
       this.values[count] = value;
-      this.sequences[count] = message.sequence;
+      this.messages[count] = message;
       count++;
     }
     return count;
   }
 
-  private deadLetter(reason: DeadLetterReason, error: string, message: RawMessage, idSuffix = ''): void {
-    this.result.deadLetters.push({ id: `${this.partition}/${message.sequence}${idSuffix}`, reason, error, partition: this.partition, sequence: message.sequence, data: message.data });
-  }
-
-  /** A window whose result function kept throwing as it fired: the window is dead-lettered, not emitted. */
-  private deadLetterWindow(key: string, window: Window, error: Error, attempts: number): void {
-    const data = new TextEncoder().encode(JSON.stringify({ key, window }));
-    const id = `/window/${digest([key, window.start, window.end])}`;
-    this.deadLetter('aggregate-failed', `window [${window.start}, ${window.end}) of key ${JSON.stringify(key.slice(0, 80))} not emitted: ${error.message} (${attempts} attempts)`, { data, sequence: this.sequence }, id);
-  }
-
-  /** Runs an event through the windows, retrying an aggregate function that throws; false when it was dead-lettered. */
-  private runWindows(key: string, timeMs: number, value: unknown, watermarkMs: number, sequence: number, messages: readonly RawMessage[]): boolean {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        this.windows!.onEvent(key, timeMs, value, watermarkMs, sequence);
-        return true;
-      } catch (error) {
-        if (!(error instanceof AggregateFunctionError)) throw error;
-        if (attempt > this.job.handlerRetries) {
-          this.deadLetter('aggregate-failed', `${error.message} (${attempt} attempts)`, messageAt(messages, sequence));
-          return false;
-        }
-      }
-    }
-  }
-
-  /** Runs an actor's onEvent, retried with its changes undone; false when it was dead-lettered. */
-  private runActor(key: string, timeMs: number, value: unknown, watermarkMs: number, sequence: number, messages: readonly RawMessage[]): boolean {
-    const context = this.actor!;
-    const handler = this.job.actor!;
-    for (let attempt = 0; ; attempt++) {
-      context.begin(key, timeMs, watermarkMs);
-      try {
-        handler.onEvent(context, value);
-        this.applyTimerRequests(context.timerRequests);
-        return true;
-      } catch (error) {
-        context.rollback();
-        if (attempt >= this.job.handlerRetries) {
-          this.deadLetter('handler-failed', `onEvent threw after ${attempt + 1} attempts: ${(error as Error).message}`, messageAt(messages, sequence));
-          return false;
-        }
-      }
-    }
-  }
-
-  private applyTimerRequests(requests: readonly TimerRequest[]): void {
-    for (const request of requests) {
-      const subKey = [request.domain, request.timeMs, request.tag];
-      const exists = this.state.get(request.key, TIMER_NAMESPACE, subKey) !== undefined;
-      if (request.cancel) {
-        if (exists) {
-          this.state.delete(request.key, TIMER_NAMESPACE, subKey);
-          this.countTimer(request.key, -1);
-        }
-      } else if (!exists) {
-        this.state.put(request.key, TIMER_NAMESPACE, subKey, 1);
-        this.countTimer(request.key, 1);
-        const queue = request.domain === 'event-time' ? this.eventTimers : this.processingTimers;
-        queue.push({ timeMs: request.timeMs, key: request.key, domain: request.domain, tag: request.tag });
-      }
-    }
-  }
-
-  private countTimer(key: string, delta: number): void {
-    const count = (this.timersPerKey.get(key) ?? 0) + delta;
-    if (count > 0) this.timersPerKey.set(key, count);
-    else this.timersPerKey.delete(key);
-  }
-
-  private onWatermark(watermarkMs: number): void {
-    this.windows?.onWatermark(watermarkMs);
-    // Flink: an event-time timer fires when the watermark reaches its timestamp.
-    this.fireDue(this.eventTimers, watermarkMs, watermarkMs);
-  }
-
-  private fireProcessingTimers(): void {
-    const now = this.clock.now();
-    const next = this.processingTimers.peek();
-    if (next && next.timeMs <= now) this.fireDue(this.processingTimers, now, this.watermark.current);
-  }
-
-  private fireDue(queue: TinyQueue<ActorTimer>, untilMs: number, watermarkMs: number): void {
-    let timer = queue.peek();
-    while (timer && timer.timeMs <= untilMs) {
-      queue.pop();
-      const subKey = [timer.domain, timer.timeMs, timer.tag];
-      // A deleted timer leaves its queue entry behind; its state row tells whether it is live.
-      if (this.state.get(timer.key, TIMER_NAMESPACE, subKey) !== undefined) {
-        this.state.delete(timer.key, TIMER_NAMESPACE, subKey);
-        this.countTimer(timer.key, -1);
-        this.runTimer(timer, watermarkMs);
-      }
-      timer = queue.peek();
-    }
-  }
-
-  private runTimer(timer: ActorTimer, watermarkMs: number): void {
-    const onTimer = this.job.actor?.onTimer;
-    if (!onTimer) return;
-    const context = this.actor!;
-    const info = { domain: timer.domain, timeMs: timer.timeMs, tag: timer.tag };
-    for (let attempt = 0; ; attempt++) {
-      context.begin(timer.key, timer.timeMs, watermarkMs);
-      try {
-        onTimer(context, info);
-        this.applyTimerRequests(context.timerRequests);
-        return;
-      } catch (error) {
-        context.rollback();
-        if (attempt >= this.job.handlerRetries) {
-          const data = new TextEncoder().encode(JSON.stringify({ key: timer.key, timer: info }));
-          // Several timers may fail while one event advances the watermark: each letter is named by its timer.
-          const id = `/timer/${digest([timer.key, timer.domain, timer.timeMs, timer.tag])}`;
-          this.deadLetter('handler-failed', `onTimer threw after ${attempt + 1} attempts: ${(error as Error).message}`, { data, sequence: this.sequence }, id);
-          return;
-        }
-      }
-    }
+  deadLetter(reason: DeadLetterReason, error: string, origin: RawMessage, idSuffix = ''): void {
+    this.result.deadLetters.push({ id: `${this.partition}/${origin.sequence}${idSuffix}`, reason, error, partition: this.partition, sequence: origin.sequence, data: origin.data });
   }
 }
 
@@ -393,15 +255,6 @@ function watermarkFromJson(json: EngineSnapshot['watermark']): WatermarkSnapshot
 function emitCounterOf(counter: NonNullable<EngineSnapshot['actor']>): number {
   // The last revision an old-format checkpoint issued: new revisions continue above it.
   return 'sequence' in counter ? counter.sequence * 1024 + counter.emits : counter.emits;
-}
-
-function messageAt(messages: readonly RawMessage[], sequence: number): RawMessage {
-  return messages.find((candidate) => candidate.sequence === sequence)!;
-}
-
-/** A short, deterministic name for a dead letter's origin (keys may hold any character). */
-function digest(parts: unknown[]): string {
-  return createHash('sha256').update(JSON.stringify(parts)).digest('base64url').slice(0, 22);
 }
 
 function describeTime(ms: number): string {

@@ -2,14 +2,16 @@
 // accumulators in keyed state, fires windows as the watermark passes their end, re-emits on
 // late updates, purges after the allowed lateness and reports events for purged windows.
 // Semantics: worker/window/README.md and DESIGN.md "Time and lateness".
-import TinyQueue from 'tinyqueue';
 import type { KeyedState, SubKey } from '../../state/keyed-state.js';
-import type { AggregateFunction, JobSpec, WindowSpec } from '../job.js';
-import type { LateRecord, Output, Window } from '../types.js';
+import type { AggregateFunction, WindowJobSpec, WindowSpec } from '../job.js';
+import type { Operator, OperatorOutput, RawMessage } from '../operator.js';
+import { TimerService, type Timer } from '../timer-service.js';
+import type { Output, Window } from '../types.js';
 import { hoppingWindows } from './hopping.js';
 import { cleanupTime, fireTime, isFired, isPurged } from './lateness.js';
 import { mergeSession } from './session.js';
 import { tumblingWindow } from './tumbling.js';
+import { digestOf } from '../digest.js';
 import { copyValue } from '../value-copy.js';
 
 export const WINDOW_NAMESPACE = 'w';
@@ -21,14 +23,14 @@ interface WindowRow {
   revision: number;
 }
 
-interface WindowTimer {
-  timeMs: number;
-  key: string;
-  start: number;
-  end: number;
+// Timer tags: a window's fire timer and its purge timer, named by the window. 'f' < 'p', so with
+// no allowed lateness a window fires before it is purged at the same watermark.
+const fireTag = (start: number, end: number) => `f${start}:${end}`;
+const purgeTag = (start: number, end: number) => `p${start}:${end}`;
+function windowOfTag(tag: string): Window {
+  const colon = tag.indexOf(':');
+  return { start: Number(tag.slice(1, colon)), end: Number(tag.slice(colon + 1)) };
 }
-
-const byTime = (a: WindowTimer, b: WindowTimer) => a.timeMs - b.timeMs;
 
 /** An event's changes to one window, computed before any is applied. */
 interface WindowUpdate {
@@ -51,12 +53,11 @@ export class AggregateFunctionError extends Error {
   }
 }
 
-export class WindowOperator {
+export class WindowOperator implements Operator {
+  readonly residentNamespaces = [WINDOW_NAMESPACE];
   private readonly window: WindowSpec;
-  private readonly fireQueue = new TinyQueue<WindowTimer>([], byTime);
-  private readonly cleanupQueue = new TinyQueue<WindowTimer>([], byTime);
-  /** Open windows per key: a key with open windows stays active in the cache (its timers fire synchronously). */
-  private readonly openWindows = new Map<string, number>();
+  /** Each open window has one timer: to fire at end − 1, then to purge after the allowed lateness. */
+  private readonly timers = new TimerService();
   private readonly init: AggregateFunction['init'];
   private readonly add: AggregateFunction['add'];
   private readonly merge: AggregateFunction['merge'];
@@ -64,16 +65,13 @@ export class WindowOperator {
   private readonly idPrefix: string;
 
   constructor(
-    private readonly job: JobSpec,
+    private readonly job: WindowJobSpec,
     private readonly state: KeyedState,
-    private readonly outputs: Output[],
-    private readonly late: LateRecord[],
+    private readonly out: OperatorOutput,
     private readonly partition: number,
-    /** A window whose `result` kept throwing when it fired: the task dead-letters it. */
-    private readonly onResultFailed: (key: string, window: Window, error: Error, attempts: number) => void,
   ) {
-    this.window = job.window!;
-    const aggregate = job.aggregate!;
+    this.window = job.window;
+    const aggregate = job.aggregate;
     this.init = aggregate.init;
     this.add = aggregate.add;
     this.merge = aggregate.merge;
@@ -83,14 +81,39 @@ export class WindowOperator {
 
   /** Keys that must stay in memory because they have windows waiting to fire or be purged. */
   isPinned(key: string): boolean {
-    return (this.openWindows.get(key) ?? 0) > 0;
+    return this.timers.hasTimers(key);
   }
 
-  /** Events that updated a window after it fired (each re-emitted it); read and reset per batch. */
-  lateUpdates = 0;
+  /** Events that updated a window after it fired (each re-emitted it). */
+  private lateUpdates = 0;
+
+  takeLateUpdates(): number {
+    const count = this.lateUpdates;
+    this.lateUpdates = 0;
+    return count;
+  }
 
   get openWindowCount(): number {
-    return this.fireQueue.length + this.cleanupQueue.length;
+    return this.timers.size;
+  }
+
+  onEvent(key: string, timeMs: number, value: unknown, watermarkMs: number, message: RawMessage): boolean {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.addEvent(key, timeMs, value, watermarkMs, message.sequence);
+        return true;
+      } catch (error) {
+        if (!(error instanceof AggregateFunctionError)) throw error;
+        if (attempt > this.job.handlerRetries) {
+          this.out.deadLetter('aggregate-failed', `${error.message} (${attempt} attempts)`, message);
+          return false;
+        }
+      }
+    }
+  }
+
+  onProcessingTime(): void {
+    // Event-time windows only.
   }
 
   /**
@@ -101,7 +124,7 @@ export class WindowOperator {
    * is changed, so when one throws (AggregateFunctionError) the state, queues and outputs are as
    * they were and the caller may retry the event or dead-letter it.
    */
-  onEvent(key: string, timeMs: number, value: unknown, watermarkMs: number, sequence: number): void {
+  private addEvent(key: string, timeMs: number, value: unknown, watermarkMs: number, sequence: number): void {
     switch (this.window.kind) {
       case 'tumbling': {
         const window = tumblingWindow(timeMs, this.window.sizeMs, this.window.offsetMs);
@@ -231,7 +254,7 @@ export class WindowOperator {
       // A session that was emitted and is now part of a larger one is withdrawn from the table.
       if (oldRow.revision > 0) this.retract(key, old.start, old.end, oldRow.revision + 1);
       this.state.delete(key, WINDOW_NAMESPACE, [old.start, old.end]);
-      this.unschedule(key);
+      this.unschedule(key, old.start, old.end);
     }
     const row: WindowRow = { accumulator, revision: targetRow?.revision ?? 0 };
     if (!targetRow) this.schedule(key, merged.start, merged.end, watermarkMs);
@@ -245,54 +268,43 @@ export class WindowOperator {
 
   /** Fires every window whose end the watermark has passed and purges those past their lateness. */
   onWatermark(watermarkMs: number): void {
-    const allowedLatenessMs = this.job.allowedLatenessMs;
-    let timer = this.fireQueue.peek();
-    while (timer && timer.timeMs <= watermarkMs) {
-      this.fireQueue.pop();
-      const subKey = this.rowKey(timer.start, timer.end);
-      const row = this.state.get(timer.key, WINDOW_NAMESPACE, subKey) as WindowRow | undefined;
-      // A session merged away since it was scheduled has no row: nothing to fire.
-      if (row) {
-        this.fire(timer.key, timer.start, timer.end, row);
-        this.state.put(timer.key, WINDOW_NAMESPACE, subKey, row);
-        timer.timeMs = cleanupTime(timer, allowedLatenessMs);
-        this.cleanupQueue.push(timer);
-      }
-      timer = this.fireQueue.peek();
-    }
-    timer = this.cleanupQueue.peek();
-    while (timer && timer.timeMs <= watermarkMs) {
-      this.cleanupQueue.pop();
-      const subKey = this.rowKey(timer.start, timer.end);
-      if (this.state.get(timer.key, WINDOW_NAMESPACE, subKey) !== undefined) {
-        this.state.delete(timer.key, WINDOW_NAMESPACE, subKey);
-        this.unschedule(timer.key);
-      }
-      timer = this.cleanupQueue.peek();
+    this.timers.advanceWatermark(watermarkMs, (timer) => this.onTimer(timer));
+  }
+
+  private onTimer(timer: Timer): void {
+    const { start, end } = windowOfTag(timer.tag);
+    const subKey = this.rowKey(start, end);
+    if (timer.tag.startsWith('f')) {
+      const row = this.state.get(timer.key, WINDOW_NAMESPACE, subKey) as WindowRow;
+      this.fire(timer.key, start, end, row);
+      this.state.put(timer.key, WINDOW_NAMESPACE, subKey, row);
+      this.timers.register('event-time', timer.key, cleanupTime({ start, end }, this.job.allowedLatenessMs), purgeTag(start, end));
+    } else {
+      this.state.delete(timer.key, WINDOW_NAMESPACE, subKey);
     }
   }
 
-  /** Puts a window restored from a checkpoint back in the fire or purge queue it was in. */
-  restoreWindow(key: string, subKey: SubKey, watermarkMs: number): void {
-    if (typeof subKey === 'number') this.schedule(key, subKey, subKey + (this.window as { sizeMs: number }).sizeMs, watermarkMs);
+  /** Registers the timer a window restored from a checkpoint was waiting for. */
+  restoreRow(key: string, _namespace: string, subKey: SubKey, watermarkMs: number): void {
+    if (typeof subKey === 'number') this.schedule(key, subKey, subKey + this.window.sizeMs, watermarkMs);
     else {
       const [start, end] = subKey as [number, number];
       this.schedule(key, start, end, watermarkMs);
     }
   }
 
-  /** A window already past its fire time is emitted by its event, so it only awaits cleanup (Flink registers no timer then). */
+  /** A window already past its fire time is emitted by its event, so it only awaits its purge (Flink registers no timer then). */
   private schedule(key: string, start: number, end: number, watermarkMs: number): void {
     const window = { start, end };
-    if (isFired(window, watermarkMs)) this.cleanupQueue.push({ timeMs: cleanupTime(window, this.job.allowedLatenessMs), key, start, end });
-    else this.fireQueue.push({ timeMs: fireTime(window), key, start, end });
-    this.openWindows.set(key, (this.openWindows.get(key) ?? 0) + 1);
+    if (isFired(window, watermarkMs)) this.timers.register('event-time', key, cleanupTime(window, this.job.allowedLatenessMs), purgeTag(start, end));
+    else this.timers.register('event-time', key, fireTime(window), fireTag(start, end));
   }
 
-  private unschedule(key: string): void {
-    const open = (this.openWindows.get(key) ?? 1) - 1;
-    if (open > 0) this.openWindows.set(key, open);
-    else this.openWindows.delete(key);
+  /** A session merged into another: its timer goes (whichever of the two it has). */
+  private unschedule(key: string, start: number, end: number): void {
+    if (!this.timers.delete('event-time', key, fireTime({ start, end }), fireTag(start, end))) {
+      this.timers.delete('event-time', key, cleanupTime({ start, end }, this.job.allowedLatenessMs), purgeTag(start, end));
+    }
   }
 
   /** Emits a window as the watermark passes its end; a `result` that keeps throwing is reported instead. */
@@ -305,7 +317,10 @@ export class WindowOperator {
         return;
       } catch (error) {
         if (attempt > this.job.handlerRetries) {
-          this.onResultFailed(key, { start, end }, error as Error, attempt);
+          // The window is dead-lettered, not emitted; the task goes on.
+          const data = new TextEncoder().encode(JSON.stringify({ key, window: { start, end } }));
+          const error_ = `window [${start}, ${end}) of key ${JSON.stringify(key.slice(0, 80))} not emitted: ${(error as Error).message} (${attempt} attempts)`;
+          this.out.deadLetter('aggregate-failed', error_, { data, sequence: this.out.sequence }, `/window/${digestOf([key, start, end])}`);
           return;
         }
       }
@@ -318,10 +333,10 @@ export class WindowOperator {
 
   private pushOutput(kind: Output['kind'], key: string, start: number, end: number, value: unknown, revision: number): void {
     const { name: job, version } = this.job;
-    this.outputs.push({ id: `${this.idPrefix}${key}/${start}-${end}`, job, version, key, window: { start, end }, value, revision, kind });
+    this.out.outputs.push({ id: `${this.idPrefix}${key}/${start}-${end}`, job, version, key, window: { start, end }, value, revision, kind });
   }
 
   private reportLate(key: string, timeMs: number, value: unknown, windows: Window[], sequence: number): void {
-    this.late.push({ key, time: timeMs, value, windows, partition: this.partition, sequence });
+    this.out.late.push({ key, time: timeMs, value, windows, partition: this.partition, sequence });
   }
 }

@@ -1,0 +1,52 @@
+// What the task processor asks of an operator (the window aggregation, the actor, the joins to
+// come): handle one event, react to the watermark and the clock through its own timer service,
+// say which keys must stay resident, and rebuild what it keeps in memory from restored rows.
+// The processor owns decoding, the watermark and the batch; operators own their state layout.
+import type { SubKey } from '../state/keyed-state.js';
+import type { DeadLetterReason, LateRecord, Output } from './types.js';
+
+/** One message of a partition, as the source hands it to the processor. */
+export interface RawMessage {
+  data: Uint8Array;
+  /** Stream sequence (the partition's offset). */
+  sequence: number;
+  /**
+   * When the log stored the message (JetStream's timestamp), in ms: the reference of the
+   * far-future guard, so the decision depends only on the log, never on when it is read.
+   */
+  logTimeMs?: number;
+}
+
+/** Where an operator's results go; the processor resets the arrays per batch. */
+export interface OperatorOutput {
+  readonly outputs: Output[];
+  readonly late: LateRecord[];
+  /**
+   * Sets something aside with its reason. `origin` is the message concerned (or, for a timer or a
+   * window firing, the bytes describing it under the sequence of the event being handled);
+   * `idSuffix` names it apart from other letters of the same sequence.
+   */
+  deadLetter(reason: DeadLetterReason, error: string, origin: RawMessage, idSuffix?: string): void;
+  /** The sequence of the event being handled (timers and windows it fires are named after it). */
+  readonly sequence: number;
+}
+
+export interface Operator {
+  /** State namespaces whose rows make a key resident after a restore (open windows, timers). */
+  readonly residentNamespaces: readonly string[];
+  /**
+   * Handles one event, judged against the watermark before it; the caller has activated the key.
+   * Returns false when the event was dead-lettered.
+   */
+  onEvent(key: string, timeMs: number, value: unknown, watermarkMs: number, message: RawMessage): boolean;
+  /** The watermark advanced: fire what is due. */
+  onWatermark(watermarkMs: number): void;
+  /** Processing time is now `nowMs`: fire what is due. */
+  onProcessingTime(nowMs: number, watermarkMs: number): void;
+  /** Keys that must stay in memory (pending timers). */
+  isPinned(key: string): boolean;
+  /** A row of `residentNamespaces` read back at restore: rebuild the timers it implies. */
+  restoreRow(key: string, namespace: string, subKey: SubKey, watermarkMs: number): void;
+  /** Events that updated a window after it fired, since the last call (for a metric). */
+  takeLateUpdates(): number;
+}
