@@ -220,7 +220,8 @@ export class Coordinator {
       const registry = await this.reprocessing.aliases();
       const aliases = new Map<string, string>();
       for (const job of new Set([...this.versions.values()].map((version) => version.job))) {
-        const entry = await registry.get(job);
+        // A job with no alias yet gets one at its first version started (reprocessing.ts).
+        const entry = (await registry.get(job)) ?? (await this.reprocessing.aliasFirstVersion(job, this.versions.values()));
         if (entry) aliases.set(job, entry.version);
       }
       this.aliases = aliases;

@@ -88,6 +88,29 @@ export class Reprocessing {
     return entry;
   }
 
+  /**
+   * A job with no alias yet is given one at its first version started (the running version with
+   * the earliest start), once that version's table exists, on every backend: apps read v1 (the
+   * PostgreSQL view, the Redis key, `kappa view`) without a cutover. Only a job with no alias at
+   * all: a later version is served only by a cutover. Returns the new entry, or undefined while
+   * there is nothing to point at yet.
+   */
+  async aliasFirstVersion(job: string, versions: Iterable<JobVersionRecord>): Promise<AliasEntry | undefined> {
+    let first: JobVersionRecord | undefined;
+    for (const version of versions) {
+      if (version.job !== job || version.state !== 'running') continue;
+      if (!first || version.startedAtMs < first.startedAtMs || (version.startedAtMs === first.startedAtMs && version.version < first.version)) first = version;
+    }
+    // Its table kind comes from the workers carrying it, its table from the first task's sinks.
+    if (first?.table === undefined) return undefined;
+    const tables = await this.tables(first.table);
+    if (!(await tables.exists(job, first.version))) return undefined;
+    await tables.setAlias(job, first.version);
+    const entry = await (await this.aliases()).set(job, first.version, first.table);
+    this.logger.info({ job, version: first.version, table: first.table }, 'first version of the job: the alias now points at it');
+    return entry;
+  }
+
   /** Refuses to retire the version apps read through the alias. */
   async assertRetirable(job: string, version: string): Promise<void> {
     const alias = await (await this.aliases()).get(job);
