@@ -7,3 +7,5 @@ export type { Duration, Window, WindowKind, Output, LateRecord, DeadLetter, Dead
 export { tumblingWindow } from './worker/window/tumbling.js';
 export { hoppingWindows } from './worker/window/hopping.js';
 export { partitionOf } from './protocol/partition.js';
+export { TaskTestDriver } from './worker/task-test-driver.js';
+export type { DriverInput, TaskTestDriverOptions } from './worker/task-test-driver.js';

@@ -15,7 +15,8 @@ export type KappaErrorCode =
   | 'EVENT_TOO_LARGE'
   | 'JOB_INVALID'
   | 'NO_LEADER'
-  | 'ADMIN_REJECTED';
+  | 'ADMIN_REJECTED'
+  | 'BAD_REQUEST';
 
 export class KappaError extends Error {
   constructor(
@@ -72,5 +73,12 @@ export class AdminRejectedError extends KappaError {
     message: string,
   ) {
     super('ADMIN_REJECTED', message);
+  }
+}
+
+/** An HTTP request (path, query) that is not one we answer: a 400 naming what was wrong. */
+export class BadRequestError extends KappaError {
+  constructor(message: string) {
+    super('BAD_REQUEST', message);
   }
 }

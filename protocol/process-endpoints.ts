@@ -10,9 +10,14 @@
 //   pod, so it must not depend on anything outside the process (NATS, other replicas).
 // - /readyz (readiness): the process's own rule (a worker: every assigned task restored and
 //   consuming; a coordinator: connected and leading or following a known leader).
-import { createServer, type Server } from 'node:http';
+//
+// No request can end the process: every handler runs inside one guard, bad input (a path that is
+// not percent-encoding, a bad query value) answers 400 with a JSON body naming it, an unknown path
+// 404, a method other than GET/HEAD 405, and anything unexpected 500 with a JSON body and a log line.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { BadRequestError } from './errors.js';
 
 export interface EventLoopLivenessOptions {
   /** A stall longer than this makes /healthz fail (default 5 s). */
@@ -34,10 +39,12 @@ export interface ProcessEndpoints {
   json?: Record<string, () => unknown>;
   /**
    * JSON endpoints under a path prefix (e.g. '/v1/views/'), answered asynchronously: the handler
-   * gets the rest of the path and the query, and returns a status and body. A thrown KappaError
-   * with a not-found code answers 404, anything else 500.
+   * gets the rest of the path (percent-decoded) and the query, and returns a status and body. A
+   * thrown BadRequestError answers 400, a KappaError with a not-found code 404, anything else 500.
    */
   jsonPrefix?: Record<string, (rest: string, query: URLSearchParams) => Promise<{ status: number; body: unknown }>>;
+  /** Where a 500's error is logged (default: a JSON logger on stderr). */
+  logger?: Pick<Logger, 'error'>;
 }
 
 /**
@@ -88,16 +95,23 @@ export class EventLoopLiveness {
 
 export async function serveProcessEndpoints(port: number, host: string, endpoints: ProcessEndpoints): Promise<Server> {
   const eventLoop = new EventLoopLiveness(endpoints.eventLoop);
+  const logger = endpoints.logger ?? createLogger({});
   const server = createServer((request, response) => {
-    const url = new URL(request.url ?? '/', 'http://localhost');
+    answer(request, response).catch((error: unknown) => fail(response, error));
+  });
+
+  async function answer(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      sendJson(response, 405, { error: `method ${request.method} is not allowed: expected GET` }, { allow: 'GET, HEAD' });
+      return;
+    }
+    const url = parseRequestUrl(request.url ?? '/');
     const path = url.pathname;
     const json = endpoints.json?.[path];
     const prefix = Object.keys(endpoints.jsonPrefix ?? {}).find((candidate) => path.startsWith(candidate));
     if (path === '/metrics') {
-      endpoints.registry.metrics().then(
-        (body) => response.writeHead(200, { 'content-type': endpoints.registry.contentType }).end(body),
-        (error: Error) => response.writeHead(500).end(error.message),
-      );
+      const body = await endpoints.registry.metrics();
+      response.writeHead(200, { 'content-type': endpoints.registry.contentType }).end(body);
     } else if (path === '/healthz') {
       const reason = eventLoop.notLiveReason() ?? endpoints.notLiveReason?.();
       response.writeHead(reason === undefined ? 200 : 503, { 'content-type': 'text/plain' }).end(reason === undefined ? 'ok\n' : `not live: ${reason}\n`);
@@ -106,27 +120,55 @@ export async function serveProcessEndpoints(port: number, host: string, endpoint
       response.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
     } else if (json) {
       const body = json();
-      response
-        .writeHead(body === undefined ? 503 : 200, { 'content-type': 'application/json' })
-        .end(JSON.stringify(body ?? { error: 'not available on this process (is it the leader?)' }));
+      sendJson(response, body === undefined ? 503 : 200, body ?? { error: 'not available on this process (is it the leader?)' });
     } else if (prefix !== undefined) {
-      endpoints.jsonPrefix![prefix]!(decodeURIComponent(path.slice(prefix.length)), url.searchParams).then(
-        ({ status, body }) => response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body)),
-        (error: Error & { code?: string }) =>
-          response
-            .writeHead(/NOT_FOUND$/.test(error.code ?? '') ? 404 : 500, { 'content-type': 'application/json' })
-            .end(JSON.stringify({ error: error.message, code: error.code })),
-      );
+      const { status, body } = await endpoints.jsonPrefix![prefix]!(decodePathSegment(path.slice(prefix.length)), url.searchParams);
+      sendJson(response, status, body);
     } else {
-      response.writeHead(404).end();
+      sendJson(response, 404, { error: `no endpoint at ${JSON.stringify(path.length > 200 ? `${path.slice(0, 200)}…` : path)}` });
     }
-  });
+  }
+
+  function fail(response: ServerResponse, error: unknown): void {
+    const code = (error as { code?: unknown }).code;
+    const status = error instanceof BadRequestError ? 400 : typeof code === 'string' && /NOT_FOUND$/.test(code) ? 404 : 500;
+    if (status === 500) logger.error({ err: error }, 'HTTP request failed');
+    const message = error instanceof Error ? error.message : String(error);
+    if (response.headersSent) {
+      response.destroy();
+      return;
+    }
+    sendJson(response, status, { error: message, ...(typeof code === 'string' ? { code } : {}) });
+  }
+
   server.on('close', () => eventLoop.close());
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
   });
   return server;
+}
+
+function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  response.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
+}
+
+/** The request target as a URL; one that is not a path (`//`, `//[`) is the client's mistake, a 400. */
+function parseRequestUrl(target: string): URL {
+  try {
+    return new URL(target, 'http://localhost');
+  } catch {
+    throw new BadRequestError(`request target ${JSON.stringify(target.length > 80 ? `${target.slice(0, 80)}…` : target)} is not a path`);
+  }
+}
+
+/** A path segment's text; a malformed percent-encoding (`%E0%A4%A`) is the client's mistake, a 400. */
+function decodePathSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new BadRequestError(`path segment ${JSON.stringify(segment.length > 80 ? `${segment.slice(0, 80)}…` : segment)} is not valid percent-encoded UTF-8`);
+  }
 }
 
 /** The port a server listens on (the real one when it was started on port 0). */

@@ -1,11 +1,16 @@
 // The probe endpoints every process serves (protocol/process-endpoints.ts): /healthz fails after
 // the event loop was blocked beyond the limit, then recovers; a process's own liveness and
-// readiness rules decide the rest.
-import type { Server } from 'node:http';
+// readiness rules decide the rest. With real processes: no malformed request ends a coordinator
+// (4xx with a reason, and it keeps serving), and a view lists any table page by page.
+import { request as httpRequest, type Server } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, expect, it } from 'vitest';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
-import { listeningPort, serveProcessEndpoints } from '../protocol/index.js';
+import { listeningPort, serveProcessEndpoints, servingTableRowKey, type ServingTableRow } from '../protocol/index.js';
+import { AliasRegistry, DEFAULT_PAGE_ROWS, KvTables } from '../tables/index.js';
+import { kappa, KappaProcess } from './harness/cli.js';
+import { startServer, type NatsServer } from './harness/nats-server.js';
 
 let server: Server | undefined;
 afterEach(() => {
@@ -52,3 +57,119 @@ it('serves the process’s own liveness and readiness rules', async () => {
   expect((await fetch(`${base}/healthz`)).status).toBe(200);
   expect((await fetch(`${base}/readyz`)).status).toBe(200);
 });
+
+describe('a real coordinator process', () => {
+  let nats: (NatsServer & { close(): Promise<void> }) | undefined;
+  let nc: NatsConnection | undefined;
+  let coordinator: KappaProcess | undefined;
+  let base = '';
+  beforeAll(async () => {
+    nats = await startServer();
+    nc = await connect({ servers: nats.url });
+    coordinator = new KappaProcess(['coordinator', '--nats', nats.url, '--http-port', '0', '--http-host', '127.0.0.1', '--id', 'http-test']);
+    const [, port] = await coordinator.waitForLog(/"httpPort":(\d+)/);
+    base = `http://127.0.0.1:${port}`;
+  });
+  afterAll(async () => {
+    await coordinator?.stop();
+    await nc?.close();
+    await nats?.close();
+  });
+
+  it('answers every malformed request with a 4xx and a reason, and keeps serving', async () => {
+    const port = Number(new URL(base).port);
+    const cases: Array<[method: string, path: string, status: number]> = [
+      ['GET', '/v1/views/%E0%A4%A', 400], // what once ended the process: decodeURIComponent threw outside any handler
+      ['GET', '/v1/views/%FF%FE', 400],
+      ['GET', '/v1/views/%', 400],
+      ['GET', '/v1/views/a%2Fb', 400],
+      ['GET', '/v1/views/a.b', 400],
+      ['GET', `/v1/views/${'j'.repeat(8_000)}`, 400],
+      ['GET', `/${'x'.repeat(20_000)}`, 431], // past Node's header limit: answered by the HTTP parser itself
+      ['GET', '//', 400],
+      ['GET', '/nothing/here', 404],
+      ['GET', '/v1/views/', 400],
+      ['GET', '/v1/views/clicks?limit=abc', 400],
+      ['GET', '/v1/views/clicks?limit=0', 400],
+      ['GET', '/v1/views/clicks?limit=-5', 400],
+      ['GET', '/v1/views/clicks?limit=1001', 400],
+      ['GET', '/v1/views/clicks?limit=1e3', 400],
+      ['GET', '/v1/views/clicks?after=%ZZ', 400],
+      ['GET', '/v1/views/clicks?after=a..b', 400],
+      ['GET', '/v1/views/clicks?key=', 400],
+      ['GET', `/v1/views/clicks?key=${'k'.repeat(2_000)}`, 400],
+      ['GET', '/v1/views/clicks?key=a&key=b', 400],
+      ['GET', '/v1/views/clicks?key=a&limit=5', 400],
+      ['GET', '/v1/views/clicks?version=v.1', 400],
+      ['GET', '/v1/views/clicks?verison=v1', 400],
+      ['GET', '/v1/views/clicks', 404], // a good request for a job with no table: not found, not a crash
+      ['POST', '/v1/status', 405],
+      ['DELETE', '/v1/views/clicks', 405],
+    ];
+    for (const [method, path, status] of cases) {
+      const answer = await rawRequest(port, method, path);
+      expect({ method, path: path.slice(0, 60), status: answer.status }).toEqual({ method, path: path.slice(0, 60), status });
+      if (status !== 431) expect(JSON.parse(answer.body)).toMatchObject({ error: expect.any(String) });
+    }
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    expect(coordinator!.child.exitCode).toBeNull();
+    // 4xx are the client's mistakes: none was logged as a failure.
+    expect(coordinator!.logs).not.toMatch(/HTTP request failed/);
+  });
+
+  it('lists a table of more rows than a page completely and in order, page by page, over HTTP and in `kappa view`', async () => {
+    const job = 'paged';
+    const tables = new KvTables(nc!);
+    const writer = await tables.writer(job, 'v1');
+    const outputs = Array.from({ length: 2_345 }, (_, index) => ({
+      key: index % 5 === 0 ? `user ${index}/é` : `user-${index}`,
+      ...(index % 2 === 0 ? { window: { start: index * 1000, end: index * 1000 + 1000 } } : {}),
+      value: { n: index },
+      revision: 1,
+      kind: 'update' as const,
+    }));
+    await writer.write(outputs);
+    await (await AliasRegistry.open(nc!)).set(job, 'v1', 'kv');
+    const rowKey = (row: { key: string; start?: number; end?: number }) => servingTableRowKey(row.key, row.start === undefined ? undefined : { start: row.start, end: row.end! });
+    const expected = outputs
+      .map((output) => ({ key: output.key, ...(output.window ? { start: output.window.start, end: output.window.end } : {}), value: output.value }))
+      .sort((a, b) => (rowKey(a) < rowKey(b) ? -1 : 1));
+
+    for (const limit of [undefined, 1000]) {
+      const rows: unknown[] = [];
+      let after: string | undefined;
+      let pages = 0;
+      do {
+        const query = new URLSearchParams({ ...(limit ? { limit: String(limit) } : {}), ...(after ? { after } : {}) });
+        const response = await fetch(`${base}/v1/views/${job}?${query}`);
+        expect(response.status).toBe(200);
+        const page = (await response.json()) as { version: string; rows: ServingTableRow[]; next?: string };
+        expect(page.version).toBe('v1');
+        expect(page.rows.length).toBeLessThanOrEqual(limit ?? DEFAULT_PAGE_ROWS);
+        rows.push(...page.rows.map(({ revision: _revision, ...row }) => row));
+        after = page.next;
+        pages++;
+      } while (after !== undefined);
+      expect(pages).toBe(Math.ceil(outputs.length / (limit ?? DEFAULT_PAGE_ROWS)));
+      expect(rows).toEqual(expected);
+    }
+
+    const viewed = await kappa(['view', job, '--json', '--nats', nats!.url]);
+    expect(viewed.code, viewed.stderr).toBe(0);
+    expect(viewed.stdout.trim().split('\n').map((line) => JSON.parse(line) as unknown)).toEqual(expected);
+  });
+});
+
+/** One request with its path exactly as given (fetch would normalize it), its status and body. */
+function rawRequest(port: number, method: string, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest({ host: '127.0.0.1', port, method, path, agent: false }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}

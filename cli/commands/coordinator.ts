@@ -9,7 +9,7 @@ import { systemClock } from '../../coordinator/clock.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { CoordinatorMetrics } from '../../coordinator/metrics.js';
 import { shutdownSignal } from '../shutdown-signal.js';
-import { readView } from '../../coordinator/views.js';
+import { parseViewRequest, readView } from '../../coordinator/views.js';
 import { loadConfig, logLevel, port } from '../config.js';
 import { addNatsOptions, natsSettingsFrom, type NatsFlags } from '../nats-options.js';
 
@@ -90,11 +90,12 @@ export function registerCoordinator(program: Command): void {
     const connection = watchConnection(nc);
     const http = await serveProcessEndpoints(config.httpPort, config.httpHost, {
       registry: metrics.registry,
+      logger,
       // Ready: connected, and leading (state loaded) or following a leader it knows.
       isReady: () => connection.connected && coordinator.isReady(),
       json: { '/v1/status': () => coordinator.status() },
-      // GET /v1/views/<job>?key=K[&version=V]: the rows apps read, through the job's alias.
-      jsonPrefix: { '/v1/views/': (job, query) => readView(coordinator.reprocessing, job, query.get('key') ?? undefined, query.get('version') ?? undefined) },
+      // GET /v1/views/<job>?key=K[&version=V] or ?limit=N&after=C: one key's rows or one page, through the job's alias.
+      jsonPrefix: { '/v1/views/': async (job, query) => readView(coordinator.reprocessing, parseViewRequest(job, query)) },
     });
     const address = http.address();
     logger.info(
