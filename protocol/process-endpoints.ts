@@ -17,7 +17,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { BadRequestError } from './errors.js';
+import { BadRequestError, ConfigError } from './errors.js';
 
 export interface EventLoopLivenessOptions {
   /** A stall longer than this makes /healthz fail (default 5 s). */
@@ -143,7 +143,10 @@ export async function serveProcessEndpoints(port: number, host: string, endpoint
 
   server.on('close', () => eventLoop.close());
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      eventLoop.close();
+      reject(listenError(error, port, host));
+    });
     server.listen(port, host, () => resolve());
   });
   return server;
@@ -168,6 +171,41 @@ function decodePathSegment(segment: string): string {
     return decodeURIComponent(segment);
   } catch {
     throw new BadRequestError(`path segment ${JSON.stringify(segment.length > 80 ? `${segment.slice(0, 80)}…` : segment)} is not valid percent-encoded UTF-8`);
+  }
+}
+
+/**
+ * Why the HTTP port could not be served, as a one-line ConfigError (exit 2) naming the setting:
+ * another process (often a second replica on the same host) holds the port, or it needs privileges.
+ */
+function listenError(error: NodeJS.ErrnoException, port: number, host: string): Error {
+  const where = `${host}:${port}`;
+  const fix = "choose another with --http-port or KAPPA_HTTP_PORT (0 picks a free port)";
+  switch (error.code) {
+    case 'EADDRINUSE':
+      return new ConfigError(`cannot serve HTTP on ${where}: the port is already in use by another process; ${fix}`, { cause: error });
+    case 'EACCES':
+      return new ConfigError(`cannot serve HTTP on ${where}: permission denied (ports below 1024 need privileges); ${fix}`, { cause: error });
+    case 'EADDRNOTAVAIL':
+    case 'ENOTFOUND':
+      return new ConfigError(`cannot serve HTTP on ${where}: the address ${host} is not one of this host's; choose another with --http-host or KAPPA_HTTP_HOST`, { cause: error });
+    default:
+      return error;
+  }
+}
+
+/**
+ * Runs the rest of a process's start-up once its endpoints are served (they go first, so a port in
+ * use fails at once). If start-up fails the server is closed, so that it does not keep a process
+ * that never started alive, and the error goes on to the command's exit code.
+ */
+export async function startBehindEndpoints<T>(server: Server, start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (error) {
+    server.closeAllConnections();
+    server.close();
+    throw error;
   }
 }
 

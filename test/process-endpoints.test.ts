@@ -1,8 +1,14 @@
 // The probe endpoints every process serves (protocol/process-endpoints.ts): /healthz fails after
 // the event loop was blocked beyond the limit, then recovers; a process's own liveness and
 // readiness rules decide the rest. With real processes: no malformed request ends a coordinator
-// (4xx with a reason, and it keeps serving), and a view lists any table page by page.
+// (4xx with a reason, and it keeps serving), a view lists any table page by page, and a port
+// already in use ends a coordinator or worker at once with exit code 2 and one line.
+import { mkdtempSync } from 'node:fs';
 import { request as httpRequest, type Server } from 'node:http';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +17,8 @@ import { listeningPort, serveProcessEndpoints, servingTableRowKey, type ServingT
 import { AliasRegistry, DEFAULT_PAGE_ROWS, KvTables } from '../tables/index.js';
 import { kappa, KappaProcess } from './harness/cli.js';
 import { startServer, type NatsServer } from './harness/nats-server.js';
+
+const JOB = fileURLToPath(new URL('../examples/clicks-per-window.mjs', import.meta.url));
 
 let server: Server | undefined;
 afterEach(() => {
@@ -157,6 +165,44 @@ describe('a real coordinator process', () => {
     const viewed = await kappa(['view', job, '--json', '--nats', nats!.url]);
     expect(viewed.code, viewed.stderr).toBe(0);
     expect(viewed.stdout.trim().split('\n').map((line) => JSON.parse(line) as unknown)).toEqual(expected);
+  });
+});
+
+describe('a port already in use', () => {
+  let nats: (NatsServer & { close(): Promise<void> }) | undefined;
+  let occupier: NetServer | undefined;
+  let port = 0;
+  beforeAll(async () => {
+    nats = await startServer();
+    occupier = createNetServer();
+    await new Promise<void>((resolve) => occupier!.listen(0, '127.0.0.1', resolve));
+    port = (occupier.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    occupier?.close();
+    await nats?.close();
+  });
+
+  it.each([
+    ['coordinator', () => ['coordinator', '--nats', nats!.url, '--http-host', '127.0.0.1', '--http-port', String(port)]],
+    ['worker', () => ['worker', '--job', JOB, '--nats', nats!.url, '--http-host', '127.0.0.1', '--http-port', String(port), '--threads', '1']],
+    ['standalone worker', () => ['worker', '--standalone', '--job', JOB, '--nats', nats!.url, '--http-host', '127.0.0.1', '--http-port', String(port)]],
+  ])('ends a %s at once with exit code 2 and one line naming --http-port, no stack', async (_name, args) => {
+    const started = Date.now();
+    const child = new KappaProcess(args(), { KAPPA_STATE_DIR: mkdtempSync(join(tmpdir(), 'kappa-port-')) });
+    let stderr = '';
+    child.child.stderr!.on('data', (chunk) => (stderr += chunk));
+    const code = await Promise.race([
+      new Promise<number | null>((resolve) => child.child.once('exit', (exitCode) => resolve(exitCode))),
+      sleep(10_000).then(() => 'still running'),
+    ]);
+    await child.kill();
+    expect(code).toBe(2);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const lines = stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(new RegExp(`^kappa: cannot serve HTTP on 127\\.0\\.0\\.1:${port}: the port is already in use .*--http-port.*0 picks a free port`));
+    expect(stderr).not.toMatch(/\n\s+at /);
   });
 });
 

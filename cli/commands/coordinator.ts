@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import ms from 'ms';
 import { z } from 'zod';
-import { connectNats, createLogger, serveProcessEndpoints, watchConnection } from '../../protocol/index.js';
+import { connectNats, createLogger, listeningPort, serveProcessEndpoints, startBehindEndpoints, watchConnection } from '../../protocol/index.js';
 import { systemClock } from '../../coordinator/clock.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { CoordinatorMetrics } from '../../coordinator/metrics.js';
@@ -76,31 +76,43 @@ export function registerCoordinator(program: Command): void {
       },
     });
     const logger = createLogger({ coordinatorId: config.id }, config.logLevel);
-    const nc = await connectNats({ ...natsSettingsFrom(flags), name: `kappa-coordinator-${config.id}` });
     const metrics = new CoordinatorMetrics();
-    const coordinator = await Coordinator.start({
-      nc,
-      coordinatorId: config.id,
-      sessionTimeoutMs: config.sessionTimeout,
-      leaseTtlMs: config.leaseTtl,
-      clock: systemClock,
-      logger,
-      metrics,
-    });
-    const connection = watchConnection(nc);
+    // HTTP first: a port already in use (a second replica on this host) ends the command at once
+    // with a one-line ConfigError (exit 2), before it holds a NATS connection or a leader lease.
+    const started: { coordinator?: Coordinator; connection?: ReturnType<typeof watchConnection> } = {};
     const http = await serveProcessEndpoints(config.httpPort, config.httpHost, {
       registry: metrics.registry,
       logger,
       // Ready: connected, and leading (state loaded) or following a leader it knows.
-      isReady: () => connection.connected && coordinator.isReady(),
-      json: { '/v1/status': () => coordinator.status() },
-      // GET /v1/views/<job>?key=K[&version=V] or ?limit=N&after=C: one key's rows or one page, through the job's alias.
-      jsonPrefix: { '/v1/views/': async (job, query) => readView(coordinator.reprocessing, parseViewRequest(job, query)) },
+      isReady: () => (started.connection?.connected ?? false) && (started.coordinator?.isReady() ?? false),
+      json: { '/v1/status': () => started.coordinator?.status() },
+      // GET /v1/views/<job>?key=K[&version=V] or ?limit=N&after=C: the rows apps read, through the job's alias.
+      jsonPrefix: {
+        '/v1/views/': async (job, query) => {
+          const request = parseViewRequest(job, query);
+          if (!started.coordinator) return { status: 503, body: { error: 'the coordinator is still starting' } };
+          return readView(started.coordinator.reprocessing, request);
+        },
+      },
     });
-    const address = http.address();
+    const { nc, coordinator } = await startBehindEndpoints(http, async () => {
+      const nc = await connectNats({ ...natsSettingsFrom(flags), name: `kappa-coordinator-${config.id}` });
+      const coordinator = await Coordinator.start({
+        nc,
+        coordinatorId: config.id,
+        sessionTimeoutMs: config.sessionTimeout,
+        leaseTtlMs: config.leaseTtl,
+        clock: systemClock,
+        logger,
+        metrics,
+      });
+      return { nc, coordinator };
+    });
+    started.connection = watchConnection(nc);
+    started.coordinator = coordinator;
     logger.info(
-      { httpPort: typeof address === 'object' && address ? address.port : config.httpPort, sessionTimeoutMs: config.sessionTimeout, leaseTtlMs: config.leaseTtl },
-      'coordinator started: serving /metrics, /healthz, /readyz, /v1/status',
+      { httpPort: listeningPort(http, config.httpPort), sessionTimeoutMs: config.sessionTimeout, leaseTtlMs: config.leaseTtl },
+      'coordinator started: serving /metrics, /healthz, /readyz, /v1/status, /v1/views/<job>',
     );
     logger.info({ signal: await shutdownSignal() }, 'stopping: resigning leadership');
     await coordinator.stop();

@@ -7,7 +7,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { z } from 'zod';
-import { assertName, ConfigError, connectNats, createLogger, serveProcessEndpoints, watchConnection } from '../../protocol/index.js';
+import { assertName, ConfigError, connectNats, createLogger, listeningPort, serveProcessEndpoints, startBehindEndpoints, watchConnection } from '../../protocol/index.js';
 import { systemClock } from '../../worker/clock.js';
 import { loadJob } from '../../worker/job.js';
 import { WorkerMetrics } from '../../worker/metrics.js';
@@ -108,27 +108,34 @@ export function registerWorker(program: Command): void {
     if (config.job.length !== 1) throw new ConfigError(`--standalone runs one job, found ${config.job.length} (--job given more than once)`);
     const job = await loadJob(config.job[0]!);
     const logger = createLogger({ job: job.name, version: job.version }, config.logLevel);
-    const nc = await connectNats({ ...natsSettingsFrom(flags), name: `kappa-worker-${job.name}-${job.version}` });
-    await applyJobStreamLimits(nc, config, logger);
     const metrics = new WorkerMetrics();
-    const worker = await StandaloneWorker.start({
-      nc,
-      job,
-      stateDir: config.stateDir,
-      clock: systemClock,
-      logger,
-      metrics,
-      batchMessages: config.batch,
-      checkpointIntervalMs: config.checkpointInterval,
-      checkpointEvents: config.checkpointEvents,
-    });
+    // HTTP first: a port already in use ends the command at once with a one-line ConfigError
+    // (exit 2), before it holds a NATS connection or task threads.
+    const started: { worker?: StandaloneWorker } = {};
     const http = await serveProcessEndpoints(config.httpPort, config.httpHost, {
       registry: metrics.registry,
-      isReady: () => true,
-      json: { '/status': () => worker.progress() },
+      logger,
+      isReady: () => started.worker !== undefined,
+      json: { '/status': () => started.worker?.progress() },
     });
-    const address = http.address();
-    logger.info({ httpPort: typeof address === 'object' && address ? address.port : config.httpPort }, 'serving /metrics, /healthz, /readyz');
+    const { nc, worker } = await startBehindEndpoints(http, async () => {
+      const nc = await connectNats({ ...natsSettingsFrom(flags), name: `kappa-worker-${job.name}-${job.version}` });
+      await applyJobStreamLimits(nc, config, logger);
+      const worker = await StandaloneWorker.start({
+        nc,
+        job,
+        stateDir: config.stateDir,
+        clock: systemClock,
+        logger,
+        metrics,
+        batchMessages: config.batch,
+        checkpointIntervalMs: config.checkpointInterval,
+        checkpointEvents: config.checkpointEvents,
+      });
+      return { nc, worker };
+    });
+    started.worker = worker;
+    logger.info({ httpPort: listeningPort(http, config.httpPort) }, 'serving /metrics, /healthz, /readyz');
     logger.info({ signal: await shutdownSignal() }, 'stopping: finishing current batches');
     await worker.stop();
     http.close();
@@ -173,21 +180,26 @@ async function runPool(config: WorkerConfig, flags: WorkerFlags): Promise<void> 
     versions.add(key);
   }
   const logger = createLogger({ workerId }, config.logLevel);
-  const nats = natsSettingsFrom(flags);
-  const nc = await connectNats({ ...nats, name: `kappa-worker-${workerId}` });
-  await applyJobStreamLimits(nc, config, logger);
-  const connection = watchConnection(nc);
-  // HTTP starts first so the first registration can carry its URL; until the pool exists it is not ready.
-  const started: { pool?: WorkerPool } = {};
+  // HTTP first, so the first registration can carry its URL, and a port already in use ends the
+  // command at once (one-line ConfigError, exit 2) before it holds a NATS connection; until the
+  // pool exists it is not ready.
+  const started: { pool?: WorkerPool; connection?: ReturnType<typeof watchConnection> } = {};
   const http = await serveProcessEndpoints(config.httpPort, config.httpHost, {
     registry: { metrics: () => started.pool?.metrics.metrics() ?? Promise.resolve(''), contentType: Registry.PROMETHEUS_CONTENT_TYPE },
+    logger,
     // Ready: connected, and every assigned task restored and consuming.
-    isReady: () => connection.connected && (started.pool?.isReady() ?? false),
+    isReady: () => (started.connection?.connected ?? false) && (started.pool?.isReady() ?? false),
     notLiveReason: () => started.pool?.notLiveReason(),
     json: { '/status': () => started.pool?.status() },
   });
-  const address = http.address();
-  const httpPort = typeof address === 'object' && address ? address.port : config.httpPort;
+  const nats = natsSettingsFrom(flags);
+  const nc = await startBehindEndpoints(http, async () => {
+    const nc = await connectNats({ ...nats, name: `kappa-worker-${workerId}` });
+    await applyJobStreamLimits(nc, config, logger);
+    return nc;
+  });
+  started.connection = watchConnection(nc);
+  const httpPort = listeningPort(http, config.httpPort);
   const httpHost = config.httpHost === '0.0.0.0' || config.httpHost === '::' ? hostname() : config.httpHost;
   const pool = new WorkerPool({
     nc,
