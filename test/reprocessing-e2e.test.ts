@@ -5,6 +5,10 @@
 // (and, for PostgreSQL, the alias view) sees v1, then v2, and never a failed or empty read. v2's
 // table equals the batch reference of v2's logic over every event, and v1 is retired: its table
 // is dropped after the grace period.
+//
+// Then the lag bound itself: v2's worker is frozen (SIGSTOP) while events keep arriving, so v2 is
+// thousands of messages behind with every task still running; `kappa cutover` must refuse, naming
+// the lag and the bound, and succeed once v2 has caught up.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -14,6 +18,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '../client/producer.js';
+import { AliasRegistry } from '../tables/alias-registry.js';
 import type { ServingTableRow } from '../protocol/index.js';
 import { openServingTables, type TableKind } from '../tables/index.js';
 import { postgresViewName } from '../tables/postgres-tables.js';
@@ -205,6 +210,101 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
   }, 240_000);
 
   function waitFor(what: string, probe: () => Promise<true | undefined>): Promise<true> {
+    return pollUntil(what, probe, 60_000, () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n'));
+  }
+});
+
+describe('kappa cutover and the lag bound', () => {
+  let server: NatsServer & { close(): Promise<void> };
+  let nc: NatsConnection;
+  let dir: string;
+  const processes: KappaProcess[] = [];
+  const job = `lagged_${process.pid}_${Date.now() % 100_000}`;
+
+  beforeAll(async () => {
+    server = await startServer();
+    nc = await connect({ servers: server.url });
+    dir = mkdtempSync(join(tmpdir(), 'kappa-cutover-lag-'));
+  });
+  afterAll(async () => {
+    for (const child of processes) child.child.kill('SIGCONT');
+    await Promise.all(processes.map((child) => child.kill()));
+    await nc?.close();
+    await server?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function spawn(args: string[]): KappaProcess {
+    const child = new KappaProcess([...args, '--nats', server.url]);
+    processes.push(child);
+    return child;
+  }
+
+  function jobModule(example: string, version: string): string {
+    const file = join(dir, `${version}.mjs`);
+    writeFileSync(file, `import base from ${JSON.stringify(pathToFileURL(example).href)};\nexport default { ...base, name: '${job}' };\n`);
+    return file;
+  }
+
+  async function produce(producer: Producer, from: number, count: number): Promise<void> {
+    const startMs = Date.UTC(2026, 10, 24, 12);
+    for (let id = from; id < from + count; id++) {
+      const click: Click = { id, user: `user-${(id * 31) % 13}`, ts: startMs + id * 40 };
+      if (!producer.publish({ key: click.user, time: click.ts, value: click })) await producer.ready();
+    }
+    await producer.flush();
+  }
+
+  /** v2 as the leader sees it, with how many of its tasks run. */
+  async function v2View() {
+    const status = await leaderStatus(nc);
+    const view = status.versions.find((candidate) => candidate.job === job && candidate.version === 'v2');
+    const running = status.tasks.filter((task) => task.job === job && task.version === 'v2' && task.state === 'running').length;
+    return view && { ...view, running };
+  }
+
+  it('refuses a cutover while v2 is thousands of messages behind, naming the lag and the bound, and flips once it has caught up', async () => {
+    expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', server.url])).code).toBe(0);
+    // A long session timeout: the frozen worker's tasks stay assigned and running, only behind.
+    spawn(['coordinator', '--id', 'c1', '--http-port', '0', '--session-timeout', '60s']);
+    spawn(['worker', '--job', jobModule(V1, 'v1'), '--id', 'w1', '--threads', '2', '--state-dir', join(dir, 'w1'), '--http-port', '0', '--log-level', 'warn']);
+    const w2 = spawn(['worker', '--job', jobModule(V2, 'v2'), '--id', 'w2', '--threads', '2', '--state-dir', join(dir, 'w2'), '--http-port', '0', '--log-level', 'warn']);
+    const producer = await Producer.forTopic(nc, 'clicks');
+    await produce(producer, 0, 1_000);
+    expect((await kappa(['start', job, '--version', 'v1', '--nats', server.url])).code).toBe(0);
+    expect((await kappa(['replay', job, '--version', 'v2', '--from', 'earliest', '--nats', server.url])).code).toBe(0);
+    await waitFor('v2 running on every partition and caught up', async () => {
+      const view = await v2View();
+      return view?.running === PARTITIONS && view.progress === 1 ? true : undefined;
+    });
+
+    // v2's worker stops making progress while 4,000 more events arrive: v2 is genuinely behind.
+    w2.child.kill('SIGSTOP');
+    await produce(producer, 1_000, 4_000);
+    const behind = await waitFor('v2 behind by the new events, every task still running', async () => {
+      const view = await v2View();
+      return view?.running === PARTITIONS && view.lagMessages >= 4_000 ? view : undefined;
+    });
+    expect(behind.served).toBe(false);
+    const refused = await kappa(['cutover', job, '--version', 'v2', '--max-lag', '100', '--nats', server.url]);
+    expect(refused.code, refused.stdout + refused.stderr).toBe(1);
+    const lag = /v2 is (\d+) messages behind \(bound 100\)/.exec(refused.stderr);
+    expect(lag, refused.stderr).not.toBeNull();
+    expect(Number(lag![1])).toBeGreaterThanOrEqual(4_000);
+    const aliases = await AliasRegistry.open(nc);
+    expect((await aliases.get(job))?.version).toBe('v1');
+
+    // Thawed, v2 catches up, and the same cutover goes through.
+    w2.child.kill('SIGCONT');
+    await waitFor('v2 caught up again', async () => ((await v2View())?.progress === 1 ? true : undefined));
+    const accepted = await kappa(['cutover', job, '--version', 'v2', '--max-lag', '100', '--nats', server.url]);
+    expect(accepted.code, accepted.stderr).toBe(0);
+    expect(accepted.stdout).toMatch(/apps now read v2 \(was v1\)/);
+    expect((await aliases.get(job))?.version).toBe('v2');
+    await producer.close();
+  }, 180_000);
+
+  function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
     return pollUntil(what, probe, 60_000, () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n'));
   }
 });
