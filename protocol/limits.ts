@@ -16,6 +16,8 @@ export function keyBytes(key: string): number {
 /** Why a key cannot be used, or undefined when it can. */
 export function keyProblem(key: string): string | undefined {
   if (key.length === 0) return 'the key is empty';
+  // PostgreSQL text cannot hold NUL: a serving-table write of such a key would fail the task.
+  if (key.includes('\u0000')) return 'the key contains a NUL character (U+0000)';
   const bytes = keyBytes(key);
   if (bytes > MAX_KEY_BYTES) return `the key is ${bytes} bytes, more than the limit of ${MAX_KEY_BYTES}`;
   return undefined;

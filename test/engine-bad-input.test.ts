@@ -289,15 +289,23 @@ describe('event times', () => {
 });
 
 describe('keys', () => {
-  it(`longer than ${MAX_KEY_BYTES} UTF-8 bytes are dead-lettered as key-too-long; keys up to the limit work`, async () => {
+  it(`longer than ${MAX_KEY_BYTES} UTF-8 bytes are dead-lettered as bad-key; keys up to the limit work`, async () => {
     const atLimit = 'é'.repeat(MAX_KEY_BYTES / 2);
     const overLimit = atLimit + 'x';
     const result = await run(
       { name: 'long-keys', window: { kind: 'tumbling', size: 10 }, aggregate: { init: () => 0, add: (count: number) => count + 1 } },
       readings([{ ts: 1, key: atLimit }, { ts: 2, key: overLimit }]),
     );
-    expect(result.deadLetters.map((letter) => [letter.reason, letter.sequence])).toEqual([['key-too-long', 2]]);
+    expect(result.deadLetters.map((letter) => [letter.reason, letter.sequence])).toEqual([['bad-key', 2]]);
     expect([...result.table.values()].map((row) => row.key)).toEqual([atLimit]);
+  });
+
+  it('holding a NUL character are dead-lettered (no serving table can store them)', async () => {
+    const result = await run(
+      { name: 'nul-keys', window: { kind: 'tumbling', size: 10 }, aggregate: { init: () => 0, add: (count: number) => count + 1 } },
+      readings([{ ts: 1, key: 'a\u0000b' }, { ts: 2, key: 'ab' }]),
+    );
+    expect(result.deadLetters.map((letter) => [letter.reason, letter.error])).toEqual([['bad-key', 'event key is not usable: the key contains a NUL character (U+0000)']]);
   });
 });
 

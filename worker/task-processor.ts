@@ -193,7 +193,7 @@ export class TaskProcessor implements OperatorOutput {
         }
         const tooLong = keyProblem(key);
         if (tooLong) {
-          this.deadLetter('key-too-long', `event key is not usable: ${tooLong}`, message);
+          this.deadLetter('bad-key', `event key is not usable: ${tooLong}`, message);
           continue;
         }
         time = this.job.time(value);
