@@ -65,18 +65,18 @@ export class CoordinatorMetrics {
   }
 
   private jobStreamGauge(name: string, help: string, value: (state: JobStreamState) => number): Gauge<'stream'> {
-    const metrics = this;
-    return new Gauge({
+    const gauge: Gauge<'stream'> = new Gauge({
       name,
       help,
       labelNames: ['stream'] as const,
       registers: [this.registry],
-      async collect() {
-        const states = await metrics.readJobStreams();
-        this.reset();
-        for (const state of states ?? []) this.set({ stream: state.stream }, value(state));
+      collect: async () => {
+        const states = await this.readJobStreams();
+        gauge.reset();
+        for (const state of states ?? []) gauge.set({ stream: state.stream }, value(state));
       },
     });
+    return gauge;
   }
 
   /** The leader's view of who holds what: tasks per live worker (0 for an idle one). */
