@@ -66,7 +66,7 @@ export async function readView(reprocessing: Reprocessing, request: ViewRequest)
   const { job } = request;
   const alias = await (await reprocessing.aliases()).get(job);
   const chosen = request.version ?? alias?.version;
-  if (chosen === undefined) throw new KappaError('TOPIC_NOT_FOUND', `job '${job}' has no alias yet: cut over to a version first ('kappa cutover ${job} --version V'), or ask for ?version=`);
+  if (chosen === undefined) throw new KappaError('TOPIC_NOT_FOUND', `job '${job}' has no alias yet: its first version gets one once its table exists (kappa start), or cut over ('kappa cutover ${job} --version V'), or ask for ?version=`);
   // An explicit version other than the alias's is read from a table of the alias's kind (KV when none).
   const table = alias?.table ?? 'kv';
   const tables = await reprocessing.tables(table);
