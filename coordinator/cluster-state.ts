@@ -11,6 +11,11 @@
 //   heartbeat sent after our revoke no longer lists the task; only then is it assigned on.
 // - A dead owner cannot flush, so its tasks are assigned on at once with epoch + 1: its stale
 //   epoch keeps it from committing a checkpoint should it come back.
+// - Epochs only grow per task, because a checkpoint refuses any epoch below the one it was
+//   committed under. A stopped version's task records stay (holder null, epoch kept), so a start
+//   continues above them. Where the records were lost (a wiped bucket) or fall behind the
+//   checkpoint for any other reason, the holder's claim is fenced and its heartbeat reports
+//   `fencedBy` (the checkpoint's epoch): the task is assigned again, to the same holder, above it.
 import type { StartPosition, TaskId, TaskStatus } from '../protocol/index.js';
 import { assignTasks, jobVersionKey, taskKey, type JobVersionKey, type TaskKey, type WorkerId, type WorkerSlot } from './assignment.js';
 
@@ -79,14 +84,14 @@ export interface ReconcileInput {
 
 export interface ReconcileResult {
   commands: Command[];
-  /** Task records to store (changed owner or epoch). */
+  /** Task records to store (changed owner or epoch; a stopped version's records keep their epoch). */
   puts: TaskRecord[];
-  /** Task records to delete (their version stopped and nobody holds them). */
-  deletes: TaskKey[];
-  /** Stopping versions with no task left: delete them. */
+  /** Stopping versions with no task held any more: delete them. */
   finishedVersions: JobVersionKey[];
   /** Moves started this round (revokes sent or assignments of a dead owner's tasks). */
   movesStarted: number;
+  /** Tasks assigned again to their holder above the epoch that fenced its claim. */
+  fencedReassigned: number;
 }
 
 /** The tasks a version should run: one per partition while running, none once stopping. */
@@ -116,7 +121,7 @@ export function versionStatus(version: JobVersionRecord, workers: readonly Worke
  */
 export function reconcile(input: ReconcileInput): ReconcileResult {
   const { tasks, transit, nowMs } = input;
-  const result: ReconcileResult = { commands: [], puts: [], deletes: [], finishedVersions: [], movesStarted: 0 };
+  const result: ReconcileResult = { commands: [], puts: [], finishedVersions: [], movesStarted: 0, fencedReassigned: 0 };
   const workers = new Map(input.workers.map((worker) => [worker.slot.id, worker]));
 
   const desired = desiredTasks(input.versions);
@@ -136,11 +141,8 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
     const key = taskKey(record.task);
     transit.released.delete(key);
     if (record.worker !== null) transit.sentAtMs.delete(`revoke ${record.worker} ${key}`);
-    if (!desiredNow) {
-      if (tasks.has(key)) result.deletes.push(key);
-      return;
-    }
-    if (to === null) {
+    if (!desiredNow || to === null) {
+      // Nobody runs it now; the record keeps its epoch so the next holder goes above it.
       if (record.worker !== null) result.puts.push({ ...record, worker: null });
       return;
     }
@@ -160,7 +162,7 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
     if (holder === undefined) {
       // No holder, or it is dead and cannot flush: hand over at once.
       if (record.worker !== null && to !== null) result.movesStarted++;
-      if (record.worker !== null || to !== null || !desiredNow) handOver(record, to, desiredNow);
+      if (record.worker !== null || to !== null) handOver(record, to, desiredNow);
       continue;
     }
     if (transit.released.has(key) || revokeAnswered(holder, key, record, transit)) {
@@ -168,8 +170,17 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
       continue;
     }
     if (to === holder.slot.id) {
-      // Steady state: make sure the holder runs it at the current epoch.
       const reported = holder.reported?.get(key);
+      if (reported?.epoch === record.epoch && reported.fencedBy !== undefined && reported.fencedBy >= record.epoch) {
+        // Fenced by its own checkpoint, committed under a higher epoch than this record knows:
+        // assign it again above that epoch. (Paced by the holder: one claim and heartbeat per round.)
+        const epoch = reported.fencedBy + 1;
+        result.puts.push({ ...record, epoch });
+        send({ kind: 'assign', worker: holder.slot.id, task: record.task, epoch, from: fromOf(record.task) }, true);
+        result.fencedReassigned++;
+        continue;
+      }
+      // Steady state: make sure the holder runs it at the current epoch.
       if (holder.reported !== undefined && (reported === undefined || reported.epoch < record.epoch)) {
         send({ kind: 'assign', worker: holder.slot.id, task: record.task, epoch: record.epoch, from: fromOf(record.task) });
       }
@@ -189,11 +200,11 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
     }
   }
 
+  const after = new Map(tasks);
+  for (const record of result.puts) after.set(taskKey(record.task), record);
   for (const [versionKey, version] of input.versions) {
     if (version.state !== 'stopping') continue;
-    const held = [...tasks.values()].some(
-      (record) => jobVersionKey(record.task) === versionKey && !result.deletes.includes(taskKey(record.task)),
-    );
+    const held = [...after.values()].some((record) => jobVersionKey(record.task) === versionKey && record.worker !== null);
     if (!held) result.finishedVersions.push(versionKey);
   }
   return result;

@@ -212,6 +212,12 @@ export class Coordinator {
         await this.reprocessing.dropVersionData(version);
         await this.store.deleteVersion(key);
         this.versions.delete(key);
+        // Its checkpoints are gone, so its tasks' epochs need not be kept any more.
+        for (const [task, record] of [...this.tasks]) {
+          if (jobVersionKey(record.task) !== key) continue;
+          await this.store.deleteTask(task);
+          this.tasks.delete(task);
+        }
         this.reprocessing.forget(key);
       }
     }
@@ -299,14 +305,12 @@ export class Coordinator {
       // Store first, send after: a successor must never see an older epoch than a worker holds.
       await Promise.all([
         ...result.puts.map((record) => this.store.putTask(record)),
-        ...result.deletes.map((key) => this.store.deleteTask(key)),
         ...result.finishedVersions.map((key) => this.store.deleteVersion(key)),
       ]);
     } catch (error) {
       return this.onStoreError(error);
     }
     for (const record of result.puts) this.tasks.set(taskKey(record.task), record);
-    for (const key of result.deletes) this.tasks.delete(key);
     for (const key of result.finishedVersions) {
       const version = this.versions.get(key);
       if (version?.retireAtMs !== undefined) {
@@ -325,6 +329,9 @@ export class Coordinator {
     if (result.movesStarted > 0) {
       metrics.rebalances.inc();
       logger.info({ moves: result.movesStarted }, 'rebalancing');
+    }
+    if (result.fencedReassigned > 0) {
+      logger.warn({ tasks: result.fencedReassigned }, 'tasks fenced by checkpoints of a higher epoch: assigned again above it');
     }
     this.updateAssignmentMetrics();
   }
@@ -551,7 +558,8 @@ export class Coordinator {
 
     const tasks: TaskStatusView[] = [];
     const listed = new Set<TaskKey>();
-    const records = [...this.tasks.values()];
+    // Stopped versions keep their task records (their epochs): only versions still known are shown.
+    const records = [...this.tasks.values()].filter((record) => this.versions.has(jobVersionKey(record.task)));
     for (const task of desiredTasks(this.versions)) if (!this.tasks.has(taskKey(task))) records.push({ task, worker: null, epoch: 0 });
     for (const record of records) {
       const key = taskKey(record.task);
@@ -567,6 +575,7 @@ export class Coordinator {
         sequence: current?.sequence ?? null,
         lagMessages: current?.lagMessages ?? null,
         watermark: current?.watermark ?? null,
+        ...(current?.state === 'failed' && current.error !== undefined ? { error: current.error } : {}),
       });
     }
     tasks.sort((a, b) => (a.job < b.job ? -1 : a.job > b.job ? 1 : a.version < b.version ? -1 : a.version > b.version ? 1 : a.partition - b.partition));

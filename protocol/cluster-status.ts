@@ -53,4 +53,6 @@ export interface TaskStatusView {
   sequence: number | null;
   lagMessages: number | null;
   watermark: number | null;
+  /** While `failed`: the holder's last error (it retries the task with back-off). */
+  error?: string;
 }

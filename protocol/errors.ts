@@ -16,6 +16,7 @@ export type KappaErrorCode =
   | 'JOB_INVALID'
   | 'NO_LEADER'
   | 'ADMIN_REJECTED'
+  | 'TASK_HELD'
   | 'BAD_REQUEST';
 
 export class KappaError extends Error {
@@ -41,8 +42,19 @@ export class ConfigError extends KappaError {
 
 /** An action taken under an assignment epoch that is no longer current. */
 export class FencedError extends KappaError {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** The epoch that owns the task now, when known: a reassignment must go above it. */
+    readonly ownerEpoch?: number,
+  ) {
     super('FENCED', message);
+  }
+}
+
+/** A task (or a standalone job version) already run by another live owner: this one refuses it. */
+export class TaskHeldError extends KappaError {
+  constructor(message: string) {
+    super('TASK_HELD', message);
   }
 }
 

@@ -86,4 +86,6 @@ export const buckets = {
   servingTable: (job: string, version: string) => `${SERVING_TABLE_PREFIX}${job.length}_${job}_${version}`,
   /** Alias: job name → the version apps read. */
   aliases: 'kappa_aliases',
+  /** Standalone workers' leases: one key per job version, so only one standalone replica runs it. */
+  standaloneLeases: 'kappa_standalone',
 } as const;

@@ -119,8 +119,8 @@ export class TaskCheckpoints {
     for (let attempt = 0; attempt < 10; attempt++) {
       const entry = await this.store.manifests.get(this.key);
       const existing = entry && entry.operation === 'PUT' ? decodeManifest(entry.value, this.key) : undefined;
-      if (existing && existing.epoch > epoch) {
-        throw new FencedError(`task ${this.key} is owned under epoch ${existing.epoch}; this owner holds epoch ${epoch}`);
+      if (existing && this.ownedByAnother(existing, epoch)) {
+        throw new FencedError(`task ${this.key} is owned under epoch ${existing.epoch} (worker ${existing.workerId}); this owner (${this.workerId}) holds epoch ${epoch}`, existing.epoch);
       }
       const claimed: CheckpointManifest = existing
         ? { ...existing, epoch, workerId: this.workerId }
@@ -236,10 +236,18 @@ export class TaskCheckpoints {
     } catch {
       // Could not read either: report the commit failure below.
     }
-    if (owner && owner.epoch > epoch) {
-      throw new FencedError(`checkpoint of ${this.key} refused: epoch ${owner.epoch} (worker ${owner.workerId}) owns the task, this owner holds epoch ${epoch}`);
+    if (owner && this.ownedByAnother(owner, epoch)) {
+      throw new FencedError(`checkpoint of ${this.key} refused: epoch ${owner.epoch} (worker ${owner.workerId}) owns the task, this owner holds epoch ${epoch}`, owner.epoch);
     }
     throw new CheckpointError(`checkpoint of ${this.key} could not be committed: ${(error as Error).message}`, { cause: error });
+  }
+
+  /**
+   * A higher epoch owns the task, or the same epoch under another worker: epochs name owners, so
+   * an equal epoch is ours only when we wrote it (a restart re-claims under its own epoch).
+   */
+  private ownedByAnother(manifest: CheckpointManifest, epoch: number): boolean {
+    return manifest.epoch > epoch || (manifest.epoch === epoch && manifest.workerId !== this.workerId);
   }
 
   private async uploadFull(store: TaskStore, name: string): Promise<CheckpointObject> {

@@ -58,7 +58,8 @@ async function produce(events: Click[], name: string): Promise<void> {
 
 function startWorker(stateDir: string): KappaProcess {
   const worker = new KappaProcess(
-    ['worker', '--job', JOB, '--standalone', '--nats', server.url, '--state-dir', join(dir, stateDir), '--http-port', '0', '--checkpoint-interval', '200ms'],
+    // One --id for every run: a restart after SIGKILL takes the standalone lease over at once.
+    ['worker', '--job', JOB, '--standalone', '--id', 'recovery', '--nats', server.url, '--state-dir', join(dir, stateDir), '--http-port', '0', '--checkpoint-interval', '200ms'],
   );
   processes.push(worker);
   return worker;

@@ -128,7 +128,10 @@ describe('checkpoints in NATS', () => {
     expect(claimed).toMatchObject({ epoch: 2, sequence: 10, workerId: 'owner' });
 
     await expect(commitChanges(zombie, zombieState, zombieStore, 1, 20, [['a', 2]])).rejects.toBeInstanceOf(FencedError);
-    await expect(checkpointStore.forTask(task, 'zombie').claim(1, 0)).rejects.toBeInstanceOf(FencedError);
+    await expect(checkpointStore.forTask(task, 'zombie').claim(1, 0)).rejects.toMatchObject({ code: 'FENCED', ownerEpoch: 2 });
+    // Epochs name owners: the same epoch claimed by another worker is refused too, by its owner re-claimed.
+    await expect(checkpointStore.forTask(task, 'other').claim(2, 0)).rejects.toMatchObject({ code: 'FENCED', ownerEpoch: 2 });
+    expect(await owner.claim(2, 0)).toMatchObject({ epoch: 2, workerId: 'owner' });
     expect(await checkpointStore.read(task)).toMatchObject({ epoch: 2, sequence: 10, workerId: 'owner' });
     // The zombie's upload for sequence 20 is in the bucket but listed by no manifest.
     expect((await objectNames(checkpointStore, task.partition)).length).toBe(2);

@@ -37,7 +37,7 @@ describe('reconcile', () => {
     tasks = apply(tasks, reconcile(input(tasks, [worker('a', undefined)], 0)).puts);
     const held = [...tasks.values()];
     const again = reconcile(input(tasks, [worker('a', held, 100)], 200));
-    expect(again).toMatchObject({ commands: [], puts: [], deletes: [], movesStarted: 0 });
+    expect(again).toMatchObject({ commands: [], puts: [], movesStarted: 0 });
   });
 
   it('moves a task only after its holder released it, with epoch + 1', () => {
@@ -93,7 +93,40 @@ describe('reconcile', () => {
     expect(revokes.commands.every((command) => command.kind === 'revoke')).toBe(true);
     expect(revokes.finishedVersions).toEqual([]);
     const released = reconcile({ ...input(tasks, [worker('a', [], 30)], 40, transit), versions: stopping });
-    expect(released.deletes).toHaveLength(4);
+    expect(released.puts.map((record) => [record.worker, record.epoch])).toEqual([
+      [null, 1],
+      [null, 1],
+      [null, 1],
+      [null, 1],
+    ]);
     expect(released.finishedVersions).toEqual(['j/v1']);
+  });
+
+  it('keeps the epochs of a stopped version, so starting it again assigns above them', () => {
+    const transit = emptyTransit();
+    // Stopped: nobody holds the tasks, the records keep epochs 2 and 5, the version is gone.
+    const stopped = new Map<TaskKey, TaskRecord>(
+      [0, 1, 2, 3].map((partition) => [taskKey({ job: 'j', version: 'v1', partition }), { task: { job: 'j', version: 'v1', partition }, worker: null, epoch: partition === 3 ? 5 : 2 }]),
+    );
+    const idle = reconcile({ ...input(stopped, [worker('a', [], 10)], 20, transit), versions: new Map() });
+    expect(idle).toMatchObject({ commands: [], puts: [] });
+    const started = reconcile(input(stopped, [worker('a', [], 30)], 40, transit));
+    expect(started.puts.map((record) => record.epoch)).toEqual([3, 3, 3, 6]);
+  });
+
+  it('assigns a task again above the epoch that fenced its holder’s claim, once per fence', () => {
+    const transit = emptyTransit();
+    let tasks = new Map<TaskKey, TaskRecord>();
+    tasks = apply(tasks, reconcile(input(tasks, [worker('a', undefined)], 0, transit)).puts);
+    const fenced = worker('a', [...tasks.values()], 100);
+    const first = [...tasks.values()][0]!;
+    (fenced.reported as Map<TaskKey, TaskStatus>).set(taskKey(first.task), { ...first.task, epoch: 1, state: 'failed', sequence: 0, lagMessages: 0, watermark: null, error: 'fenced', fencedBy: 7 });
+    const result = reconcile(input(tasks, [fenced], 200, transit));
+    expect(result.puts).toEqual([{ task: first.task, worker: 'a', epoch: 8 }]);
+    expect(result.commands).toEqual([{ kind: 'assign', worker: 'a', task: first.task, epoch: 8, from: { kind: 'earliest' } }]);
+    expect(result.fencedReassigned).toBe(1);
+    // The same report again (the heartbeat still shows the old epoch): no second bump.
+    const again = reconcile(input(apply(tasks, result.puts), [fenced], 300, transit));
+    expect(again.puts).toEqual([]);
   });
 });

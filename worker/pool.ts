@@ -341,6 +341,7 @@ export class WorkerPool {
         lagMessages: progress?.lagMessages ?? 0,
         watermark: progress?.watermark ?? null,
         ...(state === 'failed' && failure !== undefined ? { error: failure } : {}),
+        ...(state === 'failed' && progress?.fencedBy !== undefined ? { fencedBy: progress.fencedBy } : {}),
       };
     });
   }

@@ -1,5 +1,11 @@
 // `kappa worker --standalone`: one process consumes every partition of its job's topic, one task
 // per partition, without a coordinator.
+//
+// Without a coordinator nobody hands out epochs, so the standalone worker takes them itself: it
+// first takes the job version's lease (standalone-lease.ts: a second replica refuses), then claims
+// each task one epoch above its checkpoint's. A replica that lost the lease, or whose claim or
+// commit was fenced by a newer one, stops: `lost` resolves with the reason.
+import { hostname } from 'node:os';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
@@ -8,12 +14,15 @@ import type { WorkerMetrics } from './metrics.js';
 import { isTableSink, JobSinks } from './sinks.js';
 import { openServingTables, tableSettingsFromEnv } from '../tables/index.js';
 import { TaskRunner, type TaskProgress } from './task-runner.js';
-import { internalReplicas, topicPartitions } from '../protocol/index.js';
+import { FencedError, internalReplicas, topicPartitions, type KappaError } from '../protocol/index.js';
 import { CheckpointStore } from '../state/checkpoint-store.js';
+import { StandaloneLease } from './standalone-lease.js';
 
 export interface StandaloneWorkerOptions {
   nc: NatsConnection;
   job: JobSpec;
+  /** This replica's id: the lease holder and the checkpoints' worker (default `<host>-<pid>`). */
+  workerId?: string;
   stateDir: string;
   clock: Clock;
   logger: Logger;
@@ -23,41 +32,76 @@ export interface StandaloneWorkerOptions {
   checkpointEvents?: number;
 }
 
-/** A standalone worker owns its tasks without a coordinator: epoch 0, under this worker id. */
-const STANDALONE_EPOCH = 0;
-
 export class StandaloneWorker {
-  private constructor(private readonly tasks: TaskRunner[]) {}
+  /** Resolves once this replica may no longer run the job version (lease lost, or a task fenced). */
+  readonly lost: Promise<KappaError>;
 
+  private constructor(
+    private readonly tasks: TaskRunner[],
+    private readonly lease: StandaloneLease,
+    lost: Promise<KappaError>,
+  ) {
+    this.lost = lost;
+  }
+
+  /** Takes the lease (TaskHeldError when another replica holds it), then starts every partition's task. */
   static async start(options: StandaloneWorkerOptions): Promise<StandaloneWorker> {
-    const partitions = await topicPartitions(options.nc, options.job.topic);
-    const sink = options.job.sink;
-    const sinks = await JobSinks.open(options.nc, options.job, isTableSink(sink) ? await openServingTables(sink, options.nc, tableSettingsFromEnv()) : undefined);
-    const checkpointStore = await CheckpointStore.open(options.nc, { replicas: internalReplicas() });
-    const { name: job, version } = options.job;
+    const { nc, job, logger } = options;
+    const workerId = options.workerId ?? `${hostname()}-${process.pid}`;
+    let onLost!: (error: KappaError) => void;
+    const lost = new Promise<KappaError>((resolve) => (onLost = resolve));
+    const lease = await StandaloneLease.acquire({
+      nc,
+      job: job.name,
+      version: job.version,
+      workerId,
+      onLost,
+      onError: (error) => logger.warn({ err: error }, 'standalone lease: renewal failed; retrying'),
+    });
+    try {
+      return new StandaloneWorker(await StandaloneWorker.startTasks(options, workerId, onLost), lease, lost);
+    } catch (error) {
+      await lease.release();
+      throw error;
+    }
+  }
+
+  private static async startTasks(options: StandaloneWorkerOptions, workerId: string, onLost: (error: KappaError) => void): Promise<TaskRunner[]> {
+    const { nc, job, logger } = options;
+    const partitions = await topicPartitions(nc, job.topic);
+    const sink = job.sink;
+    const sinks = await JobSinks.open(nc, job, isTableSink(sink) ? await openServingTables(sink, nc, tableSettingsFromEnv()) : undefined);
+    const checkpointStore = await CheckpointStore.open(nc, { replicas: internalReplicas() });
     const tasks: TaskRunner[] = [];
     for (let partition = 0; partition < partitions; partition++) {
+      const task = { job: job.name, version: job.version, partition };
+      // One above the checkpoint's epoch: this claim fences whoever committed it before.
+      const epoch = ((await checkpointStore.read(task))?.epoch ?? 0) + 1;
       tasks.push(
         new TaskRunner({
           ...options,
           partition,
           sinks,
-          logger: options.logger.child({ partition }),
-          checkpoints: checkpointStore.forTask({ job, version, partition }, 'standalone'),
-          epoch: () => STANDALONE_EPOCH,
+          logger: logger.child({ partition }),
+          checkpoints: checkpointStore.forTask(task, workerId),
+          epoch: () => epoch,
+          onFailure: (error) => {
+            if (error instanceof FencedError) onLost(error);
+          },
         }),
       );
     }
-    options.logger.info({ job: options.job.name, version: options.job.version, partitions }, 'standalone worker started');
-    return new StandaloneWorker(tasks);
+    logger.info({ job: job.name, version: job.version, partitions, workerId }, 'standalone worker started');
+    return tasks;
   }
 
   progress(): TaskProgress[] {
     return this.tasks.map((task) => task.progress());
   }
 
-  /** Stops every task after its current batch. */
+  /** Stops every task after its current batch, then gives the lease back. */
   async stop(): Promise<void> {
     await Promise.all(this.tasks.map((task) => task.stop()));
+    await this.lease.release();
   }
 }

@@ -61,7 +61,7 @@ const REPLAY_EXIT_LAG = 10_000;
 const REPLAY_BATCH_FACTOR = 4;
 const REPLAY_CHECKPOINT_FACTOR = 6;
 
-/** restoring: opening state and the consumer; running: consuming; failed: waiting to restart (or fenced for good). */
+/** restoring: opening state and the consumer; running: consuming; failed: waiting to restart, or fenced until assigned above the owning epoch. */
 export type TaskRunnerState = 'restoring' | 'running' | 'failed';
 
 export interface TaskProgress {
@@ -88,8 +88,12 @@ export class TaskRunner {
   private lastStreamSequence = 0;
   private eventsSinceCheckpoint = 0;
   private lastCheckpointAtMs = 0;
-  /** Set when a higher epoch owns the task: it never restarts, the coordinator moves it. */
-  private fenced = false;
+  /** The epoch of the last claim or commit: the one a fence refused. */
+  private epochInUse = 0;
+  /** While fenced: the epoch that owns the task's checkpoint. The task waits to be assigned above it. */
+  private ownerEpoch: number | undefined;
+  /** Ends the wait of a fenced task (a higher epoch came, or a stop). */
+  private wakeFenced: (() => void) | undefined;
   /** Far behind the end of the partition: large batches, rare checkpoints (see REPLAY_ENTER_LAG). */
   private replaying = false;
   private runnerState: TaskRunnerState = 'restoring';
@@ -141,9 +145,17 @@ export class TaskRunner {
     return this.runnerState === 'failed' ? this.lastError : undefined;
   }
 
-  /** True once a higher epoch took the task: this runner stopped for good. */
-  get isFenced(): boolean {
-    return this.fenced;
+  /**
+   * While fenced: the epoch that owns the task's checkpoint (reported in heartbeats as `fencedBy`,
+   * so the coordinator assigns the task again above it). Undefined otherwise.
+   */
+  get fencedBy(): number | undefined {
+    return this.ownerEpoch;
+  }
+
+  /** The epoch the task runs under was raised: a fenced task claims again under it. */
+  epochRaised(): void {
+    this.wakeFenced?.();
   }
 
   private async runWithRestarts(): Promise<void> {
@@ -153,15 +165,21 @@ export class TaskRunner {
         return;
       } catch (error) {
         if (error instanceof FencedError) {
-          // A zombie: another worker owns the task under a higher epoch. Stop; never retry.
-          this.fenced = true;
+          // Another owner claimed the task under a higher epoch (we are a zombie, or our epoch came
+          // from a coordinator that lost its records). Never retry under this epoch: wait for a
+          // higher one, which the coordinator sends when the heartbeat reports `fencedBy`.
+          const fencedAt = this.epochInUse;
+          this.ownerEpoch = error.ownerEpoch ?? fencedAt + 1;
           this.runnerState = 'failed';
           this.lastError = error.message;
-          this.children.checkpointsFenced.inc();
           this.options.onFailure?.(error);
-          this.options.logger.error({ err: error, partition: this.options.partition }, 'task fenced: a newer owner holds it; stopped');
+          this.options.logger.error(
+            { err: error, partition: this.options.partition, epoch: fencedAt, ownerEpoch: this.ownerEpoch },
+            'task fenced: its checkpoint is owned under a higher epoch; waiting to be assigned above it',
+          );
           await this.closeResources();
-          return;
+          await this.waitForHigherEpoch(fencedAt);
+          continue;
         }
         if (this.stopped) return;
         this.children.restarts.inc();
@@ -175,12 +193,21 @@ export class TaskRunner {
     }
   }
 
+  private async waitForHigherEpoch(fencedAt: number): Promise<void> {
+    while (!this.stopped && this.options.epoch() <= fencedAt) {
+      await new Promise<void>((resolve) => (this.wakeFenced = resolve));
+    }
+    this.wakeFenced = undefined;
+    this.ownerEpoch = undefined;
+  }
+
   private async runOnce(): Promise<void> {
     const { nc, job, partition, clock, checkpoints, logger } = this.options;
     const stream = streams.partition(job.topic, partition);
     const dir = join(this.options.stateDir, job.name, job.version, String(partition));
     // Claim first: it fences older owners, and a higher epoch refuses us before we do anything.
-    const manifest = await checkpoints.claim(this.options.epoch(), (this.options.startSequence ?? 1) - 1);
+    this.epochInUse = this.options.epoch();
+    const manifest = await checkpoints.claim(this.epochInUse, (this.options.startSequence ?? 1) - 1);
     const collected = await checkpoints.collectGarbage().catch(() => 0);
     const restoreStarted = clock.now();
     const restoredFrom = await this.openState(dir, manifest);
@@ -300,7 +327,8 @@ export class TaskRunner {
       localMark.clear(dir);
       const delta: WriteCapture = { puts: [], deletes: [] };
       await state.flush(delta);
-      const result = await checkpoints.commit({ epoch: this.options.epoch(), sequence: this.sequence, engine, delta, store: this.store! });
+      this.epochInUse = this.options.epoch();
+      const result = await checkpoints.commit({ epoch: this.epochInUse, sequence: this.sequence, engine, delta, store: this.store! });
       localMark.write(dir, result.manifest);
       stopTimer();
       this.children.checkpointsCommitted.inc();
@@ -308,7 +336,9 @@ export class TaskRunner {
       this.children.checkpointSize.set(result.bytesUploaded);
       state.evict(processor.isPinned);
     } catch (error) {
-      if (!(error instanceof FencedError)) this.children.checkpointsFailed.inc();
+      // A zombie's commit refused: counted here, apart from claims refused at start.
+      if (error instanceof FencedError) this.children.checkpointsFenced.inc();
+      else this.children.checkpointsFailed.inc();
       throw error;
     }
   }
@@ -327,6 +357,7 @@ export class TaskRunner {
   async stop(): Promise<number> {
     this.stopped = true;
     this.backoff.wake();
+    this.wakeFenced?.();
     await this.source?.stop();
     await this.done;
     await this.closeResources();

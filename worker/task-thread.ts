@@ -96,7 +96,10 @@ class TaskHost {
       this.start(message.task, message.epoch, message.from);
     } else if (message.type === 'epoch') {
       const hosted = this.tasks.get(key);
-      if (hosted) hosted.epoch = message.epoch;
+      if (hosted) {
+        hosted.epoch = message.epoch;
+        hosted.runner?.epochRaised();
+      }
     } else {
       void this.stop(message.task);
     }
@@ -236,6 +239,7 @@ class TaskHost {
       }
       const progress = runner.progress();
       const error = runner.error;
+      const fencedBy = runner.fencedBy;
       tasks.push({
         task: hosted.task,
         state: runner.state,
@@ -243,6 +247,7 @@ class TaskHost {
         lagMessages: progress.lagMessages,
         watermark: Number.isFinite(progress.watermarkMs) ? progress.watermarkMs : null,
         ...(error ? { error } : {}),
+        ...(fencedBy !== undefined ? { fencedBy } : {}),
       });
     }
     this.post({ type: 'progress', tasks });

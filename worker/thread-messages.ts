@@ -41,6 +41,8 @@ export interface HostedTaskProgress {
   /** null before the first event. */
   watermark: number | null;
   error?: string;
+  /** While fenced: the epoch that owns the task's checkpoint (see TaskRunner.fencedBy). */
+  fencedBy?: number;
 }
 
 export type FromTaskHost =

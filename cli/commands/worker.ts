@@ -74,7 +74,7 @@ export function registerWorker(program: Command): void {
       .option('--job <file>', 'job module (.mjs/.js) whose default export is the job definition; repeat for several (env KAPPA_JOB, comma-separated)', collect)
       .option('--standalone', 'consume every partition of one job without a coordinator')
       .option('--threads <n>', 'task threads, i.e. the capacity reported to the coordinator (env KAPPA_THREADS, default: cores)')
-      .option('--id <id>', 'worker id, stable across restarts for sticky assignment (env KAPPA_WORKER_ID, default <host>-<pid>)')
+      .option('--id <id>', 'worker id, stable across restarts for sticky assignment; with --standalone, a restart under the same id takes its lease over at once (env KAPPA_WORKER_ID, default <host>-<pid>)')
       .option('--state-dir <dir>', 'where task state (RocksDB) lives (env KAPPA_STATE_DIR)', undefined)
       .option('--http-port <port>', 'port for /metrics, /healthz, /readyz; 0 picks one (env KAPPA_HTTP_PORT, default 9464)')
       .option('--http-host <host>', 'address to serve HTTP on (env KAPPA_HTTP_HOST, default 0.0.0.0)')
@@ -124,6 +124,7 @@ export function registerWorker(program: Command): void {
       const worker = await StandaloneWorker.start({
         nc,
         job,
+        workerId: workerIdOf(config),
         stateDir: config.stateDir,
         clock: systemClock,
         logger,
@@ -131,17 +132,32 @@ export function registerWorker(program: Command): void {
         batchMessages: config.batch,
         checkpointIntervalMs: config.checkpointInterval,
         checkpointEvents: config.checkpointEvents,
+      }).catch(async (error: unknown) => {
+        // Refused (another replica holds the job version) or failed: nothing may keep the process up.
+        await nc.close();
+        throw error;
       });
       return { nc, worker };
     });
     started.worker = worker;
     logger.info({ httpPort: listeningPort(http, config.httpPort) }, 'serving /metrics, /healthz, /readyz');
-    logger.info({ signal: await shutdownSignal() }, 'stopping: finishing current batches');
+    // A replica that lost its lease or was fenced by a newer one stops too, and exits non-zero.
+    const stopping = await Promise.race([shutdownSignal().then((signal) => ({ signal })), worker.lost.then((error) => ({ error }))]);
+    if ('error' in stopping) logger.error({ err: stopping.error }, 'stopping: this replica may no longer run the job version');
+    else logger.info({ signal: stopping.signal }, 'stopping: finishing current batches');
     await worker.stop();
     http.close();
     await nc.drain();
     logger.info('stopped');
+    if ('error' in stopping) throw stopping.error;
   });
+}
+
+/** `--id`, or `<host>-<pid>`: a pool worker's id in the cluster, a standalone worker's lease holder. */
+function workerIdOf(config: WorkerConfig): string {
+  const workerId = config.id ?? `${hostname()}-${process.pid}`.replace(/[^A-Za-z0-9_-]/g, '-').slice(-64);
+  assertName('worker id', workerId);
+  return workerId;
 }
 
 function collect(value: string, previous: string[] | undefined): string[] {
@@ -168,8 +184,7 @@ async function applyJobStreamLimits(nc: NatsConnection, config: WorkerConfig, lo
 
 /** The coordinator-driven worker: a pool of task threads, until SIGTERM/SIGINT releases every task. */
 async function runPool(config: WorkerConfig, flags: WorkerFlags): Promise<void> {
-  const workerId = config.id ?? `${hostname()}-${process.pid}`.replace(/[^A-Za-z0-9_-]/g, '-').slice(-64);
-  assertName('worker id', workerId);
+  const workerId = workerIdOf(config);
   const jobFiles = config.job.map((file) => resolve(file));
   const jobs = [];
   for (const file of jobFiles) jobs.push(await loadJob(file));
