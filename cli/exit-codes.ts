@@ -7,6 +7,9 @@ export const ExitCode = {
   usage: 2,
   /** The command finished but rejected some input (e.g. bad lines in `kappa produce`). */
   rejectedInput: 3,
-  /** NATS could not be reached. */
+  /**
+   * NATS could not be reached, or did not answer for the whole retry window (`kappa produce
+   * --retry-for`: no server reachable, or a stream or the JetStream meta group without a leader).
+   */
   unreachable: 4,
 } as const;

@@ -7,14 +7,19 @@
 // or a rerun with the same producer id over the same input, is dropped by the server's duplicate
 // window instead of stored twice. An event whose key is past MAX_KEY_BYTES (protocol/limits.ts) or
 // whose encoded message is past the server's max_payload is refused by publish() with an
-// EventRejectedError before anything is sent; the producer stays usable. "No responders" (a stream electing a new
-// leader after a node loss) is retried like a timeout. An error PubAck fails the producer: the next
+// EventRejectedError before anything is sent; the producer stays usable.
+//
+// Node loss (nats-retry.ts): an unacknowledged event is resent after ackTimeoutMs, at once after
+// a reconnect, and with a short back-off when its stream answers "no responders" (electing a
+// leader), until retryForMs after its first send; then the producer fails with
+// NatsUnavailableError. An error PubAck fails it with PublishError. After a failure the next
 // publish(), ready() or flush() throws it. A retried event may land after events published
 // after it (in-flight publishes are not ordered against their own retries).
 import { createInbox, MsgHdrsImpl, nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { encodeEvent, KappaError, keyProblem, MAX_KEY_BYTES, messageIdOf, partitionOf, streams, subjects, type EventEnvelope } from '../protocol/index.js';
-import { getTopic } from './topics.js';
+import { DEFAULT_RETRY_FOR_MS, formatSeconds, NatsUnavailableError, retryDelayMs, retryThroughElections, type NatsWait } from './nats-retry.js';
+import { describeTopic } from './topics.js';
 
 export interface ProducerOptions {
   topic: string;
@@ -26,8 +31,16 @@ export interface ProducerOptions {
   maxInFlight?: number;
   /** A publish without a PubAck after this long is sent again with the same message id. */
   ackTimeoutMs?: number;
-  /** Sends of one event (first try included) before the producer fails. */
-  maxAttempts?: number;
+  /**
+   * How long an event is resent without an ack (a stream leader election, a lost node) before the
+   * producer fails with NatsUnavailableError; `forTopic` retries its lookups as long. Default 60 s.
+   */
+  retryForMs?: number;
+}
+
+export interface ForTopicOptions extends Omit<ProducerOptions, 'topic' | 'partitions'> {
+  /** Told while forTopic's lookups are being retried (and with undefined when they are through). */
+  onWait?: (wait: NatsWait | undefined) => void;
 }
 
 export interface ProducerStats {
@@ -72,10 +85,14 @@ interface PendingPublish {
   headers: MsgHdrsImpl;
   /** For error messages. */
   messageId: string;
+  partition: number;
+  firstSentAtMs: number;
   sentAtMs: number;
   attempts: number;
-  /** The last send was answered by "no responders" (503) instead of a PubAck. */
-  noResponders?: boolean;
+  /** "No responders" (503) answers so far: the stream has no leader. */
+  noResponders: number;
+  /** When a publish answered by "no responders" is due to be sent again. */
+  resendAtMs: number;
 }
 
 interface Waiter {
@@ -95,23 +112,39 @@ export class Producer {
   /** ready() resolves once in-flight drops to this, so a waiting caller resumes with a batch of room, not one slot. */
   private readonly lowWaterMark: number;
   private readonly ackTimeoutMs: number;
-  private readonly maxAttempts: number;
+  private readonly retryForMs: number;
   private readonly inbox: string;
   private readonly subscription: Subscription;
   private readonly timeoutSweep: NodeJS.Timeout;
   /** Reply token → publish awaiting its ack, oldest send first (a resend moves to the end). */
   private readonly pending = new Map<number, PendingPublish>();
+  /** Tokens of pending publishes answered by "no responders", resent at their resendAtMs. */
+  private readonly awaitingLeader = new Set<number>();
+  /** Partitions whose stream is being looked up after a "no responders" (one lookup at a time). */
+  private readonly streamChecks = new Set<number>();
+  /** Tokens are the sequence numbers 1, 2, …: no pending publish has a smaller one than this. */
+  private oldestToken = 1;
   private sequence = 0;
-  private failure: PublishError | undefined;
+  private connected = true;
+  private failure: KappaError | undefined;
   private closed = false;
   private roomWaiters: Waiter[] = [];
   private drainWaiters: Waiter[] = [];
   private readonly counts = { acknowledged: 0, duplicates: 0, retries: 0 };
 
-  /** A producer for an existing topic, with the partition count from the topic registry. */
-  static async forTopic(nc: NatsConnection, topic: string, options: Omit<ProducerOptions, 'topic' | 'partitions'> = {}): Promise<Producer> {
-    const { partitions } = await getTopic(nc, topic);
-    return new Producer(nc, { ...options, topic, partitions });
+  /**
+   * A producer for an existing topic, with the partition count from the topic registry. It also
+   * looks up every partition stream, so a missing stream is reported before the first publish and
+   * a stream electing a leader is waited for; both lookups are retried through leader elections
+   * for retryForMs.
+   */
+  static async forTopic(nc: NatsConnection, topic: string, options: ForTopicOptions = {}): Promise<Producer> {
+    const { onWait, ...producerOptions } = options;
+    const { partitions } = await retryThroughElections(`looking up topic ${topic} and its partition streams`, () => describeTopic(nc, topic), {
+      retryForMs: options.retryForMs ?? DEFAULT_RETRY_FOR_MS,
+      onWait,
+    });
+    return new Producer(nc, { ...producerOptions, topic, partitions });
   }
 
   constructor(
@@ -126,12 +159,14 @@ export class Producer {
     this.maxInFlight = options.maxInFlight ?? 4096;
     this.lowWaterMark = Math.floor(this.maxInFlight / 2);
     this.ackTimeoutMs = options.ackTimeoutMs ?? 10_000;
-    this.maxAttempts = options.maxAttempts ?? 5;
+    this.retryForMs = options.retryForMs ?? DEFAULT_RETRY_FOR_MS;
     this.inbox = createInbox();
     this.subscription = nc.subscribe(`${this.inbox}.*`, { callback: (error, message) => this.onAck(error, message) });
-    this.timeoutSweep = setInterval(() => this.resendExpired(), Math.max(10, Math.min(1000, this.ackTimeoutMs / 4)));
+    // Often enough for the no-responders back-off (250 ms first), and for short ack timeouts.
+    this.timeoutSweep = setInterval(() => this.sweep(), Math.max(10, Math.min(250, this.ackTimeoutMs / 4)));
     // The subscription keeps the process alive while acks are due; the sweep alone must not.
     this.timeoutSweep.unref();
+    void this.followConnection();
   }
 
   /**
@@ -158,13 +193,19 @@ export class Producer {
       );
     }
     const sequence = ++this.sequence;
+    const partition = partitionOf(event.key, this.partitions);
+    const now = Date.now();
     const publish: PendingPublish = {
-      subject: subjects.event(this.topic, partitionOf(event.key, this.partitions), event.key),
+      subject: subjects.event(this.topic, partition, event.key),
       payload,
       headers: this.headersFor(sequence),
       messageId: `${this.producerId}:${sequence}`,
+      partition,
+      firstSentAtMs: now,
       sentAtMs: 0,
       attempts: 0,
+      noResponders: 0,
+      resendAtMs: 0,
     };
     this.send(sequence, publish);
     return this.pending.size < this.maxInFlight;
@@ -190,6 +231,21 @@ export class Producer {
     return { ...this.counts, inFlight: this.pending.size };
   }
 
+  /**
+   * What the producer is waiting for, while its oldest unacknowledged event is being retried
+   * (a lost connection, a stream without a leader, an ack timeout); undefined otherwise.
+   */
+  waiting(): NatsWait | undefined {
+    const oldest = this.oldestPending();
+    if (!oldest) return undefined;
+    const retryUntilMs = oldest.firstSentAtMs + this.retryForMs;
+    if (!this.connected) return { reason: 'connection to NATS lost, reconnecting', retryUntilMs };
+    const stream = streams.partition(this.topic, oldest.partition);
+    if (oldest.noResponders > 0) return { reason: `stream ${stream} has no leader (leader election)`, retryUntilMs };
+    if (oldest.attempts > 1) return { reason: `no ack from stream ${stream} within ${formatSeconds(this.ackTimeoutMs)}`, retryUntilMs };
+    return undefined;
+  }
+
   /** Flushes, then stops listening for acks. The connection stays open: it is the caller's. */
   async close(): Promise<ProducerStats> {
     try {
@@ -199,6 +255,26 @@ export class Producer {
       clearInterval(this.timeoutSweep);
       this.subscription.unsubscribe();
     }
+  }
+
+  /** Tracks the connection for waiting(), and resends what is pending after a reconnect. */
+  private async followConnection(): Promise<void> {
+    for await (const status of this.nc.status()) {
+      if (this.closed) return;
+      if (status.type === 'disconnect') this.connected = false;
+      else if (status.type === 'reconnect') {
+        this.connected = true;
+        // Publishes sent on the lost connection will never be acked: send them again now
+        // instead of after their ack timeout (the message id drops any that did arrive).
+        if (!this.failure) for (const [token, publish] of [...this.pending]) this.resend(token, publish);
+      }
+    }
+  }
+
+  /** The pending publish first sent longest ago (the tokens are consecutive sequence numbers). */
+  private oldestPending(): PendingPublish | undefined {
+    while (this.oldestToken <= this.sequence && !this.pending.has(this.oldestToken)) this.oldestToken++;
+    return this.pending.get(this.oldestToken);
   }
 
   private send(token: number, publish: PendingPublish): void {
@@ -224,8 +300,9 @@ export class Producer {
     if (!publish) return;
     if (message.headers?.code === 503) {
       // No responders: the stream is electing a leader (a node of the cluster went away), or it
-      // is gone. Leave it pending (the timeout sweep resends it) unless the stream does not exist.
-      publish.noResponders = true;
+      // is gone. Resend it after a back-off (the sweep does) unless the stream does not exist.
+      publish.resendAtMs = Date.now() + retryDelayMs(publish.noResponders++);
+      this.awaitingLeader.add(token);
       this.failIfStreamGone(publish);
       return;
     }
@@ -245,36 +322,61 @@ export class Producer {
     // The server writes `"duplicate": true` (2.9, with a space) or `"duplicate":true`.
     if (DUPLICATE_ACK.test(body)) this.counts.duplicates++;
     this.pending.delete(token);
+    this.awaitingLeader.delete(token);
     if (this.pending.size <= this.lowWaterMark && this.roomWaiters.length > 0) this.wake('roomWaiters');
     if (this.pending.size === 0 && this.drainWaiters.length > 0) this.wake('drainWaiters');
   }
 
   private failIfStreamGone(publish: PendingPublish): void {
-    const partition = Number(publish.subject.split('.')[1]);
+    // One lookup per partition at a time: during an election thousands of publishes get a 503.
+    if (this.streamChecks.has(publish.partition)) return;
+    this.streamChecks.add(publish.partition);
     void jetstreamManager(this.nc)
-      .then((jsm) => jsm.streams.info(streams.partition(this.topic, partition)))
+      .then((jsm) => jsm.streams.info(streams.partition(this.topic, publish.partition)))
       .catch((error: Error) => {
+        // Anything else (a timeout during the election) is what the retries are for.
         if (/not found/i.test(error.message)) {
           this.fail(new PublishError(`publishing to ${publish.subject} failed: no stream listens on it (was the topic deleted?)`, { cause: error }));
         }
-      });
+      })
+      .finally(() => this.streamChecks.delete(publish.partition));
   }
 
-  private resendExpired(): void {
+  private sweep(): void {
     if (this.failure) return;
-    const expiredBefore = Date.now() - this.ackTimeoutMs;
-    for (const [token, publish] of this.pending) {
-      // Oldest first: the first publish still within its timeout ends the sweep.
-      if (publish.sentAtMs > expiredBefore) break;
-      if (publish.attempts >= this.maxAttempts) {
-        const why = publish.noResponders ? ': no stream answered (was the topic deleted, or has its stream no leader?)' : '';
-        return this.fail(
-          new PublishError(`event ${publish.messageId} on ${publish.subject} got no ack after ${publish.attempts} sends ${this.ackTimeoutMs} ms apart${why}`),
-        );
-      }
-      this.counts.retries++;
-      this.send(token, publish);
+    const now = Date.now();
+    const oldest = this.oldestPending();
+    if (oldest && now - oldest.firstSentAtMs >= this.retryForMs) return this.fail(this.gaveUp(oldest));
+    for (const token of this.awaitingLeader) {
+      const publish = this.pending.get(token);
+      if (publish && publish.resendAtMs <= now) this.resend(token, publish);
     }
+    const expiredBefore = now - this.ackTimeoutMs;
+    for (const [token, publish] of this.pending) {
+      // Oldest first: the first publish still within its timeout ends the sweep (a resend moves
+      // to the end with a fresh send time, so it ends the loop too).
+      if (publish.sentAtMs > expiredBefore) break;
+      this.resend(token, publish);
+    }
+  }
+
+  private resend(token: number, publish: PendingPublish): void {
+    this.awaitingLeader.delete(token);
+    this.counts.retries++;
+    this.send(token, publish);
+  }
+
+  /** The one-line reason the producer stops retrying its oldest event. */
+  private gaveUp(oldest: PendingPublish): NatsUnavailableError {
+    const stream = streams.partition(this.topic, oldest.partition);
+    const why = !this.connected
+      ? 'the connection to NATS is lost and no server took it back'
+      : oldest.noResponders > 0
+        ? `stream ${stream} has no leader (is a majority of its nodes down?)`
+        : `no ack from stream ${stream} after ${oldest.attempts} sends`;
+    return new NatsUnavailableError(
+      `publishing to topic ${this.topic}: ${why}; ${this.pending.size} events unacknowledged, the oldest ${oldest.messageId} (gave up after retrying for ${formatSeconds(this.retryForMs)})`,
+    );
   }
 
   private wake(which: 'roomWaiters' | 'drainWaiters'): void {
@@ -283,7 +385,7 @@ export class Producer {
     for (const waiter of waiters) waiter.resolve();
   }
 
-  private fail(error: PublishError): void {
+  private fail(error: KappaError): void {
     if (this.failure) return;
     this.failure = error;
     const waiters = [...this.roomWaiters, ...this.drainWaiters];

@@ -88,7 +88,7 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
   }
 
   // A producer keeps writing until the faults are over: 100 clicks every 100 ms.
-  const producer = await Producer.forTopic(nc, 'clicks', { ackTimeoutMs: 2_000, maxAttempts: 60 });
+  const producer = await Producer.forTopic(nc, 'clicks', { ackTimeoutMs: 2_000, retryForMs: 120_000 });
   const startMs = Date.UTC(2026, 10, 24, 12);
   let produced = 0;
   let producing = true;

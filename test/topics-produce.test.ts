@@ -122,7 +122,7 @@ describe('kappa produce', () => {
 
   it('resends publishes whose ack timed out with the same message id, so each event is stored once', async () => {
     await createTopic(nc, { name: 'stalled', partitions: 4 });
-    const producer = await Producer.forTopic(nc, 'stalled', { ackTimeoutMs: 200, maxAttempts: 50 });
+    const producer = await Producer.forTopic(nc, 'stalled', { ackTimeoutMs: 200, retryForMs: 10_000 });
     server.pause();
     for (let index = 0; index < 2000; index++) producer.publish({ key: `k-${index % 50}`, time: index, value: index });
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -258,11 +258,14 @@ describe('kappa topic', () => {
 
   it('reports an unreachable server in one line naming the URL, with exit code 4', async () => {
     const url = 'nats://127.0.0.1:1';
-    for (const args of [['topic', 'list'], ['produce', 'x', '--file', '-', '--key', 'k', '--time', 't']]) {
+    // produce retries for --retry-for (a node may be restarting) before it gives up the same way.
+    for (const args of [['topic', 'list'], ['produce', 'x', '--file', '-', '--key', 'k', '--time', 't', '--retry-for', '1s']]) {
       const result = await kappa(args, url);
       expect(result.code).toBe(4);
-      expect(result.stderr.trim().split('\n')).toHaveLength(1);
-      expect(result.stderr).toContain(url);
+      // One line saying why, after any "waiting for NATS" progress lines.
+      const lines = result.stderr.trim().split('\n');
+      expect(lines.slice(0, -1).every((line) => line.startsWith('kappa: waiting for NATS: '))).toBe(true);
+      expect(lines.at(-1)).toContain(url);
       expect(result.stderr).not.toMatch(/\n\s+at /);
     }
   });

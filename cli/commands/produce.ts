@@ -1,12 +1,24 @@
 // `kappa produce <topic>`: JSON lines from a file or stdin into a topic. Bad lines (not an event,
 // or a key or message past the NATS limits) are reported (stderr and a rejects file, with line
-// numbers and the reason) and skipped; good lines still go in.
+// numbers and the reason) and skipped; good lines still go in. Connecting, the topic lookup and
+// the publishes are retried through a lost node or a leader election for --retry-for (shown on
+// the progress line); after that it stops with one line and exit 4.
 import { createReadStream, createWriteStream, statSync, type ReadStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import type { Command } from 'commander';
+import { z } from 'zod';
 import { ConfigError, connectNats } from '../../protocol/index.js';
-import { EventRejectedError, eventFromJsonLine, Producer, type JsonEventFields } from '../../client/index.js';
+import {
+  DEFAULT_RETRY_FOR_MS,
+  EventRejectedError,
+  eventFromJsonLine,
+  Producer,
+  retryThroughElections,
+  type JsonEventFields,
+  type NatsWait,
+} from '../../client/index.js';
+import { duration, loadConfig } from '../config.js';
 import { ExitCode } from '../exit-codes.js';
 import { addNatsOptions, natsSettingsFrom, type NatsFlags } from '../nats-options.js';
 import { startProgress } from '../produce-progress.js';
@@ -19,7 +31,10 @@ interface ProduceFlags extends NatsFlags {
   rejects?: string;
   id?: string;
   maxInFlight: string;
+  retryFor?: string;
 }
+
+const produceConfig = z.object({ retryFor: duration.default(DEFAULT_RETRY_FOR_MS) });
 
 /** Rejected lines listed one by one on stderr; past this, only the rejects file has them. */
 const MAX_LISTED_REJECTS = 100;
@@ -34,7 +49,11 @@ export function registerProduce(program: Command): void {
       .requiredOption('--time <field>', 'field holding the event time: ms since the epoch or an ISO-8601 string')
       .option('--rejects <file>', 'where rejected lines go (default <file>.rejects, or stdin.rejects)')
       .option('--id <producer-id>', 'producer id prefixing message ids: rerunning the same input with the same id within the duplicate window stores nothing new')
-      .option('--max-in-flight <n>', 'publishes awaiting their ack', '4096'),
+      .option('--max-in-flight <n>', 'publishes awaiting their ack', '4096')
+      .option(
+        '--retry-for <duration>',
+        `how long to retry through a lost NATS node or a stream leader election before giving up with exit 4 (env KAPPA_PRODUCE_RETRY_FOR, default ${DEFAULT_RETRY_FOR_MS / 1000}s)`,
+      ),
   ).action(async (topic: string, flags: ProduceFlags) => {
     process.exitCode = await produce(topic, flags);
   });
@@ -43,75 +62,95 @@ export function registerProduce(program: Command): void {
 async function produce(topic: string, flags: ProduceFlags): Promise<number> {
   const fromStdin = flags.file === '-';
   const rejectsPath = flags.rejects ?? (fromStdin ? 'stdin.rejects' : `${flags.file}.rejects`);
-  const fields: JsonEventFields = { key: flags.key, time: flags.time };
   const totalBytes = fromStdin ? undefined : statSync(flags.file).size;
+  const { retryFor: retryForMs } = loadConfig(produceConfig, { env: { retryFor: 'KAPPA_PRODUCE_RETRY_FOR' }, flags: { retryFor: flags.retryFor } });
 
-  const nc = await connectNats(natsSettingsFrom(flags), { timeout: CONNECT_TIMEOUT_MS, name: `kappa produce ${topic}` });
+  const run: ProduceRun = { rejects: new RejectsFile(rejectsPath), producer: undefined, bytesRead: 0, published: 0 };
+  /** What connecting and the topic lookup wait for; once publishing, the producer says. */
+  let startupWait: NatsWait | undefined;
+  const retry = { retryForMs, onWait: (wait: NatsWait | undefined) => (startupWait = wait) };
+  const progress = startProgress(totalBytes, () => ({
+    bytesRead: run.bytesRead,
+    published: run.producer?.stats().acknowledged ?? 0,
+    rejected: run.rejects.count,
+    waiting: run.producer ? run.producer.waiting() : startupWait,
+  }));
   try {
-    const producer = await Producer.forTopic(nc, topic, { producerId: flags.id, maxInFlight: Number(flags.maxInFlight) });
-    const input: Readable = fromStdin
-      ? process.stdin.setEncoding('utf8')
-      : createReadStream(flags.file, { encoding: 'utf8', highWaterMark: 1 << 20 });
-    const rejects = new RejectsFile(rejectsPath);
-    let published = 0;
-    let bytesRead = 0;
-    const startedAt = Date.now();
-    const progress = startProgress(totalBytes, () => ({ bytesRead, published: producer.stats().acknowledged, rejected: rejects.count }));
+    const settings = natsSettingsFrom(flags);
+    const nc = await retryThroughElections('connecting', () => connectNats(settings, { timeout: CONNECT_TIMEOUT_MS, name: `kappa produce ${topic}` }), retry);
     try {
-      let lineNumber = 0;
-      let remainder = '';
-      /** Publishes or rejects one line; false when the producer's in-flight window is full. */
-      const handleLine = (line: string): boolean => {
-        lineNumber++;
-        if (line.endsWith('\r')) line = line.slice(0, -1);
-        if (line.trim() === '') return true;
-        const result = eventFromJsonLine(line, fields);
-        if ('reason' in result) {
-          rejects.add(lineNumber, result.reason, line);
-          return true;
-        }
-        let room: boolean;
-        try {
-          room = producer.publish(result.event);
-        } catch (error) {
-          // A key or message past the NATS limits: this line only, like any other bad line.
-          if (!(error instanceof EventRejectedError)) throw error;
-          rejects.add(lineNumber, error.message, line);
-          return true;
-        }
-        published++;
-        return room;
-      };
-      for await (const chunk of input as AsyncIterable<string>) {
-        bytesRead = fromStdin ? bytesRead + chunk.length : (input as ReadStream).bytesRead;
-        const text = remainder + chunk;
-        let start = 0;
-        let end: number;
-        while ((end = text.indexOf('\n', start)) !== -1) {
-          // Back-pressure: wait only when the in-flight window is full, never per event.
-          if (!handleLine(text.slice(start, end))) await producer.ready();
-          start = end + 1;
-        }
-        remainder = text.slice(start);
-      }
-      if (remainder !== '' && !handleLine(remainder)) await producer.ready();
-      if (totalBytes !== undefined) bytesRead = totalBytes;
-      const stats = await producer.close();
+      run.producer = await Producer.forTopic(nc, topic, { producerId: flags.id, maxInFlight: Number(flags.maxInFlight), ...retry });
+      const startedAt = Date.now();
+      const input: Readable = fromStdin
+        ? process.stdin.setEncoding('utf8')
+        : createReadStream(flags.file, { encoding: 'utf8', highWaterMark: 1 << 20 });
+      await publishLines(input, run.producer, run, { key: flags.key, time: flags.time }, totalBytes);
+      const stats = await run.producer.close();
       progress.stop();
       const seconds = (Date.now() - startedAt) / 1000;
-      const rate = Math.round(published / Math.max(0.001, seconds));
+      const rate = Math.round(run.published / Math.max(0.001, seconds));
       console.log(
-        `published ${published} events to ${topic} (${stats.duplicates} already stored), rejected ${rejects.count} lines` +
-          `${rejects.count > 0 ? ` (see ${rejectsPath})` : ''}, ${seconds.toFixed(1)} s, ${rate} events/s`,
+        `published ${run.published} events to ${topic} (${stats.duplicates} already stored), rejected ${run.rejects.count} lines` +
+          `${run.rejects.count > 0 ? ` (see ${rejectsPath})` : ''}, ${seconds.toFixed(1)} s, ${rate} events/s`,
       );
     } finally {
-      progress.stop();
-      await rejects.close();
+      await nc.close();
     }
-    return rejects.count > 0 ? ExitCode.rejectedInput : ExitCode.ok;
   } finally {
-    await nc.close();
+    progress.stop();
+    await run.rejects.close();
   }
+  return run.rejects.count > 0 ? ExitCode.rejectedInput : ExitCode.ok;
+}
+
+/** What a run has done so far, for the progress line and the summary. */
+interface ProduceRun {
+  rejects: RejectsFile;
+  producer: Producer | undefined;
+  bytesRead: number;
+  published: number;
+}
+
+/** Reads the input line by line, publishing each event or rejecting the line with its reason. */
+async function publishLines(input: Readable, producer: Producer, run: ProduceRun, fields: JsonEventFields, totalBytes: number | undefined): Promise<void> {
+  let lineNumber = 0;
+  let remainder = '';
+  /** Publishes or rejects one line; false when the producer's in-flight window is full. */
+  const handleLine = (line: string): boolean => {
+    lineNumber++;
+    if (line.endsWith('\r')) line = line.slice(0, -1);
+    if (line.trim() === '') return true;
+    const result = eventFromJsonLine(line, fields);
+    if ('reason' in result) {
+      run.rejects.add(lineNumber, result.reason, line);
+      return true;
+    }
+    let room: boolean;
+    try {
+      room = producer.publish(result.event);
+    } catch (error) {
+      // A key or message past the NATS limits: this line only, like any other bad line.
+      if (!(error instanceof EventRejectedError)) throw error;
+      run.rejects.add(lineNumber, error.message, line);
+      return true;
+    }
+    run.published++;
+    return room;
+  };
+  for await (const chunk of input as AsyncIterable<string>) {
+    run.bytesRead = totalBytes === undefined ? run.bytesRead + chunk.length : (input as ReadStream).bytesRead;
+    const text = remainder + chunk;
+    let start = 0;
+    let end: number;
+    while ((end = text.indexOf('\n', start)) !== -1) {
+      // Back-pressure: wait only when the in-flight window is full, never per event.
+      if (!handleLine(text.slice(start, end))) await producer.ready();
+      start = end + 1;
+    }
+    remainder = text.slice(start);
+  }
+  if (remainder !== '' && !handleLine(remainder)) await producer.ready();
+  if (totalBytes !== undefined) run.bytesRead = totalBytes;
 }
 
 /** The rejects file, opened on the first rejected line: a clean run leaves no empty file behind. */
