@@ -3,12 +3,11 @@
 // numbers and the reason) and skipped; good lines still go in. Connecting, the topic lookup and
 // the publishes are retried through a lost node or a leader election for --retry-for (shown on
 // the progress line); after that it stops with one line and exit 4.
-import { createReadStream, createWriteStream, statSync, type ReadStream, type WriteStream } from 'node:fs';
-import { once } from 'node:events';
+import { createReadStream, statSync, type ReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { ConfigError, connectNats } from '../../protocol/index.js';
+import { connectNats } from '../../protocol/index.js';
 import {
   DEFAULT_RETRY_FOR_MS,
   EventRejectedError,
@@ -22,6 +21,7 @@ import { duration, loadConfig } from '../config.js';
 import { ExitCode } from '../exit-codes.js';
 import { addNatsOptions, natsSettingsFrom, type NatsFlags } from '../nats-options.js';
 import { startProgress } from '../produce-progress.js';
+import { RejectsFile } from '../rejects-file.js';
 import { CONNECT_TIMEOUT_MS } from './topic.js';
 
 interface ProduceFlags extends NatsFlags {
@@ -65,7 +65,7 @@ async function produce(topic: string, flags: ProduceFlags): Promise<number> {
   const totalBytes = fromStdin ? undefined : statSync(flags.file).size;
   const { retryFor: retryForMs } = loadConfig(produceConfig, { env: { retryFor: 'KAPPA_PRODUCE_RETRY_FOR' }, flags: { retryFor: flags.retryFor } });
 
-  const run: ProduceRun = { rejects: new RejectsFile(rejectsPath), producer: undefined, bytesRead: 0, published: 0 };
+  const run: ProduceRun = { rejects: new RejectsFile(rejectsPath, MAX_LISTED_REJECTS), producer: undefined, bytesRead: 0, published: 0 };
   /** What connecting and the topic lookup wait for; once publishing, the producer says. */
   let startupWait: NatsWait | undefined;
   const retry = { retryForMs, onWait: (wait: NatsWait | undefined) => (startupWait = wait) };
@@ -151,34 +151,4 @@ async function publishLines(input: Readable, producer: Producer, run: ProduceRun
   }
   if (remainder !== '' && !handleLine(remainder)) await producer.ready();
   if (totalBytes !== undefined) run.bytesRead = totalBytes;
-}
-
-/** The rejects file, opened on the first rejected line: a clean run leaves no empty file behind. */
-class RejectsFile {
-  count = 0;
-  private stream: WriteStream | undefined;
-  private writeError: Error | undefined;
-
-  constructor(private readonly path: string) {}
-
-  add(lineNumber: number, reason: string, line: string): void {
-    this.count++;
-    if (this.count <= MAX_LISTED_REJECTS) console.error(`kappa: line ${lineNumber} rejected: ${reason}`);
-    else if (this.count === MAX_LISTED_REJECTS + 1) console.error(`kappa: more lines rejected; see ${this.path}`);
-    if (!this.stream) {
-      this.stream = createWriteStream(this.path);
-      this.stream.on('error', (error) => (this.writeError ??= error));
-    }
-    // One JSON object per line: the line number, why, and the input as read, to fix and resend.
-    this.stream.write(`${JSON.stringify({ line: lineNumber, reason, input: line })}\n`);
-  }
-
-  async close(): Promise<void> {
-    if (!this.stream) return;
-    if (!this.writeError) {
-      this.stream.end();
-      await Promise.race([once(this.stream, 'finish'), once(this.stream, 'error')]).catch(() => undefined);
-    }
-    if (this.writeError) throw new ConfigError(`cannot write the rejects file ${this.path}: ${this.writeError.message}`);
-  }
 }
