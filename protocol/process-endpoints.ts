@@ -32,6 +32,8 @@ export interface ProcessEndpoints {
   /** A prom-client Registry, or anything that renders metrics the same way (a worker's merged view). */
   registry: Pick<Registry, 'metrics' | 'contentType'>;
   isReady: () => boolean;
+  /** Why the process is not ready (said in the 503 body of /readyz), or undefined. */
+  notReadyReason?: () => string | undefined;
   /** A liveness rule beyond the event loop: why the process is not live, or undefined when it is. */
   notLiveReason?: () => string | undefined;
   eventLoop?: EventLoopLivenessOptions;
@@ -116,8 +118,9 @@ export async function serveProcessEndpoints(port: number, host: string, endpoint
       const reason = eventLoop.notLiveReason() ?? endpoints.notLiveReason?.();
       response.writeHead(reason === undefined ? 200 : 503, { 'content-type': 'text/plain' }).end(reason === undefined ? 'ok\n' : `not live: ${reason}\n`);
     } else if (path === '/readyz') {
-      const ready = endpoints.isReady();
-      response.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
+      const reason = endpoints.notReadyReason?.();
+      const ready = reason === undefined && endpoints.isReady();
+      response.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : reason === undefined ? 'not ready\n' : `not ready: ${reason}\n`);
     } else if (json) {
       const body = json();
       sendJson(response, body === undefined ? 503 : 200, body ?? { error: 'not available on this process (is it the leader?)' });

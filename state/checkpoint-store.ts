@@ -10,7 +10,7 @@
 // the deltas after the last full snapshot add up to more than that snapshot (at least
 // COMPACT_MIN_BYTES), the commit uploads a full snapshot instead and the older objects are
 // deleted: restore reads at most about twice the state, and each commit costs what changed.
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
@@ -202,7 +202,7 @@ export class TaskCheckpoints {
     try {
       this.revision = await this.store.manifests.update(this.key, encodeManifest(manifest), this.revision);
     } catch (error) {
-      await this.explainRefusal(request.epoch, error);
+      this.revision = await this.explainRefusal(request.epoch, manifest, error);
     }
     this.current = manifest;
     // Objects the new manifest no longer lists (superseded by a full snapshot) go now.
@@ -228,14 +228,22 @@ export class TaskCheckpoints {
     await Promise.all(names.map((name) => this.store.objects.delete(name).catch(() => undefined)));
   }
 
-  private async explainRefusal(epoch: number, error: unknown): Promise<never> {
+  /**
+   * Why a commit's compare-and-set failed: a newer owner (FencedError), or anything else
+   * (CheckpointError, retried by the task). Returns the revision when the commit did land and only
+   * its reply was lost (a timeout), so a retry of the same commit succeeds instead of failing forever.
+   */
+  private async explainRefusal(epoch: number, attempted: CheckpointManifest, error: unknown): Promise<number> {
     let owner: CheckpointManifest | undefined;
+    let revision = 0;
     try {
       const entry = await this.store.manifests.get(this.key);
       owner = entry && entry.operation === 'PUT' ? decodeManifest(entry.value, this.key) : undefined;
+      revision = entry?.revision ?? 0;
     } catch {
       // Could not read either: report the commit failure below.
     }
+    if (owner && owner.epoch === epoch && owner.workerId === this.workerId && markOf(owner) === markOf(attempted)) return revision;
     if (owner && this.ownedByAnother(owner, epoch)) {
       throw new FencedError(`checkpoint of ${this.key} refused: epoch ${owner.epoch} (worker ${owner.workerId}) owns the task, this owner holds epoch ${epoch}`, owner.epoch);
     }
@@ -285,11 +293,15 @@ function shouldCompact(objects: readonly CheckpointObject[], delta: WriteCapture
 
 /**
  * The local copy of a task's state is marked with the id of the checkpoint it equals; a worker
- * that finds the mark equal to the committed manifest's skips the download. The mark is removed
- * before the local store changes and written again after the commit.
+ * that finds the mark equal to the committed manifest's skips the download. The mark is set aside
+ * before the local store changes and written again after the commit. It is set aside by a rename,
+ * not deleted, so a write the store refused (it changed nothing: write batches are atomic) can put
+ * it back without writing a byte: on a full disk the local copy stays usable, and the task never
+ * wipes and re-downloads a state that was never wrong.
  */
 export const localMark = {
   path: (stateDir: string) => `${stateDir}.checkpoint`,
+  asidePath: (stateDir: string) => `${stateDir}.checkpoint.aside`,
   read(stateDir: string): { state: string } | undefined {
     try {
       return JSON.parse(readFileSync(localMark.path(stateDir), 'utf8')) as { state: string };
@@ -299,9 +311,27 @@ export const localMark = {
   },
   write(stateDir: string, manifest: CheckpointManifest): void {
     writeFileSync(localMark.path(stateDir), JSON.stringify({ state: markOf(manifest) }));
+    rmSync(localMark.asidePath(stateDir), { force: true });
   },
   clear(stateDir: string): void {
     rmSync(localMark.path(stateDir), { force: true });
+    rmSync(localMark.asidePath(stateDir), { force: true });
+  },
+  /** The store is about to change: until a new mark is written it equals no checkpoint. */
+  setAside(stateDir: string): void {
+    try {
+      renameSync(localMark.path(stateDir), localMark.asidePath(stateDir));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+  },
+  /** The store refused the write and still equals the checkpoint the mark named: the mark holds again. */
+  putBack(stateDir: string): void {
+    try {
+      renameSync(localMark.asidePath(stateDir), localMark.path(stateDir));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
   },
   matches(stateDir: string, manifest: CheckpointManifest): boolean {
     return localMark.read(stateDir)?.state === markOf(manifest);

@@ -10,7 +10,9 @@ export type StateErrorCode =
   /** get/put on an actor key that was not activated first: a bug in the engine, not in data. */
   | 'STATE_KEY_NOT_ACTIVE'
   /** An operation on a TaskStore after close(). */
-  | 'STATE_CLOSED';
+  | 'STATE_CLOSED'
+  /** RocksDB refused a write batch (a full disk, an I/O error): nothing of the batch was applied. */
+  | 'STATE_WRITE_FAILED';
 
 export class StateError extends Error {
   constructor(

@@ -119,7 +119,7 @@ export class TaskStore {
       bytes += key.length;
       capture?.deletes.push(key);
     }
-    await batch.flush();
+    await this.flushBatch(batch, puts.length, deletes.length);
     return bytes;
   }
 
@@ -130,7 +130,20 @@ export class TaskStore {
     const batch = this.db.write({ capacity: puts.length + deletes.length, autoDestroy: true });
     for (const [key, value] of puts) batch.tryPut(key, value);
     for (const key of deletes) batch.tryDelete(key);
-    await batch.flush();
+    await this.flushBatch(batch, puts.length, deletes.length);
+  }
+
+  /**
+   * A write batch is atomic: when RocksDB refuses it (its error says only "Batch was not applied";
+   * a full disk is the usual cause) nothing of it is in the store, which still holds what it held.
+   * After such an error this handle refuses every later write too: reopen the store.
+   */
+  private async flushBatch(batch: { flush(): Promise<void> }, puts: number, deletes: number): Promise<void> {
+    try {
+      await batch.flush();
+    } catch (error) {
+      throw new StateError('STATE_WRITE_FAILED', `task store ${this.dir}: a write of ${puts} puts and ${deletes} deletes was refused (is the disk full?): ${(error as Error).message}`, { cause: error });
+    }
   }
 
   /** Every row, encoded, `batchRows` at a time in key order: the content of a full checkpoint. */

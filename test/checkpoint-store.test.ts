@@ -185,6 +185,28 @@ describe('checkpoints in NATS', () => {
     );
   });
 
+  it('treats a commit whose reply was lost but which landed as committed, so a retry does not fail forever', async () => {
+    const checkpointStore = await CheckpointStore.open(nc);
+    const task = newTask();
+    const checkpoints = checkpointStore.forTask(task, 'w');
+    await checkpoints.claim(1, 0);
+    const store = await openStore();
+    const state = new KeyedState(store);
+    await commitChanges(checkpoints, state, store, 1, 5, [['x', 1]]);
+    // The server applies the next manifest update, but its reply is lost (a timeout).
+    const manifests = checkpointStore.manifests;
+    const update = manifests.update.bind(manifests);
+    manifests.update = async (...args) => {
+      manifests.update = update;
+      await update(...args);
+      throw new Error('TIMEOUT');
+    };
+    expect((await commitChanges(checkpoints, state, store, 1, 6, [['x', 2]])).manifest).toMatchObject({ id: 2, sequence: 6 });
+    // The revision it learned is the real one: the next commit's compare-and-set succeeds.
+    expect((await commitChanges(checkpoints, state, store, 1, 7, [['x', 3]])).manifest).toMatchObject({ id: 3, sequence: 7 });
+    expect(await checkpointStore.read(task)).toMatchObject({ id: 3, sequence: 7, epoch: 1, workerId: 'w' });
+  });
+
   it('fails a restore loudly when an object the manifest lists is gone', async () => {
     const checkpointStore = await CheckpointStore.open(nc);
     const task = newTask();

@@ -65,6 +65,18 @@ export class WorkerMetrics {
     labelNames: ['job', 'version', 'partition'] as const,
     registers: [this.registry],
   });
+  readonly taskFailures = new Counter({
+    name: 'kappa_task_failures_total',
+    help: 'Task failures, each retried with back-off, by reason: state-write (the local RocksDB refused a write, e.g. a full disk), checkpoint (a checkpoint upload, commit or download failed, e.g. a full JetStream store), fenced (a higher epoch owns the checkpoint), start (sinks or stream not reachable), other.',
+    labelNames: ['job', 'version', 'partition', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly stateRestores = new Counter({
+    name: 'kappa_state_restores_total',
+    help: "Task state opened at a (re)start, by source: local (the disk held the committed checkpoint), object-store (wiped and downloaded: the local copy was missing, behind, ahead or corrupt), empty (no checkpoint yet).",
+    labelNames: ['job', 'version', 'partition', 'source'] as const,
+    registers: [this.registry],
+  });
 
   readonly checkpointDuration = new Histogram({
     name: 'kappa_checkpoint_duration_seconds',

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { MessageOf, NatsSettings, StartPosition, TaskId, TaskStatus } from '../protocol/index.js';
 import { decideAssign, decideRevoke, leastLoadedThread } from './assignment-rules.js';
 import { ControlClient, type Registration } from './control-client.js';
+import { notReadyReason } from './readiness.js';
 import { PoolMetrics } from './thread-metrics.js';
 import { jobVersionKey, taskKey, type FromTaskHost, type HostedTaskProgress, type TaskHostOptions, type ToTaskHost } from './thread-messages.js';
 
@@ -201,8 +202,8 @@ export class WorkerPool {
         break;
       case 'failed': {
         const placed = this.tasks.get(taskKey(message.task));
+        // Counted by the thread (kappa_task_failures_total{reason}), merged into /metrics.
         if (placed) placed.unreportedFailure = message.error;
-        this.metrics.taskFailures.inc({ job: message.task.job, version: message.task.version, partition: String(message.task.partition) });
         this.logger.warn({ ...message.task, thread: threadIndex, error: message.error }, 'task failed; its thread restarts it with back-off');
         break;
       }
@@ -348,11 +349,13 @@ export class WorkerPool {
 
   /** /readyz: every assigned task restored and consuming. */
   isReady(): boolean {
-    if (!this.accepting) return false;
-    for (const placed of this.tasks.values()) {
-      if (placed.releasing || placed.unreportedFailure !== undefined || placed.progress?.state !== 'running') return false;
-    }
-    return true;
+    return this.notReadyReason() === undefined;
+  }
+
+  /** Why /readyz says not ready (a task restoring, releasing or failed, with its error), or undefined. */
+  notReadyReason(): string | undefined {
+    if (!this.accepting) return 'shutting down';
+    return notReadyReason(this.statuses().map((status) => ({ task: taskKey(status), state: status.state, error: status.error })));
   }
 
   /**

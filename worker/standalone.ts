@@ -16,6 +16,8 @@ import { openServingTables, tableSettingsFromEnv } from '../tables/index.js';
 import { TaskRunner, type TaskProgress } from './task-runner.js';
 import { FencedError, internalReplicas, topicPartitions, type KappaError } from '../protocol/index.js';
 import { CheckpointStore } from '../state/checkpoint-store.js';
+import type { TaskStore } from '../state/task-store.js';
+import { notReadyReason } from './readiness.js';
 import { StandaloneLease } from './standalone-lease.js';
 
 export interface StandaloneWorkerOptions {
@@ -30,6 +32,8 @@ export interface StandaloneWorkerOptions {
   batchMessages?: number;
   checkpointIntervalMs?: number;
   checkpointEvents?: number;
+  /** Opens a task's RocksDB store (default TaskStore.open); tests inject write faults here. */
+  openStore?: (dir: string) => Promise<TaskStore>;
 }
 
 export class StandaloneWorker {
@@ -97,6 +101,11 @@ export class StandaloneWorker {
 
   progress(): TaskProgress[] {
     return this.tasks.map((task) => task.progress());
+  }
+
+  /** Why /readyz says not ready (a task restoring, or failed with its error), or undefined. */
+  notReadyReason(): string | undefined {
+    return notReadyReason(this.tasks.map((task) => ({ task: task.name, state: task.state, error: task.error })));
   }
 
   /** Stops every task after its current batch, then gives the lease back. */

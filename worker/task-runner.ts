@@ -1,13 +1,22 @@
 // Runs one task (job, version, partition) against NATS: consume → process → sinks, batch by
 // batch, until stopped. Failures restart the task with back-off; they are logged and counted.
+//
+// A failing write must not make things worse: the local state is wiped and downloaded again only
+// when it is known not to equal the committed checkpoint (its mark is missing or names another),
+// never because a write failed. A write RocksDB refused changed nothing (batches are atomic), so
+// the mark is put back and the restart reopens the same store; a checkpoint JetStream refused (a
+// full store) is retried in place, the local store kept ahead of the last commit by exactly its
+// delta. Both back off exponentially (0.5 s to 30 s), and show as `failed` with the error (status,
+// /readyz), in `kappa_task_failures_total{reason}` and in the log.
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { FencedError, streams } from '../protocol/index.js';
-import { localMark, type TaskCheckpoints } from '../state/checkpoint-store.js';
+import { CheckpointError, FencedError, streams } from '../protocol/index.js';
+import { localMark, type CommitResult, type TaskCheckpoints } from '../state/checkpoint-store.js';
 import type { CheckpointManifest } from '../state/checkpoint-manifest.js';
+import { StateError } from '../state/errors.js';
 import { KeyedState } from '../state/keyed-state.js';
 import { TaskStore, type WriteCapture } from '../state/task-store.js';
 import type { Clock } from './clock.js';
@@ -45,6 +54,18 @@ export interface TaskRunnerOptions {
   checkpointDirtyRows?: number;
   /** Told of every failure before the restart back-off, so a pool can report it. */
   onFailure?: (error: unknown) => void;
+  /** Opens the task's RocksDB store (default TaskStore.open); tests inject write faults here. */
+  openStore?: (dir: string) => Promise<TaskStore>;
+}
+
+/** Why a task failed, as `kappa_task_failures_total` labels it. */
+export type TaskFailureReason = 'state-write' | 'checkpoint' | 'fenced' | 'start' | 'other';
+
+export function taskFailureReason(error: unknown): TaskFailureReason {
+  if (error instanceof FencedError) return 'fenced';
+  if (error instanceof StateError && error.code === 'STATE_WRITE_FAILED') return 'state-write';
+  if (error instanceof CheckpointError) return 'checkpoint';
+  return 'other';
 }
 
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 10_000;
@@ -140,6 +161,11 @@ export class TaskRunner {
     return this.runnerState;
   }
 
+  /** `<job>/<version>/<partition>`, for status and readiness. */
+  get name(): string {
+    return `${this.options.job.name}/${this.options.job.version}/${this.options.partition}`;
+  }
+
   /** The message of the failure that put the task in state `failed`. */
   get error(): string | undefined {
     return this.runnerState === 'failed' ? this.lastError : undefined;
@@ -170,27 +196,29 @@ export class TaskRunner {
           // higher one, which the coordinator sends when the heartbeat reports `fencedBy`.
           const fencedAt = this.epochInUse;
           this.ownerEpoch = error.ownerEpoch ?? fencedAt + 1;
-          this.runnerState = 'failed';
-          this.lastError = error.message;
-          this.options.onFailure?.(error);
-          this.options.logger.error(
-            { err: error, partition: this.options.partition, epoch: fencedAt, ownerEpoch: this.ownerEpoch },
-            'task fenced: its checkpoint is owned under a higher epoch; waiting to be assigned above it',
-          );
+          this.recordFailure(error, { epoch: fencedAt, ownerEpoch: this.ownerEpoch }, 'task fenced: its checkpoint is owned under a higher epoch; waiting to be assigned above it');
           await this.closeResources();
           await this.waitForHigherEpoch(fencedAt);
           continue;
         }
         if (this.stopped) return;
         this.children.restarts.inc();
-        this.runnerState = 'failed';
-        this.lastError = error instanceof Error ? error.message : String(error);
-        this.options.onFailure?.(error);
-        this.options.logger.error({ err: error, partition: this.options.partition, backoffMs: this.backoff.nextDelayMs }, 'task failed; restarting');
+        this.recordFailure(error, { backoffMs: this.backoff.nextDelayMs }, 'task failed; restarting');
         await this.closeResources();
         await this.backoff.wait();
       }
     }
+  }
+
+  /** A failure: state `failed` with its message (status, /readyz), counted by reason, logged, told to the pool. */
+  private recordFailure(error: unknown, fields: Record<string, unknown>, message: string): void {
+    const { job, partition, metrics, logger } = this.options;
+    const reason = taskFailureReason(error);
+    this.runnerState = 'failed';
+    this.lastError = error instanceof Error ? error.message : String(error);
+    metrics.taskFailures.labels({ job: job.name, version: job.version, partition: String(partition), reason }).inc();
+    this.options.onFailure?.(error);
+    logger.error({ err: error, partition, reason, ...fields }, message);
   }
 
   private async waitForHigherEpoch(fencedAt: number): Promise<void> {
@@ -280,20 +308,33 @@ export class TaskRunner {
 
   /**
    * Opens the task's RocksDB holding the manifest's state: the local copy when its mark says it
-   * is that checkpoint, otherwise a fresh store filled from the Object Store.
+   * is that checkpoint, otherwise (and only then) a wiped store filled from the Object Store. A
+   * local copy that fails to open is kept (a full disk, an I/O error: the restart tries again)
+   * unless RocksDB reports it corrupt.
    */
   private async openState(dir: string, manifest: CheckpointManifest): Promise<'local' | 'object-store' | 'empty'> {
+    const open = this.options.openStore ?? ((path: string) => TaskStore.open(path));
+    const restored = (source: 'local' | 'object-store' | 'empty') => {
+      const { job, partition } = this.options;
+      this.options.metrics.stateRestores.labels({ job: job.name, version: job.version, partition: String(partition), source }).inc();
+      return source;
+    };
     if (existsSync(dir) && localMark.matches(dir, manifest)) {
-      this.store = await TaskStore.open(dir);
-      return 'local';
+      try {
+        this.store = await open(dir);
+        return restored('local');
+      } catch (error) {
+        if (!/corrupt/i.test((error as Error).message)) throw error;
+        this.options.logger.error({ err: error, partition: this.options.partition }, 'local state is corrupt: wiping it and downloading the checkpoint');
+      }
     }
     localMark.clear(dir);
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
-    this.store = await TaskStore.open(dir);
+    this.store = await open(dir);
     await this.options.checkpoints.restoreInto(this.store, manifest);
     localMark.write(dir, manifest);
-    return manifest.objects.length > 0 ? 'object-store' : 'empty';
+    return restored(manifest.objects.length > 0 ? 'object-store' : 'empty');
   }
 
   private checkpointDue(state: KeyedState, nowMs: number): boolean {
@@ -308,10 +349,11 @@ export class TaskRunner {
 
   /**
    * Flushes the changed rows to RocksDB, uploads them and commits the manifest (sequence,
-   * watermark, engine counters) under the current epoch. The local mark is cleared first, so a
+   * watermark, engine counters) under the current epoch. The local mark is set aside first, so a
    * crash in between makes the next start download the committed state instead of trusting a
-   * local store that is ahead of it. A failure here fails the task: it restarts from the last
-   * committed checkpoint.
+   * local store that is ahead of it. A flush RocksDB refused puts the mark back (nothing was
+   * written) and fails the task, which restarts on the same local store; a refused commit is
+   * retried in place (commitRetrying).
    */
   private async checkpoint(dir: string, state: KeyedState, processor: TaskProcessor): Promise<void> {
     const { checkpoints } = this.options;
@@ -323,23 +365,56 @@ export class TaskRunner {
       return; // nothing changed since the last commit
     }
     const stopTimer = this.children.checkpointDuration.startTimer();
+    localMark.setAside(dir);
+    const delta: WriteCapture = { puts: [], deletes: [] };
     try {
-      localMark.clear(dir);
-      const delta: WriteCapture = { puts: [], deletes: [] };
       await state.flush(delta);
-      this.epochInUse = this.options.epoch();
-      const result = await checkpoints.commit({ epoch: this.epochInUse, sequence: this.sequence, engine, delta, store: this.store! });
-      localMark.write(dir, result.manifest);
-      stopTimer();
-      this.children.checkpointsCommitted.inc();
-      this.children.checkpointBytes.inc(result.bytesUploaded);
-      this.children.checkpointSize.set(result.bytesUploaded);
-      state.evict(processor.isPinned);
     } catch (error) {
-      // A zombie's commit refused: counted here, apart from claims refused at start.
-      if (error instanceof FencedError) this.children.checkpointsFenced.inc();
-      else this.children.checkpointsFailed.inc();
+      // Refused as a whole (write batches are atomic): the store still equals the last commit.
+      localMark.putBack(dir);
+      this.children.checkpointsFailed.inc();
       throw error;
+    }
+    const result = await this.commitRetrying(() => {
+      this.epochInUse = this.options.epoch();
+      return checkpoints.commit({ epoch: this.epochInUse, sequence: this.sequence, engine, delta, store: this.store! });
+    });
+    localMark.write(dir, result.manifest);
+    stopTimer();
+    this.children.checkpointsCommitted.inc();
+    this.children.checkpointBytes.inc(result.bytesUploaded);
+    this.children.checkpointSize.set(result.bytesUploaded);
+    state.evict(processor.isPinned);
+  }
+
+  /**
+   * Commits, and while JetStream refuses the upload or the manifest (a full store, a lost node)
+   * retries the same commit in place with back-off: the local store is ahead of the last commit by
+   * exactly this delta, so a retry keeps it where a restart would have to wipe it and download the
+   * last checkpoint. A stop ends the retries (the next owner resumes from the last commit).
+   */
+  private async commitRetrying(commit: () => Promise<CommitResult>): Promise<CommitResult> {
+    for (;;) {
+      try {
+        const result = await commit();
+        if (this.runnerState === 'failed') {
+          this.runnerState = 'running';
+          this.options.logger.info({ partition: this.options.partition }, 'checkpoint committed after failures: task running again');
+        }
+        this.backoff.reset();
+        return result;
+      } catch (error) {
+        if (error instanceof FencedError) {
+          // A zombie's commit refused: counted here, apart from claims refused at start.
+          this.children.checkpointsFenced.inc();
+          throw error;
+        }
+        this.children.checkpointsFailed.inc();
+        if (this.stopped) throw error;
+        this.recordFailure(error, { backoffMs: this.backoff.nextDelayMs }, 'checkpoint failed; retrying it in place (local state kept)');
+        await this.backoff.wait();
+        if (this.stopped) throw error;
+      }
     }
   }
 

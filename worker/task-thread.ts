@@ -144,6 +144,7 @@ class TaskHost {
         return;
       } catch (error) {
         hosted.startError = messageOf(error);
+        this.metrics.taskFailures.labels({ job: task.job, version: task.version, partition: String(task.partition), reason: 'start' }).inc();
         this.post({ type: 'failed', task, error: hosted.startError });
         logger.error({ err: error, backoffMs: hosted.backoff.nextDelayMs }, 'task could not start; retrying');
         await hosted.backoff.wait();

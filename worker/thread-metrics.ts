@@ -23,12 +23,6 @@ export class PoolMetrics {
     labelNames: ['job', 'version', 'state'] as const,
     registers: [this.registry],
   });
-  readonly taskFailures = new Counter({
-    name: 'kappa_task_failures_total',
-    help: 'Task failures reported by task host threads (each is retried with back-off).',
-    labelNames: ['job', 'version', 'partition'] as const,
-    registers: [this.registry],
-  });
   private readonly snapshots = new Map<number, Snapshot>();
   /** Counters of threads that died, so totals stay monotonic across a thread's replacement. */
   private readonly retired: Snapshot[] = [];

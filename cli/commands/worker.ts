@@ -116,6 +116,7 @@ export function registerWorker(program: Command): void {
       registry: metrics.registry,
       logger,
       isReady: () => started.worker !== undefined,
+      notReadyReason: () => started.worker?.notReadyReason(),
       json: { '/status': () => started.worker?.progress() },
     });
     const { nc, worker } = await startBehindEndpoints(http, async () => {
@@ -204,6 +205,7 @@ async function runPool(config: WorkerConfig, flags: WorkerFlags): Promise<void> 
     logger,
     // Ready: connected, and every assigned task restored and consuming.
     isReady: () => (started.connection?.connected ?? false) && (started.pool?.isReady() ?? false),
+    notReadyReason: () => started.pool?.notReadyReason(),
     notLiveReason: () => started.pool?.notLiveReason(),
     json: { '/status': () => started.pool?.status() },
   });
