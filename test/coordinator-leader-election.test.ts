@@ -2,38 +2,32 @@
 // the leader stops renewing, fencing tokens that only increase, and a graceful resign.
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { systemClock } from '../coordinator/clock.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../protocol/index.js';
 import { LeaderElection } from '../coordinator/leader-election.js';
-import { startServer, stopAllServers, type NatsServer } from './harness/nats-server.js';
+import { pollUntil } from './harness/poll.js';
+import { useNatsServer } from './harness/use-nats.js';
 
 const TTL_MS = 1_000;
 
-let server: NatsServer & { close(): Promise<void> };
+const nats = useNatsServer();
 const connections: NatsConnection[] = [];
-
-beforeAll(async () => {
-  server = await startServer();
-});
 
 afterAll(async () => {
   await Promise.all(connections.map((nc) => nc.close()));
-  await stopAllServers();
 });
 
 async function elector(candidateId: string): Promise<LeaderElection> {
-  const nc = await connect({ servers: server.url });
+  const nc = await connect({ servers: nats.url });
   connections.push(nc);
   const kv = await LeaderElection.openBucket(nc, TTL_MS);
   return new LeaderElection({ kv, candidateId, ttlMs: TTL_MS, clock: systemClock });
 }
 
-async function waitFor(condition: () => boolean, timeoutMs: number): Promise<number> {
+/** Waits until `elector` leads, returning how long that took. */
+async function leadsWithin(elector: LeaderElection, timeoutMs: number): Promise<number> {
   const startedAt = Date.now();
-  while (!condition()) {
-    if (Date.now() - startedAt > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(20);
-  }
+  await pollUntil(() => elector.isLeader(), { what: `${elector.candidateId} to lead`, timeoutMs, intervalMs: 20 });
   return Date.now() - startedAt;
 }
 
@@ -47,7 +41,7 @@ describe('leader election', () => {
     }, 10);
     try {
       a.start();
-      await waitFor(() => a.isLeader(), 2_000);
+      await leadsWithin(a, 2_000);
       b.start();
       // b polls for several leases and never leads while a renews.
       await sleep(3 * TTL_MS);
@@ -56,7 +50,7 @@ describe('leader election', () => {
       const firstToken = a.fencingToken!;
 
       await a.stop(); // stops renewing without deleting the key: like a crash
-      const takeoverMs = await waitFor(() => b.isLeader(), 3 * TTL_MS);
+      const takeoverMs = await leadsWithin(b, 3 * TTL_MS);
       // The key expires a lease after its last renew; b notices on its next poll (ttl/4).
       expect(takeoverMs).toBeLessThan(2 * TTL_MS);
       expect(b.fencingToken!).toBeGreaterThan(firstToken);
@@ -68,7 +62,7 @@ describe('leader election', () => {
       expect(c.isLeader()).toBe(false);
       const secondToken = b.fencingToken!;
       await b.resign();
-      await waitFor(() => c.isLeader(), TTL_MS);
+      await leadsWithin(c, TTL_MS);
       expect(c.fencingToken!).toBeGreaterThan(secondToken);
       await c.resign();
     } finally {

@@ -2,16 +2,15 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { afterAll, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readPortsFile } from '../cli/local-nats-server.js';
-import { NatsCluster, startServer, stopAllServers } from './harness/nats-server.js';
+import { startServer } from './harness/nats-server.js';
+import { PollError, pollUntil } from './harness/poll.js';
+import { useNatsCluster, useNatsServer } from './harness/use-nats.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
-
-afterAll(() => stopAllServers());
 
 it('restarts a killed server on the same port with its JetStream store intact', async () => {
   const server = await startServer();
@@ -31,30 +30,99 @@ it('restarts a killed server on the same port with its JetStream store intact', 
   await server.close();
 });
 
-it('forms a 3-node JetStream cluster that keeps an R3 stream through the loss of one node', async () => {
-  const cluster = await NatsCluster.start(3);
-  const nc = await connect({ servers: cluster.urls });
-  const jsm = await jetstreamManager(nc);
-  await jsm.streams.add({ name: 'R3', subjects: ['r3.>'], num_replicas: 3 });
-  const info = await jsm.streams.info('R3');
-  expect(info.cluster?.replicas?.length).toBe(2);
-  await cluster.nodes[2]!.kill();
-  const js = jsm.jetstream();
-  // While the stream elects a new leader the publish finds no responder; a client retries.
-  let ack;
-  const deadline = Date.now() + 15_000;
-  while (!ack) {
+describe('a 3-node cluster', () => {
+  const nats = useNatsCluster();
+
+  it('forms a 3-node JetStream cluster that keeps an R3 stream through the loss of one node', async () => {
+    const jsm = await jetstreamManager(nats.nc);
+    await jsm.streams.add({ name: 'R3', subjects: ['r3.>'], num_replicas: 3 });
+    const info = await jsm.streams.info('R3');
+    expect(info.cluster?.replicas?.length).toBe(2);
+    await nats.cluster.nodes[2]!.kill();
+    const js = jsm.jetstream();
+    // While the stream elects a new leader the publish finds no responder; a client retries.
+    const ack = await pollUntil(() => js.publish('r3.a', 'x', { msgID: 'first', timeout: 2_000 }), {
+      what: 'a publish to the R3 stream acknowledged',
+      until: () => true,
+      timeoutMs: 15_000,
+    });
+    expect(ack.seq).toBe(1);
+    await nats.cluster.nodes[2]!.restart();
+  });
+});
+
+describe('useNatsServer', () => {
+  const nats = useNatsServer();
+  // Read while the file is collected, before the scope's beforeAll has started anything.
+  const earlyRead = (() => {
     try {
-      ack = await js.publish('r3.a', 'x', { msgID: 'first', timeout: 2_000 });
+      return nats.nc;
     } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 250));
+      return error as Error;
     }
-  }
-  expect(ack.seq).toBe(1);
-  await cluster.nodes[2]!.restart();
-  await nc.close();
-  await cluster.stopAll();
+  })();
+
+  it('gives the scope a started server and a connection to it', async () => {
+    expect(nats.url).toBe(nats.server.url);
+    expect(nats.server.running).toBe(true);
+    expect(nats.nc.isClosed()).toBe(false);
+    await nats.nc.flush();
+  });
+
+  it('refuses to be read outside the tests and hooks of its scope', () => {
+    expect(earlyRead).toBeInstanceOf(Error);
+    expect((earlyRead as Error).message).toMatch(/^useNatsServer\(\)\.nc read outside the tests and hooks of the scope that called useNatsServer\(\)/);
+  });
+});
+
+describe('pollUntil', () => {
+  it('returns the first value that ends the wait, counting errors and undefined, null and false as "not yet"', async () => {
+    const answers: unknown[] = [undefined, null, false, new Error('not up yet'), 0];
+    let probes = 0;
+    const value = await pollUntil(
+      () => {
+        const answer = answers[probes++];
+        if (answer instanceof Error) throw answer;
+        return answer as number | undefined | null | false;
+      },
+      { what: 'the answer', timeoutMs: 5_000, intervalMs: 1 },
+    );
+    expect(value).toBe(0);
+    expect(probes).toBe(5);
+  });
+
+  it('times out naming what it waited for, the last value and the last error', async () => {
+    const started = Date.now();
+    let probes = 0;
+    const failure = await pollUntil(
+      () => {
+        probes++;
+        if (probes === 1) throw new Error('connection refused');
+        return { workers: probes };
+      },
+      { what: '3 workers registered', until: (status) => status.workers === -1, timeoutMs: 200, intervalMs: 20, context: () => 'logs: nothing' },
+    ).catch((error: unknown) => error);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(200);
+    expect(failure).toBeInstanceOf(PollError);
+    const message = (failure as PollError).message;
+    expect(message).toMatch(new RegExp(`^timed out after 200 ms waiting for 3 workers registered; last value: \\{"workers":${probes}\\}; last error: connection refused\nlogs: nothing$`));
+    expect((failure as PollError).cause).toEqual(new Error('connection refused'));
+  });
+
+  it('gives up at once when giveUpIf returns a reason', async () => {
+    const started = Date.now();
+    const failure = await pollUntil(() => undefined, { what: 'a log line', timeoutMs: 10_000, intervalMs: 10, giveUpIf: () => 'the process exited with code 1' }).catch(
+      (error: unknown) => error as Error,
+    );
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(failure.message).toBe('gave up (the process exited with code 1) waiting for a log line; last value: undefined');
+  });
+
+  it('keeps the earlier positional form (what, probe, timeoutMs, context) for files not yet moved', async () => {
+    let probes = 0;
+    expect(await pollUntil('the third probe', async () => (++probes === 3 ? 'done' : undefined), 5_000)).toBe('done');
+    await expect(pollUntil('nothing', async () => undefined, 100, () => 'context')).rejects.toThrow(/^timed out after 100 ms waiting for nothing; last value: undefined\ncontext$/);
+  });
 });
 
 it('reads a ports file only once nats-server has written the whole JSON', () => {
@@ -102,16 +170,19 @@ it('leaves no server running when the test process is SIGKILLed', async () => {
   const exited = new Promise((resolve) => child.once('exit', resolve));
   let dirs: string[] = [];
   try {
-    const deadline = Date.now() + 30_000;
-    while (!stdout.includes('\n') && Date.now() < deadline && child.exitCode === null) await sleep(50);
+    await pollUntil(() => stdout.includes('\n'), {
+      what: 'the line of started servers',
+      timeoutMs: 30_000,
+      intervalMs: 50,
+      giveUpIf: () => (child.exitCode === null ? undefined : `the child exited with code ${child.exitCode}`),
+    });
     const started = JSON.parse(stdout) as { pids: number[]; dirs: string[] };
     const pids = started.pids;
     dirs = started.dirs;
     expect(pids.filter(alive)).toHaveLength(4);
     child.kill('SIGKILL');
     await exited;
-    const gone = Date.now() + 5_000;
-    while (pids.some(alive) && Date.now() < gone) await sleep(50);
+    await pollUntil(() => pids.filter(alive), { what: 'every server process gone', until: (living) => living.length === 0, timeoutMs: 5_000, intervalMs: 50 });
     expect(pids.filter(alive)).toEqual([]);
   } finally {
     child.kill('SIGKILL');

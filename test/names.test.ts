@@ -1,13 +1,12 @@
 // Names built from job, version and worker names never collide: serving-table buckets (where '_'
 // falls in `a_b`/`c` and `a`/`b_c`), and the cluster store's KV keys (where '.' falls in `a.b`/`c`
 // and `a`/`b.c`) against a real nats-server.
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ClusterStore } from '../coordinator/cluster-store.js';
 import type { JobVersionRecord } from '../coordinator/cluster-state.js';
 import { buckets, NAME_PATTERN, parseServingTableBucket } from '../protocol/index.js';
-import { startServer, type NatsServer } from './harness/nats-server.js';
+import { useNatsServer } from './harness/use-nats.js';
 
 const plainName = fc.stringMatching(NAME_PATTERN);
 
@@ -31,16 +30,7 @@ describe('serving-table bucket names', () => {
 });
 
 describe('cluster store keys', () => {
-  let server: (NatsServer & { close(): Promise<void> }) | undefined;
-  let nc: NatsConnection | undefined;
-  beforeAll(async () => {
-    server = await startServer();
-    nc = await connect({ servers: server.url });
-  });
-  afterAll(async () => {
-    await nc?.close();
-    await server?.close();
-  });
+  const nats = useNatsServer();
 
   const record = (job: string, version: string): JobVersionRecord => ({
     job,
@@ -53,7 +43,7 @@ describe('cluster store keys', () => {
   });
 
   it('keeps versions and tasks whose names differ only in where "_" falls apart', async () => {
-    const store = await ClusterStore.open(nc!);
+    const store = await ClusterStore.open(nats.nc);
     await store.putVersion(record('a_b', 'c'));
     await store.putVersion(record('a', 'b_c'));
     await store.putTask({ task: { job: 'a_b', version: 'c', partition: 1 }, worker: null, epoch: 1 });
@@ -64,7 +54,7 @@ describe('cluster store keys', () => {
   });
 
   it('refuses a name with "." or "/" instead of writing a key another record shares', async () => {
-    const store = await ClusterStore.open(nc!);
+    const store = await ClusterStore.open(nats.nc);
     // `version.a.b.c` would be both `a.b`/`c` and `a`/`b.c`.
     await expect(store.putVersion(record('a.b', 'c'))).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
     await expect(store.putVersion(record('a', 'b.c'))).rejects.toMatchObject({ code: 'CONFIG_INVALID' });

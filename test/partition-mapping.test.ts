@@ -1,21 +1,16 @@
 // The server's own `partition()` subject mapping must agree with our partitioner.
-import { connect } from '@nats-io/transport-node';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { partitionOf } from '../protocol/index.js';
-import { startServer, type NatsServer } from './harness/nats-server.js';
+import { pollUntil } from './harness/poll.js';
+import { useNatsServer } from './harness/use-nats.js';
 
 const PARTITIONS = 16;
-let server: NatsServer & { close(): Promise<void> };
-
-beforeAll(async () => {
-  server = await startServer({
-    extraConfig: `mappings = { "in.*": "ev.{{partition(${PARTITIONS},1)}}.{{wildcard(1)}}" }`,
-  });
+const nats = useNatsServer({
+  server: { extraConfig: `mappings = { "in.*": "ev.{{partition(${PARTITIONS},1)}}.{{wildcard(1)}}" }` },
 });
-afterAll(() => server.close());
 
 it('puts each of 1,000 keys in the partition our FNV-1a function computes', async () => {
-  const nc = await connect({ servers: server.url });
+  const nc = nats.nc;
   const keys = Array.from({ length: 1000 }, (_, index) => `user-${index * 7919}`);
   const serverPartition = new Map<string, number>();
   const subscription = nc.subscribe('ev.>', {
@@ -26,10 +21,8 @@ it('puts each of 1,000 keys in the partition our FNV-1a function computes', asyn
   });
   for (const key of keys) nc.publish(`in.${key}`);
   await nc.flush();
-  const deadline = Date.now() + 10_000;
-  while (serverPartition.size < keys.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await pollUntil(() => serverPartition.size, { what: 'the mapped message of every key', until: (size) => size === keys.length, timeoutMs: 10_000, intervalMs: 20 });
   subscription.unsubscribe();
-  await nc.close();
 
   expect(serverPartition.size).toBe(keys.length);
   const used = new Set<number>();

@@ -2,26 +2,15 @@
 // (owner, replay after restore, resumed zombie) gets there first: several RevisionGuardedTable
 // instances write interleaved revisions into a real NATS KV bucket.
 import { Kvm } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { decodeRow, liveRow, servingTableRowKey } from '../protocol/index.js';
 import { RevisionGuardedTable } from '../tables/index.js';
 import type { Output } from '../worker/types.js';
-import { startServer, type NatsServer } from './harness/nats-server.js';
+import { useNatsServer } from './harness/use-nats.js';
 
-let server: NatsServer & { close(): Promise<void> };
-let nc: NatsConnection;
+const nats = useNatsServer();
 let bucketCounter = 0;
-
-beforeAll(async () => {
-  server = await startServer();
-  nc = await connect({ servers: server.url });
-});
-afterAll(async () => {
-  await nc?.close();
-  await server?.close();
-});
 
 function output(key: string, revision: number, kind: Output['kind'] = 'update'): Output {
   const window = { start: 0, end: 10 };
@@ -29,7 +18,7 @@ function output(key: string, revision: number, kind: Output['kind'] = 'update'):
 }
 
 async function newBucket() {
-  return new Kvm(nc).create(`revisions_${bucketCounter++}`, { history: 1 });
+  return new Kvm(nats.nc).create(`revisions_${bucketCounter++}`, { history: 1 });
 }
 
 describe('RevisionGuardedTable', () => {

@@ -7,7 +7,6 @@
 // here is unique to the run and everything created is dropped at the end.
 import { randomBytes } from 'node:crypto';
 import { Kvm } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createClient, type RedisClientType } from '@redis/client';
 import fc from 'fast-check';
 import pg from 'pg';
@@ -16,14 +15,13 @@ import { buckets, decodeRow, encodeRow, MAX_KEY_BYTES, servingTableRowKey, type 
 import { KvTables, type ServingTables, type TableKind, type TableOutput } from '../tables/index.js';
 import { PostgresTables, postgresTableName, postgresViewName } from '../tables/postgres-tables.js';
 import { RedisTables, redisKeys } from '../tables/redis-tables.js';
-import { startServer, type NatsServer } from './harness/nats-server.js';
+import { useNatsServer } from './harness/use-nats.js';
 
 const POSTGRES_URL = process.env.KAPPA_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const REDIS_URL = process.env.KAPPA_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const RUN = `${process.pid}_${randomBytes(3).toString('hex')}`;
 
-let server: (NatsServer & { close(): Promise<void> }) | undefined;
-let nc: NatsConnection | undefined;
+const nats = useNatsServer();
 let pgNative: pg.Pool | undefined;
 let redisNative: RedisClientType | undefined;
 /** Every (backend, job, version) a test created, dropped in afterAll. */
@@ -31,8 +29,6 @@ const created: { kind: TableKind; job: string; version: string }[] = [];
 const openedTables: ServingTables[] = [];
 
 beforeAll(async () => {
-  server = await startServer();
-  nc = await connect({ servers: server.url });
   pgNative = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 });
   redisNative = createClient({ url: REDIS_URL }) as RedisClientType;
   await redisNative.connect();
@@ -50,12 +46,10 @@ afterAll(async () => {
   for (const tables of openedTables) await tables.close();
   await redisNative?.close();
   await pgNative?.end();
-  await nc?.close();
-  await server?.close();
 });
 
 async function open(kind: TableKind): Promise<ServingTables> {
-  const tables = kind === 'kv' ? new KvTables(nc!) : kind === 'postgres' ? new PostgresTables(POSTGRES_URL) : await RedisTables.open(REDIS_URL);
+  const tables = kind === 'kv' ? new KvTables(nats.nc) : kind === 'postgres' ? new PostgresTables(POSTGRES_URL) : await RedisTables.open(REDIS_URL);
   openedTables.push(tables);
   return tables;
 }
@@ -104,7 +98,7 @@ function inRowKeyOrder<T extends { key: string; row?: string; start?: number; en
 /** The stored row, tombstones included, read natively. */
 async function storedRow(kind: TableKind, job: string, version: string, rowKey: string): Promise<{ revision: number; retracted: boolean } | undefined> {
   if (kind === 'kv') {
-    const entry = await (await new Kvm(nc!).open(buckets.servingTable(job, version))).get(rowKey);
+    const entry = await (await new Kvm(nats.nc).open(buckets.servingTable(job, version))).get(rowKey);
     if (!entry || entry.operation !== 'PUT') return undefined;
     const row = decodeRow(entry.value);
     return { revision: row.revision, retracted: row.retracted === true };
@@ -123,7 +117,7 @@ async function storedRow(kind: TableKind, job: string, version: string, rowKey: 
 /** Stores a row under `rowKey` natively, past the backend's writer (a row key that is a digest of another key). */
 async function storeNatively(kind: TableKind, job: string, version: string, rowKey: string, row: ServingTableRow): Promise<void> {
   if (kind === 'kv') {
-    await (await new Kvm(nc!).open(buckets.servingTable(job, version))).put(rowKey, encodeRow(row));
+    await (await new Kvm(nats.nc).open(buckets.servingTable(job, version))).put(rowKey, encodeRow(row));
   } else if (kind === 'postgres') {
     await pgNative!.query(`INSERT INTO "${postgresTableName(job, version)}" (row_key, key, value, revision) VALUES ($1, $2, $3, $4)`, [rowKey, row.key, JSON.stringify(row.value), row.revision]);
   } else {

@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dyingWithParent } from '../../cli/local-nats-server.js';
+import { pollUntil } from './poll.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
@@ -55,16 +56,15 @@ export class KappaProcess {
     );
   }
 
-  /** Waits until a log line matches, returning the match. */
-  async waitForLog(pattern: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      const match = this.logs.match(pattern);
-      if (match) return match;
-      if (this.child.exitCode !== null) break;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    throw new Error(`no log line matching ${pattern} within ${timeoutMs} ms; logs:\n${this.logs.slice(-3000)}`);
+  /** Waits until a log line matches, returning the match; fails at once if the process exits first. */
+  waitForLog(pattern: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
+    return pollUntil(() => this.logs.match(pattern), {
+      what: `a log line matching ${pattern}`,
+      timeoutMs,
+      intervalMs: 50,
+      giveUpIf: () => (this.child.exitCode === null ? undefined : `the process exited with code ${this.child.exitCode}`),
+      context: () => `logs:\n${this.logs.slice(-3000)}`,
+    });
   }
 
   /** SIGTERM and the exit code. */

@@ -9,8 +9,8 @@ import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { NatsServer, type ServerOptions } from '../../cli/local-nats-server.js';
+import { pollUntil } from './poll.js';
 
 export { NatsServer, NATS_SERVER_BINARY } from '../../cli/local-nats-server.js';
 
@@ -102,20 +102,20 @@ export class NatsCluster {
 
   /** Waits until the JetStream meta group has a leader (streams can be created). */
   async waitForJetStream(timeoutMs = 30_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      for (const node of this.nodes.filter((n) => n.running)) {
-        try {
-          const response = await fetch(`http://127.0.0.1:${node.monitorPort}/jsz`);
-          const body = (await response.json()) as { meta_cluster?: { leader?: string } };
-          if (body.meta_cluster?.leader) return;
-        } catch {
-          // not up yet
-        }
+    await pollUntil(() => this.anyNodeSeesMetaLeader(), { what: `a JetStream meta leader in the cluster in ${this.dir}`, timeoutMs, intervalMs: 100 });
+  }
+
+  private async anyNodeSeesMetaLeader(): Promise<boolean> {
+    for (const node of this.nodes.filter((n) => n.running)) {
+      try {
+        const response = await fetch(`http://127.0.0.1:${node.monitorPort}/jsz`);
+        const body = (await response.json()) as { meta_cluster?: { leader?: string } };
+        if (body.meta_cluster?.leader) return true;
+      } catch {
+        // not up yet
       }
-      await sleep(100);
     }
-    throw new Error(`JetStream cluster in ${this.dir} elected no meta leader within ${timeoutMs} ms`);
+    return false;
   }
 
   async stopAll(): Promise<void> {

@@ -5,8 +5,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from './nats-server.js';
+import { pollUntil } from './poll.js';
 
 export const PROMETHEUS_BINARY = process.env.PROMETHEUS_BIN ?? ['/usr/bin/prometheus', '/usr/local/bin/prometheus'].find((path) => existsSync(path)) ?? 'prometheus';
 
@@ -58,16 +58,28 @@ export class PrometheusServer {
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const server = new PrometheusServer(`http://127.0.0.1:${port}`, child, dir);
-    const spawned = new Promise<Error>((resolve) => child.once('error', resolve));
-    const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline) {
-      const failed = await Promise.race([spawned, sleep(100).then(() => undefined)]);
-      if (failed) throw new Error(`cannot run ${PROMETHEUS_BINARY} (install Debian's prometheus package or set PROMETHEUS_BIN): ${failed.message}`);
-      if (child.exitCode !== null) break;
-      if (await fetch(`${server.url}/-/ready`).then((response) => response.ok, () => false)) return server;
+    let spawnError: Error | undefined;
+    child.once('error', (error) => (spawnError = error));
+    try {
+      await pollUntil(() => fetch(`${server.url}/-/ready`).then((response) => response.ok, () => false), {
+        what: 'prometheus to become ready',
+        timeoutMs: 20_000,
+        intervalMs: 100,
+        giveUpIf: () =>
+          spawnError
+            ? `cannot run ${PROMETHEUS_BINARY} (install Debian's prometheus package or set PROMETHEUS_BIN): ${spawnError.message}`
+            : child.exitCode === null
+              ? undefined
+              : `prometheus exited with code ${child.exitCode}`,
+        context: () => `logs:\n${server.logs.slice(-3000)}`,
+      });
+      return server;
+    } catch (error) {
+      // A process that never spawned has nothing to stop (and would never report its exit).
+      if (spawnError) rmSync(dir, { recursive: true, force: true });
+      else await server.stop();
+      throw error;
     }
-    await server.stop();
-    throw new Error(`prometheus did not become ready; logs:\n${server.logs.slice(-3000)}`);
   }
 
   /** An instant query; throws with Prometheus's error for a bad expression. */
