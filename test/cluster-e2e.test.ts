@@ -6,38 +6,33 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { partitionOf, streams, type ClusterStatus } from '../protocol/index.js';
 import { kappa, KappaProcess } from './harness/cli.js';
-import { leaderStatus, pollUntil } from './harness/cluster-status.js';
-import { startServer, type NatsServer } from './harness/nats-server.js';
+import { leaderStatus } from './harness/cluster-status.js';
+import { pollUntil } from './harness/poll.js';
+import { useNatsServer } from './harness/use-nats.js';
 
 const PARTITIONS = 32;
 const JOB = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
 const SESSION_TIMEOUT_MS = 3_000;
 const OUT_OF_ORDERNESS_MS = 2_000;
 
-let server: NatsServer & { close(): Promise<void> };
-let nc: NatsConnection;
+const nats = useNatsServer();
 let dir: string;
 const processes: KappaProcess[] = [];
 
-beforeAll(async () => {
-  server = await startServer();
-  nc = await connect({ servers: server.url });
+beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'kappa-e2e-'));
 });
 afterAll(async () => {
   await Promise.all(processes.map((process) => process.kill()));
-  await nc?.close();
-  await server?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
 function worker(id: string): KappaProcess {
   const process = new KappaProcess(
-    ['worker', '--job', JOB, '--id', id, '--threads', '1', '--nats', server.url, '--state-dir', join(dir, id), '--http-port', '0', '--log-level', 'warn'],
+    ['worker', '--job', JOB, '--id', id, '--threads', '1', '--nats', nats.url, '--state-dir', join(dir, id), '--http-port', '0', '--log-level', 'warn'],
   );
   processes.push(process);
   return process;
@@ -45,7 +40,7 @@ function worker(id: string): KappaProcess {
 
 function coordinator(id: string): KappaProcess {
   const process = new KappaProcess(
-    ['coordinator', '--id', id, '--nats', server.url, '--http-port', '0', '--session-timeout', `${SESSION_TIMEOUT_MS}ms`, '--lease-ttl', '2s', '--log-level', 'warn'],
+    ['coordinator', '--id', id, '--nats', nats.url, '--http-port', '0', '--session-timeout', `${SESSION_TIMEOUT_MS}ms`, '--lease-ttl', '2s', '--log-level', 'warn'],
   );
   processes.push(process);
   return process;
@@ -53,7 +48,7 @@ function coordinator(id: string): KappaProcess {
 
 /** Polls until `probe` returns a value; a timeout shows the processes' last logs. */
 function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  return pollUntil(what, probe, timeoutMs, () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n'));
+  return pollUntil(probe, { what, timeoutMs, context: () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n') });
 }
 
 it('runs a job version over 3 workers and 2 coordinators, survives a killed worker and a killed leader, and serves the batch answer', async () => {
@@ -66,18 +61,18 @@ it('runs a job version over 3 workers and 2 coordinators, survives a killed work
   });
   const input = join(dir, 'clicks.jsonl');
   writeFileSync(input, events.map((event) => JSON.stringify(event)).join('\n') + '\n');
-  expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', server.url])).code).toBe(0);
-  const produced = await kappa(['produce', 'clicks', '--file', input, '--key', 'user', '--time', 'ts', '--nats', server.url]);
+  expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', nats.url])).code).toBe(0);
+  const produced = await kappa(['produce', 'clicks', '--file', input, '--key', 'user', '--time', 'ts', '--nats', nats.url]);
   expect(produced.code, produced.stderr).toBe(0);
 
   coordinator('c1');
   coordinator('c2');
   const workers = [worker('w1'), worker('w2'), worker('w3')];
-  await waitFor('3 workers registered', async () => ((await leaderStatus(nc)).workers.length === 3 ? true : undefined), 30_000);
-  const started = await kappa(['start', 'clicks', '--version', 'v1', '--nats', server.url]);
+  await waitFor('3 workers registered', async () => ((await leaderStatus(nats.nc)).workers.length === 3 ? true : undefined), 30_000);
+  const started = await kappa(['start', 'clicks', '--version', 'v1', '--nats', nats.url]);
   expect(started.code, started.stderr + started.stdout).toBe(0);
 
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(nats.nc);
   const lastSequence: number[] = [];
   for (let partition = 0; partition < PARTITIONS; partition++) lastSequence.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
   const caughtUp = (view: ClusterStatus, liveWorkers: string[]) =>
@@ -86,7 +81,7 @@ it('runs a job version over 3 workers and 2 coordinators, survives a killed work
 
   // Every task owned exactly once, spread over all three workers.
   let view = await waitFor('all 32 tasks running and caught up', async () => {
-    const current = await leaderStatus(nc);
+    const current = await leaderStatus(nats.nc);
     return caughtUp(current, ['w1', 'w2', 'w3']) ? current : undefined;
   }, 60_000);
   const perWorker = new Map<string, number>();
@@ -99,13 +94,13 @@ it('runs a job version over 3 workers and 2 coordinators, survives a killed work
   await workers[1]!.kill();
   const killedAt = Date.now();
   view = await waitFor('the killed worker’s tasks owned again', async () => {
-    const current = await leaderStatus(nc);
+    const current = await leaderStatus(nats.nc);
     return current.tasks.every((task) => task.worker !== victim && task.worker !== null) ? current : undefined;
   }, SESSION_TIMEOUT_MS + 10_000);
   expect(Date.now() - killedAt).toBeLessThan(SESSION_TIMEOUT_MS + 5_000);
   for (const partition of victimTasks) expect(view.tasks.find((task) => task.partition === partition)!.epoch).toBeGreaterThan(1);
   view = await waitFor('caught up on two workers', async () => {
-    const current = await leaderStatus(nc);
+    const current = await leaderStatus(nats.nc);
     return caughtUp(current, ['w1', 'w3']) ? current : undefined;
   }, 60_000);
 
@@ -114,13 +109,13 @@ it('runs a job version over 3 workers and 2 coordinators, survives a killed work
   const leader = view.leader.coordinatorId;
   await processes.find((process) => process.child.spawnargs.includes(leader))!.kill();
   const after = await waitFor('a new leader', async () => {
-    const current = await leaderStatus(nc);
+    const current = await leaderStatus(nats.nc);
     return current.leader.coordinatorId !== leader ? current : undefined;
   }, 15_000);
   expect(new Map(after.tasks.map((task) => [task.partition, `${task.worker}@${task.epoch}`]))).toEqual(owners);
 
   // The serving table equals the batch computation over all events (for every window fired).
-  const viewed = await kappa(['view', 'clicks', '--version', 'v1', '--json', '--nats', server.url]);
+  const viewed = await kappa(['view', 'clicks', '--version', 'v1', '--json', '--nats', nats.url]);
   expect(viewed.code, viewed.stderr).toBe(0);
   const table = viewed.stdout.trim().split('\n').map((line) => JSON.parse(line) as { key: string; end: number });
   const batchOut = join(dir, 'batch.jsonl');

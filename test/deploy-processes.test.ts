@@ -13,16 +13,15 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kappa, KappaProcess } from './harness/cli.js';
 import { envNames, kappaContainers, kustomizations, podSpec, render, REPO, resolvedEnv, type Container, type K8sObject } from './harness/kustomize.js';
-import { freePort, startServer } from './harness/nats-server.js';
+import { freePort } from './harness/nats-server.js';
+import { pollUntil } from './harness/poll.js';
+import { useNatsServer } from './harness/use-nats.js';
 
 const ENV_READS_PRELOAD = join(REPO, 'test/harness/env-reads.mjs');
 const IMAGE_WORKDIR = '/app';
-
-type Server = Awaited<ReturnType<typeof startServer>>;
 
 interface Started {
   process: KappaProcess;
@@ -33,7 +32,7 @@ interface Started {
   envReadsFile: string;
 }
 
-let server: Server;
+const nats = useNatsServer();
 let dir: string;
 let dev: K8sObject[];
 const started: Record<'coordinator' | 'worker', Started | undefined> = { coordinator: undefined, worker: undefined };
@@ -44,7 +43,7 @@ async function startFromManifest(role: 'coordinator' | 'worker', podName: string
   const port = await freePort();
   const envReadsFile = join(dir, `${role}.env-reads`);
   const overrides: Record<string, string> = {
-    NATS_URL: server.url,
+    NATS_URL: nats.url,
     KAPPA_HTTP_PORT: String(port),
     KAPPA_HTTP_HOST: '127.0.0.1',
     NODE_OPTIONS: `--import=${ENV_READS_PRELOAD}`,
@@ -63,30 +62,20 @@ async function get(url: string): Promise<{ status: number; body: string }> {
   return { status: response.status, body: await response.text() };
 }
 
-/** Polls until the check passes (its last failure is rethrown at the deadline). */
-async function eventually<T>(check: () => Promise<T>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await sleep(100);
-    }
-  }
+/** Polls until the check stops throwing (its last failure is the cause of the timeout error). */
+function eventually<T>(what: string, check: () => Promise<T>, context?: () => string): Promise<T> {
+  return pollUntil(check, { what, timeoutMs: 20_000, intervalMs: 100, until: () => true, context });
 }
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'kappa-deploy-'));
   dev = render('overlays/dev');
-  server = await startServer();
   started.coordinator = await startFromManifest('coordinator', 'kappa-coordinator-7d4b9c6f5-x2x9q');
   started.worker = await startFromManifest('worker', 'kappa-worker-0');
 });
 
 afterAll(async () => {
   await Promise.all([started.worker?.process.kill(), started.coordinator?.process.kill()]);
-  await server?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -94,10 +83,9 @@ describe('a coordinator and a worker run with the dev overlay\'s arguments and e
   it.each(['coordinator', 'worker'] as const)('the %s answers its liveness and readiness probes and serves Prometheus metrics at the scrape path', async (role) => {
     const { container, workload, url, process: child } = started[role]!;
     const annotations = workload.spec.template.metadata.annotations;
-    await eventually(async () => expect((await get(`${url}${container.livenessProbe.httpGet.path}`)).status).toBe(200)).catch((error) => {
-      throw new Error(`${(error as Error).message}\nlogs:\n${child.logs.slice(-2000)}`);
-    });
-    await eventually(async () => expect((await get(`${url}${container.readinessProbe.httpGet.path}`)).status).toBe(200));
+    const logs = () => `logs:\n${child.logs.slice(-2000)}`;
+    await eventually(`the ${role}'s liveness probe answering 200`, async () => expect((await get(`${url}${container.livenessProbe.httpGet.path}`)).status).toBe(200), logs);
+    await eventually(`the ${role}'s readiness probe answering 200`, async () => expect((await get(`${url}${container.readinessProbe.httpGet.path}`)).status).toBe(200));
     const metrics = await get(`${url}${annotations['prometheus.io/path']}`);
     expect(metrics.status).toBe(200);
     expect(metrics.body).toMatch(/^# HELP kappa_/m);
@@ -108,7 +96,7 @@ describe('a coordinator and a worker run with the dev overlay\'s arguments and e
   it('uses the ids, thread count and job module the manifest gives: the leader lists the worker with its capacity and job', async () => {
     const coordinator = started.coordinator!;
     const worker = started.worker!;
-    const status = await eventually(async () => {
+    const status = await eventually('the leader listing one worker', async () => {
       const reply = await get(`${coordinator.url}/v1/status`);
       expect(reply.status).toBe(200);
       const body = JSON.parse(reply.body) as { leader: { coordinatorId: string }; workers: { workerId: string; capacity: number; carries: { job: string; version: string }[] }[] };
@@ -126,7 +114,7 @@ describe('a coordinator and a worker run with the dev overlay\'s arguments and e
 
   it('exports the metric the KEDA ScaledObject scales on, with the labels its query selects, once a job version runs', async () => {
     const worker = started.worker!;
-    const flags = ['--nats', server.url];
+    const flags = ['--nats', nats.url];
     expect((await kappa(['topic', 'create', 'clicks', '--partitions', '4', '--replicas', '1', ...flags])).code).toBe(0);
     expect((await kappa(['start', 'clicks', '--version', 'v1', '--from', 'earliest', ...flags])).code).toBe(0);
     const scaledObjects = kustomizations()
@@ -140,7 +128,7 @@ describe('a coordinator and a worker run with the dev overlay\'s arguments and e
         // Prometheus adds `namespace` (a target label); the rest are the process's own (honorLabels keeps `job`).
         const processLabels = [...selector!.matchAll(/(\w+)=/g)].map((match) => match[1]!).filter((name) => name !== 'namespace');
         expect(processLabels).toEqual(expect.arrayContaining(['job', 'version']));
-        await eventually(async () => {
+        await eventually(`${metric} for clicks v1 on a /metrics`, async () => {
           const series: string[] = [];
           for (const role of ['coordinator', 'worker'] as const) {
             const body = (await get(`${started[role]!.url}/metrics`)).body;
@@ -152,7 +140,7 @@ describe('a coordinator and a worker run with the dev overlay\'s arguments and e
       }
     }
     // Every task running: the worker is still ready.
-    await eventually(async () => expect((await get(`${worker.url}/readyz`)).status).toBe(200));
+    await eventually('the worker ready', async () => expect((await get(`${worker.url}/readyz`)).status).toBe(200));
   });
 
   it('reads every environment variable that any manifest gives a Kappa container of its kind', async () => {

@@ -9,7 +9,6 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createClient } from '@redis/client';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,8 +18,9 @@ import { postgresViewName } from '../tables/postgres-tables.js';
 import { redisKeys } from '../tables/redis-tables.js';
 import { kappa, KappaProcess } from './harness/cli.js';
 import type { Click } from './harness/clicks.js';
-import { leaderStatus, pollUntil } from './harness/cluster-status.js';
-import { startServer, type NatsServer } from './harness/nats-server.js';
+import { leaderStatus } from './harness/cluster-status.js';
+import { pollUntil } from './harness/poll.js';
+import { useNatsServer } from './harness/use-nats.js';
 
 const POSTGRES_URL = process.env.KAPPA_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const REDIS_URL = process.env.KAPPA_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -28,16 +28,13 @@ const V1 = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
 const V2 = resolve(import.meta.dirname, '../examples/clicks-per-window-v2.mjs');
 
 describe.each<TableKind>(['postgres', 'redis', 'kv'])('the first version started, with a %s table', (table) => {
-  let server: NatsServer & { close(): Promise<void> };
-  let nc: NatsConnection;
+  const nats = useNatsServer();
   let dir: string;
   const processes: KappaProcess[] = [];
   const job = `first_${table}_${process.pid}_${Date.now() % 100_000}`;
   const env = { KAPPA_POSTGRES_URL: POSTGRES_URL, KAPPA_REDIS_URL: REDIS_URL };
 
-  beforeAll(async () => {
-    server = await startServer();
-    nc = await connect({ servers: server.url });
+  beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), `kappa-first-alias-${table}-`));
   });
   afterAll(async () => {
@@ -55,11 +52,9 @@ describe.each<TableKind>(['postgres', 'redis', 'kv'])('the first version started
       await client.del(redisKeys.alias(job));
       await client.close();
     }
-    const tables = await openServingTables(table, nc, { postgresUrl: POSTGRES_URL, redisUrl: REDIS_URL });
+    const tables = await openServingTables(table, nats.nc, { postgresUrl: POSTGRES_URL, redisUrl: REDIS_URL });
     for (const version of ['v1', 'v2']) await tables.drop(job, version).catch(() => undefined);
     await tables.close();
-    await nc?.close();
-    await server?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -70,14 +65,14 @@ describe.each<TableKind>(['postgres', 'redis', 'kv'])('the first version started
   }
 
   function spawn(args: string[]): KappaProcess {
-    const child = new KappaProcess([...args, '--nats', server.url], env);
+    const child = new KappaProcess([...args, '--nats', nats.url], env);
     processes.push(child);
     return child;
   }
 
   /** What each place apps read says the alias is (undefined: no alias there). */
   async function aliasEverywhere(): Promise<{ registry?: string; native?: string }> {
-    const registry = (await (await AliasRegistry.open(nc)).get(job))?.version;
+    const registry = (await (await AliasRegistry.open(nats.nc)).get(job))?.version;
     if (table === 'postgres') {
       const client = new pg.Client(POSTGRES_URL);
       await client.connect();
@@ -101,8 +96,8 @@ describe.each<TableKind>(['postgres', 'redis', 'kv'])('the first version started
   }
 
   it('points the alias at v1 once it has a table, serves v1 through it, and keeps it there when v2 starts', async () => {
-    expect((await kappa(['topic', 'create', 'clicks', '--partitions', '2', '--nats', server.url])).code).toBe(0);
-    const producer = await Producer.forTopic(nc, 'clicks');
+    expect((await kappa(['topic', 'create', 'clicks', '--partitions', '2', '--nats', nats.url])).code).toBe(0);
+    const producer = await Producer.forTopic(nats.nc, 'clicks');
     const startMs = Date.UTC(2026, 10, 24, 12);
     for (let id = 0; id < 400; id++) {
       const click: Click = { id, user: `user-${id % 7}`, ts: startMs + id * 100, ...(id % 3 ? { page: `/p${id % 5}` } : {}) };
@@ -114,18 +109,16 @@ describe.each<TableKind>(['postgres', 'redis', 'kv'])('the first version started
     spawn(['worker', '--job', jobModule(V1, 'v1'), '--job', jobModule(V2, 'v2'), '--id', 'w1', '--threads', '2', '--state-dir', join(dir, 'w1'), '--http-port', '0', '--log-level', 'warn']);
     const logs = () => processes.map((child) => child.logs.slice(-1500)).join('\n---\n');
 
-    const started = await kappa(['start', job, '--version', 'v1', '--nats', server.url], { env });
+    const started = await kappa(['start', job, '--version', 'v1', '--nats', nats.url], { env });
     expect(started.code, started.stderr).toBe(0);
     // No cutover: the query API answers through the alias with v1's rows.
     const served = await pollUntil(
-      'v1 served through the alias',
       async () => {
         const response = await fetch(`http://127.0.0.1:${port}/v1/views/${job}?key=user-1`);
         const body = (await response.json()) as { version?: string; rows?: unknown[] };
         return response.ok && body.rows!.length > 0 ? body : undefined;
       },
-      60_000,
-      logs,
+      { what: 'v1 served through the alias', timeoutMs: 60_000, context: logs },
     );
     expect(served.version).toBe('v1');
     expect(await aliasEverywhere()).toEqual({ registry: 'v1', native: 'v1' });
@@ -136,23 +129,21 @@ describe.each<TableKind>(['postgres', 'redis', 'kv'])('the first version started
       await client.end();
       expect(result.rows[0]!.rows).toBeGreaterThan(0);
     }
-    const viewed = await kappa(['view', job, '--key', 'user-1', '--json', '--nats', server.url], { env });
+    const viewed = await kappa(['view', job, '--key', 'user-1', '--json', '--nats', nats.url], { env });
     expect(viewed.code, viewed.stderr).toBe(0);
     expect(viewed.stdout.trim().split('\n').length).toBe(served.rows!.length);
 
     // v2 starts, builds its table and catches up; the alias stays on v1.
-    const second = await kappa(['start', job, '--version', 'v2', '--nats', server.url], { env });
+    const second = await kappa(['start', job, '--version', 'v2', '--nats', nats.url], { env });
     expect(second.code, second.stderr).toBe(0);
-    const tables = await openServingTables(table, nc, { postgresUrl: POSTGRES_URL, redisUrl: REDIS_URL });
+    const tables = await openServingTables(table, nats.nc, { postgresUrl: POSTGRES_URL, redisUrl: REDIS_URL });
     try {
       await pollUntil(
-        'v2 caught up with a table',
         async () => {
-          const v2 = (await leaderStatus(nc)).versions.find((version) => version.version === 'v2');
-          return v2?.progress === 1 && (await tables.exists(job, 'v2')) ? true : undefined;
+          const v2 = (await leaderStatus(nats.nc)).versions.find((version) => version.version === 'v2');
+          return v2?.progress === 1 && (await tables.exists(job, 'v2'));
         },
-        60_000,
-        logs,
+        { what: 'v2 caught up with a table', timeoutMs: 60_000, context: logs },
       );
     } finally {
       await tables.close();
@@ -160,7 +151,7 @@ describe.each<TableKind>(['postgres', 'redis', 'kv'])('the first version started
     // The leader reconsiders aliases every second: give it a few rounds.
     await sleep(3_000);
     expect(await aliasEverywhere()).toEqual({ registry: 'v1', native: 'v1' });
-    const versions = (await leaderStatus(nc)).versions;
+    const versions = (await leaderStatus(nats.nc)).versions;
     expect(versions.map((version) => [version.version, version.served]).sort()).toEqual([
       ['v1', true],
       ['v2', false],

@@ -7,40 +7,34 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { streams } from '../protocol/index.js';
 import { CheckpointStore } from '../state/checkpoint-store.js';
 import { kappa, KappaProcess } from './harness/cli.js';
 import { clicksReference, type Click } from './harness/clicks.js';
-import { pollUntil } from './harness/cluster-status.js';
 import { expectedResults, readServingTable, readTopicLog } from './harness/expected-results.js';
-import { startServer, type NatsServer } from './harness/nats-server.js';
+import { pollUntil } from './harness/poll.js';
+import { useNatsServer } from './harness/use-nats.js';
 
 const PARTITIONS = 4;
 const JOB = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
 
-let server: NatsServer & { close(): Promise<void> };
-let nc: NatsConnection;
+const nats = useNatsServer();
 let dir: string;
 const processes: KappaProcess[] = [];
 
 beforeAll(async () => {
-  server = await startServer();
-  nc = await connect({ servers: server.url });
   dir = mkdtempSync(join(tmpdir(), 'kappa-standalone-'));
-  expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', server.url])).code).toBe(0);
+  expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', nats.url])).code).toBe(0);
 });
 afterAll(async () => {
   await Promise.all(processes.map((process) => process.kill()));
-  await nc?.close();
-  await server?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
 function standalone(id: string, stateDir: string): KappaProcess {
   const process = new KappaProcess(
-    ['worker', '--job', JOB, '--standalone', '--id', id, '--nats', server.url, '--state-dir', join(dir, stateDir), '--http-port', '0', '--checkpoint-interval', '200ms'],
+    ['worker', '--job', JOB, '--standalone', '--id', id, '--nats', nats.url, '--state-dir', join(dir, stateDir), '--http-port', '0', '--checkpoint-interval', '200ms'],
   );
   processes.push(process);
   return process;
@@ -52,28 +46,30 @@ async function produce(from: number, to: number): Promise<void> {
   for (let id = from; id < to; id++) clicks.push({ id, user: `user-${(id * 13) % 17}`, ts: start + id * 100 - ((id * 7919) % 1500) });
   const file = join(dir, `clicks-${from}.jsonl`);
   writeFileSync(file, clicks.map((click) => JSON.stringify(click)).join('\n') + '\n');
-  const produced = await kappa(['produce', 'clicks', '--file', file, '--key', 'user', '--time', 'ts', '--nats', server.url]);
+  const produced = await kappa(['produce', 'clicks', '--file', file, '--key', 'user', '--time', 'ts', '--nats', nats.url]);
   expect(produced.code, produced.stderr).toBe(0);
 }
 
 /** Waits until the worker's every partition is processed to the stream's last sequence. */
 async function caughtUp(worker: KappaProcess): Promise<void> {
   const [, port] = await worker.waitForLog(/"httpPort":(\d+)/);
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(nats.nc);
   const last: number[] = [];
   for (let partition = 0; partition < PARTITIONS; partition++) last.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
-  await pollUntil('the standalone worker caught up', async () => {
-    const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { partition: number; sequence: number }[];
-    return status.length === PARTITIONS && status.every((task) => task.sequence >= last[task.partition]!) ? true : undefined;
-  }, 60_000, () => worker.logs.slice(-2000));
+  await pollUntil(async () => (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { partition: number; sequence: number }[], {
+    what: 'the standalone worker caught up',
+    until: (status) => status.length === PARTITIONS && status.every((task) => task.sequence >= last[task.partition]!),
+    timeoutMs: 60_000,
+    context: () => worker.logs.slice(-2000),
+  });
 }
 
 function exited(process: KappaProcess): Promise<number | null> {
-  return pollUntil('the process to exit', async () => (process.child.exitCode !== null ? process.child.exitCode : undefined), 30_000, () => process.logs.slice(-2000));
+  return pollUntil(() => process.child.exitCode, { what: 'the process to exit', timeoutMs: 30_000, context: () => process.logs.slice(-2000) });
 }
 
 async function manifests() {
-  const checkpoints = await CheckpointStore.open(nc);
+  const checkpoints = await CheckpointStore.open(nats.nc);
   return Promise.all(Array.from({ length: PARTITIONS }, (_, partition) => checkpoints.read({ job: 'clicks', version: 'v1', partition })));
 }
 
@@ -110,8 +106,8 @@ it('fences a paused replica when a restart under its id takes over, and the tabl
   expect((await manifests()).map((manifest) => manifest!.epoch)).toEqual(before.map((epoch) => epoch + 1));
   expect(await restarted.stop()).toBe(0);
 
-  const log = await readTopicLog<Click>(nc, 'clicks', PARTITIONS);
+  const log = await readTopicLog<Click>(nats.nc, 'clicks', PARTITIONS);
   expect(log).toHaveLength(2_000);
   const expected = expectedResults(await clicksReference(JOB), log, PARTITIONS);
-  expect(await readServingTable(nc, 'clicks', 'v1')).toEqual(expected.windows);
+  expect(await readServingTable(nats.nc, 'clicks', 'v1')).toEqual(expected.windows);
 });

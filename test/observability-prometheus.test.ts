@@ -6,22 +6,22 @@
 // same processes.
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Producer } from '../client/producer.js';
 import { createTopic } from '../client/topics.js';
 import { kappa, KappaProcess } from './harness/cli.js';
-import { leaderStatus, pollUntil } from './harness/cluster-status.js';
-import { freePort, startServer, type NatsServer } from './harness/nats-server.js';
+import { leaderStatus } from './harness/cluster-status.js';
+import { freePort } from './harness/nats-server.js';
+import { pollUntil } from './harness/poll.js';
 import { PrometheusServer } from './harness/prometheus.js';
+import { useNatsServer } from './harness/use-nats.js';
 
 const PARTITIONS = 4;
 const JOB = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
 const DASHBOARD = resolve(import.meta.dirname, '../deploy/grafana/kappa-dashboard.json');
 const VERSION = '{job="clicks",version="v1"}';
 
-let server: NatsServer & { close(): Promise<void> };
-let nc: NatsConnection;
+const nats = useNatsServer();
 let prometheus: PrometheusServer | undefined;
 const processes: KappaProcess[] = [];
 /** HTTP ports: [coordinator, worker w1, worker w2]. */
@@ -29,7 +29,7 @@ const ports: number[] = [];
 let produced = 0;
 
 async function produce(count: number): Promise<void> {
-  const producer = await Producer.forTopic(nc, 'clicks');
+  const producer = await Producer.forTopic(nats.nc, 'clicks');
   const start = Date.UTC(2026, 0, 1) + produced * 100;
   for (let index = 0; index < count; index++) {
     const user = `user-${(produced + index) % 17}`;
@@ -47,36 +47,32 @@ async function single(expression: string): Promise<number | undefined> {
 }
 
 beforeAll(async () => {
-  server = await startServer();
-  nc = await connect({ servers: server.url });
-  await createTopic(nc, { name: 'clicks', partitions: PARTITIONS });
+  await createTopic(nats.nc, { name: 'clicks', partitions: PARTITIONS });
   await produce(4_000);
   for (let index = 0; index < 3; index++) ports.push(await freePort());
-  processes.push(new KappaProcess(['coordinator', '--id', 'c1', '--nats', server.url, '--http-port', String(ports[0]), '--http-host', '127.0.0.1', '--log-level', 'warn']));
+  processes.push(new KappaProcess(['coordinator', '--id', 'c1', '--nats', nats.url, '--http-port', String(ports[0]), '--http-host', '127.0.0.1', '--log-level', 'warn']));
   for (const [index, id] of ['w1', 'w2'].entries()) {
     processes.push(
-      new KappaProcess(['worker', '--job', JOB, '--id', id, '--threads', '1', '--nats', server.url, '--http-port', String(ports[index + 1]), '--http-host', '127.0.0.1'], {
-        KAPPA_STATE_DIR: join(server.dir, `state-${id}`),
+      new KappaProcess(['worker', '--job', JOB, '--id', id, '--threads', '1', '--nats', nats.url, '--http-port', String(ports[index + 1]), '--http-host', '127.0.0.1'], {
+        KAPPA_STATE_DIR: join(nats.server.dir, `state-${id}`),
         KAPPA_LOG_LEVEL: 'info',
       }),
     );
   }
   prometheus = await PrometheusServer.start(ports.map((port) => `127.0.0.1:${port}`));
-  await waitFor('2 workers registered with a leader', async () => ((await leaderStatus(nc)).workers.length === 2 ? true : undefined));
-  const started = await kappa(['start', 'clicks', '--version', 'v1', '--nats', server.url]);
+  await waitFor('2 workers registered with a leader', async () => ((await leaderStatus(nats.nc)).workers.length === 2 ? true : undefined));
+  const started = await kappa(['start', 'clicks', '--version', 'v1', '--nats', nats.url]);
   expect(started.code, started.stderr + started.stdout).toBe(0);
 });
 
 afterAll(async () => {
   await Promise.all(processes.map((process) => process.kill()));
   await prometheus?.stop();
-  await nc?.close();
-  await server?.close();
 });
 
 /** Polls until `probe` returns a value; a timeout shows the processes' last logs. */
 function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  return pollUntil(what, probe, timeoutMs, () => `${processes.map((process) => process.logs.slice(-1500)).join('\n---\n')}\n--- prometheus\n${prometheus?.output.slice(-1500) ?? ''}`);
+  return pollUntil(probe, { what, timeoutMs, context: () => `${processes.map((process) => process.logs.slice(-1500)).join('\n---\n')}\n--- prometheus\n${prometheus?.output.slice(-1500) ?? ''}` });
 }
 
 it('a real Prometheus scraping a coordinator and two workers sees replay progress reach 1, events processed increase and consumer lag per task', async () => {

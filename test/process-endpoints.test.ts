@@ -10,13 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { listeningPort, serveProcessEndpoints, servingTableRowKey, type ServingTableRow } from '../protocol/index.js';
 import { AliasRegistry, DEFAULT_PAGE_ROWS, KvTables } from '../tables/index.js';
 import { kappa, KappaProcess } from './harness/cli.js';
-import { startServer, type NatsServer } from './harness/nats-server.js';
+import { useNatsServer } from './harness/use-nats.js';
 
 const JOB = fileURLToPath(new URL('../examples/clicks-per-window.mjs', import.meta.url));
 
@@ -67,21 +66,16 @@ it('serves the process’s own liveness and readiness rules', async () => {
 });
 
 describe('a real coordinator process', () => {
-  let nats: (NatsServer & { close(): Promise<void> }) | undefined;
-  let nc: NatsConnection | undefined;
+  const nats = useNatsServer();
   let coordinator: KappaProcess | undefined;
   let base = '';
   beforeAll(async () => {
-    nats = await startServer();
-    nc = await connect({ servers: nats.url });
     coordinator = new KappaProcess(['coordinator', '--nats', nats.url, '--http-port', '0', '--http-host', '127.0.0.1', '--id', 'http-test']);
     const [, port] = await coordinator.waitForLog(/"httpPort":(\d+)/);
     base = `http://127.0.0.1:${port}`;
   });
   afterAll(async () => {
     await coordinator?.stop();
-    await nc?.close();
-    await nats?.close();
   });
 
   it('answers every malformed request with a 4xx and a reason, and keeps serving', async () => {
@@ -127,7 +121,7 @@ describe('a real coordinator process', () => {
 
   it('lists a table of more rows than a page completely and in order, page by page, over HTTP and in `kappa view`', async () => {
     const job = 'paged';
-    const tables = new KvTables(nc!);
+    const tables = new KvTables(nats.nc);
     const writer = await tables.writer(job, 'v1');
     const outputs = Array.from({ length: 2_345 }, (_, index) => ({
       key: index % 5 === 0 ? `user ${index}/é` : `user-${index}`,
@@ -137,7 +131,7 @@ describe('a real coordinator process', () => {
       kind: 'update' as const,
     }));
     await writer.write(outputs);
-    await (await AliasRegistry.open(nc!)).set(job, 'v1', 'kv');
+    await (await AliasRegistry.open(nats.nc)).set(job, 'v1', 'kv');
     const rowKey = (row: { key: string; start?: number; end?: number }) => servingTableRowKey(row.key, row.start === undefined ? undefined : { start: row.start, end: row.end! });
     const expected = outputs
       .map((output) => ({ key: output.key, ...(output.window ? { start: output.window.start, end: output.window.end } : {}), value: output.value }))
@@ -162,31 +156,29 @@ describe('a real coordinator process', () => {
       expect(rows).toEqual(expected);
     }
 
-    const viewed = await kappa(['view', job, '--json', '--nats', nats!.url]);
+    const viewed = await kappa(['view', job, '--json', '--nats', nats.url]);
     expect(viewed.code, viewed.stderr).toBe(0);
     expect(viewed.stdout.trim().split('\n').map((line) => JSON.parse(line) as unknown)).toEqual(expected);
   });
 });
 
 describe('a port already in use', () => {
-  let nats: (NatsServer & { close(): Promise<void> }) | undefined;
+  const nats = useNatsServer();
   let occupier: NetServer | undefined;
   let port = 0;
   beforeAll(async () => {
-    nats = await startServer();
     occupier = createNetServer();
     await new Promise<void>((resolve) => occupier!.listen(0, '127.0.0.1', resolve));
     port = (occupier.address() as AddressInfo).port;
   });
   afterAll(async () => {
     occupier?.close();
-    await nats?.close();
   });
 
   it.each([
-    ['coordinator', () => ['coordinator', '--nats', nats!.url, '--http-host', '127.0.0.1', '--http-port', String(port)]],
-    ['worker', () => ['worker', '--job', JOB, '--nats', nats!.url, '--http-host', '127.0.0.1', '--http-port', String(port), '--threads', '1']],
-    ['standalone worker', () => ['worker', '--standalone', '--job', JOB, '--nats', nats!.url, '--http-host', '127.0.0.1', '--http-port', String(port)]],
+    ['coordinator', () => ['coordinator', '--nats', nats.url, '--http-host', '127.0.0.1', '--http-port', String(port)]],
+    ['worker', () => ['worker', '--job', JOB, '--nats', nats.url, '--http-host', '127.0.0.1', '--http-port', String(port), '--threads', '1']],
+    ['standalone worker', () => ['worker', '--standalone', '--job', JOB, '--nats', nats.url, '--http-host', '127.0.0.1', '--http-port', String(port)]],
   ])('ends a %s at once with exit code 2 and one line naming --http-port, no stack', async (_name, args) => {
     const started = Date.now();
     const child = new KappaProcess(args(), { KAPPA_STATE_DIR: mkdtempSync(join(tmpdir(), 'kappa-port-')) });

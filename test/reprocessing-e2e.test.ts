@@ -14,7 +14,6 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '../client/producer.js';
@@ -24,9 +23,10 @@ import { openServingTables, type TableKind } from '../tables/index.js';
 import { postgresViewName } from '../tables/postgres-tables.js';
 import { kappa, KappaProcess } from './harness/cli.js';
 import { clicksReference, type Click } from './harness/clicks.js';
-import { leaderStatus, pollUntil } from './harness/cluster-status.js';
+import { leaderStatus } from './harness/cluster-status.js';
 import { expectedResults, readTopicLog } from './harness/expected-results.js';
-import { startServer, type NatsServer } from './harness/nats-server.js';
+import { pollUntil } from './harness/poll.js';
+import { useNatsServer } from './harness/use-nats.js';
 import { windowId } from './reference/batch-windows.js';
 
 const PARTITIONS = 4;
@@ -43,22 +43,19 @@ interface Read {
 }
 
 describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s table', (table) => {
-  let server: NatsServer & { close(): Promise<void> };
-  let nc: NatsConnection;
+  const nats = useNatsServer();
   let dir: string;
   const processes: KappaProcess[] = [];
   // A job name of its own: the PostgreSQL server is shared with other runs.
   const job = `clicks_${table}_${process.pid}_${Date.now() % 100_000}`;
   const env = { KAPPA_POSTGRES_URL: POSTGRES_URL };
 
-  beforeAll(async () => {
-    server = await startServer();
-    nc = await connect({ servers: server.url });
+  beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), `kappa-reprocessing-${table}-`));
   });
   afterAll(async () => {
     await Promise.all(processes.map((process) => process.kill()));
-    const tables = await openServingTables(table, nc, { postgresUrl: POSTGRES_URL });
+    const tables = await openServingTables(table, nats.nc, { postgresUrl: POSTGRES_URL });
     for (const version of ['v1', 'v2']) await tables.drop(job, version).catch(() => undefined);
     if (table === 'postgres') {
       const client = new pg.Client(POSTGRES_URL);
@@ -68,8 +65,6 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
       await client.end();
     }
     await tables.close();
-    await nc?.close();
-    await server?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -81,19 +76,19 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
   }
 
   function spawn(args: string[]): KappaProcess {
-    const child = new KappaProcess([...args, '--nats', server.url], env);
+    const child = new KappaProcess([...args, '--nats', nats.url], env);
     processes.push(child);
     return child;
   }
 
   it('serves v1 while v2 replays, flips to v2 with no failed read, and v2 equals the batch answer', async () => {
-    expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', server.url])).code).toBe(0);
+    expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', nats.url])).code).toBe(0);
     const coordinator = spawn(['coordinator', '--id', 'c1', '--http-port', '0', '--session-timeout', '3s']);
     const [, port] = await coordinator.waitForLog(/"httpPort":(\d+)/);
     spawn(['worker', '--job', jobModule(V1, 'v1'), '--id', 'w1', '--threads', '2', '--state-dir', join(dir, 'w1'), '--http-port', '0', '--checkpoint-interval', '1s', '--log-level', 'warn']);
 
     // A producer keeps writing: 50 clicks every 100 ms.
-    const producer = await Producer.forTopic(nc, 'clicks');
+    const producer = await Producer.forTopic(nats.nc, 'clicks');
     const startMs = Date.UTC(2026, 10, 24, 12);
     let produced = 0;
     let producing = true;
@@ -111,7 +106,7 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
     })();
 
     // v1 is the first version: it becomes what apps read once it has caught up.
-    const v1 = await kappa(['replay', job, '--version', 'v1', '--from', 'earliest', '--cutover', 'auto', '--max-lag', '300', '--follow', '--nats', server.url], { env });
+    const v1 = await kappa(['replay', job, '--version', 'v1', '--from', 'earliest', '--cutover', 'auto', '--max-lag', '300', '--follow', '--nats', nats.url], { env });
     expect(v1.code, v1.stderr + v1.stdout).toBe(0);
 
     // A reader polls the query API (and the PostgreSQL alias view) the whole time from here on.
@@ -146,7 +141,7 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
     await sleep(1_000);
     spawn(['worker', '--job', jobModule(V2, 'v2'), '--id', 'w2', '--threads', '2', '--state-dir', join(dir, 'w2'), '--http-port', '0', '--checkpoint-interval', '1s', '--log-level', 'warn']);
     const replayStartedMs = Date.now();
-    const v2 = await kappa(['replay', job, '--version', 'v2', '--from', 'earliest', '--cutover', 'auto', '--max-lag', '300', '--follow', '--nats', server.url], { env });
+    const v2 = await kappa(['replay', job, '--version', 'v2', '--from', 'earliest', '--cutover', 'auto', '--max-lag', '300', '--follow', '--nats', nats.url], { env });
     expect(v2.code, v2.stderr + v2.stdout).toBe(0);
     expect(v2.stdout).toMatch(/v2: running, .*serving/);
     await sleep(1_000);
@@ -173,10 +168,10 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
 
     // v2 caught up with everything produced; its table (read through the alias) is the batch answer of v2's logic.
     await waitFor('v2 caught up and served', async () => {
-      const view = (await leaderStatus(nc)).versions.find((candidate) => candidate.version === 'v2');
+      const view = (await leaderStatus(nats.nc)).versions.find((candidate) => candidate.version === 'v2');
       return view?.progress === 1 && view.served ? true : undefined;
     });
-    const viewed = await kappa(['view', job, '--json', '--nats', server.url], { env });
+    const viewed = await kappa(['view', job, '--json', '--nats', nats.url], { env });
     expect(viewed.code, viewed.stderr).toBe(0);
     const served = new Map(
       viewed.stdout.trim().split('\n').map((line) => {
@@ -185,22 +180,22 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
       }),
     );
     const reference = await clicksReference(V2);
-    const log = await readTopicLog<Click>(nc, 'clicks', PARTITIONS);
+    const log = await readTopicLog<Click>(nats.nc, 'clicks', PARTITIONS);
     expect(log).toHaveLength(produced);
     const expected = expectedResults(reference, log, PARTITIONS);
     expect(expected.windows.size).toBeGreaterThan(50);
     expect(served).toEqual(expected.windows);
 
     // The served version cannot be retired; v1 can, and its table is gone after the grace period.
-    const refused = await kappa(['retire', job, '--version', 'v2', '--nats', server.url], { env });
+    const refused = await kappa(['retire', job, '--version', 'v2', '--nats', nats.url], { env });
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/alias points at it/);
-    const retired = await kappa(['retire', job, '--version', 'v1', '--grace', '1s', '--nats', server.url], { env });
+    const retired = await kappa(['retire', job, '--version', 'v1', '--grace', '1s', '--nats', nats.url], { env });
     expect(retired.code, retired.stderr).toBe(0);
-    const tables = await openServingTables(table, nc, { postgresUrl: POSTGRES_URL });
+    const tables = await openServingTables(table, nats.nc, { postgresUrl: POSTGRES_URL });
     try {
       await waitFor('v1 retired and its table dropped', async () =>
-        !(await leaderStatus(nc)).versions.some((candidate) => candidate.version === 'v1') && !(await tables.exists(job, 'v1')) ? true : undefined,
+        !(await leaderStatus(nats.nc)).versions.some((candidate) => candidate.version === 'v1') && !(await tables.exists(job, 'v1')) ? true : undefined,
       );
       expect(await tables.exists(job, 'v2')).toBe(true);
     } finally {
@@ -210,32 +205,27 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
   }, 240_000);
 
   function waitFor(what: string, probe: () => Promise<true | undefined>): Promise<true> {
-    return pollUntil(what, probe, 60_000, () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n'));
+    return pollUntil(probe, { what, timeoutMs: 60_000, context: () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n') });
   }
 });
 
 describe('kappa cutover and the lag bound', () => {
-  let server: NatsServer & { close(): Promise<void> };
-  let nc: NatsConnection;
+  const nats = useNatsServer();
   let dir: string;
   const processes: KappaProcess[] = [];
   const job = `lagged_${process.pid}_${Date.now() % 100_000}`;
 
-  beforeAll(async () => {
-    server = await startServer();
-    nc = await connect({ servers: server.url });
+  beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'kappa-cutover-lag-'));
   });
   afterAll(async () => {
     for (const child of processes) child.child.kill('SIGCONT');
     await Promise.all(processes.map((child) => child.kill()));
-    await nc?.close();
-    await server?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
   function spawn(args: string[]): KappaProcess {
-    const child = new KappaProcess([...args, '--nats', server.url]);
+    const child = new KappaProcess([...args, '--nats', nats.url]);
     processes.push(child);
     return child;
   }
@@ -257,22 +247,22 @@ describe('kappa cutover and the lag bound', () => {
 
   /** v2 as the leader sees it, with how many of its tasks run. */
   async function v2View() {
-    const status = await leaderStatus(nc);
+    const status = await leaderStatus(nats.nc);
     const view = status.versions.find((candidate) => candidate.job === job && candidate.version === 'v2');
     const running = status.tasks.filter((task) => task.job === job && task.version === 'v2' && task.state === 'running').length;
     return view && { ...view, running };
   }
 
   it('refuses a cutover while v2 is thousands of messages behind, naming the lag and the bound, and flips once it has caught up', async () => {
-    expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', server.url])).code).toBe(0);
+    expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', nats.url])).code).toBe(0);
     // A long session timeout: the frozen worker's tasks stay assigned and running, only behind.
     spawn(['coordinator', '--id', 'c1', '--http-port', '0', '--session-timeout', '60s']);
     spawn(['worker', '--job', jobModule(V1, 'v1'), '--id', 'w1', '--threads', '2', '--state-dir', join(dir, 'w1'), '--http-port', '0', '--log-level', 'warn']);
     const w2 = spawn(['worker', '--job', jobModule(V2, 'v2'), '--id', 'w2', '--threads', '2', '--state-dir', join(dir, 'w2'), '--http-port', '0', '--log-level', 'warn']);
-    const producer = await Producer.forTopic(nc, 'clicks');
+    const producer = await Producer.forTopic(nats.nc, 'clicks');
     await produce(producer, 0, 1_000);
-    expect((await kappa(['start', job, '--version', 'v1', '--nats', server.url])).code).toBe(0);
-    expect((await kappa(['replay', job, '--version', 'v2', '--from', 'earliest', '--nats', server.url])).code).toBe(0);
+    expect((await kappa(['start', job, '--version', 'v1', '--nats', nats.url])).code).toBe(0);
+    expect((await kappa(['replay', job, '--version', 'v2', '--from', 'earliest', '--nats', nats.url])).code).toBe(0);
     await waitFor('v2 running on every partition and caught up', async () => {
       const view = await v2View();
       return view?.running === PARTITIONS && view.progress === 1 ? true : undefined;
@@ -286,18 +276,18 @@ describe('kappa cutover and the lag bound', () => {
       return view?.running === PARTITIONS && view.lagMessages >= 4_000 ? view : undefined;
     });
     expect(behind.served).toBe(false);
-    const refused = await kappa(['cutover', job, '--version', 'v2', '--max-lag', '100', '--nats', server.url]);
+    const refused = await kappa(['cutover', job, '--version', 'v2', '--max-lag', '100', '--nats', nats.url]);
     expect(refused.code, refused.stdout + refused.stderr).toBe(1);
     const lag = /v2 is (\d+) messages behind \(bound 100\)/.exec(refused.stderr);
     expect(lag, refused.stderr).not.toBeNull();
     expect(Number(lag![1])).toBeGreaterThanOrEqual(4_000);
-    const aliases = await AliasRegistry.open(nc);
+    const aliases = await AliasRegistry.open(nats.nc);
     expect((await aliases.get(job))?.version).toBe('v1');
 
     // Thawed, v2 catches up, and the same cutover goes through.
     w2.child.kill('SIGCONT');
     await waitFor('v2 caught up again', async () => ((await v2View())?.progress === 1 ? true : undefined));
-    const accepted = await kappa(['cutover', job, '--version', 'v2', '--max-lag', '100', '--nats', server.url]);
+    const accepted = await kappa(['cutover', job, '--version', 'v2', '--max-lag', '100', '--nats', nats.url]);
     expect(accepted.code, accepted.stderr).toBe(0);
     expect(accepted.stdout).toMatch(/apps now read v2 \(was v1\)/);
     expect((await aliases.get(job))?.version).toBe('v2');
@@ -305,6 +295,6 @@ describe('kappa cutover and the lag bound', () => {
   }, 180_000);
 
   function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-    return pollUntil(what, probe, 60_000, () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n'));
+    return pollUntil(probe, { what, timeoutMs: 60_000, context: () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n') });
   }
 });

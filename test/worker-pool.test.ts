@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTopic, Producer } from '../client/index.js';
 import {
@@ -27,7 +27,8 @@ import {
 import { runBatch } from '../worker/batch-run.js';
 import { validateJob } from '../worker/job.js';
 import { KappaProcess } from './harness/cli.js';
-import { startServer, type NatsServer } from './harness/nats-server.js';
+import { pollUntil } from './harness/poll.js';
+import { useNatsServer } from './harness/use-nats.js';
 
 const PARTITIONS = 8;
 const WORKER_ID = 'pool-test-1';
@@ -119,15 +120,11 @@ class FakeCoordinator {
   }
 
   /** Waits for a message of a type, received after `after` messages, that matches. */
-  async waitFor<T extends Message['type']>(type: T, matches: (message: MessageOf<T>) => boolean, timeoutMs = 30_000, after = 0): Promise<MessageOf<T>> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      const found = this.received.slice(after).find((message): message is MessageOf<T> => message.type === type && matches(message as MessageOf<T>));
-      if (found) return found;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    const last = this.of('worker.heartbeat').at(-1);
-    throw new Error(`no ${type} matching within ${timeoutMs} ms; last heartbeat: ${JSON.stringify(last)}`);
+  waitFor<T extends Message['type']>(type: T, matches: (message: MessageOf<T>) => boolean, timeoutMs = 30_000, after = 0): Promise<MessageOf<T>> {
+    return pollUntil(
+      () => this.received.slice(after).find((message): message is MessageOf<T> => message.type === type && matches(message as MessageOf<T>)),
+      { what: `a matching ${type}`, timeoutMs, intervalMs: 50, context: () => `last heartbeat: ${JSON.stringify(this.of('worker.heartbeat').at(-1))}` },
+    );
   }
 
   close(): void {
@@ -139,8 +136,7 @@ const task = (partition: number, job = 'totals'): TaskId => ({ job, version: 'v1
 const statusOf = (heartbeat: MessageOf<'worker.heartbeat'>, partition: number, job = 'totals'): TaskStatus | undefined =>
   heartbeat.tasks.find((status) => status.job === job && status.partition === partition);
 
-let server: NatsServer & { close(): Promise<void> };
-let nc: NatsConnection;
+const nats = useNatsServer();
 let dir: string;
 let coordinator: FakeCoordinator;
 let worker: KappaProcess;
@@ -149,31 +145,29 @@ const events = orders(2000);
 const lastSequences: number[] = [];
 
 async function readLastSequences(topic: string, partitions: number): Promise<number[]> {
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(nats.nc);
   const result: number[] = [];
   for (let partition = 0; partition < partitions; partition++) result.push((await jsm.streams.info(streams.partition(topic, partition))).state.last_seq);
   return result;
 }
 
 async function produce(topic: string, batch: Array<{ key: string; time: number; value: unknown }>): Promise<void> {
-  const producer = await Producer.forTopic(nc, topic);
+  const producer = await Producer.forTopic(nats.nc, topic);
   for (const event of batch) if (!producer.publish(event)) await producer.ready();
   await producer.close();
 }
 
 beforeAll(async () => {
-  server = await startServer();
-  nc = await connect({ servers: server.url });
   dir = mkdtempSync(join(tmpdir(), 'kappa-pool-'));
   writeFileSync(join(dir, 'totals.mjs'), TOTALS_JOB);
   writeFileSync(join(dir, 'crash.mjs'), crashJob(join(dir, 'crashed.marker')));
-  await createTopic(nc, { name: 'orders', partitions: PARTITIONS });
-  await createTopic(nc, { name: 'crashes', partitions: 1 });
+  await createTopic(nats.nc, { name: 'orders', partitions: PARTITIONS });
+  await createTopic(nats.nc, { name: 'crashes', partitions: 1 });
   await produce('orders', events.map((order) => ({ key: order.customer, time: order.ts, value: order })));
-  coordinator = new FakeCoordinator(nc);
+  coordinator = new FakeCoordinator(nats.nc);
   worker = new KappaProcess(
     ['worker', '--job', join(dir, 'totals.mjs'), '--job', join(dir, 'crash.mjs'), '--threads', '2', '--id', WORKER_ID,
-      '--state-dir', join(dir, 'state'), '--http-port', '0', '--http-host', '127.0.0.1', '--nats', server.url],
+      '--state-dir', join(dir, 'state'), '--http-port', '0', '--http-host', '127.0.0.1', '--nats', nats.url],
   );
   httpPort = Number((await worker.waitForLog(/"httpPort":(\d+)/))[1]);
 });
@@ -182,8 +176,6 @@ afterAll(async () => {
   await worker?.kill();
   if (process.env.KAPPA_TEST_LOGS) writeFileSync(process.env.KAPPA_TEST_LOGS, worker.logs);
   coordinator?.close();
-  await nc?.close();
-  await server?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -224,7 +216,7 @@ describe('kappa worker (pool driven by a coordinator)', () => {
       events.map((order) => ({ key: order.customer, time: order.ts, value: order })),
       { partitions: PARTITIONS, stateDir: join(dir, 'batch') },
     );
-    const table = await new Kvm(nc).open(buckets.servingTable('totals', 'v1'));
+    const table = await new Kvm(nats.nc).open(buckets.servingTable('totals', 'v1'));
     const rows = new Map<string, unknown>();
     for await (const name of await table.keys()) {
       const row = liveRow(await table.get(name));
@@ -246,16 +238,16 @@ describe('kappa worker (pool driven by a coordinator)', () => {
   });
 
   it('shows kappa_events_processed_total per partition from both threads on the main /metrics', async () => {
-    const deadline = Date.now() + 10_000;
-    let text = '';
+    const processedLine = (partition: number) => `kappa_events_processed_total{job="totals",version="v1",partition="${partition}"} ${lastSequences[partition]}`;
     // Threads post snapshots every second.
-    while (Date.now() < deadline) {
-      text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
-      if (lastSequences.every((last, partition) => text.includes(`kappa_events_processed_total{job="totals",version="v1",partition="${partition}"} ${last}`))) break;
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+    const text = await pollUntil(async () => (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text(), {
+      what: 'kappa_events_processed_total at the last sequence of every partition',
+      until: (metrics) => lastSequences.every((_, partition) => metrics.includes(processedLine(partition))),
+      timeoutMs: 10_000,
+      intervalMs: 200,
+    });
     for (let partition = 0; partition < PARTITIONS; partition++) {
-      expect(text).toContain(`kappa_events_processed_total{job="totals",version="v1",partition="${partition}"} ${lastSequences[partition]}`);
+      expect(text).toContain(processedLine(partition));
     }
     expect(text).toContain('kappa_worker_threads 2');
     expect(text).toMatch(/^process_cpu_seconds_total /m);
