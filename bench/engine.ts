@@ -10,7 +10,7 @@ import { createTopic } from '../client/topics.js';
 import { Producer } from '../client/producer.js';
 import { streams } from '../protocol/index.js';
 import { startServer } from '../test/harness/nats-server.js';
-import { systemClock } from '../worker/clock.js';
+import { systemClock } from '../protocol/clock.js';
 import { validateJob } from '../worker/job.js';
 import { WorkerMetrics } from '../worker/metrics.js';
 import { StandaloneWorker } from '../worker/standalone.js';

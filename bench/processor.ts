@@ -9,7 +9,7 @@ import { encodeEvent } from '../protocol/index.js';
 import { KeyedState } from '../state/keyed-state.js';
 import { TaskStore } from '../state/task-store.js';
 import type { ActorContext } from '../worker/actor-context.js';
-import { ManualClock } from '../worker/clock.js';
+import { ManualClock } from '../protocol/clock.js';
 import { validateJob, type JobDefinition } from '../worker/job.js';
 import { TaskProcessor, type RawMessage } from '../worker/task-processor.js';
 

@@ -26,13 +26,8 @@
 //    arrays, Map or Set iteration: workers, versions and tasks are sorted before use.
 //
 // Cost: O(T log T + V·W log W) for T tasks, W workers, V job versions; no task × worker loop.
-import type { TaskId } from '../protocol/index.js';
-import { ConfigError } from '../protocol/index.js';
+import { ConfigError, jobVersionKey, taskKey, type JobVersionKey, type TaskId, type TaskKey } from '../protocol/index.js';
 
-/** `${job}/${version}/${partition}`: how the coordinator names a task in maps and KV keys. */
-export type TaskKey = string;
-/** `${job}/${version}`: a deployment of a job, the unit of code a worker carries. */
-export type JobVersionKey = string;
 export type WorkerId = string;
 
 export interface WorkerSlot {
@@ -68,14 +63,6 @@ export interface Assignment {
    * previous owner is alive but which is now `waiting` or absent from `tasks`.
    */
   moves: TaskMove[];
-}
-
-export function taskKey(task: TaskId): TaskKey {
-  return `${task.job}/${task.version}/${task.partition}`;
-}
-
-export function jobVersionKey(task: Pick<TaskId, 'job' | 'version'>): JobVersionKey {
-  return `${task.job}/${task.version}`;
 }
 
 /** Code-unit order, not locale order: the same on every machine. */

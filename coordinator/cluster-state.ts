@@ -16,8 +16,8 @@
 //   continues above them. Where the records were lost (a wiped bucket) or fall behind the
 //   checkpoint for any other reason, the holder's claim is fenced and its heartbeat reports
 //   `fencedBy` (the checkpoint's epoch): the task is assigned again, to the same holder, above it.
-import type { StartPosition, TaskId, TaskStatus } from '../protocol/index.js';
-import { assignTasks, jobVersionKey, taskKey, type JobVersionKey, type TaskKey, type WorkerId, type WorkerSlot } from './assignment.js';
+import { jobVersionKey, taskKey, type JobVersionKey, type ServingTableKind, type StartPosition, type TaskId, type TaskKey, type TaskStatus } from '../protocol/index.js';
+import { assignTasks, type WorkerId, type WorkerSlot } from './assignment.js';
 
 /** A job version as stored: `running` until `kappa stop`, then `stopping` until its tasks are released. */
 export interface JobVersionRecord {
@@ -32,7 +32,7 @@ export interface JobVersionRecord {
   state: 'running' | 'stopping' | 'retired';
   startedAtMs: number;
   /** The kind of serving table its carriers write (learned from their registration). */
-  table?: 'kv' | 'postgres' | 'redis';
+  table?: ServingTableKind;
   /** Set by `kappa replay --cutover auto` until the alias has been flipped to this version. */
   autoCutover?: { maxLagMessages: number };
   /** Set by `kappa retire`: when to drop the table and checkpoints once every task is released. */

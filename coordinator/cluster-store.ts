@@ -6,8 +6,22 @@
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
-import { buckets, CarriedVersion, ConfigError, FencedError, internalReplicas, isName, StartPosition, TaskId } from '../protocol/index.js';
-import { jobVersionKey, taskKey, type JobVersionKey, type TaskKey, type WorkerId } from './assignment.js';
+import {
+  buckets,
+  CarriedVersion,
+  ConfigError,
+  FencedError,
+  internalReplicas,
+  isName,
+  jobVersionKey,
+  ServingTableKind,
+  StartPosition,
+  TaskId,
+  taskKey,
+  type JobVersionKey,
+  type TaskKey,
+} from '../protocol/index.js';
+import type { WorkerId } from './assignment.js';
 import type { JobVersionRecord, TaskRecord } from './cluster-state.js';
 import type { Registration } from './membership.js';
 
@@ -19,7 +33,7 @@ const JobVersionRecordSchema = z.object({
   from: StartPosition,
   state: z.enum(['running', 'stopping', 'retired']),
   startedAtMs: z.number(),
-  table: z.enum(['kv', 'postgres', 'redis']).optional(),
+  table: ServingTableKind.optional(),
   autoCutover: z.object({ maxLagMessages: z.number().int().min(0) }).optional(),
   retireAtMs: z.number().optional(),
 });

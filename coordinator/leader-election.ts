@@ -15,8 +15,7 @@
 //   (with clocks running at the same rate) the old leader has stepped down before anyone wins.
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { buckets, internalReplicas } from '../protocol/index.js';
-import type { Clock } from './clock.js';
+import { buckets, internalReplicas, type Clock } from '../protocol/index.js';
 
 const LEADER_KEY = 'coordinator';
 /** Fraction of the lease a leader trusts itself to still be leading after its last renew began. */

@@ -2,10 +2,9 @@
 // `worker.register`, stays alive by heartbeating, and is dead once silent past the session
 // timeout (or at once on `worker.leave`). Every coordinator replica keeps this table from the
 // messages it hears, so a follower that becomes leader already knows who is alive.
-import type { MessageOf, TaskStatus } from '../protocol/index.js';
-import { jobVersionKey, taskKey, type TaskKey, type WorkerId, type WorkerSlot } from './assignment.js';
+import { jobVersionKey, taskKey, type Clock, type MessageOf, type TaskKey, type TaskStatus } from '../protocol/index.js';
+import type { WorkerId, WorkerSlot } from './assignment.js';
 import type { LiveWorker } from './cluster-state.js';
-import type { Clock } from './clock.js';
 
 export type Registration = Omit<MessageOf<'worker.register'>, 'type'>;
 

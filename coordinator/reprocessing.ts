@@ -6,9 +6,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import type { Logger } from 'pino';
-import { buckets, KappaError } from '../protocol/index.js';
+import { buckets, jobVersionKey, KappaError, type JobVersionKey } from '../protocol/index.js';
 import { AliasRegistry, openServingTables, type AliasEntry, type ServingTables, type TableKind, type TableSettings } from '../tables/index.js';
-import { jobVersionKey, type JobVersionKey } from './assignment.js';
 import type { JobVersionRecord } from './cluster-state.js';
 import type { VersionProgress } from './version-progress.js';
 

@@ -7,14 +7,13 @@
 // (0 when nobody has reported it yet). Partitions with no events count as done. The ratio is 1
 // exactly when every partition's reported sequence reached the stream's last sequence: the
 // version has caught up (DESIGN, replay step 4: "when v2's lag is 0 it is live").
-import type { TaskStatus } from '../protocol/index.js';
-import { taskKey, type TaskKey } from './assignment.js';
+import { taskKey, TaskViewState, type TaskKey, type TaskStatus } from '../protocol/index.js';
 import type { JobVersionRecord, TaskRecord } from './cluster-state.js';
 
 /** A task's state as the leader sees it: its holder's report, or why there is none yet. */
-export type VersionTaskState = 'waiting' | 'assigning' | TaskStatus['state'];
+export type VersionTaskState = TaskViewState;
 
-export const versionTaskStates: readonly VersionTaskState[] = ['waiting', 'assigning', 'restoring', 'running', 'releasing', 'failed'];
+export const versionTaskStates: readonly VersionTaskState[] = TaskViewState.options;
 
 export interface VersionProgress {
   job: string;

@@ -1,23 +1,36 @@
 // Typed errors with a stable `code`, so callers branch on the code and never on message text.
 
-export type KappaErrorCode =
-  | 'PROTOCOL_GARBAGE'
-  | 'PROTOCOL_VERSION'
-  | 'PROTOCOL_SCHEMA'
-  | 'CONFIG_INVALID'
-  | 'FENCED'
-  | 'CHECKPOINT_FAILED'
-  | 'CONNECTION_FAILED'
-  | 'TOPIC_NOT_FOUND'
-  | 'TOPIC_EXISTS'
-  | 'PUBLISH_FAILED'
-  | 'KEY_INVALID'
-  | 'EVENT_TOO_LARGE'
-  | 'JOB_INVALID'
-  | 'NO_LEADER'
-  | 'ADMIN_REJECTED'
-  | 'TASK_HELD'
-  | 'BAD_REQUEST';
+/**
+ * Every stable code, the one error-code type of the repo (as nats.js has `JetStreamApiCodes`).
+ * They cross the wire in `reply.error` (messages.ts), so a code is added, never renamed.
+ */
+export const KAPPA_ERROR_CODES = [
+  'PROTOCOL_GARBAGE',
+  'PROTOCOL_VERSION',
+  'PROTOCOL_SCHEMA',
+  'CONFIG_INVALID',
+  'FENCED',
+  'CHECKPOINT_FAILED',
+  'CONNECTION_FAILED',
+  'TOPIC_NOT_FOUND',
+  'TOPIC_EXISTS',
+  'PUBLISH_FAILED',
+  'KEY_INVALID',
+  'EVENT_TOO_LARGE',
+  'JOB_INVALID',
+  'NO_LEADER',
+  'ADMIN_REJECTED',
+  'TASK_HELD',
+  'BAD_REQUEST',
+  /** An admin request names a job version the leader does not know. */
+  'VERSION_NOT_FOUND',
+  /** `kappa start` of a version still releasing its tasks after `kappa stop`. */
+  'VERSION_STOPPING',
+  /** An admin request failed on the leader for a reason that is not one of ours (a bug, a NATS error). */
+  'INTERNAL',
+] as const;
+
+export type KappaErrorCode = (typeof KAPPA_ERROR_CODES)[number];
 
 export class KappaError extends Error {
   constructor(
@@ -81,7 +94,7 @@ export class NoLeaderError extends KappaError {
 /** The leader answered an admin request with an error; `reason` is its stable code (e.g. VERSION_NOT_FOUND). */
 export class AdminRejectedError extends KappaError {
   constructor(
-    readonly reason: string,
+    readonly reason: KappaErrorCode,
     message: string,
   ) {
     super('ADMIN_REJECTED', message);

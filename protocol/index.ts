@@ -7,7 +7,7 @@ export * from './version.js';
 export * from './connection.js';
 export * from './serving-table.js';
 export * from './topic-registry.js';
-export * from './cluster-status.js';
+export * from './clock.js';
 export * from './process-endpoints.js';
 export * from './replicas.js';
 export * from './limits.js';

@@ -1,9 +1,10 @@
-// Control messages between coordinators and workers. Each is a msgpack map carrying the
-// protocol version `v: [major, minor]` and a `type`; decode validates the shape with zod at the
-// boundary so the code behind it can trust the values.
+// Control messages between coordinators and workers, and the admin requests of `kappa` with the
+// leader's replies. Each is a msgpack map carrying the protocol version `v: [major, minor]` and a
+// `type`; decode validates the shape with zod at the boundary so the code behind it can trust the
+// values. An admin reply's `detail` is checked against its verb's schema (`parseAdminReply`).
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import { z } from 'zod';
-import { ProtocolError } from './errors.js';
+import { KAPPA_ERROR_CODES, ProtocolError } from './errors.js';
 import { describe } from './event.js';
 import { NAME_PATTERN } from './names.js';
 import { PROTOCOL_MAJOR, PROTOCOL_MINOR } from './version.js';
@@ -16,6 +17,19 @@ const name = z.string().regex(NAME_PATTERN, "expected 1–64 characters of lette
 
 export const TaskId = z.object({ job: name, version: name, partition: z.number().int().min(0) });
 export type TaskId = z.infer<typeof TaskId>;
+
+/** `${job}/${version}/${partition}`: how coordinators and workers name a task in maps and KV keys. */
+export type TaskKey = string;
+/** `${job}/${version}`: a deployment of a job, the unit of code a worker carries. */
+export type JobVersionKey = string;
+
+export function taskKey(task: TaskId): TaskKey {
+  return `${task.job}/${task.version}/${task.partition}`;
+}
+
+export function jobVersionKey(ref: Pick<TaskId, 'job' | 'version'>): JobVersionKey {
+  return `${ref.job}/${ref.version}`;
+}
 
 /** Where a new job version starts reading: the earliest event, only new events, a sequence, or a time. */
 export const StartPosition = z.union([
@@ -48,8 +62,13 @@ export const TaskStatus = TaskId.extend({
 });
 export type TaskStatus = z.infer<typeof TaskStatus>;
 
+/** Where a job version's outputs go; the first three are serving tables (tables/). */
+export const SinkKind = z.enum(['kv', 'postgres', 'redis', 'stream', 'none']);
+export const ServingTableKind = SinkKind.extract(['kv', 'postgres', 'redis']);
+export type ServingTableKind = z.infer<typeof ServingTableKind>;
+
 /** A job version a worker carries: its topic and (added in 1.1, optional) its sink kind. */
-export const CarriedVersion = JobVersionRef.extend({ topic: name, sink: z.enum(['kv', 'postgres', 'redis', 'stream', 'none']).optional() });
+export const CarriedVersion = JobVersionRef.extend({ topic: name, sink: SinkKind.optional() });
 export type CarriedVersion = z.infer<typeof CarriedVersion>;
 
 const messageSchemas = {
@@ -88,10 +107,11 @@ const messageSchemas = {
   /** Stop a version that apps no longer read, and drop its table and checkpoints after the grace period. */
   'job.retire': z.object({ job: name, version: name, graceMs: z.number().int().min(0) }),
   'job.stop': z.object({ job: name, version: name }),
-  // Optionally only one job's versions and tasks.
+  /** With `job`, the reply lists only that job's versions and tasks (every worker still). */
   'status.request': z.object({ job: name.optional() }),
+  /** `detail` is the verb's reply (`adminReplies`), checked by `parseAdminReply`. */
   'reply.ok': z.object({ detail: z.unknown().optional() }),
-  'reply.error': z.object({ code: z.string(), message: z.string() }),
+  'reply.error': z.object({ code: z.enum(KAPPA_ERROR_CODES), message: z.string() }),
 } as const;
 
 type Schemas = typeof messageSchemas;
@@ -139,4 +159,110 @@ export function decodeMessage(bytes: Uint8Array): Message {
     );
   }
   return { type, ...(parsed.data as object) } as Message;
+}
+
+// ---- admin replies -------------------------------------------------------------------------
+// What the leader answers in `reply.ok.detail`, one schema per admin verb. The status views are
+// also the coordinator's `/v1/status` and what `kappa status --json` prints; the leader builds
+// them from the workers' heartbeats (coordinator/status-view.ts).
+
+export const WorkerStatusView = z.object({
+  workerId: name,
+  capacity: z.number().int().min(1),
+  carries: z.array(CarriedVersion),
+  httpUrl: z.string().optional(),
+  /** How many tasks the leader has assigned to it. */
+  tasksAssigned: z.number().int().min(0),
+  lastHeartbeatAgoMs: z.number(),
+});
+export type WorkerStatusView = z.infer<typeof WorkerStatusView>;
+
+export const JobVersionStatusView = z.object({
+  job: name,
+  version: name,
+  topic: name.nullable(),
+  partitions: z.number().int().min(1).nullable(),
+  from: StartPosition,
+  /** `waiting-for-capacity` when no live worker carries it (or its topic is unknown). */
+  state: z.enum(['running', 'stopping', 'retired', 'waiting-for-capacity']),
+  tasksAssigned: z.number().int().min(0),
+  /** Messages its tasks have still to read: Σ (partition end − processed sequence). */
+  lagMessages: z.number().int().min(0),
+  /** 0..1 through its topic (1 = caught up); null until known. */
+  progress: z.number().nullable(),
+  /** Seconds until caught up at the recent rate; null while unknown. */
+  etaSeconds: z.number().nullable(),
+  /** Its serving table's kind, when it writes one. */
+  table: ServingTableKind.nullable(),
+  /** True when the job's alias points at this version (apps read it). */
+  served: z.boolean(),
+  /** Present while a `--cutover auto` replay waits to catch up. */
+  autoCutover: z.object({ maxLagMessages: z.number().int().min(0) }).optional(),
+});
+export type JobVersionStatusView = z.infer<typeof JobVersionStatusView>;
+
+/** A task as the leader sees it: its holder's report, or why there is none yet. */
+export const TaskViewState = z.enum(['waiting', 'assigning', ...TaskState.options]);
+export type TaskViewState = z.infer<typeof TaskViewState>;
+
+export const TaskStatusView = TaskId.extend({
+  /** Null while no live worker carries the version. */
+  worker: name.nullable(),
+  epoch: z.number().int().min(0),
+  /** The holder's reported state; `assigning` until its heartbeat lists the task at this epoch. */
+  state: TaskViewState,
+  sequence: z.number().int().min(0).nullable(),
+  lagMessages: z.number().int().min(0).nullable(),
+  watermark: z.number().nullable(),
+  /** While `failed`: the holder's last error (it retries the task with back-off). */
+  error: z.string().optional(),
+});
+export type TaskStatusView = z.infer<typeof TaskStatusView>;
+
+export const ClusterStatus = z.object({
+  leader: z.object({ coordinatorId: name, fencingToken: z.number().int().min(1) }),
+  workers: z.array(WorkerStatusView),
+  versions: z.array(JobVersionStatusView),
+  tasks: z.array(TaskStatusView),
+});
+export type ClusterStatus = z.infer<typeof ClusterStatus>;
+
+/** The reply to each admin verb (`subjects.adminRequest(verb)`). */
+export const adminReplies = {
+  /** `kappa start` and `kappa replay`. */
+  start: JobVersionStatusView.extend({ alreadyRunning: z.boolean().optional() }),
+  /** `releasing`: how many of its tasks are still held and being released. */
+  stop: JobVersionStatusView.extend({ releasing: z.number().int().min(0) }),
+  /** The job's alias after the flip. */
+  cutover: z.object({ version: name, table: ServingTableKind, since: z.string(), previous: name.optional() }),
+  /** `dropAt`: when its table and checkpoints are dropped (ISO time). */
+  retire: JobVersionStatusView.extend({ dropAt: z.string() }),
+  status: ClusterStatus,
+} as const;
+
+export type AdminVerb = keyof typeof adminReplies;
+export type AdminReply<V extends AdminVerb> = z.infer<(typeof adminReplies)[V]>;
+
+/** The request each verb carries. */
+export const adminRequestTypes = {
+  start: 'job.start',
+  stop: 'job.stop',
+  cutover: 'job.cutover',
+  retire: 'job.retire',
+  status: 'status.request',
+} as const satisfies Record<AdminVerb, MessageType>;
+
+export type AdminRequest<V extends AdminVerb = AdminVerb> = MessageOf<(typeof adminRequestTypes)[V]>;
+
+/** Checks a `reply.ok` detail against its verb's schema; a mismatch is a ProtocolError naming the field. */
+export function parseAdminReply<V extends AdminVerb>(verb: V, detail: unknown): AdminReply<V> {
+  const parsed = adminReplies[verb].safeParse(detail);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ProtocolError(
+      'PROTOCOL_SCHEMA',
+      `the leader's reply to '${verb}' is malformed: field '${issue?.path.join('.') || '(root)'}': ${issue?.message ?? 'invalid'} (is the coordinator another version of kappa?)`,
+    );
+  }
+  return parsed.data as AdminReply<V>;
 }

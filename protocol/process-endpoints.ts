@@ -17,7 +17,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { BadRequestError, ConfigError } from './errors.js';
+import { BadRequestError, ConfigError, KappaError } from './errors.js';
 
 export interface EventLoopLivenessOptions {
   /** A stall longer than this makes /healthz fail (default 5 s). */
@@ -133,15 +133,15 @@ export async function serveProcessEndpoints(port: number, host: string, endpoint
   }
 
   function fail(response: ServerResponse, error: unknown): void {
-    const code = (error as { code?: unknown }).code;
-    const status = error instanceof BadRequestError ? 400 : typeof code === 'string' && /NOT_FOUND$/.test(code) ? 404 : 500;
+    const code = error instanceof KappaError ? error.code : undefined;
+    const status = error instanceof BadRequestError ? 400 : code?.endsWith('NOT_FOUND') ? 404 : 500;
     if (status === 500) logger.error({ err: error }, 'HTTP request failed');
     const message = error instanceof Error ? error.message : String(error);
     if (response.headersSent) {
       response.destroy();
       return;
     }
-    sendJson(response, status, { error: message, ...(typeof code === 'string' ? { code } : {}) });
+    sendJson(response, status, { error: message, ...(code !== undefined ? { code } : {}) });
   }
 
   server.on('close', () => eventLoop.close());

@@ -1,16 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  assignTasks,
-  jobVersionKey,
-  taskKey,
-  type Assignment,
-  type AssignmentInput,
-  type TaskKey,
-  type WorkerId,
-  type WorkerSlot,
-} from '../coordinator/assignment.js';
-import { ConfigError, type TaskId } from '../protocol/index.js';
+import { assignTasks, type Assignment, type AssignmentInput, type WorkerId, type WorkerSlot } from '../coordinator/assignment.js';
+import { ConfigError, jobVersionKey, taskKey, type TaskId, type TaskKey } from '../protocol/index.js';
 
 function partitions(job: string, version: string, count: number): TaskId[] {
   return Array.from({ length: count }, (_, partition) => ({ job, version, partition }));

@@ -1,7 +1,6 @@
 // The pure reconciliation step: epoch rules, revoke-before-assign, idempotence, resends.
 import { describe, expect, it } from 'vitest';
-import type { TaskStatus } from '../protocol/index.js';
-import { taskKey, type TaskKey } from '../coordinator/assignment.js';
+import { taskKey, type TaskKey, type TaskStatus } from '../protocol/index.js';
 import { emptyTransit, reconcile, type JobVersionRecord, type LiveWorker, type ReconcileInput, type TaskRecord } from '../coordinator/cluster-state.js';
 
 const version: JobVersionRecord = { job: 'j', version: 'v1', topic: 't', partitions: 4, from: { kind: 'earliest' }, state: 'running', startedAtMs: 0 };

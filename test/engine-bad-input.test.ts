@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { encodeEvent, MAX_KEY_BYTES } from '../protocol/index.js';
 import { KeyedState } from '../state/keyed-state.js';
 import { TaskStore } from '../state/task-store.js';
-import { ManualClock } from '../worker/clock.js';
+import { ManualClock } from '../protocol/clock.js';
 import { TaskProcessor, type EngineSnapshot } from '../worker/task-processor.js';
 import type { ActorContext, TimerInfo } from '../worker/actor-context.js';
 import { runBatch, type BatchInputEvent } from '../worker/batch-run.js';

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { encodeEvent, partitionOf } from '../protocol/index.js';
 import { KeyedState } from '../state/keyed-state.js';
 import { TaskStore } from '../state/task-store.js';
-import { ManualClock } from '../worker/clock.js';
+import { ManualClock } from '../protocol/clock.js';
 import { validateJob, type JobSpec } from '../worker/job.js';
 import { TaskProcessor, type RawMessage } from '../worker/task-processor.js';
 import { windowRevisions, type Emission } from './reference/window-revisions.js';

@@ -16,7 +16,7 @@ import { encodeEvent, streams, subjects } from '../protocol/index.js';
 import { KeyedState } from '../state/keyed-state.js';
 import { TaskStore } from '../state/task-store.js';
 import type { ActorContext } from '../worker/actor-context.js';
-import { ManualClock, systemClock } from '../worker/clock.js';
+import { ManualClock, systemClock } from '../protocol/clock.js';
 import { validateJob } from '../worker/job.js';
 import { WorkerMetrics } from '../worker/metrics.js';
 import { JobSinks } from '../worker/sinks.js';

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { encodeEvent } from '../protocol/index.js';
 import { KeyedState } from '../state/keyed-state.js';
 import { TaskStore } from '../state/task-store.js';
-import { ManualClock } from '../worker/clock.js';
+import { ManualClock } from '../protocol/clock.js';
 import { validateJob, type JobDefinition } from '../worker/job.js';
 import { TaskProcessor } from '../worker/task-processor.js';
 

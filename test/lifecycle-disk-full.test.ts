@@ -20,7 +20,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buckets, streams } from '../protocol/index.js';
 import { StateError } from '../state/errors.js';
 import { TaskStore } from '../state/task-store.js';
-import { systemClock } from '../worker/clock.js';
+import { systemClock } from '../protocol/clock.js';
 import { loadJob } from '../worker/job.js';
 import { WorkerMetrics } from '../worker/metrics.js';
 import { StandaloneWorker } from '../worker/standalone.js';

@@ -1,8 +1,7 @@
 // Replay progress of a job version as the coordinator computes it from heartbeats and the
 // partition streams' last sequences (coordinator/version-progress.ts, pure).
 import { expect, it } from 'vitest';
-import type { TaskStatus } from '../protocol/index.js';
-import { taskKey, type TaskKey } from '../coordinator/assignment.js';
+import { taskKey, type TaskKey, type TaskStatus } from '../protocol/index.js';
 import type { JobVersionRecord, TaskRecord } from '../coordinator/cluster-state.js';
 import { versionProgress } from '../coordinator/version-progress.js';
 

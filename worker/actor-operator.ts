@@ -4,7 +4,7 @@
 // and live in the operator's timer service.
 import type { KeyedState, SubKey } from '../state/keyed-state.js';
 import { TaskActorContext, TIMER_NAMESPACE, type TimerRequest } from './actor-context.js';
-import type { Clock } from './clock.js';
+import type { Clock } from '../protocol/clock.js';
 import { digestOf } from './digest.js';
 import type { ActorJobSpec } from './job.js';
 import type { Operator, OperatorOutput, RawMessage } from './operator.js';

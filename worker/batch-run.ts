@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { encodeEvent, partitionOf } from '../protocol/index.js';
 import { KeyedState } from '../state/keyed-state.js';
 import { TaskStore } from '../state/task-store.js';
-import { systemClock, type Clock } from './clock.js';
+import { systemClock, type Clock } from '../protocol/clock.js';
 import type { JobSpec } from './job.js';
 import { ServingView } from './serving-view.js';
 import { TaskProcessor, type BatchResult, type RawMessage } from './task-processor.js';

@@ -7,12 +7,12 @@ import { fileURLToPath } from 'node:url';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Piscina } from 'piscina';
 import type { Logger } from 'pino';
-import type { MessageOf, NatsSettings, StartPosition, TaskId, TaskStatus } from '../protocol/index.js';
+import { jobVersionKey, taskKey, type MessageOf, type NatsSettings, type StartPosition, type TaskId, type TaskStatus } from '../protocol/index.js';
 import { decideAssign, decideRevoke, leastLoadedThread } from './assignment-rules.js';
 import { ControlClient, type Registration } from './control-client.js';
 import { notReadyReason } from './readiness.js';
 import { PoolMetrics } from './thread-metrics.js';
-import { jobVersionKey, taskKey, type FromTaskHost, type HostedTaskProgress, type TaskHostOptions, type ToTaskHost } from './thread-messages.js';
+import type { FromTaskHost, HostedTaskProgress, TaskHostOptions, ToTaskHost } from './thread-messages.js';
 
 export interface WorkerPoolOptions {
   nc: NatsConnection;
@@ -89,7 +89,7 @@ export class WorkerPool {
 
   constructor(private readonly options: WorkerPoolOptions) {
     this.logger = options.logger;
-    this.carried = new Set(options.carries.map((carry) => jobVersionKey(carry.job, carry.version)));
+    this.carried = new Set(options.carries.map((carry) => jobVersionKey(carry)));
     this.piscina = new Piscina({
       filename: THREAD_ENTRY,
       minThreads: options.threads,
@@ -237,7 +237,7 @@ export class WorkerPool {
 
   private onAssign({ task, epoch, from }: MessageOf<'task.assign'>): void {
     const key = taskKey(task);
-    if (!this.carried.has(jobVersionKey(task.job, task.version))) {
+    if (!this.carried.has(jobVersionKey(task))) {
       if (!this.refusedLogged.has(key)) {
         this.refusedLogged.add(key);
         this.logger.error({ ...task, epoch }, 'assigned a job version this worker does not carry; ignoring it');

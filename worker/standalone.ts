@@ -8,7 +8,7 @@
 import { hostname } from 'node:os';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import type { Clock } from './clock.js';
+import type { Clock } from '../protocol/clock.js';
 import type { JobSpec } from './job.js';
 import type { WorkerMetrics } from './metrics.js';
 import { isTableSink, JobSinks } from './sinks.js';

@@ -6,7 +6,7 @@
 import { decodeEvent, eventTimeOf, keyProblem, ProtocolError } from '../protocol/index.js';
 import type { KeyedState } from '../state/keyed-state.js';
 import { ActorOperator } from './actor-operator.js';
-import type { Clock } from './clock.js';
+import type { Clock } from '../protocol/clock.js';
 import type { JobSpec } from './job.js';
 import type { Operator, OperatorOutput, RawMessage } from './operator.js';
 import type { DeadLetter, DeadLetterReason, LateRecord, Output } from './types.js';

@@ -19,7 +19,7 @@ import type { CheckpointManifest } from '../state/checkpoint-manifest.js';
 import { StateError } from '../state/errors.js';
 import { KeyedState } from '../state/keyed-state.js';
 import { TaskStore, type WriteCapture } from '../state/task-store.js';
-import type { Clock } from './clock.js';
+import type { Clock } from '../protocol/clock.js';
 import type { JobSpec } from './job.js';
 import type { WorkerMetrics } from './metrics.js';
 import type { JobSinks } from './sinks.js';

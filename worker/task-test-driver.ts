@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { encodeEvent } from '../protocol/index.js';
 import { KeyedState } from '../state/keyed-state.js';
 import { TaskStore } from '../state/task-store.js';
-import { ManualClock } from './clock.js';
+import { ManualClock } from '../protocol/clock.js';
 import { validateJob, type JobDefinition, type JobSpec } from './job.js';
 import { ServingView } from './serving-view.js';
 import { TaskProcessor, type BatchResult } from './task-processor.js';

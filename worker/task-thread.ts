@@ -7,9 +7,9 @@ import type { MessagePort } from 'node:worker_threads';
 import { AckPolicy, DeliverPolicy, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { connectNats, createLogger, internalReplicas, streams, type StartPosition, type TaskId } from '../protocol/index.js';
+import { connectNats, createLogger, internalReplicas, jobVersionKey, streams, taskKey, type StartPosition, type TaskId } from '../protocol/index.js';
 import { CheckpointStore } from '../state/checkpoint-store.js';
-import { systemClock } from './clock.js';
+import { systemClock } from '../protocol/clock.js';
 import { loadJob, type JobSpec } from './job.js';
 import { WorkerMetrics } from './metrics.js';
 import { Backoff } from './backoff.js';
@@ -17,8 +17,6 @@ import { isTableSink, JobSinks } from './sinks.js';
 import { openServingTables, tableSettingsFromEnv, type ServingTables, type TableKind } from '../tables/index.js';
 import { TaskRunner } from './task-runner.js';
 import {
-  jobVersionKey,
-  taskKey,
   type FromTaskHost,
   type HostedTaskProgress,
   type TaskHostOptions,
@@ -44,7 +42,7 @@ export default async function hostTasks(options: TaskHostOptions & { port: Messa
   const jobs = new Map<string, JobSpec>();
   for (const file of options.jobFiles) {
     const job = await loadJob(file);
-    jobs.set(jobVersionKey(job.name, job.version), job);
+    jobs.set(jobVersionKey({ job: job.name, version: job.version }), job);
   }
   const nc = await connectNats({ ...options.nats, name: `kappa-worker-${options.workerId}-t${options.threadIndex}` });
   const host = new TaskHost(options, nc, jobs, logger);
@@ -114,7 +112,7 @@ class TaskHost {
   /** Opens the sinks and starts the runner; a failure here is reported and retried with back-off, like a runner's. */
   private async startRunner(hosted: HostedTask, from: StartPosition): Promise<void> {
     const { task } = hosted;
-    const job = this.jobs.get(jobVersionKey(task.job, task.version));
+    const job = this.jobs.get(jobVersionKey(task));
     const logger = this.logger.child({ job: task.job, version: task.version, partition: task.partition });
     while (!hosted.stopping) {
       try {
@@ -189,7 +187,7 @@ class TaskHost {
   }
 
   private sinksFor(job: JobSpec): Promise<JobSinks> {
-    const key = jobVersionKey(job.name, job.version);
+    const key = jobVersionKey({ job: job.name, version: job.version });
     let sinks = this.sinks.get(key);
     if (!sinks) {
       sinks = (async () => JobSinks.open(this.nc, job, isTableSink(job.sink) ? await this.tablesFor(job.sink) : undefined))();

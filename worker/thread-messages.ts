@@ -51,13 +51,3 @@ export type FromTaskHost =
   | { type: 'metrics'; metrics: MetricObjectWithValues<MetricValue<string>>[] }
   | { type: 'failed'; task: TaskId; error: string }
   | { type: 'stopped'; task: TaskId; sequence: number };
-
-/** One string per task, for maps. */
-export function taskKey(task: TaskId): string {
-  return `${task.job}/${task.version}/${task.partition}`;
-}
-
-/** One string per job version. */
-export function jobVersionKey(job: string, version: string): string {
-  return `${job}/${version}`;
-}

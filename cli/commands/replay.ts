@@ -4,7 +4,7 @@
 //   kappa retire JOB --version V [--grace 1m]
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import { AdminRejectedError, assertName, ConfigError, type ClusterStatus } from '../../protocol/index.js';
+import { AdminRejectedError, assertName, ConfigError, type JobVersionStatusView } from '../../protocol/index.js';
 import { parseDuration } from '../../worker/duration.js';
 import { adminRequest } from '../admin-request.js';
 import { addNatsOptions, type NatsFlags } from '../nats-options.js';
@@ -64,11 +64,7 @@ export function registerCutover(program: Command): void {
   ).action(async (job: string, flags: NatsFlags & { version: string; maxLag: string; json?: boolean }) => {
     assertName('job', job);
     assertName('version', flags.version);
-    const detail = (await adminRequest(flags, 'cutover', { type: 'job.cutover', job, version: flags.version, maxLagMessages: parseCount('--max-lag', flags.maxLag) })) as {
-      version: string;
-      previous?: string;
-      table: string;
-    };
+    const detail = await adminRequest(flags, 'cutover', { type: 'job.cutover', job, version: flags.version, maxLagMessages: parseCount('--max-lag', flags.maxLag) });
     if (flags.json) return console.log(JSON.stringify(detail, null, 2));
     console.log(`${job}: apps now read ${detail.version}${detail.previous ? ` (was ${detail.previous})` : ''} from its ${detail.table} table`);
   });
@@ -87,20 +83,20 @@ export function registerRetire(program: Command): void {
     assertName('version', flags.version);
     const graceMs = parseDuration(flags.grace);
     if (typeof graceMs === 'string') throw new ConfigError(`--grace: ${graceMs}`);
-    const detail = (await adminRequest(flags, 'retire', { type: 'job.retire', job, version: flags.version, graceMs: Math.round(graceMs) })) as { dropAt: string };
+    const detail = await adminRequest(flags, 'retire', { type: 'job.retire', job, version: flags.version, graceMs: Math.round(graceMs) });
     if (flags.json) return console.log(JSON.stringify(detail, null, 2));
     console.log(`${job} ${flags.version}: stopping; its table and checkpoints are dropped at ${detail.dropAt}`);
   });
 }
 
 /** Polls the leader's status and shows the version's progress until `done`; SIGINT/SIGTERM stop following. */
-async function follow(flags: NatsFlags, job: string, version: string, done: (view: NonNullable<ReturnType<typeof versionOf>>) => boolean): Promise<void> {
+async function follow(flags: NatsFlags, job: string, version: string, done: (view: JobVersionStatusView) => boolean): Promise<void> {
   const progress = startVersionProgress();
   let interrupted = false;
   void shutdownSignal().then(() => (interrupted = true));
   try {
     while (!interrupted) {
-      const status = (await adminRequest(flags, 'status', { type: 'status.request', job })) as ClusterStatus;
+      const status = await adminRequest(flags, 'status', { type: 'status.request', job });
       const view = versionOf(status, job, version);
       if (!view) throw new AdminRejectedError('VERSION_NOT_FOUND', `${job} ${version} is no longer running`);
       progress.update([view]);

@@ -17,16 +17,16 @@ export function registerStart(program: Command): void {
     assertName('job', job);
     assertName('version', flags.version);
     if (flags.topic !== undefined) assertName('topic', flags.topic);
-    const detail = (await adminRequest(flags, 'start', {
+    const detail = await adminRequest(flags, 'start', {
       type: 'job.start',
       job,
       version: flags.version,
       from: parseStartPosition(flags.from),
       topic: flags.topic,
-    })) as { state?: string; topic?: string | null; partitions?: number | null; alreadyRunning?: boolean };
+    });
     if (flags.json) return console.log(JSON.stringify(detail, null, 2));
     const where = detail.topic ? ` on topic ${detail.topic} (${detail.partitions ?? '?'} partitions)` : '';
-    console.log(`${job} ${flags.version}: ${detail.alreadyRunning ? 'already started, ' : ''}${detail.state ?? 'started'}${where}`);
+    console.log(`${job} ${flags.version}: ${detail.alreadyRunning ? 'already started, ' : ''}${detail.state}${where}`);
   });
 }
 

@@ -1,6 +1,6 @@
-// `kappa status [--json]`: the leader's view, built from the workers' heartbeats.
+// `kappa status [--job J] [--json | --watch]`: the leader's view, built from the workers' heartbeats.
 import type { Command } from 'commander';
-import type { ClusterStatus } from '../../protocol/index.js';
+import { assertName, type AdminRequest, type ClusterStatus } from '../../protocol/index.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { adminRequest } from '../admin-request.js';
 import { shutdownSignal } from '../shutdown-signal.js';
@@ -12,23 +12,26 @@ export function registerStatus(program: Command): void {
     program
       .command('status')
       .description('leader, workers, job versions and every task with its sequence, lag and watermark')
+      .option('--job <job>', "only this job's versions and tasks (every worker is still listed)")
       .option('--json', 'print JSON')
       .option('--watch', 'keep showing every job version’s progress, lag and ETA (Ctrl-C stops)'),
-  ).action(async (flags: NatsFlags & { json?: boolean; watch?: boolean }) => {
-    if (flags.watch) return watch(flags);
-    const status = (await adminRequest(flags, 'status', { type: 'status.request' })) as ClusterStatus;
+  ).action(async (flags: NatsFlags & { job?: string; json?: boolean; watch?: boolean }) => {
+    if (flags.job !== undefined) assertName('job', flags.job);
+    const request: AdminRequest<'status'> = { type: 'status.request', job: flags.job };
+    if (flags.watch) return watch(flags, request);
+    const status = await adminRequest(flags, 'status', request);
     if (flags.json) return console.log(JSON.stringify(status, null, 2));
     printStatus(status);
   });
 }
 
-async function watch(flags: NatsFlags): Promise<void> {
+async function watch(flags: NatsFlags, request: AdminRequest<'status'>): Promise<void> {
   const view = startVersionProgress();
   let interrupted = false;
   void shutdownSignal().then(() => (interrupted = true));
   try {
     while (!interrupted) {
-      view.update(((await adminRequest(flags, 'status', { type: 'status.request' })) as ClusterStatus).versions);
+      view.update((await adminRequest(flags, 'status', request)).versions);
       await sleep(1_000);
     }
   } finally {

@@ -15,8 +15,8 @@ export function registerStop(program: Command): void {
   ).action(async (job: string, flags: NatsFlags & { version: string; json?: boolean }) => {
     assertName('job', job);
     assertName('version', flags.version);
-    const detail = (await adminRequest(flags, 'stop', { type: 'job.stop', job, version: flags.version })) as { releasing?: number };
+    const detail = await adminRequest(flags, 'stop', { type: 'job.stop', job, version: flags.version });
     if (flags.json) return console.log(JSON.stringify(detail, null, 2));
-    console.log(`${job} ${flags.version}: stopping, ${detail.releasing ?? 0} task(s) being released`);
+    console.log(`${job} ${flags.version}: stopping, ${detail.releasing} task(s) being released`);
   });
 }

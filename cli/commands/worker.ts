@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { z } from 'zod';
 import { assertName, ConfigError, connectNats, createLogger, listeningPort, serveProcessEndpoints, startBehindEndpoints, watchConnection } from '../../protocol/index.js';
-import { systemClock } from '../../worker/clock.js';
+import { systemClock } from '../../protocol/clock.js';
 import { loadJob } from '../../worker/job.js';
 import { WorkerMetrics } from '../../worker/metrics.js';
 import { WorkerPool } from '../../worker/pool.js';
