@@ -120,8 +120,9 @@ async function recovery(): Promise<void> {
     );
     return pathToFileURL(resolve(file)).pathname;
   };
+  // One --id per version: the restart after SIGKILL takes its standalone lease over at once.
   const start = (version: string, stateDir: string) =>
-    new KappaProcess(['worker', '--job', job(version), '--standalone', '--nats', server.url, '--state-dir', join(dir, stateDir), '--http-port', '0', '--checkpoint-interval', '2s', '--log-level', 'info']);
+    new KappaProcess(['worker', '--job', job(version), '--standalone', '--id', `bench-${version}`, '--nats', server.url, '--state-dir', join(dir, stateDir), '--http-port', '0', '--checkpoint-interval', '2s', '--log-level', 'info']);
 
   let worker = start('v1', 'recovery');
   await waitCaughtUp(worker, partitions);
