@@ -14,6 +14,11 @@ import pg from 'pg';
 import { assertName, KappaError, kvKeyToken, type ServingTableRow } from '../protocol/index.js';
 import { assertTableName, newestPerRow, sortRows, type PageOptions, type ServingTables, type TableOutput, type TablePage, type TableWriter } from './types.js';
 
+/** The SQLSTATE of an error the server sent (undefined for a connection or client error). */
+function sqlState(error: unknown): string | undefined {
+  return error instanceof pg.DatabaseError ? error.code : undefined;
+}
+
 /** PostgreSQL cuts identifiers at 63 bytes (NAMEDATALEN - 1); ours must fit whole. */
 const MAX_IDENTIFIER_BYTES = 63;
 
@@ -103,7 +108,7 @@ export class PostgresTables implements ServingTables {
     try {
       return (await this.pool.query<StoredRow & { row_key: string }>(sql(table), parameters)).rows;
     } catch (error) {
-      if ((error as { code?: string }).code === '42P01') {
+      if (sqlState(error) === '42P01') {
         throw new KappaError('TOPIC_NOT_FOUND', `job '${job}' version '${version}' has no serving table (PostgreSQL table ${table})`, { cause: error });
       }
       throw error;
@@ -130,7 +135,7 @@ export class PostgresTables implements ServingTables {
     try {
       await this.pool.query(`DROP TABLE IF EXISTS ${quote(postgresTableName(job, version))}`);
     } catch (error) {
-      if ((error as { code?: string }).code === '2BP01') {
+      if (sqlState(error) === '2BP01') {
         throw new KappaError(
           'ADMIN_REJECTED',
           `job '${job}' version '${version}' is the version the alias (view ${quote(postgresViewName(job))}) serves; cut over to another version before dropping its table`,
@@ -259,7 +264,7 @@ export class PostgresTableWriter implements TableWriter {
         await this.pool.query(this.upsert, parameters);
         return;
       } catch (error) {
-        const code = (error as { code?: string }).code;
+        const code = sqlState(error);
         if (code === '42P01') {
           throw new KappaError('TOPIC_NOT_FOUND', `job '${this.job}' version '${this.version}' has no serving table (dropped?); ${outputs.length} outputs not written`, { cause: error });
         }
