@@ -243,16 +243,16 @@ export const adminReplies = {
 export type AdminVerb = keyof typeof adminReplies;
 export type AdminReply<V extends AdminVerb> = z.infer<(typeof adminReplies)[V]>;
 
-/** The request each verb carries. */
-export const adminRequestTypes = {
-  start: 'job.start',
-  stop: 'job.stop',
-  cutover: 'job.cutover',
-  retire: 'job.retire',
-  status: 'status.request',
-} as const satisfies Record<AdminVerb, MessageType>;
+/** The request each verb carries (`kappa replay` sends a `job.start` too). */
+interface AdminRequestTypes extends Record<AdminVerb, MessageType> {
+  start: 'job.start';
+  stop: 'job.stop';
+  cutover: 'job.cutover';
+  retire: 'job.retire';
+  status: 'status.request';
+}
 
-export type AdminRequest<V extends AdminVerb = AdminVerb> = MessageOf<(typeof adminRequestTypes)[V]>;
+export type AdminRequest<V extends AdminVerb = AdminVerb> = MessageOf<AdminRequestTypes[V]>;
 
 /** Checks a `reply.ok` detail against its verb's schema; a mismatch is a ProtocolError naming the field. */
 export function parseAdminReply<V extends AdminVerb>(verb: V, detail: unknown): AdminReply<V> {

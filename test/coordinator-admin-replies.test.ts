@@ -10,7 +10,7 @@ const nats = useNatsServer();
 
 /** Answers every request on the verb's subject with `reply`, until the returned function is called. */
 function fakeLeader(verb: string, reply: Message): () => void {
-  const subscription = nats.nc.subscribe(subjects.adminRequest(verb), { callback: (_error, msg) => msg.respond(encodeMessage(reply)) });
+  const subscription = nats.nc.subscribe(subjects.adminRequest(verb), { callback: (_error, msg) => void msg.respond(encodeMessage(reply)) });
   return () => subscription.unsubscribe();
 }
 
