@@ -26,7 +26,7 @@ import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import { createTopic } from '../client/topics.js';
 import { Producer } from '../client/producer.js';
-import { buckets, decodeMessage, decodeRow, encodeMessage, partitionOf, streams, subjects, type ClusterStatus, type TaskStatus } from '../protocol/index.js';
+import { buckets, decodeMessage, decodeRow, encodeMessage, parseAdminReply, partitionOf, streams, subjects, type ClusterStatus, type TaskStatus } from '../protocol/index.js';
 import { CLI as BUILT_CLI } from '../test/harness/cli.js';
 import { startServer } from '../test/harness/nats-server.js';
 import { readRaw } from './raw-consumer.js';
@@ -334,7 +334,7 @@ function cpuMeter(pids: Record<string, number | undefined>): () => string {
 async function status(): Promise<ClusterStatus> {
   const reply = decodeMessage((await nc.request(subjects.adminRequest('status'), encodeMessage({ type: 'status.request' }), { timeout: 3_000 })).data);
   if (reply.type !== 'reply.ok') throw new Error(`status failed: ${JSON.stringify(reply)}`);
-  return reply.detail as ClusterStatus;
+  return parseAdminReply('status', reply.detail);
 }
 
 /** The tasks a worker process reports on its /status (refreshed by its threads every 250 ms). */
