@@ -14,7 +14,6 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buckets, streams } from '../protocol/index.js';
@@ -26,27 +25,22 @@ import { WorkerMetrics } from '../worker/metrics.js';
 import { StandaloneWorker } from '../worker/standalone.js';
 import { kappa, KappaProcess } from './harness/cli.js';
 import { clicksReference, type Click } from './harness/clicks.js';
-import { pollUntil } from './harness/cluster-status.js';
 import { expectedResults, readServingTable, readTopicLog } from './harness/expected-results.js';
-import { startServer, type NatsServer } from './harness/nats-server.js';
+import { pollUntil } from './harness/poll.js';
+import { useNatsServer } from './harness/use-nats.js';
 
 const PARTITIONS = 2;
 const JOB = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
 
-let server: NatsServer & { close(): Promise<void> };
-let nc: NatsConnection;
+const nats = useNatsServer();
 let dir: string;
 const processes: KappaProcess[] = [];
 
-beforeAll(async () => {
-  server = await startServer();
-  nc = await connect({ servers: server.url });
+beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'kappa-disk-full-'));
 });
 afterAll(async () => {
   await Promise.all(processes.map((process) => process.kill()));
-  await nc?.close();
-  await server?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -56,23 +50,23 @@ async function produce(topic: string, from: number, to: number): Promise<void> {
   for (let id = from; id < to; id++) clicks.push({ id, user: `user-${(id * 13) % 17}`, ts: start + id * 100 - ((id * 7919) % 1500) });
   const file = join(dir, `${topic}-${from}.jsonl`);
   writeFileSync(file, clicks.map((click) => JSON.stringify(click)).join('\n') + '\n');
-  const produced = await kappa(['produce', topic, '--file', file, '--key', 'user', '--time', 'ts', '--nats', server.url]);
+  const produced = await kappa(['produce', topic, '--file', file, '--key', 'user', '--time', 'ts', '--nats', nats.url]);
   expect(produced.code, produced.stderr).toBe(0);
 }
 
 async function lastSequences(topic: string): Promise<number[]> {
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(nats.nc);
   const last: number[] = [];
   for (let partition = 0; partition < PARTITIONS; partition++) last.push((await jsm.streams.info(streams.partition(topic, partition))).state.last_seq);
   return last;
 }
 
 async function expectTableEqualsBatchAnswer(topic: string, job: string, events: number): Promise<void> {
-  const log = await readTopicLog<Click>(nc, topic, PARTITIONS);
+  const log = await readTopicLog<Click>(nats.nc, topic, PARTITIONS);
   expect(log).toHaveLength(events);
   const expected = expectedResults(await clicksReference(JOB), log, PARTITIONS);
   expect(expected.windows.size).toBeGreaterThan(50);
-  expect(await readServingTable(nc, job, 'v1')).toEqual(expected.windows);
+  expect(await readServingTable(nats.nc, job, 'v1')).toEqual(expected.windows);
 }
 
 /** Samples of a metric in Prometheus text, summed over the series whose labels include `labels`. */
@@ -92,7 +86,7 @@ function backoffsOf(lines: readonly string[], msg: string): number[] {
 }
 
 it('keeps the local state when RocksDB refuses writes (a full disk): restarts back off, reopen the same store, show the reason, and recover', async () => {
-  expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', server.url])).code).toBe(0);
+  expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', nats.url])).code).toBe(0);
   await produce('clicks', 0, 1_000);
   const job = await loadJob(JOB);
   const logLines: string[] = [];
@@ -110,15 +104,17 @@ it('keeps the local state when RocksDB refuses writes (a full disk): restarts ba
   };
   const metrics = new WorkerMetrics();
   const stateDir = join(dir, 'local-disk');
-  const worker = await StandaloneWorker.start({ nc, job, workerId: 'disk', stateDir, clock: systemClock, logger, metrics, checkpointIntervalMs: 100, openStore });
+  const worker = await StandaloneWorker.start({ nc: nats.nc, job, workerId: 'disk', stateDir, clock: systemClock, logger, metrics, checkpointIntervalMs: 100, openStore });
   const metricsText = () => metrics.registry.metrics();
   try {
     let last = await lastSequences('clicks');
     const committed = () =>
-      pollUntil('every partition processed and committed', async () => {
-        const progress = worker.progress();
-        return progress.every((task) => task.checkpointSequence === last[task.partition]) ? true : undefined;
-      }, 30_000, () => logLines.slice(-20).join('\n'));
+      pollUntil(() => worker.progress(), {
+        what: 'every partition processed and committed',
+        until: (progress) => progress.every((task) => task.checkpointSequence === last[task.partition]),
+        timeoutMs: 30_000,
+        context: () => logLines.slice(-20).join('\n'),
+      });
     await committed();
     // Marks the local stores: a wipe would remove them.
     const sentinels = Array.from({ length: PARTITIONS }, (_, partition) => join(stateDir, 'clicks', 'v1', String(partition), 'kept'));
@@ -126,7 +122,7 @@ it('keeps the local state when RocksDB refuses writes (a full disk): restarts ba
 
     diskFull = true;
     await produce('clicks', 1_000, 1_500);
-    await pollUntil('four restarts of each task', async () => (backoffsOf(logLines, 'task failed; restarting').length >= 4 * PARTITIONS ? true : undefined), 30_000);
+    await pollUntil(() => backoffsOf(logLines, 'task failed; restarting').length >= 4 * PARTITIONS, { what: 'four restarts of each task', timeoutMs: 30_000 });
 
     // Back-off doubles per task: 0.5 s, 1 s, 2 s, 4 s.
     for (let partition = 0; partition < PARTITIONS; partition++) {
@@ -159,9 +155,9 @@ it('wipes and downloads a local copy only when RocksDB reports it corrupt', asyn
   const manifestFile = readdirSync(store).find((name) => name.startsWith('MANIFEST-'))!;
   writeFileSync(join(store, manifestFile), Buffer.alloc(100, 7));
   const metrics = new WorkerMetrics();
-  const worker = await StandaloneWorker.start({ nc, job: await loadJob(JOB), workerId: 'disk', stateDir, clock: systemClock, logger: pino({ level: 'silent' }), metrics, checkpointIntervalMs: 100 });
+  const worker = await StandaloneWorker.start({ nc: nats.nc, job: await loadJob(JOB), workerId: 'disk', stateDir, clock: systemClock, logger: pino({ level: 'silent' }), metrics, checkpointIntervalMs: 100 });
   try {
-    await pollUntil('both tasks running', async () => (worker.notReadyReason() === undefined ? true : undefined), 30_000);
+    await pollUntil(() => worker.notReadyReason(), { what: 'both tasks running', until: (reason) => reason === undefined, timeoutMs: 30_000 });
     const text = await metrics.registry.metrics();
     expect(metricSum(text, 'kappa_state_restores_total', { partition: '0', source: 'object-store' })).toBe(1);
     expect(metricSum(text, 'kappa_state_restores_total', { partition: '1', source: 'local' })).toBe(1);
@@ -174,30 +170,36 @@ it('wipes and downloads a local copy only when RocksDB reports it corrupt', asyn
 it('retries a checkpoint JetStream refuses (a full store) in place: no restart, no download, not ready with the reason, then recovers', async () => {
   const outJob = join(dir, 'clicks-js.mjs');
   writeFileSync(outJob, `import base from ${JSON.stringify(`file://${JOB}`)};\nexport default { ...base, name: 'clicksjs', source: { topic: 'clicksjs' } };\n`);
-  expect((await kappa(['topic', 'create', 'clicksjs', '--partitions', String(PARTITIONS), '--nats', server.url])).code).toBe(0);
+  expect((await kappa(['topic', 'create', 'clicksjs', '--partitions', String(PARTITIONS), '--nats', nats.url])).code).toBe(0);
   await produce('clicksjs', 0, 1_000);
-  const worker = new KappaProcess(['worker', '--job', outJob, '--standalone', '--id', 'js', '--nats', server.url, '--state-dir', join(dir, 'js'), '--http-port', '0', '--checkpoint-interval', '200ms']);
+  const worker = new KappaProcess(['worker', '--job', outJob, '--standalone', '--id', 'js', '--nats', nats.url, '--state-dir', join(dir, 'js'), '--http-port', '0', '--checkpoint-interval', '200ms']);
   processes.push(worker);
   const [, port] = await worker.waitForLog(/"httpPort":(\d+)/);
   const url = `http://127.0.0.1:${port}`;
   let last = await lastSequences('clicksjs');
   const committed = () =>
-    pollUntil('every partition processed and committed', async () => {
-      const status = (await (await fetch(`${url}/status`)).json()) as { partition: number; checkpointSequence: number }[];
-      return status.length === PARTITIONS && status.every((task) => task.checkpointSequence === last[task.partition]) ? true : undefined;
-    }, 30_000, () => worker.logs.slice(-3000));
+    pollUntil(async () => (await (await fetch(`${url}/status`)).json()) as { partition: number; checkpointSequence: number }[], {
+      what: 'every partition processed and committed',
+      until: (status) => status.length === PARTITIONS && status.every((task) => task.checkpointSequence === last[task.partition]),
+      timeoutMs: 30_000,
+      context: () => worker.logs.slice(-3000),
+    });
   await committed();
   const restoresBefore = metricSum(await (await fetch(`${url}/metrics`)).text(), 'kappa_state_restores_total', {});
 
   // The object bucket's stream may hold no more than it does now: every upload is refused.
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(nats.nc);
   const objects = `OBJ_${buckets.checkpointData}`;
   const info = await jsm.streams.info(objects);
   await jsm.streams.update(objects, { ...info.config, max_bytes: info.state.bytes });
   await produce('clicksjs', 1_000, 1_500);
 
   const lines = () => worker.logs.split('\n');
-  await pollUntil('four failed commits of each task', async () => (backoffsOf(lines(), 'checkpoint failed; retrying it in place').length >= 4 * PARTITIONS ? true : undefined), 30_000, () => worker.logs.slice(-3000));
+  await pollUntil(() => backoffsOf(lines(), 'checkpoint failed; retrying it in place').length >= 4 * PARTITIONS, {
+    what: 'four failed commits of each task',
+    timeoutMs: 30_000,
+    context: () => worker.logs.slice(-3000),
+  });
   for (let partition = 0; partition < PARTITIONS; partition++) {
     const ofTask = lines().filter((line) => line.includes(`"partition":${partition},`));
     expect(backoffsOf(ofTask, 'checkpoint failed; retrying it in place').slice(0, 4)).toEqual([500, 1_000, 2_000, 4_000]);
