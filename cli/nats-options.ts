@@ -1,40 +1,33 @@
-// The connection flags every command shares; flags win over environment variables.
+// The NATS connection settings every command shares (the NATS ecosystem's flag and env names):
+// flags win over environment variables. A process with settings of its own takes them as a group
+// (`nats: natsConnection` in its defineSettings), so its compiled settings carry one NatsSettings;
+// a command that only connects adds them with addNatsOptions and reads them with natsSettingsFrom.
 import type { Command } from 'commander';
-import { natsSettingsFromEnv, type NatsSettings } from '../protocol/index.js';
+import { z } from 'zod';
+import { DEFAULT_NATS_URL, type NatsSettings } from '../protocol/index.js';
+import { defineSettings } from './settings.js';
+
+const file = z.string().optional();
+
+/** Declared under NatsSettings' own names, so the compiled group is what connectNats takes. */
+export const natsConnection = defineSettings({
+  url: { flag: '--nats <url>', env: 'NATS_URL', schema: z.string().default(DEFAULT_NATS_URL), help: 'NATS server URL(s), comma-separated' },
+  credsFile: { flag: '--creds <file>', env: 'NATS_CREDS', schema: file, help: 'NATS credentials file' },
+  user: { flag: '--user <user>', env: 'NATS_USER', schema: z.string().optional(), help: 'NATS user' },
+  password: { flag: '--password <password>', env: 'NATS_PASSWORD', schema: z.string().optional(), help: 'NATS password' },
+  token: { flag: '--token <token>', env: 'NATS_TOKEN', schema: z.string().optional(), help: 'NATS token' },
+  tlsCaFile: { flag: '--tls-ca <file>', env: 'NATS_CA', schema: file, help: 'CA certificate for TLS' },
+  tlsCertFile: { flag: '--tls-cert <file>', env: 'NATS_CERT', schema: file, help: 'client certificate for TLS' },
+  tlsKeyFile: { flag: '--tls-key <file>', env: 'NATS_KEY', schema: file, help: 'client key for TLS' },
+});
+
+/** Commander's parsed options of a command that took addNatsOptions (and options of its own). */
+export type NatsFlags = Readonly<Record<string, unknown>>;
 
 export function addNatsOptions(command: Command): Command {
-  return command
-    .option('--nats <url>', 'NATS server URL(s), comma-separated (env NATS_URL)')
-    .option('--creds <file>', 'NATS credentials file (env NATS_CREDS)')
-    .option('--user <user>', 'NATS user (env NATS_USER)')
-    .option('--password <password>', 'NATS password (env NATS_PASSWORD)')
-    .option('--token <token>', 'NATS token (env NATS_TOKEN)')
-    .option('--tls-ca <file>', 'CA certificate for TLS (env NATS_CA)')
-    .option('--tls-cert <file>', 'client certificate for TLS (env NATS_CERT)')
-    .option('--tls-key <file>', 'client key for TLS (env NATS_KEY)');
-}
-
-export interface NatsFlags {
-  nats?: string;
-  creds?: string;
-  user?: string;
-  password?: string;
-  token?: string;
-  tlsCa?: string;
-  tlsCert?: string;
-  tlsKey?: string;
+  return natsConnection.addOptions(command);
 }
 
 export function natsSettingsFrom(flags: NatsFlags, env: NodeJS.ProcessEnv = process.env): NatsSettings {
-  const fromEnv = natsSettingsFromEnv(env);
-  return {
-    url: flags.nats ?? fromEnv.url,
-    credsFile: flags.creds ?? fromEnv.credsFile,
-    user: flags.user ?? fromEnv.user,
-    password: flags.password ?? fromEnv.password,
-    token: flags.token ?? fromEnv.token,
-    tlsCaFile: flags.tlsCa ?? fromEnv.tlsCaFile,
-    tlsCertFile: flags.tlsCert ?? fromEnv.tlsCertFile,
-    tlsKeyFile: flags.tlsKey ?? fromEnv.tlsKeyFile,
-  };
+  return natsConnection.load(flags, env);
 }

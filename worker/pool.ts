@@ -12,6 +12,7 @@ import { decideAssign, decideRevoke, leastLoadedThread } from './assignment-rule
 import { ControlClient, type Registration } from './control-client.js';
 import { notReadyReason } from './readiness.js';
 import { PoolMetrics } from './thread-metrics.js';
+import type { TaskSettings } from './task-runner.js';
 import type { FromTaskHost, HostedTaskProgress, TaskHostOptions, ToTaskHost } from './thread-messages.js';
 
 export interface WorkerPoolOptions {
@@ -24,10 +25,8 @@ export interface WorkerPoolOptions {
   jobFiles: string[];
   /** The job versions those modules define, with their topics (sent in worker.register). */
   carries: Registration['carries'];
-  stateDir: string;
-  batchMessages: number;
-  checkpointIntervalMs: number;
-  checkpointEvents?: number;
+  /** What each task runs with; handed to every thread as it is. */
+  tasks: TaskSettings;
   logLevel: string;
   logger: Logger;
   httpUrl?: string;
@@ -129,10 +128,7 @@ export class WorkerPool {
       threadIndex: slot.index,
       jobFiles: this.options.jobFiles,
       nats: this.options.nats,
-      stateDir: this.options.stateDir,
-      batchMessages: this.options.batchMessages,
-      checkpointIntervalMs: this.options.checkpointIntervalMs,
-      checkpointEvents: this.options.checkpointEvents,
+      tasks: this.options.tasks,
       logLevel: this.options.logLevel,
       progressIntervalMs: 250,
       metricsIntervalMs: 1000,

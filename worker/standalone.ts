@@ -13,25 +13,21 @@ import type { JobSpec } from './job.js';
 import type { WorkerMetrics } from './metrics.js';
 import { isTableSink, JobSinks } from './sinks.js';
 import { openServingTables, tableSettingsFromEnv } from '../tables/index.js';
-import { TaskRunner, type TaskProgress } from './task-runner.js';
+import { TaskRunner, type TaskProgress, type TaskSettings } from './task-runner.js';
 import { FencedError, internalReplicas, topicPartitions, type KappaError } from '../protocol/index.js';
 import { CheckpointStore } from '../state/checkpoint-store.js';
 import type { TaskStore } from '../state/task-store.js';
 import { notReadyReason } from './readiness.js';
 import { StandaloneLease } from './standalone-lease.js';
 
-export interface StandaloneWorkerOptions {
+export interface StandaloneWorkerOptions extends TaskSettings {
   nc: NatsConnection;
   job: JobSpec;
   /** This replica's id: the lease holder and the checkpoints' worker (default `<host>-<pid>`). */
   workerId?: string;
-  stateDir: string;
   clock: Clock;
   logger: Logger;
   metrics: WorkerMetrics;
-  batchMessages?: number;
-  checkpointIntervalMs?: number;
-  checkpointEvents?: number;
   /** Opens a task's RocksDB store (default TaskStore.open); tests inject write faults here. */
   openStore?: (dir: string) => Promise<TaskStore>;
 }

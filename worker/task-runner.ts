@@ -27,17 +27,26 @@ import { Backoff } from './backoff.js';
 import { PartitionSource } from './source.js';
 import { TaskProcessor, type EngineSnapshot } from './task-processor.js';
 
-export interface TaskRunnerOptions {
+/** How every task of a worker runs: compiled once from the worker's settings (cli/commands/worker.ts). */
+export interface TaskSettings {
+  /** Each task's RocksDB store lives in <stateDir>/<job>/<version>/<partition>. */
+  stateDir: string;
+  /** Largest batch handed to the processor. */
+  batchMessages?: number;
+  /** Checkpoint at least this often (processing time). */
+  checkpointIntervalMs?: number;
+  /** Also checkpoint after this many events (undefined: by time only). */
+  checkpointEvents?: number;
+}
+
+export interface TaskRunnerOptions extends TaskSettings {
   nc: NatsConnection;
   job: JobSpec;
   partition: number;
   sinks: JobSinks;
-  stateDir: string;
   clock: Clock;
   logger: Logger;
   metrics: WorkerMetrics;
-  /** Largest batch handed to the processor. */
-  batchMessages?: number;
   /** How long to wait for messages before idle processing (timers, idle watermark). */
   idleIntervalMs?: number;
   /** First stream sequence to read when the task has no checkpoint yet (default 1, the start of the log). */
@@ -46,10 +55,6 @@ export interface TaskRunnerOptions {
   checkpoints: TaskCheckpoints;
   /** The assignment epoch the task runs under now; commits carry it and a higher one fences them. */
   epoch: () => number;
-  /** Checkpoint at least this often (processing time). */
-  checkpointIntervalMs?: number;
-  /** Also checkpoint after this many events (undefined: by time only). */
-  checkpointEvents?: number;
   /** Also checkpoint when this many state rows are dirty, which bounds memory. */
   checkpointDirtyRows?: number;
   /** Told of every failure before the restart back-off, so a pool can report it. */

@@ -122,17 +122,14 @@ class TaskHost {
         if (hosted.stopping) return;
         hosted.startError = undefined;
         hosted.runner = new TaskRunner({
+          ...this.options.tasks,
           nc: this.nc,
           job,
           partition: task.partition,
           sinks,
-          stateDir: this.options.stateDir,
           clock: systemClock,
           logger,
           metrics: this.metrics,
-          batchMessages: this.options.batchMessages,
-          checkpointIntervalMs: this.options.checkpointIntervalMs,
-          checkpointEvents: this.options.checkpointEvents,
           checkpoints: (await this.checkpointStore()).forTask(task, this.options.workerId),
           epoch: () => hosted.epoch,
           startSequence,

@@ -3,6 +3,7 @@
 // plain structured-clone objects, not the msgpack control protocol.
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { NatsSettings, StartPosition, TaskId } from '../protocol/index.js';
+import type { TaskSettings } from './task-runner.js';
 
 /** What a task host needs to start; passed as the piscina task's argument. */
 export interface TaskHostOptions {
@@ -11,10 +12,8 @@ export interface TaskHostOptions {
   /** Job modules loaded in the thread by path (functions cannot be cloned across threads). */
   jobFiles: string[];
   nats: NatsSettings;
-  stateDir: string;
-  batchMessages: number;
-  checkpointIntervalMs: number;
-  checkpointEvents?: number;
+  /** What each task runs with, as the pool was given it. */
+  tasks: TaskSettings;
   logLevel: string;
   /** How often the host posts task progress. */
   progressIntervalMs: number;

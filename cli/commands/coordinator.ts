@@ -2,84 +2,53 @@
 // follow and take over within the lease. SIGTERM/SIGINT hands leadership over and exits 0.
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
-import ms from 'ms';
 import { z } from 'zod';
 import { connectNats, createLogger, listeningPort, serveProcessEndpoints, startBehindEndpoints, systemClock, watchConnection } from '../../protocol/index.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { CoordinatorMetrics } from '../../coordinator/metrics.js';
 import { shutdownSignal } from '../shutdown-signal.js';
 import { parseViewRequest, readView } from '../../coordinator/views.js';
-import { loadConfig, logLevel, port } from '../config.js';
-import { addNatsOptions, natsSettingsFrom, type NatsFlags } from '../nats-options.js';
+import { logLevel, port, positiveDuration } from '../setting-values.js';
+import { defineSettings } from '../settings.js';
+import { natsConnection } from '../nats-options.js';
 
-/** A duration flag: milliseconds or '6s', '1m'. */
-const durationMs = z.union([z.number(), z.string()]).transform((value, context) => {
-  const parsed = typeof value === 'number' ? value : /^\d+$/.test(value) ? Number(value) : (ms(value as ms.StringValue) as number | undefined);
-  if (typeof parsed !== 'number' || !Number.isFinite(parsed) || parsed <= 0) {
-    context.addIssue({ code: 'custom', message: `expected a duration such as 6000 or '6s', found ${JSON.stringify(value)}` });
-    return z.NEVER;
-  }
-  return parsed;
-});
+const coordinatorSettings = defineSettings(
+  {
+    id: {
+      flag: '--id <id>',
+      env: 'KAPPA_COORDINATOR_ID',
+      schema: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected 1–64 letters, digits, _ or -').default(`${hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 50)}-${process.pid}`),
+      shownDefault: '<host>-<pid>',
+      help: 'replica id shown in status and logs',
+    },
+    httpPort: { flag: '--http-port <port>', env: 'KAPPA_HTTP_PORT', schema: port.default(9465), help: 'port for /metrics, /healthz, /readyz, /v1/status; 0 picks one' },
+    httpHost: { flag: '--http-host <host>', env: 'KAPPA_HTTP_HOST', schema: z.string().default('0.0.0.0'), help: 'address to serve HTTP on' },
+    sessionTimeout: {
+      flag: '--session-timeout <duration>',
+      env: 'KAPPA_SESSION_TIMEOUT',
+      schema: positiveDuration.default(6_000),
+      help: 'a worker silent this long is dead and its tasks move',
+    },
+    leaseTtl: { flag: '--lease-ttl <duration>', env: 'KAPPA_LEASE_TTL', schema: positiveDuration.default(5_000), help: 'leader lease; a dead leader is replaced within it' },
+    logLevel: { flag: '--log-level <level>', env: 'KAPPA_LOG_LEVEL', schema: logLevel.default('info'), help: 'fatal|error|warn|info|debug|trace' },
+    nats: natsConnection,
+  },
+  { configFile: true },
+);
 
 // Exported for the deployment tests (test/deploy-*.test.ts), which check manifests against these defaults.
-export const coordinatorConfig = z.object({
-  id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected 1–64 letters, digits, _ or -').default(`${hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 50)}-${process.pid}`),
-  httpPort: port.default(9465),
-  httpHost: z.string().default('0.0.0.0'),
-  sessionTimeout: durationMs.default(6_000),
-  leaseTtl: durationMs.default(5_000),
-  logLevel: logLevel.default('info'),
-});
-
-interface CoordinatorFlags extends NatsFlags {
-  id?: string;
-  httpPort?: string;
-  httpHost?: string;
-  sessionTimeout?: string;
-  leaseTtl?: string;
-  logLevel?: string;
-  config?: string;
-}
+export const coordinatorConfig = coordinatorSettings.schema;
 
 export function registerCoordinator(program: Command): void {
-  addNatsOptions(
-    program
-      .command('coordinator')
-      .description('run a coordinator replica: leader election, worker membership, task assignment, admin API')
-      .option('--id <id>', 'replica id shown in status and logs (env KAPPA_COORDINATOR_ID, default <host>-<pid>)')
-      .option('--http-port <port>', 'port for /metrics, /healthz, /readyz, /v1/status; 0 picks one (env KAPPA_HTTP_PORT, default 9465)')
-      .option('--http-host <host>', 'address to serve HTTP on (env KAPPA_HTTP_HOST, default 0.0.0.0)')
-      .option('--session-timeout <duration>', 'a worker silent this long is dead and its tasks move (env KAPPA_SESSION_TIMEOUT, default 6s)')
-      .option('--lease-ttl <duration>', 'leader lease; a dead leader is replaced within it (env KAPPA_LEASE_TTL, default 5s)')
-      .option('--log-level <level>', 'fatal|error|warn|info|debug|trace (env KAPPA_LOG_LEVEL)')
-      .option('--config <file>', 'JSON file with any of the settings above (env KAPPA_CONFIG)'),
-  ).action(async (flags: CoordinatorFlags) => {
-    const config = loadConfig(coordinatorConfig, {
-      file: flags.config ?? process.env.KAPPA_CONFIG,
-      env: {
-        id: 'KAPPA_COORDINATOR_ID',
-        httpPort: 'KAPPA_HTTP_PORT',
-        httpHost: 'KAPPA_HTTP_HOST',
-        sessionTimeout: 'KAPPA_SESSION_TIMEOUT',
-        leaseTtl: 'KAPPA_LEASE_TTL',
-        logLevel: 'KAPPA_LOG_LEVEL',
-      },
-      flags: {
-        id: flags.id,
-        httpPort: flags.httpPort,
-        httpHost: flags.httpHost,
-        sessionTimeout: flags.sessionTimeout,
-        leaseTtl: flags.leaseTtl,
-        logLevel: flags.logLevel,
-      },
-    });
-    const logger = createLogger({ coordinatorId: config.id }, config.logLevel);
+  const command = program.command('coordinator').description('run a coordinator replica: leader election, worker membership, task assignment, admin API');
+  coordinatorSettings.addOptions(command).action(async (flags: Record<string, unknown>) => {
+    const settings = coordinatorSettings.load(flags);
+    const logger = createLogger({ coordinatorId: settings.id }, settings.logLevel);
     const metrics = new CoordinatorMetrics();
     // HTTP first: a port already in use (a second replica on this host) ends the command at once
     // with a one-line ConfigError (exit 2), before it holds a NATS connection or a leader lease.
     const started: { coordinator?: Coordinator; connection?: ReturnType<typeof watchConnection> } = {};
-    const http = await serveProcessEndpoints(config.httpPort, config.httpHost, {
+    const http = await serveProcessEndpoints(settings.httpPort, settings.httpHost, {
       registry: metrics.registry,
       logger,
       // Ready: connected, and leading (state loaded) or following a leader it knows.
@@ -95,12 +64,12 @@ export function registerCoordinator(program: Command): void {
       },
     });
     const { nc, coordinator } = await startBehindEndpoints(http, async () => {
-      const nc = await connectNats({ ...natsSettingsFrom(flags), name: `kappa-coordinator-${config.id}` });
+      const nc = await connectNats({ ...settings.nats, name: `kappa-coordinator-${settings.id}` });
       const coordinator = await Coordinator.start({
         nc,
-        coordinatorId: config.id,
-        sessionTimeoutMs: config.sessionTimeout,
-        leaseTtlMs: config.leaseTtl,
+        coordinatorId: settings.id,
+        sessionTimeoutMs: settings.sessionTimeout,
+        leaseTtlMs: settings.leaseTtl,
         clock: systemClock,
         logger,
         metrics,
@@ -110,7 +79,7 @@ export function registerCoordinator(program: Command): void {
     started.connection = watchConnection(nc);
     started.coordinator = coordinator;
     logger.info(
-      { httpPort: listeningPort(http, config.httpPort), sessionTimeoutMs: config.sessionTimeout, leaseTtlMs: config.leaseTtl },
+      { httpPort: listeningPort(http, settings.httpPort), sessionTimeoutMs: settings.sessionTimeout, leaseTtlMs: settings.leaseTtl },
       'coordinator started: serving /metrics, /healthz, /readyz, /v1/status, /v1/views/<job>',
     );
     logger.info({ signal: await shutdownSignal() }, 'stopping: resigning leadership');

@@ -6,7 +6,6 @@
 import { createReadStream, statSync, type ReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { Command } from 'commander';
-import { z } from 'zod';
 import { connectNats } from '../../protocol/index.js';
 import {
   DEFAULT_RETRY_FOR_MS,
@@ -17,58 +16,60 @@ import {
   type JsonEventFields,
   type NatsWait,
 } from '../../client/index.js';
-import { duration, loadConfig } from '../config.js';
 import { ExitCode } from '../exit-codes.js';
-import { addNatsOptions, natsSettingsFrom, type NatsFlags } from '../nats-options.js';
+import { natsConnection } from '../nats-options.js';
 import { startProgress } from '../produce-progress.js';
 import { RejectsFile } from '../rejects-file.js';
+import { duration, positiveInt } from '../setting-values.js';
+import { defineSettings, type SettingsOf } from '../settings.js';
 import { CONNECT_TIMEOUT_MS } from './topic.js';
 
-interface ProduceFlags extends NatsFlags {
+/** What to publish: this run's input, not a setting of the process. */
+type ProduceInput = {
   file: string;
   key: string;
   time: string;
   rejects?: string;
   id?: string;
-  maxInFlight: string;
-  retryFor?: string;
-}
+};
 
-const produceConfig = z.object({ retryFor: duration.default(DEFAULT_RETRY_FOR_MS) });
+const produceSettings = defineSettings({
+  maxInFlight: { flag: '--max-in-flight <n>', schema: positiveInt.default(4096), help: 'publishes awaiting their ack' },
+  retryFor: {
+    flag: '--retry-for <duration>',
+    env: 'KAPPA_PRODUCE_RETRY_FOR',
+    schema: duration.default(DEFAULT_RETRY_FOR_MS),
+    help: 'how long to retry through a lost NATS node or a stream leader election before giving up with exit 4',
+  },
+  nats: natsConnection,
+});
 
 /** Rejected lines listed one by one on stderr; past this, only the rejects file has them. */
 const MAX_LISTED_REJECTS = 100;
 
 export function registerProduce(program: Command): void {
-  addNatsOptions(
-    program
-      .command('produce <topic>')
-      .description('publish JSON lines as events to a topic (bad lines go to a rejects file)')
-      .requiredOption('--file <file>', "JSON lines to read, '-' for stdin")
-      .requiredOption('--key <field>', 'field holding the event key (dotted path for nested fields)')
-      .requiredOption('--time <field>', 'field holding the event time: ms since the epoch or an ISO-8601 string')
-      .option('--rejects <file>', 'where rejected lines go (default <file>.rejects, or stdin.rejects)')
-      .option('--id <producer-id>', 'producer id prefixing message ids: rerunning the same input with the same id within the duplicate window stores nothing new')
-      .option('--max-in-flight <n>', 'publishes awaiting their ack', '4096')
-      .option(
-        '--retry-for <duration>',
-        `how long to retry through a lost NATS node or a stream leader election before giving up with exit 4 (env KAPPA_PRODUCE_RETRY_FOR, default ${DEFAULT_RETRY_FOR_MS / 1000}s)`,
-      ),
-  ).action(async (topic: string, flags: ProduceFlags) => {
-    process.exitCode = await produce(topic, flags);
+  const command = program
+    .command('produce <topic>')
+    .description('publish JSON lines as events to a topic (bad lines go to a rejects file)')
+    .requiredOption('--file <file>', "JSON lines to read, '-' for stdin")
+    .requiredOption('--key <field>', 'field holding the event key (dotted path for nested fields)')
+    .requiredOption('--time <field>', 'field holding the event time: ms since the epoch or an ISO-8601 string')
+    .option('--rejects <file>', 'where rejected lines go (default <file>.rejects, or stdin.rejects)')
+    .option('--id <producer-id>', 'producer id prefixing message ids: rerunning the same input with the same id within the duplicate window stores nothing new');
+  produceSettings.addOptions(command).action(async (topic: string, flags: ProduceInput) => {
+    process.exitCode = await produce(topic, flags, produceSettings.load(flags));
   });
 }
 
-async function produce(topic: string, flags: ProduceFlags): Promise<number> {
+async function produce(topic: string, flags: ProduceInput, settings: SettingsOf<typeof produceSettings>): Promise<number> {
   const fromStdin = flags.file === '-';
   const rejectsPath = flags.rejects ?? (fromStdin ? 'stdin.rejects' : `${flags.file}.rejects`);
   const totalBytes = fromStdin ? undefined : statSync(flags.file).size;
-  const { retryFor: retryForMs } = loadConfig(produceConfig, { env: { retryFor: 'KAPPA_PRODUCE_RETRY_FOR' }, flags: { retryFor: flags.retryFor } });
 
   const run: ProduceRun = { rejects: new RejectsFile(rejectsPath, MAX_LISTED_REJECTS), producer: undefined, bytesRead: 0, published: 0 };
   /** What connecting and the topic lookup wait for; once publishing, the producer says. */
   let startupWait: NatsWait | undefined;
-  const retry = { retryForMs, onWait: (wait: NatsWait | undefined) => (startupWait = wait) };
+  const retry = { retryForMs: settings.retryFor, onWait: (wait: NatsWait | undefined) => (startupWait = wait) };
   const progress = startProgress(totalBytes, () => ({
     bytesRead: run.bytesRead,
     published: run.producer?.stats().acknowledged ?? 0,
@@ -76,10 +77,9 @@ async function produce(topic: string, flags: ProduceFlags): Promise<number> {
     waiting: run.producer ? run.producer.waiting() : startupWait,
   }));
   try {
-    const settings = natsSettingsFrom(flags);
-    const nc = await retryThroughElections('connecting', () => connectNats(settings, { timeout: CONNECT_TIMEOUT_MS, name: `kappa produce ${topic}` }), retry);
+    const nc = await retryThroughElections('connecting', () => connectNats(settings.nats, { timeout: CONNECT_TIMEOUT_MS, name: `kappa produce ${topic}` }), retry);
     try {
-      run.producer = await Producer.forTopic(nc, topic, { producerId: flags.id, maxInFlight: Number(flags.maxInFlight), ...retry });
+      run.producer = await Producer.forTopic(nc, topic, { producerId: flags.id, maxInFlight: settings.maxInFlight, ...retry });
       const startedAt = Date.now();
       const input: Readable = fromStdin
         ? process.stdin.setEncoding('utf8')

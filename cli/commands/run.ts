@@ -13,73 +13,76 @@ import { eventTimeOf } from '../../protocol/index.js';
 import { runBatch, type BatchInputEvent } from '../../worker/batch-run.js';
 import { loadJob, type JobSpec } from '../../worker/job.js';
 import type { DeadLetter } from '../../worker/types.js';
-import { loadConfig, positiveInt } from '../config.js';
 import { ExitCode } from '../exit-codes.js';
 import { RejectsFile } from '../rejects-file.js';
+import { positiveInt } from '../setting-values.js';
+import { defineSettings } from '../settings.js';
 import { toViewRow } from '../view-row.js';
 
-const runConfig = z.object({
-  input: z.string({ error: 'an input file is required (--input FILE)' }),
-  output: z.string().optional(),
-  late: z.string().optional(),
-  rejects: z.string().optional(),
-  deadLetters: z.string().optional(),
-  partitions: positiveInt.default(1),
-  key: z.string().optional(),
-  time: z.string().optional(),
+const file = z.string().optional();
+
+const runSettings = defineSettings({
+  input: { flag: '--input <file>', schema: z.string({ error: 'an input file is required (--input FILE)' }), help: 'JSON lines, one event per line' },
+  output: { flag: '--output <file>', schema: file, help: 'write the table as JSON lines here instead of stdout' },
+  late: { flag: '--late <file>', schema: file, help: 'write the late-data records here as JSON lines' },
+  rejects: { flag: '--rejects <file>', schema: file, help: 'where lines that are not events go (default <input>.rejects)' },
+  deadLetters: { flag: '--dead-letters <file>', schema: file, help: 'write every dead letter (reason, error, event) here as JSON lines' },
+  partitions: {
+    flag: '--partitions <n>',
+    schema: positiveInt.default(1),
+    help: 'route events to n partitions with the topic hash, as a topic of n partitions would',
+  },
+  key: {
+    flag: '--key <field>',
+    schema: z.string().optional(),
+    help: "field the events are partitioned by, as `kappa produce --key` (default: the job's key function, else \"key\")",
+  },
+  time: { flag: '--time <field>', schema: z.string().optional(), help: "field with the event time carried in the envelope, as `kappa produce --time` (default: the job's time function)" },
 });
 
 /** Rejected lines and dead letters listed on stderr; the files have them all. */
 const LISTED = 5;
 
 export function registerRun(program: Command): void {
-  program
+  const command = program
     .command('run')
     .description('run a job over a JSON-lines file in batch mode (no NATS) and print its final serving table')
-    .argument('<job>', 'job module (.mjs/.js)')
-    .option('--input <file>', 'JSON lines, one event per line')
-    .option('--output <file>', 'write the table as JSON lines here instead of stdout')
-    .option('--late <file>', 'write the late-data records here as JSON lines')
-    .option('--rejects <file>', 'where lines that are not events go (default <input>.rejects)')
-    .option('--dead-letters <file>', 'write every dead letter (reason, error, event) here as JSON lines')
-    .option('--partitions <n>', 'route events to n partitions with the topic hash, as a topic of n partitions would (default 1)')
-    .option('--key <field>', "field the events are partitioned by, as `kappa produce --key` (default: the job's key function, else \"key\")")
-    .option('--time <field>', "field with the event time carried in the envelope, as `kappa produce --time` (default: the job's time function)")
-    .action(async (jobFile: string, flags: Record<string, string | undefined>) => {
-      const config = loadConfig(runConfig, { env: {}, flags });
-      const job = await loadJob(jobFile);
-      const rejects = new RejectsFile(config.rejects ?? `${config.input}.rejects`, LISTED);
-      const events: BatchInputEvent[] = [];
-      let lineNumber = 0;
-      const lines = createInterface({ input: createReadStream(config.input), crlfDelay: Infinity });
-      try {
-        for await (const line of lines) {
-          lineNumber++;
-          if (line.trim() === '') continue;
-          const parsed = config.key !== undefined && config.time !== undefined ? eventFromJsonLine(line, { key: config.key, time: config.time }) : eventOfJob(line, job, config.key);
-          if ('reason' in parsed) rejects.add(lineNumber, parsed.reason, line);
-          else events.push(parsed.event);
-        }
-      } finally {
-        await rejects.close();
+    .argument('<job>', 'job module (.mjs/.js)');
+  runSettings.addOptions(command).action(async (jobFile: string, flags: Record<string, unknown>) => {
+    const settings = runSettings.load(flags);
+    const job = await loadJob(jobFile);
+    const rejects = new RejectsFile(settings.rejects ?? `${settings.input}.rejects`, LISTED);
+    const events: BatchInputEvent[] = [];
+    let lineNumber = 0;
+    const lines = createInterface({ input: createReadStream(settings.input), crlfDelay: Infinity });
+    try {
+      for await (const line of lines) {
+        lineNumber++;
+        if (line.trim() === '') continue;
+        const parsed = settings.key !== undefined && settings.time !== undefined ? eventFromJsonLine(line, { key: settings.key, time: settings.time }) : eventOfJob(line, job, settings.key);
+        if ('reason' in parsed) rejects.add(lineNumber, parsed.reason, line);
+        else events.push(parsed.event);
       }
-      const stateDir = mkdtempSync(join(tmpdir(), 'kappa-run-'));
-      try {
-        const result = await runBatch(job, events, { partitions: config.partitions, stateDir });
-        const rows = [...result.table.values()].map(toViewRow).sort(compareRows);
-        await writeLines(config.output, rows);
-        if (config.late) await writeLines(config.late, result.late);
-        if (config.deadLetters) await writeLines(config.deadLetters, result.deadLetters.map(deadLetterRecord));
-        summarizeDeadLetters(result.deadLetters, config.deadLetters);
-        console.error(
-          `kappa run: ${result.processed} events, ${rows.length} rows, ${result.late.length} late, ${result.deadLetters.length} dead-lettered, ${rejects.count} rejected lines` +
-            (rejects.count > 0 ? ` (see ${rejects.path})` : ''),
-        );
-        if (rejects.count > 0 || result.deadLetters.length > 0) process.exitCode = ExitCode.rejectedInput;
-      } finally {
-        rmSync(stateDir, { recursive: true, force: true });
-      }
-    });
+    } finally {
+      await rejects.close();
+    }
+    const stateDir = mkdtempSync(join(tmpdir(), 'kappa-run-'));
+    try {
+      const result = await runBatch(job, events, { partitions: settings.partitions, stateDir });
+      const rows = [...result.table.values()].map(toViewRow).sort(compareRows);
+      await writeLines(settings.output, rows);
+      if (settings.late) await writeLines(settings.late, result.late);
+      if (settings.deadLetters) await writeLines(settings.deadLetters, result.deadLetters.map(deadLetterRecord));
+      summarizeDeadLetters(result.deadLetters, settings.deadLetters);
+      console.error(
+        `kappa run: ${result.processed} events, ${rows.length} rows, ${result.late.length} late, ${result.deadLetters.length} dead-lettered, ${rejects.count} rejected lines` +
+          (rejects.count > 0 ? ` (see ${rejects.path})` : ''),
+      );
+      if (rejects.count > 0 || result.deadLetters.length > 0) process.exitCode = ExitCode.rejectedInput;
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
 }
 
 type LineResult = { event: BatchInputEvent } | { reason: string };
