@@ -11,10 +11,20 @@ const file = z.string().optional();
 
 /** Declared under NatsSettings' own names, so the compiled group is what connectNats takes. */
 export const natsConnection = defineSettings({
-  url: { flag: '--nats <url>', env: 'NATS_URL', schema: z.string().default(DEFAULT_NATS_URL), help: 'NATS server URL(s), comma-separated' },
+  url: {
+    flag: '--nats <url>',
+    env: 'NATS_URL',
+    schema: z.string().default(DEFAULT_NATS_URL),
+    help: 'NATS server URL(s), comma-separated',
+  },
   credsFile: { flag: '--creds <file>', env: 'NATS_CREDS', schema: file, help: 'NATS credentials file' },
   user: { flag: '--user <user>', env: 'NATS_USER', schema: z.string().optional(), help: 'NATS user' },
-  password: { flag: '--password <password>', env: 'NATS_PASSWORD', schema: z.string().optional(), help: 'NATS password' },
+  password: {
+    flag: '--password <password>',
+    env: 'NATS_PASSWORD',
+    schema: z.string().optional(),
+    help: 'NATS password',
+  },
   token: { flag: '--token <token>', env: 'NATS_TOKEN', schema: z.string().optional(), help: 'NATS token' },
   tlsCaFile: { flag: '--tls-ca <file>', env: 'NATS_CA', schema: file, help: 'CA certificate for TLS' },
   tlsCertFile: { flag: '--tls-cert <file>', env: 'NATS_CERT', schema: file, help: 'client certificate for TLS' },

@@ -42,7 +42,10 @@ export const positiveDuration = shownAs(
   z.union([z.number(), z.string()]).transform((value, context) => {
     const parsed = typeof value === 'number' ? value : /^\d+$/.test(value) ? Number(value) : parseDuration(value);
     if (typeof parsed !== 'number' || !Number.isFinite(parsed) || parsed <= 0) {
-      context.addIssue({ code: 'custom', message: `expected a duration such as 6000 or '6s', found ${JSON.stringify(value)}` });
+      context.addIssue({
+        code: 'custom',
+        message: `expected a duration such as 6000 or '6s', found ${JSON.stringify(value)}`,
+      });
       return z.NEVER;
     }
     return parsed;

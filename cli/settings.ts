@@ -30,7 +30,11 @@ export type SettingDeclarations = Readonly<Record<string, Setting | SettingsDefi
 
 /** The compiled settings: each setting's parsed value (defaults applied), each group's object. */
 export type Settings<D extends SettingDeclarations> = {
-  -readonly [K in keyof D]: D[K] extends SettingsDefinition<infer G> ? Settings<G> : D[K] extends Setting<infer S> ? z.output<S> : never;
+  -readonly [K in keyof D]: D[K] extends SettingsDefinition<infer G>
+    ? Settings<G>
+    : D[K] extends Setting<infer S>
+      ? z.output<S>
+      : never;
 };
 
 /** The compiled settings of a definition: `SettingsOf<typeof workerSettings>`. */
@@ -38,10 +42,16 @@ export type Settings<D extends SettingDeclarations> = {
 export type SettingsOf<T extends SettingsDefinition<any>> = T extends SettingsDefinition<infer D> ? Settings<D> : never;
 
 type SettingNames<D extends SettingDeclarations> = { [K in keyof D]: D[K] extends Setting ? K : never }[keyof D];
-type SettingsShape<D extends SettingDeclarations> = { [K in SettingNames<D>]: D[K] extends Setting<infer S> ? S : never };
+type SettingsShape<D extends SettingDeclarations> = {
+  [K in SettingNames<D>]: D[K] extends Setting<infer S> ? S : never;
+};
 
 /** The flag and env variable of the JSON config file, for a definition declared with `configFile`. */
-export const CONFIG_FILE = { flag: '--config <file>', env: 'KAPPA_CONFIG', help: 'JSON file with any of the settings above' };
+const CONFIG_FILE = {
+  flag: '--config <file>',
+  env: 'KAPPA_CONFIG',
+  help: 'JSON file with any of the settings above',
+};
 
 export class SettingsDefinition<D extends SettingDeclarations> {
   /** What a config file may hold (groups are flags and env only); checked strictly when loading. */
@@ -70,10 +80,12 @@ export class SettingsDefinition<D extends SettingDeclarations> {
   addOptions(command: Command): Command {
     for (const [, setting, parsed] of this.settings) {
       const option = new Option(setting.flag, helpOf(setting, parsed));
-      if (setting.repeatable) option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
+      if (setting.repeatable)
+        option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
       command.addOption(option);
     }
-    if (this.options.configFile) command.addOption(new Option(CONFIG_FILE.flag, `${CONFIG_FILE.help} (env ${CONFIG_FILE.env})`));
+    if (this.options.configFile)
+      command.addOption(new Option(CONFIG_FILE.flag, `${CONFIG_FILE.help} (env ${CONFIG_FILE.env})`));
     for (const [, group] of this.groups) group.addOptions(command);
     return command;
   }
@@ -82,7 +94,9 @@ export class SettingsDefinition<D extends SettingDeclarations> {
   load(flags: Readonly<Record<string, unknown>>, environment: NodeJS.ProcessEnv = process.env): Settings<D> {
     const merged: Record<string, unknown> = {};
     const origin: Record<string, string> = {};
-    const file = this.options.configFile ? ((flags.config as string | undefined) ?? environment[CONFIG_FILE.env]) : undefined;
+    const file = this.options.configFile
+      ? ((flags.config as string | undefined) ?? environment[CONFIG_FILE.env])
+      : undefined;
     if (file) {
       for (const [name, value] of Object.entries(readConfigFile(file))) {
         merged[name] = value;
@@ -106,7 +120,8 @@ export class SettingsDefinition<D extends SettingDeclarations> {
     const result = this.schema.strict().safeParse(merged);
     if (!result.success) {
       const issue = result.error.issues[0]!;
-      if (issue.code === 'unrecognized_keys') throw new ConfigError(`unknown setting(s) ${issue.keys.join(', ')}${file ? ` in ${file}` : ''}`);
+      if (issue.code === 'unrecognized_keys')
+        throw new ConfigError(`unknown setting(s) ${issue.keys.join(', ')}${file ? ` in ${file}` : ''}`);
       const name = String(issue.path[0] ?? '');
       const from = origin[name] ? ` (from ${origin[name]})` : '';
       throw new ConfigError(`setting '${name}'${from}: ${issue.message}`);
@@ -118,7 +133,10 @@ export class SettingsDefinition<D extends SettingDeclarations> {
 }
 
 /** Declares a command's settings once; `configFile` adds --config/KAPPA_CONFIG, the lowest of the sources. */
-export function defineSettings<D extends SettingDeclarations>(declarations: D, options: { configFile?: boolean } = {}): SettingsDefinition<D> {
+export function defineSettings<D extends SettingDeclarations>(
+  declarations: D,
+  options: { configFile?: boolean } = {},
+): SettingsDefinition<D> {
   return new SettingsDefinition(declarations, options);
 }
 

@@ -7,6 +7,7 @@ import { ConnectionError } from './errors.js';
 
 export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 
+/** How to reach NATS; its flags and env variables are declared in cli/nats-options.ts. */
 export interface NatsSettings {
   /** One URL or a comma-separated list of cluster URLs. */
   url: string;
@@ -19,19 +20,6 @@ export interface NatsSettings {
   tlsKeyFile?: string;
   /** A name the server shows for this connection (monitoring, logs). */
   name?: string;
-}
-
-export function natsSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): NatsSettings {
-  return {
-    url: env.NATS_URL ?? DEFAULT_NATS_URL,
-    credsFile: env.NATS_CREDS,
-    user: env.NATS_USER,
-    password: env.NATS_PASSWORD,
-    token: env.NATS_TOKEN,
-    tlsCaFile: env.NATS_CA,
-    tlsCertFile: env.NATS_CERT,
-    tlsKeyFile: env.NATS_KEY,
-  };
 }
 
 export async function connectNats(settings: NatsSettings, extra: Partial<ConnectionOptions> = {}): Promise<NatsConnection> {

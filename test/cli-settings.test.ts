@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { z } from 'zod';
 import { ConfigError } from '../protocol/index.js';
 import { natsConnection } from '../cli/nats-options.js';
@@ -19,12 +19,34 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const settings = defineSettings(
   {
-    job: { flag: '--job <file>', env: 'T_JOB', repeatable: true, schema: z.union([z.string(), z.array(z.string())]).optional(), help: 'job module' },
+    job: {
+      flag: '--job <file>',
+      env: 'T_JOB',
+      repeatable: true,
+      schema: z.union([z.string(), z.array(z.string())]).optional(),
+      help: 'job module',
+    },
     standalone: { flag: '--standalone', schema: z.boolean().default(false), help: 'no coordinator' },
-    threads: { flag: '--threads <n>', env: 'T_THREADS', schema: positiveInt.default(4), shownDefault: 'cores', help: 'task threads' },
+    threads: {
+      flag: '--threads <n>',
+      env: 'T_THREADS',
+      schema: positiveInt.default(4),
+      shownDefault: 'cores',
+      help: 'task threads',
+    },
     batch: { flag: '--batch <n>', schema: positiveInt.default(10_000), help: 'largest batch' },
-    checkpointInterval: { flag: '--checkpoint-interval <duration>', env: 'T_CHECKPOINT_INTERVAL', schema: duration.default(10_000), help: 'checkpoint this often' },
-    dlqMaxBytes: { flag: '--dlq-max-bytes <size>', env: 'T_DLQ_MAX_BYTES', schema: byteSize.default(1024 ** 3), help: 'dead letters kept' },
+    checkpointInterval: {
+      flag: '--checkpoint-interval <duration>',
+      env: 'T_CHECKPOINT_INTERVAL',
+      schema: duration.default(10_000),
+      help: 'checkpoint this often',
+    },
+    dlqMaxBytes: {
+      flag: '--dlq-max-bytes <size>',
+      env: 'T_DLQ_MAX_BYTES',
+      schema: byteSize.default(1024 ** 3),
+      help: 'dead letters kept',
+    },
     logLevel: { flag: '--log-level <level>', env: 'T_LOG_LEVEL', schema: logLevel.default('info'), help: 'log level' },
     nats: natsConnection,
   },
@@ -65,8 +87,26 @@ describe('defineSettings: loading', () => {
       checkpointInterval: 10_000,
       dlqMaxBytes: 1024 ** 3,
       logLevel: 'info',
-      nats: { url: 'nats://127.0.0.1:4222', credsFile: undefined, user: undefined, password: undefined, token: undefined, tlsCaFile: undefined, tlsCertFile: undefined, tlsKeyFile: undefined },
+      nats: {
+        url: 'nats://127.0.0.1:4222',
+        credsFile: undefined,
+        user: undefined,
+        password: undefined,
+        token: undefined,
+        tlsCaFile: undefined,
+        tlsCertFile: undefined,
+        tlsKeyFile: undefined,
+      },
     });
+  });
+
+  it('types the compiled settings from the declarations (checked by npm run typecheck)', () => {
+    const loaded = load([]);
+    expectTypeOf(loaded.threads).toEqualTypeOf<number>();
+    expectTypeOf(loaded.standalone).toEqualTypeOf<boolean>();
+    expectTypeOf(loaded.logLevel).toEqualTypeOf<'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'>();
+    expectTypeOf(loaded.nats.url).toEqualTypeOf<string>();
+    expectTypeOf(loaded.nats.token).toEqualTypeOf<string | undefined>();
   });
 
   it('takes a config file over the defaults, the environment over the file, and a flag over both', () => {
@@ -84,22 +124,35 @@ describe('defineSettings: loading', () => {
   });
 
   it('collects a repeated flag into a list and reads a boolean flag', () => {
-    expect(load(['--job', 'a.mjs', '--job', 'b.mjs', '--standalone'])).toMatchObject({ job: ['a.mjs', 'b.mjs'], standalone: true });
+    expect(load(['--job', 'a.mjs', '--job', 'b.mjs', '--standalone'])).toMatchObject({
+      job: ['a.mjs', 'b.mjs'],
+      standalone: true,
+    });
   });
 
   it('compiles a group (the NATS connection) into one nested object, from flags over env, under its own names', () => {
-    const loaded = load(['--nats', 'nats://a:4222', '--tls-ca', 'ca.pem'], { NATS_URL: 'nats://env:4222', NATS_TOKEN: 's3cret', NATS_CA: 'env-ca.pem' });
+    const loaded = load(['--nats', 'nats://a:4222', '--tls-ca', 'ca.pem'], {
+      NATS_URL: 'nats://env:4222',
+      NATS_TOKEN: 's3cret',
+      NATS_CA: 'env-ca.pem',
+    });
     expect(loaded.nats).toMatchObject({ url: 'nats://a:4222', token: 's3cret', tlsCaFile: 'ca.pem' });
   });
 
   it('names the setting and its source when a value is bad: a flag, an env variable, a config file', () => {
-    expect(loadError(['--threads', '0']).message).toBe("setting 'threads' (from flag --threads): Too small: expected number to be >0");
-    expect(loadError(['--dlq-max-bytes', '1 XB']).message).toMatch(/^setting 'dlqMaxBytes' \(from flag --dlq-max-bytes\): expected a size such as .* found "1 XB"$/);
+    expect(loadError(['--threads', '0']).message).toBe(
+      "setting 'threads' (from flag --threads): Too small: expected number to be >0",
+    );
+    expect(loadError(['--dlq-max-bytes', '1 XB']).message).toMatch(
+      /^setting 'dlqMaxBytes' \(from flag --dlq-max-bytes\): expected a size such as .* found "1 XB"$/,
+    );
     expect(loadError([], { T_CHECKPOINT_INTERVAL: 'soon' }).message).toMatch(
       /^setting 'checkpointInterval' \(from environment variable T_CHECKPOINT_INTERVAL\): expected a duration such as 500, '5s' or '1m', found "soon"$/,
     );
     const file = configFile({ logLevel: 'loud' });
-    expect(loadError(['--config', file]).message).toMatch(new RegExp(`^setting 'logLevel' \\(from config file ${file}\\): `));
+    expect(loadError(['--config', file]).message).toMatch(
+      new RegExp(`^setting 'logLevel' \\(from config file ${file}\\): `),
+    );
   });
 
   it('refuses a config file with a setting it does not declare (the NATS connection is flags and env only), or that is not a JSON object', () => {
@@ -107,7 +160,9 @@ describe('defineSettings: loading', () => {
     expect(loadError(['--config', file]).message).toBe(`unknown setting(s) url, colour in ${file}`);
     const array = configFile([1]);
     expect(loadError(['--config', array]).message).toBe(`config file ${array} must hold a JSON object`);
-    expect(loadError(['--config', join(dir, 'missing.json')]).message).toMatch(/^cannot read config file .*missing\.json: ENOENT/);
+    expect(loadError(['--config', join(dir, 'missing.json')]).message).toMatch(
+      /^cannot read config file .*missing\.json: ENOENT/,
+    );
   });
 
   it('exposes the schema of the file/env/flag settings, defaults included (the deployment tests read it)', () => {
@@ -122,7 +177,9 @@ describe('defineSettings: help', () => {
   it('shows each setting with its env variable and default in the units of its kind', () => {
     expect(help).toContain('--threads <n> task threads (env T_THREADS, default cores)');
     expect(help).toContain('--batch <n> largest batch (default 10000)');
-    expect(help).toContain('--checkpoint-interval <duration> checkpoint this often (env T_CHECKPOINT_INTERVAL, default 10s)');
+    expect(help).toContain(
+      '--checkpoint-interval <duration> checkpoint this often (env T_CHECKPOINT_INTERVAL, default 10s)',
+    );
     expect(help).toContain('--dlq-max-bytes <size> dead letters kept (env T_DLQ_MAX_BYTES, default 1GiB)');
     expect(help).toContain('--log-level <level> log level (env T_LOG_LEVEL, default info)');
     expect(help).toContain('--job <file> job module (env T_JOB)');
@@ -131,7 +188,9 @@ describe('defineSettings: help', () => {
 
   it('lists --config after the settings it may hold, then the NATS connection with its env variables', () => {
     expect(help).toContain('--config <file> JSON file with any of the settings above (env KAPPA_CONFIG) --nats <url>');
-    expect(help).toContain('--nats <url> NATS server URL(s), comma-separated (env NATS_URL, default nats://127.0.0.1:4222)');
+    expect(help).toContain(
+      '--nats <url> NATS server URL(s), comma-separated (env NATS_URL, default nats://127.0.0.1:4222)',
+    );
     expect(help).toContain('--tls-key <file> client key for TLS (env NATS_KEY)');
   });
 
@@ -139,7 +198,16 @@ describe('defineSettings: help', () => {
     const result = await kappa(['worker', '--help']);
     expect(result.code).toBe(0);
     const text = result.stdout.replace(/\s+/g, ' ');
-    for (const env of ['KAPPA_JOB', 'KAPPA_THREADS', 'KAPPA_WORKER_ID', 'KAPPA_STATE_DIR', 'KAPPA_HTTP_PORT', 'KAPPA_HTTP_HOST', 'KAPPA_CHECKPOINT_INTERVAL', 'KAPPA_CHECKPOINT_EVENTS']) {
+    for (const env of [
+      'KAPPA_JOB',
+      'KAPPA_THREADS',
+      'KAPPA_WORKER_ID',
+      'KAPPA_STATE_DIR',
+      'KAPPA_HTTP_PORT',
+      'KAPPA_HTTP_HOST',
+      'KAPPA_CHECKPOINT_INTERVAL',
+      'KAPPA_CHECKPOINT_EVENTS',
+    ]) {
       expect(text).toContain(`env ${env}`);
     }
     expect(text).toContain('(env KAPPA_STATE_DIR, default .kappa/state)');
@@ -149,14 +217,20 @@ describe('defineSettings: help', () => {
 
 describe('kappa with a bad setting', () => {
   it('exits 2 with one line naming the setting and the flag it came from', async () => {
-    const result = await kappa(['worker', '--job', 'examples/clicks-per-window.mjs', '--threads', '0'], { env: { KAPPA_THREADS: undefined, KAPPA_CONFIG: undefined } });
+    const result = await kappa(['worker', '--job', 'examples/clicks-per-window.mjs', '--threads', '0'], {
+      env: { KAPPA_THREADS: undefined, KAPPA_CONFIG: undefined },
+    });
     expect(result.code).toBe(2);
-    expect(result.stderr.trim()).toBe("kappa: setting 'threads' (from flag --threads): Too small: expected number to be >0");
+    expect(result.stderr.trim()).toBe(
+      "kappa: setting 'threads' (from flag --threads): Too small: expected number to be >0",
+    );
   });
 
   it('exits 2 naming the env variable for the coordinator, whose settings are declared the same way', async () => {
     const result = await kappa(['coordinator'], { env: { KAPPA_SESSION_TIMEOUT: 'never', KAPPA_CONFIG: undefined } });
     expect(result.code).toBe(2);
-    expect(result.stderr.trim()).toBe(`kappa: setting 'sessionTimeout' (from environment variable KAPPA_SESSION_TIMEOUT): expected a duration such as 6000 or '6s', found "never"`);
+    expect(result.stderr.trim()).toBe(
+      `kappa: setting 'sessionTimeout' (from environment variable KAPPA_SESSION_TIMEOUT): expected a duration such as 6000 or '6s', found "never"`,
+    );
   });
 });

@@ -3,7 +3,15 @@
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { connectNats, createLogger, listeningPort, serveProcessEndpoints, startBehindEndpoints, systemClock, watchConnection } from '../../protocol/index.js';
+import {
+  connectNats,
+  createLogger,
+  listeningPort,
+  serveProcessEndpoints,
+  startBehindEndpoints,
+  systemClock,
+  watchConnection,
+} from '../../protocol/index.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { CoordinatorMetrics } from '../../coordinator/metrics.js';
 import { shutdownSignal } from '../shutdown-signal.js';
@@ -17,20 +25,47 @@ const coordinatorSettings = defineSettings(
     id: {
       flag: '--id <id>',
       env: 'KAPPA_COORDINATOR_ID',
-      schema: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected 1–64 letters, digits, _ or -').default(`${hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 50)}-${process.pid}`),
+      schema: z
+        .string()
+        .regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected 1–64 letters, digits, _ or -')
+        .default(
+          `${hostname()
+            .replace(/[^A-Za-z0-9_-]/g, '-')
+            .slice(0, 50)}-${process.pid}`,
+        ),
       shownDefault: '<host>-<pid>',
       help: 'replica id shown in status and logs',
     },
-    httpPort: { flag: '--http-port <port>', env: 'KAPPA_HTTP_PORT', schema: port.default(9465), help: 'port for /metrics, /healthz, /readyz, /v1/status; 0 picks one' },
-    httpHost: { flag: '--http-host <host>', env: 'KAPPA_HTTP_HOST', schema: z.string().default('0.0.0.0'), help: 'address to serve HTTP on' },
+    httpPort: {
+      flag: '--http-port <port>',
+      env: 'KAPPA_HTTP_PORT',
+      schema: port.default(9465),
+      help: 'port for /metrics, /healthz, /readyz, /v1/status; 0 picks one',
+    },
+    httpHost: {
+      flag: '--http-host <host>',
+      env: 'KAPPA_HTTP_HOST',
+      schema: z.string().default('0.0.0.0'),
+      help: 'address to serve HTTP on',
+    },
     sessionTimeout: {
       flag: '--session-timeout <duration>',
       env: 'KAPPA_SESSION_TIMEOUT',
       schema: positiveDuration.default(6_000),
       help: 'a worker silent this long is dead and its tasks move',
     },
-    leaseTtl: { flag: '--lease-ttl <duration>', env: 'KAPPA_LEASE_TTL', schema: positiveDuration.default(5_000), help: 'leader lease; a dead leader is replaced within it' },
-    logLevel: { flag: '--log-level <level>', env: 'KAPPA_LOG_LEVEL', schema: logLevel.default('info'), help: 'fatal|error|warn|info|debug|trace' },
+    leaseTtl: {
+      flag: '--lease-ttl <duration>',
+      env: 'KAPPA_LEASE_TTL',
+      schema: positiveDuration.default(5_000),
+      help: 'leader lease; a dead leader is replaced within it',
+    },
+    logLevel: {
+      flag: '--log-level <level>',
+      env: 'KAPPA_LOG_LEVEL',
+      schema: logLevel.default('info'),
+      help: 'fatal|error|warn|info|debug|trace',
+    },
     nats: natsConnection,
   },
   { configFile: true },
@@ -40,7 +75,9 @@ const coordinatorSettings = defineSettings(
 export const coordinatorConfig = coordinatorSettings.schema;
 
 export function registerCoordinator(program: Command): void {
-  const command = program.command('coordinator').description('run a coordinator replica: leader election, worker membership, task assignment, admin API');
+  const command = program
+    .command('coordinator')
+    .description('run a coordinator replica: leader election, worker membership, task assignment, admin API');
   coordinatorSettings.addOptions(command).action(async (flags: Record<string, unknown>) => {
     const settings = coordinatorSettings.load(flags);
     const logger = createLogger({ coordinatorId: settings.id }, settings.logLevel);
@@ -79,7 +116,11 @@ export function registerCoordinator(program: Command): void {
     started.connection = watchConnection(nc);
     started.coordinator = coordinator;
     logger.info(
-      { httpPort: listeningPort(http, settings.httpPort), sessionTimeoutMs: settings.sessionTimeout, leaseTtlMs: settings.leaseTtl },
+      {
+        httpPort: listeningPort(http, settings.httpPort),
+        sessionTimeoutMs: settings.sessionTimeout,
+        leaseTtlMs: settings.leaseTtl,
+      },
       'coordinator started: serving /metrics, /healthz, /readyz, /v1/status, /v1/views/<job>',
     );
     logger.info({ signal: await shutdownSignal() }, 'stopping: resigning leadership');

@@ -19,21 +19,41 @@ const DEMO_JOB = resolve(import.meta.dirname, '../../../examples/clicks-per-wind
 
 const devSettings = defineSettings({
   nats: { flag: '--nats <url>', schema: z.string().optional(), help: 'use this NATS server instead of starting one' },
-  dataDir: { flag: '--data-dir <dir>', schema: z.string().default('.kappa'), help: 'where the local nats-server and task state keep their data' },
-  natsPort: { flag: '--nats-port <port>', schema: port.default(0), shownDefault: 'any free port', help: 'client port of the local nats-server' },
+  dataDir: {
+    flag: '--data-dir <dir>',
+    schema: z.string().default('.kappa'),
+    help: 'where the local nats-server and task state keep their data',
+  },
+  natsPort: {
+    flag: '--nats-port <port>',
+    schema: port.default(0),
+    shownDefault: 'any free port',
+    help: 'client port of the local nats-server',
+  },
   rate: { flag: '--rate <events/s>', schema: positiveInt.default(500), help: 'demo events per second' },
   partitions: { flag: '--partitions <n>', schema: positiveInt.default(8), help: 'partitions of the demo topic' },
   workers: { flag: '--workers <n>', schema: positiveInt.default(2), help: 'worker processes' },
   threads: { flag: '--threads <n>', schema: positiveInt.default(1), help: 'threads per worker' },
-  httpPort: { flag: '--http-port <port>', schema: port.default(9464), help: "first HTTP port: the coordinator's, then one per worker" },
+  httpPort: {
+    flag: '--http-port <port>',
+    schema: port.default(9464),
+    help: "first HTTP port: the coordinator's, then one per worker",
+  },
   // Quiet by default (the dev console is for the summary lines); info shows the processes' JSON logs.
-  logLevel: { flag: '--log-level <level>', env: 'KAPPA_LOG_LEVEL', schema: logLevel.default('warn'), help: "the coordinator's and workers' log level" },
+  logLevel: {
+    flag: '--log-level <level>',
+    env: 'KAPPA_LOG_LEVEL',
+    schema: logLevel.default('warn'),
+    help: "the coordinator's and workers' log level",
+  },
 });
 
 export function registerDev(program: Command): void {
   const command = program
     .command('dev')
-    .description('run Kappa locally: its own nats-server, the demo topic and job, and a stream of demo events (Ctrl-C stops)');
+    .description(
+      'run Kappa locally: its own nats-server, the demo topic and job, and a stream of demo events (Ctrl-C stops)',
+    );
   devSettings.addOptions(command).action(async (flags: Record<string, unknown>) => {
     const settings = devSettings.load(flags);
     const dataDir = resolve(settings.dataDir);
@@ -46,7 +66,11 @@ export function registerDev(program: Command): void {
       const natsDir = resolve(dataDir, 'nats');
       mkdirSync(natsDir, { recursive: true });
       server = new NatsServer(natsDir, (self) =>
-        [`listen: 127.0.0.1:${self.clientPort > 0 ? self.clientPort : settings.natsPort || -1}`, `http: 127.0.0.1:-1`, `jetstream { store_dir: "${resolve(natsDir, 'store')}" }`].join('\n'),
+        [
+          `listen: 127.0.0.1:${self.clientPort > 0 ? self.clientPort : settings.natsPort || -1}`,
+          `http: 127.0.0.1:-1`,
+          `jetstream { store_dir: "${resolve(natsDir, 'store')}" }`,
+        ].join('\n'),
       );
       await server.start();
       url = server.url;
@@ -59,17 +83,42 @@ export function registerDev(program: Command): void {
 
     const coordinatorPort = settings.httpPort;
     const processes = [
-      new KappaChild('coordinator', ['coordinator', '--id', 'dev-coordinator', '--nats', url, '--http-port', String(coordinatorPort), '--log-level', settings.logLevel]),
+      new KappaChild('coordinator', [
+        'coordinator',
+        '--id',
+        'dev-coordinator',
+        '--nats',
+        url,
+        '--http-port',
+        String(coordinatorPort),
+        '--log-level',
+        settings.logLevel,
+      ]),
     ];
     for (let index = 1; index <= settings.workers; index++) {
       processes.push(
         new KappaChild(`worker-${index}`, [
-          'worker', '--job', DEMO_JOB, '--id', `dev-worker-${index}`, '--threads', String(settings.threads), '--nats', url,
-          '--state-dir', resolve(dataDir, 'state', `worker-${index}`), '--http-port', String(coordinatorPort + index), '--log-level', settings.logLevel,
+          'worker',
+          '--job',
+          DEMO_JOB,
+          '--id',
+          `dev-worker-${index}`,
+          '--threads',
+          String(settings.threads),
+          '--nats',
+          url,
+          '--state-dir',
+          resolve(dataDir, 'state', `worker-${index}`),
+          '--http-port',
+          String(coordinatorPort + index),
+          '--log-level',
+          settings.logLevel,
         ]),
       );
     }
-    say(`coordinator (http://127.0.0.1:${coordinatorPort}/v1/status) and ${settings.workers} worker(s) with ${settings.threads} thread(s) each`);
+    say(
+      `coordinator (http://127.0.0.1:${coordinatorPort}/v1/status) and ${settings.workers} worker(s) with ${settings.threads} thread(s) each`,
+    );
     await startDemoJob(url);
     say(`job clicks v1 (examples/clicks-per-window.mjs) started on the workers`);
 
@@ -107,7 +156,13 @@ async function startDemoJob(url: string): Promise<void> {
   const deadline = Date.now() + 30_000;
   for (;;) {
     try {
-      await adminRequest({ nats: url }, 'start', { type: 'job.start', job: 'clicks', version: 'v1', topic: 'clicks', from: { kind: 'earliest' } });
+      await adminRequest({ nats: url }, 'start', {
+        type: 'job.start',
+        job: 'clicks',
+        version: 'v1',
+        topic: 'clicks',
+        from: { kind: 'earliest' },
+      });
       return;
     } catch (error) {
       if (!(error instanceof NoLeaderError) || Date.now() > deadline) throw error;

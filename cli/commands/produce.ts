@@ -55,18 +55,30 @@ export function registerProduce(program: Command): void {
     .requiredOption('--key <field>', 'field holding the event key (dotted path for nested fields)')
     .requiredOption('--time <field>', 'field holding the event time: ms since the epoch or an ISO-8601 string')
     .option('--rejects <file>', 'where rejected lines go (default <file>.rejects, or stdin.rejects)')
-    .option('--id <producer-id>', 'producer id prefixing message ids: rerunning the same input with the same id within the duplicate window stores nothing new');
+    .option(
+      '--id <producer-id>',
+      'producer id prefixing message ids: rerunning the same input with the same id within the duplicate window stores nothing new',
+    );
   produceSettings.addOptions(command).action(async (topic: string, flags: ProduceInput) => {
     process.exitCode = await produce(topic, flags, produceSettings.load(flags));
   });
 }
 
-async function produce(topic: string, flags: ProduceInput, settings: SettingsOf<typeof produceSettings>): Promise<number> {
+async function produce(
+  topic: string,
+  flags: ProduceInput,
+  settings: SettingsOf<typeof produceSettings>,
+): Promise<number> {
   const fromStdin = flags.file === '-';
   const rejectsPath = flags.rejects ?? (fromStdin ? 'stdin.rejects' : `${flags.file}.rejects`);
   const totalBytes = fromStdin ? undefined : statSync(flags.file).size;
 
-  const run: ProduceRun = { rejects: new RejectsFile(rejectsPath, MAX_LISTED_REJECTS), producer: undefined, bytesRead: 0, published: 0 };
+  const run: ProduceRun = {
+    rejects: new RejectsFile(rejectsPath, MAX_LISTED_REJECTS),
+    producer: undefined,
+    bytesRead: 0,
+    published: 0,
+  };
   /** What connecting and the topic lookup wait for; once publishing, the producer says. */
   let startupWait: NatsWait | undefined;
   const retry = { retryForMs: settings.retryFor, onWait: (wait: NatsWait | undefined) => (startupWait = wait) };
@@ -77,9 +89,17 @@ async function produce(topic: string, flags: ProduceInput, settings: SettingsOf<
     waiting: run.producer ? run.producer.waiting() : startupWait,
   }));
   try {
-    const nc = await retryThroughElections('connecting', () => connectNats(settings.nats, { timeout: CONNECT_TIMEOUT_MS, name: `kappa produce ${topic}` }), retry);
+    const nc = await retryThroughElections(
+      'connecting',
+      () => connectNats(settings.nats, { timeout: CONNECT_TIMEOUT_MS, name: `kappa produce ${topic}` }),
+      retry,
+    );
     try {
-      run.producer = await Producer.forTopic(nc, topic, { producerId: flags.id, maxInFlight: settings.maxInFlight, ...retry });
+      run.producer = await Producer.forTopic(nc, topic, {
+        producerId: flags.id,
+        maxInFlight: settings.maxInFlight,
+        ...retry,
+      });
       const startedAt = Date.now();
       const input: Readable = fromStdin
         ? process.stdin.setEncoding('utf8')
@@ -112,7 +132,13 @@ interface ProduceRun {
 }
 
 /** Reads the input line by line, publishing each event or rejecting the line with its reason. */
-async function publishLines(input: Readable, producer: Producer, run: ProduceRun, fields: JsonEventFields, totalBytes: number | undefined): Promise<void> {
+async function publishLines(
+  input: Readable,
+  producer: Producer,
+  run: ProduceRun,
+  fields: JsonEventFields,
+  totalBytes: number | undefined,
+): Promise<void> {
   let lineNumber = 0;
   let remainder = '';
   /** Publishes or rejects one line; false when the producer's in-flight window is full. */

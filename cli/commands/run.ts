@@ -22,11 +22,23 @@ import { toViewRow } from '../view-row.js';
 const file = z.string().optional();
 
 const runSettings = defineSettings({
-  input: { flag: '--input <file>', schema: z.string({ error: 'an input file is required (--input FILE)' }), help: 'JSON lines, one event per line' },
+  input: {
+    flag: '--input <file>',
+    schema: z.string({ error: 'an input file is required (--input FILE)' }),
+    help: 'JSON lines, one event per line',
+  },
   output: { flag: '--output <file>', schema: file, help: 'write the table as JSON lines here instead of stdout' },
   late: { flag: '--late <file>', schema: file, help: 'write the late-data records here as JSON lines' },
-  rejects: { flag: '--rejects <file>', schema: file, help: 'where lines that are not events go (default <input>.rejects)' },
-  deadLetters: { flag: '--dead-letters <file>', schema: file, help: 'write every dead letter (reason, error, event) here as JSON lines' },
+  rejects: {
+    flag: '--rejects <file>',
+    schema: file,
+    help: 'where lines that are not events go (default <input>.rejects)',
+  },
+  deadLetters: {
+    flag: '--dead-letters <file>',
+    schema: file,
+    help: 'write every dead letter (reason, error, event) here as JSON lines',
+  },
   partitions: {
     flag: '--partitions <n>',
     schema: positiveInt.default(1),
@@ -35,9 +47,13 @@ const runSettings = defineSettings({
   key: {
     flag: '--key <field>',
     schema: z.string().optional(),
-    help: "field the events are partitioned by, as `kappa produce --key` (default: the job's key function, else \"key\")",
+    help: 'field the events are partitioned by, as `kappa produce --key` (default: the job\'s key function, else "key")',
   },
-  time: { flag: '--time <field>', schema: z.string().optional(), help: "field with the event time carried in the envelope, as `kappa produce --time` (default: the job's time function)" },
+  time: {
+    flag: '--time <field>',
+    schema: z.string().optional(),
+    help: "field with the event time carried in the envelope, as `kappa produce --time` (default: the job's time function)",
+  },
 });
 
 /** Rejected lines and dead letters listed on stderr; the files have them all. */
@@ -59,7 +75,10 @@ export function registerRun(program: Command): void {
       for await (const line of lines) {
         lineNumber++;
         if (line.trim() === '') continue;
-        const parsed = settings.key !== undefined && settings.time !== undefined ? eventFromJsonLine(line, { key: settings.key, time: settings.time }) : eventOfJob(line, job, settings.key);
+        const parsed =
+          settings.key !== undefined && settings.time !== undefined
+            ? eventFromJsonLine(line, { key: settings.key, time: settings.time })
+            : eventOfJob(line, job, settings.key);
         if ('reason' in parsed) rejects.add(lineNumber, parsed.reason, line);
         else events.push(parsed.event);
       }
@@ -107,7 +126,13 @@ function eventOfJob(line: string, job: JobSpec, keyField: string | undefined): L
     return { reason: `the job's key function threw: ${(error as Error).message}` };
   }
   if (typeof key === 'number' && Number.isFinite(key)) key = String(key);
-  if (typeof key !== 'string' || key === '') return { reason: keyField === undefined && job.key ? `the job's key function gave no key (${JSON.stringify(key) ?? 'undefined'})` : `key field "${keyField ?? 'key'}" is missing or not a string` };
+  if (typeof key !== 'string' || key === '')
+    return {
+      reason:
+        keyField === undefined && job.key
+          ? `the job's key function gave no key (${JSON.stringify(key) ?? 'undefined'})`
+          : `key field "${keyField ?? 'key'}" is missing or not a string`,
+    };
   let time: number | string;
   try {
     time = eventTimeOf(job.time(value));
@@ -119,11 +144,16 @@ function eventOfJob(line: string, job: JobSpec, keyField: string | undefined): L
 
 function summarizeDeadLetters(letters: readonly DeadLetter[], file: string | undefined): void {
   if (letters.length === 0) return;
-  for (const letter of letters.slice(0, LISTED)) console.error(`kappa: dead letter (${letter.reason}) partition ${letter.partition} #${letter.sequence}: ${letter.error}`);
+  for (const letter of letters.slice(0, LISTED))
+    console.error(
+      `kappa: dead letter (${letter.reason}) partition ${letter.partition} #${letter.sequence}: ${letter.error}`,
+    );
   const byReason = new Map<string, number>();
   for (const letter of letters) byReason.set(letter.reason, (byReason.get(letter.reason) ?? 0) + 1);
   const counts = [...byReason].map(([reason, count]) => `${count} ${reason}`).join(', ');
-  console.error(`kappa: ${letters.length} dead letters (${counts})${file ? `; all in ${file}` : letters.length > LISTED ? '; --dead-letters FILE writes them all' : ''}`);
+  console.error(
+    `kappa: ${letters.length} dead letters (${counts})${file ? `; all in ${file}` : letters.length > LISTED ? '; --dead-letters FILE writes them all' : ''}`,
+  );
 }
 
 function deadLetterRecord(letter: DeadLetter): Record<string, unknown> {
@@ -138,7 +168,11 @@ function compareRows(a: { key: string; start?: number }, b: { key: string; start
 async function writeLines(file: string | undefined, records: readonly unknown[]): Promise<void> {
   const out = file ? createWriteStream(file) : process.stdout;
   for (const record of records) {
-    if (!out.write(JSON.stringify(record) + '\n')) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
+    if (!out.write(JSON.stringify(record) + '\n'))
+      await new Promise<void>((resolve) => out.once('drain', () => resolve()));
   }
-  if (file) await new Promise<void>((resolve, reject) => (out as ReturnType<typeof createWriteStream>).end((error?: Error | null) => (error ? reject(error) : resolve())));
+  if (file)
+    await new Promise<void>((resolve, reject) =>
+      (out as ReturnType<typeof createWriteStream>).end((error?: Error | null) => (error ? reject(error) : resolve())),
+    );
 }

@@ -7,7 +7,16 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { z } from 'zod';
-import { assertName, ConfigError, connectNats, createLogger, listeningPort, serveProcessEndpoints, startBehindEndpoints, watchConnection } from '../../protocol/index.js';
+import {
+  assertName,
+  ConfigError,
+  connectNats,
+  createLogger,
+  listeningPort,
+  serveProcessEndpoints,
+  startBehindEndpoints,
+  watchConnection,
+} from '../../protocol/index.js';
 import { systemClock } from '../../protocol/clock.js';
 import { loadJob } from '../../worker/job.js';
 import { WorkerMetrics } from '../../worker/metrics.js';
@@ -32,11 +41,17 @@ const workerSettings = defineSettings(
       // Several --job flags, a JSON array, or a comma-separated KAPPA_JOB.
       schema: z
         .union([z.string(), z.array(z.string())], { error: JOB_REQUIRED })
-        .transform((value) => (Array.isArray(value) ? value : value.split(',')).map((file) => file.trim()).filter(Boolean))
+        .transform((value) =>
+          (Array.isArray(value) ? value : value.split(',')).map((file) => file.trim()).filter(Boolean),
+        )
         .refine((files) => files.length > 0, JOB_REQUIRED),
       help: 'job module (.mjs/.js) whose default export is the job definition; repeat for several, or list them comma-separated in the env variable',
     },
-    standalone: { flag: '--standalone', schema: z.boolean().default(false), help: 'consume every partition of one job without a coordinator' },
+    standalone: {
+      flag: '--standalone',
+      schema: z.boolean().default(false),
+      help: 'consume every partition of one job without a coordinator',
+    },
     threads: {
       flag: '--threads <n>',
       env: 'KAPPA_THREADS',
@@ -51,35 +66,84 @@ const workerSettings = defineSettings(
       shownDefault: '<host>-<pid>',
       help: 'worker id, stable across restarts for sticky assignment; with --standalone, a restart under the same id takes its lease over at once',
     },
-    stateDir: { flag: '--state-dir <dir>', env: 'KAPPA_STATE_DIR', schema: z.string().default('.kappa/state'), help: 'where task state (RocksDB) lives' },
-    httpPort: { flag: '--http-port <port>', env: 'KAPPA_HTTP_PORT', schema: port.default(9464), help: 'port for /metrics, /healthz, /readyz; 0 picks one' },
-    httpHost: { flag: '--http-host <host>', env: 'KAPPA_HTTP_HOST', schema: z.string().default('0.0.0.0'), help: 'address to serve HTTP on' },
-    batch: { flag: '--batch <n>', schema: positiveInt.default(10_000), help: 'largest batch of messages a task handles at once' },
+    stateDir: {
+      flag: '--state-dir <dir>',
+      env: 'KAPPA_STATE_DIR',
+      schema: z.string().default('.kappa/state'),
+      help: 'where task state (RocksDB) lives',
+    },
+    httpPort: {
+      flag: '--http-port <port>',
+      env: 'KAPPA_HTTP_PORT',
+      schema: port.default(9464),
+      help: 'port for /metrics, /healthz, /readyz; 0 picks one',
+    },
+    httpHost: {
+      flag: '--http-host <host>',
+      env: 'KAPPA_HTTP_HOST',
+      schema: z.string().default('0.0.0.0'),
+      help: 'address to serve HTTP on',
+    },
+    batch: {
+      flag: '--batch <n>',
+      schema: positiveInt.default(10_000),
+      help: 'largest batch of messages a task handles at once',
+    },
     checkpointInterval: {
       flag: '--checkpoint-interval <duration>',
       env: 'KAPPA_CHECKPOINT_INTERVAL',
       schema: duration.default(DEFAULT_CHECKPOINT_INTERVAL_MS),
       help: "checkpoint every task at least this often, e.g. '10s'",
     },
-    checkpointEvents: { flag: '--checkpoint-events <n>', env: 'KAPPA_CHECKPOINT_EVENTS', schema: positiveInt.optional(), help: 'also checkpoint a task after this many events' },
+    checkpointEvents: {
+      flag: '--checkpoint-events <n>',
+      env: 'KAPPA_CHECKPOINT_EVENTS',
+      schema: positiveInt.optional(),
+      help: 'also checkpoint a task after this many events',
+    },
     // Limits of the shared dead-letter, late-data and output streams (worker/job-streams.ts); 0 is none.
-    dlqMaxAge: { flag: '--dlq-max-age <duration>', env: 'KAPPA_DLQ_MAX_AGE', schema: duration.default(limits.deadLetter.maxAgeMs), help: 'keep dead letters this long, 0 for ever' },
+    dlqMaxAge: {
+      flag: '--dlq-max-age <duration>',
+      env: 'KAPPA_DLQ_MAX_AGE',
+      schema: duration.default(limits.deadLetter.maxAgeMs),
+      help: 'keep dead letters this long, 0 for ever',
+    },
     dlqMaxBytes: {
       flag: '--dlq-max-bytes <size>',
       env: 'KAPPA_DLQ_MAX_BYTES',
       schema: byteSize.default(limits.deadLetter.maxBytes),
       help: 'keep at most this much of dead letters, oldest dropped first, 0 for no bound',
     },
-    lateMaxAge: { flag: '--late-max-age <duration>', env: 'KAPPA_LATE_MAX_AGE', schema: duration.default(limits.lateData.maxAgeMs), help: 'keep late records this long' },
-    lateMaxBytes: { flag: '--late-max-bytes <size>', env: 'KAPPA_LATE_MAX_BYTES', schema: byteSize.default(limits.lateData.maxBytes), help: 'keep at most this much of late records' },
-    outputMaxAge: { flag: '--output-max-age <duration>', env: 'KAPPA_OUTPUT_MAX_AGE', schema: duration.default(limits.output.maxAgeMs), help: "keep the 'stream' sink's outputs this long" },
+    lateMaxAge: {
+      flag: '--late-max-age <duration>',
+      env: 'KAPPA_LATE_MAX_AGE',
+      schema: duration.default(limits.lateData.maxAgeMs),
+      help: 'keep late records this long',
+    },
+    lateMaxBytes: {
+      flag: '--late-max-bytes <size>',
+      env: 'KAPPA_LATE_MAX_BYTES',
+      schema: byteSize.default(limits.lateData.maxBytes),
+      help: 'keep at most this much of late records',
+    },
+    outputMaxAge: {
+      flag: '--output-max-age <duration>',
+      env: 'KAPPA_OUTPUT_MAX_AGE',
+      schema: duration.default(limits.output.maxAgeMs),
+      help: "keep the 'stream' sink's outputs this long",
+    },
     outputMaxBytes: {
       flag: '--output-max-bytes <size>',
       env: 'KAPPA_OUTPUT_MAX_BYTES',
       schema: byteSize.default(limits.output.maxBytes),
       help: "keep at most this much of the 'stream' sink's outputs",
     },
-    logLevel: { flag: '--log-level <level>', env: 'KAPPA_LOG_LEVEL', schema: logLevel.default('info'), help: 'fatal|error|warn|info|debug|trace' },
+    logLevel: {
+      flag: '--log-level <level>',
+      env: 'KAPPA_LOG_LEVEL',
+      schema: logLevel.default('info'),
+      help: 'fatal|error|warn|info|debug|trace',
+    },
     nats: natsConnection,
   },
   { configFile: true },
@@ -92,7 +156,11 @@ type WorkerSettings = SettingsOf<typeof workerSettings>;
 
 export function registerWorker(program: Command): void {
   workerSettings
-    .addOptions(program.command('worker').description('run the tasks of a job (with --standalone: every partition of its topic, no coordinator)'))
+    .addOptions(
+      program
+        .command('worker')
+        .description('run the tasks of a job (with --standalone: every partition of its topic, no coordinator)'),
+    )
     .action(async (flags: Record<string, unknown>) => {
       const settings = workerSettings.load(flags);
       await (settings.standalone ? runStandalone(settings) : runPool(settings));
@@ -134,7 +202,8 @@ async function applyJobStreamLimits(nc: NatsConnection, settings: WorkerSettings
 
 /** `--standalone`: every partition of one job in this process, until SIGTERM/SIGINT or a lost lease. */
 async function runStandalone(settings: WorkerSettings): Promise<void> {
-  if (settings.job.length !== 1) throw new ConfigError(`--standalone runs one job, found ${settings.job.length} (--job given more than once)`);
+  if (settings.job.length !== 1)
+    throw new ConfigError(`--standalone runs one job, found ${settings.job.length} (--job given more than once)`);
   const job = await loadJob(settings.job[0]!);
   const logger = createLogger({ job: job.name, version: job.version }, settings.logLevel);
   const metrics = new WorkerMetrics();
@@ -169,8 +238,12 @@ async function runStandalone(settings: WorkerSettings): Promise<void> {
   started.worker = worker;
   logger.info({ httpPort: listeningPort(http, settings.httpPort) }, 'serving /metrics, /healthz, /readyz');
   // A replica that lost its lease or was fenced by a newer one stops too, and exits non-zero.
-  const stopping = await Promise.race([shutdownSignal().then((signal) => ({ signal })), worker.lost.then((error) => ({ error }))]);
-  if ('error' in stopping) logger.error({ err: stopping.error }, 'stopping: this replica may no longer run the job version');
+  const stopping = await Promise.race([
+    shutdownSignal().then((signal) => ({ signal })),
+    worker.lost.then((error) => ({ error })),
+  ]);
+  if ('error' in stopping)
+    logger.error({ err: stopping.error }, 'stopping: this replica may no longer run the job version');
   else logger.info({ signal: stopping.signal }, 'stopping: finishing current batches');
   await worker.stop();
   http.close();
@@ -188,7 +261,8 @@ async function runPool(settings: WorkerSettings): Promise<void> {
   const versions = new Set<string>();
   for (const job of jobs) {
     const key = `${job.name}/${job.version}`;
-    if (versions.has(key)) throw new ConfigError(`job ${job.name} version ${job.version} is defined by more than one --job module`);
+    if (versions.has(key))
+      throw new ConfigError(`job ${job.name} version ${job.version} is defined by more than one --job module`);
     versions.add(key);
   }
   const logger = createLogger({ workerId }, settings.logLevel);
@@ -197,7 +271,10 @@ async function runPool(settings: WorkerSettings): Promise<void> {
   // pool exists it is not ready.
   const started: { pool?: WorkerPool; connection?: ReturnType<typeof watchConnection> } = {};
   const http = await serveProcessEndpoints(settings.httpPort, settings.httpHost, {
-    registry: { metrics: () => started.pool?.metrics.metrics() ?? Promise.resolve(''), contentType: Registry.PROMETHEUS_CONTENT_TYPE },
+    registry: {
+      metrics: () => started.pool?.metrics.metrics() ?? Promise.resolve(''),
+      contentType: Registry.PROMETHEUS_CONTENT_TYPE,
+    },
     logger,
     // Ready: connected, and every assigned task restored and consuming.
     isReady: () => (started.connection?.connected ?? false) && (started.pool?.isReady() ?? false),
