@@ -17,6 +17,7 @@ RUN npm ci --no-audit --no-fund --loglevel=error
 COPY tsconfig.json index.ts ./
 COPY protocol protocol
 COPY state state
+COPY tables tables
 COPY worker worker
 COPY coordinator coordinator
 COPY client client
