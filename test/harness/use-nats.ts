@@ -45,10 +45,14 @@ export function useNatsServer(options: UseNatsOptions & { server?: ServerOptions
       nc = await connect({ ...options.connection, servers: server.url });
     },
     async () => {
-      await nc?.close();
-      await server?.close();
-      nc = undefined;
-      server = undefined;
+      try {
+        await nc?.close();
+      } finally {
+        // The server is stopped even when closing the connection failed.
+        await server?.close();
+        nc = undefined;
+        server = undefined;
+      }
     },
   );
   return {
@@ -75,10 +79,13 @@ export function useNatsCluster(options: UseNatsOptions & { size?: number } = {})
       nc = await connect({ ...options.connection, servers: cluster.urls });
     },
     async () => {
-      await nc?.close();
-      await cluster?.stopAll();
-      nc = undefined;
-      cluster = undefined;
+      try {
+        await nc?.close();
+      } finally {
+        await cluster?.stopAll();
+        nc = undefined;
+        cluster = undefined;
+      }
     },
   );
   return {
