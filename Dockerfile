@@ -16,6 +16,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --loglevel=error
 COPY tsconfig.json index.ts ./
 COPY protocol protocol
+COPY runtime runtime
 COPY state state
 COPY tables tables
 COPY worker worker

@@ -3,19 +3,8 @@
 // The reply is checked against its verb's schema (protocol/messages.ts `adminReplies`), so a
 // command reads typed fields and a malformed reply is one clear ProtocolError, not a crash later.
 import type { NatsConnection } from '@nats-io/transport-node';
-import {
-  AdminRejectedError,
-  connectNats,
-  decodeMessage,
-  encodeMessage,
-  NoLeaderError,
-  parseAdminReply,
-  ProtocolError,
-  subjects,
-  type AdminReply,
-  type AdminRequest,
-  type AdminVerb,
-} from '../protocol/index.js';
+import { AdminRejectedError, decodeMessage, encodeMessage, NoLeaderError, parseAdminReply, ProtocolError, subjects, type AdminReply, type AdminRequest, type AdminVerb } from '../protocol/index.js';
+import { connectNats } from '../runtime/index.js';
 import { natsSettingsFrom, type NatsFlags } from './nats-options.js';
 
 export const ADMIN_TIMEOUT_MS = 3_000;

@@ -4,7 +4,7 @@
 // a command that only connects adds them with addNatsOptions and reads them with natsSettingsFrom.
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { DEFAULT_NATS_URL, type NatsSettings } from '../protocol/index.js';
+import { DEFAULT_NATS_URL, type NatsSettings } from '../runtime/index.js';
 import { defineSettings } from './settings.js';
 
 const file = z.string().optional();

@@ -6,21 +6,8 @@
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
-import {
-  buckets,
-  CarriedVersion,
-  ConfigError,
-  FencedError,
-  internalReplicas,
-  isName,
-  jobVersionKey,
-  ServingTableKind,
-  StartPosition,
-  TaskId,
-  taskKey,
-  type JobVersionKey,
-  type TaskKey,
-} from '../protocol/index.js';
+import { buckets, CarriedVersion, ConfigError, FencedError, isName, jobVersionKey, ServingTableKind, StartPosition, TaskId, taskKey, type JobVersionKey, type TaskKey } from '../protocol/index.js';
+import { internalReplicas } from '../runtime/index.js';
 import type { WorkerId } from './assignment.js';
 import type { JobVersionRecord, TaskRecord } from './cluster-state.js';
 import type { Registration } from './membership.js';

@@ -14,7 +14,7 @@ import type { KV } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { decodeMessage, encodeMessage, readTopicConfig, subjects, type ClusterStatus, type Clock, type Message } from '../protocol/index.js';
-import { tableSettingsFromEnv } from '../tables/index.js';
+import { tableSettingsFromEnv } from '../runtime/index.js';
 import { answerAdminRequest, leaderAdminContext, type AdminContext } from './admin-api.js';
 import { ClusterStore } from './cluster-store.js';
 import { JobStreamUsage } from './job-stream-usage.js';

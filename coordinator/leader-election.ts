@@ -15,7 +15,8 @@
 //   (with clocks running at the same rate) the old leader has stepped down before anyone wins.
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { buckets, internalReplicas, type Clock } from '../protocol/index.js';
+import { buckets, type Clock } from '../protocol/index.js';
+import { internalReplicas } from '../runtime/index.js';
 
 const LEADER_KEY = 'coordinator';
 /** Fraction of the lease a leader trusts itself to still be leading after its last renew began. */

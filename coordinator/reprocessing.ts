@@ -28,7 +28,7 @@ export class Reprocessing {
 
   aliases(): Promise<AliasRegistry> {
     if (!this.registry) {
-      this.registry = AliasRegistry.open(this.nc);
+      this.registry = AliasRegistry.open(this.nc, this.settings.replicas);
       this.registry.catch(() => (this.registry = undefined));
     }
     return this.registry;

@@ -5,7 +5,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import { z } from 'zod';
-import { buckets, internalReplicas } from '../protocol/index.js';
+import { buckets } from '../protocol/index.js';
 
 export const AliasEntry = z.object({
   version: z.string(),
@@ -20,8 +20,9 @@ export type AliasEntry = z.infer<typeof AliasEntry>;
 export class AliasRegistry {
   private constructor(private readonly kv: KV) {}
 
-  static async open(nc: NatsConnection): Promise<AliasRegistry> {
-    return new AliasRegistry(await new Kvm(nc).create(buckets.aliases, { history: 5, replicas: internalReplicas() }));
+  /** Opens the registry, creating its bucket with `replicas` copies if it does not exist. */
+  static async open(nc: NatsConnection, replicas = 1): Promise<AliasRegistry> {
+    return new AliasRegistry(await new Kvm(nc).create(buckets.aliases, { history: 5, replicas }));
   }
 
   async get(job: string): Promise<AliasEntry | undefined> {

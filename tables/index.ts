@@ -13,7 +13,7 @@ export { AliasRegistry, type AliasEntry } from './alias-registry.js';
 export async function openServingTables(kind: TableKind, nc: NatsConnection, settings: TableSettings): Promise<ServingTables> {
   switch (kind) {
     case 'kv':
-      return new KvTables(nc);
+      return new KvTables(nc, settings.replicas ?? 1);
     case 'postgres':
       if (!settings.postgresUrl) throw new ConfigError(`serving tables of kind 'postgres' need KAPPA_POSTGRES_URL (e.g. postgres://user@host:5432/db); it is not set`);
       return new (await import('./postgres-tables.js')).PostgresTables(settings.postgresUrl);

@@ -3,20 +3,24 @@
 // alias registry itself (tables/alias-registry.ts), so setAlias has nothing more to do.
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
-import { buckets, decodeRow, encodeRow, internalReplicas, KappaError, kvKeyToken, liveRow, servingTableRowKey, type ServingTableRow } from '../protocol/index.js';
+import { buckets, decodeRow, encodeRow, KappaError, kvKeyToken, liveRow, servingTableRowKey, type ServingTableRow } from '../protocol/index.js';
 import { assertTableName, sortRows, type PageOptions, type ServingTables, type TableOutput, type TablePage, type TableWriter } from './types.js';
 
 export class KvTables implements ServingTables {
   readonly kind = 'kv';
   private readonly kvm: Kvm;
 
-  constructor(nc: NatsConnection) {
+  constructor(
+    nc: NatsConnection,
+    /** Copies NATS keeps of each version's bucket. */
+    private readonly replicas = 1,
+  ) {
     this.kvm = new Kvm(nc);
   }
 
   async writer(job: string, version: string): Promise<TableWriter> {
     assertTableName(job, version);
-    return new RevisionGuardedTable(await this.kvm.create(buckets.servingTable(job, version), { history: 1, replicas: internalReplicas() }));
+    return new RevisionGuardedTable(await this.kvm.create(buckets.servingTable(job, version), { history: 1, replicas: this.replicas }));
   }
 
   async exists(job: string, version: string): Promise<boolean> {

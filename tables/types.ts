@@ -74,14 +74,14 @@ export function assertTableName(job: string, version: string): void {
   assertName('version', version);
 }
 
-/** Where the PostgreSQL and Redis backends are (env KAPPA_POSTGRES_URL, KAPPA_REDIS_URL). */
+/**
+ * Where the PostgreSQL and Redis backends are, and how many copies NATS keeps of KV tables and the
+ * alias registry (default 1). Processes read them from their environment (runtime/table-settings.ts).
+ */
 export interface TableSettings {
   postgresUrl?: string;
   redisUrl?: string;
-}
-
-export function tableSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): TableSettings {
-  return { postgresUrl: env.KAPPA_POSTGRES_URL, redisUrl: env.KAPPA_REDIS_URL };
+  replicas?: number;
 }
 
 /** Sorts rows as `read` returns them: by key; then the key's own row and its windows by start; then named rows by name. */

@@ -6,7 +6,8 @@
 // (coordinator/job-stream-usage.ts).
 import type { NatsConnection } from '@nats-io/transport-node';
 import { DiscardPolicy, jetstreamManager, type StreamConfig } from '@nats-io/jetstream';
-import { internalReplicas, streams } from '../protocol/index.js';
+import { streams } from '../protocol/index.js';
+import { internalReplicas } from '../runtime/index.js';
 
 /** How much of a stream is kept: the oldest messages go once either bound is passed; 0 is no bound. */
 export interface StreamLimits {

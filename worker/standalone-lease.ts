@@ -11,7 +11,8 @@
 import { hostname } from 'node:os';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { buckets, internalReplicas, TaskHeldError } from '../protocol/index.js';
+import { buckets, TaskHeldError } from '../protocol/index.js';
+import { internalReplicas } from '../runtime/index.js';
 
 /** How long a standalone replica that stopped renewing (killed, paused) keeps its job version. */
 export const STANDALONE_LEASE_TTL_MS = 10_000;

@@ -7,14 +7,15 @@ import type { MessagePort } from 'node:worker_threads';
 import { AckPolicy, DeliverPolicy, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { connectNats, createLogger, internalReplicas, jobVersionKey, streams, taskKey, type StartPosition, type TaskId } from '../protocol/index.js';
+import { jobVersionKey, streams, taskKey, type StartPosition, type TaskId } from '../protocol/index.js';
+import { connectNats, createLogger, internalReplicas, tableSettingsFromEnv } from '../runtime/index.js';
 import { CheckpointStore } from '../state/checkpoint-store.js';
 import { systemClock } from '../protocol/clock.js';
 import { loadJob, type JobSpec } from './job.js';
 import { WorkerMetrics } from './metrics.js';
 import { Backoff } from './backoff.js';
 import { isTableSink, JobSinks } from './sinks.js';
-import { openServingTables, tableSettingsFromEnv, type ServingTables, type TableKind } from '../tables/index.js';
+import { openServingTables, type ServingTables, type TableKind } from '../tables/index.js';
 import { TaskRunner } from './task-runner.js';
 import {
   type FromTaskHost,

@@ -2,7 +2,8 @@
 // long-lived piscina task receives. Both ends are our own code in one process, so these are
 // plain structured-clone objects, not the msgpack control protocol.
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
-import type { NatsSettings, StartPosition, TaskId } from '../protocol/index.js';
+import type { StartPosition, TaskId } from '../protocol/index.js';
+import type { NatsSettings } from '../runtime/index.js';
 import type { TaskSettings } from './task-runner.js';
 
 /** What a task host needs to start; passed as the piscina task's argument. */

@@ -6,7 +6,7 @@
 import { createReadStream, statSync, type ReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { Command } from 'commander';
-import { connectNats } from '../../protocol/index.js';
+import { connectNats } from '../../runtime/index.js';
 import {
   DEFAULT_RETRY_FOR_MS,
   EventRejectedError,

@@ -1,7 +1,8 @@
 // `kappa topic create|list|describe|delete`.
 import type { Command } from 'commander';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { ConfigError, connectNats } from '../../protocol/index.js';
+import { ConfigError } from '../../protocol/index.js';
+import { connectNats } from '../../runtime/index.js';
 import { createTopic, deleteTopic, describeTopic, listTopics, DEFAULT_PARTITIONS, DEFAULT_REPLICAS, type TopicDescription } from '../../client/index.js';
 import { addNatsOptions, natsSettingsFrom, type NatsFlags } from '../nats-options.js';
 

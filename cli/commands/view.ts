@@ -3,8 +3,9 @@
 // time, in row-key order), so a table of any size prints in bounded memory.
 import type { Command } from 'commander';
 import { Kvm } from '@nats-io/kv';
-import { assertName, connectNats, KappaError, keyProblem, parseServingTableBucket, ConfigError } from '../../protocol/index.js';
-import { AliasRegistry, MAX_PAGE_ROWS, openServingTables, tableSettingsFromEnv, type ServingTables } from '../../tables/index.js';
+import { assertName, KappaError, keyProblem, parseServingTableBucket, ConfigError } from '../../protocol/index.js';
+import { connectNats, internalReplicas, tableSettingsFromEnv } from '../../runtime/index.js';
+import { AliasRegistry, MAX_PAGE_ROWS, openServingTables, type ServingTables } from '../../tables/index.js';
 import { addNatsOptions, natsSettingsFrom, type NatsFlags } from '../nats-options.js';
 import { toViewRow, type ViewRow } from '../view-row.js';
 
@@ -32,7 +33,7 @@ export function registerView(program: Command): void {
     const tables: ServingTables[] = [];
     try {
       // The version apps read (the alias), unless one is named; without an alias, the only KV table.
-      const alias = await (await AliasRegistry.open(nc)).get(job);
+      const alias = await (await AliasRegistry.open(nc, internalReplicas())).get(job);
       const version = flags.version ?? alias?.version ?? (await onlyVersion(new Kvm(nc), job));
       const backend = await openServingTables(alias?.table ?? 'kv', nc, tableSettingsFromEnv());
       tables.push(backend);

@@ -7,16 +7,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { z } from 'zod';
-import {
-  assertName,
-  ConfigError,
-  connectNats,
-  createLogger,
-  listeningPort,
-  serveProcessEndpoints,
-  startBehindEndpoints,
-  watchConnection,
-} from '../../protocol/index.js';
+import { assertName, ConfigError } from '../../protocol/index.js';
+import { connectNats, createLogger, listeningPort, serveProcessEndpoints, startBehindEndpoints, watchConnection } from '../../runtime/index.js';
 import { systemClock } from '../../protocol/clock.js';
 import { loadJob } from '../../worker/job.js';
 import { WorkerMetrics } from '../../worker/metrics.js';

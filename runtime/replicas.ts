@@ -2,7 +2,7 @@
 // lease, checkpoints, serving tables, dead-letter/late/output streams). One on a single server;
 // set KAPPA_REPLICAS=3 on a 3-node cluster so losing a node loses nothing. Topics have their own
 // replicas, chosen when the topic is created.
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../protocol/index.js';
 
 export function internalReplicas(env: NodeJS.ProcessEnv = process.env): number {
   const text = env.KAPPA_REPLICAS;

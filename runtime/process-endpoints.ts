@@ -15,9 +15,10 @@
 // not percent-encoding, a bad query value) answers 400 with a JSON body naming it, an unknown path
 // 404, a method other than GET/HEAD 405, and anything unexpected 500 with a JSON body and a log line.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { BadRequestError, ConfigError, KappaError } from './errors.js';
+import { BadRequestError, ConfigError, KappaError } from '../protocol/index.js';
+import type { Logger } from 'pino';
+import { createLogger } from './logger.js';
 
 export interface EventLoopLivenessOptions {
   /** A stall longer than this makes /healthz fail (default 5 s). */
@@ -216,13 +217,4 @@ export async function startBehindEndpoints<T>(server: Server, start: () => Promi
 export function listeningPort(server: Server, fallback: number): number {
   const address = server.address();
   return typeof address === 'object' && address ? address.port : fallback;
-}
-
-/**
- * Structured JSON logs on stderr (stdout stays free for command output). `fields` go on every
- * line (workerId, coordinatorId, thread); per-task code logs through `logger.child({ job,
- * version, partition })` so every task line can be filtered by those fields.
- */
-export function createLogger(fields: Record<string, unknown>, level = process.env.KAPPA_LOG_LEVEL ?? 'info'): Logger {
-  return pino({ level, base: { pid: process.pid, ...fields } }, pino.destination(2));
 }

@@ -3,7 +3,7 @@
 // reached becomes a ConnectionError naming the URL, never a stack trace.
 import { readFileSync } from 'node:fs';
 import { connect, credsAuthenticator, type NatsConnection, type ConnectionOptions } from '@nats-io/transport-node';
-import { ConnectionError } from './errors.js';
+import { ConnectionError } from '../protocol/index.js';
 
 export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 
