@@ -4,7 +4,19 @@ import tseslint from 'typescript-eslint';
 
 // The folder rules of DESIGN.md ("Parts and where they live"): what each folder may import of
 // ours. An import of any other folder is a lint error, so `npm test` fails on it.
-const FOLDERS = ['protocol', 'runtime', 'state', 'tables', 'archive', 'client', 'worker', 'coordinator', 'cli', 'test', 'bench'];
+const FOLDERS = [
+  'protocol',
+  'runtime',
+  'state',
+  'tables',
+  'archive',
+  'client',
+  'worker',
+  'coordinator',
+  'cli',
+  'test',
+  'bench',
+];
 const MAY_IMPORT = {
   protocol: [],
   runtime: ['protocol'],

@@ -29,9 +29,17 @@ function time(input: AssignmentInput): { ms: number; moves: number } {
 }
 
 function scenario(workerCount: number, partitionCount: number, capacityOf: (i: number) => number): void {
-  const tasks: TaskId[] = Array.from({ length: partitionCount }, (_, partition) => ({ job: 'orders', version: 'v1', partition }));
+  const tasks: TaskId[] = Array.from({ length: partitionCount }, (_, partition) => ({
+    job: 'orders',
+    version: 'v1',
+    partition,
+  }));
   const carries = new Set(['orders/v1']);
-  const workers: WorkerSlot[] = Array.from({ length: workerCount }, (_, i) => ({ id: `worker-${i}`, capacity: capacityOf(i), carries }));
+  const workers: WorkerSlot[] = Array.from({ length: workerCount }, (_, i) => ({
+    id: `worker-${i}`,
+    capacity: capacityOf(i),
+    carries,
+  }));
   const fresh = { tasks, workers, previous: new Map<string, string>() };
   const settled = assignTasks(fresh).owners;
   // The joiner and the leaver are as large as the last worker (the largest with mixed capacities).
@@ -40,9 +48,15 @@ function scenario(workerCount: number, partitionCount: number, capacityOf: (i: n
   const left = { tasks, workers: workers.slice(0, -1), previous: settled };
 
   const label = `${workerCount} workers × ${partitionCount} tasks${capacityOf(1) === capacityOf(0) ? '' : ' (capacities 1–8)'}`;
-  for (const [name, input] of [['fresh', fresh], ['join', joined], ['leave', left]] as const) {
+  for (const [name, input] of [
+    ['fresh', fresh],
+    ['join', joined],
+    ['leave', left],
+  ] as const) {
     const { ms, moves } = time(input);
-    console.log(`${label.padEnd(44)} ${name.padEnd(6)} ${ms.toFixed(2).padStart(7)} ms  ${String(moves).padStart(5)} moves`);
+    console.log(
+      `${label.padEnd(44)} ${name.padEnd(6)} ${ms.toFixed(2).padStart(7)} ms  ${String(moves).padStart(5)} moves`,
+    );
   }
 }
 

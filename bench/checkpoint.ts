@@ -52,14 +52,24 @@ async function checkpointCost(keys: number): Promise<string> {
     const started = performance.now();
     const delta: WriteCapture = { puts: [], deletes: [] };
     await state.flush(delta);
-    if (process.env.BENCH_DEBUG) console.error(`flush ${changed.length} rows: ${(performance.now() - started).toFixed(0)} ms`);
-    const result = await task.commit({ epoch: 1, sequence: (sequence += changed.length), engine: { watermark: { currentMs: sequence } }, delta, store });
+    if (process.env.BENCH_DEBUG)
+      console.error(`flush ${changed.length} rows: ${(performance.now() - started).toFixed(0)} ms`);
+    const result = await task.commit({
+      epoch: 1,
+      sequence: (sequence += changed.length),
+      engine: { watermark: { currentMs: sequence } },
+      delta,
+      store,
+    });
     return { ms: performance.now() - started, bytes: result.bytesUploaded, kind: result.kind };
   };
   const first = await commit(names, 0);
   const rounds = [];
   for (let round = 1; round <= INCREMENTAL_ROUNDS; round++) {
-    const changed = Array.from({ length: Math.max(1, Math.floor(keys * changedFraction)) }, (_, index) => names[(index * 7919 + round * 104_729) % keys]!);
+    const changed = Array.from(
+      { length: Math.max(1, Math.floor(keys * changedFraction)) },
+      (_, index) => names[(index * 7919 + round * 104_729) % keys]!,
+    );
     rounds.push(await commit(changed, round));
   }
   const restoreStore = await TaskStore.open(join(dir, `restore-${keys}`));
@@ -82,7 +92,8 @@ async function checkpointCost(keys: number): Promise<string> {
 async function lastSequences(client: NatsConnection, partitions: number): Promise<number[]> {
   const jsm = await jetstreamManager(client);
   const last: number[] = [];
-  for (let partition = 0; partition < partitions; partition++) last.push((await jsm.streams.info(streams.partition('bench', partition))).state.last_seq);
+  for (let partition = 0; partition < partitions; partition++)
+    last.push((await jsm.streams.info(streams.partition('bench', partition))).state.last_seq);
   return last;
 }
 
@@ -90,7 +101,10 @@ async function waitCaughtUp(worker: KappaProcess, partitions: number): Promise<v
   const [, port] = await worker.waitForLog(/"httpPort":(\d+)/, 60_000);
   const last = await lastSequences(nc, partitions);
   for (;;) {
-    const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as Array<{ partition: number; sequence: number }>;
+    const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as Array<{
+      partition: number;
+      sequence: number;
+    }>;
     if (status.length === partitions && status.every((task) => task.sequence >= last[task.partition]!)) return;
     await sleep(50);
   }
@@ -122,7 +136,24 @@ async function recovery(): Promise<void> {
   };
   // One --id per version: the restart after SIGKILL takes its standalone lease over at once.
   const start = (version: string, stateDir: string) =>
-    new KappaProcess(['worker', '--job', job(version), '--standalone', '--id', `bench-${version}`, '--nats', server.url, '--state-dir', join(dir, stateDir), '--http-port', '0', '--checkpoint-interval', '2s', '--log-level', 'info']);
+    new KappaProcess([
+      'worker',
+      '--job',
+      job(version),
+      '--standalone',
+      '--id',
+      `bench-${version}`,
+      '--nats',
+      server.url,
+      '--state-dir',
+      join(dir, stateDir),
+      '--http-port',
+      '0',
+      '--checkpoint-interval',
+      '2s',
+      '--log-level',
+      'info',
+    ]);
 
   let worker = start('v1', 'recovery');
   await waitCaughtUp(worker, partitions);
@@ -149,8 +180,12 @@ async function recovery(): Promise<void> {
 }
 
 try {
-  console.log(`checkpoint cost, ${changedFraction * 100}% of keys changed between commits (${INCREMENTAL_ROUNDS} rounds):`);
-  console.log('     keys |      first commit (all keys)      | incremental commit (avg)  | bytes ratio |  restore (download)');
+  console.log(
+    `checkpoint cost, ${changedFraction * 100}% of keys changed between commits (${INCREMENTAL_ROUNDS} rounds):`,
+  );
+  console.log(
+    '     keys |      first commit (all keys)      | incremental commit (avg)  | bytes ratio |  restore (download)',
+  );
   for (const keys of sizes) console.log(await checkpointCost(keys));
   await recovery();
 } finally {

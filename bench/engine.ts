@@ -54,7 +54,14 @@ try {
   });
   const metrics = new WorkerMetrics();
   t = performance.now();
-  const worker = await StandaloneWorker.start({ nc, job, stateDir, clock: systemClock, logger: pino({ level: 'warn' }), metrics });
+  const worker = await StandaloneWorker.start({
+    nc,
+    job,
+    stateDir,
+    clock: systemClock,
+    logger: pino({ level: 'warn' }),
+    metrics,
+  });
   while (worker.progress().reduce((sum, task) => sum + task.processed, 0) < totalEvents) {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
@@ -65,7 +72,9 @@ try {
   const engineRate = totalEvents / engineSeconds;
   console.log(`engine / raw AckNone consumer: ${(engineRate / rawRate).toFixed(2)}`);
   console.log(`  raw consumer: ${Math.round(rawRate).toLocaleString('en')} events/s (${rawSeconds.toFixed(2)} s)`);
-  console.log(`  engine (tumbling 1m count, ${keyCount} keys, ${partitions} partitions, KV sink): ${Math.round(engineRate).toLocaleString('en')} events/s (${engineSeconds.toFixed(2)} s)`);
+  console.log(
+    `  engine (tumbling 1m count, ${keyCount} keys, ${partitions} partitions, KV sink): ${Math.round(engineRate).toLocaleString('en')} events/s (${engineSeconds.toFixed(2)} s)`,
+  );
 } finally {
   await nc.close();
   await server.close();

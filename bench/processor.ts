@@ -22,13 +22,27 @@ const messages: RawMessage[] = [];
 for (let index = 0; index < totalEvents; index++) {
   const time = startMs + index - (index % 7);
   const user = `user-${(index * 7919) % keyCount}`;
-  messages.push({ data: encodeEvent({ key: user, time, value: { user, ts: time, page: index % 13 } }), sequence: index + 1, logTimeMs: time });
+  messages.push({
+    data: encodeEvent({ key: user, time, value: { user, ts: time, page: index % 13 } }),
+    sequence: index + 1,
+    logTimeMs: time,
+  });
 }
 
 type Click = { user: string; ts: number; page: number };
-const base = { version: 'v1', source: { topic: 'clicks' }, time: (event: Click) => event.ts, watermark: { maxOutOfOrderness: '1s' } };
+const base = {
+  version: 'v1',
+  source: { topic: 'clicks' },
+  time: (event: Click) => event.ts,
+  watermark: { maxOutOfOrderness: '1s' },
+};
 const jobs: Record<string, JobDefinition<Click>> = {
-  'tumbling count (number accumulator)': { ...base, name: 'count', window: { kind: 'tumbling', size: '1m' }, aggregate: { init: () => 0, add: (count: number) => count + 1 } },
+  'tumbling count (number accumulator)': {
+    ...base,
+    name: 'count',
+    window: { kind: 'tumbling', size: '1m' },
+    aggregate: { init: () => 0, add: (count: number) => count + 1 },
+  },
   'tumbling object accumulator, mutated in place': {
     ...base,
     name: 'pages',
@@ -72,7 +86,9 @@ for (const [name, definition] of Object.entries(jobs)) {
       outputs += result.outputs.length;
     }
     const seconds = (performance.now() - started) / 1000;
-    console.log(`${name}: ${Math.round(totalEvents / seconds).toLocaleString('en')} events/s (${seconds.toFixed(2)} s, ${outputs} outputs, ${(seconds * 1e6 / totalEvents).toFixed(2)} µs/event)`);
+    console.log(
+      `${name}: ${Math.round(totalEvents / seconds).toLocaleString('en')} events/s (${seconds.toFixed(2)} s, ${outputs} outputs, ${((seconds * 1e6) / totalEvents).toFixed(2)} µs/event)`,
+    );
   } finally {
     await store.close();
     rmSync(dir, { recursive: true, force: true });

@@ -31,7 +31,9 @@ const producerRun =
 
 function jsPublish(js: JetStreamClient, topic: string, index: number) {
   const event = events[index]!;
-  return js.publish(subjects.event(topic, partitionOf(event.key, PARTITIONS), event.key), encodeEvent(event), { msgID: `bench:${index}` });
+  return js.publish(subjects.event(topic, partitionOf(event.key, PARTITIONS), event.key), encodeEvent(event), {
+    msgID: `bench:${index}`,
+  });
 }
 
 const awaitedLoop: Run = async (nc, topic, count) => {
@@ -76,7 +78,9 @@ try {
   console.log(`  Producer, maxInFlight 16384                   ${Math.round(producerWide)} events/s`);
   console.log(`  js.publish, 1,000 in flight                   ${Math.round(windowed)} events/s`);
   console.log(`  js.publish, 1,000 in flight, noAsyncTraces    ${Math.round(windowedUntraced)} events/s`);
-  console.log(`  js.publish, awaited one at a time             ${Math.round(sequential)} events/s (${SEQUENTIAL_EVENTS} events)`);
+  console.log(
+    `  js.publish, awaited one at a time             ${Math.round(sequential)} events/s (${SEQUENTIAL_EVENTS} events)`,
+  );
 } finally {
   await nc.close();
   await server.close();

@@ -17,7 +17,11 @@ export interface RawReadOptions {
  * Reads every stream from its first message until `expected` messages have arrived in total and
  * returns the seconds it took, consumer creation included. The consumers are stopped afterwards.
  */
-export async function readRaw(nc: NatsConnection, streamNames: readonly string[], options: RawReadOptions): Promise<number> {
+export async function readRaw(
+  nc: NatsConnection,
+  streamNames: readonly string[],
+  options: RawReadOptions,
+): Promise<number> {
   const { expected, onMessage, batchMessages = 10_000, timeoutMs = 300_000 } = options;
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
@@ -28,10 +32,18 @@ export async function readRaw(nc: NatsConnection, streamNames: readonly string[]
   try {
     if (expected > 0) {
       await new Promise<void>((resolve, reject) => {
-        timer = setTimeout(() => reject(new Error(`raw consumer: ${received} of ${expected} messages within ${timeoutMs} ms`)), timeoutMs);
+        timer = setTimeout(
+          () => reject(new Error(`raw consumer: ${received} of ${expected} messages within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
         for (const stream of streamNames) {
           void (async () => {
-            const info = await jsm.consumers.add(stream, { ack_policy: AckPolicy.None, deliver_policy: DeliverPolicy.All, mem_storage: true, inactive_threshold: 10_000_000_000 });
+            const info = await jsm.consumers.add(stream, {
+              ack_policy: AckPolicy.None,
+              deliver_policy: DeliverPolicy.All,
+              mem_storage: true,
+              inactive_threshold: 10_000_000_000,
+            });
             const consumer = await js.consumers.get(stream, info.name);
             const messages = await consumer.consume({
               max_messages: batchMessages,

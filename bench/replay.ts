@@ -14,7 +14,17 @@
 // CPU seconds per process (Linux /proc) are printed with each figure: on a small machine the
 // nats-server and the workers share the cores.
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -26,7 +36,18 @@ import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import { createTopic } from '../client/topics.js';
 import { Producer } from '../client/producer.js';
-import { buckets, decodeMessage, decodeRow, encodeMessage, parseAdminReply, partitionOf, streams, subjects, type ClusterStatus, type TaskStatus } from '../protocol/index.js';
+import {
+  buckets,
+  decodeMessage,
+  decodeRow,
+  encodeMessage,
+  parseAdminReply,
+  partitionOf,
+  streams,
+  subjects,
+  type ClusterStatus,
+  type TaskStatus,
+} from '../protocol/index.js';
 import { CLI as BUILT_CLI } from '../test/harness/cli.js';
 import { startServer } from '../test/harness/nats-server.js';
 import { readRaw } from './raw-consumer.js';
@@ -36,7 +57,8 @@ const partitions = Number(process.argv[3] ?? 8);
 const keyCount = Number(process.argv[4] ?? 10_000);
 const configs = (process.env.REPLAY_CONFIGS ?? '1x1,1x2,2x1').split(',').map((text) => {
   const [workers, threads] = text.split('x').map(Number);
-  if (!workers || !threads) throw new Error(`REPLAY_CONFIGS: expected <workers>x<threads>, found ${JSON.stringify(text)}`);
+  if (!workers || !threads)
+    throw new Error(`REPLAY_CONFIGS: expected <workers>x<threads>, found ${JSON.stringify(text)}`);
   return { workers, threads };
 });
 const cpuProfileDir = process.env.REPLAY_CPU_PROF;
@@ -92,7 +114,9 @@ try {
   writeSync(csv, lines.join(''));
   closeSync(csv);
   await producer.flush();
-  console.error(`produced ${totalEvents.toLocaleString('en')} events over ${partitions} partitions, ${keyCount.toLocaleString('en')} keys, in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  console.error(
+    `produced ${totalEvents.toLocaleString('en')} events over ${partitions} partitions, ${keyCount.toLocaleString('en')} keys, in ${((performance.now() - t) / 1000).toFixed(1)} s`,
+  );
 
   const jsm = await jetstreamManager(nc);
   const partitionStreams = Array.from({ length: partitions }, (_, partition) => streams.partition(TOPIC, partition));
@@ -108,7 +132,11 @@ try {
   // 1. The raw consumer over the same streams.
   let cpu = cpuMeter({ 'nats-server': server.pid, 'this process (the consumer)': process.pid });
   const rawSeconds = await readRaw(nc, partitionStreams, { expected: totalEvents });
-  measurements.push({ name: 'raw AckNone consumer', seconds: rawSeconds, note: `${partitions} consumers in one process, batches of 10k, no processing; ${cpu()}` });
+  measurements.push({
+    name: 'raw AckNone consumer',
+    seconds: rawSeconds,
+    note: `${partitions} consumers in one process, batches of 10k, no processing; ${cpu()}`,
+  });
   console.error(`raw consumer: ${rawSeconds.toFixed(2)} s`);
 
   // 2. DuckDB over the same events from a file; the timed query reads and parses the file.
@@ -118,12 +146,29 @@ try {
   const fired = new Map<string, number>();
   for (const [row, count] of expected) {
     const [user, start] = splitRowId(row);
-    if (start + WINDOW_MS - 1 <= maxTimePerPartition[partitionOf(user, partitions)]! - OUT_OF_ORDERNESS_MS) fired.set(row, count);
+    if (start + WINDOW_MS - 1 <= maxTimePerPartition[partitionOf(user, partitions)]! - OUT_OF_ORDERNESS_MS)
+      fired.set(row, count);
   }
 
   // 3. Kappa: a coordinator, then for each configuration fresh worker processes and a fresh job version.
-  const coordinator = spawnKappa(['coordinator', '--id', 'c1', '--nats', server.url, '--http-port', '0', '--http-host', '127.0.0.1', '--log-level', 'warn']);
-  await waitFor('a leading coordinator', async () => (await status()).leader.coordinatorId === 'c1' || undefined, 30_000);
+  const coordinator = spawnKappa([
+    'coordinator',
+    '--id',
+    'c1',
+    '--nats',
+    server.url,
+    '--http-port',
+    '0',
+    '--http-host',
+    '127.0.0.1',
+    '--log-level',
+    'warn',
+  ]);
+  await waitFor(
+    'a leading coordinator',
+    async () => (await status()).leader.coordinatorId === 'c1' || undefined,
+    30_000,
+  );
   for (const [index, config] of configs.entries()) {
     const version = `v${index + 1}`;
     const jobFile = join(dir, `${JOB}-${version}.mjs`);
@@ -131,15 +176,37 @@ try {
     const workerIds = Array.from({ length: config.workers }, (_, worker) => `${version}-w${worker + 1}`);
     const workers = workerIds.map((id) =>
       spawnKappa(
-        ['worker', '--job', jobFile, '--id', id, '--threads', String(config.threads), '--nats', server.url, '--state-dir', join(dir, id), '--http-port', '0', '--http-host', '127.0.0.1', '--log-level', 'warn'],
+        [
+          'worker',
+          '--job',
+          jobFile,
+          '--id',
+          id,
+          '--threads',
+          String(config.threads),
+          '--nats',
+          server.url,
+          '--state-dir',
+          join(dir, id),
+          '--http-port',
+          '0',
+          '--http-host',
+          '127.0.0.1',
+          '--log-level',
+          'warn',
+        ],
         cpuProfileDir ? join(cpuProfileDir, version) : undefined,
       ),
     );
-    const urls = await waitFor(`${config.workers} worker(s) registered`, async () => {
-      const view = await status();
-      const registered = view.workers.filter((worker) => workerIds.includes(worker.workerId) && worker.httpUrl);
-      return registered.length === config.workers ? registered.map((worker) => worker.httpUrl!) : undefined;
-    }, 30_000);
+    const urls = await waitFor(
+      `${config.workers} worker(s) registered`,
+      async () => {
+        const view = await status();
+        const registered = view.workers.filter((worker) => workerIds.includes(worker.workerId) && worker.httpUrl);
+        return registered.length === config.workers ? registered.map((worker) => worker.httpUrl!) : undefined;
+      },
+      30_000,
+    );
 
     cpu = cpuMeter({
       'nats-server': server.pid,
@@ -152,12 +219,22 @@ try {
     if (started.code !== 0) throw new Error(`kappa start failed: ${started.logs}`);
     const startCommandSeconds = (performance.now() - t) / 1000;
     let firstProgressSeconds: number | undefined;
-    await waitFor(`${version} caught up`, async () => {
-      const tasks = (await Promise.all(urls.map(workerTasks))).flat().filter((task) => task.job === JOB && task.version === version);
-      if (firstProgressSeconds === undefined && tasks.some((task) => task.sequence > 0)) firstProgressSeconds = (performance.now() - t) / 1000;
-      const done = new Set(tasks.filter((task) => task.sequence === lastSequence[task.partition]).map((task) => task.partition));
-      return done.size === partitions || undefined;
-    }, 1_800_000, 50);
+    await waitFor(
+      `${version} caught up`,
+      async () => {
+        const tasks = (await Promise.all(urls.map(workerTasks)))
+          .flat()
+          .filter((task) => task.job === JOB && task.version === version);
+        if (firstProgressSeconds === undefined && tasks.some((task) => task.sequence > 0))
+          firstProgressSeconds = (performance.now() - t) / 1000;
+        const done = new Set(
+          tasks.filter((task) => task.sequence === lastSequence[task.partition]).map((task) => task.partition),
+        );
+        return done.size === partitions || undefined;
+      },
+      1_800_000,
+      50,
+    );
     const seconds = (performance.now() - t) / 1000;
     const name = `Kappa ${config.workers} worker${config.workers > 1 ? 's' : ''} × ${config.threads} thread${config.threads > 1 ? 's' : ''}${sink === 'kv' ? '' : `, sink ${sink}`}`;
     measurements.push({
@@ -176,7 +253,10 @@ try {
 
   // Raw consumer, then Kappa's runs, then DuckDB's.
   const rank = (row: Measurement) => (row.name.startsWith('raw') ? 0 : row.name.startsWith('Kappa') ? 1 : 2);
-  const ordered = measurements.map((row, index) => ({ row, index })).sort((a, b) => rank(a.row) - rank(b.row) || a.index - b.index).map(({ row }) => row);
+  const ordered = measurements
+    .map((row, index) => ({ row, index }))
+    .sort((a, b) => rank(a.row) - rank(b.row) || a.index - b.index)
+    .map(({ row }) => row);
   printTable(ordered);
   await savePlot(ordered);
   if (mismatches > 0) {
@@ -209,8 +289,16 @@ async function runDuckDb(csvFile: string): Promise<Map<string, number>> {
       measurements.push({ name, seconds, note: `${note}; ${cpu()}` });
       console.error(`${name}: ${seconds.toFixed(2)} s`);
     };
-    await time('DuckDB, CSV file', `read_csv('${csvFile}', ${columns})`, 'reads and parses the CSV, aggregates into an in-memory table');
-    await time('DuckDB, Parquet file', `read_parquet('${parquetFile}')`, 'reads the Parquet file, aggregates into an in-memory table');
+    await time(
+      'DuckDB, CSV file',
+      `read_csv('${csvFile}', ${columns})`,
+      'reads and parses the CSV, aggregates into an in-memory table',
+    );
+    await time(
+      'DuckDB, Parquet file',
+      `read_parquet('${parquetFile}')`,
+      'reads the Parquet file, aggregates into an in-memory table',
+    );
     return await windowCounts(db);
   } finally {
     db.closeSync();
@@ -251,13 +339,16 @@ async function checkTable(version: string, fired: Map<string, number>): Promise<
     const got = table.get(row);
     if (got !== count) problems.push(`${row}: table ${got ?? 'missing'}, DuckDB ${count}`);
   }
-  for (const row of table.keys()) if (!fired.has(row)) problems.push(`${row}: in the table, not a fired window in DuckDB's answer`);
+  for (const row of table.keys())
+    if (!fired.has(row)) problems.push(`${row}: in the table, not a fired window in DuckDB's answer`);
   const sum = (values: Iterable<number>) => [...values].reduce((total, value) => total + value, 0);
   const summary = `${version} table: ${table.size.toLocaleString('en')} rows, ${sum(table.values()).toLocaleString('en')} clicks; DuckDB (fired windows): ${fired.size.toLocaleString('en')} rows, ${sum(fired.values()).toLocaleString('en')} clicks`;
   if (problems.length === 0) {
     console.error(`${summary}: every row equal`);
   } else {
-    console.error(`\n!!! MISMATCH ${summary}: ${problems.length} differences, first ones:\n  ${problems.slice(0, 10).join('\n  ')}\n`);
+    console.error(
+      `\n!!! MISMATCH ${summary}: ${problems.length} differences, first ones:\n  ${problems.slice(0, 10).join('\n  ')}\n`,
+    );
   }
   return problems.length;
 }
@@ -332,7 +423,10 @@ function cpuMeter(pids: Record<string, number | undefined>): () => string {
 }
 
 async function status(): Promise<ClusterStatus> {
-  const reply = decodeMessage((await nc.request(subjects.adminRequest('status'), encodeMessage({ type: 'status.request' }), { timeout: 3_000 })).data);
+  const reply = decodeMessage(
+    (await nc.request(subjects.adminRequest('status'), encodeMessage({ type: 'status.request' }), { timeout: 3_000 }))
+      .data,
+  );
   if (reply.type !== 'reply.ok') throw new Error(`status failed: ${JSON.stringify(reply)}`);
   return parseAdminReply('status', reply.detail);
 }
@@ -344,7 +438,12 @@ async function workerTasks(url: string): Promise<TaskStatus[]> {
   return body?.tasks ?? [];
 }
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 200): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs: number,
+  intervalMs = 200,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -356,7 +455,9 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
     }
     await sleep(intervalMs);
   }
-  throw new Error(`timed out waiting for ${what} (${String(last ?? '')})\n${processes.map((child) => child.logs.slice(-1500)).join('\n---\n')}`);
+  throw new Error(
+    `timed out waiting for ${what} (${String(last ?? '')})\n${processes.map((child) => child.logs.slice(-1500)).join('\n---\n')}`,
+  );
 }
 
 function printTable(rows: readonly Measurement[]): void {
@@ -372,7 +473,10 @@ function printTable(rows: readonly Measurement[]): void {
     (rate(row) / rate(duck)).toFixed(3),
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...body.map((cells) => cells[column]!.length)));
-  const line = (cells: string[]) => cells.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  ');
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
+      .join('  ');
   const text = [
     `Replay of a tumbling 1-minute count per key: ${totalEvents.toLocaleString('en')} events, ${partitions} partitions, ${keyCount.toLocaleString('en')} keys`,
     line(header),
@@ -387,18 +491,32 @@ function printTable(rows: readonly Measurement[]): void {
 
 async function savePlot(rows: readonly Measurement[]): Promise<void> {
   const PLOT_BASE = 10_000;
-  const kind = (name: string) => (name.startsWith('Kappa') ? 'Kappa replay' : name.startsWith('DuckDB') ? 'DuckDB (batch)' : 'raw NATS consumer');
-  const values = rows.map((row) => ({ run: row.name, kind: kind(row.name), rate: Math.round(totalEvents / row.seconds), label: `${Math.round(totalEvents / row.seconds).toLocaleString('en')}/s` }));
+  const kind = (name: string) =>
+    name.startsWith('Kappa') ? 'Kappa replay' : name.startsWith('DuckDB') ? 'DuckDB (batch)' : 'raw NATS consumer';
+  const values = rows.map((row) => ({
+    run: row.name,
+    kind: kind(row.name),
+    rate: Math.round(totalEvents / row.seconds),
+    label: `${Math.round(totalEvents / row.seconds).toLocaleString('en')}/s`,
+  }));
   const maxRate = Math.max(...values.map((value) => value.rate));
   const spec: TopLevelSpec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: { text: `Replay: tumbling 1-minute count per key over ${totalEvents.toLocaleString('en')} events`, subtitle: `${partitions} partitions, ${keyCount.toLocaleString('en')} keys; 2-core machine; log scale` },
+    title: {
+      text: `Replay: tumbling 1-minute count per key over ${totalEvents.toLocaleString('en')} events`,
+      subtitle: `${partitions} partitions, ${keyCount.toLocaleString('en')} keys; 2-core machine; log scale`,
+    },
     width: 560,
     background: 'white',
     data: { values },
     encoding: {
       y: { field: 'run', type: 'nominal', sort: null, title: null, axis: { labelLimit: 260 } },
-      x: { field: 'rate', type: 'quantitative', scale: { type: 'log', domainMin: PLOT_BASE, domainMax: maxRate * 6 }, title: 'events per second' },
+      x: {
+        field: 'rate',
+        type: 'quantitative',
+        scale: { type: 'log', domainMin: PLOT_BASE, domainMax: maxRate * 6 },
+        title: 'events per second',
+      },
     },
     layer: [
       // A log scale has no zero: bars start at PLOT_BASE.
@@ -406,7 +524,16 @@ async function savePlot(rows: readonly Measurement[]): Promise<void> {
         mark: 'bar',
         encoding: {
           x2: { datum: PLOT_BASE },
-          color: { field: 'kind', type: 'nominal', title: null, scale: { domain: ['raw NATS consumer', 'Kappa replay', 'DuckDB (batch)'], range: ['#9e9e9e', '#4c78a8', '#f58518'] }, legend: { orient: 'bottom' } },
+          color: {
+            field: 'kind',
+            type: 'nominal',
+            title: null,
+            scale: {
+              domain: ['raw NATS consumer', 'Kappa replay', 'DuckDB (batch)'],
+              range: ['#9e9e9e', '#4c78a8', '#f58518'],
+            },
+            legend: { orient: 'bottom' },
+          },
         },
       },
       { mark: { type: 'text', align: 'left', dx: 4 }, encoding: { text: { field: 'label' } } },
@@ -416,6 +543,11 @@ async function savePlot(rows: readonly Measurement[]): Promise<void> {
   const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
   const svg = await view.toSVG();
   writeFileSync(join(RESULTS_DIR, 'replay.svg'), svg);
-  writeFileSync(join(RESULTS_DIR, 'replay.png'), new Resvg(svg, { font: { loadSystemFonts: true }, background: 'white', fitTo: { mode: 'zoom', value: 2 } }).render().asPng());
+  writeFileSync(
+    join(RESULTS_DIR, 'replay.png'),
+    new Resvg(svg, { font: { loadSystemFonts: true }, background: 'white', fitTo: { mode: 'zoom', value: 2 } })
+      .render()
+      .asPng(),
+  );
   console.log(`\nplot: ${join(RESULTS_DIR, 'replay.png')} (and replay.svg)`);
 }

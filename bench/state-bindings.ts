@@ -114,7 +114,10 @@ interface NativeDb {
   close(): Promise<void>;
   write(options: { capacity: number }): NativeWriteBatch;
   read(options: { capacity: number }): NativeReadBatch;
-  iterator(range: { gte?: Buffer; lt?: Buffer }, options: { capacity: number }): AsyncIterable<{ key: Buffer; value: Buffer }>;
+  iterator(
+    range: { gte?: Buffer; lt?: Buffer },
+    options: { capacity: number },
+  ): AsyncIterable<{ key: Buffer; value: Buffer }>;
 }
 
 function native(): BindingUnderTest {

@@ -22,7 +22,10 @@ const streamPerPartition: Layout = {
   name: 'stream per partition',
   async create(nc, topic) {
     await createTopic(nc, { name: topic, partitions: PARTITIONS });
-    return Array.from({ length: PARTITIONS }, (_, p) => ({ stream: streams.partition(topic, p), filter: subjects.partition(topic, p) }));
+    return Array.from({ length: PARTITIONS }, (_, p) => ({
+      stream: streams.partition(topic, p),
+      filter: subjects.partition(topic, p),
+    }));
   },
 };
 
@@ -98,7 +101,9 @@ async function readAll(nc: NatsConnection, partitions: Array<{ stream: string; f
 const server = await startServer();
 const nc = await connect({ servers: server.url });
 try {
-  console.log(`topic layout: ${EVENTS} events, ${PARTITIONS} partitions, ${ROUNDS} rounds (2 shared cores: figures are noisy)`);
+  console.log(
+    `topic layout: ${EVENTS} events, ${PARTITIONS} partitions, ${ROUNDS} rounds (2 shared cores: figures are noisy)`,
+  );
   const results = new Map<string, { publish: number[]; read: number[] }>();
   for (let round = 0; round < ROUNDS; round++) {
     for (const layout of [streamPerPartition, oneStream]) {
@@ -119,7 +124,9 @@ try {
   console.log(`publish: per-partition / one-stream = ${(best(per.publish) / best(one.publish)).toFixed(2)}`);
   console.log(`read:    per-partition / one-stream = ${(best(per.read) / best(one.read)).toFixed(2)}`);
   for (const [name, entry] of results) {
-    console.log(`  ${name}: publish ${Math.round(best(entry.publish))} events/s, read ${Math.round(best(entry.read))} events/s (best of ${ROUNDS})`);
+    console.log(
+      `  ${name}: publish ${Math.round(best(entry.publish))} events/s, read ${Math.round(best(entry.read))} events/s (best of ${ROUNDS})`,
+    );
   }
 } finally {
   await nc.close();

@@ -101,7 +101,9 @@ export class NatsServer {
     writeFileSync(configPath, this.configBody(this) + `\nports_file_dir: "${portsDir}"\n`);
     const logPath = join(this.dir, 'server.log');
     const args = ['-c', configPath, '-l', logPath];
-    const [command, commandArgs] = this.processOptions.dieWithParent ? dyingWithParent(NATS_SERVER_BINARY, args) : [NATS_SERVER_BINARY, args];
+    const [command, commandArgs] = this.processOptions.dieWithParent
+      ? dyingWithParent(NATS_SERVER_BINARY, args)
+      : [NATS_SERVER_BINARY, args];
     const child = spawn(command, commandArgs, { stdio: 'ignore' });
     this.child = child;
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
@@ -172,4 +174,3 @@ function portOf(address: string | undefined): number | undefined {
   const match = /:(\d+)$/.exec(address);
   return match ? Number(match[1]) : undefined;
 }
-

@@ -34,7 +34,8 @@ export function startProgress(totalBytes: number | undefined, snapshot: () => Pr
   if (totalBytes !== undefined && process.stderr.isTTY) {
     const bar = new cliProgress.SingleBar(
       {
-        format: '{bar} {percentage}% | {published} published, {rejected} rejected | {rate} events/s | ETA {eta_formatted}{status}',
+        format:
+          '{bar} {percentage}% | {published} published, {rejected} rejected | {rate} events/s | ETA {eta_formatted}{status}',
         stream: process.stderr,
         hideCursor: true,
         etaBuffer: 50,
@@ -81,7 +82,9 @@ export function startProgress(totalBytes: number | undefined, snapshot: () => Pr
       return;
     }
     const share = totalBytes ? ` (${Math.floor((100 * now.bytesRead) / Math.max(1, totalBytes))}% of input)` : '';
-    console.error(`kappa: ${now.published} published, ${now.rejected} rejected${share}, ${rate(now.published)} events/s`);
+    console.error(
+      `kappa: ${now.published} published, ${now.rejected} rejected${share}, ${rate(now.published)} events/s`,
+    );
   }, PLAIN_TICK_MS);
   timer.unref();
   return { stop: () => clearInterval(timer) };

@@ -33,6 +33,7 @@ export class RejectsFile {
       this.stream.end();
       await Promise.race([once(this.stream, 'finish'), once(this.stream, 'error')]).catch(() => undefined);
     }
-    if (this.writeError) throw new ConfigError(`cannot write the rejects file ${this.path}: ${this.writeError.message}`);
+    if (this.writeError)
+      throw new ConfigError(`cannot write the rejects file ${this.path}: ${this.writeError.message}`);
   }
 }

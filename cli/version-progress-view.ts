@@ -31,7 +31,12 @@ export function startVersionProgress(): VersionProgressView {
     };
   }
   const bars = new cliProgress.MultiBar(
-    { format: '{name} {bar} {percent}% | lag {lag} | ETA {eta} {note}', stream: process.stderr, hideCursor: true, clearOnComplete: false },
+    {
+      format: '{name} {bar} {percent}% | lag {lag} | ETA {eta} {note}',
+      stream: process.stderr,
+      hideCursor: true,
+      clearOnComplete: false,
+    },
     cliProgress.Presets.shades_classic,
   );
   const byVersion = new Map<string, cliProgress.SingleBar>();
@@ -46,7 +51,13 @@ export function startVersionProgress(): VersionProgressView {
           percent: version.progress === null ? '?' : (version.progress * 100).toFixed(1),
           lag: version.lagMessages,
           eta: version.etaSeconds === null ? '?' : formatSeconds(version.etaSeconds),
-          note: version.served ? '(serving)' : version.autoCutover ? '(cutover when caught up)' : version.state === 'running' ? '' : `(${version.state})`,
+          note: version.served
+            ? '(serving)'
+            : version.autoCutover
+              ? '(cutover when caught up)'
+              : version.state === 'running'
+                ? ''
+                : `(${version.state})`,
         });
       }
     },

@@ -15,5 +15,7 @@ export function toViewRow(row: Output | ServingTableRow): ViewRow {
   const start = 'window' in row ? row.window?.start : (row as ServingTableRow).start;
   const end = 'window' in row ? row.window?.end : (row as ServingTableRow).end;
   const name = 'row' in row && typeof row.row === 'string' ? { row: row.row } : {};
-  return start === undefined ? { key: row.key, ...name, value: row.value } : { key: row.key, ...name, start, end, value: row.value };
+  return start === undefined
+    ? { key: row.key, ...name, value: row.value }
+    : { key: row.key, ...name, start, end, value: row.value };
 }

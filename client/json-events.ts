@@ -21,17 +21,28 @@ export function eventFromJsonLine(line: string, fields: JsonEventFields): LineRe
     return { reason: `not JSON (${(error as Error).message})` };
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    return { reason: `expected a JSON object, found ${Array.isArray(value) ? 'an array' : value === null ? 'null' : typeof value}` };
+    return {
+      reason: `expected a JSON object, found ${Array.isArray(value) ? 'an array' : value === null ? 'null' : typeof value}`,
+    };
   }
   const rawKey = fieldOf(value, fields.key);
   let key: string;
   if (typeof rawKey === 'string') key = rawKey;
   else if (typeof rawKey === 'number' && Number.isFinite(rawKey)) key = String(rawKey);
-  else return { reason: rawKey === undefined ? `key field "${fields.key}" is missing` : `key field "${fields.key}" must be a string or a number, found ${describeJson(rawKey)}` };
+  else
+    return {
+      reason:
+        rawKey === undefined
+          ? `key field "${fields.key}" is missing`
+          : `key field "${fields.key}" must be a string or a number, found ${describeJson(rawKey)}`,
+    };
 
   const rawTime = fieldOf(value, fields.time);
   const time = eventTimeOf(rawTime);
-  if (typeof time === 'string') return { reason: rawTime === undefined ? `time field "${fields.time}" is missing` : `time field "${fields.time}" ${time}` };
+  if (typeof time === 'string')
+    return {
+      reason: rawTime === undefined ? `time field "${fields.time}" is missing` : `time field "${fields.time}" ${time}`,
+    };
   return { event: { key, time, value } };
 }
 

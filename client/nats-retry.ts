@@ -45,7 +45,11 @@ export function retryDelayMs(retry: number): number {
  * explains (isTransientNatsError) for up to retryForMs; `what` names the request in the reason
  * and the final error ("reading topic orders from the registry").
  */
-export async function retryThroughElections<T>(what: string, request: () => Promise<T>, options: RetryOptions): Promise<T> {
+export async function retryThroughElections<T>(
+  what: string,
+  request: () => Promise<T>,
+  options: RetryOptions,
+): Promise<T> {
   const retryUntilMs = Date.now() + options.retryForMs;
   for (let retry = 0; ; retry++) {
     try {
@@ -61,7 +65,9 @@ export async function retryThroughElections<T>(what: string, request: () => Prom
       const remainingMs = retryUntilMs - Date.now();
       if (remainingMs <= 0) {
         options.onWait?.(undefined);
-        throw new NatsUnavailableError(`${reason} (gave up after retrying for ${formatSeconds(options.retryForMs)})`, { cause: error });
+        throw new NatsUnavailableError(`${reason} (gave up after retrying for ${formatSeconds(options.retryForMs)})`, {
+          cause: error,
+        });
       }
       options.onWait?.({ reason, retryUntilMs });
       await new Promise((resolve) => setTimeout(resolve, Math.min(retryDelayMs(retry), remainingMs)));
@@ -91,8 +97,10 @@ function isNoResponders(error: unknown): boolean {
 }
 
 function transientReason(error: unknown): string {
-  if (isNoResponders(error) || (error instanceof RequestError && error.isNoResponders())) return 'JetStream did not respond (no responders)';
-  if (error instanceof TimeoutError || error instanceof RequestError) return 'no answer in time (a leader election, or the connection is down)';
+  if (isNoResponders(error) || (error instanceof RequestError && error.isNoResponders()))
+    return 'JetStream did not respond (no responders)';
+  if (error instanceof TimeoutError || error instanceof RequestError)
+    return 'no answer in time (a leader election, or the connection is down)';
   return (error as Error).message;
 }
 

@@ -15,10 +15,34 @@
 // NatsUnavailableError. An error PubAck fails it with PublishError. After a failure the next
 // publish(), ready() or flush() throws it. A retried event may land after events published
 // after it (in-flight publishes are not ordered against their own retries).
-import { createInbox, MsgHdrsImpl, nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import {
+  createInbox,
+  MsgHdrsImpl,
+  nuid,
+  type Msg,
+  type NatsConnection,
+  type Subscription,
+} from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { encodeEvent, KappaError, keyProblem, MAX_KEY_BYTES, messageIdOf, partitionOf, streams, subjects, type EventEnvelope } from '../protocol/index.js';
-import { DEFAULT_RETRY_FOR_MS, formatSeconds, NatsUnavailableError, retryDelayMs, retryThroughElections, type NatsWait } from './nats-retry.js';
+import {
+  encodeEvent,
+  KappaError,
+  keyProblem,
+  MAX_KEY_BYTES,
+  messageIdOf,
+  partitionOf,
+  streams,
+  subjects,
+  type EventEnvelope,
+} from '../protocol/index.js';
+import {
+  DEFAULT_RETRY_FOR_MS,
+  formatSeconds,
+  NatsUnavailableError,
+  retryDelayMs,
+  retryThroughElections,
+  type NatsWait,
+} from './nats-retry.js';
 import { describeTopic } from './topics.js';
 
 export interface ProducerOptions {
@@ -140,10 +164,14 @@ export class Producer {
    */
   static async forTopic(nc: NatsConnection, topic: string, options: ForTopicOptions = {}): Promise<Producer> {
     const { onWait, ...producerOptions } = options;
-    const { partitions } = await retryThroughElections(`looking up topic ${topic} and its partition streams`, () => describeTopic(nc, topic), {
-      retryForMs: options.retryForMs ?? DEFAULT_RETRY_FOR_MS,
-      onWait,
-    });
+    const { partitions } = await retryThroughElections(
+      `looking up topic ${topic} and its partition streams`,
+      () => describeTopic(nc, topic),
+      {
+        retryForMs: options.retryForMs ?? DEFAULT_RETRY_FOR_MS,
+        onWait,
+      },
+    );
     return new Producer(nc, { ...producerOptions, topic, partitions });
   }
 
@@ -181,7 +209,12 @@ export class Producer {
     // server's control line (it drops the connection, the publish is lost and retried to no
     // end), and nats.js throws on a message past max_payload.
     const keyIssue = keyProblem(event.key);
-    if (keyIssue) throw new EventRejectedError('KEY_INVALID', `event key ${keyPreview(event.key)} cannot be published to topic ${this.topic}: ${keyIssue}`, MAX_KEY_BYTES);
+    if (keyIssue)
+      throw new EventRejectedError(
+        'KEY_INVALID',
+        `event key ${keyPreview(event.key)} cannot be published to topic ${this.topic}: ${keyIssue}`,
+        MAX_KEY_BYTES,
+      );
     const payload = encodeEvent(event);
     // Read on every publish: after a reconnect the server, and its limit, may be another.
     const maxPayload = this.nc.info?.max_payload;
@@ -242,7 +275,8 @@ export class Producer {
     if (!this.connected) return { reason: 'connection to NATS lost, reconnecting', retryUntilMs };
     const stream = streams.partition(this.topic, oldest.partition);
     if (oldest.noResponders > 0) return { reason: `stream ${stream} has no leader (leader election)`, retryUntilMs };
-    if (oldest.attempts > 1) return { reason: `no ack from stream ${stream} within ${formatSeconds(this.ackTimeoutMs)}`, retryUntilMs };
+    if (oldest.attempts > 1)
+      return { reason: `no ack from stream ${stream} within ${formatSeconds(this.ackTimeoutMs)}`, retryUntilMs };
     return undefined;
   }
 
@@ -306,7 +340,8 @@ export class Producer {
       this.failIfStreamGone(publish);
       return;
     }
-    if (error) return this.fail(new PublishError(`publishing to ${publish.subject} failed: ${error.message}`, { cause: error }));
+    if (error)
+      return this.fail(new PublishError(`publishing to ${publish.subject} failed: ${error.message}`, { cause: error }));
     const body = message.string();
     if (body.includes('"error"')) {
       let description = body;
@@ -316,7 +351,9 @@ export class Producer {
       } catch {
         // keep the raw body as the description
       }
-      return this.fail(new PublishError(`the server refused event ${publish.messageId} on ${publish.subject}: ${description}`));
+      return this.fail(
+        new PublishError(`the server refused event ${publish.messageId} on ${publish.subject}: ${description}`),
+      );
     }
     this.counts.acknowledged++;
     // The server writes `"duplicate": true` (2.9, with a space) or `"duplicate":true`.
@@ -336,7 +373,12 @@ export class Producer {
       .catch((error: Error) => {
         // Anything else (a timeout during the election) is what the retries are for.
         if (/not found/i.test(error.message)) {
-          this.fail(new PublishError(`publishing to ${publish.subject} failed: no stream listens on it (was the topic deleted?)`, { cause: error }));
+          this.fail(
+            new PublishError(
+              `publishing to ${publish.subject} failed: no stream listens on it (was the topic deleted?)`,
+              { cause: error },
+            ),
+          );
         }
       })
       .finally(() => this.streamChecks.delete(publish.partition));

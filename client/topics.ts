@@ -2,10 +2,27 @@
 // (`streams.partition(topic, p)` holding `subjects.partition(topic, p)`), so a stream sequence is
 // a partition offset (see README.md for the measured reason), plus one entry in the registry
 // bucket `buckets.topics` from which every process learns P.
-import { jetstreamManager, DiscardPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, StorageType, type JetStreamManager } from '@nats-io/jetstream';
+import {
+  jetstreamManager,
+  DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamManager,
+} from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
-import { assertName, buckets, ConfigError, KappaError, streams, subjects, TopicConfigSchema, type TopicConfig } from '../protocol/index.js';
+import {
+  assertName,
+  buckets,
+  ConfigError,
+  KappaError,
+  streams,
+  subjects,
+  TopicConfigSchema,
+  type TopicConfig,
+} from '../protocol/index.js';
 
 export const DEFAULT_PARTITIONS = 64;
 export const DEFAULT_REPLICAS = 1;
@@ -43,16 +60,21 @@ export interface TopicDescription extends TopicSummary {
   totals: { messages: number; bytes: number };
 }
 
-
 export class TopicNotFoundError extends KappaError {
   constructor(topic: string) {
-    super('TOPIC_NOT_FOUND', `topic ${JSON.stringify(topic)} does not exist (create it with 'kappa topic create ${topic}')`);
+    super(
+      'TOPIC_NOT_FOUND',
+      `topic ${JSON.stringify(topic)} does not exist (create it with 'kappa topic create ${topic}')`,
+    );
   }
 }
 
 export class TopicExistsError extends KappaError {
   constructor(topic: string, existing: number, requested: number) {
-    super('TOPIC_EXISTS', `topic ${JSON.stringify(topic)} already exists with ${existing} partitions, ${requested} were requested (the partition count of a topic is fixed)`);
+    super(
+      'TOPIC_EXISTS',
+      `topic ${JSON.stringify(topic)} already exists with ${existing} partitions, ${requested} were requested (the partition count of a topic is fixed)`,
+    );
   }
 }
 
@@ -172,7 +194,11 @@ async function partitionState(jsm: JetStreamManager, topic: string, partition: n
     };
   } catch (error) {
     if (isStreamNotFound(error)) {
-      throw new KappaError('TOPIC_NOT_FOUND', `topic ${JSON.stringify(topic)} is registered but its stream ${stream} (partition ${partition}) is missing`, { cause: error });
+      throw new KappaError(
+        'TOPIC_NOT_FOUND',
+        `topic ${JSON.stringify(topic)} is registered but its stream ${stream} (partition ${partition}) is missing`,
+        { cause: error },
+      );
     }
     throw error;
   }
@@ -188,7 +214,10 @@ async function readConfig(registry: KV, name: string): Promise<TopicConfig | und
   if (!entry || entry.operation !== 'PUT') return undefined;
   const parsed = TopicConfigSchema.safeParse(entry.json());
   if (!parsed.success) {
-    throw new KappaError('PROTOCOL_SCHEMA', `registry entry of topic ${JSON.stringify(name)} in bucket ${buckets.topics} is not a topic config: ${parsed.error.message}`);
+    throw new KappaError(
+      'PROTOCOL_SCHEMA',
+      `registry entry of topic ${JSON.stringify(name)} in bucket ${buckets.topics} is not a topic config: ${parsed.error.message}`,
+    );
   }
   return parsed.data;
 }

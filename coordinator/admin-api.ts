@@ -45,7 +45,10 @@ export interface AdminContext extends VersionRecords {
 }
 
 /** The context of the leader's verbs: the maps are read through getters, since a load replaces them. */
-export function leaderAdminContext(state: LeaderState, parts: Omit<AdminContext, keyof VersionRecords | 'tasks' | 'aliases' | 'progress'>): AdminContext {
+export function leaderAdminContext(
+  state: LeaderState,
+  parts: Omit<AdminContext, keyof VersionRecords | 'tasks' | 'aliases' | 'progress'>,
+): AdminContext {
   return {
     ...parts,
     get versions() {
@@ -83,7 +86,11 @@ export async function answerAdminRequest(context: AdminContext, data: Uint8Array
         throw new KappaError('PROTOCOL_SCHEMA', `'${request.type}' is not an admin request`);
     }
   } catch (error) {
-    return { type: 'reply.error', code: error instanceof KappaError ? error.code : 'INTERNAL', message: error instanceof Error ? error.message : String(error) };
+    return {
+      type: 'reply.error',
+      code: error instanceof KappaError ? error.code : 'INTERNAL',
+      message: error instanceof Error ? error.message : String(error),
+    };
   }
 }
 
@@ -92,13 +99,19 @@ function ok(detail: AdminReply<'start' | 'stop' | 'cutover' | 'retire' | 'status
 }
 
 export async function startVersion(
-  context: Pick<AdminContext, 'versions' | 'putVersion' | 'reconcile' | 'view' | 'carrier' | 'partitionsOf' | 'clock' | 'logger'>,
+  context: Pick<
+    AdminContext,
+    'versions' | 'putVersion' | 'reconcile' | 'view' | 'carrier' | 'partitionsOf' | 'clock' | 'logger'
+  >,
   request: AdminRequest<'start'>,
 ): Promise<AdminReply<'start'>> {
   const key = jobVersionKey(request);
   const existing = context.versions.get(key);
   if (existing?.state === 'stopping') {
-    throw new KappaError('VERSION_STOPPING', `job ${request.job} version ${request.version} is still stopping; start it again once its tasks are released`);
+    throw new KappaError(
+      'VERSION_STOPPING',
+      `job ${request.job} version ${request.version} is still stopping; start it again once its tasks are released`,
+    );
   }
   if (existing) return { ...context.view(existing), alreadyRunning: true };
   const carrier = context.carrier(key);
@@ -107,7 +120,10 @@ export async function startVersion(
   if (topic !== null) {
     const found = await context.partitionsOf(topic);
     if (found === undefined && request.topic !== undefined) {
-      throw new KappaError('TOPIC_NOT_FOUND', `topic '${topic}' does not exist (create it with 'kappa topic create ${topic} --partitions P')`);
+      throw new KappaError(
+        'TOPIC_NOT_FOUND',
+        `topic '${topic}' does not exist (create it with 'kappa topic create ${topic} --partitions P')`,
+      );
     }
     partitions = found ?? null;
   }
@@ -134,8 +150,11 @@ export async function stopVersion(
 ): Promise<AdminReply<'stop'>> {
   const key = jobVersionKey(request);
   const existing = context.versions.get(key);
-  if (!existing) throw new KappaError('VERSION_NOT_FOUND', `job ${request.job} version ${request.version} is not running`);
-  const held = [...context.tasks.values()].filter((record) => jobVersionKey(record.task) === key && record.worker !== null).length;
+  if (!existing)
+    throw new KappaError('VERSION_NOT_FOUND', `job ${request.job} version ${request.version} is not running`);
+  const held = [...context.tasks.values()].filter(
+    (record) => jobVersionKey(record.task) === key && record.worker !== null,
+  ).length;
   const record: JobVersionRecord = { ...existing, state: 'stopping' };
   await context.putVersion(record);
   context.logger.info({ job: record.job, version: record.version, tasks: held }, 'job version stopping');
@@ -150,7 +169,11 @@ export async function cutoverVersion(
 ): Promise<AdminReply<'cutover'>> {
   const key = jobVersionKey(request);
   const version = context.versions.get(key);
-  if (!version) throw new KappaError('VERSION_NOT_FOUND', `job ${request.job} version ${request.version} is not running (start it with 'kappa replay')`);
+  if (!version)
+    throw new KappaError(
+      'VERSION_NOT_FOUND',
+      `job ${request.job} version ${request.version} is not running (start it with 'kappa replay')`,
+    );
   context.refreshProgress();
   const entry = await context.reprocessing.cutover(version, context.progress.get(key), request.maxLagMessages);
   if (version.autoCutover) {
@@ -168,10 +191,15 @@ export async function retireVersion(
 ): Promise<AdminReply<'retire'>> {
   const key = jobVersionKey(request);
   const existing = context.versions.get(key);
-  if (!existing) throw new KappaError('VERSION_NOT_FOUND', `job ${request.job} version ${request.version} is not running`);
+  if (!existing)
+    throw new KappaError('VERSION_NOT_FOUND', `job ${request.job} version ${request.version} is not running`);
   await context.reprocessing.assertRetirable(request.job, request.version);
   const retireAtMs = context.clock.now() + request.graceMs;
-  const record: JobVersionRecord = { ...existing, state: existing.state === 'retired' ? 'retired' : 'stopping', retireAtMs };
+  const record: JobVersionRecord = {
+    ...existing,
+    state: existing.state === 'retired' ? 'retired' : 'stopping',
+    retireAtMs,
+  };
   await context.putVersion(record);
   context.logger.info({ job: record.job, version: record.version, graceMs: request.graceMs }, 'retiring job version');
   await context.reconcile();
@@ -179,8 +207,12 @@ export async function retireVersion(
 }
 
 /** The cluster, or only the job `request.job` names (its versions and tasks). */
-export function clusterStatusReply(context: Pick<AdminContext, 'status'>, request: AdminRequest<'status'>): AdminReply<'status'> {
+export function clusterStatusReply(
+  context: Pick<AdminContext, 'status'>,
+  request: AdminRequest<'status'>,
+): AdminReply<'status'> {
   const status = context.status(request.job === undefined ? {} : { job: request.job });
-  if (status === undefined) throw new KappaError('NO_LEADER', 'this coordinator stopped leading while answering; ask again');
+  if (status === undefined)
+    throw new KappaError('NO_LEADER', 'this coordinator stopped leading while answering; ask again');
   return status;
 }

@@ -26,7 +26,14 @@
 //    arrays, Map or Set iteration: workers, versions and tasks are sorted before use.
 //
 // Cost: O(T log T + V·W log W) for T tasks, W workers, V job versions; no task × worker loop.
-import { ConfigError, jobVersionKey, taskKey, type JobVersionKey, type TaskId, type TaskKey } from '../protocol/index.js';
+import {
+  ConfigError,
+  jobVersionKey,
+  taskKey,
+  type JobVersionKey,
+  type TaskId,
+  type TaskKey,
+} from '../protocol/index.js';
 
 export type WorkerId = string;
 
@@ -198,7 +205,15 @@ function versionShares(
     const scaled = taskCount * workers[worker]!.capacity;
     const floor = Math.floor(scaled / carriedCapacity);
     const fraction = (scaled - floor * carriedCapacity) / carriedCapacity;
-    const share: Share = { worker, floor, fraction, extra: 0, held: held.get(worker) ?? 0, rank: 0, need: deficit[worker]! + fraction };
+    const share: Share = {
+      worker,
+      floor,
+      fraction,
+      extra: 0,
+      held: held.get(worker) ?? 0,
+      rank: 0,
+      need: deficit[worker]! + fraction,
+    };
     share.rank = roundUpRank(share);
     shares.push(share);
     floors += floor;

@@ -16,7 +16,16 @@
 //   continues above them. Where the records were lost (a wiped bucket) or fall behind the
 //   checkpoint for any other reason, the holder's claim is fenced and its heartbeat reports
 //   `fencedBy` (the checkpoint's epoch): the task is assigned again, to the same holder, above it.
-import { jobVersionKey, taskKey, type JobVersionKey, type ServingTableKind, type StartPosition, type TaskId, type TaskKey, type TaskStatus } from '../protocol/index.js';
+import {
+  jobVersionKey,
+  taskKey,
+  type JobVersionKey,
+  type ServingTableKind,
+  type StartPosition,
+  type TaskId,
+  type TaskKey,
+  type TaskStatus,
+} from '../protocol/index.js';
 import { assignTasks, type WorkerId, type WorkerSlot } from './assignment.js';
 
 /** A job version as stored: `running` until `kappa stop`, then `stopping` until its tasks are released. */
@@ -121,7 +130,13 @@ export function versionStatus(version: JobVersionRecord, workers: readonly Worke
  */
 export function reconcile(input: ReconcileInput): ReconcileResult {
   const { tasks, transit, nowMs } = input;
-  const result: ReconcileResult = { commands: [], puts: [], finishedVersions: [], movesStarted: 0, fencedReassigned: 0 };
+  const result: ReconcileResult = {
+    commands: [],
+    puts: [],
+    finishedVersions: [],
+    movesStarted: 0,
+    fencedReassigned: 0,
+  };
   const workers = new Map(input.workers.map((worker) => [worker.slot.id, worker]));
 
   const desired = desiredTasks(input.versions);
@@ -182,7 +197,13 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
       }
       // Steady state: make sure the holder runs it at the current epoch.
       if (holder.reported !== undefined && (reported === undefined || reported.epoch < record.epoch)) {
-        send({ kind: 'assign', worker: holder.slot.id, task: record.task, epoch: record.epoch, from: fromOf(record.task) });
+        send({
+          kind: 'assign',
+          worker: holder.slot.id,
+          task: record.task,
+          epoch: record.epoch,
+          from: fromOf(record.task),
+        });
       }
       continue;
     }
@@ -196,7 +217,12 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
     for (const [key, status] of worker.reported ?? []) {
       const record = tasks.get(key);
       if (record?.worker === worker.slot.id || status.state === 'releasing') continue;
-      send({ kind: 'revoke', worker: worker.slot.id, task: { job: status.job, version: status.version, partition: status.partition }, epoch: status.epoch });
+      send({
+        kind: 'revoke',
+        worker: worker.slot.id,
+        task: { job: status.job, version: status.version, partition: status.partition },
+        epoch: status.epoch,
+      });
     }
   }
 
@@ -204,7 +230,9 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
   for (const record of result.puts) after.set(taskKey(record.task), record);
   for (const [versionKey, version] of input.versions) {
     if (version.state !== 'stopping') continue;
-    const held = [...after.values()].some((record) => jobVersionKey(record.task) === versionKey && record.worker !== null);
+    const held = [...after.values()].some(
+      (record) => jobVersionKey(record.task) === versionKey && record.worker !== null,
+    );
     if (!held) result.finishedVersions.push(versionKey);
   }
   return result;

@@ -6,7 +6,20 @@
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
-import { buckets, CarriedVersion, ConfigError, FencedError, isName, jobVersionKey, ServingTableKind, StartPosition, TaskId, taskKey, type JobVersionKey, type TaskKey } from '../protocol/index.js';
+import {
+  buckets,
+  CarriedVersion,
+  ConfigError,
+  FencedError,
+  isName,
+  jobVersionKey,
+  ServingTableKind,
+  StartPosition,
+  TaskId,
+  taskKey,
+  type JobVersionKey,
+  type TaskKey,
+} from '../protocol/index.js';
 import { internalReplicas } from '../runtime/index.js';
 import type { WorkerId } from './assignment.js';
 import type { JobVersionRecord, TaskRecord } from './cluster-state.js';
@@ -46,7 +59,9 @@ export interface LoadedClusterState {
 function stateKey(kind: 'version' | 'task' | 'worker', id: string, partCount: number): string {
   const parts = id.split('/');
   if (parts.length !== partCount || !parts.every(isName)) {
-    throw new ConfigError(`cluster state ${kind} id ${JSON.stringify(id)} is not ${partCount} valid name(s) joined by '/' (1–64 letters, digits, '_' or '-' each)`);
+    throw new ConfigError(
+      `cluster state ${kind} id ${JSON.stringify(id)} is not ${partCount} valid name(s) joined by '/' (1–64 letters, digits, '_' or '-' each)`,
+    );
   }
   return `${kind}.${parts.join('.')}`;
 }
@@ -121,7 +136,9 @@ export class ClusterStore {
       this.revisions.set(key, revision);
     } catch (error) {
       this.revisions.delete(key);
-      throw new FencedError(`cluster state key '${key}' changed since revision ${known ?? 'absent'}: another leader wrote it (${(error as Error).message})`);
+      throw new FencedError(
+        `cluster state key '${key}' changed since revision ${known ?? 'absent'}: another leader wrote it (${(error as Error).message})`,
+      );
     }
   }
 
@@ -131,7 +148,9 @@ export class ClusterStore {
     try {
       await this.kv.delete(key, { previousSeq: known });
     } catch (error) {
-      throw new FencedError(`cluster state key '${key}' changed since revision ${known}: another leader wrote it (${(error as Error).message})`);
+      throw new FencedError(
+        `cluster state key '${key}' changed since revision ${known}: another leader wrote it (${(error as Error).message})`,
+      );
     } finally {
       this.revisions.delete(key);
     }

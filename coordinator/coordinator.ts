@@ -13,7 +13,15 @@
 import type { KV } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { decodeMessage, encodeMessage, readTopicConfig, subjects, type ClusterStatus, type Clock, type Message } from '../protocol/index.js';
+import {
+  decodeMessage,
+  encodeMessage,
+  readTopicConfig,
+  subjects,
+  type ClusterStatus,
+  type Clock,
+  type Message,
+} from '../protocol/index.js';
 import { tableSettingsFromEnv } from '../runtime/index.js';
 import { answerAdminRequest, leaderAdminContext, type AdminContext } from './admin-api.js';
 import { ClusterStore } from './cluster-store.js';
@@ -80,7 +88,11 @@ export class Coordinator {
       onError: (error) => logger.warn({ err: error }, 'leader election: NATS error'),
     });
     this.reprocessing = new Reprocessing(nc, tableSettingsFromEnv(), logger);
-    this.streamPositions = new StreamPositions(nc, () => (this.isLeader() ? topicsOf(this.state.versions.values()) : new Map()), logger);
+    this.streamPositions = new StreamPositions(
+      nc,
+      () => (this.isLeader() ? topicsOf(this.state.versions.values()) : new Map()),
+      logger,
+    );
     const jobStreams = new JobStreamUsage(nc, logger);
     metrics.observeJobStreams(() => (this.isLeader() ? jobStreams.read() : undefined));
     this.reconciler = new Reconciler({
@@ -140,7 +152,9 @@ export class Coordinator {
   }
 
   private enqueue(work: () => Promise<void> | void): void {
-    this.queue = this.queue.then(work).catch((error: unknown) => this.options.logger.error({ err: error }, 'coordinator step failed'));
+    this.queue = this.queue
+      .then(work)
+      .catch((error: unknown) => this.options.logger.error({ err: error }, 'coordinator step failed'));
   }
 
   private listen(): void {
@@ -185,19 +199,25 @@ export class Coordinator {
   private async loadState(): Promise<void> {
     // Workers stored by the previous leader but not heard here yet get a session to heartbeat.
     this.membership.adopt(await this.state.load());
-    this.options.logger.info({ versions: this.state.versions.size, tasks: this.state.tasks.size, workers: this.membership.size }, 'cluster state loaded');
+    this.options.logger.info(
+      { versions: this.state.versions.size, tasks: this.state.tasks.size, workers: this.membership.size },
+      'cluster state loaded',
+    );
     await this.resolveTopics();
     await this.reconciler.reconcile();
   }
 
   private async tick(): Promise<void> {
     const dead = this.membership.expire();
-    if (dead.length > 0) this.options.logger.warn({ workers: dead }, 'workers silent past the session timeout: declared dead');
+    if (dead.length > 0)
+      this.options.logger.warn({ workers: dead }, 'workers silent past the session timeout: declared dead');
     this.options.metrics.workers.set(this.membership.size);
     if (!this.election.isLeader()) return;
     if (!this.state.loaded) return this.loadState();
-    for (const id of dead) await this.state.store.deleteWorker(id).catch((error: unknown) => this.reconciler.onStoreError(error));
-    if ([...this.state.versions.values()].some((version) => version.partitions === null || version.table === undefined)) await this.resolveTopics();
+    for (const id of dead)
+      await this.state.store.deleteWorker(id).catch((error: unknown) => this.reconciler.onStoreError(error));
+    if ([...this.state.versions.values()].some((version) => version.partitions === null || version.table === undefined))
+      await this.resolveTopics();
     await this.reconciler.reconcile();
     await this.reprocessingTick.advance();
   }
@@ -226,7 +246,12 @@ export class Coordinator {
 
   private resolveTopics(): Promise<void> {
     const { logger } = this.options;
-    return resolveTopics({ state: this.state, carrier: (key) => carrierOf(this.membership.live(), key), partitionsOf: (topic) => this.partitionsOf(topic), logger });
+    return resolveTopics({
+      state: this.state,
+      carrier: (key) => carrierOf(this.membership.live(), key),
+      partitionsOf: (topic) => this.partitionsOf(topic),
+      logger,
+    });
   }
 
   private async partitionsOf(topic: string): Promise<number | undefined> {

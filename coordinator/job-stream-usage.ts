@@ -79,7 +79,11 @@ export class JobStreamUsage {
       return states;
     } catch (error) {
       // Say so once per outage rather than on every scrape.
-      if (!this.failureLogged) this.logger.warn({ err: error }, 'cannot read the job streams; their gauges are left out until JetStream answers');
+      if (!this.failureLogged)
+        this.logger.warn(
+          { err: error },
+          'cannot read the job streams; their gauges are left out until JetStream answers',
+        );
       this.failureLogged = true;
       this.jsm = undefined;
       return undefined;

@@ -2,7 +2,14 @@
 // `worker.register`, stays alive by heartbeating, and is dead once silent past the session
 // timeout (or at once on `worker.leave`). Every coordinator replica keeps this table from the
 // messages it hears, so a follower that becomes leader already knows who is alive.
-import { jobVersionKey, taskKey, type Clock, type MessageOf, type TaskKey, type TaskStatus } from '../protocol/index.js';
+import {
+  jobVersionKey,
+  taskKey,
+  type Clock,
+  type MessageOf,
+  type TaskKey,
+  type TaskStatus,
+} from '../protocol/index.js';
 import type { WorkerId, WorkerSlot } from './assignment.js';
 import type { LiveWorker } from './cluster-state.js';
 
@@ -102,7 +109,11 @@ export class Membership {
   }
 
   liveWorkers(): LiveWorker[] {
-    return this.live().map((member) => ({ slot: member.slot, reported: member.reported, reportedAtMs: member.reportedAtMs }));
+    return this.live().map((member) => ({
+      slot: member.slot,
+      reported: member.reported,
+      reportedAtMs: member.reportedAtMs,
+    }));
   }
 
   get size(): number {

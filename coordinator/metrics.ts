@@ -9,7 +9,11 @@ import { versionTaskStates, type VersionProgress } from './version-progress.js';
 
 export class CoordinatorMetrics {
   readonly registry = new Registry();
-  readonly leader = new Gauge({ name: 'kappa_coordinator_leader', help: '1 while this replica is the leader, else 0', registers: [this.registry] });
+  readonly leader = new Gauge({
+    name: 'kappa_coordinator_leader',
+    help: '1 while this replica is the leader, else 0',
+    registers: [this.registry],
+  });
   readonly tasksAssigned = new Gauge({
     name: 'kappa_tasks_assigned',
     help: 'Tasks the leader has assigned to each worker',
@@ -21,7 +25,11 @@ export class CoordinatorMetrics {
     help: 'Reconciliation rounds that started moving at least one task',
     registers: [this.registry],
   });
-  readonly workers = new Gauge({ name: 'kappa_workers', help: 'Live workers known to this replica', registers: [this.registry] });
+  readonly workers = new Gauge({
+    name: 'kappa_workers',
+    help: 'Live workers known to this replica',
+    registers: [this.registry],
+  });
   readonly versionTasks = new Gauge({
     name: 'kappa_version_tasks',
     help: 'Tasks of a job version by state, as the leader sees them: waiting (no worker carries it), assigning (not yet reported at its epoch), then the state its worker reports (restoring, running, releasing, failed)',
@@ -44,16 +52,36 @@ export class CoordinatorMetrics {
   // The shared dead-letter, late-data and output streams (coordinator/job-stream-usage.ts), read
   // from JetStream at scrape time by the leader.
   private readJobStreams: () => Promise<JobStreamState[] | undefined> | undefined = () => undefined;
-  readonly jobStreamMessages = this.jobStreamGauge('kappa_job_stream_messages', 'Messages held by a shared job stream (KAPPA_DLQ, KAPPA_LATE, KAPPA_OUT)', (state) => state.messages);
-  readonly jobStreamBytes = this.jobStreamGauge('kappa_job_stream_bytes', 'Bytes held by a shared job stream', (state) => state.bytes);
-  readonly jobStreamFirstSequence = this.jobStreamGauge('kappa_job_stream_first_sequence', 'First sequence a shared job stream still holds', (state) => state.firstSequence);
+  readonly jobStreamMessages = this.jobStreamGauge(
+    'kappa_job_stream_messages',
+    'Messages held by a shared job stream (KAPPA_DLQ, KAPPA_LATE, KAPPA_OUT)',
+    (state) => state.messages,
+  );
+  readonly jobStreamBytes = this.jobStreamGauge(
+    'kappa_job_stream_bytes',
+    'Bytes held by a shared job stream',
+    (state) => state.bytes,
+  );
+  readonly jobStreamFirstSequence = this.jobStreamGauge(
+    'kappa_job_stream_first_sequence',
+    'First sequence a shared job stream still holds',
+    (state) => state.firstSequence,
+  );
   readonly jobStreamDiscarded = this.jobStreamGauge(
     'kappa_job_stream_discarded_messages',
     'Messages a shared job stream stored and no longer holds (last sequence - messages): removed by its age and size limits, or by an operator purge; Kappa deletes none. Rises while records are being lost',
     (state) => state.discardedMessages,
   );
-  readonly jobStreamLimitBytes = this.jobStreamGauge('kappa_job_stream_limit_bytes', 'Size bound of a shared job stream (0: none); the oldest messages go past it', (state) => state.maxBytes);
-  readonly jobStreamLimitAge = this.jobStreamGauge('kappa_job_stream_limit_age_seconds', 'Age bound of a shared job stream (0: none)', (state) => state.maxAgeSeconds);
+  readonly jobStreamLimitBytes = this.jobStreamGauge(
+    'kappa_job_stream_limit_bytes',
+    'Size bound of a shared job stream (0: none); the oldest messages go past it',
+    (state) => state.maxBytes,
+  );
+  readonly jobStreamLimitAge = this.jobStreamGauge(
+    'kappa_job_stream_limit_age_seconds',
+    'Age bound of a shared job stream (0: none)',
+    (state) => state.maxAgeSeconds,
+  );
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });

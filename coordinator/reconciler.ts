@@ -43,7 +43,10 @@ export class Reconciler {
     });
     try {
       // Store first, send after: a successor must never see an older epoch than a worker holds.
-      await Promise.all([...result.puts.map((record) => state.store.putTask(record)), ...result.finishedVersions.map((key) => state.store.deleteVersion(key))]);
+      await Promise.all([
+        ...result.puts.map((record) => state.store.putTask(record)),
+        ...result.finishedVersions.map((key) => state.store.deleteVersion(key)),
+      ]);
     } catch (error) {
       return this.onStoreError(error);
     }
@@ -54,7 +57,10 @@ export class Reconciler {
         // Retired: kept until its grace period ends, then its table and checkpoints are dropped.
         const retired: JobVersionRecord = { ...version, state: 'retired' };
         await state.putVersion(retired);
-        logger.info({ version: key, dropAt: new Date(version.retireAtMs).toISOString() }, 'job version retired: every task released');
+        logger.info(
+          { version: key, dropAt: new Date(version.retireAtMs).toISOString() },
+          'job version retired: every task released',
+        );
         continue;
       }
       state.versions.delete(key);
@@ -67,7 +73,10 @@ export class Reconciler {
       logger.info({ moves: result.movesStarted }, 'rebalancing');
     }
     if (result.fencedReassigned > 0) {
-      logger.warn({ tasks: result.fencedReassigned }, 'tasks fenced by checkpoints of a higher epoch: assigned again above it');
+      logger.warn(
+        { tasks: result.fencedReassigned },
+        'tasks fenced by checkpoints of a higher epoch: assigned again above it',
+      );
     }
     this.refreshProgress();
   }
@@ -75,16 +84,24 @@ export class Reconciler {
   /** Assignment metrics, and each running version's progress and ETA (`state.progress`) from the latest heartbeats. */
   refreshProgress(): void {
     const { state, membership, streamPositions, reprocessing, clock, metrics } = this.options;
-    metrics.recordAssignments(membership.live().map((member) => member.slot.id), state.tasks.values());
+    metrics.recordAssignments(
+      membership.live().map((member) => member.slot.id),
+      state.tasks.values(),
+    );
     const reported = (record: TaskRecord) => {
-      const status = record.worker === null ? undefined : membership.get(record.worker)?.reported?.get(taskKey(record.task));
+      const status =
+        record.worker === null ? undefined : membership.get(record.worker)?.reported?.get(taskKey(record.task));
       return status?.epoch === record.epoch ? status : undefined;
     };
     const running = [...state.versions.values()].filter((version) => version.state === 'running');
-    const progress = running.map((version) => versionProgress({ version, tasks: state.tasks, reported, lastSequences: streamPositions.of(version.topic) }));
+    const progress = running.map((version) =>
+      versionProgress({ version, tasks: state.tasks, reported, lastSequences: streamPositions.of(version.topic) }),
+    );
     metrics.recordVersions(progress);
     const now = clock.now();
-    state.progress = new Map(progress.map((entry) => [jobVersionKey(entry), { ...entry, etaSeconds: reprocessing.observe(entry, now) }]));
+    state.progress = new Map(
+      progress.map((entry) => [jobVersionKey(entry), { ...entry, etaSeconds: reprocessing.observe(entry, now) }]),
+    );
   }
 
   /** A CAS failure means another leader wrote: drop the in-memory view and reload if still leading. */
@@ -98,7 +115,10 @@ export class Reconciler {
       command.kind === 'assign'
         ? { type: 'task.assign', task: command.task, epoch: command.epoch, from: command.from }
         : { type: 'task.revoke', task: command.task, epoch: Math.max(1, command.epoch) };
-    this.options.logger.debug({ worker: command.worker, task: taskKey(command.task), kind: command.kind, epoch: command.epoch }, 'sending');
+    this.options.logger.debug(
+      { worker: command.worker, task: taskKey(command.task), kind: command.kind, epoch: command.epoch },
+      'sending',
+    );
     this.options.nc.publish(subjects.coordinatorToWorker(command.worker), encodeMessage(message));
   }
 }

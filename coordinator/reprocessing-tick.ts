@@ -14,7 +14,10 @@ export class ReprocessingTick {
 
   constructor(
     private readonly state: LeaderState,
-    private readonly reprocessing: Pick<Reprocessing, 'cutover' | 'dropVersionData' | 'forget' | 'aliases' | 'aliasFirstVersion'>,
+    private readonly reprocessing: Pick<
+      Reprocessing,
+      'cutover' | 'dropVersionData' | 'forget' | 'aliases' | 'aliasFirstVersion'
+    >,
     private readonly clock: Clock,
   ) {}
 

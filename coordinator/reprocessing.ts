@@ -7,7 +7,14 @@ import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import type { Logger } from 'pino';
 import { buckets, jobVersionKey, KappaError, type JobVersionKey } from '../protocol/index.js';
-import { AliasRegistry, openServingTables, type AliasEntry, type ServingTables, type TableKind, type TableSettings } from '../tables/index.js';
+import {
+  AliasRegistry,
+  openServingTables,
+  type AliasEntry,
+  type ServingTables,
+  type TableKind,
+  type TableSettings,
+} from '../tables/index.js';
 import type { JobVersionRecord } from './cluster-state.js';
 import type { VersionProgress } from './version-progress.js';
 
@@ -67,23 +74,36 @@ export class Reprocessing {
    * Flips the job's alias to `version` when it has caught up within `maxLagMessages`: every task
    * running and the version's lag known and within the bound. Refuses with a clear reason otherwise.
    */
-  async cutover(version: JobVersionRecord, progress: VersionProgress | undefined, maxLagMessages: number): Promise<AliasEntry> {
+  async cutover(
+    version: JobVersionRecord,
+    progress: VersionProgress | undefined,
+    maxLagMessages: number,
+  ): Promise<AliasEntry> {
     const name = `${version.job} ${version.version}`;
     if (version.state !== 'running') refuse(`${name} is ${version.state}; only a running version can be cut over to`);
-    if (version.table === undefined) refuse(`${name} writes no serving table (its sink is not kv, postgres or redis, or no live worker carries it)`);
+    if (version.table === undefined)
+      refuse(`${name} writes no serving table (its sink is not kv, postgres or redis, or no live worker carries it)`);
     const running = progress?.tasks.running ?? 0;
     if (version.partitions === null || running < version.partitions) {
-      refuse(`${name} has ${running} of ${version.partitions ?? '?'} tasks running; wait until every task is restored and consuming`);
+      refuse(
+        `${name} has ${running} of ${version.partitions ?? '?'} tasks running; wait until every task is restored and consuming`,
+      );
     }
-    if (progress?.lagMessages === undefined) refuse(`${name}'s lag is not known yet (partition ends not read); try again in a few seconds`);
+    if (progress?.lagMessages === undefined)
+      refuse(`${name}'s lag is not known yet (partition ends not read); try again in a few seconds`);
     if (progress!.lagMessages! > maxLagMessages) {
-      refuse(`${name} is ${progress!.lagMessages} messages behind (bound ${maxLagMessages}); wait until it has caught up, or pass a larger --max-lag`);
+      refuse(
+        `${name} is ${progress!.lagMessages} messages behind (bound ${maxLagMessages}); wait until it has caught up, or pass a larger --max-lag`,
+      );
     }
     const tables = await this.tables(version.table!);
     if (!(await tables.exists(version.job, version.version))) refuse(`${name} has no serving table yet`);
     await tables.setAlias(version.job, version.version);
     const entry = await (await this.aliases()).set(version.job, version.version, version.table!);
-    this.logger.info({ job: version.job, version: version.version, previous: entry.previous, lagMessages: progress!.lagMessages }, 'cut over: the alias now points at this version');
+    this.logger.info(
+      { job: version.job, version: version.version, previous: entry.previous, lagMessages: progress!.lagMessages },
+      'cut over: the alias now points at this version',
+    );
     return entry;
   }
 
@@ -98,7 +118,12 @@ export class Reprocessing {
     let first: JobVersionRecord | undefined;
     for (const version of versions) {
       if (version.job !== job || version.state !== 'running') continue;
-      if (!first || version.startedAtMs < first.startedAtMs || (version.startedAtMs === first.startedAtMs && version.version < first.version)) first = version;
+      if (
+        !first ||
+        version.startedAtMs < first.startedAtMs ||
+        (version.startedAtMs === first.startedAtMs && version.version < first.version)
+      )
+        first = version;
     }
     // Its table kind comes from the workers carrying it, its table from the first task's sinks.
     if (first?.table === undefined) return undefined;
@@ -106,14 +131,18 @@ export class Reprocessing {
     if (!(await tables.exists(job, first.version))) return undefined;
     await tables.setAlias(job, first.version);
     const entry = await (await this.aliases()).set(job, first.version, first.table);
-    this.logger.info({ job, version: first.version, table: first.table }, 'first version of the job: the alias now points at it');
+    this.logger.info(
+      { job, version: first.version, table: first.table },
+      'first version of the job: the alias now points at it',
+    );
     return entry;
   }
 
   /** Refuses to retire the version apps read through the alias. */
   async assertRetirable(job: string, version: string): Promise<void> {
     const alias = await (await this.aliases()).get(job);
-    if (alias?.version === version) refuse(`${job} ${version} is the version apps read (the alias points at it); cut over to another version first`);
+    if (alias?.version === version)
+      refuse(`${job} ${version} is the version apps read (the alias points at it); cut over to another version first`);
   }
 
   /** Drops a retired version's table and every checkpoint of its tasks. */
@@ -131,7 +160,10 @@ export class Reprocessing {
       const names = (await objects.list()).map((info) => info.name).filter((name) => name.startsWith(prefix));
       await Promise.all(names.map((name) => objects.delete(name)));
     }
-    this.logger.info({ job: version.job, version: version.version, table: version.table }, 'retired version: table and checkpoints dropped');
+    this.logger.info(
+      { job: version.job, version: version.version, table: version.table },
+      'retired version: table and checkpoints dropped',
+    );
   }
 
   async close(): Promise<void> {

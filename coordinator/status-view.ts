@@ -3,7 +3,16 @@
 //
 // A task's state comes from its holder's latest heartbeat, and only when that heartbeat is at the
 // task's current epoch: a report from before a move says nothing about the new assignment.
-import { jobVersionKey, taskKey, type ClusterStatus, type JobVersionKey, type JobVersionStatusView, type TaskKey, type TaskStatus, type TaskStatusView } from '../protocol/index.js';
+import {
+  jobVersionKey,
+  taskKey,
+  type ClusterStatus,
+  type JobVersionKey,
+  type JobVersionStatusView,
+  type TaskKey,
+  type TaskStatus,
+  type TaskStatusView,
+} from '../protocol/index.js';
 import type { WorkerId } from './assignment.js';
 import { desiredTasks, versionStatus, type JobVersionRecord, type TaskRecord } from './cluster-state.js';
 import type { Member } from './membership.js';
@@ -30,7 +39,10 @@ export interface StatusFilter {
 }
 
 /** One job version's line in the status, also the body of the start, stop and retire replies. */
-export function versionView(snapshot: Omit<ClusterSnapshot, 'nowMs' | 'leader'>, version: JobVersionRecord): JobVersionStatusView {
+export function versionView(
+  snapshot: Omit<ClusterSnapshot, 'nowMs' | 'leader'>,
+  version: JobVersionRecord,
+): JobVersionStatusView {
   const key = jobVersionKey(version);
   const reports = reportsOf(snapshot.workers);
   let tasksAssigned = 0;
@@ -47,7 +59,10 @@ export function versionView(snapshot: Omit<ClusterSnapshot, 'nowMs' | 'leader'>,
     topic: version.topic,
     partitions: version.partitions,
     from: version.from,
-    state: versionStatus(version, snapshot.workers.map((member) => member.slot)),
+    state: versionStatus(
+      version,
+      snapshot.workers.map((member) => member.slot),
+    ),
     tasksAssigned,
     lagMessages: progress?.lagMessages ?? lagMessages,
     progress: progress?.ratio ?? null,
@@ -63,13 +78,15 @@ export function clusterStatus(snapshot: ClusterSnapshot, filter: StatusFilter = 
   const shown = (job: string) => filter.job === undefined || job === filter.job;
   const reports = reportsOf(snapshot.workers);
   const assignedTo = new Map<WorkerId, number>();
-  for (const record of snapshot.tasks.values()) if (record.worker !== null) assignedTo.set(record.worker, (assignedTo.get(record.worker) ?? 0) + 1);
+  for (const record of snapshot.tasks.values())
+    if (record.worker !== null) assignedTo.set(record.worker, (assignedTo.get(record.worker) ?? 0) + 1);
 
   const tasks: TaskStatusView[] = [];
   const listed = new Set<TaskKey>();
   // Stopped versions keep their task records (their epochs): only versions still known are shown.
   const records = [...snapshot.tasks.values()].filter((record) => snapshot.versions.has(jobVersionKey(record.task)));
-  for (const task of desiredTasks(snapshot.versions)) if (!snapshot.tasks.has(taskKey(task))) records.push({ task, worker: null, epoch: 0 });
+  for (const task of desiredTasks(snapshot.versions))
+    if (!snapshot.tasks.has(taskKey(task))) records.push({ task, worker: null, epoch: 0 });
   for (const record of records) {
     const key = taskKey(record.task);
     if (listed.has(key) || !shown(record.task.job)) continue;
@@ -87,7 +104,17 @@ export function clusterStatus(snapshot: ClusterSnapshot, filter: StatusFilter = 
       ...(current?.state === 'failed' && current.error !== undefined ? { error: current.error } : {}),
     });
   }
-  tasks.sort((a, b) => (a.job < b.job ? -1 : a.job > b.job ? 1 : a.version < b.version ? -1 : a.version > b.version ? 1 : a.partition - b.partition));
+  tasks.sort((a, b) =>
+    a.job < b.job
+      ? -1
+      : a.job > b.job
+        ? 1
+        : a.version < b.version
+          ? -1
+          : a.version > b.version
+            ? 1
+            : a.partition - b.partition,
+  );
 
   return {
     leader: snapshot.leader,
@@ -99,7 +126,9 @@ export function clusterStatus(snapshot: ClusterSnapshot, filter: StatusFilter = 
       tasksAssigned: assignedTo.get(member.slot.id) ?? 0,
       lastHeartbeatAgoMs: snapshot.nowMs - member.lastHeardMs,
     })),
-    versions: [...snapshot.versions.values()].filter((version) => shown(version.job)).map((version) => versionView(snapshot, version)),
+    versions: [...snapshot.versions.values()]
+      .filter((version) => shown(version.job))
+      .map((version) => versionView(snapshot, version)),
     tasks,
   };
 }

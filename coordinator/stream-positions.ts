@@ -45,13 +45,19 @@ export class StreamPositions {
       const wanted = this.topics();
       for (const topic of this.lastSequences.keys()) if (!wanted.has(topic)) this.lastSequences.delete(topic);
       for (const [topic, partitions] of wanted) {
-        const infos = await Promise.all(Array.from({ length: partitions }, (_, partition) => jsm.streams.info(streams.partition(topic, partition))));
-        this.lastSequences.set(topic, infos.map((info) => info.state.last_seq));
+        const infos = await Promise.all(
+          Array.from({ length: partitions }, (_, partition) => jsm.streams.info(streams.partition(topic, partition))),
+        );
+        this.lastSequences.set(
+          topic,
+          infos.map((info) => info.state.last_seq),
+        );
       }
       this.failureLogged = false;
     } catch (error) {
       // Keep the previous positions; say so once per outage rather than every poll.
-      if (!this.failureLogged) this.logger.warn({ err: error }, 'cannot read partition stream positions; replay progress is stale');
+      if (!this.failureLogged)
+        this.logger.warn({ err: error }, 'cannot read partition stream positions; replay progress is stale');
       this.failureLogged = true;
       this.jsm = undefined;
     } finally {

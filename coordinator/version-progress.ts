@@ -49,7 +49,8 @@ export function versionProgress({ version, tasks, reported, lastSequences }: Ver
     if (!known) continue;
     const last = lastSequences[partition]!;
     // A restoring or failed task reports no position of its own yet: it counts as not started.
-    const sequence = status !== undefined && (status.state === 'running' || status.state === 'releasing') ? status.sequence : 0;
+    const sequence =
+      status !== undefined && (status.state === 'running' || status.state === 'releasing') ? status.sequence : 0;
     processed += Math.min(sequence, last);
     total += last;
   }
@@ -67,7 +68,8 @@ export function versionProgress({ version, tasks, reported, lastSequences }: Ver
 export function topicsOf(versions: Iterable<JobVersionRecord>): Map<string, number> {
   const topics = new Map<string, number>();
   for (const version of versions) {
-    if (version.topic !== null && version.partitions !== null) topics.set(version.topic, Math.max(topics.get(version.topic) ?? 0, version.partitions));
+    if (version.topic !== null && version.partitions !== null)
+      topics.set(version.topic, Math.max(topics.get(version.topic) ?? 0, version.partitions));
   }
   return topics;
 }

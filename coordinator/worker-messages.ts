@@ -33,7 +33,12 @@ export async function onWorkerMessage(context: WorkerMessageContext, message: Me
     case 'worker.heartbeat': {
       let known = membership.heartbeat(message.workerId, message.tasks);
       if (!known && message.capacity !== undefined && message.carries !== undefined) {
-        const registration = { workerId: message.workerId, capacity: message.capacity, carries: message.carries, httpUrl: message.httpUrl };
+        const registration = {
+          workerId: message.workerId,
+          capacity: message.capacity,
+          carries: message.carries,
+          httpUrl: message.httpUrl,
+        };
         membership.register(registration);
         known = membership.heartbeat(message.workerId, message.tasks);
         if (leading) await state.store.putWorker(registration);

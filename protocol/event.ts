@@ -31,11 +31,17 @@ export function decodeEvent(bytes: Uint8Array): EventEnvelope {
     throw new ProtocolError('PROTOCOL_GARBAGE', `event bytes are not msgpack: ${(error as Error).message}`);
   }
   if (!Array.isArray(decoded) || decoded.length !== 4) {
-    throw new ProtocolError('PROTOCOL_GARBAGE', `expected an event envelope [version, key, time, value], found ${describe(decoded)}`);
+    throw new ProtocolError(
+      'PROTOCOL_GARBAGE',
+      `expected an event envelope [version, key, time, value], found ${describe(decoded)}`,
+    );
   }
   const [version, key, time, value] = decoded as [unknown, unknown, unknown, unknown];
   if (typeof version !== 'number' || version > PROTOCOL_MAJOR || version < 1) {
-    throw new ProtocolError('PROTOCOL_VERSION', `event envelope has protocol version ${String(version)}, this reader understands ${PROTOCOL_MAJOR}`);
+    throw new ProtocolError(
+      'PROTOCOL_VERSION',
+      `event envelope has protocol version ${String(version)}, this reader understands ${PROTOCOL_MAJOR}`,
+    );
   }
   if (typeof key !== 'string') {
     throw new ProtocolError('PROTOCOL_SCHEMA', `event key must be a string, found ${describe(key)}`);

@@ -92,7 +92,12 @@ const messageSchemas = {
   'worker.leave': z.object({ workerId: name }),
   'task.assign': z.object({ task: TaskId, epoch: z.number().int().min(1), from: StartPosition }),
   'task.revoke': z.object({ task: TaskId, epoch: z.number().int().min(1) }),
-  'task.released': z.object({ workerId: name, task: TaskId, epoch: z.number().int().min(1), sequence: z.number().int().min(0) }),
+  'task.released': z.object({
+    workerId: name,
+    task: TaskId,
+    epoch: z.number().int().min(1),
+    sequence: z.number().int().min(0),
+  }),
   /** `topic` is optional: without it the coordinator learns the topic from a worker carrying the version. */
   'job.start': z.object({
     job: name,

@@ -79,7 +79,9 @@ export function decodeRow(bytes: Uint8Array): ServingTableRow {
 }
 
 /** The row a reader sees for a KV entry, or undefined for a deleted entry or a tombstone. */
-export function liveRow(entry: { operation: string; value: Uint8Array } | null | undefined): ServingTableRow | undefined {
+export function liveRow(
+  entry: { operation: string; value: Uint8Array } | null | undefined,
+): ServingTableRow | undefined {
   if (!entry || entry.operation !== 'PUT') return undefined;
   const row = decodeRow(entry.value);
   return row.retracted === true ? undefined : row;

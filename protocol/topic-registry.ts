@@ -25,7 +25,10 @@ export async function readTopicConfig(nc: NatsConnection, topic: string): Promis
   if (!entry || entry.operation !== 'PUT') return undefined;
   const parsed = TopicConfigSchema.safeParse(entry.json());
   if (!parsed.success) {
-    throw new KappaError('TOPIC_NOT_FOUND', `topic '${topic}' has a malformed registry entry: ${parsed.error.issues[0]?.message}`);
+    throw new KappaError(
+      'TOPIC_NOT_FOUND',
+      `topic '${topic}' has a malformed registry entry: ${parsed.error.issues[0]?.message}`,
+    );
   }
   return parsed.data;
 }
@@ -34,7 +37,10 @@ export async function readTopicConfig(nc: NatsConnection, topic: string): Promis
 export async function topicPartitions(nc: NatsConnection, topic: string): Promise<number> {
   const config = await readTopicConfig(nc, topic);
   if (!config) {
-    throw new KappaError('TOPIC_NOT_FOUND', `topic '${topic}' does not exist (create it with 'kappa topic create ${topic} --partitions P')`);
+    throw new KappaError(
+      'TOPIC_NOT_FOUND',
+      `topic '${topic}' does not exist (create it with 'kappa topic create ${topic} --partitions P')`,
+    );
   }
   return config.partitions;
 }

@@ -22,8 +22,14 @@ export interface NatsSettings {
   name?: string;
 }
 
-export async function connectNats(settings: NatsSettings, extra: Partial<ConnectionOptions> = {}): Promise<NatsConnection> {
-  const servers = settings.url.split(',').map((url) => url.trim()).filter(Boolean);
+export async function connectNats(
+  settings: NatsSettings,
+  extra: Partial<ConnectionOptions> = {},
+): Promise<NatsConnection> {
+  const servers = settings.url
+    .split(',')
+    .map((url) => url.trim())
+    .filter(Boolean);
   const options: ConnectionOptions = {
     servers,
     name: settings.name,
@@ -47,7 +53,9 @@ export async function connectNats(settings: NatsSettings, extra: Partial<Connect
   try {
     return await connect(options);
   } catch (error) {
-    throw new ConnectionError(`cannot reach NATS at ${servers.join(', ')}: ${(error as Error).message}`, { cause: error });
+    throw new ConnectionError(`cannot reach NATS at ${servers.join(', ')}: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
 }
 

@@ -105,7 +105,12 @@ export async function serveProcessEndpoints(port: number, host: string, endpoint
 
   async function answer(request: IncomingMessage, response: ServerResponse): Promise<void> {
     if (request.method !== 'GET' && request.method !== 'HEAD') {
-      sendJson(response, 405, { error: `method ${request.method} is not allowed: expected GET` }, { allow: 'GET, HEAD' });
+      sendJson(
+        response,
+        405,
+        { error: `method ${request.method} is not allowed: expected GET` },
+        { allow: 'GET, HEAD' },
+      );
       return;
     }
     const url = parseRequestUrl(request.url ?? '/');
@@ -117,19 +122,32 @@ export async function serveProcessEndpoints(port: number, host: string, endpoint
       response.writeHead(200, { 'content-type': endpoints.registry.contentType }).end(body);
     } else if (path === '/healthz') {
       const reason = eventLoop.notLiveReason() ?? endpoints.notLiveReason?.();
-      response.writeHead(reason === undefined ? 200 : 503, { 'content-type': 'text/plain' }).end(reason === undefined ? 'ok\n' : `not live: ${reason}\n`);
+      response
+        .writeHead(reason === undefined ? 200 : 503, { 'content-type': 'text/plain' })
+        .end(reason === undefined ? 'ok\n' : `not live: ${reason}\n`);
     } else if (path === '/readyz') {
       const reason = endpoints.notReadyReason?.();
       const ready = reason === undefined && endpoints.isReady();
-      response.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : reason === undefined ? 'not ready\n' : `not ready: ${reason}\n`);
+      response
+        .writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' })
+        .end(ready ? 'ready\n' : reason === undefined ? 'not ready\n' : `not ready: ${reason}\n`);
     } else if (json) {
       const body = json();
-      sendJson(response, body === undefined ? 503 : 200, body ?? { error: 'not available on this process (is it the leader?)' });
+      sendJson(
+        response,
+        body === undefined ? 503 : 200,
+        body ?? { error: 'not available on this process (is it the leader?)' },
+      );
     } else if (prefix !== undefined) {
-      const { status, body } = await endpoints.jsonPrefix![prefix]!(decodePathSegment(path.slice(prefix.length)), url.searchParams);
+      const { status, body } = await endpoints.jsonPrefix![prefix]!(
+        decodePathSegment(path.slice(prefix.length)),
+        url.searchParams,
+      );
       sendJson(response, status, body);
     } else {
-      sendJson(response, 404, { error: `no endpoint at ${JSON.stringify(path.length > 200 ? `${path.slice(0, 200)}…` : path)}` });
+      sendJson(response, 404, {
+        error: `no endpoint at ${JSON.stringify(path.length > 200 ? `${path.slice(0, 200)}…` : path)}`,
+      });
     }
   }
 
@@ -165,7 +183,9 @@ function parseRequestUrl(target: string): URL {
   try {
     return new URL(target, 'http://localhost');
   } catch {
-    throw new BadRequestError(`request target ${JSON.stringify(target.length > 80 ? `${target.slice(0, 80)}…` : target)} is not a path`);
+    throw new BadRequestError(
+      `request target ${JSON.stringify(target.length > 80 ? `${target.slice(0, 80)}…` : target)} is not a path`,
+    );
   }
 }
 
@@ -174,7 +194,9 @@ function decodePathSegment(segment: string): string {
   try {
     return decodeURIComponent(segment);
   } catch {
-    throw new BadRequestError(`path segment ${JSON.stringify(segment.length > 80 ? `${segment.slice(0, 80)}…` : segment)} is not valid percent-encoded UTF-8`);
+    throw new BadRequestError(
+      `path segment ${JSON.stringify(segment.length > 80 ? `${segment.slice(0, 80)}…` : segment)} is not valid percent-encoded UTF-8`,
+    );
   }
 }
 
@@ -184,15 +206,23 @@ function decodePathSegment(segment: string): string {
  */
 function listenError(error: NodeJS.ErrnoException, port: number, host: string): Error {
   const where = `${host}:${port}`;
-  const fix = "choose another with --http-port or KAPPA_HTTP_PORT (0 picks a free port)";
+  const fix = 'choose another with --http-port or KAPPA_HTTP_PORT (0 picks a free port)';
   switch (error.code) {
     case 'EADDRINUSE':
-      return new ConfigError(`cannot serve HTTP on ${where}: the port is already in use by another process; ${fix}`, { cause: error });
+      return new ConfigError(`cannot serve HTTP on ${where}: the port is already in use by another process; ${fix}`, {
+        cause: error,
+      });
     case 'EACCES':
-      return new ConfigError(`cannot serve HTTP on ${where}: permission denied (ports below 1024 need privileges); ${fix}`, { cause: error });
+      return new ConfigError(
+        `cannot serve HTTP on ${where}: permission denied (ports below 1024 need privileges); ${fix}`,
+        { cause: error },
+      );
     case 'EADDRNOTAVAIL':
     case 'ENOTFOUND':
-      return new ConfigError(`cannot serve HTTP on ${where}: the address ${host} is not one of this host's; choose another with --http-host or KAPPA_HTTP_HOST`, { cause: error });
+      return new ConfigError(
+        `cannot serve HTTP on ${where}: the address ${host} is not one of this host's; choose another with --http-host or KAPPA_HTTP_HOST`,
+        { cause: error },
+      );
     default:
       return error;
   }

@@ -3,6 +3,10 @@
 import { internalReplicas } from './replicas.js';
 
 /** The shape of tables/' TableSettings (runtime/ imports only protocol/). */
-export function tableSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): { postgresUrl?: string; redisUrl?: string; replicas: number } {
+export function tableSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): {
+  postgresUrl?: string;
+  redisUrl?: string;
+  replicas: number;
+} {
   return { postgresUrl: env.KAPPA_POSTGRES_URL, redisUrl: env.KAPPA_REDIS_URL, replicas: internalReplicas(env) };
 }

@@ -29,15 +29,25 @@ export function encodeFrame(puts: readonly EncodedRow[], deletes: readonly Uint8
 /** Encodes a delta (one flush's changes) into one buffer of frames. */
 export function encodeDelta(puts: readonly EncodedRow[], deletes: readonly Uint8Array[]): Uint8Array {
   const frames: Uint8Array[] = [];
-  for (let start = 0; start < puts.length; start += ROWS_PER_FRAME) frames.push(encodeFrame(puts.slice(start, start + ROWS_PER_FRAME), []));
-  for (let start = 0; start < deletes.length; start += ROWS_PER_FRAME) frames.push(encodeFrame([], deletes.slice(start, start + ROWS_PER_FRAME)));
+  for (let start = 0; start < puts.length; start += ROWS_PER_FRAME)
+    frames.push(encodeFrame(puts.slice(start, start + ROWS_PER_FRAME), []));
+  for (let start = 0; start < deletes.length; start += ROWS_PER_FRAME)
+    frames.push(encodeFrame([], deletes.slice(start, start + ROWS_PER_FRAME)));
   return Buffer.concat(frames);
 }
 
 /** Decodes the frames of a checkpoint object as they arrive. */
-export async function* decodeFrames(bytes: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>): AsyncGenerator<CheckpointFrame> {
+export async function* decodeFrames(
+  bytes: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
+): AsyncGenerator<CheckpointFrame> {
   for await (const frame of decodeMultiStream(bytes)) {
-    if (!Array.isArray(frame) || frame.length !== 2 || !Array.isArray(frame[0]) || !Array.isArray(frame[1]) || frame[0].length % 2 !== 0) {
+    if (
+      !Array.isArray(frame) ||
+      frame.length !== 2 ||
+      !Array.isArray(frame[0]) ||
+      !Array.isArray(frame[1]) ||
+      frame[0].length % 2 !== 0
+    ) {
       throw new StateError('STATE_KEY_CORRUPT', 'checkpoint object holds a frame that is not [rows, deletes]');
     }
     const flat = frame[0] as unknown[];
@@ -51,7 +61,8 @@ export async function* decodeFrames(bytes: ReadableStream<Uint8Array> | AsyncIte
       puts[index] = [key, value];
     }
     const deletes = frame[1] as unknown[];
-    if (!deletes.every((key) => key instanceof Uint8Array)) throw new StateError('STATE_KEY_CORRUPT', 'checkpoint frame holds a delete that is not bytes');
+    if (!deletes.every((key) => key instanceof Uint8Array))
+      throw new StateError('STATE_KEY_CORRUPT', 'checkpoint frame holds a delete that is not bytes');
     yield { puts, deletes: deletes as Uint8Array[] };
   }
 }

@@ -46,7 +46,10 @@ export function decodeManifest(bytes: Uint8Array, key: string): CheckpointManife
   const parsed = CheckpointManifest.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new StateError('STATE_KEY_CORRUPT', `checkpoint manifest ${key} field '${issue?.path.join('.')}': ${issue?.message}`);
+    throw new StateError(
+      'STATE_KEY_CORRUPT',
+      `checkpoint manifest ${key} field '${issue?.path.join('.')}': ${issue?.message}`,
+    );
   }
   return parsed.data;
 }

@@ -17,7 +17,12 @@ import { Objm, type ObjectStore } from '@nats-io/obj';
 import { StorageType } from '@nats-io/jetstream';
 import { buckets, CheckpointError, FencedError } from '../protocol/index.js';
 import { decodeFrames, encodeDelta, encodeFrame } from './checkpoint-format.js';
-import { decodeManifest, encodeManifest, type CheckpointManifest, type CheckpointObject } from './checkpoint-manifest.js';
+import {
+  decodeManifest,
+  encodeManifest,
+  type CheckpointManifest,
+  type CheckpointObject,
+} from './checkpoint-manifest.js';
 import type { TaskStore, WriteCapture } from './task-store.js';
 
 /** Below this the chain of deltas is never compacted: a small state restores fast anyway. */
@@ -65,7 +70,11 @@ export class CheckpointStore {
   /** Opens (creating if missing) the manifest bucket and the object bucket. */
   static async open(nc: NatsConnection, options: CheckpointStoreOptions = {}): Promise<CheckpointStore> {
     const replicas = options.replicas ?? 1;
-    const manifests = await new Kvm(nc).create(buckets.checkpoints, { history: 1, replicas, storage: StorageType.File });
+    const manifests = await new Kvm(nc).create(buckets.checkpoints, {
+      history: 1,
+      replicas,
+      storage: StorageType.File,
+    });
     const objects = await new Objm(nc).create(buckets.checkpointData, { replicas, storage: StorageType.File });
     return new CheckpointStore(manifests, objects, options.compactMinBytes ?? COMPACT_MIN_BYTES);
   }
@@ -120,7 +129,10 @@ export class TaskCheckpoints {
       const entry = await this.store.manifests.get(this.key);
       const existing = entry && entry.operation === 'PUT' ? decodeManifest(entry.value, this.key) : undefined;
       if (existing && this.ownedByAnother(existing, epoch)) {
-        throw new FencedError(`task ${this.key} is owned under epoch ${existing.epoch} (worker ${existing.workerId}); this owner (${this.workerId}) holds epoch ${epoch}`, existing.epoch);
+        throw new FencedError(
+          `task ${this.key} is owned under epoch ${existing.epoch} (worker ${existing.workerId}); this owner (${this.workerId}) holds epoch ${epoch}`,
+          existing.epoch,
+        );
       }
       const claimed: CheckpointManifest = existing
         ? { ...existing, epoch, workerId: this.workerId }
@@ -136,7 +148,9 @@ export class TaskCheckpoints {
             workerId: this.workerId,
           };
       try {
-        this.revision = entry ? await this.store.manifests.update(this.key, encodeManifest(claimed), entry.revision) : await this.store.manifests.create(this.key, encodeManifest(claimed));
+        this.revision = entry
+          ? await this.store.manifests.update(this.key, encodeManifest(claimed), entry.revision)
+          : await this.store.manifests.create(this.key, encodeManifest(claimed));
         this.current = claimed;
         return claimed;
       } catch {
@@ -154,7 +168,10 @@ export class TaskCheckpoints {
       if (!result) throw new CheckpointError(`checkpoint object ${object.name} of ${this.key} is missing`);
       for await (const frame of decodeFrames(result.data)) await store.writeEncoded(frame.puts, frame.deletes);
       if (!(await result.error)) bytes += object.bytes;
-      else throw new CheckpointError(`checkpoint object ${object.name} of ${this.key} could not be read`, { cause: await result.error });
+      else
+        throw new CheckpointError(`checkpoint object ${object.name} of ${this.key} could not be read`, {
+          cause: await result.error,
+        });
     }
     return bytes;
   }
@@ -182,12 +199,23 @@ export class TaskCheckpoints {
         const name = `${objectPrefix(this.task)}${request.epoch}-${id}-delta`;
         const bytes = encodeDelta(request.delta.puts, request.delta.deletes);
         await this.store.objects.putBlob({ name }, bytes);
-        objects = [...previous.objects, { name, kind: 'delta', bytes: bytes.length, puts: request.delta.puts.length, deletes: request.delta.deletes.length }];
+        objects = [
+          ...previous.objects,
+          {
+            name,
+            kind: 'delta',
+            bytes: bytes.length,
+            puts: request.delta.puts.length,
+            deletes: request.delta.deletes.length,
+          },
+        ];
         kind = 'delta';
         bytesUploaded = bytes.length;
       }
     } catch (error) {
-      throw new CheckpointError(`checkpoint ${id} of ${this.key}: upload failed: ${(error as Error).message}`, { cause: error });
+      throw new CheckpointError(`checkpoint ${id} of ${this.key}: upload failed: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
     const manifest: CheckpointManifest = {
       ...previous,
@@ -243,11 +271,17 @@ export class TaskCheckpoints {
     } catch {
       // Could not read either: report the commit failure below.
     }
-    if (owner && owner.epoch === epoch && owner.workerId === this.workerId && markOf(owner) === markOf(attempted)) return revision;
+    if (owner && owner.epoch === epoch && owner.workerId === this.workerId && markOf(owner) === markOf(attempted))
+      return revision;
     if (owner && this.ownedByAnother(owner, epoch)) {
-      throw new FencedError(`checkpoint of ${this.key} refused: epoch ${owner.epoch} (worker ${owner.workerId}) owns the task, this owner holds epoch ${epoch}`, owner.epoch);
+      throw new FencedError(
+        `checkpoint of ${this.key} refused: epoch ${owner.epoch} (worker ${owner.workerId}) owns the task, this owner holds epoch ${epoch}`,
+        owner.epoch,
+      );
     }
-    throw new CheckpointError(`checkpoint of ${this.key} could not be committed: ${(error as Error).message}`, { cause: error });
+    throw new CheckpointError(`checkpoint of ${this.key} could not be committed: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
 
   /**

@@ -47,7 +47,8 @@ export function encodeKey(parts: readonly KeyPart[]): Uint8Array {
   let at = 0;
   for (const part of parts) {
     if (typeof part === 'number') {
-      if (Number.isNaN(part)) throw new StateError('STATE_KEY_INVALID', 'key part is NaN, which has no place in key order');
+      if (Number.isNaN(part))
+        throw new StateError('STATE_KEY_INVALID', 'key part is NaN, which has no place in key order');
       ensureCapacity(at + 9);
       scratch[at++] = NUMBER_TAG;
       // `part + 0` turns -0 into 0 so that 0 and -0 are one key.
@@ -159,5 +160,9 @@ export function compareKeys(a: Uint8Array, b: Uint8Array): number {
 }
 
 function corrupt(bytes: Uint8Array, at: number, reason: string, cause?: unknown): StateError {
-  return new StateError('STATE_KEY_CORRUPT', `state key is not a Kappa key encoding at byte ${at} of ${bytes.length}: ${reason}`, { cause });
+  return new StateError(
+    'STATE_KEY_CORRUPT',
+    `state key is not a Kappa key encoding at byte ${at} of ${bytes.length}: ${reason}`,
+    { cause },
+  );
 }

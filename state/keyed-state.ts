@@ -141,11 +141,19 @@ export class KeyedState {
    * its rows, and `visit` sees those rows, so the engine can rebuild what it keeps only in memory.
    * Cheaper than activate() for many keys: one sequential scan instead of a prefix scan per key.
    */
-  async restoreResident(residentNamespaces: ReadonlySet<string>, visit: (key: string, namespace: string, subKey: SubKey) => void): Promise<void> {
+  async restoreResident(
+    residentNamespaces: ReadonlySet<string>,
+    visit: (key: string, namespace: string, subKey: SubKey) => void,
+  ): Promise<void> {
     let group: Array<[namespace: string, subKey: SubKey, value: unknown]> = [];
     let groupKey: string | undefined;
     const install = () => {
-      if (groupKey === undefined || !group.some(([namespace]) => residentNamespaces.has(namespace)) || this.actors.has(groupKey)) return;
+      if (
+        groupKey === undefined ||
+        !group.some(([namespace]) => residentNamespaces.has(namespace)) ||
+        this.actors.has(groupKey)
+      )
+        return;
       const actor = new ActiveActor(groupKey);
       for (const [namespace, subKey, value] of group) {
         const rows = namespaceRows(actor, namespace);
@@ -160,7 +168,10 @@ export class KeyedState {
       for (const [rowKey, value] of batch) {
         const parts = decodeKey(rowKey);
         if (parts.length < 2 || typeof parts[0] !== 'string' || typeof parts[1] !== 'string') {
-          throw new StateError('STATE_KEY_CORRUPT', `stored row is not (key, namespace, ...subKey): ${JSON.stringify(parts)}`);
+          throw new StateError(
+            'STATE_KEY_CORRUPT',
+            `stored row is not (key, namespace, ...subKey): ${JSON.stringify(parts)}`,
+          );
         }
         if (parts[0] !== groupKey) {
           install();
@@ -199,7 +210,10 @@ export class KeyedState {
       entry = rows.scalar.get(scalar);
       if (entry === undefined) {
         if (typeof scalar !== 'string' && (typeof scalar !== 'number' || scalar !== scalar)) {
-          throw new StateError('STATE_KEY_INVALID', `subKey of ${key}/${namespace} must be a string or a number other than NaN`);
+          throw new StateError(
+            'STATE_KEY_INVALID',
+            `subKey of ${key}/${namespace} must be a string or a number other than NaN`,
+          );
         }
         entry = new StateRowEntry(actor, namespace, scalar, value, false);
         rows.scalar.set(scalar, entry);
@@ -297,7 +311,10 @@ export class KeyedState {
   private activeActor(key: string): ActiveActor {
     const actor = this.actors.get(key);
     if (actor === undefined) {
-      throw new StateError('STATE_KEY_NOT_ACTIVE', `actor key ${JSON.stringify(key)} is not active: activate() it before get/put`);
+      throw new StateError(
+        'STATE_KEY_NOT_ACTIVE',
+        `actor key ${JSON.stringify(key)} is not active: activate() it before get/put`,
+      );
     }
     return actor;
   }
@@ -341,7 +358,10 @@ function encodeRowKey(entry: StateRowEntry): Uint8Array {
 function decodeRowKey(rowKey: Uint8Array, key: string): KeyPart[] {
   const parts = decodeKey(rowKey);
   if (parts.length < 2 || parts[0] !== key || typeof parts[1] !== 'string') {
-    throw new StateError('STATE_KEY_CORRUPT', `row under actor key ${JSON.stringify(key)} is not (key, namespace, ...subKey): ${JSON.stringify(parts)}`);
+    throw new StateError(
+      'STATE_KEY_CORRUPT',
+      `row under actor key ${JSON.stringify(key)} is not (key, namespace, ...subKey): ${JSON.stringify(parts)}`,
+    );
   }
   return parts;
 }
@@ -376,4 +396,3 @@ function compositeIdentity(subKey: readonly KeyPart[]): string {
   }
   return identity;
 }
-

@@ -142,7 +142,11 @@ export class TaskStore {
     try {
       await batch.flush();
     } catch (error) {
-      throw new StateError('STATE_WRITE_FAILED', `task store ${this.dir}: a write of ${puts} puts and ${deletes} deletes was refused (is the disk full?): ${(error as Error).message}`, { cause: error });
+      throw new StateError(
+        'STATE_WRITE_FAILED',
+        `task store ${this.dir}: a write of ${puts} puts and ${deletes} deletes was refused (is the disk full?): ${(error as Error).message}`,
+        { cause: error },
+      );
     }
   }
 
@@ -150,7 +154,10 @@ export class TaskStore {
   async *scanEncodedBatches(batchRows = 4_096): AsyncGenerator<EncodedRow[]> {
     this.assertOpen();
     let batch: EncodedRow[] = [];
-    for await (const { key, value } of this.db.iterator({ gte: LOWEST_KEY, lt: ABOVE_HIGHEST_KEY }, { capacity: batchRows })) {
+    for await (const { key, value } of this.db.iterator(
+      { gte: LOWEST_KEY, lt: ABOVE_HIGHEST_KEY },
+      { capacity: batchRows },
+    )) {
       batch.push([key, value]);
       if (batch.length >= batchRows) {
         yield batch;
@@ -169,7 +176,10 @@ export class TaskStore {
   /** Size of the store's SST files plus memtables, as estimated by RocksDB (cheap, approximate). */
   async approximateSizeBytes(): Promise<number> {
     this.assertOpen();
-    const size = await this.db.approximateSize(LOWEST_KEY, ABOVE_HIGHEST_KEY, { includeMemtables: true, includeFiles: true });
+    const size = await this.db.approximateSize(LOWEST_KEY, ABOVE_HIGHEST_KEY, {
+      includeMemtables: true,
+      includeFiles: true,
+    });
     return Number(size);
   }
 

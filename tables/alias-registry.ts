@@ -33,7 +33,12 @@ export class AliasRegistry {
 
   async set(job: string, version: string, table: AliasEntry['table']): Promise<AliasEntry> {
     const previous = await this.get(job);
-    const entry: AliasEntry = { version, table, since: new Date().toISOString(), ...(previous && previous.version !== version ? { previous: previous.version } : {}) };
+    const entry: AliasEntry = {
+      version,
+      table,
+      since: new Date().toISOString(),
+      ...(previous && previous.version !== version ? { previous: previous.version } : {}),
+    };
     await this.kv.put(job, JSON.stringify(entry));
     return entry;
   }

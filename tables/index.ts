@@ -10,15 +10,25 @@ export * from './types.js';
 export { KvTables, RevisionGuardedTable } from './kv-tables.js';
 export { AliasRegistry, type AliasEntry } from './alias-registry.js';
 
-export async function openServingTables(kind: TableKind, nc: NatsConnection, settings: TableSettings): Promise<ServingTables> {
+export async function openServingTables(
+  kind: TableKind,
+  nc: NatsConnection,
+  settings: TableSettings,
+): Promise<ServingTables> {
   switch (kind) {
     case 'kv':
       return new KvTables(nc, settings.replicas ?? 1);
     case 'postgres':
-      if (!settings.postgresUrl) throw new ConfigError(`serving tables of kind 'postgres' need KAPPA_POSTGRES_URL (e.g. postgres://user@host:5432/db); it is not set`);
+      if (!settings.postgresUrl)
+        throw new ConfigError(
+          `serving tables of kind 'postgres' need KAPPA_POSTGRES_URL (e.g. postgres://user@host:5432/db); it is not set`,
+        );
       return new (await import('./postgres-tables.js')).PostgresTables(settings.postgresUrl);
     case 'redis':
-      if (!settings.redisUrl) throw new ConfigError(`serving tables of kind 'redis' need KAPPA_REDIS_URL (e.g. redis://host:6379); it is not set`);
+      if (!settings.redisUrl)
+        throw new ConfigError(
+          `serving tables of kind 'redis' need KAPPA_REDIS_URL (e.g. redis://host:6379); it is not set`,
+        );
       return (await import('./redis-tables.js')).RedisTables.open(settings.redisUrl);
     default:
       throw new ConfigError(`serving tables of kind '${kind}' are not available`);

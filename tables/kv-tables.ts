@@ -3,8 +3,25 @@
 // alias registry itself (tables/alias-registry.ts), so setAlias has nothing more to do.
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
-import { buckets, decodeRow, encodeRow, KappaError, kvKeyToken, liveRow, servingTableRowKey, type ServingTableRow } from '../protocol/index.js';
-import { assertTableName, sortRows, type PageOptions, type ServingTables, type TableOutput, type TablePage, type TableWriter } from './types.js';
+import {
+  buckets,
+  decodeRow,
+  encodeRow,
+  KappaError,
+  kvKeyToken,
+  liveRow,
+  servingTableRowKey,
+  type ServingTableRow,
+} from '../protocol/index.js';
+import {
+  assertTableName,
+  sortRows,
+  type PageOptions,
+  type ServingTables,
+  type TableOutput,
+  type TablePage,
+  type TableWriter,
+} from './types.js';
 
 export class KvTables implements ServingTables {
   readonly kind = 'kv';
@@ -20,7 +37,9 @@ export class KvTables implements ServingTables {
 
   async writer(job: string, version: string): Promise<TableWriter> {
     assertTableName(job, version);
-    return new RevisionGuardedTable(await this.kvm.create(buckets.servingTable(job, version), { history: 1, replicas: this.replicas }));
+    return new RevisionGuardedTable(
+      await this.kvm.create(buckets.servingTable(job, version), { history: 1, replicas: this.replicas }),
+    );
   }
 
   async exists(job: string, version: string): Promise<boolean> {
@@ -77,12 +96,20 @@ export class KvTables implements ServingTables {
 
   private async existing(job: string, version: string): Promise<KV> {
     const kv = await this.open(job, version);
-    if (!kv) throw new KappaError('TOPIC_NOT_FOUND', `job '${job}' version '${version}' has no serving table (bucket ${buckets.servingTable(job, version)})`);
+    if (!kv)
+      throw new KappaError(
+        'TOPIC_NOT_FOUND',
+        `job '${job}' version '${version}' has no serving table (bucket ${buckets.servingTable(job, version)})`,
+      );
     return kv;
   }
 
   /** The live rows under `names` (tombstones and deleted entries skipped), read a bounded number at a time. */
-  private async liveRows(kv: KV, names: readonly string[], each?: (name: string, row: ServingTableRow) => void): Promise<ServingTableRow[]> {
+  private async liveRows(
+    kv: KV,
+    names: readonly string[],
+    each?: (name: string, row: ServingTableRow) => void,
+  ): Promise<ServingTableRow[]> {
     const rows: ServingTableRow[] = [];
     for (let start = 0; start < names.length; start += 256) {
       const slice = names.slice(start, start + 256);
@@ -159,7 +186,10 @@ export class RevisionGuardedTable implements TableWriter {
     });
     for (let attempt = 0; attempt < 8; attempt++) {
       try {
-        const kvRevision = known === undefined ? await this.kv.create(rowKey, body) : await this.kv.update(rowKey, body, known.kvRevision);
+        const kvRevision =
+          known === undefined
+            ? await this.kv.create(rowKey, body)
+            : await this.kv.update(rowKey, body, known.kvRevision);
         this.remember(rowKey, kvRevision, output.revision);
         return;
       } catch (error) {
@@ -178,7 +208,10 @@ export class RevisionGuardedTable implements TableWriter {
         known = { kvRevision: entry.revision, revision: stored };
       }
     }
-    throw new KappaError('PUBLISH_FAILED', `serving table row ${rowKey} kept changing; output revision ${output.revision} not written`);
+    throw new KappaError(
+      'PUBLISH_FAILED',
+      `serving table row ${rowKey} kept changing; output revision ${output.revision} not written`,
+    );
   }
 
   private remember(rowKey: string, kvRevision: number, revision: number): void {

@@ -12,7 +12,16 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { assertName, KappaError, kvKeyToken, type ServingTableRow } from '../protocol/index.js';
-import { assertTableName, newestPerRow, sortRows, type PageOptions, type ServingTables, type TableOutput, type TablePage, type TableWriter } from './types.js';
+import {
+  assertTableName,
+  newestPerRow,
+  sortRows,
+  type PageOptions,
+  type ServingTables,
+  type TableOutput,
+  type TablePage,
+  type TableWriter,
+} from './types.js';
 
 /** The SQLSTATE of an error the server sent (undefined for a connection or client error). */
 function sqlState(error: unknown): string | undefined {
@@ -73,7 +82,9 @@ export class PostgresTables implements ServingTables {
   }
 
   async exists(job: string, version: string): Promise<boolean> {
-    const result = await this.pool.query<{ found: boolean }>('SELECT to_regclass($1) IS NOT NULL AS found', [quote(postgresTableName(job, version))]);
+    const result = await this.pool.query<{ found: boolean }>('SELECT to_regclass($1) IS NOT NULL AS found', [
+      quote(postgresTableName(job, version)),
+    ]);
     return result.rows[0]?.found === true;
   }
 
@@ -84,7 +95,8 @@ export class PostgresTables implements ServingTables {
     const rows = await this.query(
       job,
       version,
-      (table) => `SELECT ${COLUMNS} FROM ${table} WHERE (row_key = $1 OR (row_key > $1 || '.' AND row_key < $1 || '/')) AND key = $2 AND NOT retracted`,
+      (table) =>
+        `SELECT ${COLUMNS} FROM ${table} WHERE (row_key = $1 OR (row_key > $1 || '.' AND row_key < $1 || '/')) AND key = $2 AND NOT retracted`,
       [kvKeyToken(key), key],
     );
     return sortRows(rows.map(toServingRow));
@@ -95,7 +107,8 @@ export class PostgresTables implements ServingTables {
     const rows = await this.query(
       job,
       version,
-      (table) => `SELECT row_key, ${COLUMNS} FROM ${table} WHERE ${after === undefined ? '' : 'row_key > $2 AND '}NOT retracted ORDER BY row_key LIMIT $1`,
+      (table) =>
+        `SELECT row_key, ${COLUMNS} FROM ${table} WHERE ${after === undefined ? '' : 'row_key > $2 AND '}NOT retracted ORDER BY row_key LIMIT $1`,
       after === undefined ? [limit + 1] : [limit + 1, after],
     );
     const more = rows.length > limit;
@@ -103,13 +116,22 @@ export class PostgresTables implements ServingTables {
     return { rows: rows.map(toServingRow), ...(more ? { next: rows.at(-1)!.row_key } : {}) };
   }
 
-  private async query(job: string, version: string, sql: (table: string) => string, parameters: unknown[]): Promise<(StoredRow & { row_key: string })[]> {
+  private async query(
+    job: string,
+    version: string,
+    sql: (table: string) => string,
+    parameters: unknown[],
+  ): Promise<(StoredRow & { row_key: string })[]> {
     const table = quote(postgresTableName(job, version));
     try {
       return (await this.pool.query<StoredRow & { row_key: string }>(sql(table), parameters)).rows;
     } catch (error) {
       if (sqlState(error) === '42P01') {
-        throw new KappaError('TOPIC_NOT_FOUND', `job '${job}' version '${version}' has no serving table (PostgreSQL table ${table})`, { cause: error });
+        throw new KappaError(
+          'TOPIC_NOT_FOUND',
+          `job '${job}' version '${version}' has no serving table (PostgreSQL table ${table})`,
+          { cause: error },
+        );
       }
       throw error;
     }
@@ -125,8 +147,12 @@ export class PostgresTables implements ServingTables {
     const view = quote(postgresViewName(job));
     const table = quote(postgresTableName(job, version));
     await this.transaction(async (client) => {
-      await client.query(`CREATE OR REPLACE VIEW ${view} AS SELECT key, row_name, window_start, window_end, value, revision FROM ${table} WHERE NOT retracted`);
-      await client.query(`COMMENT ON VIEW ${view} IS ${literal(`kappa serving table alias: job ${job}, version ${version}`)}`);
+      await client.query(
+        `CREATE OR REPLACE VIEW ${view} AS SELECT key, row_name, window_start, window_end, value, revision FROM ${table} WHERE NOT retracted`,
+      );
+      await client.query(
+        `COMMENT ON VIEW ${view} IS ${literal(`kappa serving table alias: job ${job}, version ${version}`)}`,
+      );
     });
   }
 
@@ -171,7 +197,9 @@ export class PostgresTables implements ServingTables {
           retracted boolean NOT NULL DEFAULT false
         )`,
       );
-      await client.query(`COMMENT ON TABLE ${table} IS ${literal(`kappa serving table: job ${job}, version ${version}`)}`);
+      await client.query(
+        `COMMENT ON TABLE ${table} IS ${literal(`kappa serving table: job ${job}, version ${version}`)}`,
+      );
     });
   }
 
@@ -183,7 +211,10 @@ export class PostgresTables implements ServingTables {
       await client.query('COMMIT');
     } catch (error) {
       // A connection whose ROLLBACK failed is not handed out again.
-      const rollback = await client.query('ROLLBACK').then(() => undefined, (rollbackError: Error) => rollbackError);
+      const rollback = await client.query('ROLLBACK').then(
+        () => undefined,
+        (rollbackError: Error) => rollbackError,
+      );
       client.release(rollback);
       throw error;
     }
@@ -266,7 +297,11 @@ export class PostgresTableWriter implements TableWriter {
       } catch (error) {
         const code = sqlState(error);
         if (code === '42P01') {
-          throw new KappaError('TOPIC_NOT_FOUND', `job '${this.job}' version '${this.version}' has no serving table (dropped?); ${outputs.length} outputs not written`, { cause: error });
+          throw new KappaError(
+            'TOPIC_NOT_FOUND',
+            `job '${this.job}' version '${this.version}' has no serving table (dropped?); ${outputs.length} outputs not written`,
+            { cause: error },
+          );
         }
         if (code === undefined || !RETRYABLE.has(code) || attempt >= 5) throw error;
       }

@@ -15,7 +15,16 @@
 import { createClient, ErrorReply, type RedisClientType } from '@redis/client';
 import { createHash } from 'node:crypto';
 import { assertName, KappaError, kvKeyToken, type ServingTableRow } from '../protocol/index.js';
-import { assertTableName, newestPerRow, sortRows, type PageOptions, type ServingTables, type TableOutput, type TablePage, type TableWriter } from './types.js';
+import {
+  assertTableName,
+  newestPerRow,
+  sortRows,
+  type PageOptions,
+  type ServingTables,
+  type TableOutput,
+  type TablePage,
+  type TableWriter,
+} from './types.js';
 
 export const redisKeys = {
   table: (job: string, version: string) => (assertTableName(job, version), `kappa:table:${job}:${version}`),
@@ -82,7 +91,8 @@ export class RedisTables implements ServingTables {
         connectTimeout: 5_000,
         // A server that is not there at start is a configuration error, reported at once; one that
         // goes away later is waited for (commands queue until it is back), with back-off.
-        reconnectStrategy: (retries, cause) => (connected ? Math.min(100 * 2 ** retries, 2_000) : retries < 3 ? 200 : cause),
+        reconnectStrategy: (retries, cause) =>
+          connected ? Math.min(100 * 2 ** retries, 2_000) : retries < 3 ? 200 : cause,
       },
     }) as Client;
     // Connection errors surface on the commands that hit them; the client reconnects by itself.
@@ -91,7 +101,9 @@ export class RedisTables implements ServingTables {
     try {
       await client.connect();
     } catch (error) {
-      throw new KappaError('CONNECTION_FAILED', `Redis at ${url} unreachable: ${(error as Error).message}`, { cause: error });
+      throw new KappaError('CONNECTION_FAILED', `Redis at ${url} unreachable: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
     return new RedisTables(client);
   }
@@ -111,7 +123,10 @@ export class RedisTables implements ServingTables {
     await this.existing(job, version);
     // A key's rows are `<token>` and `<token>.…`, a contiguous range of the index ('/' follows '.').
     const token = kvKeyToken(key);
-    const fields = [token, ...(await this.client.zRangeByLex(redisKeys.rows(job, version), `[${token}.`, `(${token}/`))];
+    const fields = [
+      token,
+      ...(await this.client.zRangeByLex(redisKeys.rows(job, version), `[${token}.`, `(${token}/`)),
+    ];
     // The stored key decides (a digest token stands for a key too long to spell out).
     return sortRows((await this.liveRows(job, version, fields)).filter((row) => row.key === key));
   }
@@ -119,7 +134,12 @@ export class RedisTables implements ServingTables {
   /** One ZRANGE BYLEX of the index after the cursor and one HMGET: a page costs the same at any size. */
   async page(job: string, version: string, { limit, after }: PageOptions): Promise<TablePage> {
     await this.existing(job, version);
-    const fields = await this.client.zRangeByLex(redisKeys.rows(job, version), after === undefined ? '-' : `(${after}`, '+', { LIMIT: { offset: 0, count: limit + 1 } });
+    const fields = await this.client.zRangeByLex(
+      redisKeys.rows(job, version),
+      after === undefined ? '-' : `(${after}`,
+      '+',
+      { LIMIT: { offset: 0, count: limit + 1 } },
+    );
     const more = fields.length > limit;
     if (more) fields.length = limit;
     const rows = await this.liveRows(job, version, fields);
@@ -128,7 +148,10 @@ export class RedisTables implements ServingTables {
 
   private async existing(job: string, version: string): Promise<void> {
     if (!(await this.exists(job, version))) {
-      throw new KappaError('TOPIC_NOT_FOUND', `job '${job}' version '${version}' has no serving table (Redis hash ${redisKeys.table(job, version)})`);
+      throw new KappaError(
+        'TOPIC_NOT_FOUND',
+        `job '${job}' version '${version}' has no serving table (Redis hash ${redisKeys.table(job, version)})`,
+      );
     }
   }
 
@@ -152,7 +175,10 @@ export class RedisTables implements ServingTables {
 
   async drop(job: string, version: string): Promise<void> {
     try {
-      await this.scripts.drop.run([redisKeys.alias(job), redisKeys.table(job, version), redisKeys.versions(job), redisKeys.rows(job, version)], [version]);
+      await this.scripts.drop.run(
+        [redisKeys.alias(job), redisKeys.table(job, version), redisKeys.versions(job), redisKeys.rows(job, version)],
+        [version],
+      );
     } catch (error) {
       if (error instanceof ErrorReply && error.message.startsWith('KAPPA_ALIASED')) {
         throw new KappaError(
@@ -182,7 +208,11 @@ export class RedisTableWriter implements TableWriter {
     if (outputs.length === 0) return;
     // The script would handle duplicates too; dropping them here saves it the work.
     const newest = newestPerRow(outputs);
-    const keys = [redisKeys.table(this.job, this.version), redisKeys.versions(this.job), redisKeys.rows(this.job, this.version)];
+    const keys = [
+      redisKeys.table(this.job, this.version),
+      redisKeys.versions(this.job),
+      redisKeys.rows(this.job, this.version),
+    ];
     const calls: Promise<unknown>[] = [];
     let args: string[] = [this.version];
     for (const [rowKey, output] of newest) {
@@ -197,9 +227,13 @@ export class RedisTableWriter implements TableWriter {
       await Promise.all(calls);
     } catch (error) {
       if (error instanceof ErrorReply && error.message.startsWith('KAPPA_NO_TABLE')) {
-        throw new KappaError('TOPIC_NOT_FOUND', `job '${this.job}' version '${this.version}' has no serving table (dropped?); ${outputs.length} outputs not written`, {
-          cause: error,
-        });
+        throw new KappaError(
+          'TOPIC_NOT_FOUND',
+          `job '${this.job}' version '${this.version}' has no serving table (dropped?); ${outputs.length} outputs not written`,
+          {
+            cause: error,
+          },
+        );
       }
       throw error;
     }
@@ -234,7 +268,8 @@ class LuaScript {
     try {
       return await this.client.evalSha(this.sha1, { keys, arguments: args });
     } catch (error) {
-      if (error instanceof ErrorReply && error.message.startsWith('NOSCRIPT')) return this.client.eval(this.source, { keys, arguments: args });
+      if (error instanceof ErrorReply && error.message.startsWith('NOSCRIPT'))
+        return this.client.eval(this.source, { keys, arguments: args });
       throw error;
     }
   }

@@ -86,7 +86,8 @@ export interface TableSettings {
 
 /** Sorts rows as `read` returns them: by key; then the key's own row and its windows by start; then named rows by name. */
 export function sortRows(rows: ServingTableRow[]): ServingTableRow[] {
-  const byRow = (a: ServingTableRow, b: ServingTableRow) => (a.row === b.row ? 0 : a.row === undefined ? -1 : b.row === undefined ? 1 : a.row < b.row ? -1 : 1);
+  const byRow = (a: ServingTableRow, b: ServingTableRow) =>
+    a.row === b.row ? 0 : a.row === undefined ? -1 : b.row === undefined ? 1 : a.row < b.row ? -1 : 1;
   return rows.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : byRow(a, b) || (a.start ?? 0) - (b.start ?? 0)));
 }
 

@@ -29,7 +29,14 @@ const orders: Order[] = [
   { id: 6, customer: 'cy', ts: 20_000, amount: 3, item: 'tea' },
 ];
 
-function run(actor: { onEvent: (ctx: ActorContext, order: Order) => void; onTimer?: (ctx: ActorContext, timer: TimerInfo) => void }, events = orders, partitions = 2) {
+function run(
+  actor: {
+    onEvent: (ctx: ActorContext, order: Order) => void;
+    onTimer?: (ctx: ActorContext, timer: TimerInfo) => void;
+  },
+  events = orders,
+  partitions = 2,
+) {
   const job = validateJob({
     name: 'orders',
     version: 'v1',
@@ -112,7 +119,11 @@ describe('actor handlers', () => {
     });
     expect(failures).toBe(2);
     expect(result.deadLetters).toEqual([]);
-    expect(Object.fromEntries([...result.table.values()].map((row) => [row.key, row.value]))).toEqual({ ann: 18, bob: 7, cy: 3 });
+    expect(Object.fromEntries([...result.table.values()].map((row) => [row.key, row.value]))).toEqual({
+      ann: 18,
+      bob: 7,
+      cy: 3,
+    });
   });
 
   it('dead-letter an event whose handler keeps throwing, with the reason, and carry on', async () => {
@@ -127,6 +138,10 @@ describe('actor handlers', () => {
     expect(result.deadLetters.map((letter) => [letter.reason, letter.error])).toEqual([
       ['handler-failed', 'onEvent threw after 3 attempts: jam is not for sale'],
     ]);
-    expect(Object.fromEntries([...result.table.values()].map((row) => [row.key, row.value]))).toEqual({ ann: 17, bob: 7, cy: 3 });
+    expect(Object.fromEntries([...result.table.values()].map((row) => [row.key, row.value]))).toEqual({
+      ann: 17,
+      bob: 7,
+      cy: 3,
+    });
   });
 });

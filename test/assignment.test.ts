@@ -1,6 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { assignTasks, type Assignment, type AssignmentInput, type WorkerId, type WorkerSlot } from '../coordinator/assignment.js';
+import {
+  assignTasks,
+  type Assignment,
+  type AssignmentInput,
+  type WorkerId,
+  type WorkerSlot,
+} from '../coordinator/assignment.js';
 import { ConfigError, jobVersionKey, taskKey, type TaskId, type TaskKey } from '../protocol/index.js';
 
 function partitions(job: string, version: string, count: number): TaskId[] {
@@ -210,7 +216,8 @@ describe('assignTasks', () => {
         const capacity = input.workers.reduce((sum, w) => sum + w.capacity, 0) + joinerCapacity;
         // The joiner must receive at least floor(n·c/C) of each version: those moves are unavoidable.
         const minimum = VERSIONS.reduce(
-          (sum, v) => sum + Math.floor((input.tasks.filter((t) => jobVersionKey(t) === v).length * joinerCapacity) / capacity),
+          (sum, v) =>
+            sum + Math.floor((input.tasks.filter((t) => jobVersionKey(t) === v).length * joinerCapacity) / capacity),
           0,
         );
         expect(after.moves.length).toBeLessThanOrEqual(minimum + 2 * VERSIONS.length);
@@ -225,7 +232,11 @@ describe('assignTasks', () => {
         if (input.workers.length < 2) return;
         const before = assignTasks({ ...input, previous: new Map() });
         const leaver = input.workers[pick % input.workers.length]!;
-        const after = assignTasks({ ...input, workers: input.workers.filter((w) => w !== leaver), previous: before.owners });
+        const after = assignTasks({
+          ...input,
+          workers: input.workers.filter((w) => w !== leaver),
+          previous: before.owners,
+        });
         const orphans = [...before.owners].filter(([, owner]) => owner === leaver.id).map(([task]) => task);
         const moved = new Set(after.moves.map((m) => m.task));
         for (const task of orphans) expect(moved.has(task)).toBe(true);
@@ -263,7 +274,11 @@ describe('assignTasks', () => {
     const v1 = partitions('orders', 'v1', 64);
     const live = assignTasks({ tasks: v1, workers, previous: new Map() });
     const withV2 = workers.map((w) => worker(w.id, w.capacity, ['orders/v1', 'orders/v2']));
-    const replay = assignTasks({ tasks: [...v1, ...partitions('orders', 'v2', 64)], workers: withV2, previous: live.owners });
+    const replay = assignTasks({
+      tasks: [...v1, ...partitions('orders', 'v2', 64)],
+      workers: withV2,
+      previous: live.owners,
+    });
     expect(replay.moves.every((m) => m.from === null && m.task.startsWith('orders/v2/'))).toBe(true);
     for (const w of withV2) expect(tasksOf(replay, w.id, 'orders/v2')).toBe(8);
   });

@@ -53,8 +53,25 @@ afterAll(async () => {
 // w3, the zombie to be, checkpoints by time only once a minute: when it is paused its tasks hold
 // work it has not committed, so once resumed it must try to commit (on revoke, at the latest).
 const workerArgs = (id: string, outJob: string) => [
-  'worker', '--job', KV_JOB, '--job', outJob, '--id', id, '--threads', '2', '--nats', urls, '--state-dir', join(dir, id),
-  '--http-port', '0', '--checkpoint-interval', id === 'w3' ? '60s' : '500ms', '--log-level', 'warn',
+  'worker',
+  '--job',
+  KV_JOB,
+  '--job',
+  outJob,
+  '--id',
+  id,
+  '--threads',
+  '2',
+  '--nats',
+  urls,
+  '--state-dir',
+  join(dir, id),
+  '--http-port',
+  '0',
+  '--checkpoint-interval',
+  id === 'w3' ? '60s' : '500ms',
+  '--log-level',
+  'warn',
 ];
 
 function spawn(args: string[]): KappaProcess {
@@ -64,7 +81,21 @@ function spawn(args: string[]): KappaProcess {
 }
 
 function coordinator(id: string): KappaProcess {
-  return spawn(['coordinator', '--id', id, '--nats', urls, '--http-port', '0', '--session-timeout', `${SESSION_TIMEOUT_MS}ms`, '--lease-ttl', '2s', '--log-level', 'warn']);
+  return spawn([
+    'coordinator',
+    '--id',
+    id,
+    '--nats',
+    urls,
+    '--http-port',
+    '0',
+    '--session-timeout',
+    `${SESSION_TIMEOUT_MS}ms`,
+    '--lease-ttl',
+    '2s',
+    '--log-level',
+    'warn',
+  ]);
 }
 
 /** Polls until `probe` returns a value; a timeout shows the processes' last logs. */
@@ -79,12 +110,22 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
     outJob,
     `import base from ${JSON.stringify(pathToFileURL(KV_JOB).href)};\nexport default { ...base, name: 'clicks-out', sink: { kind: 'stream' } };\n`,
   );
-  const created = await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--replicas', '3', '--nats', urls], { env: ENV });
+  const created = await kappa(
+    ['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--replicas', '3', '--nats', urls],
+    { env: ENV },
+  );
   expect(created.code, created.stderr).toBe(0);
 
-  const coordinators = new Map([['c1', coordinator('c1')], ['c2', coordinator('c2')]]);
+  const coordinators = new Map([
+    ['c1', coordinator('c1')],
+    ['c2', coordinator('c2')],
+  ]);
   const workers = new Map(['w1', 'w2', 'w3'].map((id) => [id, spawn(workerArgs(id, outJob))]));
-  await waitFor('3 workers registered', async () => ((await leaderStatus(nc)).workers.length === 3 ? true : undefined), 60_000);
+  await waitFor(
+    '3 workers registered',
+    async () => ((await leaderStatus(nc)).workers.length === 3 ? true : undefined),
+    60_000,
+  );
   for (const job of ['clicks', 'clicks-out']) {
     const started = await kappa(['start', job, '--version', 'v1', '--nats', urls], { env: ENV });
     expect(started.code, started.stderr + started.stdout).toBe(0);
@@ -122,7 +163,11 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
   const leader = (await leaderStatus(nc)).leader.coordinatorId;
   await coordinators.get(leader)!.kill();
   faults.push(`SIGKILL coordinator leader ${leader}`);
-  await waitFor('a new leader', async () => ((await leaderStatus(nc)).leader.coordinatorId !== leader ? true : undefined), 20_000);
+  await waitFor(
+    'a new leader',
+    async () => ((await leaderStatus(nc)).leader.coordinatorId !== leader ? true : undefined),
+    20_000,
+  );
   coordinators.set(leader, coordinator(leader));
   await sleep(2_000);
 
@@ -144,7 +189,11 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
   expect(zombieHeld, 'tasks w3 holds when paused').toBeGreaterThan(0);
   zombie.child.kill('SIGSTOP');
   faults.push('SIGSTOP worker w3');
-  await waitFor('w3’s tasks moved', async () => ((await leaderStatus(nc)).tasks.every((task) => task.worker !== 'w3') ? true : undefined), SESSION_TIMEOUT_MS + 20_000);
+  await waitFor(
+    'w3’s tasks moved',
+    async () => ((await leaderStatus(nc)).tasks.every((task) => task.worker !== 'w3') ? true : undefined),
+    SESSION_TIMEOUT_MS + 20_000,
+  );
   await sleep(2_000);
   zombie.child.kill('SIGCONT');
   faults.push('SIGCONT worker w3');
@@ -158,12 +207,21 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
   // Every task of both jobs caught up with the end of its partition.
   const jsm = await jetstreamManager(nc);
   const last: number[] = [];
-  for (let partition = 0; partition < PARTITIONS; partition++) last.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
-  const final = await waitFor('both jobs caught up', async () => {
-    const view = await leaderStatus(nc);
-    const done = view.tasks.length === 2 * PARTITIONS && view.tasks.every((task) => task.worker !== null && task.state === 'running' && task.sequence === last[task.partition]);
-    return done ? view : undefined;
-  }, 120_000);
+  for (let partition = 0; partition < PARTITIONS; partition++)
+    last.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
+  const final = await waitFor(
+    'both jobs caught up',
+    async () => {
+      const view = await leaderStatus(nc);
+      const done =
+        view.tasks.length === 2 * PARTITIONS &&
+        view.tasks.every(
+          (task) => task.worker !== null && task.state === 'running' && task.sequence === last[task.partition],
+        );
+      return done ? view : undefined;
+    },
+    120_000,
+  );
 
   // No stale owner's commit won: every task's checkpoint is committed by its current holder at its current epoch.
   const checkpoints = await CheckpointStore.open(nc, { replicas: 3 });
@@ -174,11 +232,18 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
   // The zombie's commits were refused as FENCED: its own counter says so (threads post their
   // metrics every second, merged on the worker's /metrics).
   const zombieMetrics = `http://127.0.0.1:${new URL(zombieUrl).port}/metrics`;
-  const fencedCommits = await waitFor('the zombie’s fenced commits on its /metrics', async () => {
-    const text = await (await fetch(zombieMetrics)).text();
-    const fenced = [...text.matchAll(/^kappa_checkpoints_total\{[^}]*outcome="fenced"[^}]*\} (\d+)$/gm)].reduce((sum, match) => sum + Number(match[1]), 0);
-    return fenced > 0 ? fenced : undefined;
-  }, 10_000);
+  const fencedCommits = await waitFor(
+    'the zombie’s fenced commits on its /metrics',
+    async () => {
+      const text = await (await fetch(zombieMetrics)).text();
+      const fenced = [...text.matchAll(/^kappa_checkpoints_total\{[^}]*outcome="fenced"[^}]*\} (\d+)$/gm)].reduce(
+        (sum, match) => sum + Number(match[1]),
+        0,
+      );
+      return fenced > 0 ? fenced : undefined;
+    },
+    10_000,
+  );
 
   // The answer, from the log as it is stored.
   const job = await clicksReference(KV_JOB);
@@ -190,10 +255,14 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
 
   // KV job: table and late set.
   expect(await readServingTable(nc, 'clicks', 'v1')).toEqual(expected.windows);
-  expect(sortedIds((await readLateRecords(nc, 'clicks', 'v1')).map((record) => record.value as Click))).toEqual(sortedIds(expected.late));
+  expect(sortedIds((await readLateRecords(nc, 'clicks', 'v1')).map((record) => record.value as Click))).toEqual(
+    sortedIds(expected.late),
+  );
 
   // Stream job: no (id, revision) twice, the newest revision of each id is the batch answer, same late set.
-  const outputs = (await readSubject(nc, streams.output, subjects.output('clicks-out', 'v1'))).map((message) => decode(message.data) as Output);
+  const outputs = (await readSubject(nc, streams.output, subjects.output('clicks-out', 'v1'))).map(
+    (message) => decode(message.data) as Output,
+  );
   const emitted = outputs.map((output) => `${output.id}#${output.revision}`);
   expect(new Set(emitted).size).toBe(emitted.length);
   const newest = new Map<string, Output>();
@@ -202,7 +271,9 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
     if ((newest.get(id)?.revision ?? 0) < output.revision) newest.set(id, output);
   }
   expect(new Map([...newest].map(([id, output]) => [id, output.value]))).toEqual(expected.windows);
-  expect(sortedIds((await readLateRecords(nc, 'clicks-out', 'v1')).map((record) => record.value as Click))).toEqual(sortedIds(expected.late));
+  expect(sortedIds((await readLateRecords(nc, 'clicks-out', 'v1')).map((record) => record.value as Click))).toEqual(
+    sortedIds(expected.late),
+  );
 
   console.log(
     `chaos: ${faults.length} faults injected (${faults.join('; ')}); checked ${log.length} events, ` +

@@ -44,7 +44,12 @@ function clicks(from: number, to: number): Click[] {
   for (let id = from; id < to; id++) {
     const jitter = (id * 7919) % 1500;
     const veryLate = id % 50 === 0 ? 25_000 : 0;
-    events.push({ id, user: `user-${(id * 13) % 19}`, ts: start + id * 100 - jitter - veryLate, ...(id % 3 === 0 ? { page: '/p' } : {}) });
+    events.push({
+      id,
+      user: `user-${(id * 13) % 19}`,
+      ts: start + id * 100 - jitter - veryLate,
+      ...(id % 3 === 0 ? { page: '/p' } : {}),
+    });
   }
   return events;
 }
@@ -52,14 +57,40 @@ function clicks(from: number, to: number): Click[] {
 async function produce(events: Click[], name: string): Promise<void> {
   const file = join(dir, `${name}.jsonl`);
   writeFileSync(file, events.map((event) => JSON.stringify(event)).join('\n') + '\n');
-  const produced = await kappa(['produce', 'clicks', '--file', file, '--key', 'user', '--time', 'ts', '--nats', server.url]);
+  const produced = await kappa([
+    'produce',
+    'clicks',
+    '--file',
+    file,
+    '--key',
+    'user',
+    '--time',
+    'ts',
+    '--nats',
+    server.url,
+  ]);
   expect(produced.code, produced.stderr).toBe(0);
 }
 
 function startWorker(stateDir: string): KappaProcess {
   const worker = new KappaProcess(
     // One --id for every run: a restart after SIGKILL takes the standalone lease over at once.
-    ['worker', '--job', JOB, '--standalone', '--id', 'recovery', '--nats', server.url, '--state-dir', join(dir, stateDir), '--http-port', '0', '--checkpoint-interval', '200ms'],
+    [
+      'worker',
+      '--job',
+      JOB,
+      '--standalone',
+      '--id',
+      'recovery',
+      '--nats',
+      server.url,
+      '--state-dir',
+      join(dir, stateDir),
+      '--http-port',
+      '0',
+      '--checkpoint-interval',
+      '200ms',
+    ],
   );
   processes.push(worker);
   return worker;
@@ -77,12 +108,14 @@ async function caughtUp(worker: KappaProcess): Promise<TaskStatusView[]> {
   const [, port] = await worker.waitForLog(/"httpPort":(\d+)/);
   const jsm = await jetstreamManager(nc);
   const last: number[] = [];
-  for (let partition = 0; partition < PARTITIONS; partition++) last.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
+  for (let partition = 0; partition < PARTITIONS; partition++)
+    last.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
   const deadline = Date.now() + 60_000;
   for (;;) {
     const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as TaskStatusView[];
     if (status.length === PARTITIONS && status.every((task) => task.sequence >= last[task.partition]!)) return status;
-    if (Date.now() > deadline) throw new Error(`worker did not catch up: ${JSON.stringify(status)}\n${worker.logs.slice(-2000)}`);
+    if (Date.now() > deadline)
+      throw new Error(`worker did not catch up: ${JSON.stringify(status)}\n${worker.logs.slice(-2000)}`);
     await sleep(100);
   }
 }
@@ -92,12 +125,15 @@ function restoredFrom(worker: KappaProcess): string[] {
 }
 
 it('resumes after SIGTERM from the local copy at sequence + 1, after a disk loss from the Object Store, after SIGKILL from the last checkpoint; the table equals the batch answer', async () => {
-  expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', server.url])).code).toBe(0);
+  expect(
+    (await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', server.url])).code,
+  ).toBe(0);
   const checkpoints = await CheckpointStore.open(nc);
   const jsm = await jetstreamManager(nc);
   const lastSequences = async () => {
     const last: number[] = [];
-    for (let partition = 0; partition < PARTITIONS; partition++) last.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
+    for (let partition = 0; partition < PARTITIONS; partition++)
+      last.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
     return last;
   };
 
@@ -118,7 +154,9 @@ it('resumes after SIGTERM from the local copy at sequence + 1, after a disk loss
   let status = await caughtUp(worker);
   expect(restoredFrom(worker)).toEqual(['local', 'local', 'local', 'local']);
   const afterSecond = await lastSequences();
-  expect(status.reduce((sum, task) => sum + task.processed, 0)).toBe(afterSecond.reduce((sum, last, p) => sum + last - afterFirst[p]!, 0));
+  expect(status.reduce((sum, task) => sum + task.processed, 0)).toBe(
+    afterSecond.reduce((sum, last, p) => sum + last - afterFirst[p]!, 0),
+  );
   expect(await worker.stop()).toBe(0);
 
   // 3. A fresh disk: the checkpoint comes from the Object Store; then SIGKILL mid-run.
@@ -130,11 +168,14 @@ it('resumes after SIGTERM from the local copy at sequence + 1, after a disk loss
   await worker.kill();
 
   // 4. After SIGKILL: resumes at the committed checkpoint + 1 and catches up.
-  const committed = await Promise.all(Array.from({ length: PARTITIONS }, (_, partition) => checkpoints.read({ job: 'clicks', version: 'v1', partition })));
+  const committed = await Promise.all(
+    Array.from({ length: PARTITIONS }, (_, partition) => checkpoints.read({ job: 'clicks', version: 'v1', partition })),
+  );
   worker = startWorker('disk-b');
   status = await caughtUp(worker);
   const afterAll = await lastSequences();
-  for (const task of status) expect(task.processed).toBe(afterAll[task.partition]! - committed[task.partition]!.sequence);
+  for (const task of status)
+    expect(task.processed).toBe(afterAll[task.partition]! - committed[task.partition]!.sequence);
   expect(await worker.stop()).toBe(0);
 
   // The table and the late output equal the batch reference over the whole log.
@@ -146,5 +187,7 @@ it('resumes after SIGTERM from the local copy at sequence + 1, after a disk loss
   expect(await readServingTable(nc, 'clicks', 'v1')).toEqual(expected.windows);
   const late = await readLateRecords(nc, 'clicks', 'v1');
   expect(expected.late.length).toBeGreaterThan(20);
-  expect(late.map((record) => (record.value as Click).id).sort((a, b) => a - b)).toEqual(expected.late.map((click) => click.id).sort((a, b) => a - b));
+  expect(late.map((record) => (record.value as Click).id).sort((a, b) => a - b)).toEqual(
+    expected.late.map((click) => click.id).sort((a, b) => a - b),
+  );
 });

@@ -58,7 +58,10 @@ async function commitChanges(
 }
 
 async function objectNames(checkpoints: CheckpointStore, partition: number): Promise<string[]> {
-  return (await checkpoints.objects.list()).map((info) => info.name).filter((name) => name.startsWith(`cp/v1/${partition}/`)).sort();
+  return (await checkpoints.objects.list())
+    .map((info) => info.name)
+    .filter((name) => name.startsWith(`cp/v1/${partition}/`))
+    .sort();
 }
 
 describe('checkpoints in NATS', () => {
@@ -73,8 +76,22 @@ describe('checkpoints in NATS', () => {
     const state = new KeyedState(store);
     const all = Array.from({ length: 20_000 }, (_, index): [string, number] => [`key-${index}`, index]);
     const first = await commitChanges(checkpoints, state, store, 1, 100, all);
-    const small = await commitChanges(checkpoints, state, store, 1, 200, all.slice(0, 200).map(([key, value]) => [key, value + 1]));
-    const deletes = await commitChanges(checkpoints, state, store, 1, 300, all.slice(500, 600).map(([key]) => [key, undefined]));
+    const small = await commitChanges(
+      checkpoints,
+      state,
+      store,
+      1,
+      200,
+      all.slice(0, 200).map(([key, value]) => [key, value + 1]),
+    );
+    const deletes = await commitChanges(
+      checkpoints,
+      state,
+      store,
+      1,
+      300,
+      all.slice(500, 600).map(([key]) => [key, undefined]),
+    );
     expect(first.kind).toBe('full'); // a task's first commit is its base
     expect(small.kind).toBe('delta');
     // 1% of the keys changed: about 1% of the bytes uploaded.
@@ -100,15 +117,21 @@ describe('checkpoints in NATS', () => {
     const state = new KeyedState(store);
     const kinds: string[] = [];
     for (let round = 0; round < 12; round++) {
-      const changes = Array.from({ length: 100 }, (_, index): [string, number] => [`key-${(round * 37 + index) % 400}`, round * 1000 + index]);
+      const changes = Array.from({ length: 100 }, (_, index): [string, number] => [
+        `key-${(round * 37 + index) % 400}`,
+        round * 1000 + index,
+      ]);
       kinds.push((await commitChanges(checkpoints, state, store, 1, round + 1, changes)).kind);
     }
     expect(kinds).toContain('full');
     const manifest = (await checkpointStore.read(task))!;
     expect(manifest.objects.filter((object) => object.kind === 'full').length).toBeLessThanOrEqual(1);
-    if (manifest.objects[0]?.kind !== 'full') expect(manifest.objects.every((object) => object.kind === 'delta')).toBe(true);
+    if (manifest.objects[0]?.kind !== 'full')
+      expect(manifest.objects.every((object) => object.kind === 'delta')).toBe(true);
     // Only what the manifest lists is left in the bucket.
-    expect(await objectNames(checkpointStore, task.partition)).toEqual(manifest.objects.map((object) => object.name).sort());
+    expect(await objectNames(checkpointStore, task.partition)).toEqual(
+      manifest.objects.map((object) => object.name).sort(),
+    );
     const restored = await openStore();
     await checkpoints.restoreInto(restored, manifest);
     expect(await contents(restored)).toEqual(await contents(store));
@@ -127,10 +150,18 @@ describe('checkpoints in NATS', () => {
     const claimed = await owner.claim(2, 0);
     expect(claimed).toMatchObject({ epoch: 2, sequence: 10, workerId: 'owner' });
 
-    await expect(commitChanges(zombie, zombieState, zombieStore, 1, 20, [['a', 2]])).rejects.toBeInstanceOf(FencedError);
-    await expect(checkpointStore.forTask(task, 'zombie').claim(1, 0)).rejects.toMatchObject({ code: 'FENCED', ownerEpoch: 2 });
+    await expect(commitChanges(zombie, zombieState, zombieStore, 1, 20, [['a', 2]])).rejects.toBeInstanceOf(
+      FencedError,
+    );
+    await expect(checkpointStore.forTask(task, 'zombie').claim(1, 0)).rejects.toMatchObject({
+      code: 'FENCED',
+      ownerEpoch: 2,
+    });
     // Epochs name owners: the same epoch claimed by another worker is refused too, by its owner re-claimed.
-    await expect(checkpointStore.forTask(task, 'other').claim(2, 0)).rejects.toMatchObject({ code: 'FENCED', ownerEpoch: 2 });
+    await expect(checkpointStore.forTask(task, 'other').claim(2, 0)).rejects.toMatchObject({
+      code: 'FENCED',
+      ownerEpoch: 2,
+    });
     expect(await owner.claim(2, 0)).toMatchObject({ epoch: 2, workerId: 'owner' });
     expect(await checkpointStore.read(task)).toMatchObject({ epoch: 2, sequence: 10, workerId: 'owner' });
     // The zombie's upload for sequence 20 is in the bucket but listed by no manifest.
@@ -151,7 +182,13 @@ describe('checkpoints in NATS', () => {
     const checkpointStore = await CheckpointStore.open(nc, { compactMinBytes: 2 * 1024 });
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.array(fc.tuple(fc.integer({ min: 0, max: 60 }), fc.option(fc.integer(), { nil: undefined })), { minLength: 1, maxLength: 40 }), { minLength: 1, maxLength: 8 }),
+        fc.array(
+          fc.array(fc.tuple(fc.integer({ min: 0, max: 60 }), fc.option(fc.integer(), { nil: undefined })), {
+            minLength: 1,
+            maxLength: 40,
+          }),
+          { minLength: 1, maxLength: 8 },
+        ),
         async (rounds) => {
           const task = newTask();
           const checkpoints = checkpointStore.forTask(task, 'w');
@@ -201,9 +238,15 @@ describe('checkpoints in NATS', () => {
       await update(...args);
       throw new Error('TIMEOUT');
     };
-    expect((await commitChanges(checkpoints, state, store, 1, 6, [['x', 2]])).manifest).toMatchObject({ id: 2, sequence: 6 });
+    expect((await commitChanges(checkpoints, state, store, 1, 6, [['x', 2]])).manifest).toMatchObject({
+      id: 2,
+      sequence: 6,
+    });
     // The revision it learned is the real one: the next commit's compare-and-set succeeds.
-    expect((await commitChanges(checkpoints, state, store, 1, 7, [['x', 3]])).manifest).toMatchObject({ id: 3, sequence: 7 });
+    expect((await commitChanges(checkpoints, state, store, 1, 7, [['x', 3]])).manifest).toMatchObject({
+      id: 3,
+      sequence: 7,
+    });
     expect(await checkpointStore.read(task)).toMatchObject({ id: 3, sequence: 7, epoch: 1, workerId: 'w' });
   });
 

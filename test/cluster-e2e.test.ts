@@ -31,24 +31,54 @@ afterAll(async () => {
 });
 
 function worker(id: string): KappaProcess {
-  const process = new KappaProcess(
-    ['worker', '--job', JOB, '--id', id, '--threads', '1', '--nats', nats.url, '--state-dir', join(dir, id), '--http-port', '0', '--log-level', 'warn'],
-  );
+  const process = new KappaProcess([
+    'worker',
+    '--job',
+    JOB,
+    '--id',
+    id,
+    '--threads',
+    '1',
+    '--nats',
+    nats.url,
+    '--state-dir',
+    join(dir, id),
+    '--http-port',
+    '0',
+    '--log-level',
+    'warn',
+  ]);
   processes.push(process);
   return process;
 }
 
 function coordinator(id: string): KappaProcess {
-  const process = new KappaProcess(
-    ['coordinator', '--id', id, '--nats', nats.url, '--http-port', '0', '--session-timeout', `${SESSION_TIMEOUT_MS}ms`, '--lease-ttl', '2s', '--log-level', 'warn'],
-  );
+  const process = new KappaProcess([
+    'coordinator',
+    '--id',
+    id,
+    '--nats',
+    nats.url,
+    '--http-port',
+    '0',
+    '--session-timeout',
+    `${SESSION_TIMEOUT_MS}ms`,
+    '--lease-ttl',
+    '2s',
+    '--log-level',
+    'warn',
+  ]);
   processes.push(process);
   return process;
 }
 
 /** Polls until `probe` returns a value; a timeout shows the processes' last logs. */
 function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  return pollUntil(probe, { what, timeoutMs, context: () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n') });
+  return pollUntil(probe, {
+    what,
+    timeoutMs,
+    context: () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n'),
+  });
 }
 
 it('runs a job version over 3 workers and 2 coordinators, survives a killed worker and a killed leader, and serves the batch answer', async () => {
@@ -57,33 +87,66 @@ it('runs a job version over 3 workers and 2 coordinators, survives a killed work
   const events = Array.from({ length: 6000 }, (_, id) => {
     const jitter = (id * 7919) % 1500;
     const veryLate = id % 97 === 0 ? 30_000 : 0;
-    return { id, user: `user-${(id * 31) % 23}`, ts: start + id * 100 - jitter - veryLate, page: id % 2 ? '/a' : undefined };
+    return {
+      id,
+      user: `user-${(id * 31) % 23}`,
+      ts: start + id * 100 - jitter - veryLate,
+      page: id % 2 ? '/a' : undefined,
+    };
   });
   const input = join(dir, 'clicks.jsonl');
   writeFileSync(input, events.map((event) => JSON.stringify(event)).join('\n') + '\n');
-  expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', nats.url])).code).toBe(0);
-  const produced = await kappa(['produce', 'clicks', '--file', input, '--key', 'user', '--time', 'ts', '--nats', nats.url]);
+  expect(
+    (await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', nats.url])).code,
+  ).toBe(0);
+  const produced = await kappa([
+    'produce',
+    'clicks',
+    '--file',
+    input,
+    '--key',
+    'user',
+    '--time',
+    'ts',
+    '--nats',
+    nats.url,
+  ]);
   expect(produced.code, produced.stderr).toBe(0);
 
   coordinator('c1');
   coordinator('c2');
   const workers = [worker('w1'), worker('w2'), worker('w3')];
-  await waitFor('3 workers registered', async () => ((await leaderStatus(nats.nc)).workers.length === 3 ? true : undefined), 30_000);
+  await waitFor(
+    '3 workers registered',
+    async () => ((await leaderStatus(nats.nc)).workers.length === 3 ? true : undefined),
+    30_000,
+  );
   const started = await kappa(['start', 'clicks', '--version', 'v1', '--nats', nats.url]);
   expect(started.code, started.stderr + started.stdout).toBe(0);
 
   const jsm = await jetstreamManager(nats.nc);
   const lastSequence: number[] = [];
-  for (let partition = 0; partition < PARTITIONS; partition++) lastSequence.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
+  for (let partition = 0; partition < PARTITIONS; partition++)
+    lastSequence.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
   const caughtUp = (view: ClusterStatus, liveWorkers: string[]) =>
     view.tasks.length === PARTITIONS &&
-    view.tasks.every((task) => task.worker !== null && liveWorkers.includes(task.worker) && task.state === 'running' && task.sequence === lastSequence[task.partition]);
+    view.tasks.every(
+      (task) =>
+        task.worker !== null &&
+        liveWorkers.includes(task.worker) &&
+        task.state === 'running' &&
+        task.sequence === lastSequence[task.partition],
+    );
 
   // Every task owned exactly once, spread over all three workers.
-  let view = await waitFor('all 32 tasks running and caught up', async () => {
-    const current = await leaderStatus(nats.nc);
-    return caughtUp(current, ['w1', 'w2', 'w3']) ? current : undefined;
-  }, 60_000);
+  let view = await waitFor(
+    'all 32 tasks running and caught up',
+    async () => {
+      const current = await leaderStatus(nats.nc);
+      return caughtUp(current, ['w1', 'w2', 'w3']) ? current : undefined;
+    },
+    60_000,
+  );
   const perWorker = new Map<string, number>();
   for (const task of view.tasks) perWorker.set(task.worker!, (perWorker.get(task.worker!) ?? 0) + 1);
   expect([...perWorker.values()].sort()).toEqual([10, 11, 11]);
@@ -93,40 +156,72 @@ it('runs a job version over 3 workers and 2 coordinators, survives a killed work
   const victimTasks = view.tasks.filter((task) => task.worker === victim).map((task) => task.partition);
   await workers[1]!.kill();
   const killedAt = Date.now();
-  view = await waitFor('the killed worker’s tasks owned again', async () => {
-    const current = await leaderStatus(nats.nc);
-    return current.tasks.every((task) => task.worker !== victim && task.worker !== null) ? current : undefined;
-  }, SESSION_TIMEOUT_MS + 10_000);
+  view = await waitFor(
+    'the killed worker’s tasks owned again',
+    async () => {
+      const current = await leaderStatus(nats.nc);
+      return current.tasks.every((task) => task.worker !== victim && task.worker !== null) ? current : undefined;
+    },
+    SESSION_TIMEOUT_MS + 10_000,
+  );
   expect(Date.now() - killedAt).toBeLessThan(SESSION_TIMEOUT_MS + 5_000);
-  for (const partition of victimTasks) expect(view.tasks.find((task) => task.partition === partition)!.epoch).toBeGreaterThan(1);
-  view = await waitFor('caught up on two workers', async () => {
-    const current = await leaderStatus(nats.nc);
-    return caughtUp(current, ['w1', 'w3']) ? current : undefined;
-  }, 60_000);
+  for (const partition of victimTasks)
+    expect(view.tasks.find((task) => task.partition === partition)!.epoch).toBeGreaterThan(1);
+  view = await waitFor(
+    'caught up on two workers',
+    async () => {
+      const current = await leaderStatus(nats.nc);
+      return caughtUp(current, ['w1', 'w3']) ? current : undefined;
+    },
+    60_000,
+  );
 
   // SIGKILL the coordinator leader: the other takes over and moves nothing.
   const owners = new Map(view.tasks.map((task) => [task.partition, `${task.worker}@${task.epoch}`]));
   const leader = view.leader.coordinatorId;
   await processes.find((process) => process.child.spawnargs.includes(leader))!.kill();
-  const after = await waitFor('a new leader', async () => {
-    const current = await leaderStatus(nats.nc);
-    return current.leader.coordinatorId !== leader ? current : undefined;
-  }, 15_000);
+  const after = await waitFor(
+    'a new leader',
+    async () => {
+      const current = await leaderStatus(nats.nc);
+      return current.leader.coordinatorId !== leader ? current : undefined;
+    },
+    15_000,
+  );
   expect(new Map(after.tasks.map((task) => [task.partition, `${task.worker}@${task.epoch}`]))).toEqual(owners);
 
   // The serving table equals the batch computation over all events (for every window fired).
   const viewed = await kappa(['view', 'clicks', '--version', 'v1', '--json', '--nats', nats.url]);
   expect(viewed.code, viewed.stderr).toBe(0);
-  const table = viewed.stdout.trim().split('\n').map((line) => JSON.parse(line) as { key: string; end: number });
+  const table = viewed.stdout
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { key: string; end: number });
   const batchOut = join(dir, 'batch.jsonl');
-  const batch = await kappa(['run', JOB, '--input', input, '--partitions', String(PARTITIONS), '--key', 'user', '--time', 'ts', '--output', batchOut]);
+  const batch = await kappa([
+    'run',
+    JOB,
+    '--input',
+    input,
+    '--partitions',
+    String(PARTITIONS),
+    '--key',
+    'user',
+    '--time',
+    'ts',
+    '--output',
+    batchOut,
+  ]);
   expect(batch.code, batch.stderr).toBe(0);
   const finalWatermark = new Map<number, number>();
   for (const event of events) {
     const partition = partitionOf(event.user, PARTITIONS);
     finalWatermark.set(partition, Math.max(finalWatermark.get(partition) ?? -Infinity, event.ts - OUT_OF_ORDERNESS_MS));
   }
-  const expected = readFileSync(batchOut, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { key: string; end: number })
+  const expected = readFileSync(batchOut, 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { key: string; end: number })
     .filter((row) => row.end - 1 <= finalWatermark.get(partitionOf(row.key, PARTITIONS))!);
   expect(expected.length).toBeGreaterThan(500);
   expect(table).toEqual(expected);

@@ -1,19 +1,44 @@
 // The pure reconciliation step: epoch rules, revoke-before-assign, idempotence, resends.
 import { describe, expect, it } from 'vitest';
 import { taskKey, type TaskKey, type TaskStatus } from '../protocol/index.js';
-import { emptyTransit, reconcile, type JobVersionRecord, type LiveWorker, type ReconcileInput, type TaskRecord } from '../coordinator/cluster-state.js';
+import {
+  emptyTransit,
+  reconcile,
+  type JobVersionRecord,
+  type LiveWorker,
+  type ReconcileInput,
+  type TaskRecord,
+} from '../coordinator/cluster-state.js';
 
-const version: JobVersionRecord = { job: 'j', version: 'v1', topic: 't', partitions: 4, from: { kind: 'earliest' }, state: 'running', startedAtMs: 0 };
+const version: JobVersionRecord = {
+  job: 'j',
+  version: 'v1',
+  topic: 't',
+  partitions: 4,
+  from: { kind: 'earliest' },
+  state: 'running',
+  startedAtMs: 0,
+};
 const versions = new Map([['j/v1', version]]);
 
 function worker(id: string, held: TaskRecord[] | undefined, reportedAtMs = 0): LiveWorker {
-  const reported = held && new Map<TaskKey, TaskStatus>(
-    held.map((record) => [taskKey(record.task), { ...record.task, epoch: record.epoch, state: 'running', sequence: 0, lagMessages: 0, watermark: null }]),
-  );
+  const reported =
+    held &&
+    new Map<TaskKey, TaskStatus>(
+      held.map((record) => [
+        taskKey(record.task),
+        { ...record.task, epoch: record.epoch, state: 'running', sequence: 0, lagMessages: 0, watermark: null },
+      ]),
+    );
   return { slot: { id, capacity: 1, carries: new Set(['j/v1']) }, reported, reportedAtMs };
 }
 
-function input(tasks: Map<TaskKey, TaskRecord>, workers: LiveWorker[], nowMs: number, transit = emptyTransit()): ReconcileInput {
+function input(
+  tasks: Map<TaskKey, TaskRecord>,
+  workers: LiveWorker[],
+  nowMs: number,
+  transit = emptyTransit(),
+): ReconcileInput {
   return { versions, tasks, workers, transit, nowMs, resendAfterMs: 1_000 };
 }
 
@@ -52,10 +77,18 @@ describe('reconcile', () => {
     transit.released.add(taskKey(moving.task));
     const assigned = reconcile(input(tasks, [worker('a', held, 30), worker('b', [], 30)], 40, transit));
     expect(assigned.puts).toEqual([{ task: moving.task, worker: 'b', epoch: 2 }]);
-    expect(assigned.commands).toContainEqual({ kind: 'assign', worker: 'b', task: moving.task, epoch: 2, from: { kind: 'earliest' } });
+    expect(assigned.commands).toContainEqual({
+      kind: 'assign',
+      worker: 'b',
+      task: moving.task,
+      epoch: 2,
+      from: { kind: 'earliest' },
+    });
     // The other revoke is answered by a heartbeat (sent after the revoke) that no longer lists the task.
     const stillHeld = held.filter((record) => taskKey(record.task) !== taskKey(revoking.commands[1]!.task));
-    const implicit = reconcile(input(apply(tasks, assigned.puts), [worker('a', stillHeld, 50), worker('b', [], 50)], 60, transit));
+    const implicit = reconcile(
+      input(apply(tasks, assigned.puts), [worker('a', stillHeld, 50), worker('b', [], 50)], 60, transit),
+    );
     expect(implicit.puts).toEqual([{ task: revoking.commands[1]!.task, worker: 'b', epoch: 2 }]);
   });
 
@@ -88,7 +121,10 @@ describe('reconcile', () => {
     let tasks = new Map<TaskKey, TaskRecord>();
     tasks = apply(tasks, reconcile(input(tasks, [worker('a', undefined)], 0, transit)).puts);
     const stopping = new Map([['j/v1', { ...version, state: 'stopping' as const }]]);
-    const revokes = reconcile({ ...input(tasks, [worker('a', [...tasks.values()], 10)], 20, transit), versions: stopping });
+    const revokes = reconcile({
+      ...input(tasks, [worker('a', [...tasks.values()], 10)], 20, transit),
+      versions: stopping,
+    });
     expect(revokes.commands.every((command) => command.kind === 'revoke')).toBe(true);
     expect(revokes.finishedVersions).toEqual([]);
     const released = reconcile({ ...input(tasks, [worker('a', [], 30)], 40, transit), versions: stopping });
@@ -105,7 +141,10 @@ describe('reconcile', () => {
     const transit = emptyTransit();
     // Stopped: nobody holds the tasks, the records keep epochs 2 and 5, the version is gone.
     const stopped = new Map<TaskKey, TaskRecord>(
-      [0, 1, 2, 3].map((partition) => [taskKey({ job: 'j', version: 'v1', partition }), { task: { job: 'j', version: 'v1', partition }, worker: null, epoch: partition === 3 ? 5 : 2 }]),
+      [0, 1, 2, 3].map((partition) => [
+        taskKey({ job: 'j', version: 'v1', partition }),
+        { task: { job: 'j', version: 'v1', partition }, worker: null, epoch: partition === 3 ? 5 : 2 },
+      ]),
     );
     const idle = reconcile({ ...input(stopped, [worker('a', [], 10)], 20, transit), versions: new Map() });
     expect(idle).toMatchObject({ commands: [], puts: [] });
@@ -119,10 +158,21 @@ describe('reconcile', () => {
     tasks = apply(tasks, reconcile(input(tasks, [worker('a', undefined)], 0, transit)).puts);
     const fenced = worker('a', [...tasks.values()], 100);
     const first = [...tasks.values()][0]!;
-    (fenced.reported as Map<TaskKey, TaskStatus>).set(taskKey(first.task), { ...first.task, epoch: 1, state: 'failed', sequence: 0, lagMessages: 0, watermark: null, error: 'fenced', fencedBy: 7 });
+    (fenced.reported as Map<TaskKey, TaskStatus>).set(taskKey(first.task), {
+      ...first.task,
+      epoch: 1,
+      state: 'failed',
+      sequence: 0,
+      lagMessages: 0,
+      watermark: null,
+      error: 'fenced',
+      fencedBy: 7,
+    });
     const result = reconcile(input(tasks, [fenced], 200, transit));
     expect(result.puts).toEqual([{ task: first.task, worker: 'a', epoch: 8 }]);
-    expect(result.commands).toEqual([{ kind: 'assign', worker: 'a', task: first.task, epoch: 8, from: { kind: 'earliest' } }]);
+    expect(result.commands).toEqual([
+      { kind: 'assign', worker: 'a', task: first.task, epoch: 8, from: { kind: 'earliest' } },
+    ]);
     expect(result.fencedReassigned).toBe(1);
     // The same report again (the heartbeat still shows the old epoch): no second bump.
     const again = reconcile(input(apply(tasks, result.puts), [fenced], 300, transit));

@@ -10,7 +10,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTopic } from '../client/index.js';
-import { decodeMessage, encodeMessage, subjects, type ClusterStatus, type TaskId, type TaskStatus } from '../protocol/index.js';
+import {
+  decodeMessage,
+  encodeMessage,
+  subjects,
+  type ClusterStatus,
+  type TaskId,
+  type TaskStatus,
+} from '../protocol/index.js';
 import { kappa as runKappa } from './harness/cli.js';
 import { startServer, stopAllServers, type NatsServer } from './harness/nats-server.js';
 
@@ -45,24 +52,47 @@ class FakeWorker {
         if (message.type === 'task.assign') {
           this.assignsReceived++;
           const current = this.held.get(key(message.task));
-          if (current === undefined || current.epoch <= message.epoch) this.held.set(key(message.task), { task: message.task, epoch: message.epoch });
+          if (current === undefined || current.epoch <= message.epoch)
+            this.held.set(key(message.task), { task: message.task, epoch: message.epoch });
         } else if (message.type === 'task.revoke') {
           this.revokesReceived++;
           const current = this.held.get(key(message.task));
           if (current === undefined || current.epoch > message.epoch) return; // stale revoke
           this.held.delete(key(message.task));
-          nc.publish(subjects.workerToCoordinator, encodeMessage({ type: 'task.released', workerId: this.id, task: message.task, epoch: current.epoch, sequence: 0 }));
+          nc.publish(
+            subjects.workerToCoordinator,
+            encodeMessage({
+              type: 'task.released',
+              workerId: this.id,
+              task: message.task,
+              epoch: current.epoch,
+              sequence: 0,
+            }),
+          );
         }
       },
     });
-    nc.publish(subjects.workerToCoordinator, encodeMessage({ type: 'worker.register', workerId: this.id, capacity: 1, carries: this.carries }));
+    nc.publish(
+      subjects.workerToCoordinator,
+      encodeMessage({ type: 'worker.register', workerId: this.id, capacity: 1, carries: this.carries }),
+    );
     this.timer = setInterval(() => this.heartbeat(), HEARTBEAT_MS);
   }
 
   private heartbeat(): void {
-    const tasks: TaskStatus[] = [...this.held.values()].map(({ task, epoch }) => ({ ...task, epoch, state: 'running', sequence: 0, lagMessages: 0, watermark: null }));
+    const tasks: TaskStatus[] = [...this.held.values()].map(({ task, epoch }) => ({
+      ...task,
+      epoch,
+      state: 'running',
+      sequence: 0,
+      lagMessages: 0,
+      watermark: null,
+    }));
     // The optional registration copy lets a coordinator that missed `worker.register` admit us.
-    this.nc?.publish(subjects.workerToCoordinator, encodeMessage({ type: 'worker.heartbeat', workerId: this.id, tasks, capacity: 1, carries: this.carries }));
+    this.nc?.publish(
+      subjects.workerToCoordinator,
+      encodeMessage({ type: 'worker.heartbeat', workerId: this.id, tasks, capacity: 1, carries: this.carries }),
+    );
   }
 
   /** Like SIGKILL: no leave, no release, heartbeats stop. */
@@ -86,7 +116,22 @@ const workers: FakeWorker[] = [];
 function startCoordinator(id: string): CoordinatorProcess {
   const child = spawn(
     process.execPath,
-    [CLI, 'coordinator', '--nats', server.url, '--id', id, '--http-port', '0', '--http-host', '127.0.0.1', '--session-timeout', String(SESSION_TIMEOUT_MS), '--lease-ttl', String(LEASE_TTL_MS)],
+    [
+      CLI,
+      'coordinator',
+      '--nats',
+      server.url,
+      '--id',
+      id,
+      '--http-port',
+      '0',
+      '--http-host',
+      '127.0.0.1',
+      '--session-timeout',
+      String(SESSION_TIMEOUT_MS),
+      '--lease-ttl',
+      String(LEASE_TTL_MS),
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const stderr: string[] = [];
@@ -111,7 +156,9 @@ async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: n
   const startedAt = Date.now();
   while (!(await condition())) {
     if (Date.now() - startedAt > timeoutMs) {
-      throw new Error(`${what}: not within ${timeoutMs} ms\n${coordinators.map((c) => `--- ${c.id}\n${c.stderr.join('').slice(-3000)}`).join('\n')}`);
+      throw new Error(
+        `${what}: not within ${timeoutMs} ms\n${coordinators.map((c) => `--- ${c.id}\n${c.stderr.join('').slice(-3000)}`).join('\n')}`,
+      );
     }
     await sleep(50);
   }
@@ -131,7 +178,9 @@ function ownership(among: readonly FakeWorker[]): Map<string, string> | null {
 }
 
 function epochs(among: readonly FakeWorker[]): Map<string, number> {
-  return new Map(among.flatMap((worker) => [...worker.held.entries()].map(([task, held]) => [task, held.epoch] as const)));
+  return new Map(
+    among.flatMap((worker) => [...worker.held.entries()].map(([task, held]) => [task, held.epoch] as const)),
+  );
 }
 
 beforeAll(async () => {
@@ -164,14 +213,29 @@ describe('coordinator cluster', () => {
       await worker.start();
     }
     await waitFor(async () => (await kappa(['status'])).code === 0, 10_000, 'a leader answers');
-    const started = await kappa(['start', JOB.job, '--version', JOB.version, '--topic', JOB.topic, '--from', 'earliest']);
+    const started = await kappa([
+      'start',
+      JOB.job,
+      '--version',
+      JOB.version,
+      '--topic',
+      JOB.topic,
+      '--from',
+      'earliest',
+    ]);
     expect(started.stdout).toContain('clicks v1: running on topic clicks (32 partitions)');
 
-    await waitFor(() => ownership(workers) !== null && workers.every((w) => w.held.size >= 10), 10_000, 'all tasks owned once, balanced');
+    await waitFor(
+      () => ownership(workers) !== null && workers.every((w) => w.held.size >= 10),
+      10_000,
+      'all tasks owned once, balanced',
+    );
     expect(workers.map((w) => w.held.size).sort()).toEqual([10, 11, 11]);
     const view = await status();
     expect(view.tasks.filter((t) => t.worker !== null)).toHaveLength(PARTITIONS);
-    expect(view.versions).toEqual([expect.objectContaining({ job: 'clicks', version: 'v1', state: 'running', tasksAssigned: 32 })]);
+    expect(view.versions).toEqual([
+      expect.objectContaining({ job: 'clicks', version: 'v1', state: 'running', tasksAssigned: 32 }),
+    ]);
   });
 
   it('gives a joining 4th worker its fair share with the fewest moves', async () => {
@@ -179,7 +243,11 @@ describe('coordinator cluster', () => {
     const joiner = new FakeWorker('w4', server.url);
     workers.push(joiner);
     await joiner.start();
-    await waitFor(() => ownership(workers) !== null && workers.every((w) => w.held.size === 8), 10_000, 'four workers hold 8 each');
+    await waitFor(
+      () => ownership(workers) !== null && workers.every((w) => w.held.size === 8),
+      10_000,
+      'four workers hold 8 each',
+    );
     const after = ownership(workers)!;
     const moved = [...after].filter(([task, owner]) => before.get(task) !== owner);
     // 11 + 11 + 10 → 8 each: exactly the joiner's 8 tasks move, nothing else.
@@ -191,7 +259,11 @@ describe('coordinator cluster', () => {
     const victim = workers.pop()!;
     const orphaned = new Map([...victim.held].map(([task, held]) => [task, held.epoch]));
     await victim.kill();
-    const tookMs = await waitFor(() => ownership(workers) !== null, SESSION_TIMEOUT_MS + 3_000, 'dead worker’s tasks owned again');
+    const tookMs = await waitFor(
+      () => ownership(workers) !== null,
+      SESSION_TIMEOUT_MS + 3_000,
+      'dead worker’s tasks owned again',
+    );
     expect(tookMs).toBeLessThan(SESSION_TIMEOUT_MS + 1_500);
     const now = epochs(workers);
     for (const [task, epoch] of orphaned) expect(now.get(task)).toBe(epoch + 1);
@@ -231,7 +303,9 @@ describe('coordinator cluster', () => {
     const httpStatus = (await (await fetch(`http://127.0.0.1:${port}/v1/status`)).json()) as ClusterStatus;
     expect(httpStatus.leader).toEqual(successor!.leader);
     expect(successor!.tasks.map((t) => [`${t.job}/${t.version}/${t.partition}`, t.worker, t.epoch])).toEqual(
-      [...ownersBefore].map(([task, owner]) => [task, owner, epochsBefore.get(task)]).sort((a, b) => taskOrder(String(a[0]), String(b[0]))),
+      [...ownersBefore]
+        .map(([task, owner]) => [task, owner, epochsBefore.get(task)])
+        .sort((a, b) => taskOrder(String(a[0]), String(b[0]))),
     );
   });
 
@@ -240,8 +314,14 @@ describe('coordinator cluster', () => {
     expect(started.code).toBe(0);
     expect(started.stdout).toContain('waiting-for-capacity');
     const view = await status();
-    expect(view.versions.find((v) => v.job === 'audit')).toMatchObject({ state: 'waiting-for-capacity', partitions: PARTITIONS, tasksAssigned: 0 });
-    expect(view.tasks.filter((t) => t.job === 'audit').every((t) => t.worker === null && t.state === 'waiting')).toBe(true);
+    expect(view.versions.find((v) => v.job === 'audit')).toMatchObject({
+      state: 'waiting-for-capacity',
+      partitions: PARTITIONS,
+      tasksAssigned: 0,
+    });
+    expect(view.tasks.filter((t) => t.job === 'audit').every((t) => t.worker === null && t.state === 'waiting')).toBe(
+      true,
+    );
 
     const stopped = await kappa(['stop', 'clicks', '--version', 'v1']);
     expect(stopped.stdout).toContain('stopping, 32 task(s) being released');
@@ -256,17 +336,24 @@ describe('coordinator cluster', () => {
     leader.child.kill('SIGTERM');
     const [code] = (await once(leader.child, 'exit')) as [number | null];
     expect(code).toBe(0);
-    const tookMs = await waitFor(async () => {
-      const result = await kappa(['status', '--json']);
-      return result.code === 0 && (JSON.parse(result.stdout) as ClusterStatus).leader.coordinatorId === 'c3';
-    }, 3 * LEASE_TTL_MS, 'c3 leads');
+    const tookMs = await waitFor(
+      async () => {
+        const result = await kappa(['status', '--json']);
+        return result.code === 0 && (JSON.parse(result.stdout) as ClusterStatus).leader.coordinatorId === 'c3';
+      },
+      3 * LEASE_TTL_MS,
+      'c3 leads',
+    );
     // The key was deleted: c3 wins on its next poll (ttl/4) instead of waiting out the lease.
     expect(tookMs).toBeLessThan(LEASE_TTL_MS);
   });
 });
 
 function httpPortOf(coordinator: CoordinatorProcess): number {
-  const line = coordinator.stderr.join('').split('\n').find((entry) => entry.includes('"httpPort"'));
+  const line = coordinator.stderr
+    .join('')
+    .split('\n')
+    .find((entry) => entry.includes('"httpPort"'));
   return (JSON.parse(line!) as { httpPort: number }).httpPort;
 }
 

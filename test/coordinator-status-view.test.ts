@@ -6,12 +6,37 @@ import type { JobVersionRecord, TaskRecord } from '../coordinator/cluster-state.
 import { Membership } from '../coordinator/membership.js';
 import { adminReplies, jobVersionKey, ManualClock, taskKey, type TaskStatus } from '../protocol/index.js';
 
-const clicksV1: JobVersionRecord = { job: 'clicks', version: 'v1', topic: 'clicks', partitions: 2, from: { kind: 'earliest' }, state: 'running', startedAtMs: 0, table: 'kv' };
+const clicksV1: JobVersionRecord = {
+  job: 'clicks',
+  version: 'v1',
+  topic: 'clicks',
+  partitions: 2,
+  from: { kind: 'earliest' },
+  state: 'running',
+  startedAtMs: 0,
+  table: 'kv',
+};
 const clicksV2: JobVersionRecord = { ...clicksV1, version: 'v2', autoCutover: { maxLagMessages: 10 } };
-const orders: JobVersionRecord = { job: 'orders', version: 'v1', topic: 'orders', partitions: 1, from: { kind: 'latest' }, state: 'running', startedAtMs: 0 };
+const orders: JobVersionRecord = {
+  job: 'orders',
+  version: 'v1',
+  topic: 'orders',
+  partitions: 1,
+  from: { kind: 'latest' },
+  state: 'running',
+  startedAtMs: 0,
+};
 
 function report(record: TaskRecord, fields: Partial<TaskStatus> = {}): TaskStatus {
-  return { ...record.task, epoch: record.epoch, state: 'running', sequence: 40, lagMessages: 2, watermark: 1_000, ...fields };
+  return {
+    ...record.task,
+    epoch: record.epoch,
+    state: 'running',
+    sequence: 40,
+    lagMessages: 2,
+    watermark: 1_000,
+    ...fields,
+  };
 }
 
 /** w1 carries clicks v1 and v2 and holds three tasks; w2 carries orders and has not heartbeaten yet. */
@@ -43,7 +68,18 @@ function snapshot(): ClusterSnapshot {
   ]);
   clock.advance(1_500);
   const progress = new Map<string, ProgressWithEta>([
-    [jobVersionKey(clicksV1), { job: 'clicks', version: 'v1', ratio: 0.5, lagMessages: 42, processedMessages: 42, tasks: { waiting: 0, assigning: 1, restoring: 0, running: 1, releasing: 0, failed: 0 }, etaSeconds: 3 }],
+    [
+      jobVersionKey(clicksV1),
+      {
+        job: 'clicks',
+        version: 'v1',
+        ratio: 0.5,
+        lagMessages: 42,
+        processedMessages: 42,
+        tasks: { waiting: 0, assigning: 1, restoring: 0, running: 1, releasing: 0, failed: 0 },
+        etaSeconds: 3,
+      },
+    ],
   ]);
   return {
     nowMs: clock.now(),
@@ -61,10 +97,33 @@ describe('the status view', () => {
     const status = clusterStatus(snapshot());
     expect(status.leader).toEqual({ coordinatorId: 'c1', fencingToken: 7 });
     expect(status.workers).toEqual([
-      { workerId: 'w1', capacity: 4, carries: snapshot().workers[0]!.registration.carries, httpUrl: 'http://w1:9466', tasksAssigned: 3, lastHeartbeatAgoMs: 1_500 },
-      { workerId: 'w2', capacity: 1, carries: [{ job: 'orders', version: 'v1', topic: 'orders' }], httpUrl: undefined, tasksAssigned: 0, lastHeartbeatAgoMs: 2_000 },
+      {
+        workerId: 'w1',
+        capacity: 4,
+        carries: snapshot().workers[0]!.registration.carries,
+        httpUrl: 'http://w1:9466',
+        tasksAssigned: 3,
+        lastHeartbeatAgoMs: 1_500,
+      },
+      {
+        workerId: 'w2',
+        capacity: 1,
+        carries: [{ job: 'orders', version: 'v1', topic: 'orders' }],
+        httpUrl: undefined,
+        tasksAssigned: 0,
+        lastHeartbeatAgoMs: 2_000,
+      },
     ]);
-    expect(status.tasks.map((task) => [`${task.job}/${task.version}/${task.partition}`, task.worker, task.epoch, task.state, task.sequence, task.error])).toEqual([
+    expect(
+      status.tasks.map((task) => [
+        `${task.job}/${task.version}/${task.partition}`,
+        task.worker,
+        task.epoch,
+        task.state,
+        task.sequence,
+        task.error,
+      ]),
+    ).toEqual([
       ['clicks/v1/0', 'w1', 3, 'running', 40, undefined],
       ['clicks/v1/1', 'w1', 2, 'assigning', null, undefined],
       ['clicks/v2/0', 'w1', 1, 'failed', 0, 'handler threw'],
@@ -72,10 +131,25 @@ describe('the status view', () => {
       ['orders/v1/0', null, 0, 'waiting', null, undefined],
     ]);
     const [v1, v2, ordersView] = status.versions;
-    expect(v1).toMatchObject({ state: 'running', tasksAssigned: 2, lagMessages: 42, progress: 0.5, etaSeconds: 3, table: 'kv', served: true });
+    expect(v1).toMatchObject({
+      state: 'running',
+      tasksAssigned: 2,
+      lagMessages: 42,
+      progress: 0.5,
+      etaSeconds: 3,
+      table: 'kv',
+      served: true,
+    });
     expect(v1).not.toHaveProperty('autoCutover');
     // No progress computed yet: the lag is the sum its holders reported (at any epoch).
-    expect(v2).toMatchObject({ tasksAssigned: 1, lagMessages: 90, progress: null, etaSeconds: null, served: false, autoCutover: { maxLagMessages: 10 } });
+    expect(v2).toMatchObject({
+      tasksAssigned: 1,
+      lagMessages: 90,
+      progress: null,
+      etaSeconds: null,
+      served: false,
+      autoCutover: { maxLagMessages: 10 },
+    });
     // w2 carries it, so it is running, but no task is assigned yet.
     expect(ordersView).toMatchObject({ state: 'running', tasksAssigned: 0, table: null, served: false });
     // What the leader sends is what the CLI accepts.

@@ -50,10 +50,10 @@ function modelModule(apiVersion: string, kind: string): string {
 /** Validates with the model's generated JSON-schema validator; returns the error or undefined. */
 async function schemaError(object: K8sObject): Promise<string | undefined> {
   const module = (await import(modelModule(object.apiVersion, object.kind)).catch(() => undefined)) as
-    | Record<string, new (data: unknown) => { validate(): void }>
-    | undefined;
+    Record<string, new (data: unknown) => { validate(): void }> | undefined;
   const Model = module?.[object.kind];
-  if (!Model) return `no schema for ${object.apiVersion} ${object.kind} (${modelModule(object.apiVersion, object.kind)})`;
+  if (!Model)
+    return `no schema for ${object.apiVersion} ${object.kind} (${modelModule(object.apiVersion, object.kind)})`;
   try {
     new Model(object).validate();
     return undefined;
@@ -90,12 +90,16 @@ function unknownFieldErrors(objects: { label: string; object: K8sObject }[]): st
   };
   const host = ts.createCompilerHost(options);
   const { getSourceFile, fileExists, readFile } = host;
-  host.getSourceFile = (name, language, ...rest) => (name === file ? ts.createSourceFile(name, text, language) : getSourceFile.call(host, name, language, ...rest));
+  host.getSourceFile = (name, language, ...rest) =>
+    name === file ? ts.createSourceFile(name, text, language) : getSourceFile.call(host, name, language, ...rest);
   host.fileExists = (name) => name === file || fileExists.call(host, name);
   host.readFile = (name) => (name === file ? text : readFile.call(host, name));
   const program = ts.createProgram([file], options, host);
   return ts.getPreEmitDiagnostics(program).map((diagnostic) => {
-    const line = diagnostic.file && diagnostic.start !== undefined ? diagnostic.file.getLineAndCharacterOfPosition(diagnostic.start).line : -1;
+    const line =
+      diagnostic.file && diagnostic.start !== undefined
+        ? diagnostic.file.getLineAndCharacterOfPosition(diagnostic.start).line
+        : -1;
     return `${labelAtLine[line] ?? diagnostic.file?.fileName ?? '?'}: ${ts.flattenDiagnosticMessageText(diagnostic.messageText, ' ')}`;
   });
 }
@@ -112,7 +116,13 @@ function kappaProgram(): Command {
 }
 
 /** Each selector's match labels ⊆ labels. */
-function selects(selector: { matchLabels?: Record<string, string>; matchExpressions?: { key: string; operator: string; values?: string[] }[] }, labels: Record<string, string>): boolean {
+function selects(
+  selector: {
+    matchLabels?: Record<string, string>;
+    matchExpressions?: { key: string; operator: string; values?: string[] }[];
+  },
+  labels: Record<string, string>,
+): boolean {
   const byLabels = Object.entries(selector.matchLabels ?? {}).every(([key, value]) => labels[key] === value);
   const byExpressions = (selector.matchExpressions ?? []).every((expression) => {
     if (expression.operator === 'In') return expression.values!.includes(labels[expression.key]!);
@@ -143,14 +153,31 @@ beforeAll(() => {
 
 describe(`kustomize (${KUBECTL_VERSION()})`, () => {
   it('renders every kustomization under deploy/k8s, with no duplicate objects', () => {
-    expect([...rendered.keys()]).toEqual(expect.arrayContaining(['base', 'worker-set', 'monitoring', 'overlays/dev', 'overlays/prod', 'overlays/prod-workers-v1', 'overlays/prod-workers-v2']));
+    expect([...rendered.keys()]).toEqual(
+      expect.arrayContaining([
+        'base',
+        'worker-set',
+        'monitoring',
+        'overlays/dev',
+        'overlays/prod',
+        'overlays/prod-workers-v1',
+        'overlays/prod-workers-v2',
+      ]),
+    );
     for (const [dir, objects] of rendered) {
       expect(objects.length, dir).toBeGreaterThan(0);
       const ids = objects.map((object) => `${object.kind}/${object.metadata.namespace ?? ''}/${object.metadata.name}`);
       expect(new Set(ids).size, `${dir}: ${ids.join(', ')}`).toBe(ids.length);
     }
     for (const [name, dirs] of Object.entries(DEPLOYMENTS)) {
-      const namespaces = new Set(dirs.flatMap((dir) => rendered.get(dir)!.filter((object) => object.kind !== 'Namespace').map((object) => object.metadata.namespace)));
+      const namespaces = new Set(
+        dirs.flatMap((dir) =>
+          rendered
+            .get(dir)!
+            .filter((object) => object.kind !== 'Namespace')
+            .map((object) => object.metadata.namespace),
+        ),
+      );
       expect([...namespaces], `${name}: every object in one namespace`).toHaveLength(1);
     }
   });
@@ -165,13 +192,19 @@ describe(`kustomize (${KUBECTL_VERSION()})`, () => {
     }
     expect(errors).toEqual([]);
     // The validator is not vacuous: a port given by name where a number belongs is refused.
-    const worker = structuredClone(rendered.get('overlays/dev')!.find((object) => object.kind === 'StatefulSet' && object.metadata.name === 'kappa-worker')!);
+    const worker = structuredClone(
+      rendered
+        .get('overlays/dev')!
+        .find((object) => object.kind === 'StatefulSet' && object.metadata.name === 'kappa-worker')!,
+    );
     podSpec(worker).containers[0].ports[0].containerPort = 'http';
     expect(await schemaError(worker)).toMatch(/containerPort must be integer/);
   });
 
   it('finds no field that the schemas do not define, at any depth', () => {
-    const objects = [...rendered].flatMap(([dir, list]) => list.map((object) => ({ label: label(dir, object), object })));
+    const objects = [...rendered].flatMap(([dir, list]) =>
+      list.map((object) => ({ label: label(dir, object), object })),
+    );
     // A control: the same check must catch a misspelt probe deep in a pod template.
     const typo = structuredClone(objects.find(({ object }) => object.kind === 'StatefulSet')!.object);
     podSpec(typo).containers[0].livenesProbe = podSpec(typo).containers[0].livenessProbe;
@@ -186,11 +219,19 @@ describe('NATS', () => {
     const dir = mkdtempSync(join(tmpdir(), 'kappa-natsconf-'));
     try {
       for (const overlay of ['overlays/dev', 'overlays/prod']) {
-        const config = rendered.get(overlay)!.find((object) => object.kind === 'ConfigMap' && object.metadata.name.startsWith('kappa-nats-config'))!;
+        const config = rendered
+          .get(overlay)!
+          .find((object) => object.kind === 'ConfigMap' && object.metadata.name.startsWith('kappa-nats-config'))!;
         const path = join(dir, 'nats.conf');
         writeFileSync(path, config.data['nats.conf']);
-        const check = spawnSync(NATS_SERVER_BINARY, ['-c', path, '-t'], { encoding: 'utf8', env: { ...process.env, SERVER_NAME: 'kappa-nats-0' } });
-        expect({ status: check.status, output: check.stdout + check.stderr }, overlay).toEqual({ status: 0, output: expect.stringMatching(/configuration file .* is valid/) });
+        const check = spawnSync(NATS_SERVER_BINARY, ['-c', path, '-t'], {
+          encoding: 'utf8',
+          env: { ...process.env, SERVER_NAME: 'kappa-nats-0' },
+        });
+        expect({ status: check.status, output: check.stdout + check.stderr }, overlay).toEqual({
+          status: 0,
+          output: expect.stringMatching(/configuration file .* is valid/),
+        });
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -204,18 +245,33 @@ describe('NATS', () => {
     expect(nats.spec.volumeClaimTemplates.map((claim: K8sObject) => claim.metadata.name)).toEqual(['data']);
     const server = podSpec(nats).containers.find((container: Container) => container.name === 'nats');
     expect(server.volumeMounts).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'data' })]));
-    expect(server.lifecycle.preStop.exec.command.join(' ')).toMatch(/nats-server --signal ldm=\/var\/run\/nats\/nats\.pid/);
-    const config = configMap(prod, podSpec(nats).volumes.find((volume: { name: string }) => volume.name === 'config').configMap.name)!.data['nats.conf'] as string;
+    expect(server.lifecycle.preStop.exec.command.join(' ')).toMatch(
+      /nats-server --signal ldm=\/var\/run\/nats\/nats\.pid/,
+    );
+    const config = configMap(
+      prod,
+      podSpec(nats).volumes.find((volume: { name: string }) => volume.name === 'config').configMap.name,
+    )!.data['nats.conf'] as string;
     expect(config).toContain('pid_file: /var/run/nats/nats.pid');
     for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) {
       expect(server[probe].httpGet.path, probe).toMatch(/^\/healthz/);
-      expect(containerPort(server, server[probe].httpGet.port), probe).toBe(Number(/\bhttp: [\d.]+:(\d+)/.exec(config)![1]));
+      expect(containerPort(server, server[probe].httpGet.port), probe).toBe(
+        Number(/\bhttp: [\d.]+:(\d+)/.exec(config)![1]),
+      );
     }
-    const lameDuckSeconds = ['lame_duck_duration', 'lame_duck_grace_period'].reduce((sum, key) => sum + Number(new RegExp(`${key}: (\\d+)s`).exec(config)![1]), 0);
+    const lameDuckSeconds = ['lame_duck_duration', 'lame_duck_grace_period'].reduce(
+      (sum, key) => sum + Number(new RegExp(`${key}: (\\d+)s`).exec(config)![1]),
+      0,
+    );
     expect(podSpec(nats).terminationGracePeriodSeconds).toBeGreaterThan(lameDuckSeconds);
     for (const route of config.match(/nats:\/\/[^\s\]]+/g)!) {
       const [, pod, service] = /^nats:\/\/([^.]+)\.([^:]+):6222$/.exec(route)!;
-      expect(prod.some((object) => object.kind === 'Service' && object.metadata.name === service && object.spec.clusterIP === 'None'), route).toBe(true);
+      expect(
+        prod.some(
+          (object) => object.kind === 'Service' && object.metadata.name === service && object.spec.clusterIP === 'None',
+        ),
+        route,
+      ).toBe(true);
       expect(Number(pod!.split('-').pop()), route).toBeLessThan(nats.spec.replicas);
     }
   });
@@ -250,14 +306,18 @@ describe('the manifests and the processes', () => {
         expect(container.livenessProbe.httpGet.path, where).toBe('/healthz');
         expect(container.readinessProbe.httpGet.path, where).toBe('/readyz');
         const annotations = workload.spec.template.metadata.annotations;
-        expect(annotations, where).toMatchObject({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(port), 'prometheus.io/path': '/metrics' });
+        expect(annotations, where).toMatchObject({
+          'prometheus.io/scrape': 'true',
+          'prometheus.io/port': String(port),
+          'prometheus.io/path': '/metrics',
+        });
         checked++;
       }
     }
     expect(checked).toBeGreaterThanOrEqual(5);
   });
 
-  it('scrape every Kappa pod with a PodMonitor on its http port and /metrics, honoring Kappa\'s job label', () => {
+  it("scrape every Kappa pod with a PodMonitor on its http port and /metrics, honoring Kappa's job label", () => {
     const prod = DEPLOYMENTS.prod!.flatMap((dir) => rendered.get(dir)!);
     const monitor = prod.find((object) => object.kind === 'PodMonitor' && object.metadata.name === 'kappa')!;
     const endpoint = monitor.spec.podMetricsEndpoints[0];
@@ -276,14 +336,20 @@ describe('the manifests and the processes', () => {
     for (const [name, dirs] of Object.entries(DEPLOYMENTS)) {
       const objects = dirs.flatMap((dir) => rendered.get(dir)!);
       const workloads = objects.filter((object) => WORKLOAD_KINDS.has(object.kind));
-      const podsOf = (selector: K8sObject['spec']['selector']) => workloads.filter((workload) => selects(selector, workload.spec.template.metadata.labels));
+      const podsOf = (selector: K8sObject['spec']['selector']) =>
+        workloads.filter((workload) => selects(selector, workload.spec.template.metadata.labels));
       for (const object of objects) {
         const where = `${name}: ${object.kind}/${object.metadata.name}`;
         if (object.kind === 'Service') {
           const targets = podsOf({ matchLabels: object.spec.selector });
           expect(targets, where).toHaveLength(1);
           for (const port of object.spec.ports) {
-            expect(podSpec(targets[0]!).containers.some((container: Container) => containerPort(container, port.targetPort) !== undefined), `${where} port ${port.name}`).toBe(true);
+            expect(
+              podSpec(targets[0]!).containers.some(
+                (container: Container) => containerPort(container, port.targetPort) !== undefined,
+              ),
+              `${where} port ${port.name}`,
+            ).toBe(true);
           }
         } else if (object.kind === 'PodDisruptionBudget') {
           expect(podsOf(object.spec.selector), where).toHaveLength(1);
@@ -291,9 +357,20 @@ describe('the manifests and the processes', () => {
           expect(podsOf(object.spec.selector).length, where).toBeGreaterThan(0);
         } else if (object.kind === 'ScaledObject') {
           const target = object.spec.scaleTargetRef;
-          expect(workloads.some((workload) => workload.kind === target.kind && workload.metadata.name === target.name), where).toBe(true);
+          expect(
+            workloads.some((workload) => workload.kind === target.kind && workload.metadata.name === target.name),
+            where,
+          ).toBe(true);
         } else if (object.kind === 'StatefulSet') {
-          expect(objects.some((service) => service.kind === 'Service' && service.metadata.name === object.spec.serviceName && service.spec.clusterIP === 'None'), `${where} serviceName`).toBe(true);
+          expect(
+            objects.some(
+              (service) =>
+                service.kind === 'Service' &&
+                service.metadata.name === object.spec.serviceName &&
+                service.spec.clusterIP === 'None',
+            ),
+            `${where} serviceName`,
+          ).toBe(true);
         }
       }
       // Two worker sets side by side must not select each other's pods.
@@ -308,7 +385,10 @@ describe('the manifests and the processes', () => {
       const url = new URL(configMap(objects, 'kappa-config')!.data.NATS_URL);
       const service = objects.find((object) => object.kind === 'Service' && object.metadata.name === url.hostname);
       expect(service, `${name}: ${url}`).toBeDefined();
-      expect(service!.spec.ports.map((port: { port: number }) => port.port), name).toContain(Number(url.port));
+      expect(
+        service!.spec.ports.map((port: { port: number }) => port.port),
+        name,
+      ).toContain(Number(url.port));
       expect(service!.spec.selector['app.kubernetes.io/name'], name).toBe('nats');
     }
   });
@@ -319,11 +399,19 @@ describe('the manifests and the processes', () => {
         const where = `${dir} ${workload.metadata.name} (${role})`;
         expect(workload.kind, where).toBe('StatefulSet');
         const stateDir = envEntry(container, 'KAPPA_STATE_DIR').value;
-        const mount = container.volumeMounts.find((volumeMount: { mountPath: string }) => volumeMount.mountPath === stateDir);
+        const mount = container.volumeMounts.find(
+          (volumeMount: { mountPath: string }) => volumeMount.mountPath === stateDir,
+        );
         expect(mount, where).toBeDefined();
-        expect(workload.spec.volumeClaimTemplates.map((claim: K8sObject) => claim.metadata.name), where).toContain(mount.name);
+        expect(
+          workload.spec.volumeClaimTemplates.map((claim: K8sObject) => claim.metadata.name),
+          where,
+        ).toContain(mount.name);
         const threads = envEntry(container, 'KAPPA_THREADS');
-        expect(threads.valueFrom.resourceFieldRef, where).toMatchObject({ resource: 'limits.cpu', containerName: container.name });
+        expect(threads.valueFrom.resourceFieldRef, where).toMatchObject({
+          resource: 'limits.cpu',
+          containerName: container.name,
+        });
         expect(podSpec(workload).terminationGracePeriodSeconds, where).toBeGreaterThanOrEqual(60);
       }
     }
@@ -332,7 +420,10 @@ describe('the manifests and the processes', () => {
   it('name only job modules that the image contains', () => {
     const dockerfile = readFileSync(join(REPO, 'Dockerfile'), 'utf8');
     const workdir = /^WORKDIR (\S+)$/m.exec(dockerfile.slice(dockerfile.lastIndexOf('\nFROM ')))![1]!;
-    const copied = [...dockerfile.matchAll(/^COPY (?!--from)(\S+) (\S+)$/gm)].map(([, source, target]) => ({ source: source!, target: posix.resolve(workdir, target!) }));
+    const copied = [...dockerfile.matchAll(/^COPY (?!--from)(\S+) (\S+)$/gm)].map(([, source, target]) => ({
+      source: source!,
+      target: posix.resolve(workdir, target!),
+    }));
     const jobs = new Set<string>();
     for (const objects of rendered.values()) {
       for (const { container } of kappaContainers(objects).filter((found) => found.role === 'worker')) {
@@ -353,13 +444,22 @@ describe('the manifests and the processes', () => {
       for (const workload of objects.filter((object) => WORKLOAD_KINDS.has(object.kind))) {
         const spec = podSpec(workload);
         const where = `${dir} ${workload.metadata.name}`;
-        expect(spec.securityContext, where).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+        expect(spec.securityContext, where).toMatchObject({
+          runAsNonRoot: true,
+          seccompProfile: { type: 'RuntimeDefault' },
+        });
         expect(spec.securityContext.runAsUser, where).toBeGreaterThan(0);
         expect(spec.automountServiceAccountToken, where).toBe(false);
         for (const container of spec.containers as Container[]) {
-          expect(container.securityContext, `${where} ${container.name}`).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+          expect(container.securityContext, `${where} ${container.name}`).toMatchObject({
+            allowPrivilegeEscalation: false,
+            readOnlyRootFilesystem: true,
+            capabilities: { drop: ['ALL'] },
+          });
           for (const kind of ['requests', 'limits']) {
-            expect(Object.keys(container.resources?.[kind] ?? {}).sort(), `${where} ${container.name} ${kind}`).toEqual(['cpu', 'memory']);
+            expect(Object.keys(container.resources?.[kind] ?? {}).sort(), `${where} ${container.name} ${kind}`).toEqual(
+              ['cpu', 'memory'],
+            );
           }
         }
       }
@@ -370,7 +470,8 @@ describe('the manifests and the processes', () => {
 describe('the Dockerfile', () => {
   const dockerfile = readFileSync(join(REPO, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
   const lastStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
-  const instructions = (text: string, name: string) => [...text.matchAll(new RegExp(`^${name} (.+)$`, 'gm'))].map((match) => match[1]!.trim());
+  const instructions = (text: string, name: string) =>
+    [...text.matchAll(new RegExp(`^${name} (.+)$`, 'gm'))].map((match) => match[1]!.trim());
 
   it('builds dist/cli/main.js (the package bin) and runs it under tini as PID 1', () => {
     const packageJson = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { bin: Record<string, string> };
@@ -380,7 +481,10 @@ describe('the Dockerfile', () => {
     const workdir = instructions(lastStage, 'WORKDIR').pop()!;
     expect(entrypoint).toEqual(['/usr/bin/tini', '--', 'node', posix.join(workdir, packageJson.bin.kappa!)]);
     expect(instructions(lastStage, 'COPY')).toContain('--from=build /app/dist ./dist');
-    expect(instructions(dockerfile, 'RUN').some((run) => /npm ci\b/.test(run)) && instructions(dockerfile, 'RUN').some((run) => /npm run build && npm prune --omit=dev/.test(run))).toBe(true);
+    expect(
+      instructions(dockerfile, 'RUN').some((run) => /npm ci\b/.test(run)) &&
+        instructions(dockerfile, 'RUN').some((run) => /npm run build && npm prune --omit=dev/.test(run)),
+    ).toBe(true);
     const runtimePackages = instructions(lastStage, 'RUN').find((run) => run.includes('apt-get install'))!;
     expect(runtimePackages).toMatch(/\blibatomic1\b/);
     expect(runtimePackages).toMatch(/\btini\b/);
@@ -396,10 +500,14 @@ describe('the Dockerfile', () => {
       .split('\n')
       .map((line) => line.trim())
       .filter((line) => line && !line.startsWith('#'));
-    const glob = (pattern: string) => new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*')}(/.*)?$`);
+    const glob = (pattern: string) =>
+      new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*')}(/.*)?$`);
     for (const path of copiedSources) {
       expect(existsSync(join(REPO, path)), path).toBe(true);
-      expect(ignored.filter((pattern) => glob(pattern).test(path)), path).toEqual([]);
+      expect(
+        ignored.filter((pattern) => glob(pattern).test(path)),
+        path,
+      ).toEqual([]);
     }
     for (const heavy of ['node_modules', 'dist', '.git', '.kappa']) expect(ignored, heavy).toContain(heavy);
   });
@@ -407,14 +515,19 @@ describe('the Dockerfile', () => {
   it('runs as the non-root uid the pods run as, with the state dir as a volume, exposing the default HTTP ports', () => {
     // USER node: uid 1000 in the official node images; the pods' runAsUser must match to write the volume.
     expect(instructions(lastStage, 'USER')).toEqual(['node']);
-    for (const { workload } of [...rendered.values()].flatMap(kappaContainers)) expect(podSpec(workload).securityContext.runAsUser, workload.metadata.name).toBe(1000);
+    for (const { workload } of [...rendered.values()].flatMap(kappaContainers))
+      expect(podSpec(workload).securityContext.runAsUser, workload.metadata.name).toBe(1000);
     const stateDir = /KAPPA_STATE_DIR=(\S+)/.exec(lastStage)![1]!;
     expect(instructions(lastStage, 'VOLUME')).toEqual([JSON.stringify([stateDir])]);
-    for (const { container } of [...rendered.values()].flatMap(kappaContainers).filter((found) => found.role === 'worker')) {
+    for (const { container } of [...rendered.values()]
+      .flatMap(kappaContainers)
+      .filter((found) => found.role === 'worker')) {
       expect(envEntry(container, 'KAPPA_STATE_DIR').value).toBe(stateDir);
     }
     const exposed = instructions(lastStage, 'EXPOSE')[0]!.split(/\s+/).map(Number);
-    expect(exposed.sort()).toEqual([workerConfig.parse({ job: 'x' }).httpPort, coordinatorConfig.parse({}).httpPort].sort());
+    expect(exposed.sort()).toEqual(
+      [workerConfig.parse({ job: 'x' }).httpPort, coordinatorConfig.parse({}).httpPort].sort(),
+    );
   });
 });
 

@@ -15,7 +15,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kappa, KappaProcess } from './harness/cli.js';
-import { envNames, kappaContainers, kustomizations, podSpec, render, REPO, resolvedEnv, type Container, type K8sObject } from './harness/kustomize.js';
+import {
+  envNames,
+  kappaContainers,
+  kustomizations,
+  podSpec,
+  render,
+  REPO,
+  resolvedEnv,
+  type Container,
+  type K8sObject,
+} from './harness/kustomize.js';
 import { freePort } from './harness/nats-server.js';
 import { pollUntil } from './harness/poll.js';
 import { useNatsServer } from './harness/use-nats.js';
@@ -50,11 +60,25 @@ async function startFromManifest(role: 'coordinator' | 'worker', podName: string
     KAPPA_TEST_ENV_READS: envReadsFile,
   };
   if (env.KAPPA_STATE_DIR !== undefined) overrides.KAPPA_STATE_DIR = join(dir, `${role}-state`);
-  if (env.KAPPA_JOB !== undefined) overrides.KAPPA_JOB = env.KAPPA_JOB.split(',').map((file) => join(REPO, file.replace(`${IMAGE_WORKDIR}/`, ''))).join(',');
+  if (env.KAPPA_JOB !== undefined)
+    overrides.KAPPA_JOB = env.KAPPA_JOB.split(',')
+      .map((file) => join(REPO, file.replace(`${IMAGE_WORKDIR}/`, '')))
+      .join(',');
   // Only the manifest's variables (and the overrides): none of this test process's own leak in.
-  const clean = Object.fromEntries(Object.keys(process.env).filter((name) => /^(KAPPA_|NATS_)/.test(name)).map((name) => [name, undefined]));
+  const clean = Object.fromEntries(
+    Object.keys(process.env)
+      .filter((name) => /^(KAPPA_|NATS_)/.test(name))
+      .map((name) => [name, undefined]),
+  );
   const child = new KappaProcess(found.container.args!, { ...clean, ...env, ...overrides });
-  return { process: child, container: found.container, workload: found.workload, env, url: `http://127.0.0.1:${port}`, envReadsFile };
+  return {
+    process: child,
+    container: found.container,
+    workload: found.workload,
+    env,
+    url: `http://127.0.0.1:${port}`,
+    envReadsFile,
+  };
 }
 
 async function get(url: string): Promise<{ status: number; body: string }> {
@@ -79,19 +103,28 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-describe('a coordinator and a worker run with the dev overlay\'s arguments and environment', () => {
-  it.each(['coordinator', 'worker'] as const)('the %s answers its liveness and readiness probes and serves Prometheus metrics at the scrape path', async (role) => {
-    const { container, workload, url, process: child } = started[role]!;
-    const annotations = workload.spec.template.metadata.annotations;
-    const logs = () => `logs:\n${child.logs.slice(-2000)}`;
-    await eventually(`the ${role}'s liveness probe answering 200`, async () => expect((await get(`${url}${container.livenessProbe.httpGet.path}`)).status).toBe(200), logs);
-    await eventually(`the ${role}'s readiness probe answering 200`, async () => expect((await get(`${url}${container.readinessProbe.httpGet.path}`)).status).toBe(200));
-    const metrics = await get(`${url}${annotations['prometheus.io/path']}`);
-    expect(metrics.status).toBe(200);
-    expect(metrics.body).toMatch(/^# HELP kappa_/m);
-    // Not every path answers: a path the process does not serve is a 404.
-    expect((await get(`${url}/no-such-path`)).status).toBe(404);
-  });
+describe("a coordinator and a worker run with the dev overlay's arguments and environment", () => {
+  it.each(['coordinator', 'worker'] as const)(
+    'the %s answers its liveness and readiness probes and serves Prometheus metrics at the scrape path',
+    async (role) => {
+      const { container, workload, url, process: child } = started[role]!;
+      const annotations = workload.spec.template.metadata.annotations;
+      const logs = () => `logs:\n${child.logs.slice(-2000)}`;
+      await eventually(
+        `the ${role}'s liveness probe answering 200`,
+        async () => expect((await get(`${url}${container.livenessProbe.httpGet.path}`)).status).toBe(200),
+        logs,
+      );
+      await eventually(`the ${role}'s readiness probe answering 200`, async () =>
+        expect((await get(`${url}${container.readinessProbe.httpGet.path}`)).status).toBe(200),
+      );
+      const metrics = await get(`${url}${annotations['prometheus.io/path']}`);
+      expect(metrics.status).toBe(200);
+      expect(metrics.body).toMatch(/^# HELP kappa_/m);
+      // Not every path answers: a path the process does not serve is a 404.
+      expect((await get(`${url}/no-such-path`)).status).toBe(404);
+    },
+  );
 
   it('uses the ids, thread count and job module the manifest gives: the leader lists the worker with its capacity and job', async () => {
     const coordinator = started.coordinator!;
@@ -99,7 +132,10 @@ describe('a coordinator and a worker run with the dev overlay\'s arguments and e
     const status = await eventually('the leader listing one worker', async () => {
       const reply = await get(`${coordinator.url}/v1/status`);
       expect(reply.status).toBe(200);
-      const body = JSON.parse(reply.body) as { leader: { coordinatorId: string }; workers: { workerId: string; capacity: number; carries: { job: string; version: string }[] }[] };
+      const body = JSON.parse(reply.body) as {
+        leader: { coordinatorId: string };
+        workers: { workerId: string; capacity: number; carries: { job: string; version: string }[] }[];
+      };
       expect(body.workers).toHaveLength(1);
       return body;
     });
@@ -126,15 +162,27 @@ describe('a coordinator and a worker run with the dev overlay\'s arguments and e
         expect(trigger.type).toBe('prometheus');
         const [, metric, selector] = /\b(kappa_[a-z_]+)\{([^}]*)\}/.exec(trigger.metadata.query as string)!;
         // Prometheus adds `namespace` (a target label); the rest are the process's own (honorLabels keeps `job`).
-        const processLabels = [...selector!.matchAll(/(\w+)=/g)].map((match) => match[1]!).filter((name) => name !== 'namespace');
+        const processLabels = [...selector!.matchAll(/(\w+)=/g)]
+          .map((match) => match[1]!)
+          .filter((name) => name !== 'namespace');
         expect(processLabels).toEqual(expect.arrayContaining(['job', 'version']));
         await eventually(`${metric} for clicks v1 on a /metrics`, async () => {
           const series: string[] = [];
           for (const role of ['coordinator', 'worker'] as const) {
             const body = (await get(`${started[role]!.url}/metrics`)).body;
-            series.push(...body.split('\n').filter((line) => line.startsWith(`${metric}{`) && line.includes('job="clicks"') && line.includes('version="v1"')));
+            series.push(
+              ...body
+                .split('\n')
+                .filter(
+                  (line) =>
+                    line.startsWith(`${metric}{`) && line.includes('job="clicks"') && line.includes('version="v1"'),
+                ),
+            );
           }
-          expect(series.length, `${metric} for clicks v1 on the coordinator's or the worker's /metrics`).toBeGreaterThan(0);
+          expect(
+            series.length,
+            `${metric} for clicks v1 on the coordinator's or the worker's /metrics`,
+          ).toBeGreaterThan(0);
           for (const line of series) for (const name of processLabels) expect(line, name).toContain(`${name}="`);
         });
       }
@@ -151,22 +199,40 @@ describe('a coordinator and a worker run with the dev overlay\'s arguments and e
         for (const { container, workload } of kappaContainers(objects).filter((found) => found.role === role)) {
           // Worker sets take kappa-config from the platform they are deployed with.
           const names = envNames(container, objects);
-          if (container.envFrom?.some((source: { configMapRef: { name: string } }) => !objects.some((object) => object.kind === 'ConfigMap' && object.metadata.name === source.configMapRef.name))) {
-            names.push(...Object.keys(dev.find((object) => object.kind === 'ConfigMap' && object.metadata.name === 'kappa-config')!.data));
+          if (
+            container.envFrom?.some(
+              (source: { configMapRef: { name: string } }) =>
+                !objects.some(
+                  (object) => object.kind === 'ConfigMap' && object.metadata.name === source.configMapRef.name,
+                ),
+            )
+          ) {
+            names.push(
+              ...Object.keys(
+                dev.find((object) => object.kind === 'ConfigMap' && object.metadata.name === 'kappa-config')!.data,
+              ),
+            );
           }
-          for (const name of names) expect(reads.has(name), `${kustomization} ${workload.metadata.name}: ${name} is never read by kappa ${role}`).toBe(true);
+          for (const name of names)
+            expect(
+              reads.has(name),
+              `${kustomization} ${workload.metadata.name}: ${name} is never read by kappa ${role}`,
+            ).toBe(true);
         }
       }
     }
   });
 
-  it.each(['worker', 'coordinator'] as const)('the %s drains on SIGTERM and exits 0 within the pod\'s terminationGracePeriodSeconds', async (role) => {
-    const { process: child, workload } = started[role]!;
-    const graceMs = podSpec(workload).terminationGracePeriodSeconds * 1000;
-    const begin = Date.now();
-    const code = await child.stop();
-    expect(code, child.logs.slice(-2000)).toBe(0);
-    expect(Date.now() - begin).toBeLessThan(graceMs);
-    if (role === 'worker') expect(child.logs).toMatch(/stopping: releasing every task/);
-  });
+  it.each(['worker', 'coordinator'] as const)(
+    "the %s drains on SIGTERM and exits 0 within the pod's terminationGracePeriodSeconds",
+    async (role) => {
+      const { process: child, workload } = started[role]!;
+      const graceMs = podSpec(workload).terminationGracePeriodSeconds * 1000;
+      const begin = Date.now();
+      const code = await child.stop();
+      expect(code, child.logs.slice(-2000)).toBe(0);
+      expect(Date.now() - begin).toBeLessThan(graceMs);
+      if (role === 'worker') expect(child.logs).toMatch(/stopping: releasing every task/);
+    },
+  );
 });

@@ -25,7 +25,13 @@ interface Reading {
   n: number;
 }
 
-const base = { version: 'v1', source: { topic: 'readings' }, key: (reading: Reading) => reading.key, time: (reading: Reading) => reading.ts, watermark: { maxOutOfOrderness: 0 } };
+const base = {
+  version: 'v1',
+  source: { topic: 'readings' },
+  key: (reading: Reading) => reading.key,
+  time: (reading: Reading) => reading.ts,
+  watermark: { maxOutOfOrderness: 0 },
+};
 
 function readings(list: Array<Partial<Reading> & { ts: unknown }>): BatchInputEvent[] {
   return list.map((reading, id) => {
@@ -34,8 +40,18 @@ function readings(list: Array<Partial<Reading> & { ts: unknown }>): BatchInputEv
   });
 }
 
-function run(definition: Omit<JobDefinition<Reading>, 'version' | 'source' | 'key' | 'time' | 'watermark'> & Partial<JobDefinition<Reading>>, events: BatchInputEvent[], options: { batchSize?: number; readAtMs?: number } = {}) {
-  return runBatch(validateJob({ ...base, ...definition }), events, { partitions: 1, stateDir: join(stateRoot, String(runs++)), batchSize: options.batchSize ?? 3, readAtMs: options.readAtMs ?? Date.UTC(2030, 0, 1) });
+function run(
+  definition: Omit<JobDefinition<Reading>, 'version' | 'source' | 'key' | 'time' | 'watermark'> &
+    Partial<JobDefinition<Reading>>,
+  events: BatchInputEvent[],
+  options: { batchSize?: number; readAtMs?: number } = {},
+) {
+  return runBatch(validateJob({ ...base, ...definition }), events, {
+    partitions: 1,
+    stateDir: join(stateRoot, String(runs++)),
+    batchSize: options.batchSize ?? 3,
+    readAtMs: options.readAtMs ?? Date.UTC(2030, 0, 1),
+  });
 }
 
 describe('actor output revisions', () => {
@@ -59,7 +75,8 @@ describe('actor output revisions', () => {
     );
     const statusRows = result.outputs.filter((output) => output.id.endsWith('/status'));
     expect(statusRows).toHaveLength(timers + 2);
-    for (let index = 1; index < statusRows.length; index++) expect(statusRows[index]!.revision).toBeGreaterThan(statusRows[index - 1]!.revision);
+    for (let index = 1; index < statusRows.length; index++)
+      expect(statusRows[index]!.revision).toBeGreaterThan(statusRows[index - 1]!.revision);
     expect([...result.table.values()].map((row) => row.value)).toEqual(['event 2']);
   });
 });
@@ -177,11 +194,18 @@ describe('aggregate functions that throw', () => {
         if (failOn(reading, attempt)) throw new Error(`cannot add reading ${reading.id}`);
         return totals;
       },
-      merge: (left: { count: number; ids: number[] }, right: { count: number; ids: number[] }) => ({ count: left.count + right.count, ids: [...left.ids, ...right.ids] }),
+      merge: (left: { count: number; ids: number[] }, right: { count: number; ids: number[] }) => ({
+        count: left.count + right.count,
+        ids: [...left.ids, ...right.ids],
+      }),
     };
   };
 
-  for (const window of [{ kind: 'tumbling', size: 100 }, { kind: 'hopping', size: 100, slide: 50 }, { kind: 'session', gap: 100 }] as const) {
+  for (const window of [
+    { kind: 'tumbling', size: 100 },
+    { kind: 'hopping', size: 100, slide: 50 },
+    { kind: 'session', gap: 100 },
+  ] as const) {
     it(`are retried with the accumulator rolled back, then the event is dead-lettered and the task goes on (${window.kind})`, async () => {
       const result = await run(
         {
@@ -193,7 +217,9 @@ describe('aggregate functions that throw', () => {
         },
         readings([{ ts: 10 }, { ts: 20 }, { ts: 30 }, { ts: 40 }]),
       );
-      expect(result.deadLetters.map((letter) => [letter.reason, letter.sequence, letter.error])).toEqual([['aggregate-failed', 3, 'aggregate add threw: cannot add reading 2 (3 attempts)']]);
+      expect(result.deadLetters.map((letter) => [letter.reason, letter.sequence, letter.error])).toEqual([
+        ['aggregate-failed', 3, 'aggregate add threw: cannot add reading 2 (3 attempts)'],
+      ]);
       const windowed = [...result.table.values()].filter((row) => row.window!.start <= 10);
       for (const row of windowed) expect(row.value).toEqual({ count: 3, ids: [0, 1, 3] });
       expect(windowed.length).toBeGreaterThan(0);
@@ -217,7 +243,12 @@ describe('aggregate functions that throw', () => {
       },
       readings([{ ts: 1 }, { ts: 2 }, { ts: 15 }, { ts: 30 }]),
     );
-    expect(result.deadLetters.map((letter) => [letter.reason, letter.error])).toEqual([['aggregate-failed', 'window [0, 10) of key "k" not emitted: aggregate result threw: two is not allowed (3 attempts)']]);
+    expect(result.deadLetters.map((letter) => [letter.reason, letter.error])).toEqual([
+      [
+        'aggregate-failed',
+        'window [0, 10) of key "k" not emitted: aggregate result threw: two is not allowed (3 attempts)',
+      ],
+    ]);
     expect([...result.table.values()].map((row) => [row.window!.start, row.value])).toEqual([
       [10, 1],
       [30, 1],
@@ -244,25 +275,43 @@ describe('dead letters', () => {
     );
     expect(result.deadLetters).toHaveLength(3);
     expect(new Set(result.deadLetters.map((letter) => letter.id)).size).toBe(3);
-    expect(result.deadLetters.every((letter) => letter.sequence === 2 && letter.reason === 'handler-failed')).toBe(true);
+    expect(result.deadLetters.every((letter) => letter.sequence === 2 && letter.reason === 'handler-failed')).toBe(
+      true,
+    );
   });
 });
 
 describe('event times', () => {
-  const counting = { name: 'times', window: { kind: 'tumbling' as const, size: 3_600_000 }, aggregate: { init: () => 0, add: (count: number) => count + 1 } };
+  const counting = {
+    name: 'times',
+    window: { kind: 'tumbling' as const, size: 3_600_000 },
+    aggregate: { init: () => 0, add: (count: number) => count + 1 },
+  };
 
   it('are ms or ISO 8601 (UTC without an offset) in every time zone; anything else is dead-lettered as no-time', async () => {
     const zone = process.env.TZ;
     process.env.TZ = 'America/New_York';
     try {
-      const result = await run(counting, readings([{ ts: '2024-03-01T10:00:00' }, { ts: '2024-03-01T10:30:00+00:00' }, { ts: '1' }, { ts: 'hello 7' }, { ts: Date.UTC(2024, 2, 1, 10, 45) }, { ts: null }]));
+      const result = await run(
+        counting,
+        readings([
+          { ts: '2024-03-01T10:00:00' },
+          { ts: '2024-03-01T10:30:00+00:00' },
+          { ts: '1' },
+          { ts: 'hello 7' },
+          { ts: Date.UTC(2024, 2, 1, 10, 45) },
+          { ts: null },
+        ]),
+      );
       expect(result.deadLetters.map((letter) => [letter.reason, letter.sequence])).toEqual([
         ['no-time', 3],
         ['no-time', 4],
         ['no-time', 6],
       ]);
       expect(result.deadLetters[0]!.error).toContain('"1"');
-      expect([...result.table.values()].map((row) => [row.window!.start, row.value])).toEqual([[Date.UTC(2024, 2, 1, 10), 3]]);
+      expect([...result.table.values()].map((row) => [row.window!.start, row.value])).toEqual([
+        [Date.UTC(2024, 2, 1, 10), 3],
+      ]);
     } finally {
       if (zone === undefined) delete process.env.TZ;
       else process.env.TZ = zone;
@@ -272,7 +321,11 @@ describe('event times', () => {
   it('far in the future of the log are dead-lettered, and the partition goes on on time', async () => {
     const readAtMs = 100_000;
     const normal = Array.from({ length: 1_000 }, (_, index) => ({ ts: 1_000 + index }));
-    const result = await run({ ...counting, window: { kind: 'tumbling', size: 100 } }, readings([{ ts: 500 }, { ts: 8.64e15 }, ...normal]), { readAtMs });
+    const result = await run(
+      { ...counting, window: { kind: 'tumbling', size: 100 } },
+      readings([{ ts: 500 }, { ts: 8.64e15 }, ...normal]),
+      { readAtMs },
+    );
     expect(result.deadLetters.map((letter) => [letter.reason, letter.sequence])).toEqual([['future-time', 2]]);
     expect(result.deadLetters[0]!.error).toMatch(/after the log received it/);
     expect(result.late).toEqual([]);
@@ -281,9 +334,13 @@ describe('event times', () => {
 
   it('the guard follows watermark.maxFutureSkew and can be turned off', async () => {
     const events = readings([{ ts: 0 }, { ts: 5_000 }]);
-    const skewed = await run({ ...counting, watermark: { maxOutOfOrderness: 0, maxFutureSkew: '1s' } }, events, { readAtMs: 1_000 });
+    const skewed = await run({ ...counting, watermark: { maxOutOfOrderness: 0, maxFutureSkew: '1s' } }, events, {
+      readAtMs: 1_000,
+    });
     expect(skewed.deadLetters.map((letter) => letter.reason)).toEqual(['future-time']);
-    const off = await run({ ...counting, watermark: { maxOutOfOrderness: 0, maxFutureSkew: false } }, events, { readAtMs: 1_000 });
+    const off = await run({ ...counting, watermark: { maxOutOfOrderness: 0, maxFutureSkew: false } }, events, {
+      readAtMs: 1_000,
+    });
     expect(off.deadLetters).toEqual([]);
   });
 });
@@ -293,8 +350,15 @@ describe('keys', () => {
     const atLimit = 'é'.repeat(MAX_KEY_BYTES / 2);
     const overLimit = atLimit + 'x';
     const result = await run(
-      { name: 'long-keys', window: { kind: 'tumbling', size: 10 }, aggregate: { init: () => 0, add: (count: number) => count + 1 } },
-      readings([{ ts: 1, key: atLimit }, { ts: 2, key: overLimit }]),
+      {
+        name: 'long-keys',
+        window: { kind: 'tumbling', size: 10 },
+        aggregate: { init: () => 0, add: (count: number) => count + 1 },
+      },
+      readings([
+        { ts: 1, key: atLimit },
+        { ts: 2, key: overLimit },
+      ]),
     );
     expect(result.deadLetters.map((letter) => [letter.reason, letter.sequence])).toEqual([['bad-key', 2]]);
     expect([...result.table.values()].map((row) => row.key)).toEqual([atLimit]);
@@ -302,10 +366,19 @@ describe('keys', () => {
 
   it('holding a NUL character are dead-lettered (no serving table can store them)', async () => {
     const result = await run(
-      { name: 'nul-keys', window: { kind: 'tumbling', size: 10 }, aggregate: { init: () => 0, add: (count: number) => count + 1 } },
-      readings([{ ts: 1, key: 'a\u0000b' }, { ts: 2, key: 'ab' }]),
+      {
+        name: 'nul-keys',
+        window: { kind: 'tumbling', size: 10 },
+        aggregate: { init: () => 0, add: (count: number) => count + 1 },
+      },
+      readings([
+        { ts: 1, key: 'a\u0000b' },
+        { ts: 2, key: 'ab' },
+      ]),
     );
-    expect(result.deadLetters.map((letter) => [letter.reason, letter.error])).toEqual([['bad-key', 'event key is not usable: the key contains a NUL character (U+0000)']]);
+    expect(result.deadLetters.map((letter) => [letter.reason, letter.error])).toEqual([
+      ['bad-key', 'event key is not usable: the key contains a NUL character (U+0000)'],
+    ]);
   });
 });
 
@@ -335,16 +408,33 @@ describe('actor output ids', () => {
 });
 
 describe('actor revisions across a restore', () => {
-  async function revisionsAfterRestore(engine: EngineSnapshot | 'from-first-run'): Promise<{ before: number[]; after: number[] }> {
-    const job = validateJob({ ...base, name: 'restore', actor: { onEvent: (ctx: ActorContext) => ctx.emit(ctx.eventTimeMs) } });
+  async function revisionsAfterRestore(
+    engine: EngineSnapshot | 'from-first-run',
+  ): Promise<{ before: number[]; after: number[] }> {
+    const job = validateJob({
+      ...base,
+      name: 'restore',
+      actor: { onEvent: (ctx: ActorContext) => ctx.emit(ctx.eventTimeMs) },
+    });
     const store = await TaskStore.open(join(stateRoot, String(runs++)));
     try {
-      const message = (sequence: number) => ({ data: encodeEvent({ key: 'k', time: sequence, value: { key: 'k', ts: sequence } }), sequence });
+      const message = (sequence: number) => ({
+        data: encodeEvent({ key: 'k', time: sequence, value: { key: 'k', ts: sequence } }),
+        sequence,
+      });
       const first = new TaskProcessor(job, 0, new KeyedState(store), new ManualClock(0));
-      const before = (await first.processBatch([message(1), message(2), message(3)])).outputs.map((output) => output.revision);
+      const before = (await first.processBatch([message(1), message(2), message(3)])).outputs.map(
+        (output) => output.revision,
+      );
       const snapshot = engine === 'from-first-run' ? first.snapshot() : engine;
       const state = new KeyedState(store);
-      const restored = await TaskProcessor.restore(job, 0, state, new ManualClock(0), JSON.parse(JSON.stringify(snapshot)) as EngineSnapshot);
+      const restored = await TaskProcessor.restore(
+        job,
+        0,
+        state,
+        new ManualClock(0),
+        JSON.parse(JSON.stringify(snapshot)) as EngineSnapshot,
+      );
       const after = (await restored.processBatch([message(4), message(5)])).outputs.map((output) => output.revision);
       return { before, after };
     } finally {
@@ -359,7 +449,10 @@ describe('actor revisions across a restore', () => {
   });
 
   it('continue above the last revision of a checkpoint written before the counter (sequence × 1024 + emits)', async () => {
-    const { after } = await revisionsAfterRestore({ watermark: { currentMs: 3, maxEventTimeMs: 3, atLastEventMs: 3 }, actor: { sequence: 3, emits: 1 } });
+    const { after } = await revisionsAfterRestore({
+      watermark: { currentMs: 3, maxEventTimeMs: 3, atLastEventMs: 3 },
+      actor: { sequence: 3, emits: 1 },
+    });
     expect(after).toEqual([3 * 1024 + 2, 3 * 1024 + 3]);
   });
 });

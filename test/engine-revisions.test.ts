@@ -28,7 +28,12 @@ interface Recorded {
 }
 
 /** Runs each partition through a TaskProcessor in batches of `batchSize`, noting after which event each output came. */
-async function runEngine(job: JobSpec, events: readonly StreamEvent[], partitions: number, batchSize: number): Promise<Recorded[]> {
+async function runEngine(
+  job: JobSpec,
+  events: readonly StreamEvent[],
+  partitions: number,
+  batchSize: number,
+): Promise<Recorded[]> {
   const recorded: Recorded[] = [];
   for (let partition = 0; partition < partitions; partition++) {
     const mine = events.filter((event) => partitionOf(event.user, partitions) === partition);
@@ -37,15 +42,30 @@ async function runEngine(job: JobSpec, events: readonly StreamEvent[], partition
     const store = await TaskStore.open(dir);
     try {
       const processor = new TaskProcessor(job, partition, new KeyedState(store), new ManualClock(0));
-      const messages: RawMessage[] = mine.map((event, position) => ({ data: encodeEvent({ key: event.user, time: event.ts, value: event }), sequence: position + 1 }));
+      const messages: RawMessage[] = mine.map((event, position) => ({
+        data: encodeEvent({ key: event.user, time: event.ts, value: event }),
+        sequence: position + 1,
+      }));
       for (let start = 0; start < messages.length; start += batchSize) {
         const batch = messages.slice(start, start + batchSize);
         const result = await processor.processBatch(batch);
         // With one event per batch an output belongs to that event; otherwise to the batch's last.
         const after = mine[start + batch.length - 1]!.id;
-        for (const output of result.outputs) recorded.push({ id: `${output.key}|${output.window!.start}|${output.window!.end}`, after, revision: output.revision, value: output.value });
+        for (const output of result.outputs)
+          recorded.push({
+            id: `${output.key}|${output.window!.start}|${output.window!.end}`,
+            after,
+            revision: output.revision,
+            value: output.value,
+          });
       }
-      for (const output of processor.endOfInput().outputs) recorded.push({ id: `${output.key}|${output.window!.start}|${output.window!.end}`, after: 'end', revision: output.revision, value: output.value });
+      for (const output of processor.endOfInput().outputs)
+        recorded.push({
+          id: `${output.key}|${output.window!.start}|${output.window!.end}`,
+          after: 'end',
+          revision: output.revision,
+          value: output.value,
+        });
     } finally {
       await store.close();
     }
@@ -64,16 +84,29 @@ function byWindow(recorded: readonly Recorded[]): Map<string, Emission<unknown>[
 }
 
 const windowShape = fc.oneof(
-  fc.record({ sizeMs: fc.integer({ min: 1, max: 40 }), offsetMs: fc.integer({ min: -50, max: 50 }) }).map((spec) => ({ ...spec, slideMs: spec.sizeMs })),
   fc
-    .record({ slideMs: fc.integer({ min: 1, max: 20 }), multiple: fc.integer({ min: 1, max: 4 }), extraMs: fc.integer({ min: 0, max: 5 }), offsetMs: fc.integer({ min: -50, max: 50 }) })
+    .record({ sizeMs: fc.integer({ min: 1, max: 40 }), offsetMs: fc.integer({ min: -50, max: 50 }) })
+    .map((spec) => ({ ...spec, slideMs: spec.sizeMs })),
+  fc
+    .record({
+      slideMs: fc.integer({ min: 1, max: 20 }),
+      multiple: fc.integer({ min: 1, max: 4 }),
+      extraMs: fc.integer({ min: 0, max: 5 }),
+      offsetMs: fc.integer({ min: -50, max: 50 }),
+    })
     .map(({ slideMs, multiple, extraMs, offsetMs }) => ({ slideMs, sizeMs: slideMs * multiple + extraMs, offsetMs })),
 );
 
 // Small out-of-orderness with some allowed lateness makes re-emissions of fired windows common.
 const latenessMix = fc.oneof(
   { arbitrary: lateness(), weight: 1 },
-  { arbitrary: fc.record({ maxOutOfOrdernessMs: fc.integer({ min: 0, max: 4 }), allowedLatenessMs: fc.integer({ min: 10, max: 40 }) }), weight: 2 },
+  {
+    arbitrary: fc.record({
+      maxOutOfOrdernessMs: fc.integer({ min: 0, max: 4 }),
+      allowedLatenessMs: fc.integer({ min: 10, max: 40 }),
+    }),
+    weight: 2,
+  },
 );
 
 describe('window emissions, revision by revision', () => {
@@ -81,30 +114,52 @@ describe('window emissions, revision by revision', () => {
     let reemissions = 0;
     let firstFiresMidStream = 0;
     await fc.assert(
-      fc.asyncProperty(windowShape, latenessMix, eventStream({ minLength: 5, maxLength: 60 }), fc.integer({ min: 1, max: 3 }), async (shape, { maxOutOfOrdernessMs, allowedLatenessMs }, events, partitions) => {
-        const sum = { init: () => 0, add: (total: number, event: StreamEvent) => total + event.n };
-        const job = validateJob({
-          name: 'revisions',
-          version: 'v1',
-          source: { topic: 'events' },
-          key: (event: StreamEvent) => event.user,
-          time: (event: StreamEvent) => event.ts,
-          watermark: { maxOutOfOrderness: maxOutOfOrdernessMs },
-          window: shape.slideMs === shape.sizeMs ? { kind: 'tumbling', size: shape.sizeMs, offset: shape.offsetMs } : { kind: 'hopping', size: shape.sizeMs, slide: shape.slideMs, offset: shape.offsetMs },
-          allowedLateness: allowedLatenessMs,
-          aggregate: sum,
-        });
-        const expected = windowRevisions({ ...shape, maxOutOfOrdernessMs, allowedLatenessMs, aggregate: sum, key: (event) => event.user, time: (event) => event.ts }, events, partitions);
-        const perEvent = await runEngine(job, events, partitions, 1);
-        expect(byWindow(perEvent)).toEqual(expected);
-        for (const list of expected.values()) {
-          if (list.length > 1) reemissions++;
-          if (list[0]!.after !== 'end') firstFiresMidStream++;
-        }
-        // Batch boundaries change nothing: the same outputs in the same order.
-        const batched = await runEngine(job, events, partitions, 7);
-        expect(batched.map(({ after: _after, ...rest }) => rest)).toEqual(perEvent.map(({ after: _after, ...rest }) => rest));
-      }),
+      fc.asyncProperty(
+        windowShape,
+        latenessMix,
+        eventStream({ minLength: 5, maxLength: 60 }),
+        fc.integer({ min: 1, max: 3 }),
+        async (shape, { maxOutOfOrdernessMs, allowedLatenessMs }, events, partitions) => {
+          const sum = { init: () => 0, add: (total: number, event: StreamEvent) => total + event.n };
+          const job = validateJob({
+            name: 'revisions',
+            version: 'v1',
+            source: { topic: 'events' },
+            key: (event: StreamEvent) => event.user,
+            time: (event: StreamEvent) => event.ts,
+            watermark: { maxOutOfOrderness: maxOutOfOrdernessMs },
+            window:
+              shape.slideMs === shape.sizeMs
+                ? { kind: 'tumbling', size: shape.sizeMs, offset: shape.offsetMs }
+                : { kind: 'hopping', size: shape.sizeMs, slide: shape.slideMs, offset: shape.offsetMs },
+            allowedLateness: allowedLatenessMs,
+            aggregate: sum,
+          });
+          const expected = windowRevisions(
+            {
+              ...shape,
+              maxOutOfOrdernessMs,
+              allowedLatenessMs,
+              aggregate: sum,
+              key: (event) => event.user,
+              time: (event) => event.ts,
+            },
+            events,
+            partitions,
+          );
+          const perEvent = await runEngine(job, events, partitions, 1);
+          expect(byWindow(perEvent)).toEqual(expected);
+          for (const list of expected.values()) {
+            if (list.length > 1) reemissions++;
+            if (list[0]!.after !== 'end') firstFiresMidStream++;
+          }
+          // Batch boundaries change nothing: the same outputs in the same order.
+          const batched = await runEngine(job, events, partitions, 7);
+          expect(batched.map(({ after: _after, ...rest }) => rest)).toEqual(
+            perEvent.map(({ after: _after, ...rest }) => rest),
+          );
+        },
+      ),
       { numRuns: 120 },
     );
     // The property proved something about timing only if windows fired mid-stream and were re-emitted.

@@ -67,7 +67,10 @@ describe('sinks on a real nats-server', () => {
     const store = await TaskStore.open(join(dir, 'timers'));
     try {
       const processor = new TaskProcessor(job, 0, new KeyedState(store), new ManualClock(0));
-      const messages = [0, 100].map((ts, index) => ({ data: encodeEvent({ key: 'k', time: ts, value: { ts } }), sequence: index + 1 }));
+      const messages = [0, 100].map((ts, index) => ({
+        data: encodeEvent({ key: 'k', time: ts, value: { ts } }),
+        sequence: index + 1,
+      }));
       const result = await processor.processBatch(messages);
       expect(result.deadLetters).toHaveLength(3);
       const sinks = await JobSinks.open(nc, job);
@@ -93,12 +96,16 @@ describe('sinks on a real nats-server', () => {
     try {
       const processor = new TaskProcessor(job, 0, new KeyedState(store), new ManualClock(0));
       const keys = ['line\nbreak', 'tab\there', 'ünïcödé ✓', 'a.b*>'];
-      const result = await processor.processBatch(keys.map((key, index) => ({ data: encodeEvent({ key, time: 0, value: {} }), sequence: index + 1 })));
+      const result = await processor.processBatch(
+        keys.map((key, index) => ({ data: encodeEvent({ key, time: 0, value: {} }), sequence: index + 1 })),
+      );
       const sinks = await JobSinks.open(nc, job);
       await sinks.write(result);
       await sinks.write(result);
       const stored = await readSubject(nc, streams.output, subjects.output('odd-keys', 'v1'));
-      expect(stored.map((message) => (decode(message.data) as { value: string }).value).sort()).toEqual([...keys].sort());
+      expect(stored.map((message) => (decode(message.data) as { value: string }).value).sort()).toEqual(
+        [...keys].sort(),
+      );
     } finally {
       await store.close();
     }
@@ -122,16 +129,29 @@ describe('sinks on a real nats-server', () => {
       aggregate: { init: () => 0, add: (count: number) => count + 1 },
     });
     const metrics = new WorkerMetrics();
-    const worker = await StandaloneWorker.start({ nc, job, stateDir: join(dir, 'future'), clock: systemClock, logger: pino({ level: 'warn' }), metrics });
+    const worker = await StandaloneWorker.start({
+      nc,
+      job,
+      stateDir: join(dir, 'future'),
+      clock: systemClock,
+      logger: pino({ level: 'warn' }),
+      metrics,
+    });
     try {
       const deadline = Date.now() + 20_000;
-      while (worker.progress().reduce((sum, task) => sum + task.processed, 0) < times.length - 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      while (
+        worker.progress().reduce((sum, task) => sum + task.processed, 0) < times.length - 1 &&
+        Date.now() < deadline
+      )
+        await new Promise((resolve) => setTimeout(resolve, 50));
       expect(worker.progress().reduce((sum, task) => sum + task.processed, 0)).toBe(times.length - 1);
     } finally {
       await worker.stop();
     }
     const letters = await readSubject(nc, streams.deadLetter, subjects.deadLetter('future', 'v1'));
-    expect(letters.map((letter) => [letter.headers?.get('Kappa-Reason'), letter.headers?.get('Kappa-Sequence')])).toEqual([['future-time', '2']]);
+    expect(
+      letters.map((letter) => [letter.headers?.get('Kappa-Reason'), letter.headers?.get('Kappa-Sequence')]),
+    ).toEqual([['future-time', '2']]);
     expect(await storedCount(streams.lateData, subjects.lateData('future', 'v1'))).toBe(0);
   });
 });

@@ -33,7 +33,7 @@ function clicks(): Click[] {
   const start = Date.UTC(2026, 10, 24, 12);
   const events: Click[] = [];
   let seed = 7;
-  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   for (let id = 0; id < 4000; id++) {
     const veryLate = random() < 0.01;
     const ts = start + id * 100 - Math.floor(random() * 1500) - (veryLate ? 20_000 + Math.floor(random() * 20_000) : 0);
@@ -59,8 +59,21 @@ describe('kappa worker --standalone and kappa run', () => {
     const input = join(dir, 'clicks.jsonl');
     writeFileSync(input, events.map((event) => JSON.stringify(event)).join('\n') + '\n');
     const url = server.url;
-    expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', url])).code).toBe(0);
-    const produced = await kappa(['produce', 'clicks', '--file', input, '--key', 'user', '--time', 'ts', '--nats', url]);
+    expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', url])).code).toBe(
+      0,
+    );
+    const produced = await kappa([
+      'produce',
+      'clicks',
+      '--file',
+      input,
+      '--key',
+      'user',
+      '--time',
+      'ts',
+      '--nats',
+      url,
+    ]);
     expect(produced.code, produced.stderr).toBe(0);
 
     // Bad input straight onto partition 0: bytes that are not an envelope, and an event with no time.
@@ -68,7 +81,18 @@ describe('kappa worker --standalone and kappa run', () => {
     await js.publish(`clicks.0.garbage`, new Uint8Array([0xc1, 0xff, 0x00]));
     await js.publish(`clicks.0.user-x`, encodeEvent({ key: 'user-x', time: 0, value: { id: -1, user: 'user-x' } }));
 
-    const worker = new KappaProcess(['worker', '--job', JOB, '--standalone', '--nats', url, '--state-dir', join(dir, 'state'), '--http-port', '0']);
+    const worker = new KappaProcess([
+      'worker',
+      '--job',
+      JOB,
+      '--standalone',
+      '--nats',
+      url,
+      '--state-dir',
+      join(dir, 'state'),
+      '--http-port',
+      '0',
+    ]);
     try {
       const [, port] = await worker.waitForLog(/"httpPort":(\d+)/);
       // Wait until every partition is processed to its last sequence.
@@ -79,9 +103,13 @@ describe('kappa worker --standalone and kappa run', () => {
       }
       const deadline = Date.now() + 60_000;
       for (;;) {
-        const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as Array<{ partition: number; sequence: number }>;
+        const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as Array<{
+          partition: number;
+          sequence: number;
+        }>;
         if (status.every((task) => task.sequence >= lastSequences[task.partition]!)) break;
-        if (Date.now() > deadline) throw new Error(`worker did not catch up: ${JSON.stringify(status)}\n${worker.logs.slice(-2000)}`);
+        if (Date.now() > deadline)
+          throw new Error(`worker did not catch up: ${JSON.stringify(status)}\n${worker.logs.slice(-2000)}`);
         await new Promise((r) => setTimeout(r, 200));
       }
       const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -94,32 +122,66 @@ describe('kappa worker --standalone and kappa run', () => {
 
     const viewed = await kappa(['view', 'clicks', '--json', '--nats', url]);
     expect(viewed.code, viewed.stderr).toBe(0);
-    const streamed = viewed.stdout.trim().split('\n').map((line) => JSON.parse(line) as { key: string; start: number; end: number; value: unknown });
+    const streamed = viewed.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { key: string; start: number; end: number; value: unknown });
 
     const batchOut = join(dir, 'batch.jsonl');
     const batchLate = join(dir, 'late.jsonl');
-    const batch = await kappa(['run', JOB, '--input', input, '--partitions', String(PARTITIONS), '--key', 'user', '--time', 'ts', '--output', batchOut, '--late', batchLate]);
+    const batch = await kappa([
+      'run',
+      JOB,
+      '--input',
+      input,
+      '--partitions',
+      String(PARTITIONS),
+      '--key',
+      'user',
+      '--time',
+      'ts',
+      '--output',
+      batchOut,
+      '--late',
+      batchLate,
+    ]);
     expect(batch.code, batch.stderr).toBe(0);
-    const batchRows = readFileSync(batchOut, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { key: string; start: number; end: number; value: unknown });
+    const batchRows = readFileSync(batchOut, 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { key: string; start: number; end: number; value: unknown });
 
     // The streaming run fired exactly the windows its partition's final watermark passed (end − 1 ≤ wm).
     const finalWatermark = new Map<number, number>();
     for (const event of events) {
       const partition = partitionOf(event.user, PARTITIONS);
-      finalWatermark.set(partition, Math.max(finalWatermark.get(partition) ?? -Infinity, event.ts - OUT_OF_ORDERNESS_MS));
+      finalWatermark.set(
+        partition,
+        Math.max(finalWatermark.get(partition) ?? -Infinity, event.ts - OUT_OF_ORDERNESS_MS),
+      );
     }
     const fired = batchRows.filter((row) => row.end - 1 <= finalWatermark.get(partitionOf(row.key, PARTITIONS))!);
     expect(fired.length).toBeGreaterThan(100);
     expect(streamed).toEqual(fired);
 
     // Late data: the same events, decided by the same watermark rule.
-    const lateMessages = (await readSubject(nc, streams.lateData, subjects.lateData('clicks', 'v1'))).map((message) => decode(message.data) as { value: Click });
-    const batchLateIds = readFileSync(batchLate, 'utf8').trim().split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { value: Click }).value.id);
+    const lateMessages = (await readSubject(nc, streams.lateData, subjects.lateData('clicks', 'v1'))).map(
+      (message) => decode(message.data) as { value: Click },
+    );
+    const batchLateIds = readFileSync(batchLate, 'utf8')
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => (JSON.parse(line) as { value: Click }).value.id);
     expect(batchLateIds.length).toBeGreaterThan(5);
-    expect(lateMessages.map((record) => record.value.id).sort((a, b) => a - b)).toEqual(batchLateIds.sort((a, b) => a - b));
+    expect(lateMessages.map((record) => record.value.id).sort((a, b) => a - b)).toEqual(
+      batchLateIds.sort((a, b) => a - b),
+    );
 
     // Dead letters: the original bytes with the reason in headers.
-    const reasons = (await readSubject(nc, streams.deadLetter, subjects.deadLetter('clicks', 'v1'))).map((message) => message.headers!.get('Kappa-Reason'));
+    const reasons = (await readSubject(nc, streams.deadLetter, subjects.deadLetter('clicks', 'v1'))).map((message) =>
+      message.headers!.get('Kappa-Reason'),
+    );
     expect(reasons.sort()).toEqual(['no-time', 'undecodable']);
   });
 });

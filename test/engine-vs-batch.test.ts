@@ -33,7 +33,13 @@ const reemittedRuns = { tumbling: 0, hopping: 0, session: 0 };
 // so the re-emission path is exercised, not only the fire-once path.
 const latenessMix = fc.oneof(
   { arbitrary: lateness(), weight: 1 },
-  { arbitrary: fc.record({ maxOutOfOrdernessMs: fc.integer({ min: 0, max: 4 }), allowedLatenessMs: fc.integer({ min: 10, max: 40 }) }), weight: 2 },
+  {
+    arbitrary: fc.record({
+      maxOutOfOrdernessMs: fc.integer({ min: 0, max: 4 }),
+      allowedLatenessMs: fc.integer({ min: 10, max: 40 }),
+    }),
+    weight: 2,
+  },
 );
 
 describe('streaming engine equals the batch computation', () => {
@@ -54,12 +60,25 @@ describe('streaming engine equals the batch computation', () => {
               key: (event: StreamEvent) => event.user,
               time: (event: StreamEvent) => event.ts,
               watermark: { maxOutOfOrderness: maxOutOfOrdernessMs },
-              window: { kind: window.kind, size: window.sizeMs, slide: window.slideMs, gap: window.gapMs, offset: window.offsetMs },
+              window: {
+                kind: window.kind,
+                size: window.sizeMs,
+                slide: window.slideMs,
+                gap: window.gapMs,
+                offset: window.offsetMs,
+              },
               allowedLateness: allowedLatenessMs,
               aggregate,
             });
             const expected = batchWindows(
-              { window, maxOutOfOrdernessMs, allowedLatenessMs, aggregate, key: (event) => event.user, time: (event) => event.ts },
+              {
+                window,
+                maxOutOfOrdernessMs,
+                allowedLatenessMs,
+                aggregate,
+                key: (event) => event.user,
+                time: (event) => event.ts,
+              },
               events,
               partitions,
             );
@@ -76,7 +95,9 @@ describe('streaming engine equals the batch computation', () => {
             );
             expect(actual).toEqual(expected.windows);
             const lateIds = (records: Array<{ value: unknown; windows: unknown }>) =>
-              records.map((record) => ({ id: (record.value as StreamEvent).id, windows: record.windows })).sort((a, b) => a.id - b.id);
+              records
+                .map((record) => ({ id: (record.value as StreamEvent).id, windows: record.windows }))
+                .sort((a, b) => a.id - b.id);
             expect(lateIds(run.late)).toEqual(lateIds(expected.late));
             expect(run.deadLetters).toEqual([]);
             // Coverage: an event updated a window after it had fired (the re-emission path).
@@ -119,7 +140,11 @@ describe('late data, by example', () => {
   });
 
   it('merges a late event into a fired session, retracting the old session and emitting the merged one', async () => {
-    const sessions = validateJob({ ...definition, window: { kind: 'session', gap: 10 }, aggregate: { ...count, merge: (a: number, b: number) => a + b } });
+    const sessions = validateJob({
+      ...definition,
+      window: { kind: 'session', gap: 10 },
+      aggregate: { ...count, merge: (a: number, b: number) => a + b },
+    });
     // [0,10) fires at wm 16 (>= 9, < 9 + 10); 3 proposes [3,13), merges into [0,13): retract [0,10), emit [0,13) = 2.
     const run = await runBatch(sessions, events([0, 16, 3]), { partitions: 1, stateDir: join(stateRoot, 'late-3') });
     const early = run.outputs.filter((output) => output.window!.start === 0);

@@ -60,7 +60,10 @@ describe.each<TableKind>(['postgres', 'redis', 'kv'])('the first version started
 
   function jobModule(example: string, version: string): string {
     const file = join(dir, `${version}.mjs`);
-    writeFileSync(file, `import base from ${JSON.stringify(pathToFileURL(example).href)};\nexport default { ...base, name: '${job}', sink: { kind: '${table}' } };\n`);
+    writeFileSync(
+      file,
+      `import base from ${JSON.stringify(pathToFileURL(example).href)};\nexport default { ...base, name: '${job}', sink: { kind: '${table}' } };\n`,
+    );
     return file;
   }
 
@@ -77,7 +80,10 @@ describe.each<TableKind>(['postgres', 'redis', 'kv'])('the first version started
       const client = new pg.Client(POSTGRES_URL);
       await client.connect();
       try {
-        const result = await client.query<{ comment: string | null }>('SELECT obj_description(to_regclass($1), $2) AS comment', [`"${postgresViewName(job)}"`, 'pg_class']);
+        const result = await client.query<{ comment: string | null }>(
+          'SELECT obj_description(to_regclass($1), $2) AS comment',
+          [`"${postgresViewName(job)}"`, 'pg_class'],
+        );
         return { registry, native: /version (\S+)$/.exec(result.rows[0]?.comment ?? '')?.[1] };
       } finally {
         await client.end();
@@ -100,13 +106,34 @@ describe.each<TableKind>(['postgres', 'redis', 'kv'])('the first version started
     const producer = await Producer.forTopic(nats.nc, 'clicks');
     const startMs = Date.UTC(2026, 10, 24, 12);
     for (let id = 0; id < 400; id++) {
-      const click: Click = { id, user: `user-${id % 7}`, ts: startMs + id * 100, ...(id % 3 ? { page: `/p${id % 5}` } : {}) };
+      const click: Click = {
+        id,
+        user: `user-${id % 7}`,
+        ts: startMs + id * 100,
+        ...(id % 3 ? { page: `/p${id % 5}` } : {}),
+      };
       if (!producer.publish({ key: click.user, time: click.ts, value: click })) await producer.ready();
     }
     await producer.flush();
     const coordinator = spawn(['coordinator', '--id', 'c1', '--http-port', '0', '--session-timeout', '3s']);
     const [, port] = await coordinator.waitForLog(/"httpPort":(\d+)/);
-    spawn(['worker', '--job', jobModule(V1, 'v1'), '--job', jobModule(V2, 'v2'), '--id', 'w1', '--threads', '2', '--state-dir', join(dir, 'w1'), '--http-port', '0', '--log-level', 'warn']);
+    spawn([
+      'worker',
+      '--job',
+      jobModule(V1, 'v1'),
+      '--job',
+      jobModule(V2, 'v2'),
+      '--id',
+      'w1',
+      '--threads',
+      '2',
+      '--state-dir',
+      join(dir, 'w1'),
+      '--http-port',
+      '0',
+      '--log-level',
+      'warn',
+    ]);
     const logs = () => processes.map((child) => child.logs.slice(-1500)).join('\n---\n');
 
     const started = await kappa(['start', job, '--version', 'v1', '--nats', nats.url], { env });
@@ -125,7 +152,9 @@ describe.each<TableKind>(['postgres', 'redis', 'kv'])('the first version started
     if (table === 'postgres') {
       const client = new pg.Client(POSTGRES_URL);
       await client.connect();
-      const result = await client.query<{ rows: number }>(`SELECT count(*)::int AS rows FROM "${postgresViewName(job)}"`);
+      const result = await client.query<{ rows: number }>(
+        `SELECT count(*)::int AS rows FROM "${postgresViewName(job)}"`,
+      );
       await client.end();
       expect(result.rows[0]!.rows).toBeGreaterThan(0);
     }

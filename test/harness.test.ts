@@ -71,7 +71,9 @@ describe('useNatsServer', () => {
 
   it('refuses to be read outside the tests and hooks of its scope', () => {
     expect(earlyRead).toBeInstanceOf(Error);
-    expect((earlyRead as Error).message).toMatch(/^useNatsServer\(\)\.nc read outside the tests and hooks of the scope that called useNatsServer\(\)/);
+    expect((earlyRead as Error).message).toMatch(
+      /^useNatsServer\(\)\.nc read outside the tests and hooks of the scope that called useNatsServer\(\)/,
+    );
   });
 });
 
@@ -100,28 +102,50 @@ describe('pollUntil', () => {
         if (probes === 1) throw new Error('connection refused');
         return { workers: probes };
       },
-      { what: '3 workers registered', until: (status) => status.workers === -1, timeoutMs: 200, intervalMs: 20, context: () => 'logs: nothing' },
+      {
+        what: '3 workers registered',
+        until: (status) => status.workers === -1,
+        timeoutMs: 200,
+        intervalMs: 20,
+        context: () => 'logs: nothing',
+      },
     ).catch((error: unknown) => error);
     expect(Date.now() - started).toBeGreaterThanOrEqual(200);
     expect(failure).toBeInstanceOf(PollError);
     const message = (failure as PollError).message;
-    expect(message).toMatch(new RegExp(`^timed out after 200 ms waiting for 3 workers registered; last value: \\{"workers":${probes}\\}; last error: connection refused\nlogs: nothing$`));
+    expect(message).toMatch(
+      new RegExp(
+        `^timed out after 200 ms waiting for 3 workers registered; last value: \\{"workers":${probes}\\}; last error: connection refused\nlogs: nothing$`,
+      ),
+    );
     expect((failure as PollError).cause).toEqual(new Error('connection refused'));
   });
 
   it('gives up at once when giveUpIf returns a reason', async () => {
     const started = Date.now();
-    const failure = await pollUntil(() => undefined, { what: 'a log line', timeoutMs: 10_000, intervalMs: 10, giveUpIf: () => 'the process exited with code 1' }).catch(
-      (error: unknown) => error as Error,
-    );
+    const failure = await pollUntil(() => undefined, {
+      what: 'a log line',
+      timeoutMs: 10_000,
+      intervalMs: 10,
+      giveUpIf: () => 'the process exited with code 1',
+    }).catch((error: unknown) => error as Error);
     expect(Date.now() - started).toBeLessThan(1_000);
-    expect(failure.message).toBe('gave up (the process exited with code 1) waiting for a log line; last value: undefined');
+    expect(failure.message).toBe(
+      'gave up (the process exited with code 1) waiting for a log line; last value: undefined',
+    );
   });
 
   it('keeps the earlier positional form (what, probe, timeoutMs, context) for files not yet moved', async () => {
     let probes = 0;
     expect(await pollUntil('the third probe', async () => (++probes === 3 ? 'done' : undefined), 5_000)).toBe('done');
-    await expect(pollUntil('nothing', async () => undefined, 100, () => 'context')).rejects.toThrow(/^timed out after 100 ms waiting for nothing; last value: undefined\ncontext$/);
+    await expect(
+      pollUntil(
+        'nothing',
+        async () => undefined,
+        100,
+        () => 'context',
+      ),
+    ).rejects.toThrow(/^timed out after 100 ms waiting for nothing; last value: undefined\ncontext$/);
   });
 });
 
@@ -148,9 +172,13 @@ it('stops and removes every server a failed test file left running', async () =>
   try {
     // A child vitest with the repository's config (its setup files) runs a test that starts a server
     // and a cluster and fails without closing them.
-    const result = await run(process.execPath, [join(ROOT, 'node_modules/vitest/vitest.mjs'), 'run', '--config', 'test/harness/fixtures/vitest.config.ts'], {
-      KAPPA_FIXTURE_OUT: out,
-    });
+    const result = await run(
+      process.execPath,
+      [join(ROOT, 'node_modules/vitest/vitest.mjs'), 'run', '--config', 'test/harness/fixtures/vitest.config.ts'],
+      {
+        KAPPA_FIXTURE_OUT: out,
+      },
+    );
     expect(result.code, result.output).toBe(1);
     expect(result.output).toMatch(/fails on purpose/);
     const { pids, dirs } = JSON.parse(readFileSync(out, 'utf8')) as { pids: number[]; dirs: string[] };
@@ -164,7 +192,10 @@ it('stops and removes every server a failed test file left running', async () =>
 }, 60_000);
 
 it('leaves no server running when the test process is SIGKILLed', async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/harness/fixtures/start-servers-and-wait.ts'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/harness/fixtures/start-servers-and-wait.ts'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let stdout = '';
   child.stdout.on('data', (chunk) => (stdout += chunk));
   const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -182,7 +213,12 @@ it('leaves no server running when the test process is SIGKILLed', async () => {
     expect(pids.filter(alive)).toHaveLength(4);
     child.kill('SIGKILL');
     await exited;
-    await pollUntil(() => pids.filter(alive), { what: 'every server process gone', until: (living) => living.length === 0, timeoutMs: 5_000, intervalMs: 50 });
+    await pollUntil(() => pids.filter(alive), {
+      what: 'every server process gone',
+      until: (living) => living.length === 0,
+      timeoutMs: 5_000,
+      intervalMs: 50,
+    });
     expect(pids.filter(alive)).toEqual([]);
   } finally {
     child.kill('SIGKILL');
@@ -205,9 +241,17 @@ function alive(pid: number): boolean {
   }
 }
 
-function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; output: string }> {
+function run(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     child.stdout.on('data', (chunk) => (output += chunk));
     child.stderr.on('data', (chunk) => (output += chunk));

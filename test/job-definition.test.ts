@@ -23,18 +23,31 @@ const base: JobDefinition = {
 
 describe('job validation', () => {
   it('accepts duration strings and fills defaults', () => {
-    const job = validateJob({ ...base, allowedLateness: '5s', window: { kind: 'hopping', size: '1m', slide: '10s', offset: '-1h' } });
+    const job = validateJob({
+      ...base,
+      allowedLateness: '5s',
+      window: { kind: 'hopping', size: '1m', slide: '10s', offset: '-1h' },
+    });
     expect(job.maxOutOfOrdernessMs).toBe(2_000);
     expect(job.allowedLatenessMs).toBe(5_000);
     expect(job.kind).toBe('window');
-    expect(job.kind === 'window' && job.window).toEqual({ kind: 'hopping', sizeMs: 60_000, slideMs: 10_000, gapMs: 0, offsetMs: -3_600_000 });
+    expect(job.kind === 'window' && job.window).toEqual({
+      kind: 'hopping',
+      sizeMs: 60_000,
+      slideMs: 10_000,
+      gapMs: 0,
+      offsetMs: -3_600_000,
+    });
     expect(job.sink).toBe('kv');
     expect(job.handlerRetries).toBe(2);
   });
 
   it.each([
     [{ time: undefined }, /field 'time': expected a function/],
-    [{ watermark: { maxOutOfOrderness: 'soon' } }, /field 'watermark.maxOutOfOrderness': expected a duration such as 500, '5s' or '1m', found "soon"/],
+    [
+      { watermark: { maxOutOfOrderness: 'soon' } },
+      /field 'watermark.maxOutOfOrderness': expected a duration such as 500, '5s' or '1m', found "soon"/,
+    ],
     [{ window: { kind: 'tumbling' } }, /field 'window.size': is required/],
     [{ window: { kind: 'session', gap: '5m' } }, /field 'aggregate.merge': is required for session windows/],
     [{ window: { kind: 'sliding', size: 1 } }, /field 'window.kind'/],
@@ -59,7 +72,10 @@ describe('idle watermark', () => {
     const store = await TaskStore.open(join(stateRoot, dir));
     return { processor: new TaskProcessor(job, 0, new KeyedState(store), clock), clock, store };
   }
-  const click = (ts: number, sequence: number) => ({ data: encodeEvent({ key: 'ann', time: ts, value: { ts } }), sequence });
+  const click = (ts: number, sequence: number) => ({
+    data: encodeEvent({ key: 'ann', time: ts, value: { ts } }),
+    sequence,
+  });
 
   it('fires an open window once the task has been idle past idleTimeout and processing time passes its end', async () => {
     const { processor: task, clock, store } = await processor('30s', 'a');

@@ -41,7 +41,13 @@ describe('job stream limits', () => {
     ] as const;
     for (const [name, maxAgeMs] of expected) {
       const { config } = await jsm.streams.info(name);
-      expect({ stream: name, max_age: config.max_age, max_bytes: config.max_bytes, discard: config.discard, duplicate_window: config.duplicate_window }).toEqual({
+      expect({
+        stream: name,
+        max_age: config.max_age,
+        max_bytes: config.max_bytes,
+        discard: config.discard,
+        duplicate_window: config.duplicate_window,
+      }).toEqual({
         stream: name,
         max_age: maxAgeMs * NS_PER_MS,
         max_bytes: 1024 ** 3,
@@ -53,19 +59,40 @@ describe('job stream limits', () => {
 
   it('brings an existing unbounded stream to the configured limits, and a task opening its sinks leaves them', async () => {
     // As created before the streams had limits.
-    await jsm.streams.add({ name: streams.deadLetter, subjects: ['kappa.dlq.>'], duplicate_window: 15 * 60 * 1000 * NS_PER_MS });
-    const limits: JobStreamLimits = { ...DEFAULT_JOB_STREAM_LIMITS, deadLetter: { maxAgeMs: 60 * 60 * 1000, maxBytes: 64 * 1024 } };
+    await jsm.streams.add({
+      name: streams.deadLetter,
+      subjects: ['kappa.dlq.>'],
+      duplicate_window: 15 * 60 * 1000 * NS_PER_MS,
+    });
+    const limits: JobStreamLimits = {
+      ...DEFAULT_JOB_STREAM_LIMITS,
+      deadLetter: { maxAgeMs: 60 * 60 * 1000, maxBytes: 64 * 1024 },
+    };
     const changes = await ensureJobStreams(nats.nc, limits);
-    expect(changes).toContainEqual({ stream: streams.deadLetter, change: 'updated', limits: limits.deadLetter, previous: { maxAgeMs: 0, maxBytes: 0 } });
+    expect(changes).toContainEqual({
+      stream: streams.deadLetter,
+      change: 'updated',
+      limits: limits.deadLetter,
+      previous: { maxAgeMs: 0, maxBytes: 0 },
+    });
     // What every task does when it opens its sinks: make sure the streams exist, nothing more.
     expect(await ensureJobStreams(nats.nc)).toEqual([]);
     const { config } = await jsm.streams.info(streams.deadLetter);
-    expect([config.max_age, config.max_bytes, config.discard, config.duplicate_window]).toEqual([60 * 60 * 1000 * NS_PER_MS, 64 * 1024, 'old', 15 * 60 * 1000 * NS_PER_MS]);
+    expect([config.max_age, config.max_bytes, config.discard, config.duplicate_window]).toEqual([
+      60 * 60 * 1000 * NS_PER_MS,
+      64 * 1024,
+      'old',
+      15 * 60 * 1000 * NS_PER_MS,
+    ]);
     // The same settings again change nothing; a max age under the duplicate window shortens the window.
     expect(await ensureJobStreams(nats.nc, limits)).toEqual([]);
     await ensureJobStreams(nats.nc, { ...limits, deadLetter: { maxAgeMs: 60_000, maxBytes: 0 } });
     const shorter = (await jsm.streams.info(streams.deadLetter)).config;
-    expect([shorter.max_age, shorter.max_bytes, shorter.duplicate_window]).toEqual([60_000 * NS_PER_MS, -1, 60_000 * NS_PER_MS]);
+    expect([shorter.max_age, shorter.max_bytes, shorter.duplicate_window]).toEqual([
+      60_000 * NS_PER_MS,
+      -1,
+      60_000 * NS_PER_MS,
+    ]);
   });
 
   it('keeps the dead-letter stream within its bound under a flood of bad events, and the coordinator shows what was discarded', async () => {
@@ -75,21 +102,38 @@ describe('job stream limits', () => {
       expect((await kappa(['topic', 'create', 'floods', '--partitions', '1', '--nats', nats.url])).code).toBe(0);
       const jobFile = join(dir, 'job.mjs');
       const example = pathToFileURL(resolve(import.meta.dirname, '../examples/clicks-per-window.mjs')).href;
-      writeFileSync(jobFile, `import base from ${JSON.stringify(example)};\nexport default { ...base, name: 'floods', source: { topic: 'floods' } };\n`);
+      writeFileSync(
+        jobFile,
+        `import base from ${JSON.stringify(example)};\nexport default { ...base, name: 'floods', source: { topic: 'floods' } };\n`,
+      );
       const coordinator = new KappaProcess(['coordinator', '--id', 'c1', '--http-port', '0', '--nats', nats.url]);
       processes.push(coordinator);
       const [, port] = await coordinator.waitForLog(/"httpPort":(\d+)/);
       const limitBytes = 32 * 1024;
-      const worker = new KappaProcess(
-        ['worker', '--standalone', '--job', jobFile, '--state-dir', join(dir, 'state'), '--http-port', '0', '--dlq-max-bytes', '32KiB', '--dlq-max-age', '1h', '--nats', nats.url],
-      );
+      const worker = new KappaProcess([
+        'worker',
+        '--standalone',
+        '--job',
+        jobFile,
+        '--state-dir',
+        join(dir, 'state'),
+        '--http-port',
+        '0',
+        '--dlq-max-bytes',
+        '32KiB',
+        '--dlq-max-age',
+        '1h',
+        '--nats',
+        nats.url,
+      ]);
       processes.push(worker);
       await worker.waitForLog(/serving \/metrics/);
 
       // 300 undecodable events of 1,000 bytes: ten times what the dead-letter stream may hold.
       const js = jetstream(nats.nc);
       const flood = 300;
-      for (let index = 0; index < flood; index++) await js.publish(subjects.event('floods', 0, `k${index}`), new Uint8Array(1_000).fill(0xc1));
+      for (let index = 0; index < flood; index++)
+        await js.publish(subjects.event('floods', 0, `k${index}`), new Uint8Array(1_000).fill(0xc1));
       const state = await pollUntil(async () => (await jsm.streams.info(streams.deadLetter)).state, {
         what: 'every bad event dead-lettered',
         until: (dlq) => dlq.last_seq === flood,
@@ -127,8 +171,13 @@ describe('job stream limits', () => {
   });
 
   it('refuses a size it cannot read, naming the setting and where it came from', async () => {
-    const result = await kappa(['worker', '--standalone', '--job', 'examples/clicks-per-window.mjs', '--nats', nats.url], { env: { KAPPA_DLQ_MAX_BYTES: '1 XB' } });
+    const result = await kappa(
+      ['worker', '--standalone', '--job', 'examples/clicks-per-window.mjs', '--nats', nats.url],
+      { env: { KAPPA_DLQ_MAX_BYTES: '1 XB' } },
+    );
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/setting 'dlqMaxBytes' \(from environment variable KAPPA_DLQ_MAX_BYTES\): expected a size such as .*found "1 XB"/);
+    expect(result.stderr).toMatch(
+      /setting 'dlqMaxBytes' \(from environment variable KAPPA_DLQ_MAX_BYTES\): expected a size such as .*found "1 XB"/,
+    );
   });
 });

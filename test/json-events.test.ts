@@ -18,11 +18,19 @@ it('rejects times that are not ms or a real ISO-8601 instant', () => {
 });
 
 it('keys an event by a string or number field, nested paths included, and says why a line is rejected', () => {
-  expect(eventFromJsonLine('{"u":{"id":7},"t":5}', { key: 'u.id', time: 't' })).toEqual({ event: { key: '7', time: 5, value: { u: { id: 7 }, t: 5 } } });
+  expect(eventFromJsonLine('{"u":{"id":7},"t":5}', { key: 'u.id', time: 't' })).toEqual({
+    event: { key: '7', time: 5, value: { u: { id: 7 }, t: 5 } },
+  });
   expect(eventFromJsonLine('{"a.b":"x","t":5}', { key: 'a.b', time: 't' })).toMatchObject({ event: { key: 'x' } });
-  expect(eventFromJsonLine('nope', { key: 'k', time: 't' })).toMatchObject({ reason: expect.stringMatching(/^not JSON/) });
-  expect(eventFromJsonLine('[1]', { key: 'k', time: 't' })).toMatchObject({ reason: expect.stringMatching(/JSON object/) });
+  expect(eventFromJsonLine('nope', { key: 'k', time: 't' })).toMatchObject({
+    reason: expect.stringMatching(/^not JSON/),
+  });
+  expect(eventFromJsonLine('[1]', { key: 'k', time: 't' })).toMatchObject({
+    reason: expect.stringMatching(/JSON object/),
+  });
   expect(eventFromJsonLine('{"t":1}', { key: 'k', time: 't' })).toEqual({ reason: 'key field "k" is missing' });
-  expect(eventFromJsonLine('{"k":null,"t":1}', { key: 'k', time: 't' })).toMatchObject({ reason: expect.stringMatching(/must be a string or a number/) });
+  expect(eventFromJsonLine('{"k":null,"t":1}', { key: 'k', time: 't' })).toMatchObject({
+    reason: expect.stringMatching(/must be a string or a number/),
+  });
   expect(eventFromJsonLine('{"k":"a"}', { key: 'k', time: 't' })).toEqual({ reason: 'time field "t" is missing' });
 });

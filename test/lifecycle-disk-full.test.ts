@@ -47,7 +47,8 @@ afterAll(async () => {
 async function produce(topic: string, from: number, to: number): Promise<void> {
   const start = Date.UTC(2026, 10, 24, 12);
   const clicks: Click[] = [];
-  for (let id = from; id < to; id++) clicks.push({ id, user: `user-${(id * 13) % 17}`, ts: start + id * 100 - ((id * 7919) % 1500) });
+  for (let id = from; id < to; id++)
+    clicks.push({ id, user: `user-${(id * 13) % 17}`, ts: start + id * 100 - ((id * 7919) % 1500) });
   const file = join(dir, `${topic}-${from}.jsonl`);
   writeFileSync(file, clicks.map((click) => JSON.stringify(click)).join('\n') + '\n');
   const produced = await kappa(['produce', topic, '--file', file, '--key', 'user', '--time', 'ts', '--nats', nats.url]);
@@ -57,7 +58,8 @@ async function produce(topic: string, from: number, to: number): Promise<void> {
 async function lastSequences(topic: string): Promise<number[]> {
   const jsm = await jetstreamManager(nats.nc);
   const last: number[] = [];
-  for (let partition = 0; partition < PARTITIONS; partition++) last.push((await jsm.streams.info(streams.partition(topic, partition))).state.last_seq);
+  for (let partition = 0; partition < PARTITIONS; partition++)
+    last.push((await jsm.streams.info(streams.partition(topic, partition))).state.last_seq);
   return last;
 }
 
@@ -75,22 +77,30 @@ function metricSum(text: string, name: string, labels: Record<string, string>): 
   for (const line of text.split('\n')) {
     const match = /^([a-z_]+)\{([^}]*)\} (\S+)$/.exec(line);
     if (!match || match[1] !== name) continue;
-    if (Object.entries(labels).every(([key, value]) => match[2]!.includes(`${key}="${value}"`))) sum += Number(match[3]);
+    if (Object.entries(labels).every(([key, value]) => match[2]!.includes(`${key}="${value}"`)))
+      sum += Number(match[3]);
   }
   return sum;
 }
 
 /** The `backoffMs` of every log line with `msg` (JSON lines), in order. */
 function backoffsOf(lines: readonly string[], msg: string): number[] {
-  return lines.filter((line) => line.includes(`"msg":"${msg}`)).map((line) => (JSON.parse(line) as { backoffMs: number }).backoffMs);
+  return lines
+    .filter((line) => line.includes(`"msg":"${msg}`))
+    .map((line) => (JSON.parse(line) as { backoffMs: number }).backoffMs);
 }
 
 it('keeps the local state when RocksDB refuses writes (a full disk): restarts back off, reopen the same store, show the reason, and recover', async () => {
-  expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', nats.url])).code).toBe(0);
+  expect(
+    (await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', nats.url])).code,
+  ).toBe(0);
   await produce('clicks', 0, 1_000);
   const job = await loadJob(JOB);
   const logLines: string[] = [];
-  const logger = pino({ level: 'info' }, new Writable({ write: (chunk, _encoding, done) => (logLines.push(...String(chunk).trim().split('\n')), done()) }));
+  const logger = pino(
+    { level: 'info' },
+    new Writable({ write: (chunk, _encoding, done) => (logLines.push(...String(chunk).trim().split('\n')), done()) }),
+  );
   let diskFull = false;
   const openStore = async (path: string): Promise<TaskStore> => {
     const store = await TaskStore.open(path);
@@ -98,13 +108,28 @@ it('keeps the local state when RocksDB refuses writes (a full disk): restarts ba
     store.write = (...args) => {
       if (!diskFull) return write(...args);
       // What TaskStore reports when RocksDB does not apply a batch (ENOSPC gives "Batch was not applied").
-      return Promise.reject(new StateError('STATE_WRITE_FAILED', `task store ${path}: a write of ${args[0].length} puts and ${args[1]?.length ?? 0} deletes was refused (is the disk full?): Batch was not applied`));
+      return Promise.reject(
+        new StateError(
+          'STATE_WRITE_FAILED',
+          `task store ${path}: a write of ${args[0].length} puts and ${args[1]?.length ?? 0} deletes was refused (is the disk full?): Batch was not applied`,
+        ),
+      );
     };
     return store;
   };
   const metrics = new WorkerMetrics();
   const stateDir = join(dir, 'local-disk');
-  const worker = await StandaloneWorker.start({ nc: nats.nc, job, workerId: 'disk', stateDir, clock: systemClock, logger, metrics, checkpointIntervalMs: 100, openStore });
+  const worker = await StandaloneWorker.start({
+    nc: nats.nc,
+    job,
+    workerId: 'disk',
+    stateDir,
+    clock: systemClock,
+    logger,
+    metrics,
+    checkpointIntervalMs: 100,
+    openStore,
+  });
   const metricsText = () => metrics.registry.metrics();
   try {
     let last = await lastSequences('clicks');
@@ -117,24 +142,35 @@ it('keeps the local state when RocksDB refuses writes (a full disk): restarts ba
       });
     await committed();
     // Marks the local stores: a wipe would remove them.
-    const sentinels = Array.from({ length: PARTITIONS }, (_, partition) => join(stateDir, 'clicks', 'v1', String(partition), 'kept'));
+    const sentinels = Array.from({ length: PARTITIONS }, (_, partition) =>
+      join(stateDir, 'clicks', 'v1', String(partition), 'kept'),
+    );
     for (const sentinel of sentinels) writeFileSync(sentinel, '');
 
     diskFull = true;
     await produce('clicks', 1_000, 1_500);
-    await pollUntil(() => backoffsOf(logLines, 'task failed; restarting').length >= 4 * PARTITIONS, { what: 'four restarts of each task', timeoutMs: 30_000 });
+    await pollUntil(() => backoffsOf(logLines, 'task failed; restarting').length >= 4 * PARTITIONS, {
+      what: 'four restarts of each task',
+      timeoutMs: 30_000,
+    });
 
     // Back-off doubles per task: 0.5 s, 1 s, 2 s, 4 s.
     for (let partition = 0; partition < PARTITIONS; partition++) {
       const ofTask = logLines.filter((line) => line.includes(`"partition":${partition},`));
       expect(backoffsOf(ofTask, 'task failed; restarting').slice(0, 4)).toEqual([500, 1_000, 2_000, 4_000]);
     }
-    expect(worker.notReadyReason()).toMatch(/^task clicks\/v1\/\d failed \(retrying with back-off\): task store .* was refused \(is the disk full\?\)/);
+    expect(worker.notReadyReason()).toMatch(
+      /^task clicks\/v1\/\d failed \(retrying with back-off\): task store .* was refused \(is the disk full\?\)/,
+    );
     const failing = await metricsText();
-    expect(metricSum(failing, 'kappa_task_failures_total', { reason: 'state-write' })).toBeGreaterThanOrEqual(4 * PARTITIONS);
+    expect(metricSum(failing, 'kappa_task_failures_total', { reason: 'state-write' })).toBeGreaterThanOrEqual(
+      4 * PARTITIONS,
+    );
     // Every restart reopened the local copy: nothing wiped, nothing downloaded.
     expect(metricSum(failing, 'kappa_state_restores_total', { source: 'object-store' })).toBe(0);
-    expect(metricSum(failing, 'kappa_state_restores_total', { source: 'local' })).toBeGreaterThanOrEqual(3 * PARTITIONS);
+    expect(metricSum(failing, 'kappa_state_restores_total', { source: 'local' })).toBeGreaterThanOrEqual(
+      3 * PARTITIONS,
+    );
     for (const sentinel of sentinels) expect(existsSync(sentinel), sentinel).toBe(true);
 
     diskFull = false;
@@ -155,9 +191,22 @@ it('wipes and downloads a local copy only when RocksDB reports it corrupt', asyn
   const manifestFile = readdirSync(store).find((name) => name.startsWith('MANIFEST-'))!;
   writeFileSync(join(store, manifestFile), Buffer.alloc(100, 7));
   const metrics = new WorkerMetrics();
-  const worker = await StandaloneWorker.start({ nc: nats.nc, job: await loadJob(JOB), workerId: 'disk', stateDir, clock: systemClock, logger: pino({ level: 'silent' }), metrics, checkpointIntervalMs: 100 });
+  const worker = await StandaloneWorker.start({
+    nc: nats.nc,
+    job: await loadJob(JOB),
+    workerId: 'disk',
+    stateDir,
+    clock: systemClock,
+    logger: pino({ level: 'silent' }),
+    metrics,
+    checkpointIntervalMs: 100,
+  });
   try {
-    await pollUntil(() => worker.notReadyReason(), { what: 'both tasks running', until: (reason) => reason === undefined, timeoutMs: 30_000 });
+    await pollUntil(() => worker.notReadyReason(), {
+      what: 'both tasks running',
+      until: (reason) => reason === undefined,
+      timeoutMs: 30_000,
+    });
     const text = await metrics.registry.metrics();
     expect(metricSum(text, 'kappa_state_restores_total', { partition: '0', source: 'object-store' })).toBe(1);
     expect(metricSum(text, 'kappa_state_restores_total', { partition: '1', source: 'local' })).toBe(1);
@@ -169,21 +218,45 @@ it('wipes and downloads a local copy only when RocksDB reports it corrupt', asyn
 
 it('retries a checkpoint JetStream refuses (a full store) in place: no restart, no download, not ready with the reason, then recovers', async () => {
   const outJob = join(dir, 'clicks-js.mjs');
-  writeFileSync(outJob, `import base from ${JSON.stringify(`file://${JOB}`)};\nexport default { ...base, name: 'clicksjs', source: { topic: 'clicksjs' } };\n`);
-  expect((await kappa(['topic', 'create', 'clicksjs', '--partitions', String(PARTITIONS), '--nats', nats.url])).code).toBe(0);
+  writeFileSync(
+    outJob,
+    `import base from ${JSON.stringify(`file://${JOB}`)};\nexport default { ...base, name: 'clicksjs', source: { topic: 'clicksjs' } };\n`,
+  );
+  expect(
+    (await kappa(['topic', 'create', 'clicksjs', '--partitions', String(PARTITIONS), '--nats', nats.url])).code,
+  ).toBe(0);
   await produce('clicksjs', 0, 1_000);
-  const worker = new KappaProcess(['worker', '--job', outJob, '--standalone', '--id', 'js', '--nats', nats.url, '--state-dir', join(dir, 'js'), '--http-port', '0', '--checkpoint-interval', '200ms']);
+  const worker = new KappaProcess([
+    'worker',
+    '--job',
+    outJob,
+    '--standalone',
+    '--id',
+    'js',
+    '--nats',
+    nats.url,
+    '--state-dir',
+    join(dir, 'js'),
+    '--http-port',
+    '0',
+    '--checkpoint-interval',
+    '200ms',
+  ]);
   processes.push(worker);
   const [, port] = await worker.waitForLog(/"httpPort":(\d+)/);
   const url = `http://127.0.0.1:${port}`;
   let last = await lastSequences('clicksjs');
   const committed = () =>
-    pollUntil(async () => (await (await fetch(`${url}/status`)).json()) as { partition: number; checkpointSequence: number }[], {
-      what: 'every partition processed and committed',
-      until: (status) => status.length === PARTITIONS && status.every((task) => task.checkpointSequence === last[task.partition]),
-      timeoutMs: 30_000,
-      context: () => worker.logs.slice(-3000),
-    });
+    pollUntil(
+      async () => (await (await fetch(`${url}/status`)).json()) as { partition: number; checkpointSequence: number }[],
+      {
+        what: 'every partition processed and committed',
+        until: (status) =>
+          status.length === PARTITIONS && status.every((task) => task.checkpointSequence === last[task.partition]),
+        timeoutMs: 30_000,
+        context: () => worker.logs.slice(-3000),
+      },
+    );
   await committed();
   const restoresBefore = metricSum(await (await fetch(`${url}/metrics`)).text(), 'kappa_state_restores_total', {});
 
@@ -202,13 +275,19 @@ it('retries a checkpoint JetStream refuses (a full store) in place: no restart, 
   });
   for (let partition = 0; partition < PARTITIONS; partition++) {
     const ofTask = lines().filter((line) => line.includes(`"partition":${partition},`));
-    expect(backoffsOf(ofTask, 'checkpoint failed; retrying it in place').slice(0, 4)).toEqual([500, 1_000, 2_000, 4_000]);
+    expect(backoffsOf(ofTask, 'checkpoint failed; retrying it in place').slice(0, 4)).toEqual([
+      500, 1_000, 2_000, 4_000,
+    ]);
   }
   const readyz = await fetch(`${url}/readyz`);
   expect(readyz.status).toBe(503);
-  expect(await readyz.text()).toMatch(/^not ready: task clicksjs\/v1\/\d failed \(retrying with back-off\): checkpoint \d+ of clicksjs\.v1\.\d: upload failed: .*maximum bytes/);
+  expect(await readyz.text()).toMatch(
+    /^not ready: task clicksjs\/v1\/\d failed \(retrying with back-off\): checkpoint \d+ of clicksjs\.v1\.\d: upload failed: .*maximum bytes/,
+  );
   const failing = await (await fetch(`${url}/metrics`)).text();
-  expect(metricSum(failing, 'kappa_task_failures_total', { reason: 'checkpoint' })).toBeGreaterThanOrEqual(4 * PARTITIONS);
+  expect(metricSum(failing, 'kappa_task_failures_total', { reason: 'checkpoint' })).toBeGreaterThanOrEqual(
+    4 * PARTITIONS,
+  );
   // Retried in place: the task never restarted, so its state was neither reopened nor downloaded.
   expect(metricSum(failing, 'kappa_state_restores_total', {})).toBe(restoresBefore);
   expect(metricSum(failing, 'kappa_task_restarts_total', {})).toBe(0);
@@ -217,7 +296,9 @@ it('retries a checkpoint JetStream refuses (a full store) in place: no restart, 
   last = await lastSequences('clicksjs');
   await committed();
   expect((await fetch(`${url}/readyz`)).status).toBe(200);
-  expect(metricSum(await (await fetch(`${url}/metrics`)).text(), 'kappa_state_restores_total', { source: 'object-store' })).toBe(0);
+  expect(
+    metricSum(await (await fetch(`${url}/metrics`)).text(), 'kappa_state_restores_total', { source: 'object-store' }),
+  ).toBe(0);
   expect(await worker.stop()).toBe(0);
   await expectTableEqualsBatchAnswer('clicksjs', 'clicksjs', 1_500);
 }, 90_000);

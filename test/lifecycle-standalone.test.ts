@@ -25,7 +25,9 @@ const processes: KappaProcess[] = [];
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'kappa-standalone-'));
-  expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', nats.url])).code).toBe(0);
+  expect(
+    (await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', nats.url])).code,
+  ).toBe(0);
 });
 afterAll(async () => {
   await Promise.all(processes.map((process) => process.kill()));
@@ -33,9 +35,22 @@ afterAll(async () => {
 });
 
 function standalone(id: string, stateDir: string): KappaProcess {
-  const process = new KappaProcess(
-    ['worker', '--job', JOB, '--standalone', '--id', id, '--nats', nats.url, '--state-dir', join(dir, stateDir), '--http-port', '0', '--checkpoint-interval', '200ms'],
-  );
+  const process = new KappaProcess([
+    'worker',
+    '--job',
+    JOB,
+    '--standalone',
+    '--id',
+    id,
+    '--nats',
+    nats.url,
+    '--state-dir',
+    join(dir, stateDir),
+    '--http-port',
+    '0',
+    '--checkpoint-interval',
+    '200ms',
+  ]);
   processes.push(process);
   return process;
 }
@@ -43,10 +58,22 @@ function standalone(id: string, stateDir: string): KappaProcess {
 async function produce(from: number, to: number): Promise<void> {
   const start = Date.UTC(2026, 10, 24, 12);
   const clicks: Click[] = [];
-  for (let id = from; id < to; id++) clicks.push({ id, user: `user-${(id * 13) % 17}`, ts: start + id * 100 - ((id * 7919) % 1500) });
+  for (let id = from; id < to; id++)
+    clicks.push({ id, user: `user-${(id * 13) % 17}`, ts: start + id * 100 - ((id * 7919) % 1500) });
   const file = join(dir, `clicks-${from}.jsonl`);
   writeFileSync(file, clicks.map((click) => JSON.stringify(click)).join('\n') + '\n');
-  const produced = await kappa(['produce', 'clicks', '--file', file, '--key', 'user', '--time', 'ts', '--nats', nats.url]);
+  const produced = await kappa([
+    'produce',
+    'clicks',
+    '--file',
+    file,
+    '--key',
+    'user',
+    '--time',
+    'ts',
+    '--nats',
+    nats.url,
+  ]);
   expect(produced.code, produced.stderr).toBe(0);
 }
 
@@ -55,22 +82,33 @@ async function caughtUp(worker: KappaProcess): Promise<void> {
   const [, port] = await worker.waitForLog(/"httpPort":(\d+)/);
   const jsm = await jetstreamManager(nats.nc);
   const last: number[] = [];
-  for (let partition = 0; partition < PARTITIONS; partition++) last.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
-  await pollUntil(async () => (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { partition: number; sequence: number }[], {
-    what: 'the standalone worker caught up',
-    until: (status) => status.length === PARTITIONS && status.every((task) => task.sequence >= last[task.partition]!),
-    timeoutMs: 60_000,
-    context: () => worker.logs.slice(-2000),
-  });
+  for (let partition = 0; partition < PARTITIONS; partition++)
+    last.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
+  await pollUntil(
+    async () =>
+      (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { partition: number; sequence: number }[],
+    {
+      what: 'the standalone worker caught up',
+      until: (status) => status.length === PARTITIONS && status.every((task) => task.sequence >= last[task.partition]!),
+      timeoutMs: 60_000,
+      context: () => worker.logs.slice(-2000),
+    },
+  );
 }
 
 function exited(process: KappaProcess): Promise<number | null> {
-  return pollUntil(() => process.child.exitCode, { what: 'the process to exit', timeoutMs: 30_000, context: () => process.logs.slice(-2000) });
+  return pollUntil(() => process.child.exitCode, {
+    what: 'the process to exit',
+    timeoutMs: 30_000,
+    context: () => process.logs.slice(-2000),
+  });
 }
 
 async function manifests() {
   const checkpoints = await CheckpointStore.open(nats.nc);
-  return Promise.all(Array.from({ length: PARTITIONS }, (_, partition) => checkpoints.read({ job: 'clicks', version: 'v1', partition })));
+  return Promise.all(
+    Array.from({ length: PARTITIONS }, (_, partition) => checkpoints.read({ job: 'clicks', version: 'v1', partition })),
+  );
 }
 
 it('refuses a second standalone replica of a running job version with a one-line error and exit 1', async () => {
@@ -79,8 +117,15 @@ it('refuses a second standalone replica of a running job version with a one-line
   await caughtUp(first);
   const second = standalone('second', 'second');
   expect(await exited(second)).toBe(1);
-  const refusal = second.logs.trim().split('\n').filter((line) => line.startsWith('kappa: '));
-  expect(refusal).toEqual([expect.stringMatching(/^kappa: job clicks version v1 is already run by standalone worker 'first' \(pid \d+ on .+\): run one standalone worker per job version/)]);
+  const refusal = second.logs
+    .trim()
+    .split('\n')
+    .filter((line) => line.startsWith('kappa: '));
+  expect(refusal).toEqual([
+    expect.stringMatching(
+      /^kappa: job clicks version v1 is already run by standalone worker 'first' \(pid \d+ on .+\): run one standalone worker per job version/,
+    ),
+  ]);
   // The first one kept its tasks: every checkpoint is its own.
   await produce(1_000, 1_200);
   await caughtUp(first);
@@ -101,7 +146,9 @@ it('fences a paused replica when a restart under its id takes over, and the tabl
   paused.child.kill('SIGCONT');
   // The paused one wakes up fenced (its lease renewal or its next commit is refused) and exits.
   expect(await exited(paused)).toBe(1);
-  expect(paused.logs).toMatch(/kappa: (lost the standalone lease|task clicks\.v1\.\d is owned under epoch|checkpoint of clicks\.v1\.\d refused)/);
+  expect(paused.logs).toMatch(
+    /kappa: (lost the standalone lease|task clicks\.v1\.\d is owned under epoch|checkpoint of clicks\.v1\.\d refused)/,
+  );
   await caughtUp(restarted);
   expect((await manifests()).map((manifest) => manifest!.epoch)).toEqual(before.map((epoch) => epoch + 1));
   expect(await restarted.stop()).toBe(0);

@@ -49,12 +49,25 @@ function spawn(args: string[]): KappaProcess {
 
 const coordinator = (id: string) => spawn(['coordinator', '--id', id, '--session-timeout', '3s', '--lease-ttl', '2s']);
 function worker(id: string): KappaProcess {
-  const process = spawn(['worker', '--job', JOB, '--id', id, '--threads', '2', '--state-dir', join(dir, id), '--checkpoint-interval', '300ms']);
+  const process = spawn([
+    'worker',
+    '--job',
+    JOB,
+    '--id',
+    id,
+    '--threads',
+    '2',
+    '--state-dir',
+    join(dir, id),
+    '--checkpoint-interval',
+    '300ms',
+  ]);
   workers.push(process);
   return process;
 }
 
-const fencedLogs = () => workers.flatMap((process) => process.logs.split('\n').filter((line) => line.includes('task fenced')));
+const fencedLogs = () =>
+  workers.flatMap((process) => process.logs.split('\n').filter((line) => line.includes('task fenced')));
 
 function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
   return pollUntil(what, probe, timeoutMs, () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n'));
@@ -64,17 +77,30 @@ function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs
 async function produce(from: number, to: number): Promise<void> {
   const start = Date.UTC(2026, 10, 24, 12);
   const clicks: Click[] = [];
-  for (let id = from; id < to; id++) clicks.push({ id, user: `user-${(id * 13) % 17}`, ts: start + id * 100 - ((id * 7919) % 1500) });
+  for (let id = from; id < to; id++)
+    clicks.push({ id, user: `user-${(id * 13) % 17}`, ts: start + id * 100 - ((id * 7919) % 1500) });
   const file = join(dir, `clicks-${from}.jsonl`);
   writeFileSync(file, clicks.map((click) => JSON.stringify(click)).join('\n') + '\n');
-  const produced = await kappa(['produce', 'clicks', '--file', file, '--key', 'user', '--time', 'ts', '--nats', server.url]);
+  const produced = await kappa([
+    'produce',
+    'clicks',
+    '--file',
+    file,
+    '--key',
+    'user',
+    '--time',
+    'ts',
+    '--nats',
+    server.url,
+  ]);
   expect(produced.code, produced.stderr).toBe(0);
 }
 
 async function lastSequences(): Promise<number[]> {
   const jsm = await jetstreamManager(nc);
   const last: number[] = [];
-  for (let partition = 0; partition < PARTITIONS; partition++) last.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
+  for (let partition = 0; partition < PARTITIONS; partition++)
+    last.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
   return last;
 }
 
@@ -84,7 +110,9 @@ async function everyTaskCaughtUp(): Promise<ClusterStatus> {
   return waitFor('every task running and caught up', async () => {
     const view = await leaderStatus(nc);
     const tasks = view.tasks.filter((task) => task.job === 'clicks' && task.version === 'v1');
-    const done = tasks.length === PARTITIONS && tasks.every((task) => task.state === 'running' && task.sequence === last[task.partition]);
+    const done =
+      tasks.length === PARTITIONS &&
+      tasks.every((task) => task.state === 'running' && task.sequence === last[task.partition]);
     return done ? view : undefined;
   });
 }
@@ -104,25 +132,32 @@ async function startJob(): Promise<void> {
 async function manifestEpochs(): Promise<number[]> {
   const checkpoints = await CheckpointStore.open(nc);
   const epochs: number[] = [];
-  for (let partition = 0; partition < PARTITIONS; partition++) epochs.push((await checkpoints.read({ job: 'clicks', version: 'v1', partition }))?.epoch ?? 0);
+  for (let partition = 0; partition < PARTITIONS; partition++)
+    epochs.push((await checkpoints.read({ job: 'clicks', version: 'v1', partition }))?.epoch ?? 0);
   return epochs;
 }
 
 it('runs every task again after stop and start, with epochs above the checkpoints’, and the table equals the batch answer', async () => {
-  expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', server.url])).code).toBe(0);
+  expect(
+    (await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', server.url])).code,
+  ).toBe(0);
   firstCoordinator = coordinator('c1');
   worker('w1');
   await waitFor('w1 registered', async () => ((await leaderStatus(nc)).workers.length === 1 ? true : undefined));
   await startJob();
   await waitFor('every task running on w1', async () => {
     const tasks = (await leaderStatus(nc)).tasks;
-    return tasks.length === PARTITIONS && tasks.every((task) => task.worker === 'w1' && task.state === 'running') ? true : undefined;
+    return tasks.length === PARTITIONS && tasks.every((task) => task.worker === 'w1' && task.state === 'running')
+      ? true
+      : undefined;
   });
   // A second worker: two tasks move, revoke → release → assign at epoch 2.
   worker('w2');
   await waitFor('two tasks moved to w2', async () => {
     const tasks = (await leaderStatus(nc)).tasks;
-    return tasks.filter((task) => task.worker === 'w2' && task.state === 'running' && task.epoch === 2).length === 2 ? true : undefined;
+    return tasks.filter((task) => task.worker === 'w2' && task.state === 'running' && task.epoch === 2).length === 2
+      ? true
+      : undefined;
   });
   await produce(0, 1_000);
   await everyTaskCaughtUp();
@@ -136,7 +171,8 @@ it('runs every task again after stop and start, with epochs above the checkpoint
   await startJob();
   await produce(1_000, 2_000);
   const restarted = await everyTaskCaughtUp();
-  for (const task of restarted.tasks) expect(task.epoch, `partition ${task.partition}`).toBeGreaterThan(beforeStart[task.partition]!);
+  for (const task of restarted.tasks)
+    expect(task.epoch, `partition ${task.partition}`).toBeGreaterThan(beforeStart[task.partition]!);
   expect(await manifestEpochs()).toEqual(restarted.tasks.map((task) => task.epoch));
   // The coordinator kept the epochs: no claim had to be fenced to learn them.
   expect(fencedLogs()).toEqual([]);
@@ -151,12 +187,15 @@ it('reassigns every task above its checkpoint’s epoch when the coordinator’s
   // The new leader knows no version: it revokes what the workers still run.
   await waitFor('the workers known and idle', async () => {
     const view = await leaderStatus(nc);
-    return view.workers.length === 2 && view.workers.every((w) => w.tasksAssigned === 0) && view.tasks.length === 0 ? true : undefined;
+    return view.workers.length === 2 && view.workers.every((w) => w.tasksAssigned === 0) && view.tasks.length === 0
+      ? true
+      : undefined;
   });
   await startJob();
   await produce(2_000, 3_000);
   const restarted = await everyTaskCaughtUp();
-  for (const task of restarted.tasks) expect(task.epoch, `partition ${task.partition}`).toBeGreaterThan(beforeWipe[task.partition]!);
+  for (const task of restarted.tasks)
+    expect(task.epoch, `partition ${task.partition}`).toBeGreaterThan(beforeWipe[task.partition]!);
   // Here the epochs were lost: each claim at epoch 1 was fenced and reported, then assigned above.
   expect(fencedLogs().length).toBeGreaterThanOrEqual(PARTITIONS);
   await expectTableEqualsBatchAnswer();

@@ -22,10 +22,13 @@ describe('serving-table bucket names', () => {
     expect(buckets.servingTable('a_b', 'c')).not.toBe(buckets.servingTable('a', 'b_c'));
   });
 
-  it('tell `kappa view` which job a bucket belongs to, so one job never lists another\'s versions', () => {
-    const parsed = ['a_b', 'a', 'a_'].flatMap((job) => ['c', 'b_c'].map((version) => parseServingTableBucket(buckets.servingTable(job, version))));
+  it("tell `kappa view` which job a bucket belongs to, so one job never lists another's versions", () => {
+    const parsed = ['a_b', 'a', 'a_'].flatMap((job) =>
+      ['c', 'b_c'].map((version) => parseServingTableBucket(buckets.servingTable(job, version))),
+    );
     expect(parsed.filter((table) => table?.job === 'a').map((table) => table!.version)).toEqual(['c', 'b_c']);
-    for (const other of ['kappa_topics', 'kappa_table_x', 'kappa_table_9_ab', 'kappa_table_1_ab']) expect(parseServingTableBucket(other)).toBeUndefined();
+    for (const other of ['kappa_topics', 'kappa_table_x', 'kappa_table_9_ab', 'kappa_table_1_ab'])
+      expect(parseServingTableBucket(other)).toBeUndefined();
   });
 });
 
@@ -59,7 +62,9 @@ describe('cluster store keys', () => {
     await expect(store.putVersion(record('a.b', 'c'))).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
     await expect(store.putVersion(record('a', 'b.c'))).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
     await expect(store.putVersion(record('a/b', 'c'))).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
-    await expect(store.putTask({ task: { job: 'x', version: 'y.z', partition: 0 }, worker: null, epoch: 1 })).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
+    await expect(
+      store.putTask({ task: { job: 'x', version: 'y.z', partition: 0 }, worker: null, epoch: 1 }),
+    ).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
     expect((await store.load()).versions.size).toBe(2);
   });
 });

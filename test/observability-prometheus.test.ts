@@ -50,17 +50,50 @@ beforeAll(async () => {
   await createTopic(nats.nc, { name: 'clicks', partitions: PARTITIONS });
   await produce(4_000);
   for (let index = 0; index < 3; index++) ports.push(await freePort());
-  processes.push(new KappaProcess(['coordinator', '--id', 'c1', '--nats', nats.url, '--http-port', String(ports[0]), '--http-host', '127.0.0.1', '--log-level', 'warn']));
+  processes.push(
+    new KappaProcess([
+      'coordinator',
+      '--id',
+      'c1',
+      '--nats',
+      nats.url,
+      '--http-port',
+      String(ports[0]),
+      '--http-host',
+      '127.0.0.1',
+      '--log-level',
+      'warn',
+    ]),
+  );
   for (const [index, id] of ['w1', 'w2'].entries()) {
     processes.push(
-      new KappaProcess(['worker', '--job', JOB, '--id', id, '--threads', '1', '--nats', nats.url, '--http-port', String(ports[index + 1]), '--http-host', '127.0.0.1'], {
-        KAPPA_STATE_DIR: join(nats.server.dir, `state-${id}`),
-        KAPPA_LOG_LEVEL: 'info',
-      }),
+      new KappaProcess(
+        [
+          'worker',
+          '--job',
+          JOB,
+          '--id',
+          id,
+          '--threads',
+          '1',
+          '--nats',
+          nats.url,
+          '--http-port',
+          String(ports[index + 1]),
+          '--http-host',
+          '127.0.0.1',
+        ],
+        {
+          KAPPA_STATE_DIR: join(nats.server.dir, `state-${id}`),
+          KAPPA_LOG_LEVEL: 'info',
+        },
+      ),
     );
   }
   prometheus = await PrometheusServer.start(ports.map((port) => `127.0.0.1:${port}`));
-  await waitFor('2 workers registered with a leader', async () => ((await leaderStatus(nats.nc)).workers.length === 2 ? true : undefined));
+  await waitFor('2 workers registered with a leader', async () =>
+    (await leaderStatus(nats.nc)).workers.length === 2 ? true : undefined,
+  );
   const started = await kappa(['start', 'clicks', '--version', 'v1', '--nats', nats.url]);
   expect(started.code, started.stderr + started.stdout).toBe(0);
 });
@@ -72,14 +105,23 @@ afterAll(async () => {
 
 /** Polls until `probe` returns a value; a timeout shows the processes' last logs. */
 function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  return pollUntil(probe, { what, timeoutMs, context: () => `${processes.map((process) => process.logs.slice(-1500)).join('\n---\n')}\n--- prometheus\n${prometheus?.output.slice(-1500) ?? ''}` });
+  return pollUntil(probe, {
+    what,
+    timeoutMs,
+    context: () =>
+      `${processes.map((process) => process.logs.slice(-1500)).join('\n---\n')}\n--- prometheus\n${prometheus?.output.slice(-1500) ?? ''}`,
+  });
 }
 
 it('a real Prometheus scraping a coordinator and two workers sees replay progress reach 1, events processed increase and consumer lag per task', async () => {
-  await waitFor('all three processes scraped', async () => ((await prometheus!.query('up == 1')).length === 3 ? true : undefined));
+  await waitFor('all three processes scraped', async () =>
+    (await prometheus!.query('up == 1')).length === 3 ? true : undefined,
+  );
 
   // Replay of the 4,000 events already in the topic: the coordinator's progress for v1 reaches 1.
-  await waitFor('replay progress of clicks v1 reaching 1', async () => ((await single(`kappa_version_progress_ratio${VERSION}`)) === 1 ? true : undefined));
+  await waitFor('replay progress of clicks v1 reaching 1', async () =>
+    (await single(`kappa_version_progress_ratio${VERSION}`)) === 1 ? true : undefined,
+  );
   expect(await single(`kappa_version_lag_messages${VERSION}`)).toBe(0);
   const before = await waitFor('events processed to count the replayed events', async () => {
     const value = await single(`sum(kappa_events_processed_total${VERSION})`);
@@ -105,11 +147,16 @@ it('a real Prometheus scraping a coordinator and two workers sees replay progres
   expect(await single('kappa_coordinator_leader')).toBe(1);
   expect(await single(`kappa_version_tasks{job="clicks",version="v1",state="running"}`)).toBe(PARTITIONS);
   expect((await prometheus!.query('kappa_tasks_assigned')).map((sample) => sample.value).sort()).toEqual([2, 2]);
-  await waitFor('progress back at 1 after the new events', async () => ((await single(`kappa_version_progress_ratio${VERSION}`)) === 1 ? true : undefined));
+  await waitFor('progress back at 1 after the new events', async () =>
+    (await single(`kappa_version_progress_ratio${VERSION}`)) === 1 ? true : undefined,
+  );
 });
 
 it('the Grafana dashboard parses, queries only metrics a coordinator or worker exports, and every expression is valid PromQL', async () => {
-  const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as { panels: Panel[]; templating: { list: Array<{ query?: unknown }> } };
+  const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as {
+    panels: Panel[];
+    templating: { list: Array<{ query?: unknown }> };
+  };
   const expressions = dashboard.panels.flatMap(function targets(panel: Panel): string[] {
     return [...(panel.targets ?? []).map((target) => target.expr), ...(panel.panels ?? []).flatMap(targets)];
   });
@@ -124,23 +171,37 @@ it('the Grafana dashboard parses, queries only metrics a coordinator or worker e
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     for (const [, name, type] of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) exported.set(name!, type!);
   }
-  const queried = new Set([...expressions, ...variableQueries].flatMap((expression) => expression.match(/kappa_[a-z_]+/g) ?? []));
+  const queried = new Set(
+    [...expressions, ...variableQueries].flatMap((expression) => expression.match(/kappa_[a-z_]+/g) ?? []),
+  );
   const missing = [...queried].filter((name) => {
     const family = name.replace(/_(bucket|sum|count)$/, '');
     if (family !== name && ['histogram', 'summary'].includes(exported.get(family) ?? '')) return false;
     return !exported.has(name);
   });
   expect(missing).toEqual([]);
-  for (const family of ['kappa_events_processed_total', 'kappa_version_progress_ratio', 'kappa_consumer_lag_messages', 'kappa_checkpoint_duration_seconds']) {
+  for (const family of [
+    'kappa_events_processed_total',
+    'kappa_version_progress_ratio',
+    'kappa_consumer_lag_messages',
+    'kappa_checkpoint_duration_seconds',
+  ]) {
     expect(queried.has(family) || queried.has(`${family}_bucket`)).toBe(true);
   }
 
   // Every expression, with Grafana's variables filled in, is accepted by Prometheus.
   for (const expression of expressions) {
-    const promql = expression.replaceAll('$__rate_interval', '10s').replaceAll('$job', '.*').replaceAll('$version', '.*');
+    const promql = expression
+      .replaceAll('$__rate_interval', '10s')
+      .replaceAll('$job', '.*')
+      .replaceAll('$version', '.*');
     await expect(prometheus!.query(promql), promql).resolves.toBeInstanceOf(Array);
   }
-  expect(await prometheus!.query(`sum by (job, version) (rate(kappa_events_processed_total{job=~".*", version=~".*"}[10s]))`)).toHaveLength(1);
+  expect(
+    await prometheus!.query(
+      `sum by (job, version) (rate(kappa_events_processed_total{job=~".*", version=~".*"}[10s]))`,
+    ),
+  ).toHaveLength(1);
 });
 
 it('answers the probes: live and ready once the tasks consume; worker logs are JSON lines with job, version, partition and worker', async () => {
@@ -157,7 +218,12 @@ it('answers the probes: live and ready once the tasks consume; worker logs are J
       .filter((line) => line.msg === 'task started');
     expect(started).toHaveLength(2);
     for (const line of started) {
-      expect(line).toMatchObject({ job: 'clicks', version: 'v1', workerId: expect.stringMatching(/^w[12]$/), level: 30 });
+      expect(line).toMatchObject({
+        job: 'clicks',
+        version: 'v1',
+        workerId: expect.stringMatching(/^w[12]$/),
+        level: 30,
+      });
       expect(line.partition).toBeTypeOf('number');
     }
   }

@@ -21,7 +21,12 @@ it('puts each of 1,000 keys in the partition our FNV-1a function computes', asyn
   });
   for (const key of keys) nc.publish(`in.${key}`);
   await nc.flush();
-  await pollUntil(() => serverPartition.size, { what: 'the mapped message of every key', until: (size) => size === keys.length, timeoutMs: 10_000, intervalMs: 20 });
+  await pollUntil(() => serverPartition.size, {
+    what: 'the mapped message of every key',
+    until: (size) => size === keys.length,
+    timeoutMs: 10_000,
+    intervalMs: 20,
+  });
   subscription.unsubscribe();
 
   expect(serverPartition.size).toBe(keys.length);

@@ -54,7 +54,11 @@ it('fails /healthz for a while after the event loop was blocked longer than the 
 it('serves the process’s own liveness and readiness rules', async () => {
   let ready = false;
   let stuck: string | undefined = 'task host thread 1 silent for 61 s (limit 60 s)';
-  server = await serveProcessEndpoints(0, '127.0.0.1', { registry: new Registry(), isReady: () => ready, notLiveReason: () => stuck });
+  server = await serveProcessEndpoints(0, '127.0.0.1', {
+    registry: new Registry(),
+    isReady: () => ready,
+    notLiveReason: () => stuck,
+  });
   const base = `http://127.0.0.1:${listeningPort(server, 0)}`;
   const health = await fetch(`${base}/healthz`);
   expect(health.status).toBe(503);
@@ -71,7 +75,17 @@ describe('a real coordinator process', () => {
   let coordinator: KappaProcess | undefined;
   let base = '';
   beforeAll(async () => {
-    coordinator = new KappaProcess(['coordinator', '--nats', nats.url, '--http-port', '0', '--http-host', '127.0.0.1', '--id', 'http-test']);
+    coordinator = new KappaProcess([
+      'coordinator',
+      '--nats',
+      nats.url,
+      '--http-port',
+      '0',
+      '--http-host',
+      '127.0.0.1',
+      '--id',
+      'http-test',
+    ]);
     const [, port] = await coordinator.waitForLog(/"httpPort":(\d+)/);
     base = `http://127.0.0.1:${port}`;
   });
@@ -111,7 +125,11 @@ describe('a real coordinator process', () => {
     ];
     for (const [method, path, status] of cases) {
       const answer = await rawRequest(port, method, path);
-      expect({ method, path: path.slice(0, 60), status: answer.status }).toEqual({ method, path: path.slice(0, 60), status });
+      expect({ method, path: path.slice(0, 60), status: answer.status }).toEqual({
+        method,
+        path: path.slice(0, 60),
+        status,
+      });
       if (status !== 431) expect(JSON.parse(answer.body)).toMatchObject({ error: expect.any(String) });
     }
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
@@ -133,9 +151,14 @@ describe('a real coordinator process', () => {
     }));
     await writer.write(outputs);
     await (await AliasRegistry.open(nats.nc)).set(job, 'v1', 'kv');
-    const rowKey = (row: { key: string; start?: number; end?: number }) => servingTableRowKey(row.key, row.start === undefined ? undefined : { start: row.start, end: row.end! });
+    const rowKey = (row: { key: string; start?: number; end?: number }) =>
+      servingTableRowKey(row.key, row.start === undefined ? undefined : { start: row.start, end: row.end! });
     const expected = outputs
-      .map((output) => ({ key: output.key, ...(output.window ? { start: output.window.start, end: output.window.end } : {}), value: output.value }))
+      .map((output) => ({
+        key: output.key,
+        ...(output.window ? { start: output.window.start, end: output.window.end } : {}),
+        value: output.value,
+      }))
       .sort((a, b) => (rowKey(a) < rowKey(b) ? -1 : 1));
 
     for (const limit of [undefined, 1000]) {
@@ -159,7 +182,12 @@ describe('a real coordinator process', () => {
 
     const viewed = await kappa(['view', job, '--json', '--nats', nats.url]);
     expect(viewed.code, viewed.stderr).toBe(0);
-    expect(viewed.stdout.trim().split('\n').map((line) => JSON.parse(line) as unknown)).toEqual(expected);
+    expect(
+      viewed.stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as unknown),
+    ).toEqual(expected);
   });
 });
 
@@ -178,8 +206,37 @@ describe('a port already in use', () => {
 
   it.each([
     ['coordinator', () => ['coordinator', '--nats', nats.url, '--http-host', '127.0.0.1', '--http-port', String(port)]],
-    ['worker', () => ['worker', '--job', JOB, '--nats', nats.url, '--http-host', '127.0.0.1', '--http-port', String(port), '--threads', '1']],
-    ['standalone worker', () => ['worker', '--standalone', '--job', JOB, '--nats', nats.url, '--http-host', '127.0.0.1', '--http-port', String(port)]],
+    [
+      'worker',
+      () => [
+        'worker',
+        '--job',
+        JOB,
+        '--nats',
+        nats.url,
+        '--http-host',
+        '127.0.0.1',
+        '--http-port',
+        String(port),
+        '--threads',
+        '1',
+      ],
+    ],
+    [
+      'standalone worker',
+      () => [
+        'worker',
+        '--standalone',
+        '--job',
+        JOB,
+        '--nats',
+        nats.url,
+        '--http-host',
+        '127.0.0.1',
+        '--http-port',
+        String(port),
+      ],
+    ],
   ])('ends a %s at once with exit code 2 and one line naming --http-port, no stack', async (_name, args) => {
     const started = Date.now();
     const child = new KappaProcess(args(), { KAPPA_STATE_DIR: mkdtempSync(join(tmpdir(), 'kappa-port-')) });
@@ -194,7 +251,11 @@ describe('a port already in use', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
     const lines = stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(new RegExp(`^kappa: cannot serve HTTP on 127\\.0\\.0\\.1:${port}: the port is already in use .*--http-port.*0 picks a free port`));
+    expect(lines[0]).toMatch(
+      new RegExp(
+        `^kappa: cannot serve HTTP on 127\\.0\\.0\\.1:${port}: the port is already in use .*--http-port.*0 picks a free port`,
+      ),
+    );
     expect(stderr).not.toMatch(/\n\s+at /);
   });
 });

@@ -69,16 +69,25 @@ async function storedIndexes(nc: NatsConnection, topic: string, partitions: numb
 }
 
 /** The node that leads the most partition streams of the topic (the meta leader when tied): the one to lose. */
-async function busiestNode(nc: NatsConnection, cluster: NatsCluster, topic: string, partitions: number): Promise<NatsServer> {
+async function busiestNode(
+  nc: NatsConnection,
+  cluster: NatsCluster,
+  topic: string,
+  partitions: number,
+): Promise<NatsServer> {
   const jsm = await jetstreamManager(nc);
   const ledStreams = new Map<string, number>();
   for (let partition = 0; partition < partitions; partition++) {
     const leader = (await jsm.streams.info(streams.partition(topic, partition))).cluster?.leader ?? '';
     ledStreams.set(leader, (ledStreams.get(leader) ?? 0) + 1);
   }
-  const jsz = (await (await fetch(`http://127.0.0.1:${cluster.nodes[0]!.monitorPort}/jsz`)).json()) as { meta_cluster?: { leader?: string } };
+  const jsz = (await (await fetch(`http://127.0.0.1:${cluster.nodes[0]!.monitorPort}/jsz`)).json()) as {
+    meta_cluster?: { leader?: string };
+  };
   const metaLeader = jsz.meta_cluster?.leader ?? '';
-  const [name] = [...ledStreams.entries()].sort(([a, countA], [b, countB]) => countB - countA || Number(b === metaLeader) - Number(a === metaLeader))[0]!;
+  const [name] = [...ledStreams.entries()].sort(
+    ([a, countA], [b, countB]) => countB - countA || Number(b === metaLeader) - Number(a === metaLeader),
+  )[0]!;
   // The harness names cluster nodes n0, n1, n2.
   return cluster.nodes[Number(name.slice(1))]!;
 }
@@ -95,7 +104,20 @@ describe('kappa produce through a NATS node loss', () => {
     const expected = writeLines(file, 5000, partitions);
 
     await victim.kill();
-    const result = await kappa(['produce', 'orders', '--file', file, '--key', 'customer', '--time', 'ts', '--id', 'loader', '--nats', cluster.urls.join(',')]);
+    const result = await kappa([
+      'produce',
+      'orders',
+      '--file',
+      file,
+      '--key',
+      'customer',
+      '--time',
+      'ts',
+      '--id',
+      'loader',
+      '--nats',
+      cluster.urls.join(','),
+    ]);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/published 5000 events to orders/);
 
@@ -115,9 +137,12 @@ describe('kappa produce through a NATS node loss', () => {
     for (const node of cluster.nodes) await node.kill();
 
     const startedAt = Date.now();
-    const result = await kappa(['produce', 'orders', '--file', file, '--key', 'customer', '--time', 'ts', '--nats', cluster.urls.join(',')], {
-      env: { KAPPA_PRODUCE_RETRY_FOR: '3s' },
-    });
+    const result = await kappa(
+      ['produce', 'orders', '--file', file, '--key', 'customer', '--time', 'ts', '--nats', cluster.urls.join(',')],
+      {
+        env: { KAPPA_PRODUCE_RETRY_FOR: '3s' },
+      },
+    );
     const elapsedMs = Date.now() - startedAt;
     expect(result.code, result.stderr).toBe(4);
     expect(elapsedMs).toBeGreaterThanOrEqual(3_000);
@@ -126,7 +151,9 @@ describe('kappa produce through a NATS node loss', () => {
     // The wait is shown while it lasts, then one line says why it stopped; no stack.
     expect(lines[0]).toMatch(/^kappa: waiting for NATS: connecting: cannot reach NATS at .*, retrying for \d+ s more$/);
     expect(lines.slice(0, -1).every((line) => line.startsWith('kappa: waiting for NATS: '))).toBe(true);
-    expect(lines.at(-1)).toMatch(/^kappa: connecting: cannot reach NATS at .*connection refused \(gave up after retrying for 3 s\)$/);
+    expect(lines.at(-1)).toMatch(
+      /^kappa: connecting: cannot reach NATS at .*connection refused \(gave up after retrying for 3 s\)$/,
+    );
     expect(result.stderr).not.toMatch(/\n\s+at /);
   }, 60_000);
 });
@@ -168,10 +195,18 @@ describe('Producer when NATS goes away', () => {
       (error: unknown) => error,
     );
     await new Promise((resolve) => setTimeout(resolve, 1_000));
-    expect(producer.waiting()).toMatchObject({ reason: 'connection to NATS lost, reconnecting', retryUntilMs: expect.any(Number) });
+    expect(producer.waiting()).toMatchObject({
+      reason: 'connection to NATS lost, reconnecting',
+      retryUntilMs: expect.any(Number),
+    });
     const failure = await flushed;
     expect(failure).toBeInstanceOf(NatsUnavailableError);
-    expect(failure).toMatchObject({ code: 'CONNECTION_FAILED', message: expect.stringMatching(/^publishing to topic lost: .*100 events unacknowledged.*\(gave up after retrying for 2 s\)$/) });
+    expect(failure).toMatchObject({
+      code: 'CONNECTION_FAILED',
+      message: expect.stringMatching(
+        /^publishing to topic lost: .*100 events unacknowledged.*\(gave up after retrying for 2 s\)$/,
+      ),
+    });
     expect(Date.now() - sentAt).toBeGreaterThanOrEqual(2_000);
     expect(Date.now() - sentAt).toBeLessThan(10_000);
   }, 30_000);

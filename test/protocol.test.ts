@@ -17,13 +17,18 @@ import {
 describe('event envelope', () => {
   it('round-trips any key, finite time and msgpack-able value', () => {
     fc.assert(
-      fc.property(fc.string(), fc.double({ noNaN: true, noDefaultInfinity: true }).map((t) => t + 0), fc.jsonValue().filter((value) => !JSON.stringify(value).includes('"__proto__"')), (key, time, value) => {
-        const decoded = decodeEvent(encodeEvent({ key, time, value }));
-        expect(decoded.key).toBe(key);
-        expect(decoded.time).toBe(time);
-        // msgpack, like JSON, has no integer -0: compare with the value's JSON form.
-        expect(decoded.value).toEqual(JSON.parse(JSON.stringify(value)));
-      }),
+      fc.property(
+        fc.string(),
+        fc.double({ noNaN: true, noDefaultInfinity: true }).map((t) => t + 0),
+        fc.jsonValue().filter((value) => !JSON.stringify(value).includes('"__proto__"')),
+        (key, time, value) => {
+          const decoded = decodeEvent(encodeEvent({ key, time, value }));
+          expect(decoded.key).toBe(key);
+          expect(decoded.time).toBe(time);
+          // msgpack, like JSON, has no integer -0: compare with the value's JSON form.
+          expect(decoded.value).toEqual(JSON.parse(JSON.stringify(value)));
+        },
+      ),
     );
   });
 
@@ -50,17 +55,35 @@ describe('event envelope', () => {
   });
 
   it('names a missing time', () => {
-    expect(() => decodeEvent(encode([1, 'k', null, {}]))).toThrow(/event time must be a finite number of ms, found null/);
+    expect(() => decodeEvent(encode([1, 'k', null, {}]))).toThrow(
+      /event time must be a finite number of ms, found null/,
+    );
   });
 });
 
 describe('control messages', () => {
   const samples: Message[] = [
-    { type: 'worker.register', workerId: 'w1', capacity: 2, carries: [{ job: 'clicks', version: 'v1', topic: 'clicks' }] },
+    {
+      type: 'worker.register',
+      workerId: 'w1',
+      capacity: 2,
+      carries: [{ job: 'clicks', version: 'v1', topic: 'clicks' }],
+    },
     {
       type: 'worker.heartbeat',
       workerId: 'w1',
-      tasks: [{ job: 'clicks', version: 'v1', partition: 3, epoch: 2, state: 'running', sequence: 10, lagMessages: 0, watermark: null }],
+      tasks: [
+        {
+          job: 'clicks',
+          version: 'v1',
+          partition: 3,
+          epoch: 2,
+          state: 'running',
+          sequence: 10,
+          lagMessages: 0,
+          watermark: null,
+        },
+      ],
     },
     { type: 'task.assign', task: { job: 'clicks', version: 'v2', partition: 0 }, epoch: 1, from: { kind: 'earliest' } },
     { type: 'job.start', job: 'clicks', version: 'v2', from: { kind: 'time', timeMs: 1_700_000_000_000 } },
@@ -87,14 +110,31 @@ describe('control messages', () => {
   });
 
   it('refuses job, version, topic and worker names the CLI would refuse, naming the field', () => {
-    const start = (job: string, version: string, topic = 'clicks') => encode({ v: [PROTOCOL_MAJOR, 0], type: 'job.start', job, version, topic, from: { kind: 'earliest' } });
-    for (const [job, version] of [['a.b', 'c'], ['a', 'b.c'], ['a/b', 'c'], ['a', 'b c'], ['a', 'b>'], ['x'.repeat(65), 'v1'], ['', 'v1']] as const) {
+    const start = (job: string, version: string, topic = 'clicks') =>
+      encode({ v: [PROTOCOL_MAJOR, 0], type: 'job.start', job, version, topic, from: { kind: 'earliest' } });
+    for (const [job, version] of [
+      ['a.b', 'c'],
+      ['a', 'b.c'],
+      ['a/b', 'c'],
+      ['a', 'b c'],
+      ['a', 'b>'],
+      ['x'.repeat(65), 'v1'],
+      ['', 'v1'],
+    ] as const) {
       expect(() => decodeMessage(start(job, version))).toThrow(ProtocolError);
     }
     expect(() => decodeMessage(start('a', 'b.c'))).toThrow(/'job.start' field 'version'/);
     expect(() => decodeMessage(start('a', 'b', 'clicks.*'))).toThrow(/'job.start' field 'topic'/);
-    expect(() => decodeMessage(encode({ v: [PROTOCOL_MAJOR, 0], type: 'worker.leave', workerId: 'w.1' }))).toThrow(/field 'workerId'/);
-    const assign = encode({ v: [PROTOCOL_MAJOR, 0], type: 'task.assign', task: { job: 'a_b', version: 'c.d', partition: 0 }, epoch: 1, from: { kind: 'earliest' } });
+    expect(() => decodeMessage(encode({ v: [PROTOCOL_MAJOR, 0], type: 'worker.leave', workerId: 'w.1' }))).toThrow(
+      /field 'workerId'/,
+    );
+    const assign = encode({
+      v: [PROTOCOL_MAJOR, 0],
+      type: 'task.assign',
+      task: { job: 'a_b', version: 'c.d', partition: 0 },
+      epoch: 1,
+      from: { kind: 'earliest' },
+    });
     expect(() => decodeMessage(assign)).toThrow(/field 'task.version'/);
     expect(decodeMessage(start('a_b-C9', 'v_1-x'))).toMatchObject({ job: 'a_b-C9', version: 'v_1-x' });
   });

@@ -71,7 +71,10 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
   /** A job module: the example with this test's job name and table kind. */
   function jobModule(example: string, version: string): string {
     const file = join(dir, `${version}.mjs`);
-    writeFileSync(file, `import base from ${JSON.stringify(pathToFileURL(example).href)};\nexport default { ...base, name: '${job}', sink: { kind: '${table}' } };\n`);
+    writeFileSync(
+      file,
+      `import base from ${JSON.stringify(pathToFileURL(example).href)};\nexport default { ...base, name: '${job}', sink: { kind: '${table}' } };\n`,
+    );
     return file;
   }
 
@@ -82,10 +85,28 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
   }
 
   it('serves v1 while v2 replays, flips to v2 with no failed read, and v2 equals the batch answer', async () => {
-    expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', nats.url])).code).toBe(0);
+    expect(
+      (await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', nats.url])).code,
+    ).toBe(0);
     const coordinator = spawn(['coordinator', '--id', 'c1', '--http-port', '0', '--session-timeout', '3s']);
     const [, port] = await coordinator.waitForLog(/"httpPort":(\d+)/);
-    spawn(['worker', '--job', jobModule(V1, 'v1'), '--id', 'w1', '--threads', '2', '--state-dir', join(dir, 'w1'), '--http-port', '0', '--checkpoint-interval', '1s', '--log-level', 'warn']);
+    spawn([
+      'worker',
+      '--job',
+      jobModule(V1, 'v1'),
+      '--id',
+      'w1',
+      '--threads',
+      '2',
+      '--state-dir',
+      join(dir, 'w1'),
+      '--http-port',
+      '0',
+      '--checkpoint-interval',
+      '1s',
+      '--log-level',
+      'warn',
+    ]);
 
     // A producer keeps writing: 50 clicks every 100 ms.
     const producer = await Producer.forTopic(nats.nc, 'clicks');
@@ -106,7 +127,24 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
     })();
 
     // v1 is the first version: it becomes what apps read once it has caught up.
-    const v1 = await kappa(['replay', job, '--version', 'v1', '--from', 'earliest', '--cutover', 'auto', '--max-lag', '300', '--follow', '--nats', nats.url], { env });
+    const v1 = await kappa(
+      [
+        'replay',
+        job,
+        '--version',
+        'v1',
+        '--from',
+        'earliest',
+        '--cutover',
+        'auto',
+        '--max-lag',
+        '300',
+        '--follow',
+        '--nats',
+        nats.url,
+      ],
+      { env },
+    );
     expect(v1.code, v1.stderr + v1.stdout).toBe(0);
 
     // A reader polls the query API (and the PostgreSQL alias view) the whole time from here on.
@@ -121,13 +159,19 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
         try {
           const response = await fetch(`http://127.0.0.1:${port}/v1/views/${job}?key=user-1`);
           const body = (await response.json()) as { version?: string; rows?: ServingTableRow[]; error?: string };
-          reads.push(response.ok ? { atMs, ok: true, version: body.version, rows: body.rows!.length } : { atMs, ok: false, error: body.error });
+          reads.push(
+            response.ok
+              ? { atMs, ok: true, version: body.version, rows: body.rows!.length }
+              : { atMs, ok: false, error: body.error },
+          );
         } catch (error) {
           reads.push({ atMs, ok: false, error: (error as Error).message });
         }
         if (pgClient) {
           try {
-            const result = await pgClient.query(`SELECT count(*)::int AS rows FROM ${postgresViewName(job)} WHERE key = 'user-1'`);
+            const result = await pgClient.query(
+              `SELECT count(*)::int AS rows FROM ${postgresViewName(job)} WHERE key = 'user-1'`,
+            );
             viewReads.push({ atMs, ok: true, rows: (result.rows[0] as { rows: number }).rows });
           } catch (error) {
             viewReads.push({ atMs, ok: false, error: (error as Error).message });
@@ -139,9 +183,42 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
 
     // Version 2 is deployed on a worker of its own and replays from the start of the topic.
     await sleep(1_000);
-    spawn(['worker', '--job', jobModule(V2, 'v2'), '--id', 'w2', '--threads', '2', '--state-dir', join(dir, 'w2'), '--http-port', '0', '--checkpoint-interval', '1s', '--log-level', 'warn']);
+    spawn([
+      'worker',
+      '--job',
+      jobModule(V2, 'v2'),
+      '--id',
+      'w2',
+      '--threads',
+      '2',
+      '--state-dir',
+      join(dir, 'w2'),
+      '--http-port',
+      '0',
+      '--checkpoint-interval',
+      '1s',
+      '--log-level',
+      'warn',
+    ]);
     const replayStartedMs = Date.now();
-    const v2 = await kappa(['replay', job, '--version', 'v2', '--from', 'earliest', '--cutover', 'auto', '--max-lag', '300', '--follow', '--nats', nats.url], { env });
+    const v2 = await kappa(
+      [
+        'replay',
+        job,
+        '--version',
+        'v2',
+        '--from',
+        'earliest',
+        '--cutover',
+        'auto',
+        '--max-lag',
+        '300',
+        '--follow',
+        '--nats',
+        nats.url,
+      ],
+      { env },
+    );
     expect(v2.code, v2.stderr + v2.stdout).toBe(0);
     expect(v2.stdout).toMatch(/v2: running, .*serving/);
     await sleep(1_000);
@@ -174,10 +251,13 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
     const viewed = await kappa(['view', job, '--json', '--nats', nats.url], { env });
     expect(viewed.code, viewed.stderr).toBe(0);
     const served = new Map(
-      viewed.stdout.trim().split('\n').map((line) => {
-        const row = JSON.parse(line) as { key: string; start: number; end: number; value: unknown };
-        return [windowId(row.key, row.start, row.end), row.value] as const;
-      }),
+      viewed.stdout
+        .trim()
+        .split('\n')
+        .map((line) => {
+          const row = JSON.parse(line) as { key: string; start: number; end: number; value: unknown };
+          return [windowId(row.key, row.start, row.end), row.value] as const;
+        }),
     );
     const reference = await clicksReference(V2);
     const log = await readTopicLog<Click>(nats.nc, 'clicks', PARTITIONS);
@@ -195,17 +275,26 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
     const tables = await openServingTables(table, nats.nc, { postgresUrl: POSTGRES_URL });
     try {
       await waitFor('v1 retired and its table dropped', async () =>
-        !(await leaderStatus(nats.nc)).versions.some((candidate) => candidate.version === 'v1') && !(await tables.exists(job, 'v1')) ? true : undefined,
+        !(await leaderStatus(nats.nc)).versions.some((candidate) => candidate.version === 'v1') &&
+        !(await tables.exists(job, 'v1'))
+          ? true
+          : undefined,
       );
       expect(await tables.exists(job, 'v2')).toBe(true);
     } finally {
       await tables.close();
     }
-    console.log(`${table}: ${produced} events, ${reads.length} reads through the alias (flip after ${flip}), ${expected.windows.size} windows of v2 checked`);
+    console.log(
+      `${table}: ${produced} events, ${reads.length} reads through the alias (flip after ${flip}), ${expected.windows.size} windows of v2 checked`,
+    );
   }, 240_000);
 
   function waitFor(what: string, probe: () => Promise<true | undefined>): Promise<true> {
-    return pollUntil(probe, { what, timeoutMs: 60_000, context: () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n') });
+    return pollUntil(probe, {
+      what,
+      timeoutMs: 60_000,
+      context: () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n'),
+    });
   }
 });
 
@@ -232,7 +321,10 @@ describe('kappa cutover and the lag bound', () => {
 
   function jobModule(example: string, version: string): string {
     const file = join(dir, `${version}.mjs`);
-    writeFileSync(file, `import base from ${JSON.stringify(pathToFileURL(example).href)};\nexport default { ...base, name: '${job}' };\n`);
+    writeFileSync(
+      file,
+      `import base from ${JSON.stringify(pathToFileURL(example).href)};\nexport default { ...base, name: '${job}' };\n`,
+    );
     return file;
   }
 
@@ -249,16 +341,48 @@ describe('kappa cutover and the lag bound', () => {
   async function v2View() {
     const status = await leaderStatus(nats.nc);
     const view = status.versions.find((candidate) => candidate.job === job && candidate.version === 'v2');
-    const running = status.tasks.filter((task) => task.job === job && task.version === 'v2' && task.state === 'running').length;
+    const running = status.tasks.filter(
+      (task) => task.job === job && task.version === 'v2' && task.state === 'running',
+    ).length;
     return view && { ...view, running };
   }
 
   it('refuses a cutover while v2 is thousands of messages behind, naming the lag and the bound, and flips once it has caught up', async () => {
-    expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', nats.url])).code).toBe(0);
+    expect(
+      (await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', nats.url])).code,
+    ).toBe(0);
     // A long session timeout: the frozen worker's tasks stay assigned and running, only behind.
     spawn(['coordinator', '--id', 'c1', '--http-port', '0', '--session-timeout', '60s']);
-    spawn(['worker', '--job', jobModule(V1, 'v1'), '--id', 'w1', '--threads', '2', '--state-dir', join(dir, 'w1'), '--http-port', '0', '--log-level', 'warn']);
-    const w2 = spawn(['worker', '--job', jobModule(V2, 'v2'), '--id', 'w2', '--threads', '2', '--state-dir', join(dir, 'w2'), '--http-port', '0', '--log-level', 'warn']);
+    spawn([
+      'worker',
+      '--job',
+      jobModule(V1, 'v1'),
+      '--id',
+      'w1',
+      '--threads',
+      '2',
+      '--state-dir',
+      join(dir, 'w1'),
+      '--http-port',
+      '0',
+      '--log-level',
+      'warn',
+    ]);
+    const w2 = spawn([
+      'worker',
+      '--job',
+      jobModule(V2, 'v2'),
+      '--id',
+      'w2',
+      '--threads',
+      '2',
+      '--state-dir',
+      join(dir, 'w2'),
+      '--http-port',
+      '0',
+      '--log-level',
+      'warn',
+    ]);
     const producer = await Producer.forTopic(nats.nc, 'clicks');
     await produce(producer, 0, 1_000);
     expect((await kappa(['start', job, '--version', 'v1', '--nats', nats.url])).code).toBe(0);
@@ -295,6 +419,10 @@ describe('kappa cutover and the lag bound', () => {
   }, 180_000);
 
   function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-    return pollUntil(probe, { what, timeoutMs: 60_000, context: () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n') });
+    return pollUntil(probe, {
+      what,
+      timeoutMs: 60_000,
+      context: () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n'),
+    });
   }
 });

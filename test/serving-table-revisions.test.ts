@@ -14,7 +14,16 @@ let bucketCounter = 0;
 
 function output(key: string, revision: number, kind: Output['kind'] = 'update'): Output {
   const window = { start: 0, end: 10 };
-  return { id: `j/v1/${key}/0-10`, job: 'j', version: 'v1', key, window, value: kind === 'retract' ? null : revision * 10, revision, kind };
+  return {
+    id: `j/v1/${key}/0-10`,
+    job: 'j',
+    version: 'v1',
+    key,
+    window,
+    value: kind === 'retract' ? null : revision * 10,
+    revision,
+    kind,
+  };
 }
 
 async function newBucket() {
@@ -25,7 +34,10 @@ describe('RevisionGuardedTable', () => {
   it('keeps the newest revision per row whatever order three writers deliver them in (property)', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.tuple(fc.integer({ min: 0, max: 2 }), fc.constantFrom('a', 'b', 'c'), fc.integer({ min: 1, max: 6 })), { minLength: 1, maxLength: 30 }),
+        fc.array(
+          fc.tuple(fc.integer({ min: 0, max: 2 }), fc.constantFrom('a', 'b', 'c'), fc.integer({ min: 1, max: 6 })),
+          { minLength: 1, maxLength: 30 },
+        ),
         async (writes) => {
           const kv = await newBucket();
           const writers = [new RevisionGuardedTable(kv), new RevisionGuardedTable(kv), new RevisionGuardedTable(kv)];

@@ -11,7 +11,14 @@ import { createClient, type RedisClientType } from '@redis/client';
 import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buckets, decodeRow, encodeRow, MAX_KEY_BYTES, servingTableRowKey, type ServingTableRow } from '../protocol/index.js';
+import {
+  buckets,
+  decodeRow,
+  encodeRow,
+  MAX_KEY_BYTES,
+  servingTableRowKey,
+  type ServingTableRow,
+} from '../protocol/index.js';
 import { KvTables, type ServingTables, type TableKind, type TableOutput } from '../tables/index.js';
 import { PostgresTables, postgresTableName, postgresViewName } from '../tables/postgres-tables.js';
 import { RedisTables, redisKeys } from '../tables/redis-tables.js';
@@ -36,7 +43,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   const byKind = new Map<TableKind, ServingTables>();
-  for (const kind of ['kv', 'postgres', 'redis'] as const) if (created.some((entry) => entry.kind === kind)) byKind.set(kind, await open(kind));
+  for (const kind of ['kv', 'postgres', 'redis'] as const)
+    if (created.some((entry) => entry.kind === kind)) byKind.set(kind, await open(kind));
   for (const { kind, job } of created) {
     // The alias outlives drop(); remove it natively first so the live version can be dropped too.
     if (kind === 'postgres') await pgNative!.query(`DROP VIEW IF EXISTS "${postgresViewName(job)}"`);
@@ -49,7 +57,12 @@ afterAll(async () => {
 });
 
 async function open(kind: TableKind): Promise<ServingTables> {
-  const tables = kind === 'kv' ? new KvTables(nats.nc) : kind === 'postgres' ? new PostgresTables(POSTGRES_URL) : await RedisTables.open(REDIS_URL);
+  const tables =
+    kind === 'kv'
+      ? new KvTables(nats.nc)
+      : kind === 'postgres'
+        ? new PostgresTables(POSTGRES_URL)
+        : await RedisTables.open(REDIS_URL);
   openedTables.push(tables);
   return tables;
 }
@@ -66,7 +79,12 @@ function track(kind: TableKind, job: string, version: string): void {
 const window0 = { start: 0, end: 10 };
 
 /** An update of `key` in `window` (null: an actor output, no window). */
-function update(key: string, revision: number, window: { start: number; end: number } | null = window0, value: unknown = revision * 10): TableOutput {
+function update(
+  key: string,
+  revision: number,
+  window: { start: number; end: number } | null = window0,
+  value: unknown = revision * 10,
+): TableOutput {
   return { key, ...(window ? { window } : {}), value, revision, kind: 'update' };
 }
 
@@ -91,12 +109,18 @@ async function readAll(tables: ServingTables, job: string, version: string, limi
 
 /** Rows in the order pages list them: by row key, in code-unit (= byte, row keys are ASCII) order. */
 function inRowKeyOrder<T extends { key: string; row?: string; start?: number; end?: number }>(rows: T[]): T[] {
-  const rowKey = (row: T) => servingTableRowKey(row.key, row.start === undefined ? undefined : { start: row.start, end: row.end! }, row.row);
+  const rowKey = (row: T) =>
+    servingTableRowKey(row.key, row.start === undefined ? undefined : { start: row.start, end: row.end! }, row.row);
   return rows.sort((a, b) => (rowKey(a) < rowKey(b) ? -1 : rowKey(a) > rowKey(b) ? 1 : 0));
 }
 
 /** The stored row, tombstones included, read natively. */
-async function storedRow(kind: TableKind, job: string, version: string, rowKey: string): Promise<{ revision: number; retracted: boolean } | undefined> {
+async function storedRow(
+  kind: TableKind,
+  job: string,
+  version: string,
+  rowKey: string,
+): Promise<{ revision: number; retracted: boolean } | undefined> {
   if (kind === 'kv') {
     const entry = await (await new Kvm(nats.nc).open(buckets.servingTable(job, version))).get(rowKey);
     if (!entry || entry.operation !== 'PUT') return undefined;
@@ -104,7 +128,10 @@ async function storedRow(kind: TableKind, job: string, version: string, rowKey: 
     return { revision: row.revision, retracted: row.retracted === true };
   }
   if (kind === 'postgres') {
-    const result = await pgNative!.query<{ revision: string; retracted: boolean }>(`SELECT revision, retracted FROM "${postgresTableName(job, version)}" WHERE row_key = $1`, [rowKey]);
+    const result = await pgNative!.query<{ revision: string; retracted: boolean }>(
+      `SELECT revision, retracted FROM "${postgresTableName(job, version)}" WHERE row_key = $1`,
+      [rowKey],
+    );
     const row = result.rows[0];
     return row && { revision: Number(row.revision), retracted: row.retracted };
   }
@@ -115,11 +142,20 @@ async function storedRow(kind: TableKind, job: string, version: string, rowKey: 
 }
 
 /** Stores a row under `rowKey` natively, past the backend's writer (a row key that is a digest of another key). */
-async function storeNatively(kind: TableKind, job: string, version: string, rowKey: string, row: ServingTableRow): Promise<void> {
+async function storeNatively(
+  kind: TableKind,
+  job: string,
+  version: string,
+  rowKey: string,
+  row: ServingTableRow,
+): Promise<void> {
   if (kind === 'kv') {
     await (await new Kvm(nats.nc).open(buckets.servingTable(job, version))).put(rowKey, encodeRow(row));
   } else if (kind === 'postgres') {
-    await pgNative!.query(`INSERT INTO "${postgresTableName(job, version)}" (row_key, key, value, revision) VALUES ($1, $2, $3, $4)`, [rowKey, row.key, JSON.stringify(row.value), row.revision]);
+    await pgNative!.query(
+      `INSERT INTO "${postgresTableName(job, version)}" (row_key, key, value, revision) VALUES ($1, $2, $3, $4)`,
+      [rowKey, row.key, JSON.stringify(row.value), row.revision],
+    );
   } else {
     await redisNative!.hSet(redisKeys.table(job, version), rowKey, JSON.stringify(row));
     await redisNative!.zAdd(redisKeys.rows(job, version), { score: 0, value: rowKey });
@@ -139,7 +175,15 @@ describe.each(['kv', 'postgres', 'redis'] as const)('%s serving tables', (kind) 
     let run = 0;
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.tuple(fc.integer({ min: 0, max: 2 }), fc.constantFrom('a', 'b', 'c'), fc.constantFrom(0, 10), fc.integer({ min: 1, max: 8 })), { minLength: 1, maxLength: 40 }),
+        fc.array(
+          fc.tuple(
+            fc.integer({ min: 0, max: 2 }),
+            fc.constantFrom('a', 'b', 'c'),
+            fc.constantFrom(0, 10),
+            fc.integer({ min: 1, max: 8 }),
+          ),
+          { minLength: 1, maxLength: 40 },
+        ),
         fc.integer({ min: 1, max: 5 }),
         async (writes, batchSize) => {
           const version = `p${run++}`;
@@ -147,12 +191,15 @@ describe.each(['kv', 'postgres', 'redis'] as const)('%s serving tables', (kind) 
           const writers = await Promise.all(instances.map((instance) => instance.writer(job, version)));
           // Outputs are deterministic per revision, as a job's are: every 4th revision retracts.
           const output = (key: string, start: number, revision: number): TableOutput =>
-            revision % 4 === 0 ? retract(key, revision, { start, end: start + 10 }) : update(key, revision, { start, end: start + 10 }, { n: revision, key });
+            revision % 4 === 0
+              ? retract(key, revision, { start, end: start + 10 })
+              : update(key, revision, { start, end: start + 10 }, { n: revision, key });
           const perWriter: TableOutput[][] = [[], [], []];
           for (const [writer, key, start, revision] of writes) perWriter[writer]!.push(output(key, start, revision));
           await Promise.all(
             perWriter.map(async (outputs, writer) => {
-              for (let index = 0; index < outputs.length; index += batchSize) await writers[writer]!.write(outputs.slice(index, index + batchSize));
+              for (let index = 0; index < outputs.length; index += batchSize)
+                await writers[writer]!.write(outputs.slice(index, index + batchSize));
             }),
           );
           const newest = new Map<string, TableOutput>();
@@ -163,10 +210,20 @@ describe.each(['kv', 'postgres', 'redis'] as const)('%s serving tables', (kind) 
           const expected = inRowKeyOrder(
             [...newest.values()]
               .filter((out) => out.kind === 'update')
-              .map((out) => ({ key: out.key, start: out.window!.start, end: out.window!.end, value: out.value, revision: out.revision })),
+              .map((out) => ({
+                key: out.key,
+                start: out.window!.start,
+                end: out.window!.end,
+                value: out.value,
+                revision: out.revision,
+              })),
           );
           expect(await readAll(tables, job, version)).toEqual(expected);
-          for (const [rowKey, out] of newest) expect(await storedRow(kind, job, version, rowKey)).toEqual({ revision: out.revision, retracted: out.kind === 'retract' });
+          for (const [rowKey, out] of newest)
+            expect(await storedRow(kind, job, version, rowKey)).toEqual({
+              revision: out.revision,
+              retracted: out.kind === 'retract',
+            });
           await tables.drop(job, version);
         },
       ),
@@ -182,14 +239,17 @@ describe.each(['kv', 'postgres', 'redis'] as const)('%s serving tables', (kind) 
     await owner.write([update('s', 1), update('t', 1)]);
     await owner.write([retract('s', 2)]);
     await zombie.write([update('s', 1), update('s', 1)]);
-    expect(await storedRow(kind, job, 'v1', servingTableRowKey('s', window0))).toEqual({ revision: 2, retracted: true });
+    expect(await storedRow(kind, job, 'v1', servingTableRowKey('s', window0))).toEqual({
+      revision: 2,
+      retracted: true,
+    });
     expect(await readAll(tables, job, 'v1')).toEqual([{ key: 't', start: 0, end: 10, value: 10, revision: 1 }]);
     // A newer revision (the window re-emitted after the retraction) does replace the tombstone.
     await zombie.write([update('s', 3)]);
     expect(await tables.read(job, 'v1', 's')).toEqual([{ key: 's', start: 0, end: 10, value: 30, revision: 3 }]);
   });
 
-  it('reads one key\'s rows only, sorted by window start, and pages every row in row-key order', async () => {
+  it("reads one key's rows only, sorted by window start, and pages every row in row-key order", async () => {
     const job = newJob(kind);
     track(kind, job, 'v1');
     const writer = await tables.writer(job, 'v1');
@@ -212,7 +272,17 @@ describe.each(['kv', 'postgres', 'redis'] as const)('%s serving tables', (kind) 
     expect(await tables.read(job, 'v1', 'c')).toEqual([{ key: 'c', value: { total: 3 }, revision: 5 }]);
     expect(await tables.read(job, 'v1', 'missing')).toEqual([]);
     // Row-key order: encoded tokens ('=…') first, '-' before '.', then the window start as text.
-    expect(rowsOf(await readAll(tables, job, 'v1'))).toEqual(['a.b@0', 'user 1@0', 'user 1@10', 'a-b@0', 'a@0', 'a@10', 'a@30', 'ab@20', 'c@-']);
+    expect(rowsOf(await readAll(tables, job, 'v1'))).toEqual([
+      'a.b@0',
+      'user 1@0',
+      'user 1@10',
+      'a-b@0',
+      'a@0',
+      'a@10',
+      'a@30',
+      'ab@20',
+      'c@-',
+    ]);
   });
 
   it('gives job versions whose names differ only in where "_" falls their own tables, and refuses names that are not plain', async () => {
@@ -226,13 +296,19 @@ describe.each(['kv', 'postgres', 'redis'] as const)('%s serving tables', (kind) 
       track(kind, name, version);
       await (await tables.writer(name, version)).write([update('k', 1, window0, `${name}/${version}`)]);
     }
-    for (const [name, version] of pairs) expect((await tables.read(name, version, 'k')).map((row) => row.value)).toEqual([`${name}/${version}`]);
-    for (const [name, version] of [['a.b', 'c'], ['a', 'b:c'], ['a', 'b c'], ['', 'v1']]) {
+    for (const [name, version] of pairs)
+      expect((await tables.read(name, version, 'k')).map((row) => row.value)).toEqual([`${name}/${version}`]);
+    for (const [name, version] of [
+      ['a.b', 'c'],
+      ['a', 'b:c'],
+      ['a', 'b c'],
+      ['', 'v1'],
+    ]) {
       await expect(tables.writer(name!, version!)).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
     }
   });
 
-  it('keeps an actor\'s named row apart from a key that spells the same text', async () => {
+  it("keeps an actor's named row apart from a key that spells the same text", async () => {
     const job = newJob(kind);
     track(kind, job, 'v1');
     const writer = await tables.writer(job, 'v1');
@@ -275,13 +351,29 @@ describe.each(['kv', 'postgres', 'redis'] as const)('%s serving tables', (kind) 
     ]);
     expect(performance.now() - started).toBeLessThan(5_000);
     expect(servingTableRowKey(tooLong, windowed)).toMatch(/^==[-_a-zA-Z0-9]{43}\.\d+\.\d+$/);
-    expect((await tables.read(job, 'v1', atLimit)).map((row) => row.value)).toEqual(['at the limit', 'at the limit, windowed', 'at the limit, long row']);
-    expect(await tables.read(job, 'v1', tooLong)).toEqual([{ key: tooLong, ...windowed, value: 'too long, windowed', revision: 1 }]);
+    expect((await tables.read(job, 'v1', atLimit)).map((row) => row.value)).toEqual([
+      'at the limit',
+      'at the limit, windowed',
+      'at the limit, long row',
+    ]);
+    expect(await tables.read(job, 'v1', tooLong)).toEqual([
+      { key: tooLong, ...windowed, value: 'too long, windowed', revision: 1 },
+    ]);
     expect((await tables.read(job, 'v1', awkward)).map((row) => row.value)).toEqual(['awkward']);
-    expect((await readAll(tables, job, 'v1', 2)).map((row) => row.value).sort()).toEqual(['at the limit', 'at the limit, long row', 'at the limit, windowed', 'awkward', 'too long, windowed']);
+    expect((await readAll(tables, job, 'v1', 2)).map((row) => row.value).sort()).toEqual([
+      'at the limit',
+      'at the limit, long row',
+      'at the limit, windowed',
+      'awkward',
+      'too long, windowed',
+    ]);
     // A digest row key stands for its key: a reader checks the key stored with it.
     const impostorKey = `${'z'.repeat(3_000)}`;
-    await storeNatively(kind, job, 'v1', servingTableRowKey(impostorKey), { key: 'someone else', value: 'impostor', revision: 1 });
+    await storeNatively(kind, job, 'v1', servingTableRowKey(impostorKey), {
+      key: 'someone else',
+      value: 'impostor',
+      revision: 1,
+    });
     expect(await tables.read(job, 'v1', impostorKey)).toEqual([]);
   });
 
@@ -292,61 +384,80 @@ describe.each(['kv', 'postgres', 'redis'] as const)('%s serving tables', (kind) 
     const outputs: TableOutput[] = [];
     for (let index = 0; index < 240; index++) {
       const key = index % 3 === 0 ? `user ${index}` : `user-${index}`;
-      outputs.push(index % 10 === 0 ? update(key, 1, null, index) : update(key, 1, { start: index * 1000, end: index * 1000 + 1000 }, index));
+      outputs.push(
+        index % 10 === 0
+          ? update(key, 1, null, index)
+          : update(key, 1, { start: index * 1000, end: index * 1000 + 1000 }, index),
+      );
     }
     await writer.write(outputs);
-    await writer.write([retract('user-1', 2, { start: 1000, end: 2000 }), retract('user-2', 2, { start: 2000, end: 3000 })]);
+    await writer.write([
+      retract('user-1', 2, { start: 1000, end: 2000 }),
+      retract('user-2', 2, { start: 2000, end: 3000 }),
+    ]);
     const expected = inRowKeyOrder(
       outputs
         .filter((output) => output.key !== 'user-1' && output.key !== 'user-2')
-        .map((output) => ({ key: output.key, ...(output.window ? { start: output.window.start, end: output.window.end } : {}), value: output.value, revision: 1 })),
+        .map((output) => ({
+          key: output.key,
+          ...(output.window ? { start: output.window.start, end: output.window.end } : {}),
+          value: output.value,
+          revision: 1,
+        })),
     );
     for (const limit of [1, 7, 100, 238, 1000]) expect(await readAll(tables, job, 'v1', limit)).toEqual(expected);
   });
 
-  it.skipIf(kind === 'kv')('flips the native alias while a reader reads through it, with no failed or empty read', async () => {
-    const job = newJob(kind);
-    const rows = 200;
-    for (const version of ['v1', 'v2']) {
-      track(kind, job, version);
-      const writer = await tables.writer(job, version);
-      await writer.write(Array.from({ length: rows }, (_, index) => update(`k${index}`, 1, window0, { version })));
-    }
-    await tables.setAlias(job, 'v1');
-    const readThroughAlias = async (): Promise<unknown[]> => {
-      if (kind === 'postgres') return (await pgNative!.query<{ value: unknown }>(`SELECT value FROM "${postgresViewName(job)}"`)).rows.map((row) => row.value);
-      const version = await redisNative!.get(redisKeys.alias(job));
-      const hash = await redisNative!.hGetAll(redisKeys.table(job, version!));
-      return Object.values(hash).map((json) => (JSON.parse(json) as ServingTableRow).value);
-    };
-    let flipping = true;
-    const seen = new Map<string, number>();
-    const failures: string[] = [];
-    const reader = (async () => {
-      while (flipping) {
-        try {
-          const values = (await readThroughAlias()) as { version: string }[];
-          const versions = new Set(values.map((value) => value.version));
-          // A read sees one whole version: all its rows, none of the other's.
-          if (values.length !== rows || versions.size !== 1) failures.push(`read ${values.length} rows of versions ${[...versions].join(',')}`);
-          for (const version of versions) seen.set(version, (seen.get(version) ?? 0) + 1);
-        } catch (error) {
-          failures.push(String(error));
-        }
+  it.skipIf(kind === 'kv')(
+    'flips the native alias while a reader reads through it, with no failed or empty read',
+    async () => {
+      const job = newJob(kind);
+      const rows = 200;
+      for (const version of ['v1', 'v2']) {
+        track(kind, job, version);
+        const writer = await tables.writer(job, version);
+        await writer.write(Array.from({ length: rows }, (_, index) => update(`k${index}`, 1, window0, { version })));
       }
-    })();
-    for (let flip = 0; flip < 30; flip++) {
-      await tables.setAlias(job, flip % 2 === 0 ? 'v2' : 'v1');
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-    flipping = false;
-    await reader;
-    expect(failures).toEqual([]);
-    expect(seen.get('v1')).toBeGreaterThan(0);
-    expect(seen.get('v2')).toBeGreaterThan(0);
-  });
+      await tables.setAlias(job, 'v1');
+      const readThroughAlias = async (): Promise<unknown[]> => {
+        if (kind === 'postgres')
+          return (await pgNative!.query<{ value: unknown }>(`SELECT value FROM "${postgresViewName(job)}"`)).rows.map(
+            (row) => row.value,
+          );
+        const version = await redisNative!.get(redisKeys.alias(job));
+        const hash = await redisNative!.hGetAll(redisKeys.table(job, version!));
+        return Object.values(hash).map((json) => (JSON.parse(json) as ServingTableRow).value);
+      };
+      let flipping = true;
+      const seen = new Map<string, number>();
+      const failures: string[] = [];
+      const reader = (async () => {
+        while (flipping) {
+          try {
+            const values = (await readThroughAlias()) as { version: string }[];
+            const versions = new Set(values.map((value) => value.version));
+            // A read sees one whole version: all its rows, none of the other's.
+            if (values.length !== rows || versions.size !== 1)
+              failures.push(`read ${values.length} rows of versions ${[...versions].join(',')}`);
+            for (const version of versions) seen.set(version, (seen.get(version) ?? 0) + 1);
+          } catch (error) {
+            failures.push(String(error));
+          }
+        }
+      })();
+      for (let flip = 0; flip < 30; flip++) {
+        await tables.setAlias(job, flip % 2 === 0 ? 'v2' : 'v1');
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      flipping = false;
+      await reader;
+      expect(failures).toEqual([]);
+      expect(seen.get('v1')).toBeGreaterThan(0);
+      expect(seen.get('v2')).toBeGreaterThan(0);
+    },
+  );
 
-  it('drops a version\'s table and refuses to drop the version the alias serves', async () => {
+  it("drops a version's table and refuses to drop the version the alias serves", async () => {
     const job = newJob(kind);
     for (const version of ['v1', 'v2']) {
       track(kind, job, version);
@@ -364,7 +475,8 @@ describe.each(['kv', 'postgres', 'redis'] as const)('%s serving tables', (kind) 
     await expect(tables.read(job, 'v2', 'k')).rejects.toMatchObject({ code: 'TOPIC_NOT_FOUND' });
     await expect(tables.page(job, 'v2', { limit: 10 })).rejects.toMatchObject({ code: 'TOPIC_NOT_FOUND' });
     // A writer still holding the dropped table (a retired version's zombie) cannot recreate it.
-    if (kind !== 'kv') await expect(v2Writer.write([update('k', 2)])).rejects.toMatchObject({ code: 'TOPIC_NOT_FOUND' });
+    if (kind !== 'kv')
+      await expect(v2Writer.write([update('k', 2)])).rejects.toMatchObject({ code: 'TOPIC_NOT_FOUND' });
     await tables.drop(job, 'v2'); // dropping what is gone is a no-op
   });
 
@@ -372,7 +484,14 @@ describe.each(['kv', 'postgres', 'redis'] as const)('%s serving tables', (kind) 
     const job = newJob(kind);
     track(kind, job, 'v1');
     const writer = await tables.writer(job, 'v1');
-    const batch = Array.from({ length: 10_000 }, (_, index) => update(`user-${index % 1000}`, 1, { start: Math.floor(index / 1000) * 10_000, end: Math.floor(index / 1000) * 10_000 + 10_000 }, { clicks: index }));
+    const batch = Array.from({ length: 10_000 }, (_, index) =>
+      update(
+        `user-${index % 1000}`,
+        1,
+        { start: Math.floor(index / 1000) * 10_000, end: Math.floor(index / 1000) * 10_000 + 10_000 },
+        { clicks: index },
+      ),
+    );
     let started = performance.now();
     await writer.write(batch);
     const firstMs = performance.now() - started;
@@ -382,7 +501,9 @@ describe.each(['kv', 'postgres', 'redis'] as const)('%s serving tables', (kind) 
     started = performance.now();
     await writer.write(batch.map((output) => ({ ...output, revision: 2 })));
     const newerMs = performance.now() - started;
-    console.log(`${kind}: 10,000-output batch: insert ${firstMs.toFixed(0)} ms, re-emission ${againMs.toFixed(0)} ms, newer revisions ${newerMs.toFixed(0)} ms`);
+    console.log(
+      `${kind}: 10,000-output batch: insert ${firstMs.toFixed(0)} ms, re-emission ${againMs.toFixed(0)} ms, newer revisions ${newerMs.toFixed(0)} ms`,
+    );
     const rows = await readAll(tables, job, 'v1', 1000);
     expect(rows).toHaveLength(10_000);
     expect(rows.every((row) => row.revision === 2)).toBe(true);

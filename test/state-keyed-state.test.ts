@@ -134,8 +134,26 @@ describe('KeyedState', () => {
       fc.tuple(fc.integer({ min: 0, max: 2 }), fc.constantFrom('sum', 'max')),
     );
     const operation = fc.oneof(
-      fc.record({ kind: fc.constant('put' as const), key: fc.constantFrom(...keys), namespace: fc.constantFrom(...namespaces), subKey, value: fc.oneof(fc.integer(), fc.string(), fc.array(fc.double({ noNaN: true }).map((n) => n + 0), { maxLength: 3 }) /* msgpack stores -0 as 0 */) }),
-      fc.record({ kind: fc.constant('delete' as const), key: fc.constantFrom(...keys), namespace: fc.constantFrom(...namespaces), subKey }),
+      fc.record({
+        kind: fc.constant('put' as const),
+        key: fc.constantFrom(...keys),
+        namespace: fc.constantFrom(...namespaces),
+        subKey,
+        value: fc.oneof(
+          fc.integer(),
+          fc.string(),
+          fc.array(
+            fc.double({ noNaN: true }).map((n) => n + 0),
+            { maxLength: 3 },
+          ) /* msgpack stores -0 as 0 */,
+        ),
+      }),
+      fc.record({
+        kind: fc.constant('delete' as const),
+        key: fc.constantFrom(...keys),
+        namespace: fc.constantFrom(...namespaces),
+        subKey,
+      }),
       fc.constant({ kind: 'flush' as const }),
       fc.constant({ kind: 'evict' as const }),
     );
@@ -174,7 +192,8 @@ describe('KeyedState', () => {
           const actual = new Map<string, unknown>();
           for (const key of keys) {
             for (const namespace of namespaces) {
-              for (const [sub, value] of reopened.entries(key, namespace)) actual.set(rowId(key, namespace, sub), value);
+              for (const [sub, value] of reopened.entries(key, namespace))
+                actual.set(rowId(key, namespace, sub), value);
             }
           }
           expect(actual).toEqual(model);

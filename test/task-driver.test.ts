@@ -34,7 +34,17 @@ async function driverFor(definition: Partial<JobDefinition<Click>>, startMs = 0)
 
 const click = (user: string, ts: number) => ({ key: user, value: { user, ts } });
 const count = { init: () => 0, add: (total: number) => total + 1, merge: (a: number, b: number) => a + b };
-const summary = (driver: TaskTestDriver) => driver.readOutputs().map((output) => [output.kind, output.key, output.window?.start, output.window?.end, output.value, output.revision]);
+const summary = (driver: TaskTestDriver) =>
+  driver
+    .readOutputs()
+    .map((output) => [
+      output.kind,
+      output.key,
+      output.window?.start,
+      output.window?.end,
+      output.value,
+      output.revision,
+    ]);
 
 describe('windows', () => {
   it('a tumbling window fires when the watermark reaches end − 1, not before', async () => {
@@ -79,7 +89,9 @@ describe('windows', () => {
       ['update', 'ann', 0, 18, 2, 1],
     ]);
     // [30,40) has not fired yet (wm 30 < 39): the table holds the merged session only.
-    expect(driver.table().map((output) => [output.window?.start, output.window?.end, output.value])).toEqual([[0, 18, 2]]);
+    expect(driver.table().map((output) => [output.window?.start, output.window?.end, output.value])).toEqual([
+      [0, 18, 2],
+    ]);
   });
 
   it('a flaky aggregate is retried from the accumulator as it was', async () => {
@@ -145,11 +157,21 @@ describe('actor timers', () => {
     });
     await driver.pipeInput([click('zed', 0), click('amy', 0)]);
     driver.advanceWatermark(10);
-    expect(driver.readOutputs().map((output) => output.value)).toEqual(['amy:a', 'amy:b', 'amy:c', 'zed:a', 'zed:b', 'zed:c']);
+    expect(driver.readOutputs().map((output) => output.value)).toEqual([
+      'amy:a',
+      'amy:b',
+      'amy:c',
+      'zed:a',
+      'zed:b',
+      'zed:c',
+    ]);
   });
 
   it('with an idle timeout, the watermark moves on with processing time and fires event-time timers', async () => {
-    const driver = await driverFor({ actor: alerts, watermark: { maxOutOfOrderness: 0, idleTimeout: 1_000, maxFutureSkew: false } });
+    const driver = await driverFor({
+      actor: alerts,
+      watermark: { maxOutOfOrderness: 0, idleTimeout: 1_000, maxFutureSkew: false },
+    });
     await driver.pipeInput([click('ann', 0)]);
     driver.advanceProcessingTime(1_050); // idle for 50 ms past the timeout: wm 0 + 50
     expect(driver.watermarkMs).toBe(50);

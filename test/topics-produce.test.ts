@@ -7,11 +7,18 @@ import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeEvent, fnv1a32, MAX_KEY_BYTES } from '../protocol/index.js';
-import { createTopic, deleteTopic, describeTopic, EventRejectedError, getTopic, listTopics, Producer } from '../client/index.js';
+import {
+  createTopic,
+  deleteTopic,
+  describeTopic,
+  EventRejectedError,
+  getTopic,
+  listTopics,
+  Producer,
+} from '../client/index.js';
 import { kappa as runKappa } from './harness/cli.js';
 import { startServer, stopAllServers, type NatsServer } from './harness/nats-server.js';
 import { readSubject } from './harness/stream-reader.js';
-
 
 let server: NatsServer & { close(): Promise<void> };
 let nc: NatsConnection;
@@ -28,7 +35,6 @@ afterAll(async () => {
   await stopAllServers();
   rmSync(dir, { recursive: true, force: true });
 });
-
 
 /** The built CLI against this file's server. */
 function kappa(args: string[], url = server.url) {
@@ -86,7 +92,8 @@ describe('kappa produce', () => {
       }
       good++;
       // Both time forms: ms and ISO-8601 with an offset.
-      const ts = lineNumber % 2 === 0 ? 1_700_000_000_000 + lineNumber : `2024-03-0${(lineNumber % 9) + 1}T10:00:00+02:00`;
+      const ts =
+        lineNumber % 2 === 0 ? 1_700_000_000_000 + lineNumber : `2024-03-0${(lineNumber % 9) + 1}T10:00:00+02:00`;
       lines.push(JSON.stringify({ id: `k-${lineNumber}`, ts, v: lineNumber }));
     }
     const file = join(dir, 'mixed.jsonl');
@@ -96,7 +103,10 @@ describe('kappa produce', () => {
     expect(result.code).toBe(3);
     const listed = [...result.stderr.matchAll(/line (\d+) rejected/g)].map((match) => Number(match[1]));
     expect(listed).toEqual([...bad.keys()]);
-    const rejects = readFileSync(`${file}.rejects`, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { line: number; input: string });
+    const rejects = readFileSync(`${file}.rejects`, 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { line: number; input: string });
     expect(rejects.map((reject) => reject.line)).toEqual([...bad.keys()]);
     expect(rejects.map((reject) => reject.input)).toEqual([...bad.values()]);
     expect((await describeTopic(nc, 'mixed')).totals.messages).toBe(good);
@@ -105,7 +115,10 @@ describe('kappa produce', () => {
   it('stores nothing new when the same file is produced again with the same --id', async () => {
     await createTopic(nc, { name: 'dedup', partitions: 8 });
     const file = join(dir, 'dedup.jsonl');
-    writeFileSync(file, Array.from({ length: 5000 }, (_, index) => JSON.stringify({ k: `key-${index % 300}`, t: index })).join('\n'));
+    writeFileSync(
+      file,
+      Array.from({ length: 5000 }, (_, index) => JSON.stringify({ k: `key-${index % 300}`, t: index })).join('\n'),
+    );
     const args = ['produce', 'dedup', '--file', file, '--key', 'k', '--time', 't', '--id', 'loader-1'];
 
     expect((await kappa(args)).code).toBe(0);
@@ -168,10 +181,15 @@ describe('keys and messages past the NATS limits', () => {
     expect(result.stderr).not.toMatch(/\n\s+at /);
     expect(result.code).toBe(3);
     expect(result.stdout).toMatch(/published 6 events to limits .* rejected 2 lines/);
-    const rejects = readFileSync(`${file}.rejects`, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { line: number; reason: string; input: string });
+    const rejects = readFileSync(`${file}.rejects`, 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { line: number; reason: string; input: string });
     expect(rejects.map((reject) => reject.line)).toEqual([2, 3]);
     expect(rejects.map((reject) => reject.input)).toEqual([lines[1], lines[2]]);
-    expect(rejects[0]!.reason).toMatch(new RegExp(`"huge-value" is \\d+ bytes as a message, more than the server's max_payload of ${maxPayload} bytes`));
+    expect(rejects[0]!.reason).toMatch(
+      new RegExp(`"huge-value" is \\d+ bytes as a message, more than the server's max_payload of ${maxPayload} bytes`),
+    );
     expect(rejects[1]!.reason).toMatch(new RegExp(`the key is 6000 bytes, more than the limit of ${MAX_KEY_BYTES}`));
 
     // Every published key is stored once, in the partition its hash names, and reads back as written.
@@ -199,12 +217,20 @@ describe('keys and messages past the NATS limits', () => {
     const producer = await Producer.forTopic(nc, 'limits-api');
     const maxPayload = nc.info!.max_payload;
     expect(() => producer.publish({ key: 'x'.repeat(MAX_KEY_BYTES + 1), time: 1, value: null })).toThrow(
-      expect.objectContaining({ code: 'KEY_INVALID', limitBytes: MAX_KEY_BYTES, message: expect.stringContaining(`the key is ${MAX_KEY_BYTES + 1} bytes`) }),
+      expect.objectContaining({
+        code: 'KEY_INVALID',
+        limitBytes: MAX_KEY_BYTES,
+        message: expect.stringContaining(`the key is ${MAX_KEY_BYTES + 1} bytes`),
+      }),
     );
     // Multi-byte characters count as their UTF-8 bytes: 342 × 3 bytes > 1,024.
     expect(() => producer.publish({ key: '日'.repeat(342), time: 1, value: null })).toThrow(EventRejectedError);
     expect(() => producer.publish({ key: 'big', time: 1, value: 'x'.repeat(maxPayload) })).toThrow(
-      expect.objectContaining({ code: 'EVENT_TOO_LARGE', limitBytes: maxPayload, message: expect.stringContaining(`max_payload of ${maxPayload} bytes`) }),
+      expect.objectContaining({
+        code: 'EVENT_TOO_LARGE',
+        limitBytes: maxPayload,
+        message: expect.stringContaining(`max_payload of ${maxPayload} bytes`),
+      }),
     );
     producer.publish({ key: 'fine', time: 1, value: null });
     const stats = await producer.close();
@@ -231,8 +257,12 @@ describe('kappa topic', () => {
     // Key → partition under P = 3, computed here; 5 events into one partition, 2 into another.
     const keys = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
     const byPartition = new Map<number, string[]>();
-    for (const key of keys) byPartition.set(expectedPartition(key, 3), [...(byPartition.get(expectedPartition(key, 3)) ?? []), key]);
-    const [[full, fullKeys], [partial, partialKeys]] = [...byPartition.entries()] as [[number, string[]], [number, string[]]];
+    for (const key of keys)
+      byPartition.set(expectedPartition(key, 3), [...(byPartition.get(expectedPartition(key, 3)) ?? []), key]);
+    const [[full, fullKeys], [partial, partialKeys]] = [...byPartition.entries()] as [
+      [number, string[]],
+      [number, string[]],
+    ];
     const producer = await Producer.forTopic(nc, 'roundtrip');
     for (let index = 0; index < 5; index++) producer.publish({ key: fullKeys[0]!, time: index, value: index });
     for (let index = 0; index < 2; index++) producer.publish({ key: partialKeys[0]!, time: index, value: index });
@@ -259,7 +289,10 @@ describe('kappa topic', () => {
   it('reports an unreachable server in one line naming the URL, with exit code 4', async () => {
     const url = 'nats://127.0.0.1:1';
     // produce retries for --retry-for (a node may be restarting) before it gives up the same way.
-    for (const args of [['topic', 'list'], ['produce', 'x', '--file', '-', '--key', 'k', '--time', 't', '--retry-for', '1s']]) {
+    for (const args of [
+      ['topic', 'list'],
+      ['produce', 'x', '--file', '-', '--key', 'k', '--time', 't', '--retry-for', '1s'],
+    ]) {
       const result = await kappa(args, url);
       expect(result.code).toBe(4);
       // One line saying why, after any "waiting for NATS" progress lines.

@@ -5,7 +5,15 @@ import { taskKey, type TaskKey, type TaskStatus } from '../protocol/index.js';
 import type { JobVersionRecord, TaskRecord } from '../coordinator/cluster-state.js';
 import { versionProgress } from '../coordinator/version-progress.js';
 
-const version: JobVersionRecord = { job: 'clicks', version: 'v2', topic: 'clicks', partitions: 3, from: { kind: 'earliest' }, state: 'running', startedAtMs: 0 };
+const version: JobVersionRecord = {
+  job: 'clicks',
+  version: 'v2',
+  topic: 'clicks',
+  partitions: 3,
+  from: { kind: 'earliest' },
+  state: 'running',
+  startedAtMs: 0,
+};
 
 function cluster(holders: Array<{ worker: string | null; epoch: number; report?: Partial<TaskStatus> }>) {
   const tasks = new Map<TaskKey, TaskRecord>();
@@ -13,7 +21,16 @@ function cluster(holders: Array<{ worker: string | null; epoch: number; report?:
   holders.forEach((holder, partition) => {
     const task = { job: 'clicks', version: 'v2', partition };
     tasks.set(taskKey(task), { task, worker: holder.worker, epoch: holder.epoch });
-    if (holder.report) reports.set(taskKey(task), { ...task, epoch: holder.epoch, state: 'running', sequence: 0, lagMessages: 0, watermark: null, ...holder.report });
+    if (holder.report)
+      reports.set(taskKey(task), {
+        ...task,
+        epoch: holder.epoch,
+        state: 'running',
+        sequence: 0,
+        lagMessages: 0,
+        watermark: null,
+        ...holder.report,
+      });
   });
   return { tasks, reported: (record: TaskRecord) => reports.get(taskKey(record.task)) };
 }
@@ -34,7 +51,10 @@ it('is the share of the log processed over all partitions, and 1 exactly when ev
     { worker: 'w2', epoch: 1, report: { sequence: 100 } },
     { worker: 'w1', epoch: 1, report: { sequence: 0 } },
   ]);
-  expect(versionProgress({ version, ...caughtUp, lastSequences: [100, 100, 0] })).toMatchObject({ ratio: 1, lagMessages: 0 });
+  expect(versionProgress({ version, ...caughtUp, lastSequences: [100, 100, 0] })).toMatchObject({
+    ratio: 1,
+    lagMessages: 0,
+  });
 });
 
 it('counts a task nobody has reported yet, or one still restoring, as not started', () => {
@@ -50,7 +70,15 @@ it('counts a task nobody has reported yet, or one still restoring, as not starte
 });
 
 it('has no ratio until the partition ends have been read, and an empty topic is caught up', () => {
-  const idle = cluster([{ worker: 'w1', epoch: 1 }, { worker: 'w1', epoch: 1 }, { worker: 'w1', epoch: 1 }]);
-  expect(versionProgress({ version, ...idle, lastSequences: undefined })).toMatchObject({ ratio: undefined, lagMessages: undefined, tasks: { assigning: 3 } });
+  const idle = cluster([
+    { worker: 'w1', epoch: 1 },
+    { worker: 'w1', epoch: 1 },
+    { worker: 'w1', epoch: 1 },
+  ]);
+  expect(versionProgress({ version, ...idle, lastSequences: undefined })).toMatchObject({
+    ratio: undefined,
+    lagMessages: undefined,
+    tasks: { assigning: 3 },
+  });
   expect(versionProgress({ version, ...idle, lastSequences: [0, 0, 0] })).toMatchObject({ ratio: 1, lagMessages: 0 });
 });

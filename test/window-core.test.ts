@@ -10,7 +10,13 @@ import { cleanupTime, fireTime, isFired, isPurged, judgeEvent } from '../worker/
 import { assignSession, intersects, mergeSession } from '../worker/window/session.js';
 import { floorMod, tumblingWindow } from '../worker/window/tumbling.js';
 import { batchWindows, windowId } from './reference/batch-windows.js';
-import { eventStream, lateness, windowSpec, type GeneratedWindowSpec, type StreamEvent } from './reference/event-streams.js';
+import {
+  eventStream,
+  lateness,
+  windowSpec,
+  type GeneratedWindowSpec,
+  type StreamEvent,
+} from './reference/event-streams.js';
 
 const time = fc.integer({ min: -2_000_000_000_000, max: 4_000_000_000_000 });
 const smallTime = fc.integer({ min: -1_000, max: 1_000 });
@@ -84,14 +90,20 @@ describe('hoppingWindows', () => {
 
   it('returns every aligned window holding t, ascending by start, for any size and slide', () => {
     fc.assert(
-      fc.property(smallTime, fc.integer({ min: 1, max: 60 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: -100, max: 100 }), (t, s, d, o) => {
-        // Oracle: scan every start in a range around t.
-        const expected: Window[] = [];
-        for (let start = t - s - 2 * d; start <= t + d; start++) {
-          if (floorMod(start - o, d) === 0 && start <= t && t < start + s) expected.push({ start, end: start + s });
-        }
-        expect(hoppingWindows(t, s, d, o)).toEqual(expected);
-      }),
+      fc.property(
+        smallTime,
+        fc.integer({ min: 1, max: 60 }),
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: -100, max: 100 }),
+        (t, s, d, o) => {
+          // Oracle: scan every start in a range around t.
+          const expected: Window[] = [];
+          for (let start = t - s - 2 * d; start <= t + d; start++) {
+            if (floorMod(start - o, d) === 0 && start <= t && t < start + s) expected.push({ start, end: start + s });
+          }
+          expect(hoppingWindows(t, s, d, o)).toEqual(expected);
+        },
+      ),
     );
   });
 
@@ -129,11 +141,15 @@ describe('mergeSession', () => {
         expect(absorbed).toHaveLength(new Set(absorbed).size);
         // Contains the proposal and every absorbed session, and is no bigger than their cover.
         const all = [proposed, ...absorbed];
-        expect(merged).toEqual({ start: Math.min(...all.map((w) => w.start)), end: Math.max(...all.map((w) => w.end)) });
+        expect(merged).toEqual({
+          start: Math.min(...all.map((w) => w.start)),
+          end: Math.max(...all.map((w) => w.end)),
+        });
         // Nothing left out intersects the result.
         for (const s of existing) if (!absorbed.includes(s)) expect(intersects(s, merged)).toBe(false);
         // Ascending by start.
-        for (let i = 1; i < absorbed.length; i++) expect(absorbed[i - 1]!.start).toBeLessThanOrEqual(absorbed[i]!.start);
+        for (let i = 1; i < absorbed.length; i++)
+          expect(absorbed[i - 1]!.start).toBeLessThanOrEqual(absorbed[i]!.start);
       }),
     );
   });
@@ -217,12 +233,19 @@ describe('idleWatermark', () => {
 
   it('never goes below the last watermark and never decreases as processing time passes', () => {
     fc.assert(
-      fc.property(smallTime, smallTime, fc.nat({ max: 5_000 }), fc.nat({ max: 5_000 }), fc.nat({ max: 2_000 }), (last, lastEventAt, a, b, timeout) => {
-        const early = idleWatermark(last, lastEventAt, lastEventAt + Math.min(a, b), timeout);
-        const late = idleWatermark(last, lastEventAt, lastEventAt + Math.max(a, b), timeout);
-        expect(early).toBeGreaterThanOrEqual(last);
-        expect(late).toBeGreaterThanOrEqual(early);
-      }),
+      fc.property(
+        smallTime,
+        smallTime,
+        fc.nat({ max: 5_000 }),
+        fc.nat({ max: 5_000 }),
+        fc.nat({ max: 2_000 }),
+        (last, lastEventAt, a, b, timeout) => {
+          const early = idleWatermark(last, lastEventAt, lastEventAt + Math.min(a, b), timeout);
+          const late = idleWatermark(last, lastEventAt, lastEventAt + Math.max(a, b), timeout);
+          expect(early).toBeGreaterThanOrEqual(last);
+          expect(late).toBeGreaterThanOrEqual(early);
+        },
+      ),
     );
   });
 });
@@ -246,14 +269,21 @@ describe('lateness', () => {
 
   it('splits an event’s windows into accepted and missed, emitting now the fired ones it updates', () => {
     fc.assert(
-      fc.property(smallTime, fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 4 }), smallTime, fc.nat({ max: 30 }), (t, d, k, wm, allowed) => {
-        const windows = hoppingWindows(t, d * k, d);
-        const { accepted, emitNow, missed } = judgeEvent(windows, wm, allowed);
-        expect([...accepted, ...missed].sort((a, b) => a.start - b.start)).toEqual(windows);
-        for (const w of missed) expect(isPurged(w, wm, allowed)).toBe(true);
-        for (const w of accepted) expect(isPurged(w, wm, allowed)).toBe(false);
-        expect(emitNow).toEqual(accepted.filter((w) => isFired(w, wm)));
-      }),
+      fc.property(
+        smallTime,
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 1, max: 4 }),
+        smallTime,
+        fc.nat({ max: 30 }),
+        (t, d, k, wm, allowed) => {
+          const windows = hoppingWindows(t, d * k, d);
+          const { accepted, emitNow, missed } = judgeEvent(windows, wm, allowed);
+          expect([...accepted, ...missed].sort((a, b) => a.start - b.start)).toEqual(windows);
+          for (const w of missed) expect(isPurged(w, wm, allowed)).toBe(true);
+          for (const w of accepted) expect(isPurged(w, wm, allowed)).toBe(false);
+          expect(emitNow).toEqual(accepted.filter((w) => isFired(w, wm)));
+        },
+      ),
     );
   });
 
@@ -267,28 +297,45 @@ describe('lateness', () => {
   it('judges a session on the merged window: an otherwise late event joins a live session it touches', () => {
     const live = { start: 50, end: 70 };
     // Alone, [45,55) would be purged at wm 60; merged into [45,70) it is live and not yet fired.
-    expect(assignSession([live], 45, 10, 60, 0)).toEqual({ kind: 'merged', merged: { start: 45, end: 70 }, absorbed: [live], emitNow: false });
+    expect(assignSession([live], 45, 10, 60, 0)).toEqual({
+      kind: 'merged',
+      merged: { start: 45, end: 70 },
+      absorbed: [live],
+      emitNow: false,
+    });
     // [5,15) touches nothing live: late, and nothing merges.
     expect(assignSession([live], 5, 10, 60, 0)).toEqual({ kind: 'late', missed: { start: 5, end: 15 } });
     // A purged session is frozen: it is not reopened, the event starts its own session.
     const purged = { start: 0, end: 15 };
-    expect(assignSession([purged], 12, 10, 20, 0)).toEqual({ kind: 'merged', merged: { start: 12, end: 22 }, absorbed: [], emitNow: false });
+    expect(assignSession([purged], 12, 10, 20, 0)).toEqual({
+      kind: 'merged',
+      merged: { start: 12, end: 22 },
+      absorbed: [],
+      emitNow: false,
+    });
   });
 
   it('marks a session late only when nothing live intersects its proposal', () => {
     fc.assert(
-      fc.property(fc.array(window, { maxLength: 8 }), smallTime, fc.integer({ min: 1, max: 50 }), smallTime, fc.nat({ max: 30 }), (sessions, t, gap, wm, allowed) => {
-        const assignment = assignSession(sessions, t, gap, wm, allowed);
-        const live = sessions.filter((s) => !isPurged(s, wm, allowed));
-        if (assignment.kind === 'late') {
-          expect(live.some((s) => intersects(s, assignment.missed))).toBe(false);
-          expect(isPurged(assignment.missed, wm, allowed)).toBe(true);
-        } else {
-          expect(isPurged(assignment.merged, wm, allowed)).toBe(false);
-          for (const s of assignment.absorbed) expect(live).toContain(s);
-          expect(assignment.emitNow).toBe(isFired(assignment.merged, wm));
-        }
-      }),
+      fc.property(
+        fc.array(window, { maxLength: 8 }),
+        smallTime,
+        fc.integer({ min: 1, max: 50 }),
+        smallTime,
+        fc.nat({ max: 30 }),
+        (sessions, t, gap, wm, allowed) => {
+          const assignment = assignSession(sessions, t, gap, wm, allowed);
+          const live = sessions.filter((s) => !isPurged(s, wm, allowed));
+          if (assignment.kind === 'late') {
+            expect(live.some((s) => intersects(s, assignment.missed))).toBe(false);
+            expect(isPurged(assignment.missed, wm, allowed)).toBe(true);
+          } else {
+            expect(isPurged(assignment.merged, wm, allowed)).toBe(false);
+            for (const s of assignment.absorbed) expect(live).toContain(s);
+            expect(assignment.emitNow).toBe(isFired(assignment.merged, wm));
+          }
+        },
+      ),
     );
   });
 });
@@ -306,8 +353,16 @@ function simulate(
   partitionCount: number,
 ) {
   type Accumulator = { count: number; sum: number; minId: number };
-  const add = (a: Accumulator, e: StreamEvent): Accumulator => ({ count: a.count + 1, sum: a.sum + e.n, minId: Math.min(a.minId, e.id) });
-  const combine = (a: Accumulator, b: Accumulator): Accumulator => ({ count: a.count + b.count, sum: a.sum + b.sum, minId: Math.min(a.minId, b.minId) });
+  const add = (a: Accumulator, e: StreamEvent): Accumulator => ({
+    count: a.count + 1,
+    sum: a.sum + e.n,
+    minId: Math.min(a.minId, e.id),
+  });
+  const combine = (a: Accumulator, b: Accumulator): Accumulator => ({
+    count: a.count + b.count,
+    sum: a.sum + b.sum,
+    minId: Math.min(a.minId, b.minId),
+  });
   const empty = (): Accumulator => ({ count: 0, sum: 0, minId: Infinity });
   const watermarks = new Map<number, Watermark>();
   const windows = new Map<string, Accumulator>();
@@ -324,12 +379,18 @@ function simulate(
       if (assignment.kind === 'late') late.push({ id: event.id, windows: [assignment.missed] });
       else {
         let accumulator = add(empty(), event);
-        for (const s of assignment.absorbed) accumulator = combine(accumulator, (s as Window & { accumulator: Accumulator }).accumulator);
-        sessions.set(event.user, [...keySessions.filter((s) => !assignment.absorbed.includes(s)), { ...assignment.merged, accumulator }]);
+        for (const s of assignment.absorbed)
+          accumulator = combine(accumulator, (s as Window & { accumulator: Accumulator }).accumulator);
+        sessions.set(event.user, [
+          ...keySessions.filter((s) => !assignment.absorbed.includes(s)),
+          { ...assignment.merged, accumulator },
+        ]);
       }
     } else {
       const assigned =
-        spec.kind === 'tumbling' ? [tumblingWindow(event.ts, spec.sizeMs, spec.offsetMs)] : hoppingWindows(event.ts, spec.sizeMs, spec.slideMs, spec.offsetMs);
+        spec.kind === 'tumbling'
+          ? [tumblingWindow(event.ts, spec.sizeMs, spec.offsetMs)]
+          : hoppingWindows(event.ts, spec.sizeMs, spec.slideMs, spec.offsetMs);
       const { accepted, missed } = judgeEvent(assigned, before, allowedLatenessMs);
       for (const w of accepted) {
         const id = windowId(event.user, w.start, w.end);
@@ -339,33 +400,44 @@ function simulate(
     }
     watermark.observe(event.ts);
   }
-  for (const [user, keySessions] of sessions) for (const s of keySessions) windows.set(windowId(user, s.start, s.end), s.accumulator);
+  for (const [user, keySessions] of sessions)
+    for (const s of keySessions) windows.set(windowId(user, s.start, s.end), s.accumulator);
   return { windows, late };
 }
 
 describe('the core, applied event by event, agrees with the batch reference', () => {
   it('on random keyed streams with disorder and very late events, for every window kind', () => {
     fc.assert(
-      fc.property(eventStream(), windowSpec(), lateness(), fc.integer({ min: 1, max: 4 }), (events, spec, { maxOutOfOrdernessMs, allowedLatenessMs }, partitionCount) => {
-        const expected = batchWindows(
-          {
-            window: spec,
-            maxOutOfOrdernessMs,
-            allowedLatenessMs,
-            aggregate: {
-              init: () => ({ count: 0, sum: 0, minId: Infinity }),
-              add: (a, e: StreamEvent) => ({ count: a.count + 1, sum: a.sum + e.n, minId: Math.min(a.minId, e.id) }),
+      fc.property(
+        eventStream(),
+        windowSpec(),
+        lateness(),
+        fc.integer({ min: 1, max: 4 }),
+        (events, spec, { maxOutOfOrdernessMs, allowedLatenessMs }, partitionCount) => {
+          const expected = batchWindows(
+            {
+              window: spec,
+              maxOutOfOrdernessMs,
+              allowedLatenessMs,
+              aggregate: {
+                init: () => ({ count: 0, sum: 0, minId: Infinity }),
+                add: (a, e: StreamEvent) => ({ count: a.count + 1, sum: a.sum + e.n, minId: Math.min(a.minId, e.id) }),
+              },
+              key: (e) => e.user,
+              time: (e) => e.ts,
             },
-            key: (e) => e.user,
-            time: (e) => e.ts,
-          },
-          events,
-          partitionCount,
-        );
-        const actual = simulate(spec, maxOutOfOrdernessMs, allowedLatenessMs, events, partitionCount);
-        expect(Object.fromEntries(actual.windows)).toEqual(Object.fromEntries([...expected.windows].map(([id, row]) => [id, row.value])));
-        expect(actual.late.sort((a, b) => a.id - b.id)).toEqual(expected.late.map((record) => ({ id: record.value.id, windows: record.windows })));
-      }),
+            events,
+            partitionCount,
+          );
+          const actual = simulate(spec, maxOutOfOrdernessMs, allowedLatenessMs, events, partitionCount);
+          expect(Object.fromEntries(actual.windows)).toEqual(
+            Object.fromEntries([...expected.windows].map(([id, row]) => [id, row.value])),
+          );
+          expect(actual.late.sort((a, b) => a.id - b.id)).toEqual(
+            expected.late.map((record) => ({ id: record.value.id, windows: record.windows })),
+          );
+        },
+      ),
       { numRuns: 300 },
     );
   });

@@ -4,7 +4,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decideAssign, decideRevoke, leastLoadedThread, type HeldTask } from '../worker/assignment-rules.js';
 
-const held = fc.option(fc.record({ epoch: fc.integer({ min: 1, max: 20 }), releasing: fc.boolean() }), { nil: undefined });
+const held = fc.option(fc.record({ epoch: fc.integer({ min: 1, max: 20 }), releasing: fc.boolean() }), {
+  nil: undefined,
+});
 const epoch = fc.integer({ min: 1, max: 20 });
 
 describe('assign and revoke rules', () => {
@@ -29,7 +31,13 @@ describe('assign and revoke rules', () => {
     expect(decideRevoke({ epoch: 3, releasing: false }, 2)).toBe('ignore-stale');
     expect(decideRevoke({ epoch: 3, releasing: false }, 3)).toBe('release');
     expect(decideRevoke({ epoch: 3, releasing: false }, 4)).toBe('release');
-    fc.assert(fc.property(epoch, epoch, (running, revoke) => decideRevoke({ epoch: running, releasing: true }, revoke) !== 'release'));
+    fc.assert(
+      fc.property(
+        epoch,
+        epoch,
+        (running, revoke) => decideRevoke({ epoch: running, releasing: true }, revoke) !== 'release',
+      ),
+    );
   });
 
   it('places on the least-loaded thread, the lowest index on a tie', () => {

@@ -120,10 +120,23 @@ class FakeCoordinator {
   }
 
   /** Waits for a message of a type, received after `after` messages, that matches. */
-  waitFor<T extends Message['type']>(type: T, matches: (message: MessageOf<T>) => boolean, timeoutMs = 30_000, after = 0): Promise<MessageOf<T>> {
+  waitFor<T extends Message['type']>(
+    type: T,
+    matches: (message: MessageOf<T>) => boolean,
+    timeoutMs = 30_000,
+    after = 0,
+  ): Promise<MessageOf<T>> {
     return pollUntil(
-      () => this.received.slice(after).find((message): message is MessageOf<T> => message.type === type && matches(message as MessageOf<T>)),
-      { what: `a matching ${type}`, timeoutMs, intervalMs: 50, context: () => `last heartbeat: ${JSON.stringify(this.of('worker.heartbeat').at(-1))}` },
+      () =>
+        this.received
+          .slice(after)
+          .find((message): message is MessageOf<T> => message.type === type && matches(message as MessageOf<T>)),
+      {
+        what: `a matching ${type}`,
+        timeoutMs,
+        intervalMs: 50,
+        context: () => `last heartbeat: ${JSON.stringify(this.of('worker.heartbeat').at(-1))}`,
+      },
     );
   }
 
@@ -133,8 +146,11 @@ class FakeCoordinator {
 }
 
 const task = (partition: number, job = 'totals'): TaskId => ({ job, version: 'v1', partition });
-const statusOf = (heartbeat: MessageOf<'worker.heartbeat'>, partition: number, job = 'totals'): TaskStatus | undefined =>
-  heartbeat.tasks.find((status) => status.job === job && status.partition === partition);
+const statusOf = (
+  heartbeat: MessageOf<'worker.heartbeat'>,
+  partition: number,
+  job = 'totals',
+): TaskStatus | undefined => heartbeat.tasks.find((status) => status.job === job && status.partition === partition);
 
 const nats = useNatsServer();
 let dir: string;
@@ -147,7 +163,8 @@ const lastSequences: number[] = [];
 async function readLastSequences(topic: string, partitions: number): Promise<number[]> {
   const jsm = await jetstreamManager(nats.nc);
   const result: number[] = [];
-  for (let partition = 0; partition < partitions; partition++) result.push((await jsm.streams.info(streams.partition(topic, partition))).state.last_seq);
+  for (let partition = 0; partition < partitions; partition++)
+    result.push((await jsm.streams.info(streams.partition(topic, partition))).state.last_seq);
   return result;
 }
 
@@ -163,12 +180,30 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'crash.mjs'), crashJob(join(dir, 'crashed.marker')));
   await createTopic(nats.nc, { name: 'orders', partitions: PARTITIONS });
   await createTopic(nats.nc, { name: 'crashes', partitions: 1 });
-  await produce('orders', events.map((order) => ({ key: order.customer, time: order.ts, value: order })));
-  coordinator = new FakeCoordinator(nats.nc);
-  worker = new KappaProcess(
-    ['worker', '--job', join(dir, 'totals.mjs'), '--job', join(dir, 'crash.mjs'), '--threads', '2', '--id', WORKER_ID,
-      '--state-dir', join(dir, 'state'), '--http-port', '0', '--http-host', '127.0.0.1', '--nats', nats.url],
+  await produce(
+    'orders',
+    events.map((order) => ({ key: order.customer, time: order.ts, value: order })),
   );
+  coordinator = new FakeCoordinator(nats.nc);
+  worker = new KappaProcess([
+    'worker',
+    '--job',
+    join(dir, 'totals.mjs'),
+    '--job',
+    join(dir, 'crash.mjs'),
+    '--threads',
+    '2',
+    '--id',
+    WORKER_ID,
+    '--state-dir',
+    join(dir, 'state'),
+    '--http-port',
+    '0',
+    '--http-host',
+    '127.0.0.1',
+    '--nats',
+    nats.url,
+  ]);
   httpPort = Number((await worker.waitForLog(/"httpPort":(\d+)/))[1]);
 });
 
@@ -195,7 +230,10 @@ describe('kappa worker (pool driven by a coordinator)', () => {
     // Live events too, after the assignment.
     const live = orders(1000, events.length);
     events.push(...live);
-    await produce('orders', live.map((order) => ({ key: order.customer, time: order.ts, value: order })));
+    await produce(
+      'orders',
+      live.map((order) => ({ key: order.customer, time: order.ts, value: order })),
+    );
     lastSequences.push(...(await readLastSequences('orders', PARTITIONS)));
     expect(lastSequences.reduce((sum, last) => sum + last, 0)).toBe(3000);
 
@@ -205,8 +243,13 @@ describe('kappa worker (pool driven by a coordinator)', () => {
         return status?.state === 'running' && status.sequence === last && status.epoch === 1;
       }),
     );
-    const status = (await (await fetch(`http://127.0.0.1:${httpPort}/status`)).json()) as { threads: Array<{ alive: boolean; tasks: number }> };
-    expect(status.threads.map((thread) => [thread.alive, thread.tasks])).toEqual([[true, 4], [true, 4]]);
+    const status = (await (await fetch(`http://127.0.0.1:${httpPort}/status`)).json()) as {
+      threads: Array<{ alive: boolean; tasks: number }>;
+    };
+    expect(status.threads.map((thread) => [thread.alive, thread.tasks])).toEqual([
+      [true, 4],
+      [true, 4],
+    ]);
     expect((await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status).toBe(200);
     expect((await fetch(`http://127.0.0.1:${httpPort}/healthz`)).status).toBe(200);
 
@@ -222,7 +265,9 @@ describe('kappa worker (pool driven by a coordinator)', () => {
       const row = liveRow(await table.get(name));
       if (row) rows.set(name, row.value);
     }
-    const expectedRows = new Map([...expected.table.values()].map((output) => [servingTableRowKey(output.key), output.value]));
+    const expectedRows = new Map(
+      [...expected.table.values()].map((output) => [servingTableRowKey(output.key), output.value]),
+    );
     expect(expectedRows.size).toBe(53);
     expect(rows).toEqual(expectedRows);
   });
@@ -231,14 +276,20 @@ describe('kappa worker (pool driven by a coordinator)', () => {
     coordinator.assign(task(0), 1);
     coordinator.assign(task(1), 2);
     const after = coordinator.received.length;
-    const heartbeat = await coordinator.waitFor('worker.heartbeat', (message) => statusOf(message, 1)?.epoch === 2, 10_000, after);
+    const heartbeat = await coordinator.waitFor(
+      'worker.heartbeat',
+      (message) => statusOf(message, 1)?.epoch === 2,
+      10_000,
+      after,
+    );
     // Still running where it was: not restarted from the start of the log.
     expect(statusOf(heartbeat, 0)).toMatchObject({ epoch: 1, state: 'running', sequence: lastSequences[0] });
     expect(statusOf(heartbeat, 1)).toMatchObject({ epoch: 2, state: 'running', sequence: lastSequences[1] });
   });
 
   it('shows kappa_events_processed_total per partition from both threads on the main /metrics', async () => {
-    const processedLine = (partition: number) => `kappa_events_processed_total{job="totals",version="v1",partition="${partition}"} ${lastSequences[partition]}`;
+    const processedLine = (partition: number) =>
+      `kappa_events_processed_total{job="totals",version="v1",partition="${partition}"} ${lastSequences[partition]}`;
     // Threads post snapshots every second.
     const text = await pollUntil(async () => (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text(), {
       what: 'kappa_events_processed_total at the last sequence of every partition',
@@ -256,7 +307,12 @@ describe('kappa worker (pool driven by a coordinator)', () => {
   it('stops a revoked task and answers task.released with its final sequence; stale and repeated revokes are answered idempotently', async () => {
     const after = coordinator.received.length;
     coordinator.revoke(task(7), 1);
-    const released = await coordinator.waitFor('task.released', (message) => message.task.partition === 7, 10_000, after);
+    const released = await coordinator.waitFor(
+      'task.released',
+      (message) => message.task.partition === 7,
+      10_000,
+      after,
+    );
     expect(released).toMatchObject({ workerId: WORKER_ID, task: task(7), epoch: 1, sequence: lastSequences[7] });
     const heartbeat = await coordinator.waitFor('worker.heartbeat', () => true, 5_000, coordinator.received.length);
     expect(statusOf(heartbeat, 7)).toBeUndefined();
@@ -265,20 +321,31 @@ describe('kappa worker (pool driven by a coordinator)', () => {
     // A revoke for a task no longer held is answered anyway, with the same final sequence.
     const again = coordinator.received.length;
     coordinator.revoke(task(7), 1);
-    expect(await coordinator.waitFor('task.released', (message) => message.task.partition === 7, 5_000, again)).toMatchObject({ sequence: lastSequences[7] });
+    expect(
+      await coordinator.waitFor('task.released', (message) => message.task.partition === 7, 5_000, again),
+    ).toMatchObject({ sequence: lastSequences[7] });
     // A revoke older than the running epoch (partition 1 runs under epoch 2) is ignored.
     coordinator.revoke(task(1), 1);
     const later = coordinator.received.length;
     const next = await coordinator.waitFor('worker.heartbeat', () => true, 5_000, later);
     await coordinator.waitFor('worker.heartbeat', () => true, 5_000, coordinator.received.indexOf(next) + 1);
-    expect(coordinator.received.slice(later).some((message) => message.type === 'task.released' && message.task.partition === 1)).toBe(false);
+    expect(
+      coordinator.received
+        .slice(later)
+        .some((message) => message.type === 'task.released' && message.task.partition === 1),
+    ).toBe(false);
   });
 
   it('reports a task that cannot run as failed with its error in the heartbeat', async () => {
     // The topic has 8 partitions: partition 8 has no stream, so every start fails.
     const after = coordinator.received.length;
     coordinator.assign(task(8), 1);
-    const heartbeat = await coordinator.waitFor('worker.heartbeat', (message) => statusOf(message, 8)?.state === 'failed', 10_000, after);
+    const heartbeat = await coordinator.waitFor(
+      'worker.heartbeat',
+      (message) => statusOf(message, 8)?.state === 'failed',
+      10_000,
+      after,
+    );
     expect(statusOf(heartbeat, 8)?.error).toMatch(/stream not found|KAPPA_orders_8/i);
     expect((await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status).toBe(503);
     await worker.waitForLog(/task failed/);
@@ -300,13 +367,27 @@ describe('kappa worker (pool driven by a coordinator)', () => {
     const after = coordinator.received.length;
     coordinator.assign(task(0, 'crash'), 1);
     await worker.waitForLog(/task host thread died/);
-    const failed = await coordinator.waitFor('worker.heartbeat', (message) => statusOf(message, 0, 'crash')?.state === 'failed', 10_000, after);
+    const failed = await coordinator.waitFor(
+      'worker.heartbeat',
+      (message) => statusOf(message, 0, 'crash')?.state === 'failed',
+      10_000,
+      after,
+    );
     expect(statusOf(failed, 0, 'crash')?.error).toMatch(/thread \d died/);
     // Every task, including those of the totals job on the same thread, runs again to its end.
-    await coordinator.waitFor('worker.heartbeat', (message) =>
-      statusOf(message, 0, 'crash')?.sequence === 3 &&
-      lastSequences.slice(0, 7).every((last, partition) => statusOf(message, partition)?.state === 'running' && statusOf(message, partition)?.sequence === last),
-      30_000, after);
+    await coordinator.waitFor(
+      'worker.heartbeat',
+      (message) =>
+        statusOf(message, 0, 'crash')?.sequence === 3 &&
+        lastSequences
+          .slice(0, 7)
+          .every(
+            (last, partition) =>
+              statusOf(message, partition)?.state === 'running' && statusOf(message, partition)?.sequence === last,
+          ),
+      30_000,
+      after,
+    );
     const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
     expect(text).toContain('kappa_worker_thread_restarts_total 1');
   });
@@ -317,9 +398,14 @@ describe('kappa worker (pool driven by a coordinator)', () => {
     const sent = coordinator.received.slice(after);
     const released = sent.filter((message): message is MessageOf<'task.released'> => message.type === 'task.released');
     const byTask = new Map(released.map((message) => [`${message.task.job}/${message.task.partition}`, message]));
-    expect([...byTask.keys()].sort()).toEqual(['crash/0', ...[0, 1, 2, 3, 4, 5, 6].map((partition) => `totals/${partition}`)].sort());
+    expect([...byTask.keys()].sort()).toEqual(
+      ['crash/0', ...[0, 1, 2, 3, 4, 5, 6].map((partition) => `totals/${partition}`)].sort(),
+    );
     for (let partition = 0; partition < 7; partition++) {
-      expect(byTask.get(`totals/${partition}`)).toMatchObject({ sequence: lastSequences[partition], epoch: partition === 1 ? 2 : 1 });
+      expect(byTask.get(`totals/${partition}`)).toMatchObject({
+        sequence: lastSequences[partition],
+        epoch: partition === 1 ? 2 : 1,
+      });
     }
     const leaveIndex = sent.findIndex((message) => message.type === 'worker.leave');
     expect(leaveIndex).toBeGreaterThan(-1);

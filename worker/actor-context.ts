@@ -163,7 +163,8 @@ export class TaskActorContext implements ActorContext {
         get: (mapKey: string) => this.read(namespace, mapKey),
         set: (mapKey: string, value: unknown) => this.write(namespace, mapKey, value),
         delete: (mapKey: string) => this.write(namespace, mapKey, undefined),
-        entries: () => [...this.state.entries(this.key, namespace)].map(([subKey, value]) => [String(subKey), copyValue(value)]),
+        entries: () =>
+          [...this.state.entries(this.key, namespace)].map(([subKey, value]) => [String(subKey), copyValue(value)]),
       };
       this.maps.set(name, handle);
     }

@@ -53,7 +53,11 @@ export class ActorOperator implements Operator {
       } catch (error) {
         context.rollback();
         if (attempt > this.job.handlerRetries) {
-          this.out.deadLetter('handler-failed', `onEvent threw after ${attempt} attempts: ${(error as Error).message}`, message);
+          this.out.deadLetter(
+            'handler-failed',
+            `onEvent threw after ${attempt} attempts: ${(error as Error).message}`,
+            message,
+          );
           return false;
         }
       }
@@ -77,7 +81,8 @@ export class ActorOperator implements Operator {
     for (const request of requests) {
       const subKey = [request.domain, request.timeMs, request.tag];
       if (request.cancel) {
-        if (this.timers.delete(request.domain, request.key, request.timeMs, request.tag)) this.state.delete(request.key, TIMER_NAMESPACE, subKey);
+        if (this.timers.delete(request.domain, request.key, request.timeMs, request.tag))
+          this.state.delete(request.key, TIMER_NAMESPACE, subKey);
       } else if (this.timers.register(request.domain, request.key, request.timeMs, request.tag)) {
         this.state.put(request.key, TIMER_NAMESPACE, subKey, 1);
       }
@@ -102,7 +107,12 @@ export class ActorOperator implements Operator {
           const data = new TextEncoder().encode(JSON.stringify({ key: timer.key, timer: info }));
           // Several timers may fail while one event advances the watermark: each letter is named by its timer.
           const idSuffix = `/timer/${digestOf([timer.key, timer.domain, timer.timeMs, timer.tag])}`;
-          this.out.deadLetter('handler-failed', `onTimer threw after ${attempt} attempts: ${(error as Error).message}`, { data, sequence: this.out.sequence }, idSuffix);
+          this.out.deadLetter(
+            'handler-failed',
+            `onTimer threw after ${attempt} attempts: ${(error as Error).message}`,
+            { data, sequence: this.out.sequence },
+            idSuffix,
+          );
           return;
         }
       }

@@ -43,7 +43,11 @@ export interface BatchRunResult {
   lateUpdates: number;
 }
 
-export async function runBatch(job: JobSpec, events: Iterable<BatchInputEvent | Uint8Array>, options: BatchRunOptions): Promise<BatchRunResult> {
+export async function runBatch(
+  job: JobSpec,
+  events: Iterable<BatchInputEvent | Uint8Array>,
+  options: BatchRunOptions,
+): Promise<BatchRunResult> {
   const batchSize = options.batchSize ?? 10_000;
   const byPartition: RawMessage[][] = Array.from({ length: options.partitions }, () => []);
   // A file has no log timestamps: the far-future guard measures event times against the time the
@@ -53,9 +57,20 @@ export async function runBatch(job: JobSpec, events: Iterable<BatchInputEvent | 
     // Raw bytes (for testing undecodable input) go to partition 0.
     const partition = event instanceof Uint8Array ? 0 : partitionOf(event.key, options.partitions);
     const messages = byPartition[partition]!;
-    messages.push({ data: event instanceof Uint8Array ? event : encodeEvent(event), sequence: messages.length + 1, logTimeMs });
+    messages.push({
+      data: event instanceof Uint8Array ? event : encodeEvent(event),
+      sequence: messages.length + 1,
+      logTimeMs,
+    });
   }
-  const run: BatchRunResult = { table: new ServingView(), outputs: [], late: [], deadLetters: [], processed: 0, lateUpdates: 0 };
+  const run: BatchRunResult = {
+    table: new ServingView(),
+    outputs: [],
+    late: [],
+    deadLetters: [],
+    processed: 0,
+    lateUpdates: 0,
+  };
   const collect = (result: BatchResult) => {
     run.table.apply(result.outputs);
     run.outputs.push(...result.outputs);

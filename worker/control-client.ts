@@ -3,7 +3,15 @@
 // task.revoke from the coordinator to the pool. Knows the wire, not what a task is.
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { decodeMessage, encodeMessage, subjects, type Message, type MessageOf, type TaskId, type TaskStatus } from '../protocol/index.js';
+import {
+  decodeMessage,
+  encodeMessage,
+  subjects,
+  type Message,
+  type MessageOf,
+  type TaskId,
+  type TaskStatus,
+} from '../protocol/index.js';
 
 export interface ControlHandlers {
   onAssign(message: MessageOf<'task.assign'>): void;

@@ -3,5 +3,8 @@
 import { createHash } from 'node:crypto';
 
 export function digestOf(parts: unknown): string {
-  return createHash('sha256').update(typeof parts === 'string' ? parts : JSON.stringify(parts)).digest('base64url').slice(0, 22);
+  return createHash('sha256')
+    .update(typeof parts === 'string' ? parts : JSON.stringify(parts))
+    .digest('base64url')
+    .slice(0, 22);
 }

@@ -44,7 +44,9 @@ const OUTPUT_DEDUP_WINDOW_MS = 15 * 60 * 1000;
 const NANOS_PER_MS = 1_000_000;
 
 /** The part of a job stream's configuration its limits decide. */
-export function limitConfig(limits: StreamLimits): Pick<StreamConfig, 'max_age' | 'max_bytes' | 'discard' | 'duplicate_window'> {
+export function limitConfig(
+  limits: StreamLimits,
+): Pick<StreamConfig, 'max_age' | 'max_bytes' | 'discard' | 'duplicate_window'> {
   const dedupMs = limits.maxAgeMs > 0 ? Math.min(OUTPUT_DEDUP_WINDOW_MS, limits.maxAgeMs) : OUTPUT_DEDUP_WINDOW_MS;
   return {
     max_age: limits.maxAgeMs * NANOS_PER_MS,
@@ -79,7 +81,12 @@ export async function ensureJobStreams(nc: NatsConnection, limits?: JobStreamLim
       existing = await jsm.streams.info(stream.name);
     } catch {
       try {
-        await jsm.streams.add({ name: stream.name, subjects: stream.subjects, ...config, num_replicas: internalReplicas() });
+        await jsm.streams.add({
+          name: stream.name,
+          subjects: stream.subjects,
+          ...config,
+          num_replicas: internalReplicas(),
+        });
         changes.push({ stream: stream.name, change: 'created', limits: wanted });
         continue;
       } catch (error) {
@@ -90,9 +97,20 @@ export async function ensureJobStreams(nc: NatsConnection, limits?: JobStreamLim
     }
     if (!limits) continue;
     const current = existing.config;
-    if (current.max_age === config.max_age && current.max_bytes === config.max_bytes && current.discard === config.discard && current.duplicate_window === config.duplicate_window) continue;
+    if (
+      current.max_age === config.max_age &&
+      current.max_bytes === config.max_bytes &&
+      current.discard === config.discard &&
+      current.duplicate_window === config.duplicate_window
+    )
+      continue;
     await jsm.streams.update(stream.name, { ...current, ...config });
-    changes.push({ stream: stream.name, change: 'updated', limits: wanted, previous: { maxAgeMs: current.max_age / NANOS_PER_MS, maxBytes: Math.max(0, current.max_bytes) } });
+    changes.push({
+      stream: stream.name,
+      change: 'updated',
+      limits: wanted,
+      previous: { maxAgeMs: current.max_age / NANOS_PER_MS, maxBytes: Math.max(0, current.max_bytes) },
+    });
   }
   return changes;
 }

@@ -117,7 +117,11 @@ const definitionSchema = z.object({
   source: z.object({ topic: z.string() }),
   key: fn.optional(),
   time: fn,
-  watermark: z.object({ maxOutOfOrderness: duration, idleTimeout: duration.optional(), maxFutureSkew: z.union([duration, z.literal(false)]).optional() }),
+  watermark: z.object({
+    maxOutOfOrderness: duration,
+    idleTimeout: duration.optional(),
+    maxFutureSkew: z.union([duration, z.literal(false)]).optional(),
+  }),
   window: z
     .object({
       kind: z.enum(['tumbling', 'hopping', 'session']),
@@ -151,7 +155,11 @@ export function validateJob(definition: unknown, origin = 'job definition'): Job
     const result = parseDuration(value, allowNegative);
     return typeof result === 'number' ? result : fail(field, result);
   };
-  for (const [field, kind, value] of [['name', 'job', job.name], ['version', 'version', job.version], ['source.topic', 'topic', job.source.topic]] as const) {
+  for (const [field, kind, value] of [
+    ['name', 'job', job.name],
+    ['version', 'version', job.version],
+    ['source.topic', 'topic', job.source.topic],
+  ] as const) {
     try {
       assertName(kind, value);
     } catch (error) {
@@ -167,7 +175,8 @@ export function validateJob(definition: unknown, origin = 'job definition'): Job
     if (kind === 'session') {
       const gapMs = ms('window.gap', job.window.gap);
       if (gapMs <= 0) fail('window.gap', 'must be greater than 0');
-      if (job.aggregate && !job.aggregate.merge) fail('aggregate.merge', 'is required for session windows, which merge');
+      if (job.aggregate && !job.aggregate.merge)
+        fail('aggregate.merge', 'is required for session windows, which merge');
       window = { kind, sizeMs: 0, slideMs: 0, gapMs, offsetMs };
     } else {
       const sizeMs = ms('window.size', job.window.size);
@@ -191,8 +200,12 @@ export function validateJob(definition: unknown, origin = 'job definition'): Job
     key: job.key,
     time: job.time,
     maxOutOfOrdernessMs: ms('watermark.maxOutOfOrderness', job.watermark.maxOutOfOrderness),
-    idleTimeoutMs: job.watermark.idleTimeout === undefined ? undefined : ms('watermark.idleTimeout', job.watermark.idleTimeout),
-    maxFutureSkewMs: job.watermark.maxFutureSkew === false ? undefined : ms('watermark.maxFutureSkew', job.watermark.maxFutureSkew, DEFAULT_MAX_FUTURE_SKEW_MS),
+    idleTimeoutMs:
+      job.watermark.idleTimeout === undefined ? undefined : ms('watermark.idleTimeout', job.watermark.idleTimeout),
+    maxFutureSkewMs:
+      job.watermark.maxFutureSkew === false
+        ? undefined
+        : ms('watermark.maxFutureSkew', job.watermark.maxFutureSkew, DEFAULT_MAX_FUTURE_SKEW_MS),
     allowedLatenessMs: ms('allowedLateness', job.allowedLateness, 0),
     sink: job.sink?.kind ?? 'kv',
     handlerRetries: job.handlerRetries ?? 2,

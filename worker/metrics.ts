@@ -73,7 +73,7 @@ export class WorkerMetrics {
   });
   readonly stateRestores = new Counter({
     name: 'kappa_state_restores_total',
-    help: "Task state opened at a (re)start, by source: local (the disk held the committed checkpoint), object-store (wiped and downloaded: the local copy was missing, behind, ahead or corrupt), empty (no checkpoint yet).",
+    help: 'Task state opened at a (re)start, by source: local (the disk held the committed checkpoint), object-store (wiped and downloaded: the local copy was missing, behind, ahead or corrupt), empty (no checkpoint yet).',
     labelNames: ['job', 'version', 'partition', 'source'] as const,
     registers: [this.registry],
   });
@@ -111,6 +111,13 @@ export class WorkerMetrics {
   /** A task left this process: drop its gauges, which would otherwise keep their last value forever. */
   removeTask(task: { job: string; version: string; partition: number }): void {
     const labels = { job: task.job, version: task.version, partition: String(task.partition) };
-    for (const gauge of [this.lagMessages, this.watermarkLagSeconds, this.actorsActive, this.stateBytes, this.checkpointSizeBytes]) gauge.remove(labels);
+    for (const gauge of [
+      this.lagMessages,
+      this.watermarkLagSeconds,
+      this.actorsActive,
+      this.stateBytes,
+      this.checkpointSizeBytes,
+    ])
+      gauge.remove(labels);
   }
 }

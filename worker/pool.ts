@@ -7,7 +7,14 @@ import { fileURLToPath } from 'node:url';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Piscina } from 'piscina';
 import type { Logger } from 'pino';
-import { jobVersionKey, taskKey, type MessageOf, type StartPosition, type TaskId, type TaskStatus } from '../protocol/index.js';
+import {
+  jobVersionKey,
+  taskKey,
+  type MessageOf,
+  type StartPosition,
+  type TaskId,
+  type TaskStatus,
+} from '../protocol/index.js';
 import { type NatsSettings } from '../runtime/index.js';
 import { decideAssign, decideRevoke, leastLoadedThread } from './assignment-rules.js';
 import { ControlClient, type Registration } from './control-client.js';
@@ -106,14 +113,22 @@ export class WorkerPool {
       this.slots.push(slot);
       this.startHost(slot);
     }
-    this.control = new ControlClient(options.nc, options.workerId, {
-      onAssign: (message) => this.onAssign(message),
-      onRevoke: (message) => this.onRevoke(message),
-    }, this.logger);
+    this.control = new ControlClient(
+      options.nc,
+      options.workerId,
+      {
+        onAssign: (message) => this.onAssign(message),
+        onRevoke: (message) => this.onRevoke(message),
+      },
+      this.logger,
+    );
     this.register();
     this.heartbeatTimer = setInterval(() => this.heartbeat(), options.heartbeatIntervalMs ?? 1000);
     void this.registerOnReconnect();
-    this.logger.info({ workerId: options.workerId, threads: options.threads, carries: options.carries }, 'worker pool started');
+    this.logger.info(
+      { workerId: options.workerId, threads: options.threads, carries: options.carries },
+      'worker pool started',
+    );
   }
 
   // ── threads ──────────────────────────────────────────────────────────────
@@ -138,13 +153,16 @@ export class WorkerPool {
     const run = this.piscina.run(hostOptions, { transferList: [port2] });
     this.hostRuns.add(run);
     this.metrics.threads.inc();
-    run.then(
-      () => this.onHostEnded(slot, port1, undefined),
-      (error: unknown) => this.onHostEnded(slot, port1, error),
-    ).finally(() => this.hostRuns.delete(run));
+    run
+      .then(
+        () => this.onHostEnded(slot, port1, undefined),
+        (error: unknown) => this.onHostEnded(slot, port1, error),
+      )
+      .finally(() => this.hostRuns.delete(run));
     // Tasks already placed on this slot (a replaced thread) start again on the new host.
     for (const placed of this.tasks.values()) {
-      if (placed.thread === slot.index && !placed.releasing) this.post(slot.index, { type: 'start', task: placed.task, epoch: placed.epoch, from: placed.from });
+      if (placed.thread === slot.index && !placed.releasing)
+        this.post(slot.index, { type: 'start', task: placed.task, epoch: placed.epoch, from: placed.from });
     }
   }
 
@@ -157,7 +175,10 @@ export class WorkerPool {
     this.metrics.threadRestarts.inc();
     this.metrics.retire(slot.index);
     const reason = error instanceof Error ? error.message : 'the task host ended unexpectedly';
-    this.logger.error({ err: error, thread: slot.index }, 'task host thread died; replacing it and restarting its tasks');
+    this.logger.error(
+      { err: error, thread: slot.index },
+      'task host thread died; replacing it and restarting its tasks',
+    );
     for (const placed of [...this.tasks.values()]) {
       if (placed.thread !== slot.index) continue;
       const lastSequence = placed.progress?.sequence ?? 0;
@@ -201,7 +222,10 @@ export class WorkerPool {
         const placed = this.tasks.get(taskKey(message.task));
         // Counted by the thread (kappa_task_failures_total{reason}), merged into /metrics.
         if (placed) placed.unreportedFailure = message.error;
-        this.logger.warn({ ...message.task, thread: threadIndex, error: message.error }, 'task failed; its thread restarts it with back-off');
+        this.logger.warn(
+          { ...message.task, thread: threadIndex, error: message.error },
+          'task failed; its thread restarts it with back-off',
+        );
         break;
       }
       case 'stopped': {
@@ -272,7 +296,10 @@ export class WorkerPool {
       case 'ignore':
         break;
       case 'ignore-stale':
-        this.logger.info({ ...task, epoch, runningEpoch: placed!.epoch }, 'ignoring a revoke older than the running epoch');
+        this.logger.info(
+          { ...task, epoch, runningEpoch: placed!.epoch },
+          'ignoring a revoke older than the running epoch',
+        );
         break;
     }
   }
@@ -322,7 +349,8 @@ export class WorkerPool {
     this.heartbeats++;
     if (this.heartbeats % (this.options.registerEveryHeartbeats ?? 10) === 0 && !this.shuttingDown) this.register();
     this.metrics.tasks.reset();
-    for (const status of statuses) this.metrics.tasks.inc({ job: status.job, version: status.version, state: status.state });
+    for (const status of statuses)
+      this.metrics.tasks.inc({ job: status.job, version: status.version, state: status.state });
   }
 
   /** What a heartbeat reports for every task this worker holds. */
@@ -330,7 +358,11 @@ export class WorkerPool {
     return [...this.tasks.values()].map((placed) => {
       const progress = placed.progress;
       const failure = placed.unreportedFailure ?? (progress?.state === 'failed' ? progress.error : undefined);
-      const state = placed.releasing ? 'releasing' : failure !== undefined ? 'failed' : (progress?.state ?? 'restoring');
+      const state = placed.releasing
+        ? 'releasing'
+        : failure !== undefined
+          ? 'failed'
+          : (progress?.state ?? 'restoring');
       return {
         ...placed.task,
         epoch: placed.epoch,
@@ -352,7 +384,9 @@ export class WorkerPool {
   /** Why /readyz says not ready (a task restoring, releasing or failed, with its error), or undefined. */
   notReadyReason(): string | undefined {
     if (!this.accepting) return 'shutting down';
-    return notReadyReason(this.statuses().map((status) => ({ task: taskKey(status), state: status.state, error: status.error })));
+    return notReadyReason(
+      this.statuses().map((status) => ({ task: taskKey(status), state: status.state, error: status.error })),
+    );
   }
 
   /**
@@ -374,7 +408,11 @@ export class WorkerPool {
   status(): unknown {
     return {
       workerId: this.options.workerId,
-      threads: this.slots.map((slot) => ({ index: slot.index, alive: slot.port !== undefined, tasks: [...this.tasks.values()].filter((t) => t.thread === slot.index).length })),
+      threads: this.slots.map((slot) => ({
+        index: slot.index,
+        alive: slot.port !== undefined,
+        tasks: [...this.tasks.values()].filter((t) => t.thread === slot.index).length,
+      })),
       tasks: this.statuses(),
     };
   }
@@ -397,7 +435,10 @@ export class WorkerPool {
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), releaseTimeoutMs)));
     if (await Promise.race([allReleased.then(() => false), timedOut])) {
-      this.logger.error({ tasks: this.statuses(), releaseTimeoutMs }, 'tasks did not stop in time; leaving without releasing them');
+      this.logger.error(
+        { tasks: this.statuses(), releaseTimeoutMs },
+        'tasks did not stop in time; leaving without releasing them',
+      );
     }
     clearTimeout(timer);
     this.shuttingDown = true;

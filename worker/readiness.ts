@@ -15,7 +15,12 @@ export function notReadyReason(tasks: Iterable<TaskReadiness>): string | undefin
   for (const { task, state, error } of tasks) {
     if (state === 'running') continue;
     count++;
-    if (reasons.length < 3) reasons.push(state === 'failed' && error !== undefined ? `task ${task} failed (retrying with back-off): ${error}` : `task ${task} ${state}`);
+    if (reasons.length < 3)
+      reasons.push(
+        state === 'failed' && error !== undefined
+          ? `task ${task} failed (retrying with back-off): ${error}`
+          : `task ${task} ${state}`,
+      );
   }
   if (count === 0) return undefined;
   return reasons.join('; ') + (count > reasons.length ? `; and ${count - reasons.length} more` : '');

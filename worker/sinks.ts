@@ -46,7 +46,11 @@ export class JobSinks {
     await ensureJobStreams(nc);
     let table: TableWriter | undefined;
     if (isTableSink(job.sink)) {
-      if (!tables || tables.kind !== job.sink) throw new KappaError('JOB_INVALID', `job ${job.name} ${job.version} writes a ${job.sink} table but no ${job.sink} backend was given`);
+      if (!tables || tables.kind !== job.sink)
+        throw new KappaError(
+          'JOB_INVALID',
+          `job ${job.name} ${job.version} writes a ${job.sink} table but no ${job.sink} backend was given`,
+        );
       table = await tables.writer(job.name, job.version);
     }
     return new JobSinks(job, nc, table);

@@ -2,7 +2,14 @@
 // mode and large batches (FACTS.md: ≈2× faster than acking; positions live in our checkpoints,
 // not in broker acks). The consumer is only a cursor: whenever it stops — back-pressure, a lost
 // connection, a deleted consumer — a new one starts at the next sequence we have not buffered.
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  type ConsumerMessages,
+  type JsMsg,
+} from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { RawMessage } from './task-processor.js';
 
@@ -94,7 +101,10 @@ export class PartitionSource {
     this.messages = undefined;
     if (this.paused) return; // resumed by take()
     this.options.onRestart?.(error ?? new Error('consumer closed'));
-    setTimeout(() => void this.startConsumer().catch((failure) => this.onConsumerClosed(messages, failure)), 500).unref();
+    setTimeout(
+      () => void this.startConsumer().catch((failure) => this.onConsumerClosed(messages, failure)),
+      500,
+    ).unref();
   }
 
   /** Resolves when messages are buffered or after timeoutMs. */

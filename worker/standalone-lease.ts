@@ -55,14 +55,19 @@ export class StandaloneLease {
 
   /** Takes the job version's lease, or throws TaskHeldError naming the replica that holds it. */
   static async acquire(options: StandaloneLeaseOptions): Promise<StandaloneLease> {
-    const kv = await new Kvm(options.nc).create(buckets.standaloneLeases, { history: 1, ttl: STANDALONE_LEASE_TTL_MS, replicas: internalReplicas() });
+    const kv = await new Kvm(options.nc).create(buckets.standaloneLeases, {
+      history: 1,
+      ttl: STANDALONE_LEASE_TTL_MS,
+      replicas: internalReplicas(),
+    });
     const key = `${options.job}.${options.version}`;
     const holder: Holder = { workerId: options.workerId, host: hostname(), pid: process.pid, acquiredAtMs: Date.now() };
     const value = JSON.stringify(holder);
     for (let attempt = 0; attempt < 5; attempt++) {
       const entry = await kv.get(key);
       try {
-        if (entry === null || entry.operation !== 'PUT') return new StandaloneLease(kv, key, holder, await kv.create(key, value), options);
+        if (entry === null || entry.operation !== 'PUT')
+          return new StandaloneLease(kv, key, holder, await kv.create(key, value), options);
         const current = entry.json<Holder>();
         if (current.workerId !== options.workerId) {
           throw new TaskHeldError(
@@ -78,14 +83,18 @@ export class StandaloneLease {
         // Another replica wrote the key between our read and write: read again and decide again.
       }
     }
-    throw new TaskHeldError(`job ${options.job} version ${options.version}: could not take the standalone lease, its key kept changing`);
+    throw new TaskHeldError(
+      `job ${options.job} version ${options.version}: could not take the standalone lease, its key kept changing`,
+    );
   }
 
   /** Stops renewing and deletes the key if it is still ours, so another replica can start at once. */
   async release(): Promise<void> {
     clearInterval(this.timer);
     if (this.lost) return;
-    await this.kv.delete(this.key, { previousSeq: this.revision }).catch((error: unknown) => this.options.onError?.(error));
+    await this.kv
+      .delete(this.key, { previousSeq: this.revision })
+      .catch((error: unknown) => this.options.onError?.(error));
   }
 
   private async renew(): Promise<void> {

@@ -67,11 +67,19 @@ export class StandaloneWorker {
     }
   }
 
-  private static async startTasks(options: StandaloneWorkerOptions, workerId: string, onLost: (error: KappaError) => void): Promise<TaskRunner[]> {
+  private static async startTasks(
+    options: StandaloneWorkerOptions,
+    workerId: string,
+    onLost: (error: KappaError) => void,
+  ): Promise<TaskRunner[]> {
     const { nc, job, logger } = options;
     const partitions = await topicPartitions(nc, job.topic);
     const sink = job.sink;
-    const sinks = await JobSinks.open(nc, job, isTableSink(sink) ? await openServingTables(sink, nc, tableSettingsFromEnv()) : undefined);
+    const sinks = await JobSinks.open(
+      nc,
+      job,
+      isTableSink(sink) ? await openServingTables(sink, nc, tableSettingsFromEnv()) : undefined,
+    );
     const checkpointStore = await CheckpointStore.open(nc, { replicas: internalReplicas() });
     const tasks: TaskRunner[] = [];
     for (let partition = 0; partition < partitions; partition++) {

@@ -30,7 +30,15 @@ export interface BatchResult {
 
 export class TaskProcessor implements OperatorOutput {
   readonly watermark: Watermark;
-  private readonly result: BatchResult = { outputs: [], late: [], deadLetters: [], processed: 0, lateUpdates: 0, lastSequence: 0, watermarkMs: -Infinity };
+  private readonly result: BatchResult = {
+    outputs: [],
+    late: [],
+    deadLetters: [],
+    processed: 0,
+    lateUpdates: 0,
+    lastSequence: 0,
+    watermarkMs: -Infinity,
+  };
   private readonly operator: Operator;
   // Decoded batch, reused between batches (no per-batch array growth after warm-up).
   private keys: string[] = [];
@@ -72,11 +80,19 @@ export class TaskProcessor implements OperatorOutput {
    * `engine` what snapshot() returned. What the operator keeps only in memory (its timers, which
    * keys stay resident) is rebuilt from the stored rows in one sequential scan.
    */
-  static async restore(job: JobSpec, partition: number, state: KeyedState, clock: Clock, engine: EngineSnapshot): Promise<TaskProcessor> {
+  static async restore(
+    job: JobSpec,
+    partition: number,
+    state: KeyedState,
+    clock: Clock,
+    engine: EngineSnapshot,
+  ): Promise<TaskProcessor> {
     const processor = new TaskProcessor(job, partition, state, clock, engine);
     const watermarkMs = processor.watermark.current;
     const operator = processor.operator;
-    await state.restoreResident(new Set(operator.residentNamespaces), (key, namespace, subKey) => operator.restoreRow(key, namespace, subKey, watermarkMs));
+    await state.restoreResident(new Set(operator.residentNamespaces), (key, namespace, subKey) =>
+      operator.restoreRow(key, namespace, subKey, watermarkMs),
+    );
     return processor;
   }
 
@@ -84,7 +100,11 @@ export class TaskProcessor implements OperatorOutput {
   snapshot(): EngineSnapshot {
     const watermark = this.watermark.snapshot();
     return {
-      watermark: { currentMs: finiteOrNull(watermark.currentMs), maxEventTimeMs: finiteOrNull(watermark.maxEventTimeMs), atLastEventMs: finiteOrNull(watermark.atLastEventMs) },
+      watermark: {
+        currentMs: finiteOrNull(watermark.currentMs),
+        maxEventTimeMs: finiteOrNull(watermark.maxEventTimeMs),
+        atLastEventMs: finiteOrNull(watermark.atLastEventMs),
+      },
       ...(this.operator instanceof ActorOperator ? { actor: { emits: this.operator.emitCounter } } : {}),
     };
   }
@@ -103,7 +123,8 @@ export class TaskProcessor implements OperatorOutput {
       const watermarkBefore = this.watermark.current;
       this.sequence = message.sequence;
       // A dead-lettered event still has a valid time: it advances the watermark like any other.
-      if (operator.onEvent(this.keys[index]!, timeMs, this.values[index], watermarkBefore, message)) this.result.processed++;
+      if (operator.onEvent(this.keys[index]!, timeMs, this.values[index], watermarkBefore, message))
+        this.result.processed++;
       this.watermark.observe(timeMs);
       if (this.watermark.current > watermarkBefore) operator.onWatermark(this.watermark.current);
     }
@@ -123,7 +144,9 @@ export class TaskProcessor implements OperatorOutput {
     this.resetResult();
     const idleTimeoutMs = this.job.idleTimeoutMs;
     if (idleTimeoutMs !== undefined && this.watermark.current > -Infinity) {
-      this.advanceWatermarkTo(idleWatermark(this.watermark.atLastEvent, this.lastEventAtMs, this.clock.now(), idleTimeoutMs));
+      this.advanceWatermarkTo(
+        idleWatermark(this.watermark.atLastEvent, this.lastEventAtMs, this.clock.now(), idleTimeoutMs),
+      );
     }
     this.operator.onProcessingTime(this.clock.now(), this.watermark.current);
     return this.finishResult();
@@ -198,20 +221,33 @@ export class TaskProcessor implements OperatorOutput {
         }
         time = this.job.time(value);
       } catch (error) {
-        const reason: DeadLetterReason = error instanceof ProtocolError ? 'undecodable' : key === undefined ? 'no-key' : 'no-time';
+        const reason: DeadLetterReason =
+          error instanceof ProtocolError ? 'undecodable' : key === undefined ? 'no-key' : 'no-time';
         const what = reason === 'no-key' ? 'key' : reason === 'no-time' ? 'time' : undefined;
-        this.deadLetter(reason, what ? `the job's ${what} function threw: ${(error as Error).message}` : (error as Error).message, message);
+        this.deadLetter(
+          reason,
+          what ? `the job's ${what} function threw: ${(error as Error).message}` : (error as Error).message,
+          message,
+        );
         continue;
       }
       const timeMs = eventTimeOf(time);
       if (typeof timeMs === 'string') {
-        this.deadLetter('no-time', `event has no usable time: the job's time function returned a value that ${timeMs}`, message);
+        this.deadLetter(
+          'no-time',
+          `event has no usable time: the job's time function returned a value that ${timeMs}`,
+          message,
+        );
         continue;
       }
       // The far-future guard (README "Bad input"): an event claiming a time well after the log
       // received it would drag the watermark ahead and make the rest of the partition late. The
       // log's timestamp is part of the log, so a replay decides the same.
-      if (maxFutureSkewMs !== undefined && message.logTimeMs !== undefined && timeMs > message.logTimeMs + maxFutureSkewMs) {
+      if (
+        maxFutureSkewMs !== undefined &&
+        message.logTimeMs !== undefined &&
+        timeMs > message.logTimeMs + maxFutureSkewMs
+      ) {
         this.deadLetter(
           'future-time',
           `event time ${describeTime(timeMs)} is ${describeDuration(timeMs - message.logTimeMs)} after the log received it (${describeTime(message.logTimeMs)}); watermark.maxFutureSkew is ${describeDuration(maxFutureSkewMs)}`,
@@ -229,7 +265,14 @@ export class TaskProcessor implements OperatorOutput {
   }
 
   deadLetter(reason: DeadLetterReason, error: string, origin: RawMessage, idSuffix = ''): void {
-    this.result.deadLetters.push({ id: `${this.partition}/${origin.sequence}${idSuffix}`, reason, error, partition: this.partition, sequence: origin.sequence, data: origin.data });
+    this.result.deadLetters.push({
+      id: `${this.partition}/${origin.sequence}${idSuffix}`,
+      reason,
+      error,
+      partition: this.partition,
+      sequence: origin.sequence,
+      data: origin.data,
+    });
   }
 }
 
@@ -249,7 +292,11 @@ function finiteOrNull(ms: number): number | null {
 }
 
 function watermarkFromJson(json: EngineSnapshot['watermark']): WatermarkSnapshot {
-  return { currentMs: json.currentMs ?? -Infinity, maxEventTimeMs: json.maxEventTimeMs ?? -Infinity, atLastEventMs: json.atLastEventMs ?? -Infinity };
+  return {
+    currentMs: json.currentMs ?? -Infinity,
+    maxEventTimeMs: json.maxEventTimeMs ?? -Infinity,
+    atLastEventMs: json.atLastEventMs ?? -Infinity,
+  };
 }
 
 function emitCounterOf(counter: NonNullable<EngineSnapshot['actor']>): number {

@@ -201,7 +201,11 @@ export class TaskRunner {
           // higher one, which the coordinator sends when the heartbeat reports `fencedBy`.
           const fencedAt = this.epochInUse;
           this.ownerEpoch = error.ownerEpoch ?? fencedAt + 1;
-          this.recordFailure(error, { epoch: fencedAt, ownerEpoch: this.ownerEpoch }, 'task fenced: its checkpoint is owned under a higher epoch; waiting to be assigned above it');
+          this.recordFailure(
+            error,
+            { epoch: fencedAt, ownerEpoch: this.ownerEpoch },
+            'task fenced: its checkpoint is owned under a higher epoch; waiting to be assigned above it',
+          );
           await this.closeResources();
           await this.waitForHigherEpoch(fencedAt);
           continue;
@@ -246,14 +250,25 @@ export class TaskRunner {
     const restoredFrom = await this.openState(dir, manifest);
     const state = new KeyedState(this.store!);
     const engine = manifest.engine as EngineSnapshot;
-    const processor = 'watermark' in engine ? await TaskProcessor.restore(job, partition, state, clock, engine) : new TaskProcessor(job, partition, state, clock);
+    const processor =
+      'watermark' in engine
+        ? await TaskProcessor.restore(job, partition, state, clock, engine)
+        : new TaskProcessor(job, partition, state, clock);
     this.processor = processor;
     this.processed = 0;
     this.sequence = manifest.sequence;
     this.eventsSinceCheckpoint = 0;
     this.lastCheckpointAtMs = clock.now();
     logger.info(
-      { partition, checkpoint: manifest.id, sequence: manifest.sequence, restoredFrom, activeKeys: state.activeKeys, restoreMs: clock.now() - restoreStarted, garbageObjects: collected },
+      {
+        partition,
+        checkpoint: manifest.id,
+        sequence: manifest.sequence,
+        restoredFrom,
+        activeKeys: state.activeKeys,
+        restoreMs: clock.now() - restoreStarted,
+        garbageObjects: collected,
+      },
       'task restored',
     );
     const source = new PartitionSource(nc, {
@@ -293,9 +308,17 @@ export class TaskRunner {
         this.lastStreamSequence = (await jsm.streams.info(stream)).state.last_seq;
         const progress = this.progress();
         this.children.lag.set(progress.lagMessages);
-        if (this.replaying !== (this.replaying ? progress.lagMessages > REPLAY_EXIT_LAG : progress.lagMessages > REPLAY_ENTER_LAG)) {
+        if (
+          this.replaying !==
+          (this.replaying ? progress.lagMessages > REPLAY_EXIT_LAG : progress.lagMessages > REPLAY_ENTER_LAG)
+        ) {
           this.replaying = !this.replaying;
-          logger.info({ partition, lagMessages: progress.lagMessages }, this.replaying ? 'far behind: replay mode (large batches, rare checkpoints)' : 'near the head: low-latency mode');
+          logger.info(
+            { partition, lagMessages: progress.lagMessages },
+            this.replaying
+              ? 'far behind: replay mode (large batches, rare checkpoints)'
+              : 'near the head: low-latency mode',
+          );
         }
         this.children.actorsActive.set(state.activeKeys);
         if (this.store) this.children.stateBytes.set(await this.store.approximateSizeBytes());
@@ -321,7 +344,9 @@ export class TaskRunner {
     const open = this.options.openStore ?? ((path: string) => TaskStore.open(path));
     const restored = (source: 'local' | 'object-store' | 'empty') => {
       const { job, partition } = this.options;
-      this.options.metrics.stateRestores.labels({ job: job.name, version: job.version, partition: String(partition), source }).inc();
+      this.options.metrics.stateRestores
+        .labels({ job: job.name, version: job.version, partition: String(partition), source })
+        .inc();
       return source;
     };
     if (existsSync(dir) && localMark.matches(dir, manifest)) {
@@ -330,7 +355,10 @@ export class TaskRunner {
         return restored('local');
       } catch (error) {
         if (!/corrupt/i.test((error as Error).message)) throw error;
-        this.options.logger.error({ err: error, partition: this.options.partition }, 'local state is corrupt: wiping it and downloading the checkpoint');
+        this.options.logger.error(
+          { err: error, partition: this.options.partition },
+          'local state is corrupt: wiping it and downloading the checkpoint',
+        );
       }
     }
     localMark.clear(dir);
@@ -346,7 +374,8 @@ export class TaskRunner {
     const { checkpointEvents } = this.options;
     const factor = this.replaying ? REPLAY_CHECKPOINT_FACTOR : 1;
     return (
-      nowMs - this.lastCheckpointAtMs >= (this.options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS) * factor ||
+      nowMs - this.lastCheckpointAtMs >=
+        (this.options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS) * factor ||
       (checkpointEvents !== undefined && this.eventsSinceCheckpoint >= checkpointEvents * factor) ||
       state.dirtyRows >= (this.options.checkpointDirtyRows ?? DEFAULT_CHECKPOINT_DIRTY_ROWS) * factor
     );
@@ -366,7 +395,13 @@ export class TaskRunner {
     this.eventsSinceCheckpoint = 0;
     const engine = processor.snapshot();
     const last = checkpoints.manifest;
-    if (state.dirtyRows === 0 && last && last.sequence === this.sequence && last.epoch === this.options.epoch() && JSON.stringify(last.engine) === JSON.stringify(engine)) {
+    if (
+      state.dirtyRows === 0 &&
+      last &&
+      last.sequence === this.sequence &&
+      last.epoch === this.options.epoch() &&
+      JSON.stringify(last.engine) === JSON.stringify(engine)
+    ) {
       return; // nothing changed since the last commit
     }
     const stopTimer = this.children.checkpointDuration.startTimer();
@@ -404,7 +439,10 @@ export class TaskRunner {
         const result = await commit();
         if (this.runnerState === 'failed') {
           this.runnerState = 'running';
-          this.options.logger.info({ partition: this.options.partition }, 'checkpoint committed after failures: task running again');
+          this.options.logger.info(
+            { partition: this.options.partition },
+            'checkpoint committed after failures: task running again',
+          );
         }
         this.backoff.reset();
         return result;
@@ -416,7 +454,11 @@ export class TaskRunner {
         }
         this.children.checkpointsFailed.inc();
         if (this.stopped) throw error;
-        this.recordFailure(error, { backoffMs: this.backoff.nextDelayMs }, 'checkpoint failed; retrying it in place (local state kept)');
+        this.recordFailure(
+          error,
+          { backoffMs: this.backoff.nextDelayMs },
+          'checkpoint failed; retrying it in place (local state kept)',
+        );
         await this.backoff.wait();
         if (this.stopped) throw error;
       }

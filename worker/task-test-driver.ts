@@ -56,7 +56,12 @@ export class TaskTestDriver {
     const dir = mkdtempSync(join(tmpdir(), 'kappa-driver-'));
     const store = await TaskStore.open(dir);
     const clock = new ManualClock(options.startMs ?? 0);
-    return new TaskTestDriver(new TaskProcessor(spec, options.partition ?? 0, new KeyedState(store), clock), store, dir, clock);
+    return new TaskTestDriver(
+      new TaskProcessor(spec, options.partition ?? 0, new KeyedState(store), clock),
+      store,
+      dir,
+      clock,
+    );
   }
 
   /** Runs the events as one batch (results never depend on batch boundaries). */

@@ -38,7 +38,9 @@ interface HostedTask {
 }
 
 /** The piscina task: resolves when the main thread says `shutdown`. */
-export default async function hostTasks(options: TaskHostOptions & { port: MessagePort }): Promise<{ threadIndex: number }> {
+export default async function hostTasks(
+  options: TaskHostOptions & { port: MessagePort },
+): Promise<{ threadIndex: number }> {
   const logger = createLogger({ workerId: options.workerId, thread: options.threadIndex }, options.logLevel);
   const jobs = new Map<string, JobSpec>();
   for (const file of options.jobFiles) {
@@ -105,7 +107,15 @@ class TaskHost {
   }
 
   private start(task: TaskId, epoch: number, from: StartPosition): void {
-    const hosted: HostedTask = { task, epoch, runner: undefined, starting: Promise.resolve(), stopping: false, startError: undefined, backoff: new Backoff() };
+    const hosted: HostedTask = {
+      task,
+      epoch,
+      runner: undefined,
+      starting: Promise.resolve(),
+      stopping: false,
+      startError: undefined,
+      backoff: new Backoff(),
+    };
     this.tasks.set(taskKey(task), hosted);
     hosted.starting = this.startRunner(hosted, from);
   }
@@ -140,7 +150,9 @@ class TaskHost {
         return;
       } catch (error) {
         hosted.startError = messageOf(error);
-        this.metrics.taskFailures.labels({ job: task.job, version: task.version, partition: String(task.partition), reason: 'start' }).inc();
+        this.metrics.taskFailures
+          .labels({ job: task.job, version: task.version, partition: String(task.partition), reason: 'start' })
+          .inc();
         this.post({ type: 'failed', task, error: hosted.startError });
         logger.error({ err: error, backoffMs: hosted.backoff.nextDelayMs }, 'task could not start; retrying');
         await hosted.backoff.wait();
@@ -159,7 +171,8 @@ class TaskHost {
       const info = await (await jetstreamManager(this.nc)).streams.info(streams.partition(job.topic, partition));
       return info.state.last_seq + 1;
     }
-    if (from.kind === 'time') return firstSequenceAtOrAfter(this.nc, streams.partition(job.topic, partition), from.timeMs, logger);
+    if (from.kind === 'time')
+      return firstSequenceAtOrAfter(this.nc, streams.partition(job.topic, partition), from.timeMs, logger);
     return 1;
   }
 
@@ -188,7 +201,8 @@ class TaskHost {
     const key = jobVersionKey({ job: job.name, version: job.version });
     let sinks = this.sinks.get(key);
     if (!sinks) {
-      sinks = (async () => JobSinks.open(this.nc, job, isTableSink(job.sink) ? await this.tablesFor(job.sink) : undefined))();
+      sinks = (async () =>
+        JobSinks.open(this.nc, job, isTableSink(job.sink) ? await this.tablesFor(job.sink) : undefined))();
       // A failed open is not cached: the next start tries again.
       sinks.catch(() => this.sinks.delete(key));
       this.sinks.set(key, sinks);
@@ -252,7 +266,9 @@ class TaskHost {
 
   private async postMetrics(): Promise<void> {
     // Only our own metrics: process-wide ones (CPU, memory) come from the main thread once.
-    const metrics = (await this.metrics.registry.getMetricsAsJSON()).filter((metric) => metric.name.startsWith('kappa_'));
+    const metrics = (await this.metrics.registry.getMetricsAsJSON()).filter((metric) =>
+      metric.name.startsWith('kappa_'),
+    );
     this.post({ type: 'metrics', metrics });
   }
 
@@ -266,7 +282,12 @@ class TaskHost {
  * as Kafka's offsetsForTimes uses the log time): a cursor created at that time counts what is
  * pending from there, and the stream's last sequence gives the start.
  */
-async function firstSequenceAtOrAfter(nc: NatsConnection, stream: string, timeMs: number, logger: Logger): Promise<number> {
+async function firstSequenceAtOrAfter(
+  nc: NatsConnection,
+  stream: string,
+  timeMs: number,
+  logger: Logger,
+): Promise<number> {
   const jsm = await jetstreamManager(nc);
   const last = (await jsm.streams.info(stream)).state.last_seq;
   const info = await jsm.consumers.add(stream, {

@@ -1,7 +1,15 @@
 // The worker pool's /metrics: the main thread's own registry (process metrics, pool gauges)
 // merged with the latest `kappa_*` snapshot each task host thread posted, with prom-client's
 // AggregatorRegistry (the cluster-module recipe, applied to threads). No thread needs a port.
-import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import {
+  AggregatorRegistry,
+  Counter,
+  Gauge,
+  Registry,
+  collectDefaultMetrics,
+  type MetricObjectWithValues,
+  type MetricValue,
+} from 'prom-client';
 
 type Snapshot = MetricObjectWithValues<MetricValue<string>>[];
 

@@ -47,7 +47,8 @@ export interface LateRecord {
  * is missing, too long or holds NUL, a time that is missing or not a time, a time too far ahead of when the
  * log received it, an actor handler or an aggregate function that kept throwing.
  */
-export type DeadLetterReason = 'undecodable' | 'no-key' | 'bad-key' | 'no-time' | 'future-time' | 'handler-failed' | 'aggregate-failed';
+export type DeadLetterReason =
+  'undecodable' | 'no-key' | 'bad-key' | 'no-time' | 'future-time' | 'handler-failed' | 'aggregate-failed';
 
 /** An event (or a timer, or a window result) the engine could not process; it goes to the job's dead-letter subject. */
 export interface DeadLetter {

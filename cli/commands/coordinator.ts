@@ -4,7 +4,14 @@ import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { systemClock } from '../../protocol/index.js';
-import { connectNats, createLogger, listeningPort, serveProcessEndpoints, startBehindEndpoints, watchConnection } from '../../runtime/index.js';
+import {
+  connectNats,
+  createLogger,
+  listeningPort,
+  serveProcessEndpoints,
+  startBehindEndpoints,
+  watchConnection,
+} from '../../runtime/index.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { CoordinatorMetrics } from '../../coordinator/metrics.js';
 import { shutdownSignal } from '../shutdown-signal.js';

@@ -27,7 +27,9 @@ export function registerReplay(program: Command): void {
   addNatsOptions(
     program
       .command('replay <job>')
-      .description('start a job version from a past position into its own table while the current version keeps serving')
+      .description(
+        'start a job version from a past position into its own table while the current version keeps serving',
+      )
       .requiredOption('--version <version>', 'the new version (its workers must carry it)')
       .option('--from <position>', 'earliest | <sequence> | <ISO time> (time the events were stored)', 'earliest')
       .option('--cutover <mode>', "manual | auto: flip the job's alias to this version once it has caught up", 'manual')
@@ -37,7 +39,8 @@ export function registerReplay(program: Command): void {
   ).action(async (job: string, flags: ReplayFlags) => {
     assertName('job', job);
     assertName('version', flags.version);
-    if (flags.cutover !== 'manual' && flags.cutover !== 'auto') throw new ConfigError(`--cutover must be manual or auto, found ${JSON.stringify(flags.cutover)}`);
+    if (flags.cutover !== 'manual' && flags.cutover !== 'auto')
+      throw new ConfigError(`--cutover must be manual or auto, found ${JSON.stringify(flags.cutover)}`);
     const maxLagMessages = parseCount('--max-lag', flags.maxLag);
     const detail = await adminRequest(flags, 'start', {
       type: 'job.start',
@@ -47,9 +50,14 @@ export function registerReplay(program: Command): void {
       ...(flags.cutover === 'auto' ? { autoCutover: { maxLagMessages } } : {}),
     });
     if (flags.json) console.log(JSON.stringify(detail, null, 2));
-    else console.log(`${job} ${flags.version}: replaying from ${flags.from}${flags.cutover === 'auto' ? ', cutover when caught up' : ''}`);
+    else
+      console.log(
+        `${job} ${flags.version}: replaying from ${flags.from}${flags.cutover === 'auto' ? ', cutover when caught up' : ''}`,
+      );
     if (!flags.follow) return;
-    await follow(flags, job, flags.version, (view) => (flags.cutover === 'auto' ? view.served : view.progress === 1 && view.lagMessages <= maxLagMessages));
+    await follow(flags, job, flags.version, (view) =>
+      flags.cutover === 'auto' ? view.served : view.progress === 1 && view.lagMessages <= maxLagMessages,
+    );
   });
 }
 
@@ -64,9 +72,16 @@ export function registerCutover(program: Command): void {
   ).action(async (job: string, flags: NatsFlags & { version: string; maxLag: string; json?: boolean }) => {
     assertName('job', job);
     assertName('version', flags.version);
-    const detail = await adminRequest(flags, 'cutover', { type: 'job.cutover', job, version: flags.version, maxLagMessages: parseCount('--max-lag', flags.maxLag) });
+    const detail = await adminRequest(flags, 'cutover', {
+      type: 'job.cutover',
+      job,
+      version: flags.version,
+      maxLagMessages: parseCount('--max-lag', flags.maxLag),
+    });
     if (flags.json) return console.log(JSON.stringify(detail, null, 2));
-    console.log(`${job}: apps now read ${detail.version}${detail.previous ? ` (was ${detail.previous})` : ''} from its ${detail.table} table`);
+    console.log(
+      `${job}: apps now read ${detail.version}${detail.previous ? ` (was ${detail.previous})` : ''} from its ${detail.table} table`,
+    );
   });
 }
 
@@ -74,7 +89,7 @@ export function registerRetire(program: Command): void {
   addNatsOptions(
     program
       .command('retire <job>')
-      .description("stop a version apps no longer read; after the grace period its table and checkpoints are dropped")
+      .description('stop a version apps no longer read; after the grace period its table and checkpoints are dropped')
       .requiredOption('--version <version>', 'the version to retire (not the one the alias points at)')
       .option('--grace <duration>', 'how long to keep its table after its tasks stop', '1m')
       .option('--json', 'print the reply as JSON'),
@@ -83,14 +98,24 @@ export function registerRetire(program: Command): void {
     assertName('version', flags.version);
     const graceMs = parseDuration(flags.grace);
     if (typeof graceMs === 'string') throw new ConfigError(`--grace: ${graceMs}`);
-    const detail = await adminRequest(flags, 'retire', { type: 'job.retire', job, version: flags.version, graceMs: Math.round(graceMs) });
+    const detail = await adminRequest(flags, 'retire', {
+      type: 'job.retire',
+      job,
+      version: flags.version,
+      graceMs: Math.round(graceMs),
+    });
     if (flags.json) return console.log(JSON.stringify(detail, null, 2));
     console.log(`${job} ${flags.version}: stopping; its table and checkpoints are dropped at ${detail.dropAt}`);
   });
 }
 
 /** Polls the leader's status and shows the version's progress until `done`; SIGINT/SIGTERM stop following. */
-async function follow(flags: NatsFlags, job: string, version: string, done: (view: JobVersionStatusView) => boolean): Promise<void> {
+async function follow(
+  flags: NatsFlags,
+  job: string,
+  version: string,
+  done: (view: JobVersionStatusView) => boolean,
+): Promise<void> {
   const progress = startVersionProgress();
   let interrupted = false;
   void shutdownSignal().then(() => (interrupted = true));
@@ -114,6 +139,7 @@ async function follow(flags: NatsFlags, job: string, version: string, done: (vie
 
 function parseCount(flag: string, raw: string): number {
   const value = Number(raw);
-  if (!Number.isSafeInteger(value) || value < 0) throw new ConfigError(`${flag} must be a whole number ≥ 0, found ${JSON.stringify(raw)}`);
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new ConfigError(`${flag} must be a whole number ≥ 0, found ${JSON.stringify(raw)}`);
   return value;
 }

@@ -10,24 +10,32 @@ export function registerStart(program: Command): void {
       .command('start <job>')
       .description('start a job version: the coordinator assigns its tasks to workers that carry it')
       .requiredOption('--version <version>', 'job version to start (e.g. v2)')
-      .option('--from <position>', "where a new version starts reading: earliest | latest | <sequence> | <ISO time>", 'earliest')
+      .option(
+        '--from <position>',
+        'where a new version starts reading: earliest | latest | <sequence> | <ISO time>',
+        'earliest',
+      )
       .option('--topic <topic>', 'topic it reads (default: the topic its workers report)')
       .option('--json', 'print the reply as JSON'),
-  ).action(async (job: string, flags: NatsFlags & { version: string; from: string; topic?: string; json?: boolean }) => {
-    assertName('job', job);
-    assertName('version', flags.version);
-    if (flags.topic !== undefined) assertName('topic', flags.topic);
-    const detail = await adminRequest(flags, 'start', {
-      type: 'job.start',
-      job,
-      version: flags.version,
-      from: parseStartPosition(flags.from),
-      topic: flags.topic,
-    });
-    if (flags.json) return console.log(JSON.stringify(detail, null, 2));
-    const where = detail.topic ? ` on topic ${detail.topic} (${detail.partitions ?? '?'} partitions)` : '';
-    console.log(`${job} ${flags.version}: ${detail.alreadyRunning ? 'already started, ' : ''}${detail.state}${where}`);
-  });
+  ).action(
+    async (job: string, flags: NatsFlags & { version: string; from: string; topic?: string; json?: boolean }) => {
+      assertName('job', job);
+      assertName('version', flags.version);
+      if (flags.topic !== undefined) assertName('topic', flags.topic);
+      const detail = await adminRequest(flags, 'start', {
+        type: 'job.start',
+        job,
+        version: flags.version,
+        from: parseStartPosition(flags.from),
+        topic: flags.topic,
+      });
+      if (flags.json) return console.log(JSON.stringify(detail, null, 2));
+      const where = detail.topic ? ` on topic ${detail.topic} (${detail.partitions ?? '?'} partitions)` : '';
+      console.log(
+        `${job} ${flags.version}: ${detail.alreadyRunning ? 'already started, ' : ''}${detail.state}${where}`,
+      );
+    },
+  );
 }
 
 /** earliest | latest | a stream sequence ≥ 1 | an ISO-8601 time. */

@@ -3,7 +3,15 @@ import type { Command } from 'commander';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ConfigError } from '../../protocol/index.js';
 import { connectNats } from '../../runtime/index.js';
-import { createTopic, deleteTopic, describeTopic, listTopics, DEFAULT_PARTITIONS, DEFAULT_REPLICAS, type TopicDescription } from '../../client/index.js';
+import {
+  createTopic,
+  deleteTopic,
+  describeTopic,
+  listTopics,
+  DEFAULT_PARTITIONS,
+  DEFAULT_REPLICAS,
+  type TopicDescription,
+} from '../../client/index.js';
 import { addNatsOptions, natsSettingsFrom, type NatsFlags } from '../nats-options.js';
 
 /** A command fails within this when no server answers, instead of waiting the client's 20 s default. */
@@ -41,7 +49,10 @@ export function registerTopic(program: Command): void {
   );
 
   addNatsOptions(
-    topic.command('describe <name>').description('per-partition sequences and message counts, plus totals').option('--json', 'print JSON'),
+    topic
+      .command('describe <name>')
+      .description('per-partition sequences and message counts, plus totals')
+      .option('--json', 'print JSON'),
   ).action(async (name: string, flags: NatsFlags & { json?: boolean }) => {
     await withNats(flags, async (nc) => {
       const description = await describeTopic(nc, name);
@@ -71,12 +82,15 @@ async function withNats(flags: NatsFlags, work: (nc: NatsConnection) => Promise<
 
 function integerFlag(flag: string, raw: string): number {
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new ConfigError(`${flag} must be a positive integer, found ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(value) || value < 1)
+    throw new ConfigError(`${flag} must be a positive integer, found ${JSON.stringify(raw)}`);
   return value;
 }
 
 function printDescription(description: TopicDescription): void {
-  console.log(`topic ${description.name}: ${description.partitions} partitions, ${description.replicas} replica(s), created ${description.createdAt}`);
+  console.log(
+    `topic ${description.name}: ${description.partitions} partitions, ${description.replicas} replica(s), created ${description.createdAt}`,
+  );
   const rows = description.partitionStates.map((p) => [
     String(p.partition),
     p.stream,
@@ -91,7 +105,10 @@ function printDescription(description: TopicDescription): void {
 
 function printTable(header: string[], rows: string[][]): void {
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  const line = (cells: string[]) => cells.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  ');
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
+      .join('  ');
   console.log(line(header));
   for (const row of rows) console.log(line(row));
 }

@@ -21,7 +21,10 @@ export function registerView(program: Command): void {
       .command('view')
       .description("print a job version's serving table")
       .argument('<job>', 'job name')
-      .option('--version <version>', 'job version (default: the version the job\'s alias points at, else the only version with a table)')
+      .option(
+        '--version <version>',
+        "job version (default: the version the job's alias points at, else the only version with a table)",
+      )
       .option('--key <key>', 'only the rows of this key')
       .option('--json', 'one JSON object per line: {"key","start","end","value"}'),
   ).action(async (job: string, flags: ViewFlags) => {
@@ -64,7 +67,10 @@ async function onlyVersion(kvm: Kvm, job: string): Promise<string> {
   }
   if (versions.length === 1) return versions[0]!;
   if (versions.length === 0) throw new KappaError('TOPIC_NOT_FOUND', `job '${job}' has no serving table yet`);
-  throw new KappaError('CONFIG_INVALID', `job '${job}' has tables for versions ${versions.join(', ')}: choose one with --version`);
+  throw new KappaError(
+    'CONFIG_INVALID',
+    `job '${job}' has tables for versions ${versions.join(', ')}: choose one with --version`,
+  );
 }
 
 interface RowPrinter {
@@ -94,13 +100,23 @@ class TextTable implements RowPrinter {
     const body = rows.map((row) => [
       row.key,
       ...(named ? [row.row ?? ''] : []),
-      ...(windowed ? (row.start === undefined ? ['', ''] : [new Date(row.start).toISOString(), new Date(row.end!).toISOString()]) : []),
+      ...(windowed
+        ? row.start === undefined
+          ? ['', '']
+          : [new Date(row.start).toISOString(), new Date(row.end!).toISOString()]
+        : []),
       JSON.stringify(row.value),
     ]);
     const changed = this.header?.join() !== header.join();
     if (changed) this.widths = [];
-    this.widths = header.map((title, column) => Math.max(this.widths[column] ?? 0, title.length, ...body.map((cells) => cells[column]!.length)));
-    const line = (cells: string[]) => cells.map((cell, column) => cell.padEnd(this.widths[column]!)).join('  ').trimEnd();
+    this.widths = header.map((title, column) =>
+      Math.max(this.widths[column] ?? 0, title.length, ...body.map((cells) => cells[column]!.length)),
+    );
+    const line = (cells: string[]) =>
+      cells
+        .map((cell, column) => cell.padEnd(this.widths[column]!))
+        .join('  ')
+        .trimEnd();
     if (changed) console.log(line(header));
     this.header = header;
     for (const cells of body) console.log(line(cells));

@@ -8,7 +8,14 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { z } from 'zod';
 import { assertName, ConfigError } from '../../protocol/index.js';
-import { connectNats, createLogger, listeningPort, serveProcessEndpoints, startBehindEndpoints, watchConnection } from '../../runtime/index.js';
+import {
+  connectNats,
+  createLogger,
+  listeningPort,
+  serveProcessEndpoints,
+  startBehindEndpoints,
+  watchConnection,
+} from '../../runtime/index.js';
 import { systemClock } from '../../protocol/clock.js';
 import { loadJob } from '../../worker/job.js';
 import { WorkerMetrics } from '../../worker/metrics.js';

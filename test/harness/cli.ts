@@ -18,7 +18,10 @@ export interface CliResult {
 export function kappa(args: string[], options: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const [command, commandArgs] = dyingWithParent(process.execPath, [CLI, ...args]);
-    const child = spawn(command, commandArgs, { env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(command, commandArgs, {
+      env: { ...process.env, ...options.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
@@ -62,7 +65,8 @@ export class KappaProcess {
       what: `a log line matching ${pattern}`,
       timeoutMs,
       intervalMs: 50,
-      giveUpIf: () => (this.child.exitCode === null ? undefined : `the process exited with code ${this.child.exitCode}`),
+      giveUpIf: () =>
+        this.child.exitCode === null ? undefined : `the process exited with code ${this.child.exitCode}`,
       context: () => `logs:\n${this.logs.slice(-3000)}`,
     });
   }

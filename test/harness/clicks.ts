@@ -12,7 +12,9 @@ export interface Click {
 
 /** The reference job of an example click module, with that module's own aggregate functions. */
 export async function clicksReference(moduleFile: string): Promise<ReferenceJob<Click, unknown, unknown>> {
-  const module = (await import(pathToFileURL(moduleFile).href)) as { default: { aggregate: ReferenceJob<Click, unknown, unknown>['aggregate'] } };
+  const module = (await import(pathToFileURL(moduleFile).href)) as {
+    default: { aggregate: ReferenceJob<Click, unknown, unknown>['aggregate'] };
+  };
   return {
     window: { kind: 'tumbling', sizeMs: 10_000 },
     maxOutOfOrdernessMs: 2_000,

@@ -4,7 +4,10 @@ import { decodeMessage, encodeMessage, parseAdminReply, subjects, type ClusterSt
 
 /** The leader's answer to `status.request` (what `kappa status --json` prints). */
 export async function leaderStatus(nc: NatsConnection): Promise<ClusterStatus> {
-  const reply = decodeMessage((await nc.request(subjects.adminRequest('status'), encodeMessage({ type: 'status.request' }), { timeout: 3_000 })).data);
+  const reply = decodeMessage(
+    (await nc.request(subjects.adminRequest('status'), encodeMessage({ type: 'status.request' }), { timeout: 3_000 }))
+      .data,
+  );
   if (reply.type !== 'reply.ok') throw new Error(`status failed: ${JSON.stringify(reply)}`);
   return parseAdminReply('status', reply.detail);
 }

@@ -5,7 +5,15 @@
 import { decode } from '@msgpack/msgpack';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { buckets, decodeEvent, liveRow, partitionOf, streams, subjects, type ServingTableRow } from '../../protocol/index.js';
+import {
+  buckets,
+  decodeEvent,
+  liveRow,
+  partitionOf,
+  streams,
+  subjects,
+  type ServingTableRow,
+} from '../../protocol/index.js';
 import type { LateRecord } from '../../worker/types.js';
 import { batchWindows, windowId, type ReferenceJob } from '../reference/batch-windows.js';
 import { readSubject } from './stream-reader.js';
@@ -17,11 +25,16 @@ export interface LoggedEvent<V> {
 }
 
 /** Every event of a topic, partition after partition, each in stream-sequence order. */
-export async function readTopicLog<V>(nc: NatsConnection, topic: string, partitions: number): Promise<LoggedEvent<V>[]> {
+export async function readTopicLog<V>(
+  nc: NatsConnection,
+  topic: string,
+  partitions: number,
+): Promise<LoggedEvent<V>[]> {
   const log: LoggedEvent<V>[] = [];
   for (let partition = 0; partition < partitions; partition++) {
     const messages = await readSubject(nc, streams.partition(topic, partition), `${topic}.${partition}.>`);
-    for (const message of messages) log.push({ partition, sequence: message.seq, value: decodeEvent(message.data).value as V });
+    for (const message of messages)
+      log.push({ partition, sequence: message.seq, value: decodeEvent(message.data).value as V });
   }
   return log;
 }
@@ -32,8 +45,16 @@ export interface ExpectedResults<V> {
   late: V[];
 }
 
-export function expectedResults<V, A, R>(job: ReferenceJob<V, A, R>, log: readonly LoggedEvent<V>[], partitions: number): ExpectedResults<V> {
-  const reference = batchWindows(job, log.map((event) => event.value), partitions);
+export function expectedResults<V, A, R>(
+  job: ReferenceJob<V, A, R>,
+  log: readonly LoggedEvent<V>[],
+  partitions: number,
+): ExpectedResults<V> {
+  const reference = batchWindows(
+    job,
+    log.map((event) => event.value),
+    partitions,
+  );
   const finalWatermark = new Map<number, number>();
   for (const event of log) {
     const previous = finalWatermark.get(event.partition) ?? -Infinity;
@@ -47,7 +68,11 @@ export function expectedResults<V, A, R>(job: ReferenceJob<V, A, R>, log: readon
 }
 
 /** The live rows of a job version's KV serving table, keyed like the reference. */
-export async function readServingTable(nc: NatsConnection, job: string, version: string): Promise<Map<string, unknown>> {
+export async function readServingTable(
+  nc: NatsConnection,
+  job: string,
+  version: string,
+): Promise<Map<string, unknown>> {
   const table = await new Kvm(nc).open(buckets.servingTable(job, version));
   const rows = new Map<string, unknown>();
   for await (const name of await table.keys()) {
@@ -59,5 +84,7 @@ export async function readServingTable(nc: NatsConnection, job: string, version:
 
 /** Every record on a job version's late-data subject. */
 export async function readLateRecords(nc: NatsConnection, job: string, version: string): Promise<LateRecord[]> {
-  return (await readSubject(nc, streams.lateData, subjects.lateData(job, version))).map((message) => decode(message.data) as LateRecord);
+  return (await readSubject(nc, streams.lateData, subjects.lateData(job, version))).map(
+    (message) => decode(message.data) as LateRecord,
+  );
 }

@@ -12,11 +12,23 @@ export const K8S_DIR = join(REPO, 'deploy/k8s');
 /** kubectl ≥ 1.14 (`kubectl kustomize`); KUBECTL_BIN picks another one (e.g. Debian's 1.20). */
 export const KUBECTL = process.env.KUBECTL_BIN ?? 'kubectl';
 
+/* eslint-disable @typescript-eslint/no-explicit-any -- rendered objects are read loosely; the schema test checks their shape */
 /** A rendered Kubernetes object; the tests read it loosely and the schema test checks its shape. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; [key: string]: any }; [key: string]: any };
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type Container = { name: string; args?: string[]; command?: string[]; env?: any[]; envFrom?: any[]; [key: string]: any };
+export type K8sObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; [key: string]: any };
+  [key: string]: any;
+};
+export type Container = {
+  name: string;
+  args?: string[];
+  command?: string[];
+  env?: any[];
+  envFrom?: any[];
+  [key: string]: any;
+};
+/* eslint-enable @typescript-eslint/no-explicit-any */
 
 /** Every directory under deploy/k8s holding a kustomization.yaml, relative to deploy/k8s. */
 export function kustomizations(): string[] {
@@ -31,15 +43,22 @@ export function kustomizations(): string[] {
 
 /** The kubectl version line and its kustomize version (kubectl ≥ 1.24 prints it). */
 export function kubectlVersion(): string {
-  return execFileSync(KUBECTL, ['version', '--client'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().replace(/\n/g, ', ');
+  return execFileSync(KUBECTL, ['version', '--client'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+    .trim()
+    .replace(/\n/g, ', ');
 }
 
 /** `kubectl kustomize deploy/k8s/<dir>`, parsed. Deprecation warnings (stderr) are ignored. */
 export function render(dir: string): K8sObject[] {
-  const output = execFileSync(KUBECTL, ['kustomize', join(K8S_DIR, dir)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 16 << 20 });
+  const output = execFileSync(KUBECTL, ['kustomize', join(K8S_DIR, dir)], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    maxBuffer: 16 << 20,
+  });
   return parseAllDocuments(output)
     .map((document) => {
-      if (document.errors.length > 0) throw new Error(`kustomize output of ${dir} is not YAML: ${document.errors[0]!.message}`);
+      if (document.errors.length > 0)
+        throw new Error(`kustomize output of ${dir} is not YAML: ${document.errors[0]!.message}`);
       return document.toJS() as K8sObject | null;
     })
     .filter((object): object is K8sObject => object !== null);
@@ -68,7 +87,8 @@ export function kappaContainers(objects: K8sObject[]): { workload: K8sObject; co
 /** Names of the environment variables a container gets: env entries and the keys of envFrom ConfigMaps. */
 export function envNames(container: Container, objects: K8sObject[]): string[] {
   const names = (container.env ?? []).map((variable: { name: string }) => variable.name);
-  for (const source of container.envFrom ?? []) names.push(...Object.keys(configMap(objects, source.configMapRef.name)?.data ?? {}));
+  for (const source of container.envFrom ?? [])
+    names.push(...Object.keys(configMap(objects, source.configMapRef.name)?.data ?? {}));
   return names;
 }
 
@@ -87,11 +107,17 @@ export function configMap(objects: K8sObject[], name: string): K8sObject | undef
  * with fieldRef metadata.name as `podName` and resourceFieldRef as the container's resources.
  * A ConfigMap that is not in `objects` (worker sets use the platform's) is looked up in `shared`.
  */
-export function resolvedEnv(container: Container, objects: K8sObject[], podName: string, shared: K8sObject[] = []): Record<string, string> {
+export function resolvedEnv(
+  container: Container,
+  objects: K8sObject[],
+  podName: string,
+  shared: K8sObject[] = [],
+): Record<string, string> {
   const env: Record<string, string> = {};
   for (const source of container.envFrom ?? []) {
     const map = configMap(objects, source.configMapRef.name) ?? configMap(shared, source.configMapRef.name);
-    if (!map) throw new Error(`container ${container.name}: envFrom ConfigMap ${source.configMapRef.name} is not rendered`);
+    if (!map)
+      throw new Error(`container ${container.name}: envFrom ConfigMap ${source.configMapRef.name} is not rendered`);
     Object.assign(env, map.data);
   }
   for (const variable of container.env ?? []) {
@@ -101,7 +127,8 @@ export function resolvedEnv(container: Container, objects: K8sObject[], podName:
       const { resource, divisor } = variable.valueFrom.resourceFieldRef;
       const [kind, name] = resource.split('.');
       env[variable.name] = String(Math.ceil(quantity(container.resources[kind][name]) / quantity(divisor ?? '1')));
-    } else throw new Error(`container ${container.name}: env ${variable.name} has a valueFrom the tests do not resolve`);
+    } else
+      throw new Error(`container ${container.name}: env ${variable.name} has a valueFrom the tests do not resolve`);
   }
   return env;
 }

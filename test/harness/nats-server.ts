@@ -75,7 +75,9 @@ export class NatsCluster {
         nodeDir,
         (self) => {
           self.clusterPort = routePorts[index]!;
-          const routes = routePorts.filter((port) => port !== self.clusterPort).map((port) => `nats-route://127.0.0.1:${port}`);
+          const routes = routePorts
+            .filter((port) => port !== self.clusterPort)
+            .map((port) => `nats-route://127.0.0.1:${port}`);
           return [
             `server_name: n${index}`,
             `listen: 127.0.0.1:${self.clientPort}`,
@@ -102,7 +104,11 @@ export class NatsCluster {
 
   /** Waits until the JetStream meta group has a leader (streams can be created). */
   async waitForJetStream(timeoutMs = 30_000): Promise<void> {
-    await pollUntil(() => this.anyNodeSeesMetaLeader(), { what: `a JetStream meta leader in the cluster in ${this.dir}`, timeoutMs, intervalMs: 100 });
+    await pollUntil(() => this.anyNodeSeesMetaLeader(), {
+      what: `a JetStream meta leader in the cluster in ${this.dir}`,
+      timeoutMs,
+      intervalMs: 100,
+    });
   }
 
   private async anyNodeSeesMetaLeader(): Promise<boolean> {

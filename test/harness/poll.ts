@@ -42,13 +42,24 @@ const SHOWN_VALUE_CHARS = 2_000;
  * Calls `probe` until it returns a value that ends the wait (see `until`), and returns that value.
  * A probe that throws counts as "not yet"; the last error is kept for the failure message.
  */
-export function pollUntil<T>(probe: () => T | Promise<T>, options: PollOptions<T> & { until: (value: T) => boolean }): Promise<T>;
-export function pollUntil<T>(probe: () => T | Promise<T>, options: PollOptions<T>): Promise<Exclude<T, undefined | null | false>>;
+export function pollUntil<T>(
+  probe: () => T | Promise<T>,
+  options: PollOptions<T> & { until: (value: T) => boolean },
+): Promise<T>;
+export function pollUntil<T>(
+  probe: () => T | Promise<T>,
+  options: PollOptions<T>,
+): Promise<Exclude<T, undefined | null | false>>;
 /**
  * The earlier positional form (what, probe, timeoutMs, context), still called by test files not yet
  * moved to the options form; polls every 250 ms until the probe returns anything but undefined.
  */
-export function pollUntil<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, context?: () => string): Promise<T>;
+export function pollUntil<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs: number,
+  context?: () => string,
+): Promise<T>;
 export function pollUntil<T>(
   first: string | (() => T | Promise<T>),
   second: PollOptions<T> | (() => Promise<T | undefined>),
@@ -56,7 +67,12 @@ export function pollUntil<T>(
   context?: () => string,
 ): Promise<unknown> {
   if (typeof first === 'string') {
-    return poll(second as () => Promise<T | undefined>, { what: first, timeoutMs: timeoutMs!, context, until: (value) => value !== undefined });
+    return poll(second as () => Promise<T | undefined>, {
+      what: first,
+      timeoutMs: timeoutMs!,
+      context,
+      until: (value) => value !== undefined,
+    });
   }
   return poll(first, second as PollOptions<T>);
 }
@@ -68,9 +84,17 @@ async function poll<T>(probe: () => T | Promise<T>, options: PollOptions<T>): Pr
   let lastValue: T | undefined;
   let lastError: unknown;
   const fail = (how: string): never => {
-    const saw = [seen ? `last value: ${show(lastValue)}` : 'no value returned', ...(lastError === undefined ? [] : [`last error: ${errorText(lastError)}`])];
+    const saw = [
+      seen ? `last value: ${show(lastValue)}` : 'no value returned',
+      ...(lastError === undefined ? [] : [`last error: ${errorText(lastError)}`]),
+    ];
     const extra = context?.() ?? '';
-    throw new PollError(`${how} waiting for ${what}; ${saw.join('; ')}${extra ? `\n${extra}` : ''}`, what, lastValue, lastError);
+    throw new PollError(
+      `${how} waiting for ${what}; ${saw.join('; ')}${extra ? `\n${extra}` : ''}`,
+      what,
+      lastValue,
+      lastError,
+    );
   };
   for (;;) {
     try {
@@ -109,5 +133,7 @@ function show(value: unknown): string {
       text = String(value);
     }
   }
-  return text.length > SHOWN_VALUE_CHARS ? `${text.slice(0, SHOWN_VALUE_CHARS)}… (${text.length - SHOWN_VALUE_CHARS} more characters)` : text;
+  return text.length > SHOWN_VALUE_CHARS
+    ? `${text.slice(0, SHOWN_VALUE_CHARS)}… (${text.length - SHOWN_VALUE_CHARS} more characters)`
+    : text;
 }

@@ -8,7 +8,10 @@ import { join } from 'node:path';
 import { freePort } from './nats-server.js';
 import { pollUntil } from './poll.js';
 
-export const PROMETHEUS_BINARY = process.env.PROMETHEUS_BIN ?? ['/usr/bin/prometheus', '/usr/local/bin/prometheus'].find((path) => existsSync(path)) ?? 'prometheus';
+export const PROMETHEUS_BINARY =
+  process.env.PROMETHEUS_BIN ??
+  ['/usr/bin/prometheus', '/usr/local/bin/prometheus'].find((path) => existsSync(path)) ??
+  'prometheus';
 
 /** One sample of an instant query: the series' labels and its value. */
 export interface PrometheusSample {
@@ -54,25 +57,37 @@ export class PrometheusServer {
     const port = await freePort();
     const child = spawn(
       PROMETHEUS_BINARY,
-      [`--config.file=${config}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'],
+      [
+        `--config.file=${config}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--log.level=warn',
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const server = new PrometheusServer(`http://127.0.0.1:${port}`, child, dir);
     let spawnError: Error | undefined;
     child.once('error', (error) => (spawnError = error));
     try {
-      await pollUntil(() => fetch(`${server.url}/-/ready`).then((response) => response.ok, () => false), {
-        what: 'prometheus to become ready',
-        timeoutMs: 20_000,
-        intervalMs: 100,
-        giveUpIf: () =>
-          spawnError
-            ? `cannot run ${PROMETHEUS_BINARY} (install Debian's prometheus package or set PROMETHEUS_BIN): ${spawnError.message}`
-            : child.exitCode === null
-              ? undefined
-              : `prometheus exited with code ${child.exitCode}`,
-        context: () => `logs:\n${server.logs.slice(-3000)}`,
-      });
+      await pollUntil(
+        () =>
+          fetch(`${server.url}/-/ready`).then(
+            (response) => response.ok,
+            () => false,
+          ),
+        {
+          what: 'prometheus to become ready',
+          timeoutMs: 20_000,
+          intervalMs: 100,
+          giveUpIf: () =>
+            spawnError
+              ? `cannot run ${PROMETHEUS_BINARY} (install Debian's prometheus package or set PROMETHEUS_BIN): ${spawnError.message}`
+              : child.exitCode === null
+                ? undefined
+                : `prometheus exited with code ${child.exitCode}`,
+          context: () => `logs:\n${server.logs.slice(-3000)}`,
+        },
+      );
       return server;
     } catch (error) {
       // A process that never spawned has nothing to stop (and would never report its exit).

@@ -114,7 +114,9 @@ function hooks(per: UseNatsOptions['per'], start: () => Promise<void>, stop: () 
 /** A started thing, or an error saying it is read where the fixture has not started it. */
 function present<T>(value: T | undefined, fixture: string, name: string): T {
   if (value === undefined) {
-    throw new Error(`${fixture}().${name} read outside the tests and hooks of the scope that called ${fixture}(), or after its server was stopped`);
+    throw new Error(
+      `${fixture}().${name} read outside the tests and hooks of the scope that called ${fixture}(), or after its server was stopped`,
+    );
   }
   return value;
 }

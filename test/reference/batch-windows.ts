@@ -92,13 +92,15 @@ export function batchWindows<V, A, R = A>(
   const late: Array<ReferenceLateEvent<V> & { index: number }> = [];
   // Accepted events per window, in arrival order; values are folded only at the end.
   const windowEvents = new Map<string, { key: string; start: number; end: number; events: ReferenceEvent<V>[] }>();
-  const purgedAt = (window: Window, watermark: number): boolean =>
-    watermark >= window.end - 1 + job.allowedLatenessMs;
+  const purgedAt = (window: Window, watermark: number): boolean => watermark >= window.end - 1 + job.allowedLatenessMs;
 
   for (const partition of partitions) {
     let maxTimeSoFar = -Infinity;
     // Sessions of this partition, per key; frozen ones are kept for the output only.
-    const sessions = new Map<string, Array<{ start: number; end: number; events: ReferenceEvent<V>[]; frozen: boolean }>>();
+    const sessions = new Map<
+      string,
+      Array<{ start: number; end: number; events: ReferenceEvent<V>[]; frozen: boolean }>
+    >();
 
     for (const event of partition) {
       const watermark = maxTimeSoFar === -Infinity ? -Infinity : maxTimeSoFar - job.maxOutOfOrdernessMs;
@@ -127,13 +129,22 @@ export function batchWindows<V, A, R = A>(
           }
         }
         if (purgedAt({ start, end }, watermark)) {
-          late.push({ index: event.index, key: event.key, time: event.time, value: event.value, windows: [{ start: event.time, end: event.time + gap }] });
+          late.push({
+            index: event.index,
+            key: event.key,
+            time: event.time,
+            value: event.value,
+            windows: [{ start: event.time, end: event.time + gap }],
+          });
           continue;
         }
         const members = [event];
         for (const session of absorbed) members.push(...session.events);
         members.sort((a, b) => a.index - b.index);
-        sessions.set(event.key, [...keySessions.filter((session) => !absorbed.has(session)), { start, end, events: members, frozen: false }]);
+        sessions.set(event.key, [
+          ...keySessions.filter((session) => !absorbed.has(session)),
+          { start, end, events: members, frozen: false },
+        ]);
         continue;
       }
 
@@ -157,14 +168,20 @@ export function batchWindows<V, A, R = A>(
         if (!entry) windowEvents.set(id, (entry = { key: event.key, start, end: window.end, events: [] }));
         entry.events.push(event);
       }
-      if (missed.length > 0) late.push({ index: event.index, key: event.key, time: event.time, value: event.value, windows: missed });
+      if (missed.length > 0)
+        late.push({ index: event.index, key: event.key, time: event.time, value: event.value, windows: missed });
     }
 
     for (const keySessions of sessions.values()) {
       for (const session of keySessions) {
         const id = windowId(session.events[0]!.key, session.start, session.end);
         if (windowEvents.has(id)) throw new Error(`reference: two sessions with id ${id}`);
-        windowEvents.set(id, { key: session.events[0]!.key, start: session.start, end: session.end, events: session.events });
+        windowEvents.set(id, {
+          key: session.events[0]!.key,
+          start: session.start,
+          end: session.end,
+          events: session.events,
+        });
       }
     }
   }

@@ -82,7 +82,12 @@ export function windowSpec(): fc.Arbitrary<GeneratedWindowSpec> {
       extraMs: fc.integer({ min: 0, max: 5 }),
       offsetMs: fc.integer({ min: -50, max: 50 }),
     })
-    .map(({ kind, slideMs, multiple, extraMs, offsetMs }) => ({ kind, slideMs, sizeMs: slideMs * multiple + extraMs, offsetMs }));
+    .map(({ kind, slideMs, multiple, extraMs, offsetMs }) => ({
+      kind,
+      slideMs,
+      sizeMs: slideMs * multiple + extraMs,
+      offsetMs,
+    }));
   const session = fc.record({ kind: fc.constant('session' as const), gapMs: fc.integer({ min: 1, max: 30 }) });
   return fc.oneof<fc.Arbitrary<GeneratedWindowSpec>[]>(tumbling, hopping, session);
 }

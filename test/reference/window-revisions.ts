@@ -29,7 +29,11 @@ export interface Emission<R> {
 }
 
 /** Every emission of every window, by `${key}|${start}|${end}`, in the order they happened. */
-export function windowRevisions<V, A>(job: RevisionJob<V, A>, events: readonly V[], partitionCount: number): Map<string, Emission<A>[]> {
+export function windowRevisions<V, A>(
+  job: RevisionJob<V, A>,
+  events: readonly V[],
+  partitionCount: number,
+): Map<string, Emission<A>[]> {
   const emissions = new Map<string, Emission<A>[]>();
   const partitions: Array<Array<{ index: number; value: V }>> = Array.from({ length: partitionCount }, () => []);
   events.forEach((value, index) => partitions[partitionOf(job.key(value), partitionCount)]!.push({ index, value }));

@@ -278,7 +278,12 @@ export class WindowOperator implements Operator {
       const row = this.state.get(timer.key, WINDOW_NAMESPACE, subKey) as WindowRow;
       this.fire(timer.key, start, end, row);
       this.state.put(timer.key, WINDOW_NAMESPACE, subKey, row);
-      this.timers.register('event-time', timer.key, cleanupTime({ start, end }, this.job.allowedLatenessMs), purgeTag(start, end));
+      this.timers.register(
+        'event-time',
+        timer.key,
+        cleanupTime({ start, end }, this.job.allowedLatenessMs),
+        purgeTag(start, end),
+      );
     } else {
       this.state.delete(timer.key, WINDOW_NAMESPACE, subKey);
     }
@@ -296,14 +301,20 @@ export class WindowOperator implements Operator {
   /** A window already past its fire time is emitted by its event, so it only awaits its purge (Flink registers no timer then). */
   private schedule(key: string, start: number, end: number, watermarkMs: number): void {
     const window = { start, end };
-    if (isFired(window, watermarkMs)) this.timers.register('event-time', key, cleanupTime(window, this.job.allowedLatenessMs), purgeTag(start, end));
+    if (isFired(window, watermarkMs))
+      this.timers.register('event-time', key, cleanupTime(window, this.job.allowedLatenessMs), purgeTag(start, end));
     else this.timers.register('event-time', key, fireTime(window), fireTag(start, end));
   }
 
   /** A session merged into another: its timer goes (whichever of the two it has). */
   private unschedule(key: string, start: number, end: number): void {
     if (!this.timers.delete('event-time', key, fireTime({ start, end }), fireTag(start, end))) {
-      this.timers.delete('event-time', key, cleanupTime({ start, end }, this.job.allowedLatenessMs), purgeTag(start, end));
+      this.timers.delete(
+        'event-time',
+        key,
+        cleanupTime({ start, end }, this.job.allowedLatenessMs),
+        purgeTag(start, end),
+      );
     }
   }
 
@@ -320,7 +331,12 @@ export class WindowOperator implements Operator {
           // The window is dead-lettered, not emitted; the task goes on.
           const data = new TextEncoder().encode(JSON.stringify({ key, window: { start, end } }));
           const error_ = `window [${start}, ${end}) of key ${JSON.stringify(key.slice(0, 80))} not emitted: ${(error as Error).message} (${attempt} attempts)`;
-          this.out.deadLetter('aggregate-failed', error_, { data, sequence: this.out.sequence }, `/window/${digestOf([key, start, end])}`);
+          this.out.deadLetter(
+            'aggregate-failed',
+            error_,
+            { data, sequence: this.out.sequence },
+            `/window/${digestOf([key, start, end])}`,
+          );
           return;
         }
       }
@@ -331,9 +347,25 @@ export class WindowOperator implements Operator {
     this.pushOutput('retract', key, start, end, null, revision);
   }
 
-  private pushOutput(kind: Output['kind'], key: string, start: number, end: number, value: unknown, revision: number): void {
+  private pushOutput(
+    kind: Output['kind'],
+    key: string,
+    start: number,
+    end: number,
+    value: unknown,
+    revision: number,
+  ): void {
     const { name: job, version } = this.job;
-    this.out.outputs.push({ id: `${this.idPrefix}${key}/${start}-${end}`, job, version, key, window: { start, end }, value, revision, kind });
+    this.out.outputs.push({
+      id: `${this.idPrefix}${key}/${start}-${end}`,
+      job,
+      version,
+      key,
+      window: { start, end },
+      value,
+      revision,
+      kind,
+    });
   }
 
   private reportLate(key: string, timeMs: number, value: unknown, windows: Window[], sequence: number): void {

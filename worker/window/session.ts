@@ -31,16 +31,13 @@ export function cover(a: Window, b: Window): Window {
  *
  * `existing` need not be disjoint; a live set maintained with this function always is.
  */
-export function mergeSession(
-  existing: readonly Window[],
-  proposed: Window,
-): { merged: Window; absorbed: Window[] } {
+export function mergeSession(existing: readonly Window[], proposed: Window): { merged: Window; absorbed: Window[] } {
   let merged: Window = { start: proposed.start, end: proposed.end };
   const absorbed: Window[] = [];
   const taken = new Array<boolean>(existing.length).fill(false);
   // Transitive closure: growing `merged` can bring further sessions into reach, so sweep until
   // a sweep absorbs nothing. Sessions per key are few; quadratic is fine and obviously right.
-  for (let grew = true; grew; ) {
+  for (let grew = true; grew;) {
     grew = false;
     for (let index = 0; index < existing.length; index++) {
       const session = existing[index]!;
