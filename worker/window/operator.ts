@@ -3,7 +3,7 @@
 // late updates, purges after the allowed lateness and reports events for purged windows.
 // Semantics: worker/window/README.md and DESIGN.md "Time and lateness".
 import type { KeyedState, SubKey } from '../../state/keyed-state.js';
-import type { AggregateFunction, WindowJobSpec, WindowSpec } from '../job.js';
+import type { WindowJobSpec, WindowSpec } from '../job.js';
 import type { Operator, OperatorOutput, RawMessage } from '../operator.js';
 import { TimerService, type Timer } from '../timer-service.js';
 import type { Output, Window } from '../types.js';
@@ -11,6 +11,7 @@ import { hoppingWindows } from './hopping.js';
 import { cleanupTime, fireTime, isFired, isPurged } from './lateness.js';
 import { mergeSession } from './session.js';
 import { tumblingWindow } from './tumbling.js';
+import { AggregateCalls, AggregateFunctionError } from './aggregate-calls.js';
 import { digestOf } from '../digest.js';
 import { copyValue } from '../value-copy.js';
 
@@ -42,26 +43,12 @@ interface WindowUpdate {
   emitted: { value: unknown } | undefined;
 }
 
-/** A user aggregate function threw; `message` names the function and carries the cause's message. */
-export class AggregateFunctionError extends Error {
-  constructor(
-    readonly functionName: 'init' | 'add' | 'merge' | 'result',
-    cause: unknown,
-  ) {
-    super(`aggregate ${functionName} threw: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
-    this.name = 'AggregateFunctionError';
-  }
-}
-
 export class WindowOperator implements Operator {
   readonly residentNamespaces = [WINDOW_NAMESPACE];
   private readonly window: WindowSpec;
   /** Each open window has one timer: to fire at end − 1, then to purge after the allowed lateness. */
   private readonly timers = new TimerService();
-  private readonly init: AggregateFunction['init'];
-  private readonly add: AggregateFunction['add'];
-  private readonly merge: AggregateFunction['merge'];
-  private readonly result: NonNullable<AggregateFunction['result']>;
+  private readonly aggregate: AggregateCalls;
   private readonly idPrefix: string;
 
   constructor(
@@ -71,11 +58,7 @@ export class WindowOperator implements Operator {
     private readonly partition: number,
   ) {
     this.window = job.window;
-    const aggregate = job.aggregate;
-    this.init = aggregate.init;
-    this.add = aggregate.add;
-    this.merge = aggregate.merge;
-    this.result = aggregate.result ?? ((accumulator) => accumulator);
+    this.aggregate = new AggregateCalls(job.aggregate);
     this.idPrefix = `${job.name}/${job.version}/`;
   }
 
@@ -155,9 +138,9 @@ export class WindowOperator implements Operator {
   /** Runs add (and result, for a window that already fired) on a copy of the accumulator; changes nothing. */
   private prepareUpdate(key: string, window: Window, value: unknown, watermarkMs: number): WindowUpdate {
     const row = this.state.get(key, WINDOW_NAMESPACE, window.start) as WindowRow | undefined;
-    const accumulator = this.callAdd(row ? copyValue(row.accumulator) : this.callInit(), value);
+    const accumulator = this.aggregate.add(row ? copyValue(row.accumulator) : this.aggregate.init(), value);
     // Flink: an element for a window that already fired (and is not purged) fires it again.
-    const emitted = isFired(window, watermarkMs) ? { value: this.callResult(accumulator) } : undefined;
+    const emitted = isFired(window, watermarkMs) ? { value: this.aggregate.result(accumulator) } : undefined;
     return { window, row, accumulator, emitted };
   }
 
@@ -175,39 +158,6 @@ export class WindowOperator implements Operator {
       this.pushOutput('update', key, start, end, update.emitted.value, row.revision);
     }
     this.state.put(key, WINDOW_NAMESPACE, start, row);
-  }
-
-  private callInit(): unknown {
-    try {
-      return this.init();
-    } catch (error) {
-      throw new AggregateFunctionError('init', error);
-    }
-  }
-
-  private callAdd(accumulator: unknown, value: unknown): unknown {
-    try {
-      return this.add(accumulator, value);
-    } catch (error) {
-      throw new AggregateFunctionError('add', error);
-    }
-  }
-
-  private callMerge(left: unknown, right: unknown): unknown {
-    try {
-      return this.merge!(left, right);
-    } catch (error) {
-      throw new AggregateFunctionError('merge', error);
-    }
-  }
-
-  /** The value to emit: a snapshot, so later changes to the accumulator never reach an emitted revision. */
-  private callResult(accumulator: unknown): unknown {
-    try {
-      return copyValue(this.result(accumulator));
-    } catch (error) {
-      throw new AggregateFunctionError('result', error);
-    }
   }
 
   /**
@@ -243,11 +193,11 @@ export class WindowOperator implements Operator {
       const oldRow = this.state.get(key, WINDOW_NAMESPACE, [old.start, old.end]) as WindowRow;
       absorbedRows.push([old, oldRow]);
       const oldAccumulator = copyValue(oldRow.accumulator);
-      accumulator = accumulator === undefined ? oldAccumulator : this.callMerge(accumulator, oldAccumulator);
+      accumulator = accumulator === undefined ? oldAccumulator : this.aggregate.merge(accumulator, oldAccumulator);
     }
-    accumulator = this.callAdd(accumulator === undefined ? this.callInit() : accumulator, value);
+    accumulator = this.aggregate.add(accumulator === undefined ? this.aggregate.init() : accumulator, value);
     const fired = isFired(merged, watermarkMs);
-    const emittedValue = fired ? this.callResult(accumulator) : undefined;
+    const emittedValue = fired ? this.aggregate.result(accumulator) : undefined;
 
     // … then the changes.
     for (const [old, oldRow] of absorbedRows) {
@@ -322,7 +272,7 @@ export class WindowOperator implements Operator {
   private fire(key: string, start: number, end: number, row: WindowRow): void {
     for (let attempt = 1; ; attempt++) {
       try {
-        const value = this.callResult(row.accumulator);
+        const value = this.aggregate.result(row.accumulator);
         row.revision++;
         this.pushOutput('update', key, start, end, value, row.revision);
         return;
