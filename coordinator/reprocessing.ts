@@ -6,7 +6,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import type { Logger } from 'pino';
-import { buckets, jobVersionKey, KappaError, type JobVersionKey } from '../protocol/index.js';
+import { buckets, checkpointNames, jobVersionKey, KappaError, type JobVersionKey } from '../protocol/index.js';
 import {
   AliasRegistry,
   openServingTables,
@@ -151,12 +151,13 @@ export class Reprocessing {
     const manifests = await new Kvm(this.nc).open(buckets.checkpoints).catch(() => undefined);
     if (manifests) {
       const keys: string[] = [];
-      for await (const key of await manifests.keys(`${version.job}.${version.version}.>`)) keys.push(key);
+      for await (const key of await manifests.keys(checkpointNames.versionManifests(version.job, version.version)))
+        keys.push(key);
       await Promise.all(keys.map((key) => manifests.purge(key)));
     }
     const objects = await new Objm(this.nc).open(buckets.checkpointData).catch(() => undefined);
     if (objects) {
-      const prefix = `${version.job}/${version.version}/`;
+      const prefix = checkpointNames.versionObjectPrefix(version.job, version.version);
       const names = (await objects.list()).map((info) => info.name).filter((name) => name.startsWith(prefix));
       await Promise.all(names.map((name) => objects.delete(name)));
     }

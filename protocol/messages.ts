@@ -63,7 +63,9 @@ export const TaskStatus = TaskId.extend({
 export type TaskStatus = z.infer<typeof TaskStatus>;
 
 /** Where a job version's outputs go; the first three are serving tables (tables/). */
+/** Where a job version's outputs go (the one list of sink kinds; tables/ and the job API use it). */
 export const SinkKind = z.enum(['kv', 'postgres', 'redis', 'stream', 'none']);
+export type SinkKind = z.infer<typeof SinkKind>;
 export const ServingTableKind = SinkKind.extract(['kv', 'postgres', 'redis']);
 export type ServingTableKind = z.infer<typeof ServingTableKind>;
 

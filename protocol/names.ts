@@ -89,3 +89,16 @@ export const buckets = {
   /** Standalone workers' leases: one key per job version, so only one standalone replica runs it. */
   standaloneLeases: 'kappa_standalone',
 } as const;
+
+/**
+ * Where a task's checkpoint lives: its manifest's key in `buckets.checkpoints` and the prefix of its
+ * objects in `buckets.checkpointData`; the version forms select every task of a job version (retire).
+ */
+export const checkpointNames = {
+  manifest: (task: { job: string; version: string; partition: number }) =>
+    `${task.job}.${task.version}.${task.partition}`,
+  versionManifests: (job: string, version: string) => `${job}.${version}.>`,
+  objectPrefix: (task: { job: string; version: string; partition: number }) =>
+    `${task.job}/${task.version}/${task.partition}/`,
+  versionObjectPrefix: (job: string, version: string) => `${job}/${version}/`,
+} as const;

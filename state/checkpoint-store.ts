@@ -15,7 +15,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { StorageType } from '@nats-io/jetstream';
-import { buckets, CheckpointError, FencedError } from '../protocol/index.js';
+import { buckets, checkpointNames, CheckpointError, FencedError } from '../protocol/index.js';
 import { decodeFrames, encodeDelta, encodeFrame } from './checkpoint-format.js';
 import {
   decodeManifest,
@@ -92,11 +92,11 @@ export class CheckpointStore {
 }
 
 export function manifestKey(task: CheckpointTask): string {
-  return `${task.job}.${task.version}.${task.partition}`;
+  return checkpointNames.manifest(task);
 }
 
 function objectPrefix(task: CheckpointTask): string {
-  return `${task.job}/${task.version}/${task.partition}/`;
+  return checkpointNames.objectPrefix(task);
 }
 
 /** The checkpoints of one task as seen by its owner. */

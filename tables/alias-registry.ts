@@ -5,11 +5,11 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import { z } from 'zod';
-import { buckets } from '../protocol/index.js';
+import { buckets, ServingTableKind } from '../protocol/index.js';
 
 export const AliasEntry = z.object({
   version: z.string(),
-  table: z.enum(['kv', 'postgres', 'redis']),
+  table: ServingTableKind,
   /** When the alias last moved (ISO). */
   since: z.string(),
   /** The version it pointed at before, if any. */

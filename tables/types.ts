@@ -3,11 +3,12 @@
 // NATS KV (default, no extra infrastructure), PostgreSQL and Redis. Every backend keeps, per row
 // (key, window), the newest output revision: a re-emission or an older revision never wins, and a
 // retraction is a tombstone with its revision so an older update cannot bring the row back.
-import { assertName, servingTableRowKey, type ServingTableRow } from '../protocol/index.js';
+import { assertName, ServingTableKind, servingTableRowKey, type ServingTableRow } from '../protocol/index.js';
 
-export type TableKind = 'kv' | 'postgres' | 'redis';
+/** The sink kinds that are serving tables (protocol/messages.ts holds the one list). */
+export type TableKind = ServingTableKind;
 
-export const TABLE_KINDS: readonly TableKind[] = ['kv', 'postgres', 'redis'];
+export const TABLE_KINDS: readonly TableKind[] = ServingTableKind.options;
 
 /** One result to upsert (the fields of a worker Output that a table needs). */
 export interface TableOutput {

@@ -2,7 +2,7 @@
 // A job module's default export is a plain object; `defineJob` only adds types, so a `.mjs`
 // file with no imports works the same.
 import { z } from 'zod';
-import { assertName, KappaError } from '../protocol/index.js';
+import { assertName, KappaError, SinkKind } from '../protocol/index.js';
 import { parseDuration } from './duration.js';
 import type { ActorContext, TimerInfo } from './actor-context.js';
 import type { Duration, WindowKind } from './types.js';
@@ -24,7 +24,7 @@ export interface ActorHandlers<E = any> {
 }
 
 /** A serving table (NATS KV, PostgreSQL, Redis), the JetStream output subject, or nowhere. */
-export type SinkKind = 'kv' | 'postgres' | 'redis' | 'stream' | 'none';
+export type { SinkKind };
 
 export interface JobDefinition<E = any> {
   name: string;
@@ -134,7 +134,7 @@ const definitionSchema = z.object({
   allowedLateness: duration.optional(),
   aggregate: z.object({ init: fn, add: fn, merge: fn.optional(), result: fn.optional() }).optional(),
   actor: z.object({ onEvent: fn, onTimer: fn.optional() }).optional(),
-  sink: z.object({ kind: z.enum(['kv', 'postgres', 'redis', 'stream', 'none']) }).optional(),
+  sink: z.object({ kind: SinkKind }).optional(),
   handlerRetries: z.number().int().min(0).max(100).optional(),
 });
 
