@@ -23,27 +23,21 @@ import {
   type NatsConnection,
   type Subscription,
 } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
-import {
-  encodeEvent,
-  KappaError,
-  keyProblem,
-  MAX_KEY_BYTES,
-  messageIdOf,
-  partitionOf,
-  streams,
-  subjects,
-  type EventEnvelope,
-} from '../protocol/index.js';
+import { KappaError, messageIdOf, partitionOf, streams, subjects, type EventEnvelope } from '../protocol/index.js';
+import { InFlightPublishes, type PendingPublish } from './in-flight-publishes.js';
 import {
   DEFAULT_RETRY_FOR_MS,
   formatSeconds,
   NatsUnavailableError,
-  retryDelayMs,
   retryThroughElections,
   type NatsWait,
 } from './nats-retry.js';
+import { PartitionStreamCheck } from './partition-stream-check.js';
+import { readPubAck } from './pub-ack.js';
+import { encodePublishable } from './publish-limits.js';
 import { describeTopic } from './topics.js';
+
+export { EventRejectedError } from './publish-limits.js';
 
 export interface ProducerOptions {
   topic: string;
@@ -84,41 +78,6 @@ export class PublishError extends KappaError {
   }
 }
 
-/**
- * An event publish() refused before sending anything: its key is empty or past MAX_KEY_BYTES
- * (`KEY_INVALID`), or its encoded message is past the server's max_payload (`EVENT_TOO_LARGE`).
- * Only that event is refused; the producer goes on.
- */
-export class EventRejectedError extends KappaError {
-  constructor(
-    code: 'KEY_INVALID' | 'EVENT_TOO_LARGE',
-    message: string,
-    /** The limit the event is past, in bytes (MAX_KEY_BYTES or max_payload); 0 for an empty key. */
-    readonly limitBytes: number,
-  ) {
-    super(code, message);
-  }
-}
-
-const DUPLICATE_ACK = /"duplicate":\s*true/;
-
-interface PendingPublish {
-  subject: string;
-  payload: Uint8Array;
-  /** Carries the message id; built once, sent again as is on a retry. */
-  headers: MsgHdrsImpl;
-  /** For error messages. */
-  messageId: string;
-  partition: number;
-  firstSentAtMs: number;
-  sentAtMs: number;
-  attempts: number;
-  /** "No responders" (503) answers so far: the stream has no leader. */
-  noResponders: number;
-  /** When a publish answered by "no responders" is due to be sent again. */
-  resendAtMs: number;
-}
-
 interface Waiter {
   resolve(): void;
   reject(error: Error): void;
@@ -140,21 +99,17 @@ export class Producer {
   private readonly inbox: string;
   private readonly subscription: Subscription;
   private readonly timeoutSweep: NodeJS.Timeout;
-  /** Reply token → publish awaiting its ack, oldest send first (a resend moves to the end). */
-  private readonly pending = new Map<number, PendingPublish>();
-  /** Tokens of pending publishes answered by "no responders", resent at their resendAtMs. */
-  private readonly awaitingLeader = new Set<number>();
-  /** Partitions whose stream is being looked up after a "no responders" (one lookup at a time). */
-  private readonly streamChecks = new Set<number>();
-  /** Tokens are the sequence numbers 1, 2, …: no pending publish has a smaller one than this. */
-  private oldestToken = 1;
+  /** Publishes awaiting their ack, by reply token (the sequence), and when each is resent. */
+  private readonly inFlight: InFlightPublishes;
+  /** Looks up a partition's stream after a "no responders": a deleted topic fails the producer. */
+  private readonly streamCheck: PartitionStreamCheck;
   private sequence = 0;
   private connected = true;
   private failure: KappaError | undefined;
   private closed = false;
   private roomWaiters: Waiter[] = [];
   private drainWaiters: Waiter[] = [];
-  private readonly counts = { acknowledged: 0, duplicates: 0, retries: 0 };
+  private readonly counts = { acknowledged: 0, duplicates: 0 };
 
   /**
    * A producer for an existing topic, with the partition count from the topic registry. It also
@@ -189,6 +144,10 @@ export class Producer {
     this.ackTimeoutMs = options.ackTimeoutMs ?? 10_000;
     this.retryForMs = options.retryForMs ?? DEFAULT_RETRY_FOR_MS;
     this.inbox = createInbox();
+    this.streamCheck = new PartitionStreamCheck(nc, this.topic);
+    this.inFlight = new InFlightPublishes((token, publish) =>
+      nc.publish(publish.subject, publish.payload, { reply: `${this.inbox}.${token}`, headers: publish.headers }),
+    );
     this.subscription = nc.subscribe(`${this.inbox}.*`, { callback: (error, message) => this.onAck(error, message) });
     // Often enough for the no-responders back-off (250 ms first), and for short ack timeouts.
     this.timeoutSweep = setInterval(() => this.sweep(), Math.max(10, Math.min(250, this.ackTimeoutMs / 4)));
@@ -205,26 +164,8 @@ export class Producer {
   publish(event: EventEnvelope): boolean {
     if (this.failure) throw this.failure;
     if (this.closed) throw new PublishError(`producer ${this.producerId} of topic ${this.topic} is closed`);
-    // Checked here, not left to the server: a key past the limit makes a subject longer than the
-    // server's control line (it drops the connection, the publish is lost and retried to no
-    // end), and nats.js throws on a message past max_payload.
-    const keyIssue = keyProblem(event.key);
-    if (keyIssue)
-      throw new EventRejectedError(
-        'KEY_INVALID',
-        `event key ${keyPreview(event.key)} cannot be published to topic ${this.topic}: ${keyIssue}`,
-        MAX_KEY_BYTES,
-      );
-    const payload = encodeEvent(event);
-    // Read on every publish: after a reconnect the server, and its limit, may be another.
-    const maxPayload = this.nc.info?.max_payload;
-    if (maxPayload !== undefined && payload.length + this.maxHeaderBytes > maxPayload) {
-      throw new EventRejectedError(
-        'EVENT_TOO_LARGE',
-        `event with key ${keyPreview(event.key)} is ${payload.length + this.maxHeaderBytes} bytes as a message, more than the server's max_payload of ${maxPayload} bytes`,
-        maxPayload,
-      );
-    }
+    // max_payload is read on every publish: after a reconnect the server, and its limit, may be another.
+    const payload = encodePublishable(event, this.topic, this.maxHeaderBytes, this.nc.info?.max_payload);
     const sequence = ++this.sequence;
     const partition = partitionOf(event.key, this.partitions);
     const now = Date.now();
@@ -240,28 +181,28 @@ export class Producer {
       noResponders: 0,
       resendAtMs: 0,
     };
-    this.send(sequence, publish);
-    return this.pending.size < this.maxInFlight;
+    this.inFlight.send(sequence, publish);
+    return this.inFlight.size < this.maxInFlight;
   }
 
   /** Resolves when there is room to publish again; rejects once the producer has failed. */
   ready(): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
-    if (this.pending.size < this.maxInFlight) return Promise.resolve();
+    if (this.inFlight.size < this.maxInFlight) return Promise.resolve();
     return new Promise((resolve, reject) => this.roomWaiters.push({ resolve, reject }));
   }
 
   /** Resolves when every event published so far is acknowledged; rejects once the producer has failed. */
   async flush(): Promise<ProducerStats> {
     if (this.failure) throw this.failure;
-    if (this.pending.size > 0) {
+    if (this.inFlight.size > 0) {
       await new Promise<void>((resolve, reject) => this.drainWaiters.push({ resolve, reject }));
     }
     return this.stats();
   }
 
   stats(): ProducerStats {
-    return { ...this.counts, inFlight: this.pending.size };
+    return { ...this.counts, retries: this.inFlight.retries, inFlight: this.inFlight.size };
   }
 
   /**
@@ -269,7 +210,7 @@ export class Producer {
    * (a lost connection, a stream without a leader, an ack timeout); undefined otherwise.
    */
   waiting(): NatsWait | undefined {
-    const oldest = this.oldestPending();
+    const oldest = this.inFlight.oldest();
     if (!oldest) return undefined;
     const retryUntilMs = oldest.firstSentAtMs + this.retryForMs;
     if (!this.connected) return { reason: 'connection to NATS lost, reconnecting', retryUntilMs };
@@ -300,24 +241,9 @@ export class Producer {
         this.connected = true;
         // Publishes sent on the lost connection will never be acked: send them again now
         // instead of after their ack timeout (the message id drops any that did arrive).
-        if (!this.failure) for (const [token, publish] of [...this.pending]) this.resend(token, publish);
+        if (!this.failure) this.inFlight.resendAll();
       }
     }
-  }
-
-  /** The pending publish first sent longest ago (the tokens are consecutive sequence numbers). */
-  private oldestPending(): PendingPublish | undefined {
-    while (this.oldestToken <= this.sequence && !this.pending.has(this.oldestToken)) this.oldestToken++;
-    return this.pending.get(this.oldestToken);
-  }
-
-  private send(token: number, publish: PendingPublish): void {
-    publish.attempts++;
-    publish.sentAtMs = Date.now();
-    this.nc.publish(publish.subject, publish.payload, { reply: `${this.inbox}.${token}`, headers: publish.headers });
-    // Re-inserting keeps the map ordered by send time, which resendExpired() relies on.
-    this.pending.delete(token);
-    this.pending.set(token, publish);
   }
 
   private headersFor(sequence: number): MsgHdrsImpl {
@@ -329,83 +255,40 @@ export class Producer {
 
   private onAck(error: Error | null, message: Msg): void {
     const token = Number(message.subject.slice(this.inbox.length + 1));
-    const publish = this.pending.get(token);
+    const publish = this.inFlight.get(token);
     // The ack of a publish that was resent and already acknowledged: nothing left to do.
     if (!publish) return;
     if (message.headers?.code === 503) {
       // No responders: the stream is electing a leader (a node of the cluster went away), or it
       // is gone. Resend it after a back-off (the sweep does) unless the stream does not exist.
-      publish.resendAtMs = Date.now() + retryDelayMs(publish.noResponders++);
-      this.awaitingLeader.add(token);
-      this.failIfStreamGone(publish);
+      this.inFlight.awaitLeader(token, publish);
+      this.streamCheck.check(publish.partition, (cause) => {
+        const why = `publishing to ${publish.subject} failed: no stream listens on it (was the topic deleted?)`;
+        this.fail(new PublishError(why, { cause }));
+      });
       return;
     }
     if (error)
       return this.fail(new PublishError(`publishing to ${publish.subject} failed: ${error.message}`, { cause: error }));
-    const body = message.string();
-    if (body.includes('"error"')) {
-      let description = body;
-      try {
-        const parsed = JSON.parse(body) as { error?: { description?: string; err_code?: number } };
-        description = `${parsed.error?.description ?? 'unknown error'} (err_code ${parsed.error?.err_code ?? '?'})`;
-      } catch {
-        // keep the raw body as the description
-      }
+    const ack = readPubAck(message.string());
+    if (ack.refusal !== undefined) {
       return this.fail(
-        new PublishError(`the server refused event ${publish.messageId} on ${publish.subject}: ${description}`),
+        new PublishError(`the server refused event ${publish.messageId} on ${publish.subject}: ${ack.refusal}`),
       );
     }
     this.counts.acknowledged++;
-    // The server writes `"duplicate": true` (2.9, with a space) or `"duplicate":true`.
-    if (DUPLICATE_ACK.test(body)) this.counts.duplicates++;
-    this.pending.delete(token);
-    this.awaitingLeader.delete(token);
-    if (this.pending.size <= this.lowWaterMark && this.roomWaiters.length > 0) this.wake('roomWaiters');
-    if (this.pending.size === 0 && this.drainWaiters.length > 0) this.wake('drainWaiters');
-  }
-
-  private failIfStreamGone(publish: PendingPublish): void {
-    // One lookup per partition at a time: during an election thousands of publishes get a 503.
-    if (this.streamChecks.has(publish.partition)) return;
-    this.streamChecks.add(publish.partition);
-    void jetstreamManager(this.nc)
-      .then((jsm) => jsm.streams.info(streams.partition(this.topic, publish.partition)))
-      .catch((error: Error) => {
-        // Anything else (a timeout during the election) is what the retries are for.
-        if (/not found/i.test(error.message)) {
-          this.fail(
-            new PublishError(
-              `publishing to ${publish.subject} failed: no stream listens on it (was the topic deleted?)`,
-              { cause: error },
-            ),
-          );
-        }
-      })
-      .finally(() => this.streamChecks.delete(publish.partition));
+    if (ack.duplicate) this.counts.duplicates++;
+    this.inFlight.acknowledged(token);
+    if (this.inFlight.size <= this.lowWaterMark && this.roomWaiters.length > 0) this.wake('roomWaiters');
+    if (this.inFlight.size === 0 && this.drainWaiters.length > 0) this.wake('drainWaiters');
   }
 
   private sweep(): void {
     if (this.failure) return;
     const now = Date.now();
-    const oldest = this.oldestPending();
+    const oldest = this.inFlight.oldest();
     if (oldest && now - oldest.firstSentAtMs >= this.retryForMs) return this.fail(this.gaveUp(oldest));
-    for (const token of this.awaitingLeader) {
-      const publish = this.pending.get(token);
-      if (publish && publish.resendAtMs <= now) this.resend(token, publish);
-    }
-    const expiredBefore = now - this.ackTimeoutMs;
-    for (const [token, publish] of this.pending) {
-      // Oldest first: the first publish still within its timeout ends the sweep (a resend moves
-      // to the end with a fresh send time, so it ends the loop too).
-      if (publish.sentAtMs > expiredBefore) break;
-      this.resend(token, publish);
-    }
-  }
-
-  private resend(token: number, publish: PendingPublish): void {
-    this.awaitingLeader.delete(token);
-    this.counts.retries++;
-    this.send(token, publish);
+    this.inFlight.resendDue(now, this.ackTimeoutMs);
   }
 
   /** The one-line reason the producer stops retrying its oldest event. */
@@ -417,7 +300,7 @@ export class Producer {
         ? `stream ${stream} has no leader (is a majority of its nodes down?)`
         : `no ack from stream ${stream} after ${oldest.attempts} sends`;
     return new NatsUnavailableError(
-      `publishing to topic ${this.topic}: ${why}; ${this.pending.size} events unacknowledged, the oldest ${oldest.messageId} (gave up after retrying for ${formatSeconds(this.retryForMs)})`,
+      `publishing to topic ${this.topic}: ${why}; ${this.inFlight.size} events unacknowledged, the oldest ${oldest.messageId} (gave up after retrying for ${formatSeconds(this.retryForMs)})`,
     );
   }
 
@@ -435,9 +318,4 @@ export class Producer {
     this.drainWaiters = [];
     for (const waiter of waiters) waiter.reject(error);
   }
-}
-
-/** A key as error messages show it: quoted, and cut short when long (a rejected key may be kilobytes). */
-function keyPreview(key: string): string {
-  return key.length <= 40 ? JSON.stringify(key) : `${JSON.stringify(key.slice(0, 40))}… (${key.length} characters)`;
 }
