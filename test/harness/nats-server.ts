@@ -1,11 +1,13 @@
 // Spawns real nats-server processes for tests: a single JetStream server or a 3-node JetStream
-// cluster, each on random ports (`port: -1` plus a ports file, as nats.js's own tests do) with
-// its own store dir. Kill, pause/resume and restart helpers drive failure tests.
+// cluster, each on random ports (`port: -1` plus a ports file, as nats.js's own tests do; a
+// cluster's route ports are picked just before, and the cluster started again on fresh ones when
+// one was taken meanwhile) with its own store dir. Kill, pause/resume and restart helpers drive
+// failure tests.
 //
 // No server outlives its test file: every one is tracked and stopped after the file whatever its
 // outcome (test/harness/setup.ts, a vitest setup file, calls stopAllServers), and each is spawned
 // to die with the test process, so a crashed or SIGKILLed test worker leaves none running.
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,6 +56,18 @@ export async function startServer(options: ServerOptions = {}): Promise<NatsServ
   return Object.assign(server, { close });
 }
 
+export interface ClusterStartOptions {
+  /** Picks a free TCP port for a node's routes (default `freePort`); tests replace it to provoke a lost port race. */
+  pickRoutePort?: () => Promise<number>;
+}
+
+/**
+ * How many times a cluster start is tried when a node could not bind the route port picked for it:
+ * another process (a server of another test file, or one of this cluster's `-1` ports) took it
+ * between the pick and the bind.
+ */
+const CLUSTER_START_ATTEMPTS = 3;
+
 /** A 3-node (by default) JetStream cluster on random ports; node 0 is the route seed. */
 export class NatsCluster {
   private constructor(
@@ -61,41 +75,58 @@ export class NatsCluster {
     private readonly dir: string,
   ) {}
 
-  static async start(size = 3): Promise<NatsCluster> {
+  /**
+   * Starts the nodes and waits for a JetStream meta leader. A JetStream cluster refuses to start
+   * without configured routes, so unlike the client and monitoring ports (`-1`, read back from the
+   * ports file) the route ports are picked before the nodes start; when one of them was taken in
+   * between, the whole cluster is started again on freshly picked ports.
+   */
+  static async start(size = 3, options: ClusterStartOptions = {}): Promise<NatsCluster> {
+    const pickRoutePort = options.pickRoutePort ?? freePort;
+    for (let attempt = 1; ; attempt++) {
+      const routePorts: number[] = [];
+      for (let index = 0; index < size; index++) routePorts.push(await pickRoutePort());
+      const cluster = NatsCluster.configure(routePorts);
+      // Tracked before it starts: a cluster whose start fails half-way is still stopped.
+      allServers.add(cluster);
+      const started = await Promise.allSettled(cluster.nodes.map((node) => node.start()));
+      const failure = started.find((result) => result.status === 'rejected');
+      if (failure === undefined) {
+        await cluster.waitForJetStream();
+        return cluster;
+      }
+      const lostPortRace = cluster.nodes.some((node) => lostRoutePort(node));
+      await cluster.stopAll();
+      if (!lostPortRace || attempt === CLUSTER_START_ATTEMPTS) throw failure.reason;
+    }
+  }
+
+  /** The nodes of a cluster whose node `i` listens for routes on `routePorts[i]` and routes to all the others. */
+  private static configure(routePorts: readonly number[]): NatsCluster {
     const dir = mkdtempSync(join(tmpdir(), 'kappa-natscluster-'));
-    const nodes: NatsServer[] = [];
-    // A JetStream cluster refuses to start without routes, so route ports are chosen up front.
-    const routePorts: number[] = [];
-    for (let index = 0; index < size; index++) routePorts.push(await freePort());
     const clusterName = `kappa-test-${process.pid}`;
-    for (let index = 0; index < size; index++) {
+    const nodes = routePorts.map((routePort, index) => {
       const nodeDir = join(dir, `n${index}`);
       mkdirSync(nodeDir, { recursive: true });
-      const node = new NatsServer(
+      return new NatsServer(
         nodeDir,
         (self) => {
-          self.clusterPort = routePorts[index]!;
+          self.clusterPort = routePort;
           const routes = routePorts
-            .filter((port) => port !== self.clusterPort)
+            .filter((port) => port !== routePort)
             .map((port) => `nats-route://127.0.0.1:${port}`);
           return [
             `server_name: n${index}`,
             `listen: 127.0.0.1:${self.clientPort}`,
             `http: 127.0.0.1:${self.monitorPort}`,
             `jetstream { store_dir: "${join(nodeDir, 'store')}" }`,
-            `cluster { name: ${clusterName}, listen: 127.0.0.1:${self.clusterPort}, routes: [${routes.join(', ')}] }`,
+            `cluster { name: ${clusterName}, listen: 127.0.0.1:${routePort}, routes: [${routes.join(', ')}] }`,
           ].join('\n');
         },
         { dieWithParent: true },
       );
-      nodes.push(node);
-    }
-    // Tracked before it starts: a cluster whose start fails half-way is still stopped.
-    const cluster = new NatsCluster(nodes, dir);
-    allServers.add(cluster);
-    await Promise.all(nodes.map((node) => node.start()));
-    await cluster.waitForJetStream();
-    return cluster;
+    });
+    return new NatsCluster(nodes, dir);
   }
 
   get urls(): string[] {
@@ -129,6 +160,17 @@ export class NatsCluster {
     rmSync(this.dir, { recursive: true, force: true });
     allServers.delete(this);
   }
+}
+
+/** Whether a node's log says it could not listen on its route port because something else had it. */
+function lostRoutePort(node: NatsServer): boolean {
+  let log: string;
+  try {
+    log = readFileSync(join(node.dir, 'server.log'), 'utf8');
+  } catch {
+    return false;
+  }
+  return /Error listening on router port: .*address already in use/.test(log);
 }
 
 /** Stops every server a test file started and has not closed (test/harness/setup.ts runs it after every file). */
