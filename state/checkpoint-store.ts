@@ -10,25 +10,19 @@
 // the deltas after the last full snapshot add up to more than that snapshot (at least
 // COMPACT_MIN_BYTES), the commit uploads a full snapshot instead and the older objects are
 // deleted: restore reads at most about twice the state, and each commit costs what changed.
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { StorageType } from '@nats-io/jetstream';
 import { buckets, checkpointNames, CheckpointError, FencedError } from '../protocol/index.js';
-import { decodeFrames, encodeDelta, encodeFrame } from './checkpoint-format.js';
-import {
-  decodeManifest,
-  encodeManifest,
-  type CheckpointManifest,
-  type CheckpointObject,
-} from './checkpoint-manifest.js';
+import { COMPACT_MIN_BYTES, deleteObjects, shouldCompact, uploadFullSnapshot } from './checkpoint-compaction.js';
+import { decodeFrames, encodeDelta } from './checkpoint-format.js';
+import { decodeManifest, encodeManifest, type CheckpointManifest } from './checkpoint-manifest.js';
+import { markOf } from './local-checkpoint-mark.js';
 import type { TaskStore, WriteCapture } from './task-store.js';
 
-/** Below this the chain of deltas is never compacted: a small state restores fast anyway. */
-export const COMPACT_MIN_BYTES = 4 * 1024 * 1024;
-/** A chain longer than this is compacted whatever its size (each object is a round trip on restore). */
-export const COMPACT_MAX_OBJECTS = 64;
+export { COMPACT_MAX_OBJECTS, COMPACT_MIN_BYTES } from './checkpoint-compaction.js';
+export { localMark } from './local-checkpoint-mark.js';
 
 export interface CheckpointTask {
   job: string;
@@ -191,7 +185,8 @@ export class TaskCheckpoints {
     let bytesUploaded = 0;
     try {
       if (changed > 0 && shouldCompact(previous.objects, request.delta, this.store.compactMinBytes)) {
-        const full = await this.uploadFull(request.store, `${objectPrefix(this.task)}${request.epoch}-${id}-full`);
+        const name = `${objectPrefix(this.task)}${request.epoch}-${id}-full`;
+        const full = await uploadFullSnapshot(this.store.objects, request.store, name);
         objects = [full];
         kind = 'full';
         bytesUploaded = full.bytes;
@@ -235,7 +230,10 @@ export class TaskCheckpoints {
     this.current = manifest;
     // Objects the new manifest no longer lists (superseded by a full snapshot) go now.
     const kept = new Set(objects.map((object) => object.name));
-    await this.deleteObjects(previous.objects.filter((object) => !kept.has(object.name)).map((object) => object.name));
+    await deleteObjects(
+      this.store.objects,
+      previous.objects.filter((object) => !kept.has(object.name)).map((object) => object.name),
+    );
     return { manifest, bytesUploaded, kind };
   }
 
@@ -247,13 +245,8 @@ export class TaskCheckpoints {
     for (const info of await this.store.objects.list()) {
       if (info.name.startsWith(prefix) && !referenced.has(info.name)) unreferenced.push(info.name);
     }
-    await this.deleteObjects(unreferenced);
+    await deleteObjects(this.store.objects, unreferenced);
     return unreferenced.length;
-  }
-
-  private async deleteObjects(names: readonly string[]): Promise<void> {
-    // Best effort: an object left behind is found again by collectGarbage() at the next claim.
-    await Promise.all(names.map((name) => this.store.objects.delete(name).catch(() => undefined)));
   }
 
   /**
@@ -291,92 +284,4 @@ export class TaskCheckpoints {
   private ownedByAnother(manifest: CheckpointManifest, epoch: number): boolean {
     return manifest.epoch > epoch || (manifest.epoch === epoch && manifest.workerId !== this.workerId);
   }
-
-  private async uploadFull(store: TaskStore, name: string): Promise<CheckpointObject> {
-    let bytes = 0;
-    let puts = 0;
-    const batches = store.scanEncodedBatches();
-    const body = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        const next = await batches.next();
-        if (next.done) {
-          controller.close();
-          return;
-        }
-        const frame = encodeFrame(next.value, []);
-        bytes += frame.length;
-        puts += next.value.length;
-        controller.enqueue(frame);
-      },
-    });
-    await this.store.objects.put({ name }, body);
-    return { name, kind: 'full', bytes, puts, deletes: 0 };
-  }
-}
-
-function shouldCompact(objects: readonly CheckpointObject[], delta: WriteCapture, compactMinBytes: number): boolean {
-  // The first commit of a task is its base: a full snapshot (of what is, for a new task, the first delta).
-  if (objects.length === 0 || objects.length + 1 > COMPACT_MAX_OBJECTS) return true;
-  const full = objects.find((object) => object.kind === 'full')?.bytes ?? 0;
-  let deltas = 0;
-  for (const object of objects) if (object.kind === 'delta') deltas += object.bytes;
-  // Estimate the new delta by its row count; exact enough to decide when to compact.
-  const estimated = (delta.puts.length + delta.deletes.length) * 32;
-  return deltas + estimated > Math.max(full, compactMinBytes);
-}
-
-/**
- * The local copy of a task's state is marked with the id of the checkpoint it equals; a worker
- * that finds the mark equal to the committed manifest's skips the download. The mark is set aside
- * before the local store changes and written again after the commit. It is set aside by a rename,
- * not deleted, so a write the store refused (it changed nothing: write batches are atomic) can put
- * it back without writing a byte: on a full disk the local copy stays usable, and the task never
- * wipes and re-downloads a state that was never wrong.
- */
-export const localMark = {
-  path: (stateDir: string) => `${stateDir}.checkpoint`,
-  asidePath: (stateDir: string) => `${stateDir}.checkpoint.aside`,
-  read(stateDir: string): { state: string } | undefined {
-    try {
-      return JSON.parse(readFileSync(localMark.path(stateDir), 'utf8')) as { state: string };
-    } catch {
-      return undefined;
-    }
-  },
-  write(stateDir: string, manifest: CheckpointManifest): void {
-    writeFileSync(localMark.path(stateDir), JSON.stringify({ state: markOf(manifest) }));
-    rmSync(localMark.asidePath(stateDir), { force: true });
-  },
-  clear(stateDir: string): void {
-    rmSync(localMark.path(stateDir), { force: true });
-    rmSync(localMark.asidePath(stateDir), { force: true });
-  },
-  /** The store is about to change: until a new mark is written it equals no checkpoint. */
-  setAside(stateDir: string): void {
-    try {
-      renameSync(localMark.path(stateDir), localMark.asidePath(stateDir));
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    }
-  },
-  /** The store refused the write and still equals the checkpoint the mark named: the mark holds again. */
-  putBack(stateDir: string): void {
-    try {
-      renameSync(localMark.asidePath(stateDir), localMark.path(stateDir));
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    }
-  },
-  matches(stateDir: string, manifest: CheckpointManifest): boolean {
-    return localMark.read(stateDir)?.state === markOf(manifest);
-  },
-};
-
-/**
- * Identifies the state of a manifest. The id alone is not enough: two owners can each commit an
- * id N from different histories (a fenced zombie's local store), so the committing owner's
- * objects are part of it.
- */
-function markOf(manifest: CheckpointManifest): string {
-  return `${manifest.id}:${manifest.sequence}:${manifest.objects.map((object) => object.name).join(',')}`;
 }

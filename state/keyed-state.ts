@@ -9,11 +9,23 @@
 //
 // A row is addressed by (key, namespace, subKey) and stored under
 // encodeKey([key, namespace, ...subKey]): all rows of a key share the prefix encodeKey([key]).
+import {
+  ActiveActor,
+  addStoredRow,
+  compositeIdentity,
+  decodeRowKey,
+  dropEntry,
+  encodeRowKey,
+  findEntry,
+  namespaceRows,
+  StateRowEntry,
+  type SubKey,
+} from './actor-rows.js';
 import { StateError } from './errors.js';
-import { decodeKey, encodeKey, type KeyPart } from './key-encoding.js';
+import { decodeKey, encodeKey } from './key-encoding.js';
 import type { StateRow, TaskStore, WriteCapture } from './task-store.js';
 
-export type SubKey = KeyPart | readonly KeyPart[];
+export type { SubKey } from './actor-rows.js';
 
 export interface KeyedStateOptions {
   /** Clean keys beyond this are dropped from memory by evict(), least recently activated first. */
@@ -30,38 +42,6 @@ export interface FlushResult {
 const DEFAULT_MAX_ACTIVE_KEYS = 100_000;
 /** Prefix scans in flight during one activate(): enough to keep the native thread pool busy. */
 const ACTIVATION_SCANS_IN_FLIGHT = 64;
-
-class StateRowEntry {
-  /** Set while the row has a change not yet written by flush(). */
-  dirty = false;
-  /** A delete waiting for flush(); the entry stays so a later put reuses it. */
-  deleted = false;
-
-  constructor(
-    readonly actor: ActiveActor,
-    readonly namespace: string,
-    readonly subKey: SubKey,
-    public value: unknown,
-    /** Whether RocksDB holds the row as of the last flush: a delete of an unstored row writes nothing. */
-    public stored: boolean,
-  ) {}
-}
-
-/**
- * Rows of one namespace of one actor. Scalar subKeys are Map keys as they are (Map tells 1 from
- * "1", and treats -0 as 0 as the key encoding does); composite subKeys get a string identity.
- */
-class NamespaceRows {
-  readonly scalar = new Map<KeyPart, StateRowEntry>();
-  composite: Map<string, StateRowEntry> | undefined;
-}
-
-class ActiveActor {
-  readonly namespaces = new Map<string, NamespaceRows>();
-  dirtyRows = 0;
-
-  constructor(readonly key: string) {}
-}
 
 export class KeyedState {
   private readonly maxActiveKeys: number;
@@ -126,10 +106,7 @@ export class KeyedState {
         const parts = decodeRowKey(rowKey, key);
         const namespace = parts[1] as string;
         const subKey: SubKey = parts.length === 3 ? parts[2]! : parts.slice(2);
-        const rows = namespaceRows(actor, namespace);
-        const entry = new StateRowEntry(actor, namespace, subKey, value, true);
-        if (typeof subKey === 'object') (rows.composite ??= new Map()).set(compositeIdentity(subKey), entry);
-        else rows.scalar.set(subKey, entry);
+        addStoredRow(actor, namespace, subKey, value);
       }
       this.actors.set(key, actor);
     }
@@ -156,10 +133,7 @@ export class KeyedState {
         return;
       const actor = new ActiveActor(groupKey);
       for (const [namespace, subKey, value] of group) {
-        const rows = namespaceRows(actor, namespace);
-        const entry = new StateRowEntry(actor, namespace, subKey, value, true);
-        if (typeof subKey === 'object') (rows.composite ??= new Map()).set(compositeIdentity(subKey), entry);
-        else rows.scalar.set(subKey, entry);
+        addStoredRow(actor, namespace, subKey, value);
         if (residentNamespaces.has(namespace)) visit(groupKey, namespace, subKey);
       }
       this.actors.set(groupKey, actor);
@@ -325,74 +299,4 @@ export class KeyedState {
     entry.actor.dirtyRows++;
     this.dirty.push(entry);
   }
-}
-
-function findEntry(actor: ActiveActor, namespace: string, subKey: SubKey): StateRowEntry | undefined {
-  const rows = actor.namespaces.get(namespace);
-  if (rows === undefined) return undefined;
-  if (typeof subKey !== 'object') return rows.scalar.get(subKey);
-  // A one-part composite is the same row as its scalar: their byte encodings are equal.
-  if (subKey.length === 1) return rows.scalar.get(subKey[0]!);
-  return rows.composite?.get(compositeIdentity(subKey));
-}
-
-/** Forgets a deleted row once RocksDB no longer holds it. */
-function dropEntry(entry: StateRowEntry): void {
-  const rows = entry.actor.namespaces.get(entry.namespace);
-  if (rows === undefined) return;
-  if (typeof entry.subKey === 'object') {
-    const identity = compositeIdentity(entry.subKey);
-    if (rows.composite?.get(identity) === entry) rows.composite.delete(identity);
-  } else if (rows.scalar.get(entry.subKey) === entry) {
-    rows.scalar.delete(entry.subKey);
-  }
-}
-
-function encodeRowKey(entry: StateRowEntry): Uint8Array {
-  const subKey = entry.subKey;
-  return typeof subKey === 'object'
-    ? encodeKey([entry.actor.key, entry.namespace, ...subKey])
-    : encodeKey([entry.actor.key, entry.namespace, subKey]);
-}
-
-function decodeRowKey(rowKey: Uint8Array, key: string): KeyPart[] {
-  const parts = decodeKey(rowKey);
-  if (parts.length < 2 || parts[0] !== key || typeof parts[1] !== 'string') {
-    throw new StateError(
-      'STATE_KEY_CORRUPT',
-      `row under actor key ${JSON.stringify(key)} is not (key, namespace, ...subKey): ${JSON.stringify(parts)}`,
-    );
-  }
-  return parts;
-}
-
-function namespaceRows(actor: ActiveActor, namespace: string): NamespaceRows {
-  let rows = actor.namespaces.get(namespace);
-  if (rows === undefined) {
-    rows = new NamespaceRows();
-    actor.namespaces.set(namespace, rows);
-  }
-  return rows;
-}
-
-/**
- * A string naming a composite subKey uniquely: numbers print without quotes (String(-0) is "0",
- * as in the key encoding), strings as JSON with quotes, so the comma separator is unambiguous.
- * One-part composites never get here: they are the same row as their scalar (see findEntry).
- */
-function compositeIdentity(subKey: readonly KeyPart[]): string {
-  let identity = '';
-  for (let i = 0; i < subKey.length; i++) {
-    const part = subKey[i]!;
-    if (i > 0) identity += ',';
-    if (typeof part === 'number') {
-      if (part !== part) throw new StateError('STATE_KEY_INVALID', 'a subKey part is NaN');
-      identity += String(part);
-    } else if (typeof part === 'string') {
-      identity += JSON.stringify(part);
-    } else {
-      throw new StateError('STATE_KEY_INVALID', `a subKey part must be a string or a number, found ${typeof part}`);
-    }
-  }
-  return identity;
 }
