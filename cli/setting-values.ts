@@ -66,6 +66,14 @@ export const byteSize = shownAs(
 );
 export const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
+/** The --log-level setting a long-running process (coordinator, worker) declares. */
+export const logLevelSetting = {
+  flag: '--log-level <level>',
+  env: 'KAPPA_LOG_LEVEL',
+  schema: logLevel.default('info'),
+  help: 'fatal|error|warn|info|debug|trace',
+} as const;
+
 const DURATION_UNITS: [string, number][] = [
   ['d', 86_400_000],
   ['h', 3_600_000],

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { runBatch } from '../worker/batch-run.js';
 import { validateJob } from '../worker/job.js';
 import { batchWindows, windowId } from './reference/batch-windows.js';
-import { eventStream, lateness, windowSpec, type StreamEvent } from './reference/event-streams.js';
+import { eventStream, reemittingLateness, windowSpec, type StreamEvent } from './reference/event-streams.js';
 
 const stateRoot = mkdtempSync(join(tmpdir(), 'kappa-engine-prop-'));
 afterAll(() => rmSync(stateRoot, { recursive: true, force: true }));
@@ -29,18 +29,7 @@ let runs = 0;
 /** Runs in which some event updated an already-fired window (a late update within the allowed lateness). */
 const reemittedRuns = { tumbling: 0, hopping: 0, session: 0 };
 
-// Small out-of-orderness with some allowed lateness makes late updates of fired windows common,
-// so the re-emission path is exercised, not only the fire-once path.
-const latenessMix = fc.oneof(
-  { arbitrary: lateness(), weight: 1 },
-  {
-    arbitrary: fc.record({
-      maxOutOfOrdernessMs: fc.integer({ min: 0, max: 4 }),
-      allowedLatenessMs: fc.integer({ min: 10, max: 40 }),
-    }),
-    weight: 2,
-  },
-);
+const latenessMix = reemittingLateness();
 
 describe('streaming engine equals the batch computation', () => {
   for (const kind of ['tumbling', 'hopping', 'session'] as const) {

@@ -16,7 +16,7 @@ import { Coordinator } from '../../coordinator/coordinator.js';
 import { CoordinatorMetrics } from '../../coordinator/metrics.js';
 import { shutdownSignal } from '../shutdown-signal.js';
 import { parseViewRequest, readView } from '../../coordinator/views.js';
-import { logLevel, port, positiveDuration } from '../setting-values.js';
+import { logLevelSetting, port, positiveDuration } from '../setting-values.js';
 import { defineSettings } from '../settings.js';
 import { natsConnection } from '../nats-options.js';
 
@@ -60,12 +60,7 @@ const coordinatorSettings = defineSettings(
       schema: positiveDuration.default(5_000),
       help: 'leader lease; a dead leader is replaced within it',
     },
-    logLevel: {
-      flag: '--log-level <level>',
-      env: 'KAPPA_LOG_LEVEL',
-      schema: logLevel.default('info'),
-      help: 'fatal|error|warn|info|debug|trace',
-    },
+    logLevel: logLevelSetting,
     nats: natsConnection,
   },
   { configFile: true },

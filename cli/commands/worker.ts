@@ -21,10 +21,10 @@ import { loadJob } from '../../worker/job.js';
 import { WorkerMetrics } from '../../worker/metrics.js';
 import { WorkerPool } from '../../worker/pool.js';
 import { StandaloneWorker } from '../../worker/standalone.js';
-import { DEFAULT_CHECKPOINT_INTERVAL_MS, type TaskSettings } from '../../worker/task-runner.js';
+import { DEFAULT_CHECKPOINT_INTERVAL_MS, type TaskSettings } from '../../worker/task-settings.js';
 import { DEFAULT_JOB_STREAM_LIMITS, ensureJobStreams, type JobStreamLimits } from '../../worker/job-streams.js';
 import { shutdownSignal } from '../shutdown-signal.js';
-import { byteSize, duration, logLevel, port, positiveInt } from '../setting-values.js';
+import { byteSize, duration, logLevelSetting, port, positiveInt } from '../setting-values.js';
 import { defineSettings, type SettingsOf } from '../settings.js';
 import { natsConnection } from '../nats-options.js';
 
@@ -137,12 +137,7 @@ const workerSettings = defineSettings(
       schema: byteSize.default(limits.output.maxBytes),
       help: "keep at most this much of the 'stream' sink's outputs",
     },
-    logLevel: {
-      flag: '--log-level <level>',
-      env: 'KAPPA_LOG_LEVEL',
-      schema: logLevel.default('info'),
-      help: 'fatal|error|warn|info|debug|trace',
-    },
+    logLevel: logLevelSetting,
     nats: natsConnection,
   },
   { configFile: true },

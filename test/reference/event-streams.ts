@@ -99,3 +99,17 @@ export function lateness(): fc.Arbitrary<{ maxOutOfOrdernessMs: number; allowedL
     allowedLatenessMs: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 30 })),
   });
 }
+
+/** Mostly small out-of-orderness with some allowed lateness, so late updates of fired windows (re-emissions) are common. */
+export function reemittingLateness(): fc.Arbitrary<{ maxOutOfOrdernessMs: number; allowedLatenessMs: number }> {
+  return fc.oneof(
+    { arbitrary: lateness(), weight: 1 },
+    {
+      arbitrary: fc.record({
+        maxOutOfOrdernessMs: fc.integer({ min: 0, max: 4 }),
+        allowedLatenessMs: fc.integer({ min: 10, max: 40 }),
+      }),
+      weight: 2,
+    },
+  );
+}
