@@ -1,11 +1,9 @@
-// The worker process driven by a coordinator: a piscina pool of T threads, each running one
-// long-lived task host (task-thread.ts). This main thread speaks the control protocol
-// (control-client.ts), places each assigned task on the least-loaded thread, turns the hosts'
-// progress into heartbeats, merges their metrics, and replaces a thread that dies.
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
-import { fileURLToPath } from 'node:url';
+// The worker process driven by a coordinator: a piscina pool of T threads (task-host-threads.ts),
+// each running one long-lived task host (task-thread.ts). This main thread speaks the control
+// protocol (control-client.ts), places each assigned task on the least-loaded thread, turns the
+// hosts' progress into heartbeats (placed-task.ts), and restarts a dead thread's tasks on its
+// replacement.
 import type { NatsConnection } from '@nats-io/transport-node';
-import { Piscina } from 'piscina';
 import type { Logger } from 'pino';
 import {
   jobVersionKey,
@@ -18,10 +16,12 @@ import {
 import { type NatsSettings } from '../runtime/index.js';
 import { decideAssign, decideRevoke, leastLoadedThread } from './assignment-rules.js';
 import { ControlClient, type Registration } from './control-client.js';
+import { placedTask, placedTaskStatus, type PlacedTask } from './placed-task.js';
 import { notReadyReason } from './readiness.js';
+import { TaskHostThreads } from './task-host-threads.js';
 import { PoolMetrics } from './thread-metrics.js';
-import type { TaskSettings } from './task-runner.js';
-import type { FromTaskHost, HostedTaskProgress, TaskHostOptions, ToTaskHost } from './thread-messages.js';
+import type { TaskSettings } from './task-settings.js';
+import type { FromTaskHost, ToTaskHost } from './thread-messages.js';
 
 export interface WorkerPoolOptions {
   nc: NatsConnection;
@@ -47,41 +47,10 @@ export interface WorkerPoolOptions {
   threadSilenceLimitMs?: number;
 }
 
-/** A task assigned to this worker, as the main thread tracks it. */
-interface PlacedTask {
-  task: TaskId;
-  epoch: number;
-  from: StartPosition;
-  thread: number;
-  releasing: boolean;
-  /** The epoch to answer task.released with. */
-  releaseEpoch: number;
-  /** Latest report of the thread running it; undefined until the first. */
-  progress: HostedTaskProgress | undefined;
-  /** A failure not yet sent in a heartbeat: a runner restarts within 0.5 s, faster than heartbeats. */
-  unreportedFailure: string | undefined;
-  /** An assign that arrived while the task was being released. */
-  nextAssign: { epoch: number; from: StartPosition } | undefined;
-}
-
-/** One of the T threads: its port while a host runs on it. */
-interface ThreadSlot {
-  index: number;
-  port: MessagePort | undefined;
-  startedAtMs: number;
-  restartDelayMs: number;
-  /** When the host last posted anything (it posts progress every 250 ms); 0 before its first message. */
-  lastHeardMs: number;
-}
-
-const THREAD_ENTRY = fileURLToPath(new URL('./task-thread.js', import.meta.url));
-
 export class WorkerPool {
   readonly metrics = new PoolMetrics();
-  private readonly piscina: Piscina;
+  private readonly threads: TaskHostThreads;
   private readonly control: ControlClient;
-  private readonly slots: ThreadSlot[] = [];
-  private readonly hostRuns = new Set<Promise<unknown>>();
   private readonly tasks = new Map<string, PlacedTask>();
   /** Last released sequence per task, to answer a repeated revoke the same way. */
   private readonly releasedSequences = new Map<string, number>();
@@ -97,22 +66,17 @@ export class WorkerPool {
   constructor(private readonly options: WorkerPoolOptions) {
     this.logger = options.logger;
     this.carried = new Set(options.carries.map((carry) => jobVersionKey(carry)));
-    this.piscina = new Piscina({
-      filename: THREAD_ENTRY,
-      minThreads: options.threads,
-      maxThreads: options.threads,
-      // One long-lived task per thread; threads never idle out.
-      concurrentTasksPerWorker: 1,
-      idleTimeout: Infinity,
-      atomics: 'disabled',
+    const { workerId, jobFiles, nats, tasks, logLevel } = options;
+    this.threads = new TaskHostThreads({
+      threads: options.threads,
+      host: { workerId, jobFiles, nats, tasks, logLevel },
+      logger: this.logger,
+      metrics: this.metrics,
+      shuttingDown: () => this.shuttingDown,
+      onMessage: (threadIndex, message) => this.onHostMessage(threadIndex, message),
+      startsFor: (threadIndex) => this.startsFor(threadIndex),
+      onDied: (threadIndex, reason) => this.onThreadDied(threadIndex, reason),
     });
-    // A dying thread rejects its task (handled per slot); anything else is logged, never thrown.
-    this.piscina.on('error', (error: unknown) => this.logger.error({ err: error }, 'thread pool error'));
-    for (let index = 0; index < options.threads; index++) {
-      const slot: ThreadSlot = { index, port: undefined, startedAtMs: 0, restartDelayMs: 1000, lastHeardMs: 0 };
-      this.slots.push(slot);
-      this.startHost(slot);
-    }
     this.control = new ControlClient(
       options.nc,
       options.workerId,
@@ -133,90 +97,35 @@ export class WorkerPool {
 
   // ── threads ──────────────────────────────────────────────────────────────
 
-  private startHost(slot: ThreadSlot): void {
-    const { port1, port2 } = new MessageChannel();
-    slot.port = port1;
-    slot.startedAtMs = Date.now();
-    slot.lastHeardMs = 0;
-    port1.on('message', (message: FromTaskHost) => this.onHostMessage(slot.index, message));
-    const hostOptions: TaskHostOptions & { port: MessagePort } = {
-      workerId: this.options.workerId,
-      threadIndex: slot.index,
-      jobFiles: this.options.jobFiles,
-      nats: this.options.nats,
-      tasks: this.options.tasks,
-      logLevel: this.options.logLevel,
-      progressIntervalMs: 250,
-      metricsIntervalMs: 1000,
-      port: port2,
-    };
-    const run = this.piscina.run(hostOptions, { transferList: [port2] });
-    this.hostRuns.add(run);
-    this.metrics.threads.inc();
-    run
-      .then(
-        () => this.onHostEnded(slot, port1, undefined),
-        (error: unknown) => this.onHostEnded(slot, port1, error),
-      )
-      .finally(() => this.hostRuns.delete(run));
-    // Tasks already placed on this slot (a replaced thread) start again on the new host.
-    for (const placed of this.tasks.values()) {
-      if (placed.thread === slot.index && !placed.releasing)
-        this.post(slot.index, { type: 'start', task: placed.task, epoch: placed.epoch, from: placed.from });
-    }
+  /** The tasks placed on a thread, started again on its new host (a replaced thread). */
+  private startsFor(threadIndex: number): ToTaskHost[] {
+    return [...this.tasks.values()]
+      .filter((placed) => placed.thread === threadIndex && !placed.releasing)
+      .map((placed) => ({ type: 'start', task: placed.task, epoch: placed.epoch, from: placed.from }));
   }
 
-  /** A host ends normally only on shutdown; otherwise its thread died and is replaced. */
-  private onHostEnded(slot: ThreadSlot, port: MessagePort, error: unknown): void {
-    port.close();
-    if (slot.port === port) slot.port = undefined;
-    this.metrics.threads.dec();
-    if (this.shuttingDown && error === undefined) return;
-    this.metrics.threadRestarts.inc();
-    this.metrics.retire(slot.index);
-    const reason = error instanceof Error ? error.message : 'the task host ended unexpectedly';
-    this.logger.error(
-      { err: error, thread: slot.index },
-      'task host thread died; replacing it and restarting its tasks',
-    );
+  /** A thread died: its tasks start again on its replacement, or are released if they were stopping. */
+  private onThreadDied(threadIndex: number, reason: string): void {
     for (const placed of [...this.tasks.values()]) {
-      if (placed.thread !== slot.index) continue;
+      if (placed.thread !== threadIndex) continue;
       const lastSequence = placed.progress?.sequence ?? 0;
       placed.progress = undefined;
       if (placed.releasing || this.shuttingDown) {
         // Its consumer and state died with the thread: nothing more to flush.
         this.released(placed, lastSequence);
       } else {
-        placed.unreportedFailure = `thread ${slot.index} died: ${reason}`;
+        placed.unreportedFailure = `thread ${threadIndex} died: ${reason}`;
       }
     }
-    if (this.shuttingDown) return;
-    // A thread that dies right after starting (a job module failing at load) is retried slower.
-    if (Date.now() - slot.startedAtMs > 60_000) slot.restartDelayMs = 1000;
-    const delayMs = slot.restartDelayMs;
-    slot.restartDelayMs = Math.min(slot.restartDelayMs * 2, 30_000);
-    setTimeout(() => {
-      if (!this.shuttingDown) this.startHost(slot);
-    }, delayMs);
   }
 
-  private post(threadIndex: number, message: ToTaskHost): void {
-    // A slot without a port is restarting; startHost re-sends its tasks.
-    this.slots[threadIndex]?.port?.postMessage(message);
-  }
-
-  private onHostMessage(threadIndex: number, message: FromTaskHost): void {
-    const slot = this.slots[threadIndex];
-    if (slot) slot.lastHeardMs = Date.now();
+  private onHostMessage(threadIndex: number, message: Exclude<FromTaskHost, { type: 'metrics' }>): void {
     switch (message.type) {
       case 'progress':
         for (const progress of message.tasks) {
           const placed = this.tasks.get(taskKey(progress.task));
           if (placed && placed.thread === threadIndex) placed.progress = progress;
         }
-        break;
-      case 'metrics':
-        this.metrics.update(threadIndex, message.metrics);
         break;
       case 'failed': {
         const placed = this.tasks.get(taskKey(message.task));
@@ -272,7 +181,7 @@ export class WorkerPool {
         break;
       case 'raise-epoch':
         placed!.epoch = epoch;
-        this.post(placed!.thread, { type: 'epoch', task, epoch });
+        this.threads.post(placed!.thread, { type: 'epoch', task, epoch });
         break;
       case 'start-after-release':
         placed!.nextAssign = { epoch, from };
@@ -306,29 +215,18 @@ export class WorkerPool {
 
   private place(task: TaskId, epoch: number, from: StartPosition): void {
     // Restarting threads only get work when every thread is restarting.
-    const counts = this.slots.map((slot) => (slot.port ? 0 : 1_000_000));
+    const counts = this.threads.alive().map((alive) => (alive ? 0 : 1_000_000));
     for (const placed of this.tasks.values()) counts[placed.thread]! += 1;
     const thread = leastLoadedThread(counts);
-    const placed: PlacedTask = {
-      task,
-      epoch,
-      from,
-      thread,
-      releasing: false,
-      releaseEpoch: epoch,
-      progress: undefined,
-      unreportedFailure: undefined,
-      nextAssign: undefined,
-    };
-    this.tasks.set(taskKey(task), placed);
-    this.post(thread, { type: 'start', task, epoch, from });
+    this.tasks.set(taskKey(task), placedTask(task, epoch, from, thread));
+    this.threads.post(thread, { type: 'start', task, epoch, from });
     this.logger.info({ ...task, epoch, thread }, 'task assigned');
   }
 
   private release(placed: PlacedTask, epoch: number): void {
     placed.releasing = true;
     placed.releaseEpoch = Math.max(epoch, placed.epoch);
-    this.post(placed.thread, { type: 'stop', task: placed.task });
+    this.threads.post(placed.thread, { type: 'stop', task: placed.task });
   }
 
   private released(placed: PlacedTask, sequence: number): void {
@@ -355,25 +253,7 @@ export class WorkerPool {
 
   /** What a heartbeat reports for every task this worker holds. */
   statuses(): TaskStatus[] {
-    return [...this.tasks.values()].map((placed) => {
-      const progress = placed.progress;
-      const failure = placed.unreportedFailure ?? (progress?.state === 'failed' ? progress.error : undefined);
-      const state = placed.releasing
-        ? 'releasing'
-        : failure !== undefined
-          ? 'failed'
-          : (progress?.state ?? 'restoring');
-      return {
-        ...placed.task,
-        epoch: placed.epoch,
-        state,
-        sequence: progress?.sequence ?? 0,
-        lagMessages: progress?.lagMessages ?? 0,
-        watermark: progress?.watermark ?? null,
-        ...(state === 'failed' && failure !== undefined ? { error: failure } : {}),
-        ...(state === 'failed' && progress?.fencedBy !== undefined ? { fencedBy: progress.fencedBy } : {}),
-      };
-    });
+    return [...this.tasks.values()].map(placedTaskStatus);
   }
 
   /** /readyz: every assigned task restored and consuming. */
@@ -389,29 +269,18 @@ export class WorkerPool {
     );
   }
 
-  /**
-   * /healthz beyond the main event loop: a task host thread that reported before but has been
-   * silent past `threadSilenceLimitMs` is stuck (a handler in an endless loop, a thread starved):
-   * its tasks neither progress nor stop, and only a restart frees them.
-   */
+  /** /healthz beyond the main event loop: a task host thread silent too long (task-host-threads.ts). */
   notLiveReason(): string | undefined {
-    const limitMs = this.options.threadSilenceLimitMs ?? 60_000;
-    const now = Date.now();
-    for (const slot of this.slots) {
-      if (slot.port !== undefined && slot.lastHeardMs > 0 && now - slot.lastHeardMs > limitMs) {
-        return `task host thread ${slot.index} silent for ${Math.round((now - slot.lastHeardMs) / 1000)} s (limit ${limitMs / 1000} s)`;
-      }
-    }
-    return undefined;
+    return this.threads.notLiveReason(this.options.threadSilenceLimitMs ?? 60_000);
   }
 
   status(): unknown {
     return {
       workerId: this.options.workerId,
-      threads: this.slots.map((slot) => ({
-        index: slot.index,
-        alive: slot.port !== undefined,
-        tasks: [...this.tasks.values()].filter((t) => t.thread === slot.index).length,
+      threads: this.threads.alive().map((alive, index) => ({
+        index,
+        alive,
+        tasks: [...this.tasks.values()].filter((t) => t.thread === index).length,
       })),
       tasks: this.statuses(),
     };
@@ -445,9 +314,7 @@ export class WorkerPool {
     clearInterval(this.heartbeatTimer);
     await this.control.leave();
     this.control.close();
-    for (const slot of this.slots) this.post(slot.index, { type: 'shutdown' });
-    await Promise.allSettled([...this.hostRuns]);
-    await this.piscina.destroy();
+    await this.threads.shutdown();
     this.logger.info({ workerId: this.options.workerId }, 'worker left');
   }
 }

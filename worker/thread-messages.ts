@@ -4,7 +4,7 @@
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { StartPosition, TaskId } from '../protocol/index.js';
 import type { NatsSettings } from '../runtime/index.js';
-import type { TaskSettings } from './task-runner.js';
+import type { TaskSettings } from './task-settings.js';
 
 /** What a task host needs to start; passed as the piscina task's argument. */
 export interface TaskHostOptions {

@@ -1,0 +1,13 @@
+/** How every task of a worker runs: compiled once from the worker's settings (cli/commands/worker.ts). */
+export interface TaskSettings {
+  /** Each task's RocksDB store lives in <stateDir>/<job>/<version>/<partition>. */
+  stateDir: string;
+  /** Largest batch handed to the processor. */
+  batchMessages?: number;
+  /** Checkpoint at least this often (processing time). */
+  checkpointIntervalMs?: number;
+  /** Also checkpoint after this many events (undefined: by time only). */
+  checkpointEvents?: number;
+}
+
+export const DEFAULT_CHECKPOINT_INTERVAL_MS = 10_000;
