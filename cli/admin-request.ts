@@ -1,8 +1,11 @@
 // Admin requests (`kappa start/stop/replay/cutover/retire/status`): NATS request/reply to the
 // leading coordinator. Followers stay silent, so "no answer within the timeout" means no leader.
+// A coordinator that was just started (or is taking over from a dead leader) has none yet, so a
+// request that meets no leader is sent again with back-off for `--leader-timeout` before it fails.
 // The reply is checked against its verb's schema (protocol/messages.ts `adminReplies`), so a
 // command reads typed fields and a malformed reply is one clear ProtocolError, not a crash later.
-import type { NatsConnection } from '@nats-io/transport-node';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Command } from 'commander';
 import {
   AdminRejectedError,
   decodeMessage,
@@ -16,35 +19,78 @@ import {
   type AdminVerb,
 } from '../protocol/index.js';
 import { connectNats } from '../runtime/index.js';
-import { natsSettingsFrom, type NatsFlags } from './nats-options.js';
+import { formatSeconds, isTransientNatsError, retryDelayMs } from '../client/index.js';
+import { natsConnection, type NatsFlags } from './nats-options.js';
+import { duration, formatDurationMs } from './setting-values.js';
+import { defineSettings } from './settings.js';
 
+/** How long one request waits for the leader's answer (and the connection for the server). */
 export const ADMIN_TIMEOUT_MS = 3_000;
 
-/** Sends one admin request and returns the leader's reply for that verb; errors are typed. */
+/** The settings every admin command takes: the NATS connection and how long to wait for a leader. */
+export const adminSettings = defineSettings({
+  leaderTimeout: {
+    flag: '--leader-timeout <duration>',
+    env: 'KAPPA_LEADER_TIMEOUT',
+    schema: duration.default(15_000),
+    help: 'keep asking this long while no coordinator leads (one just started is still electing one); 0 asks once',
+  },
+  nats: natsConnection,
+});
+
+export function addAdminOptions(command: Command): Command {
+  return adminSettings.addOptions(command);
+}
+
+/**
+ * Sends one admin request and returns the leader's reply for that verb; errors are typed. While
+ * no leader answers it asks again (each request waits ADMIN_TIMEOUT_MS) until `--leader-timeout`
+ * has passed, then throws NoLeaderError.
+ */
 export async function adminRequest<V extends AdminVerb>(
   flags: NatsFlags,
   verb: V,
   request: AdminRequest<V>,
-  timeoutMs = ADMIN_TIMEOUT_MS,
 ): Promise<AdminReply<V>> {
-  const nc: NatsConnection = await connectNats(natsSettingsFrom(flags), {
-    timeout: ADMIN_TIMEOUT_MS,
-    name: `kappa ${verb}`,
-  });
+  const settings = adminSettings.load(flags);
+  const nc = await connectNats(settings.nats, { timeout: ADMIN_TIMEOUT_MS, name: `kappa ${verb}` });
+  const askedAtMs = Date.now();
+  const giveUpAtMs = askedAtMs + settings.leaderTimeout;
   try {
-    let response;
-    try {
-      response = await nc.request(subjects.adminRequest(verb), encodeMessage(request), { timeout: timeoutMs });
-    } catch {
-      // Timeout and "no responders" both mean no coordinator is leading.
-      throw new NoLeaderError(
-        `no coordinator leader answered '${verb}' within ${timeoutMs / 1000} s (is 'kappa coordinator' running?)`,
-      );
+    for (let retry = 0; ; retry++) {
+      const startedAtMs = Date.now();
+      try {
+        const response = await nc.request(subjects.adminRequest(verb), encodeMessage(request), {
+          timeout: ADMIN_TIMEOUT_MS,
+        });
+        return replyOf(verb, response.data);
+      } catch (error) {
+        if (!isNoLeader(error)) throw error;
+        const remainingMs = giveUpAtMs - Date.now();
+        if (remainingMs <= 0) {
+          throw new NoLeaderError(
+            `no coordinator leader answered '${verb}' in ${formatSeconds(Date.now() - askedAtMs)} ` +
+              `(--leader-timeout ${formatDurationMs(settings.leaderTimeout)}; is 'kappa coordinator' running?)`,
+          );
+        }
+        // "No responders" comes back at once (no coordinator subscribed yet): wait before asking
+        // again. A request that timed out has waited already.
+        const waitedMs = Date.now() - startedAtMs;
+        await sleep(Math.min(Math.max(0, retryDelayMs(retry) - waitedMs), remainingMs));
+      }
     }
-    return replyOf(verb, response.data);
   } finally {
     await nc.close();
   }
+}
+
+/**
+ * Whether an admin request failed because no coordinator leads right now: nobody subscribed (no
+ * responders), only followers heard it (timeout), or the leader stepped down while answering.
+ */
+function isNoLeader(error: unknown): boolean {
+  if (error instanceof AdminRejectedError) return error.reason === 'NO_LEADER';
+  return isTransientNatsError(error);
 }
 
 /** The leader's answer to `verb`: its typed detail, an AdminRejectedError, or a ProtocolError when malformed. */

@@ -6,7 +6,6 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { createTopic } from '../../client/topics.js';
 import { Producer } from '../../client/producer.js';
-import { NoLeaderError } from '../../protocol/index.js';
 import { connectNats } from '../../runtime/index.js';
 import { adminRequest } from '../admin-request.js';
 import { shutdownSignal } from '../shutdown-signal.js';
@@ -152,21 +151,13 @@ export function registerDev(program: Command): void {
   });
 }
 
-/** Starts the demo job version once a coordinator leads and a worker carries it (retrying meanwhile). */
+/** Starts the demo job version once a coordinator leads (adminRequest waits up to 30 s for one to be elected). */
 async function startDemoJob(url: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      await adminRequest({ nats: url }, 'start', {
-        type: 'job.start',
-        job: 'clicks',
-        version: 'v1',
-        topic: 'clicks',
-        from: { kind: 'earliest' },
-      });
-      return;
-    } catch (error) {
-      if (!(error instanceof NoLeaderError) || Date.now() > deadline) throw error;
-    }
-  }
+  await adminRequest({ nats: url, leaderTimeout: 30_000 }, 'start', {
+    type: 'job.start',
+    job: 'clicks',
+    version: 'v1',
+    topic: 'clicks',
+    from: { kind: 'earliest' },
+  });
 }

@@ -6,8 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { AdminRejectedError, assertName, ConfigError, type JobVersionStatusView } from '../../protocol/index.js';
 import { parseDuration } from '../../worker/duration.js';
-import { adminRequest } from '../admin-request.js';
-import { addNatsOptions, type NatsFlags } from '../nats-options.js';
+import { addAdminOptions, adminRequest } from '../admin-request.js';
+import type { NatsFlags } from '../nats-options.js';
 import { shutdownSignal } from '../shutdown-signal.js';
 import { describeVersion, startVersionProgress, versionOf } from '../version-progress-view.js';
 import { parseStartPosition } from './start.js';
@@ -24,7 +24,7 @@ interface ReplayFlags extends NatsFlags {
 }
 
 export function registerReplay(program: Command): void {
-  addNatsOptions(
+  addAdminOptions(
     program
       .command('replay <job>')
       .description(
@@ -62,7 +62,7 @@ export function registerReplay(program: Command): void {
 }
 
 export function registerCutover(program: Command): void {
-  addNatsOptions(
+  addAdminOptions(
     program
       .command('cutover <job>')
       .description("point the job's alias (what apps read) at a version that has caught up; refused otherwise")
@@ -86,7 +86,7 @@ export function registerCutover(program: Command): void {
 }
 
 export function registerRetire(program: Command): void {
-  addNatsOptions(
+  addAdminOptions(
     program
       .command('retire <job>')
       .description('stop a version apps no longer read; after the grace period its table and checkpoints are dropped')

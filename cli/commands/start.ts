@@ -1,11 +1,11 @@
 // `kappa start JOB --version V [--from …] [--topic T]`: asks the leading coordinator to run a job version.
 import type { Command } from 'commander';
 import { ConfigError, assertName, type StartPosition } from '../../protocol/index.js';
-import { adminRequest } from '../admin-request.js';
-import { addNatsOptions, type NatsFlags } from '../nats-options.js';
+import { addAdminOptions, adminRequest } from '../admin-request.js';
+import type { NatsFlags } from '../nats-options.js';
 
 export function registerStart(program: Command): void {
-  addNatsOptions(
+  addAdminOptions(
     program
       .command('start <job>')
       .description('start a job version: the coordinator assigns its tasks to workers that carry it')

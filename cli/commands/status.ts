@@ -2,13 +2,13 @@
 import type { Command } from 'commander';
 import { assertName, type AdminRequest, type ClusterStatus } from '../../protocol/index.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { adminRequest } from '../admin-request.js';
+import { addAdminOptions, adminRequest } from '../admin-request.js';
 import { shutdownSignal } from '../shutdown-signal.js';
 import { startVersionProgress } from '../version-progress-view.js';
-import { addNatsOptions, type NatsFlags } from '../nats-options.js';
+import type { NatsFlags } from '../nats-options.js';
 
 export function registerStatus(program: Command): void {
-  addNatsOptions(
+  addAdminOptions(
     program
       .command('status')
       .description('leader, workers, job versions and every task with its sequence, lag and watermark')

@@ -2,11 +2,11 @@
 // final checkpoint and releases it, then the version is gone.
 import type { Command } from 'commander';
 import { assertName } from '../../protocol/index.js';
-import { adminRequest } from '../admin-request.js';
-import { addNatsOptions, type NatsFlags } from '../nats-options.js';
+import { addAdminOptions, adminRequest } from '../admin-request.js';
+import type { NatsFlags } from '../nats-options.js';
 
 export function registerStop(program: Command): void {
-  addNatsOptions(
+  addAdminOptions(
     program
       .command('stop <job>')
       .description('stop a job version: its tasks are revoked, flushed and released')
