@@ -1,0 +1,106 @@
+// The answer a replayed table must equal, from the batch layer of a Lambda architecture: DuckDB
+// running the same aggregation (a count per key per tumbling window) over the same events from a
+// file, timed as a figure of its own; and the row-by-row check of a replayed serving table against it.
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { buckets, decodeRow } from '../protocol/index.js';
+import { cpuMeter } from './cpu-meter.js';
+import { readRaw } from './raw-consumer.js';
+import type { Measurement } from './replay-report.js';
+
+/**
+ * Count per key per window, DuckDB over Parquet and over CSV, each timed into `measurements`;
+ * returns the Parquet answer by `<key>.<start>`.
+ */
+export async function runDuckDb(
+  csvFile: string,
+  windowMs: number,
+  measurements: Measurement[],
+): Promise<Map<string, number>> {
+  const instance = await DuckDBInstance.create(':memory:');
+  const db = await instance.connect();
+  try {
+    const columns = `columns = {'user': 'VARCHAR', 'ts': 'BIGINT', 'page': 'INTEGER'}, header = true`;
+    const parquetFile = csvFile.replace(/\.csv$/, '.parquet');
+    // Not timed: the file a batch layer would keep (written once, read by every batch job).
+    await db.run(`COPY (SELECT * FROM read_csv('${csvFile}', ${columns})) TO '${parquetFile}' (FORMAT parquet)`);
+    const aggregation = (source: string) =>
+      `CREATE OR REPLACE TABLE windows AS SELECT user, ts - ts % ${windowMs} AS start, count(*)::INTEGER AS clicks FROM ${source} GROUP BY ALL`;
+    const time = async (name: string, source: string, note: string) => {
+      const cpu = cpuMeter({ 'this process (DuckDB)': process.pid });
+      const startedAt = performance.now();
+      await db.run(aggregation(source));
+      const seconds = (performance.now() - startedAt) / 1000;
+      measurements.push({ name, seconds, note: `${note}; ${cpu()}` });
+      console.error(`${name}: ${seconds.toFixed(2)} s`);
+    };
+    await time(
+      'DuckDB, CSV file',
+      `read_csv('${csvFile}', ${columns})`,
+      'reads and parses the CSV, aggregates into an in-memory table',
+    );
+    await time(
+      'DuckDB, Parquet file',
+      `read_parquet('${parquetFile}')`,
+      'reads the Parquet file, aggregates into an in-memory table',
+    );
+    return await windowCounts(db);
+  } finally {
+    db.closeSync();
+    instance.closeSync();
+  }
+}
+
+async function windowCounts(db: DuckDBConnection): Promise<Map<string, number>> {
+  const result = await db.runAndReadAll('SELECT user, start, clicks FROM windows');
+  const counts = new Map<string, number>();
+  for (const [user, start, clicks] of result.getRows()) counts.set(`${String(user)}.${String(start)}`, Number(clicks));
+  return counts;
+}
+
+/** A `<key>.<start>` row id split into its key and window start. */
+export function splitRowId(row: string): [string, number] {
+  const dot = row.lastIndexOf('.');
+  return [row.slice(0, dot), Number(row.slice(dot + 1))];
+}
+
+/** Reads the version's whole KV table (its stream) and compares every row with DuckDB's; returns the mismatches. */
+export async function checkTable(
+  nc: NatsConnection,
+  job: string,
+  version: string,
+  fired: Map<string, number>,
+): Promise<number> {
+  const bucket = buckets.servingTable(job, version);
+  const stream = `KV_${bucket}`;
+  const rowCount = (await (await jetstreamManager(nc)).streams.info(stream)).state.messages;
+  const table = new Map<string, number>();
+  let tombstones = 0;
+  await readRaw(nc, [stream], {
+    expected: rowCount,
+    onMessage: (message) => {
+      const row = decodeRow(message.data);
+      if (row.retracted) tombstones++;
+      else table.set(`${row.key}.${row.start}`, row.value as number);
+    },
+  });
+  const problems: string[] = [];
+  if (tombstones > 0) problems.push(`${tombstones} retracted rows`);
+  for (const [row, count] of fired) {
+    const got = table.get(row);
+    if (got !== count) problems.push(`${row}: table ${got ?? 'missing'}, DuckDB ${count}`);
+  }
+  for (const row of table.keys())
+    if (!fired.has(row)) problems.push(`${row}: in the table, not a fired window in DuckDB's answer`);
+  const sum = (values: Iterable<number>) => [...values].reduce((total, value) => total + value, 0);
+  const summary = `${version} table: ${table.size.toLocaleString('en')} rows, ${sum(table.values()).toLocaleString('en')} clicks; DuckDB (fired windows): ${fired.size.toLocaleString('en')} rows, ${sum(fired.values()).toLocaleString('en')} clicks`;
+  if (problems.length === 0) {
+    console.error(`${summary}: every row equal`);
+  } else {
+    console.error(
+      `\n!!! MISMATCH ${summary}: ${problems.length} differences, first ones:\n  ${problems.slice(0, 10).join('\n  ')}\n`,
+    );
+  }
+  return problems.length;
+}
