@@ -6,34 +6,28 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { streams } from '../protocol/index.js';
 import { CheckpointStore } from '../state/checkpoint-store.js';
 import { kappa, KappaProcess } from './harness/cli.js';
 import { clicksReference, type Click } from './harness/clicks.js';
 import { expectedResults, readLateRecords, readServingTable, readTopicLog } from './harness/expected-results.js';
-import { startServer, type NatsServer } from './harness/nats-server.js';
+import { pollUntil } from './harness/poll.js';
+import { useNatsServer } from './harness/use-nats.js';
 
 const PARTITIONS = 4;
 const JOB = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
 
-let server: NatsServer & { close(): Promise<void> };
-let nc: NatsConnection;
+const nats = useNatsServer();
 let dir: string;
 const processes: KappaProcess[] = [];
 
-beforeAll(async () => {
-  server = await startServer();
-  nc = await connect({ servers: server.url });
+beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'kappa-recovery-'));
 });
 afterAll(async () => {
   await Promise.all(processes.map((process) => process.kill()));
-  await nc?.close();
-  await server?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -67,7 +61,7 @@ async function produce(events: Click[], name: string): Promise<void> {
     '--time',
     'ts',
     '--nats',
-    server.url,
+    nats.url,
   ]);
   expect(produced.code, produced.stderr).toBe(0);
 }
@@ -83,7 +77,7 @@ function startWorker(stateDir: string): KappaProcess {
       '--id',
       'recovery',
       '--nats',
-      server.url,
+      nats.url,
       '--state-dir',
       join(dir, stateDir),
       '--http-port',
@@ -106,18 +100,17 @@ interface TaskStatusView {
 /** Waits until every partition is processed to the stream's last sequence; returns the status. */
 async function caughtUp(worker: KappaProcess): Promise<TaskStatusView[]> {
   const [, port] = await worker.waitForLog(/"httpPort":(\d+)/);
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(nats.nc);
   const last: number[] = [];
   for (let partition = 0; partition < PARTITIONS; partition++)
     last.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as TaskStatusView[];
-    if (status.length === PARTITIONS && status.every((task) => task.sequence >= last[task.partition]!)) return status;
-    if (Date.now() > deadline)
-      throw new Error(`worker did not catch up: ${JSON.stringify(status)}\n${worker.logs.slice(-2000)}`);
-    await sleep(100);
-  }
+  return pollUntil(async () => (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as TaskStatusView[], {
+    what: 'the worker caught up with every partition',
+    until: (status) => status.length === PARTITIONS && status.every((task) => task.sequence >= last[task.partition]!),
+    timeoutMs: 60_000,
+    intervalMs: 100,
+    context: () => worker.logs.slice(-2000),
+  });
 }
 
 function restoredFrom(worker: KappaProcess): string[] {
@@ -126,10 +119,10 @@ function restoredFrom(worker: KappaProcess): string[] {
 
 it('resumes after SIGTERM from the local copy at sequence + 1, after a disk loss from the Object Store, after SIGKILL from the last checkpoint; the table equals the batch answer', async () => {
   expect(
-    (await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', server.url])).code,
+    (await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', nats.url])).code,
   ).toBe(0);
-  const checkpoints = await CheckpointStore.open(nc);
-  const jsm = await jetstreamManager(nc);
+  const checkpoints = await CheckpointStore.open(nats.nc);
+  const jsm = await jetstreamManager(nats.nc);
   const lastSequences = async () => {
     const last: number[] = [];
     for (let partition = 0; partition < PARTITIONS; partition++)
@@ -180,12 +173,12 @@ it('resumes after SIGTERM from the local copy at sequence + 1, after a disk loss
 
   // The table and the late output equal the batch reference over the whole log.
   const job = await clicksReference(JOB);
-  const log = await readTopicLog<Click>(nc, 'clicks', PARTITIONS);
+  const log = await readTopicLog<Click>(nats.nc, 'clicks', PARTITIONS);
   expect(log).toHaveLength(5000);
   const expected = expectedResults(job, log, PARTITIONS);
   expect(expected.windows.size).toBeGreaterThan(400);
-  expect(await readServingTable(nc, 'clicks', 'v1')).toEqual(expected.windows);
-  const late = await readLateRecords(nc, 'clicks', 'v1');
+  expect(await readServingTable(nats.nc, 'clicks', 'v1')).toEqual(expected.windows);
+  const late = await readLateRecords(nats.nc, 'clicks', 'v1');
   expect(expected.late.length).toBeGreaterThan(20);
   expect(late.map((record) => (record.value as Click).id).sort((a, b) => a - b)).toEqual(
     expected.late.map((click) => click.id).sort((a, b) => a - b),

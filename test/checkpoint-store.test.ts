@@ -1,28 +1,17 @@
 // Checkpoints against a real nats-server (KV manifests, Object Store objects) and real RocksDB:
 // what is restored equals what was committed, deltas cost what changed, compaction keeps the
 // chain short and deletes what it supersedes, and a lower epoch can never commit again.
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FencedError } from '../protocol/index.js';
 import { CheckpointStore, type TaskCheckpoints } from '../state/checkpoint-store.js';
 import { KeyedState } from '../state/keyed-state.js';
 import type { TaskStore, WriteCapture } from '../state/task-store.js';
 import { cleanUpTaskStores, openStore } from './harness/task-stores.js';
-import { startServer, type NatsServer } from './harness/nats-server.js';
+import { useNatsServer } from './harness/use-nats.js';
 
-let server: NatsServer & { close(): Promise<void> };
-let nc: NatsConnection;
+const nats = useNatsServer();
 let taskCounter = 0;
-
-beforeAll(async () => {
-  server = await startServer();
-  nc = await connect({ servers: server.url });
-});
-afterAll(async () => {
-  await nc?.close();
-  await server?.close();
-});
 cleanUpTaskStores();
 
 function newTask() {
@@ -66,7 +55,7 @@ async function objectNames(checkpoints: CheckpointStore, partition: number): Pro
 
 describe('checkpoints in NATS', () => {
   it('restores exactly the committed state; a delta costs what changed, not the state size', async () => {
-    const checkpointStore = await CheckpointStore.open(nc, { compactMinBytes: 64 * 1024 * 1024 });
+    const checkpointStore = await CheckpointStore.open(nats.nc, { compactMinBytes: 64 * 1024 * 1024 });
     const task = newTask();
     const checkpoints = checkpointStore.forTask(task, 'w1');
     const claimed = await checkpoints.claim(1, 0);
@@ -109,7 +98,7 @@ describe('checkpoints in NATS', () => {
   });
 
   it('compacts a long chain into one full snapshot, deletes the superseded objects, and still restores the same state', async () => {
-    const checkpointStore = await CheckpointStore.open(nc, { compactMinBytes: 16 * 1024 });
+    const checkpointStore = await CheckpointStore.open(nats.nc, { compactMinBytes: 16 * 1024 });
     const task = newTask();
     const checkpoints = checkpointStore.forTask(task, 'w1');
     await checkpoints.claim(1, 0);
@@ -138,7 +127,7 @@ describe('checkpoints in NATS', () => {
   });
 
   it('refuses a commit and a claim under an older epoch once a newer owner claimed the task, and collects the zombie upload', async () => {
-    const checkpointStore = await CheckpointStore.open(nc);
+    const checkpointStore = await CheckpointStore.open(nats.nc);
     const task = newTask();
     const zombie = checkpointStore.forTask(task, 'zombie');
     await zombie.claim(1, 0);
@@ -179,7 +168,7 @@ describe('checkpoints in NATS', () => {
   });
 
   it('restores what a random history of puts, deletes, commits and compactions left (property)', async () => {
-    const checkpointStore = await CheckpointStore.open(nc, { compactMinBytes: 2 * 1024 });
+    const checkpointStore = await CheckpointStore.open(nats.nc, { compactMinBytes: 2 * 1024 });
     await fc.assert(
       fc.asyncProperty(
         fc.array(
@@ -223,7 +212,7 @@ describe('checkpoints in NATS', () => {
   });
 
   it('treats a commit whose reply was lost but which landed as committed, so a retry does not fail forever', async () => {
-    const checkpointStore = await CheckpointStore.open(nc);
+    const checkpointStore = await CheckpointStore.open(nats.nc);
     const task = newTask();
     const checkpoints = checkpointStore.forTask(task, 'w');
     await checkpoints.claim(1, 0);
@@ -251,7 +240,7 @@ describe('checkpoints in NATS', () => {
   });
 
   it('fails a restore loudly when an object the manifest lists is gone', async () => {
-    const checkpointStore = await CheckpointStore.open(nc);
+    const checkpointStore = await CheckpointStore.open(nats.nc);
     const task = newTask();
     const checkpoints = checkpointStore.forTask(task, 'w');
     await checkpoints.claim(1, 0);

@@ -19,7 +19,8 @@ import {
   type TaskStatus,
 } from '../protocol/index.js';
 import { kappa as runKappa } from './harness/cli.js';
-import { startServer, stopAllServers, type NatsServer } from './harness/nats-server.js';
+import { pollUntil } from './harness/poll.js';
+import { useNatsServer } from './harness/use-nats.js';
 
 const CLI = resolve(import.meta.dirname, '../dist/cli/main.js');
 const SESSION_TIMEOUT_MS = 2_000;
@@ -108,8 +109,7 @@ interface CoordinatorProcess {
   stderr: string[];
 }
 
-let server: NatsServer & { close(): Promise<void> };
-let nc: NatsConnection;
+const nats = useNatsServer();
 const coordinators: CoordinatorProcess[] = [];
 const workers: FakeWorker[] = [];
 
@@ -120,7 +120,7 @@ function startCoordinator(id: string): CoordinatorProcess {
       CLI,
       'coordinator',
       '--nats',
-      server.url,
+      nats.url,
       '--id',
       id,
       '--http-port',
@@ -143,7 +143,7 @@ function startCoordinator(id: string): CoordinatorProcess {
 
 /** The built CLI against this file's server. */
 function kappa(args: string[]) {
-  return runKappa([...args, '--nats', server.url]);
+  return runKappa([...args, '--nats', nats.url]);
 }
 
 async function status(): Promise<ClusterStatus> {
@@ -152,17 +152,14 @@ async function status(): Promise<ClusterStatus> {
   return JSON.parse(result.stdout) as ClusterStatus;
 }
 
-async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
-  const startedAt = Date.now();
-  while (!(await condition())) {
-    if (Date.now() - startedAt > timeoutMs) {
-      throw new Error(
-        `${what}: not within ${timeoutMs} ms\n${coordinators.map((c) => `--- ${c.id}\n${c.stderr.join('').slice(-3000)}`).join('\n')}`,
-      );
-    }
-    await sleep(50);
-  }
-  return Date.now() - startedAt;
+/** The coordinators' last logs, shown when a wait fails. */
+function coordinatorLogs(): string {
+  return coordinators.map((c) => `--- ${c.id}\n${c.stderr.join('').slice(-3000)}`).join('\n');
+}
+
+/** Polls `condition` every 50 ms until it holds; a timeout shows the coordinators' logs. */
+async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
+  await pollUntil(condition, { what, timeoutMs, intervalMs: 50, context: coordinatorLogs });
 }
 
 /** Task key → owner across the given fake workers; null when some task is held twice or missing. */
@@ -184,16 +181,12 @@ function epochs(among: readonly FakeWorker[]): Map<string, number> {
 }
 
 beforeAll(async () => {
-  server = await startServer();
-  nc = await connect({ servers: server.url });
-  await createTopic(nc, { name: JOB.topic, partitions: PARTITIONS });
+  await createTopic(nats.nc, { name: JOB.topic, partitions: PARTITIONS });
 });
 
 afterAll(async () => {
   for (const coordinator of coordinators) coordinator.child.kill('SIGKILL');
   await Promise.all(workers.map((worker) => worker.kill()));
-  await nc?.close();
-  await stopAllServers();
 });
 
 describe('coordinator cluster', () => {
@@ -208,11 +201,11 @@ describe('coordinator cluster', () => {
     startCoordinator('c1');
     startCoordinator('c2');
     for (const id of ['w1', 'w2', 'w3']) {
-      const worker = new FakeWorker(id, server.url);
+      const worker = new FakeWorker(id, nats.url);
       workers.push(worker);
       await worker.start();
     }
-    await waitFor(async () => (await kappa(['status'])).code === 0, 10_000, 'a leader answers');
+    await waitFor('a leader answers', async () => (await kappa(['status'])).code === 0, 10_000);
     const started = await kappa([
       'start',
       JOB.job,
@@ -226,9 +219,9 @@ describe('coordinator cluster', () => {
     expect(started.stdout).toContain('clicks v1: running on topic clicks (32 partitions)');
 
     await waitFor(
+      'all tasks owned once, balanced',
       () => ownership(workers) !== null && workers.every((w) => w.held.size >= 10),
       10_000,
-      'all tasks owned once, balanced',
     );
     expect(workers.map((w) => w.held.size).sort()).toEqual([10, 11, 11]);
     const view = await status();
@@ -240,13 +233,13 @@ describe('coordinator cluster', () => {
 
   it('gives a joining 4th worker its fair share with the fewest moves', async () => {
     const before = ownership(workers)!;
-    const joiner = new FakeWorker('w4', server.url);
+    const joiner = new FakeWorker('w4', nats.url);
     workers.push(joiner);
     await joiner.start();
     await waitFor(
+      'four workers hold 8 each',
       () => ownership(workers) !== null && workers.every((w) => w.held.size === 8),
       10_000,
-      'four workers hold 8 each',
     );
     const after = ownership(workers)!;
     const moved = [...after].filter(([task, owner]) => before.get(task) !== owner);
@@ -259,11 +252,9 @@ describe('coordinator cluster', () => {
     const victim = workers.pop()!;
     const orphaned = new Map([...victim.held].map(([task, held]) => [task, held.epoch]));
     await victim.kill();
-    const tookMs = await waitFor(
-      () => ownership(workers) !== null,
-      SESSION_TIMEOUT_MS + 3_000,
-      'dead worker’s tasks owned again',
-    );
+    const killedAtMs = Date.now();
+    await waitFor('dead worker’s tasks owned again', () => ownership(workers) !== null, SESSION_TIMEOUT_MS + 3_000);
+    const tookMs = Date.now() - killedAtMs;
     expect(tookMs).toBeLessThan(SESSION_TIMEOUT_MS + 1_500);
     const now = epochs(workers);
     for (const [task, epoch] of orphaned) expect(now.get(task)).toBe(epoch + 1);
@@ -278,31 +269,27 @@ describe('coordinator cluster', () => {
     leader.child.kill('SIGKILL');
     await once(leader.child, 'exit');
 
-    let successor: ClusterStatus | undefined;
-    await waitFor(
-      async () => {
-        const result = await kappa(['status', '--json']);
-        if (result.code !== 0) return false;
-        successor = JSON.parse(result.stdout) as ClusterStatus;
-        return successor.leader.coordinatorId !== leaderId;
-      },
-      4 * LEASE_TTL_MS + 5_000,
-      'another coordinator leads',
-    );
+    const successor = await pollUntil(status, {
+      what: 'another coordinator leads',
+      until: (view) => view.leader.coordinatorId !== leaderId,
+      timeoutMs: 4 * LEASE_TTL_MS + 5_000,
+      intervalMs: 50,
+      context: coordinatorLogs,
+    });
     await sleep(2 * HEARTBEAT_MS + 500); // let it reconcile against a few heartbeats
     expect(ownership(workers)).toEqual(ownersBefore);
     expect(epochs(workers)).toEqual(epochsBefore);
     expect(workers.reduce((sum, w) => sum + w.revokesReceived, 0)).toBe(revokesBefore);
     // The successor's HTTP surface agrees: it leads, it is ready, /v1/status is the status reply.
-    const port = httpPortOf(coordinators.find((c) => c.id === successor!.leader.coordinatorId)!);
+    const port = httpPortOf(coordinators.find((c) => c.id === successor.leader.coordinatorId)!);
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     expect(metrics).toMatch(/^kappa_coordinator_leader 1$/m);
     expect(metrics).toMatch(/^kappa_workers 3$/m);
     expect(metrics).toMatch(/^kappa_tasks_assigned\{worker="w1"\} \d+$/m);
     expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
     const httpStatus = (await (await fetch(`http://127.0.0.1:${port}/v1/status`)).json()) as ClusterStatus;
-    expect(httpStatus.leader).toEqual(successor!.leader);
-    expect(successor!.tasks.map((t) => [`${t.job}/${t.version}/${t.partition}`, t.worker, t.epoch])).toEqual(
+    expect(httpStatus.leader).toEqual(successor.leader);
+    expect(successor.tasks.map((t) => [`${t.job}/${t.version}/${t.partition}`, t.worker, t.epoch])).toEqual(
       [...ownersBefore]
         .map(([task, owner]) => [task, owner, epochsBefore.get(task)])
         .sort((a, b) => taskOrder(String(a[0]), String(b[0]))),
@@ -325,36 +312,63 @@ describe('coordinator cluster', () => {
 
     const stopped = await kappa(['stop', 'clicks', '--version', 'v1']);
     expect(stopped.stdout).toContain('stopping, 32 task(s) being released');
-    await waitFor(() => workers.every((w) => w.held.size === 0), 5_000, 'stopped version released everywhere');
+    await waitFor('stopped version released everywhere', () => workers.every((w) => w.held.size === 0), 5_000);
   });
 
   it('a SIGTERMed leader resigns and exits 0; a follower leads well within the lease', async () => {
     const leaderId = (await status()).leader.coordinatorId;
-    startCoordinator('c3');
-    await sleep(500);
+    const follower = startCoordinator('c3');
+    // c3 follows (it has read the leader's key, so it polls every ttl/4) before the leader goes.
+    await waitFor('c3 ready as a follower', async () => (await fetch(`${httpUrlOf(follower)}/readyz`)).ok, 20_000);
     const leader = coordinators.find((c) => c.id === leaderId)!;
+    const sigtermAtMs = Date.now();
     leader.child.kill('SIGTERM');
     const [code] = (await once(leader.child, 'exit')) as [number | null];
     expect(code).toBe(0);
-    const tookMs = await waitFor(
-      async () => {
-        const result = await kappa(['status', '--json']);
-        return result.code === 0 && (JSON.parse(result.stdout) as ClusterStatus).leader.coordinatorId === 'c3';
-      },
-      3 * LEASE_TTL_MS,
-      'c3 leads',
-    );
-    // The key was deleted: c3 wins on its next poll (ttl/4) instead of waiting out the lease.
-    expect(tookMs).toBeLessThan(LEASE_TTL_MS);
+    await pollUntil(status, {
+      what: 'c3 leads',
+      until: (view) => view.leader.coordinatorId === 'c3',
+      timeoutMs: 3 * LEASE_TTL_MS,
+      intervalMs: 50,
+      context: coordinatorLogs,
+    });
+    // From the SIGTERM to c3 taking the key (its own log's timestamp, not the CLI's answer, whose
+    // spawn alone takes up to a second here). The bound is ¾ of the lease because the old lease
+    // cannot have run out sooner: the leader renews every ttl/4, so its last write was at most
+    // ttl/4 (plus one KV round trip) before the SIGTERM, and neither the server's expiry (max_age,
+    // a ttl after the write) nor a follower's patience (a ttl without a new revision) lets anyone
+    // in before ttl after it. A takeover sooner than ¾·ttl came through the deleted key: c3 won on
+    // its next poll (ttl/4).
+    const tookMs = leadingSinceMs(follower) - sigtermAtMs;
+    expect(tookMs).toBeLessThan(LEASE_TTL_MS * 0.75);
   });
 });
 
-function httpPortOf(coordinator: CoordinatorProcess): number {
-  const line = coordinator.stderr
-    .join('')
+/** The whole JSON log lines a coordinator wrote so far (pino's `time` is ms since the epoch). */
+function logLines(coordinator: CoordinatorProcess): Array<{ msg: string; time: number; httpPort?: number }> {
+  const text = coordinator.stderr.join('');
+  return text
+    .slice(0, text.lastIndexOf('\n') + 1)
     .split('\n')
-    .find((entry) => entry.includes('"httpPort"'));
-  return (JSON.parse(line!) as { httpPort: number }).httpPort;
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as { msg: string; time: number; httpPort?: number });
+}
+
+function httpPortOf(coordinator: CoordinatorProcess): number {
+  const port = logLines(coordinator).find((line) => line.httpPort !== undefined)?.httpPort;
+  if (port === undefined) throw new Error(`${coordinator.id} has not logged its HTTP port yet`);
+  return port;
+}
+
+function httpUrlOf(coordinator: CoordinatorProcess): string {
+  return `http://127.0.0.1:${httpPortOf(coordinator)}`;
+}
+
+/** When (its log's clock, ms since the epoch) a coordinator started leading. */
+function leadingSinceMs(coordinator: CoordinatorProcess): number {
+  const line = logLines(coordinator).find((entry) => entry.msg.startsWith('leading'));
+  if (line === undefined) throw new Error(`${coordinator.id} has not logged that it leads\n${coordinatorLogs()}`);
+  return line.time;
 }
 
 function taskOrder(a: string, b: string): number {

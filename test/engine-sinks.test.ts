@@ -7,7 +7,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode } from '@msgpack/msgpack';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTopic } from '../client/topics.js';
@@ -22,26 +21,22 @@ import { WorkerMetrics } from '../worker/metrics.js';
 import { JobSinks } from '../worker/sinks.js';
 import { StandaloneWorker } from '../worker/standalone.js';
 import { TaskProcessor } from '../worker/task-processor.js';
-import { startServer, type NatsServer } from './harness/nats-server.js';
+import { pollUntil } from './harness/poll.js';
 import { readSubject } from './harness/stream-reader.js';
+import { useNatsServer } from './harness/use-nats.js';
 
-let server: NatsServer & { close(): Promise<void> };
-let nc: NatsConnection;
+const nats = useNatsServer();
 let dir: string;
 
-beforeAll(async () => {
-  server = await startServer();
-  nc = await connect({ servers: server.url });
+beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'kappa-engine-sinks-'));
 });
-afterAll(async () => {
-  await nc?.close();
-  await server?.close();
+afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
 async function storedCount(stream: string, subject: string): Promise<number> {
-  const info = await (await jetstreamManager(nc)).streams.info(stream, { subjects_filter: subject });
+  const info = await (await jetstreamManager(nats.nc)).streams.info(stream, { subjects_filter: subject });
   return info.state.subjects?.[subject] ?? 0;
 }
 
@@ -73,7 +68,7 @@ describe('sinks on a real nats-server', () => {
       }));
       const result = await processor.processBatch(messages);
       expect(result.deadLetters).toHaveLength(3);
-      const sinks = await JobSinks.open(nc, job);
+      const sinks = await JobSinks.open(nats.nc, job);
       await sinks.write(result);
       await sinks.write(result); // a replay after a crash writes the same letters again
       expect(await storedCount(streams.deadLetter, subjects.deadLetter('timers', 'v1'))).toBe(3);
@@ -99,10 +94,10 @@ describe('sinks on a real nats-server', () => {
       const result = await processor.processBatch(
         keys.map((key, index) => ({ data: encodeEvent({ key, time: 0, value: {} }), sequence: index + 1 })),
       );
-      const sinks = await JobSinks.open(nc, job);
+      const sinks = await JobSinks.open(nats.nc, job);
       await sinks.write(result);
       await sinks.write(result);
-      const stored = await readSubject(nc, streams.output, subjects.output('odd-keys', 'v1'));
+      const stored = await readSubject(nats.nc, streams.output, subjects.output('odd-keys', 'v1'));
       expect(stored.map((message) => (decode(message.data) as { value: string }).value).sort()).toEqual(
         [...keys].sort(),
       );
@@ -112,8 +107,8 @@ describe('sinks on a real nats-server', () => {
   });
 
   it('dead-letter an event far in the future of the time the log stored it, and keep the partition on time', async () => {
-    await createTopic(nc, { name: 'readings', partitions: 1 });
-    const producer = await Producer.forTopic(nc, 'readings');
+    await createTopic(nats.nc, { name: 'readings', partitions: 1 });
+    const producer = await Producer.forTopic(nats.nc, 'readings');
     const now = Date.now();
     const times = [now - 60_000, 8.64e15, ...Array.from({ length: 200 }, (_, index) => now - 50_000 + index * 100)];
     for (const [index, ts] of times.entries()) producer.publish({ key: 'sensor', time: index, value: { ts } });
@@ -130,7 +125,7 @@ describe('sinks on a real nats-server', () => {
     });
     const metrics = new WorkerMetrics();
     const worker = await StandaloneWorker.start({
-      nc,
+      nc: nats.nc,
       job,
       stateDir: join(dir, 'future'),
       clock: systemClock,
@@ -138,17 +133,18 @@ describe('sinks on a real nats-server', () => {
       metrics,
     });
     try {
-      const deadline = Date.now() + 20_000;
-      while (
-        worker.progress().reduce((sum, task) => sum + task.processed, 0) < times.length - 1 &&
-        Date.now() < deadline
-      )
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      expect(worker.progress().reduce((sum, task) => sum + task.processed, 0)).toBe(times.length - 1);
+      const processed = () => worker.progress().reduce((sum, task) => sum + task.processed, 0);
+      await pollUntil(processed, {
+        what: `${times.length - 1} events processed`,
+        until: (count) => count >= times.length - 1,
+        timeoutMs: 20_000,
+        intervalMs: 50,
+      });
+      expect(processed()).toBe(times.length - 1);
     } finally {
       await worker.stop();
     }
-    const letters = await readSubject(nc, streams.deadLetter, subjects.deadLetter('future', 'v1'));
+    const letters = await readSubject(nats.nc, streams.deadLetter, subjects.deadLetter('future', 'v1'));
     expect(
       letters.map((letter) => [letter.headers?.get('Kappa-Reason'), letter.headers?.get('Kappa-Sequence')]),
     ).toEqual([['future-time', '2']]);

@@ -6,19 +6,18 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { decode } from '@msgpack/msgpack';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { readSubject } from './harness/stream-reader.js';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeEvent, partitionOf, streams, subjects } from '../protocol/index.js';
 import { kappa, KappaProcess } from './harness/cli.js';
-import { startServer, type NatsServer } from './harness/nats-server.js';
+import { pollUntil } from './harness/poll.js';
+import { readSubject } from './harness/stream-reader.js';
+import { useNatsServer } from './harness/use-nats.js';
 
 const PARTITIONS = 4;
 const JOB = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
 const OUT_OF_ORDERNESS_MS = 2_000;
 
-let server: NatsServer & { close(): Promise<void> };
-let nc: NatsConnection;
+const nats = useNatsServer();
 let dir: string;
 
 interface Click {
@@ -42,14 +41,10 @@ function clicks(): Click[] {
   return events;
 }
 
-beforeAll(async () => {
-  server = await startServer();
-  nc = await connect({ servers: server.url });
+beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'kappa-streaming-'));
 });
-afterAll(async () => {
-  await nc?.close();
-  await server?.close();
+afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -58,7 +53,7 @@ describe('kappa worker --standalone and kappa run', () => {
     const events = clicks();
     const input = join(dir, 'clicks.jsonl');
     writeFileSync(input, events.map((event) => JSON.stringify(event)).join('\n') + '\n');
-    const url = server.url;
+    const url = nats.url;
     expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', url])).code).toBe(
       0,
     );
@@ -77,7 +72,7 @@ describe('kappa worker --standalone and kappa run', () => {
     expect(produced.code, produced.stderr).toBe(0);
 
     // Bad input straight onto partition 0: bytes that are not an envelope, and an event with no time.
-    const js = jetstream(nc);
+    const js = jetstream(nats.nc);
     await js.publish(`clicks.0.garbage`, new Uint8Array([0xc1, 0xff, 0x00]));
     await js.publish(`clicks.0.user-x`, encodeEvent({ key: 'user-x', time: 0, value: { id: -1, user: 'user-x' } }));
 
@@ -96,22 +91,25 @@ describe('kappa worker --standalone and kappa run', () => {
     try {
       const [, port] = await worker.waitForLog(/"httpPort":(\d+)/);
       // Wait until every partition is processed to its last sequence.
-      const jsm = await jetstreamManager(nc);
+      const jsm = await jetstreamManager(nats.nc);
       const lastSequences: number[] = [];
       for (let partition = 0; partition < PARTITIONS; partition++) {
         lastSequences.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
       }
-      const deadline = Date.now() + 60_000;
-      for (;;) {
-        const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as Array<{
-          partition: number;
-          sequence: number;
-        }>;
-        if (status.every((task) => task.sequence >= lastSequences[task.partition]!)) break;
-        if (Date.now() > deadline)
-          throw new Error(`worker did not catch up: ${JSON.stringify(status)}\n${worker.logs.slice(-2000)}`);
-        await new Promise((r) => setTimeout(r, 200));
-      }
+      await pollUntil(
+        async () =>
+          (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as Array<{
+            partition: number;
+            sequence: number;
+          }>,
+        {
+          what: 'the worker caught up with every partition',
+          until: (status) => status.every((task) => task.sequence >= lastSequences[task.partition]!),
+          timeoutMs: 60_000,
+          intervalMs: 200,
+          context: () => worker.logs.slice(-2000),
+        },
+      );
       const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       expect(metrics).toMatch(/kappa_dead_letters_total\{job="clicks",version="v1",reason="undecodable"\} 1/);
       expect(metrics).toMatch(/kappa_dead_letters_total\{job="clicks",version="v1",reason="no-time"\} 1/);
@@ -165,7 +163,7 @@ describe('kappa worker --standalone and kappa run', () => {
     expect(streamed).toEqual(fired);
 
     // Late data: the same events, decided by the same watermark rule.
-    const lateMessages = (await readSubject(nc, streams.lateData, subjects.lateData('clicks', 'v1'))).map(
+    const lateMessages = (await readSubject(nats.nc, streams.lateData, subjects.lateData('clicks', 'v1'))).map(
       (message) => decode(message.data) as { value: Click },
     );
     const batchLateIds = readFileSync(batchLate, 'utf8')
@@ -179,8 +177,8 @@ describe('kappa worker --standalone and kappa run', () => {
     );
 
     // Dead letters: the original bytes with the reason in headers.
-    const reasons = (await readSubject(nc, streams.deadLetter, subjects.deadLetter('clicks', 'v1'))).map((message) =>
-      message.headers!.get('Kappa-Reason'),
+    const reasons = (await readSubject(nats.nc, streams.deadLetter, subjects.deadLetter('clicks', 'v1'))).map(
+      (message) => message.headers!.get('Kappa-Reason'),
     );
     expect(reasons.sort()).toEqual(['no-time', 'undecodable']);
   });

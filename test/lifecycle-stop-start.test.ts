@@ -9,40 +9,35 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buckets, streams, type ClusterStatus } from '../protocol/index.js';
 import { CheckpointStore } from '../state/checkpoint-store.js';
 import { kappa, KappaProcess } from './harness/cli.js';
 import { clicksReference, type Click } from './harness/clicks.js';
-import { leaderStatus, pollUntil } from './harness/cluster-status.js';
+import { leaderStatus } from './harness/cluster-status.js';
 import { expectedResults, readServingTable, readTopicLog } from './harness/expected-results.js';
-import { startServer, type NatsServer } from './harness/nats-server.js';
+import { pollUntil } from './harness/poll.js';
+import { useNatsServer } from './harness/use-nats.js';
 
 const PARTITIONS = 4;
 const JOB = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
 
-let server: NatsServer & { close(): Promise<void> };
-let nc: NatsConnection;
+const nats = useNatsServer();
 let dir: string;
 const processes: KappaProcess[] = [];
 let firstCoordinator: KappaProcess;
 const workers: KappaProcess[] = [];
 
-beforeAll(async () => {
-  server = await startServer();
-  nc = await connect({ servers: server.url });
+beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'kappa-stop-start-'));
 });
 afterAll(async () => {
   await Promise.all(processes.map((process) => process.kill()));
-  await nc?.close();
-  await server?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
 function spawn(args: string[]): KappaProcess {
-  const process = new KappaProcess([...args, '--nats', server.url, '--http-port', '0', '--log-level', 'warn']);
+  const process = new KappaProcess([...args, '--nats', nats.url, '--http-port', '0', '--log-level', 'warn']);
   processes.push(process);
   return process;
 }
@@ -69,8 +64,14 @@ function worker(id: string): KappaProcess {
 const fencedLogs = () =>
   workers.flatMap((process) => process.logs.split('\n').filter((line) => line.includes('task fenced')));
 
-function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  return pollUntil(what, probe, timeoutMs, () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n'));
+/** Polls the leader's status until `until` holds; a timeout shows the processes' last logs. */
+function statusUntil(what: string, until: (view: ClusterStatus) => boolean): Promise<ClusterStatus> {
+  return pollUntil(() => leaderStatus(nats.nc), {
+    what,
+    until,
+    timeoutMs: 60_000,
+    context: () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n'),
+  });
 }
 
 /** Clicks `from` ≤ id < `to`, 100 ms apart in event time, some out of order. */
@@ -91,13 +92,13 @@ async function produce(from: number, to: number): Promise<void> {
     '--time',
     'ts',
     '--nats',
-    server.url,
+    nats.url,
   ]);
   expect(produced.code, produced.stderr).toBe(0);
 }
 
 async function lastSequences(): Promise<number[]> {
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(nats.nc);
   const last: number[] = [];
   for (let partition = 0; partition < PARTITIONS; partition++)
     last.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
@@ -107,30 +108,29 @@ async function lastSequences(): Promise<number[]> {
 /** Every task of clicks v1 running and at the end of its partition. */
 async function everyTaskCaughtUp(): Promise<ClusterStatus> {
   const last = await lastSequences();
-  return waitFor('every task running and caught up', async () => {
-    const view = await leaderStatus(nc);
+  return statusUntil('every task running and caught up', (view) => {
     const tasks = view.tasks.filter((task) => task.job === 'clicks' && task.version === 'v1');
-    const done =
+    return (
       tasks.length === PARTITIONS &&
-      tasks.every((task) => task.state === 'running' && task.sequence === last[task.partition]);
-    return done ? view : undefined;
+      tasks.every((task) => task.state === 'running' && task.sequence === last[task.partition])
+    );
   });
 }
 
 async function expectTableEqualsBatchAnswer(): Promise<void> {
-  const log = await readTopicLog<Click>(nc, 'clicks', PARTITIONS);
+  const log = await readTopicLog<Click>(nats.nc, 'clicks', PARTITIONS);
   const expected = expectedResults(await clicksReference(JOB), log, PARTITIONS);
   expect(expected.windows.size).toBeGreaterThan(50);
-  expect(await readServingTable(nc, 'clicks', 'v1')).toEqual(expected.windows);
+  expect(await readServingTable(nats.nc, 'clicks', 'v1')).toEqual(expected.windows);
 }
 
 async function startJob(): Promise<void> {
-  const started = await kappa(['start', 'clicks', '--version', 'v1', '--nats', server.url]);
+  const started = await kappa(['start', 'clicks', '--version', 'v1', '--nats', nats.url]);
   expect(started.code, started.stderr + started.stdout).toBe(0);
 }
 
 async function manifestEpochs(): Promise<number[]> {
-  const checkpoints = await CheckpointStore.open(nc);
+  const checkpoints = await CheckpointStore.open(nats.nc);
   const epochs: number[] = [];
   for (let partition = 0; partition < PARTITIONS; partition++)
     epochs.push((await checkpoints.read({ job: 'clicks', version: 'v1', partition }))?.epoch ?? 0);
@@ -139,32 +139,30 @@ async function manifestEpochs(): Promise<number[]> {
 
 it('runs every task again after stop and start, with epochs above the checkpoints’, and the table equals the batch answer', async () => {
   expect(
-    (await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', server.url])).code,
+    (await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', nats.url])).code,
   ).toBe(0);
   firstCoordinator = coordinator('c1');
   worker('w1');
-  await waitFor('w1 registered', async () => ((await leaderStatus(nc)).workers.length === 1 ? true : undefined));
+  await statusUntil('w1 registered', (view) => view.workers.length === 1);
   await startJob();
-  await waitFor('every task running on w1', async () => {
-    const tasks = (await leaderStatus(nc)).tasks;
-    return tasks.length === PARTITIONS && tasks.every((task) => task.worker === 'w1' && task.state === 'running')
-      ? true
-      : undefined;
-  });
+  await statusUntil(
+    'every task running on w1',
+    ({ tasks }) =>
+      tasks.length === PARTITIONS && tasks.every((task) => task.worker === 'w1' && task.state === 'running'),
+  );
   // A second worker: two tasks move, revoke → release → assign at epoch 2.
   worker('w2');
-  await waitFor('two tasks moved to w2', async () => {
-    const tasks = (await leaderStatus(nc)).tasks;
-    return tasks.filter((task) => task.worker === 'w2' && task.state === 'running' && task.epoch === 2).length === 2
-      ? true
-      : undefined;
-  });
+  await statusUntil(
+    'two tasks moved to w2',
+    ({ tasks }) =>
+      tasks.filter((task) => task.worker === 'w2' && task.state === 'running' && task.epoch === 2).length === 2,
+  );
   await produce(0, 1_000);
   await everyTaskCaughtUp();
 
-  const stopped = await kappa(['stop', 'clicks', '--version', 'v1', '--nats', server.url]);
+  const stopped = await kappa(['stop', 'clicks', '--version', 'v1', '--nats', nats.url]);
   expect(stopped.code, stopped.stderr).toBe(0);
-  await waitFor('the version stopped', async () => ((await leaderStatus(nc)).versions.length === 0 ? true : undefined));
+  await statusUntil('the version stopped', (view) => view.versions.length === 0);
   const beforeStart = await manifestEpochs();
   expect(beforeStart.filter((epoch) => epoch === 2)).toHaveLength(2);
 
@@ -182,15 +180,13 @@ it('runs every task again after stop and start, with epochs above the checkpoint
 it('reassigns every task above its checkpoint’s epoch when the coordinator’s cluster state was wiped', async () => {
   const beforeWipe = await manifestEpochs();
   expect(await firstCoordinator.stop()).toBe(0);
-  await (await jetstreamManager(nc)).streams.delete(`KV_${buckets.cluster}`);
+  await (await jetstreamManager(nats.nc)).streams.delete(`KV_${buckets.cluster}`);
   coordinator('c2');
   // The new leader knows no version: it revokes what the workers still run.
-  await waitFor('the workers known and idle', async () => {
-    const view = await leaderStatus(nc);
-    return view.workers.length === 2 && view.workers.every((w) => w.tasksAssigned === 0) && view.tasks.length === 0
-      ? true
-      : undefined;
-  });
+  await statusUntil(
+    'the workers known and idle',
+    (view) => view.workers.length === 2 && view.workers.every((w) => w.tasksAssigned === 0) && view.tasks.length === 0,
+  );
   await startJob();
   await produce(2_000, 3_000);
   const restarted = await everyTaskCaughtUp();

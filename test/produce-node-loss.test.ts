@@ -5,34 +5,27 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { decodeEvent, fnv1a32, streams } from '../protocol/index.js';
 import { createTopic, describeTopic, NatsUnavailableError, Producer } from '../client/index.js';
 import { kappa } from './harness/cli.js';
-import { pollUntil } from './harness/cluster-status.js';
-import { NatsCluster, startServer, stopAllServers, type NatsServer } from './harness/nats-server.js';
+import type { NatsCluster, NatsServer } from './harness/nats-server.js';
+import { pollUntil } from './harness/poll.js';
+import { useNatsCluster, useNatsServer, type UseNatsOptions } from './harness/use-nats.js';
 
+/** The tests' connections ride through lost nodes: they reconnect for as long as it takes. */
+const reconnecting: UseNatsOptions['connection'] = { maxReconnectAttempts: -1, reconnectTimeWait: 250 };
 let dir: string;
-const connections: NatsConnection[] = [];
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'kappa-produce-loss-'));
 });
 
-// Every spawned nats-server is stopped whatever the outcome.
-afterEach(async () => {
-  await Promise.all(connections.splice(0).map((nc) => nc.close().catch(() => undefined)));
-  await stopAllServers();
+afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
-
-async function connectTo(servers: string[]): Promise<NatsConnection> {
-  const nc = await connect({ servers, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
-  connections.push(nc);
-  return nc;
-}
 
 /** Lines `{"customer": …, "ts": …, "i": index}`, and how many go to each partition by the key hash. */
 function writeLines(file: string, count: number, partitions: number): number[] {
@@ -45,6 +38,11 @@ function writeLines(file: string, count: number, partitions: number): number[] {
   }
   writeFileSync(file, lines.join('\n') + '\n');
   return perPartition;
+}
+
+/** Every event stored in the topic, waited for: a stream info may time out while the cluster settles. */
+function storedEvents(nc: NatsConnection, topic: string, partitions: number): Promise<number[][]> {
+  return pollUntil(() => storedIndexes(nc, topic, partitions), { what: 'the stored events', timeoutMs: 60_000 });
 }
 
 /**
@@ -93,9 +91,11 @@ async function busiestNode(
 }
 
 describe('kappa produce through a NATS node loss', () => {
+  // Each test loses nodes: a fresh cluster for each.
+  const nats = useNatsCluster({ per: 'test', connection: reconnecting });
+
   it('stores every line exactly once when started right after the node leading the partition streams is SIGKILLed', async () => {
-    const cluster = await NatsCluster.start(3);
-    const nc = await connectTo(cluster.urls);
+    const { cluster, nc } = nats;
     const partitions = 8;
     await createTopic(nc, { name: 'orders', partitions, replicas: 3 });
 
@@ -122,14 +122,13 @@ describe('kappa produce through a NATS node loss', () => {
     expect(result.stdout).toMatch(/published 5000 events to orders/);
 
     // Read back with the node still down; a stream info may time out while the cluster settles.
-    const stored = await pollUntil('the stored events', () => storedIndexes(nc, 'orders', partitions), 60_000);
+    const stored = await storedEvents(nc, 'orders', partitions);
     expect(stored.map((indexes) => indexes.length)).toEqual(expected);
     expect(stored.flat().sort((a, b) => a - b)).toEqual(Array.from({ length: 5000 }, (_, index) => index));
   }, 180_000);
 
   it('gives up after --retry-for with one line and exit 4 when every node is down', async () => {
-    const cluster = await NatsCluster.start(3);
-    const nc = await connectTo(cluster.urls);
+    const { cluster, nc } = nats;
     await createTopic(nc, { name: 'orders', partitions: 4, replicas: 3 });
     await nc.close();
     const file = join(dir, 'orders.jsonl');
@@ -159,55 +158,61 @@ describe('kappa produce through a NATS node loss', () => {
 });
 
 describe('Producer when NATS goes away', () => {
-  it('stores every event exactly once when the node leading the partition streams is SIGKILLed mid-run', async () => {
-    const cluster = await NatsCluster.start(3);
-    const nc = await connectTo(cluster.urls);
-    const partitions = 4;
-    await createTopic(nc, { name: 'clicks', partitions, replicas: 3 });
-    const victim = await busiestNode(nc, cluster, 'clicks', partitions);
-    const producer = await Producer.forTopic(nc, 'clicks', { maxInFlight: 512 });
-    const total = 20_000;
-    for (let index = 0; index < total; index++) {
-      // Publishes in flight on the lost node's streams get "no responders" or no ack, and are resent.
-      if (index === 5_000) await victim.kill();
-      if (!producer.publish({ key: `user-${index % 101}`, time: index, value: { i: index } })) await producer.ready();
-    }
-    const stats = await producer.close();
-    expect(stats.acknowledged).toBe(total);
-    const stored = await pollUntil('the stored events', () => storedIndexes(nc, 'clicks', partitions), 60_000);
-    expect(stored.flat().sort((a, b) => a - b)).toEqual(Array.from({ length: total }, (_, index) => index));
-  }, 180_000);
+  describe('on a 3-node cluster', () => {
+    const nats = useNatsCluster({ connection: reconnecting });
 
-  it('rejects flush() with NatsUnavailableError after retryForMs when its only server dies mid-run', async () => {
-    const server = await startServer();
-    const nc = await connectTo([server.url]);
-    await createTopic(nc, { name: 'lost', partitions: 2 });
-    const producer = await Producer.forTopic(nc, 'lost', { retryForMs: 2_000, ackTimeoutMs: 500 });
-    for (let index = 0; index < 100; index++) producer.publish({ key: `k-${index}`, time: index, value: index });
-    await producer.flush();
-    expect((await describeTopic(nc, 'lost')).totals.messages).toBe(100);
+    it('stores every event exactly once when the node leading the partition streams is SIGKILLed mid-run', async () => {
+      const { cluster, nc } = nats;
+      const partitions = 4;
+      await createTopic(nc, { name: 'clicks', partitions, replicas: 3 });
+      const victim = await busiestNode(nc, cluster, 'clicks', partitions);
+      const producer = await Producer.forTopic(nc, 'clicks', { maxInFlight: 512 });
+      const total = 20_000;
+      for (let index = 0; index < total; index++) {
+        // Publishes in flight on the lost node's streams get "no responders" or no ack, and are resent.
+        if (index === 5_000) await victim.kill();
+        if (!producer.publish({ key: `user-${index % 101}`, time: index, value: { i: index } })) await producer.ready();
+      }
+      const stats = await producer.close();
+      expect(stats.acknowledged).toBe(total);
+      const stored = await storedEvents(nc, 'clicks', partitions);
+      expect(stored.flat().sort((a, b) => a - b)).toEqual(Array.from({ length: total }, (_, index) => index));
+    }, 180_000);
+  });
 
-    await server.kill();
-    const sentAt = Date.now();
-    for (let index = 0; index < 100; index++) producer.publish({ key: `k-${index}`, time: index, value: index });
-    const flushed = producer.flush().then(
-      () => undefined,
-      (error: unknown) => error,
-    );
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
-    expect(producer.waiting()).toMatchObject({
-      reason: 'connection to NATS lost, reconnecting',
-      retryUntilMs: expect.any(Number),
-    });
-    const failure = await flushed;
-    expect(failure).toBeInstanceOf(NatsUnavailableError);
-    expect(failure).toMatchObject({
-      code: 'CONNECTION_FAILED',
-      message: expect.stringMatching(
-        /^publishing to topic lost: .*100 events unacknowledged.*\(gave up after retrying for 2 s\)$/,
-      ),
-    });
-    expect(Date.now() - sentAt).toBeGreaterThanOrEqual(2_000);
-    expect(Date.now() - sentAt).toBeLessThan(10_000);
-  }, 30_000);
+  describe('on its only server', () => {
+    const nats = useNatsServer({ connection: reconnecting });
+
+    it('rejects flush() with NatsUnavailableError after retryForMs when its only server dies mid-run', async () => {
+      const { server, nc } = nats;
+      await createTopic(nc, { name: 'lost', partitions: 2 });
+      const producer = await Producer.forTopic(nc, 'lost', { retryForMs: 2_000, ackTimeoutMs: 500 });
+      for (let index = 0; index < 100; index++) producer.publish({ key: `k-${index}`, time: index, value: index });
+      await producer.flush();
+      expect((await describeTopic(nc, 'lost')).totals.messages).toBe(100);
+
+      await server.kill();
+      const sentAt = Date.now();
+      for (let index = 0; index < 100; index++) producer.publish({ key: `k-${index}`, time: index, value: index });
+      const flushed = producer.flush().then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      expect(producer.waiting()).toMatchObject({
+        reason: 'connection to NATS lost, reconnecting',
+        retryUntilMs: expect.any(Number),
+      });
+      const failure = await flushed;
+      expect(failure).toBeInstanceOf(NatsUnavailableError);
+      expect(failure).toMatchObject({
+        code: 'CONNECTION_FAILED',
+        message: expect.stringMatching(
+          /^publishing to topic lost: .*100 events unacknowledged.*\(gave up after retrying for 2 s\)$/,
+        ),
+      });
+      expect(Date.now() - sentAt).toBeGreaterThanOrEqual(2_000);
+      expect(Date.now() - sentAt).toBeLessThan(10_000);
+    }, 30_000);
+  });
 });

@@ -4,7 +4,6 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, createWriteStream } f
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeEvent, fnv1a32, MAX_KEY_BYTES } from '../protocol/index.js';
 import {
@@ -17,27 +16,22 @@ import {
   Producer,
 } from '../client/index.js';
 import { kappa as runKappa } from './harness/cli.js';
-import { startServer, stopAllServers, type NatsServer } from './harness/nats-server.js';
 import { readSubject } from './harness/stream-reader.js';
+import { useNatsServer } from './harness/use-nats.js';
 
-let server: NatsServer & { close(): Promise<void> };
-let nc: NatsConnection;
+const nats = useNatsServer();
 let dir: string;
 
-beforeAll(async () => {
-  server = await startServer();
-  nc = await connect({ servers: server.url });
+beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'kappa-produce-'));
 });
 
-afterAll(async () => {
-  await nc?.close();
-  await stopAllServers();
+afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
 /** The built CLI against this file's server. */
-function kappa(args: string[], url = server.url) {
+function kappa(args: string[], url = nats.url) {
   return runKappa([...args, '--nats', url]);
 }
 
@@ -49,7 +43,7 @@ function expectedPartition(key: string, partitions: number): number {
 describe('kappa produce', () => {
   it('publishes a 1,000,000-line file into 16 partitions with per-partition counts matching the key hash', async () => {
     const partitions = 16;
-    await createTopic(nc, { name: 'orders', partitions });
+    await createTopic(nats.nc, { name: 'orders', partitions });
     const file = join(dir, 'orders.jsonl');
     const expected = new Array<number>(partitions).fill(0);
     const out = createWriteStream(file);
@@ -68,13 +62,13 @@ describe('kappa produce', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/published 1000000 events/);
 
-    const description = await describeTopic(nc, 'orders');
+    const description = await describeTopic(nats.nc, 'orders');
     expect(description.totals.messages).toBe(1_000_000);
     expect(description.partitionStates.map((p) => p.messages)).toEqual(expected);
   }, 300_000);
 
   it('publishes the good lines, lists the 5 bad line numbers on stderr and in the rejects file, and exits 3', async () => {
-    await createTopic(nc, { name: 'mixed', partitions: 4 });
+    await createTopic(nats.nc, { name: 'mixed', partitions: 4 });
     const lines: string[] = [];
     const bad = new Map<number, string>([
       [3, 'this is not json'],
@@ -109,11 +103,11 @@ describe('kappa produce', () => {
       .map((line) => JSON.parse(line) as { line: number; input: string });
     expect(rejects.map((reject) => reject.line)).toEqual([...bad.keys()]);
     expect(rejects.map((reject) => reject.input)).toEqual([...bad.values()]);
-    expect((await describeTopic(nc, 'mixed')).totals.messages).toBe(good);
+    expect((await describeTopic(nats.nc, 'mixed')).totals.messages).toBe(good);
   });
 
   it('stores nothing new when the same file is produced again with the same --id', async () => {
-    await createTopic(nc, { name: 'dedup', partitions: 8 });
+    await createTopic(nats.nc, { name: 'dedup', partitions: 8 });
     const file = join(dir, 'dedup.jsonl');
     writeFileSync(
       file,
@@ -122,34 +116,34 @@ describe('kappa produce', () => {
     const args = ['produce', 'dedup', '--file', file, '--key', 'k', '--time', 't', '--id', 'loader-1'];
 
     expect((await kappa(args)).code).toBe(0);
-    const first = await describeTopic(nc, 'dedup');
+    const first = await describeTopic(nats.nc, 'dedup');
     expect(first.totals.messages).toBe(5000);
 
     const again = await kappa(args);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain('5000 already stored');
-    const second = await describeTopic(nc, 'dedup');
+    const second = await describeTopic(nats.nc, 'dedup');
     expect(second.totals.messages).toBe(5000);
     expect(second.partitionStates.map((p) => p.lastSequence)).toEqual(first.partitionStates.map((p) => p.lastSequence));
   });
 
   it('resends publishes whose ack timed out with the same message id, so each event is stored once', async () => {
-    await createTopic(nc, { name: 'stalled', partitions: 4 });
-    const producer = await Producer.forTopic(nc, 'stalled', { ackTimeoutMs: 200, retryForMs: 10_000 });
-    server.pause();
+    await createTopic(nats.nc, { name: 'stalled', partitions: 4 });
+    const producer = await Producer.forTopic(nats.nc, 'stalled', { ackTimeoutMs: 200, retryForMs: 10_000 });
+    nats.server.pause();
     for (let index = 0; index < 2000; index++) producer.publish({ key: `k-${index % 50}`, time: index, value: index });
     await new Promise((resolve) => setTimeout(resolve, 1000));
-    server.resume();
+    nats.server.resume();
     const stats = await producer.close();
     expect(stats.retries).toBeGreaterThan(0);
     expect(stats.acknowledged).toBe(2000);
-    expect((await describeTopic(nc, 'stalled')).totals.messages).toBe(2000);
+    expect((await describeTopic(nats.nc, 'stalled')).totals.messages).toBe(2000);
   });
 
   it('fails a producer whose topic streams are gone instead of dropping its events', async () => {
-    await createTopic(nc, { name: 'vanishing', partitions: 2 });
-    const producer = await Producer.forTopic(nc, 'vanishing');
-    await deleteTopic(nc, 'vanishing');
+    await createTopic(nats.nc, { name: 'vanishing', partitions: 2 });
+    const producer = await Producer.forTopic(nats.nc, 'vanishing');
+    await deleteTopic(nats.nc, 'vanishing');
     producer.publish({ key: 'a', time: 1, value: null });
     await expect(producer.flush()).rejects.toMatchObject({ code: 'PUBLISH_FAILED' });
   });
@@ -158,8 +152,8 @@ describe('kappa produce', () => {
 describe('keys and messages past the NATS limits', () => {
   it('rejects an over-max_payload line and a 6,000-character key into the rejects file, publishes a newline, a unicode and a 1,024-byte key, fast, and exits 3', async () => {
     const partitions = 4;
-    await createTopic(nc, { name: 'limits', partitions });
-    const maxPayload = nc.info!.max_payload;
+    await createTopic(nats.nc, { name: 'limits', partitions });
+    const maxPayload = nats.nc.info!.max_payload;
     const lines = [
       { k: 'plain', t: 1 },
       { k: 'huge-value', t: 2, v: 'x'.repeat(maxPayload) },
@@ -196,7 +190,7 @@ describe('keys and messages past the NATS limits', () => {
     const published = ['plain', 'two\nlines', 'clé 日本 🎉', 'k'.repeat(MAX_KEY_BYTES), 'almost-too-big', 'after'];
     const stored: string[] = [];
     for (let partition = 0; partition < partitions; partition++) {
-      for (const message of await readSubject(nc, `KAPPA_limits_${partition}`, `limits.${partition}.>`)) {
+      for (const message of await readSubject(nats.nc, `KAPPA_limits_${partition}`, `limits.${partition}.>`)) {
         const { key } = decodeEvent(message.data);
         expect(expectedPartition(key, partitions)).toBe(partition);
         expect(message.headers?.get('Nats-Msg-Id')).toMatch(/^loader%0A%CE%A9:\d+$/);
@@ -209,13 +203,13 @@ describe('keys and messages past the NATS limits', () => {
     const again = await kappa(args);
     expect(again.code).toBe(3);
     expect(again.stdout).toContain('6 already stored');
-    expect((await describeTopic(nc, 'limits')).totals.messages).toBe(6);
+    expect((await describeTopic(nats.nc, 'limits')).totals.messages).toBe(6);
   }, 60_000);
 
   it('refuses an event past the key or max_payload limit with a typed error before sending, and goes on publishing', async () => {
-    await createTopic(nc, { name: 'limits-api', partitions: 2 });
-    const producer = await Producer.forTopic(nc, 'limits-api');
-    const maxPayload = nc.info!.max_payload;
+    await createTopic(nats.nc, { name: 'limits-api', partitions: 2 });
+    const producer = await Producer.forTopic(nats.nc, 'limits-api');
+    const maxPayload = nats.nc.info!.max_payload;
     expect(() => producer.publish({ key: 'x'.repeat(MAX_KEY_BYTES + 1), time: 1, value: null })).toThrow(
       expect.objectContaining({
         code: 'KEY_INVALID',
@@ -235,7 +229,7 @@ describe('keys and messages past the NATS limits', () => {
     producer.publish({ key: 'fine', time: 1, value: null });
     const stats = await producer.close();
     expect(stats.acknowledged).toBe(1);
-    expect((await describeTopic(nc, 'limits-api')).totals.messages).toBe(1);
+    expect((await describeTopic(nats.nc, 'limits-api')).totals.messages).toBe(1);
   });
 });
 
@@ -247,12 +241,14 @@ describe('kappa topic', () => {
     const conflicting = await kappa(['topic', 'create', 'roundtrip', '--partitions', '4']);
     expect(conflicting.code).toBe(1);
     expect(conflicting.stderr).toContain('already exists with 3 partitions');
-    await expect(createTopic(nc, { name: 'roundtrip', partitions: 4 })).rejects.toMatchObject({ code: 'TOPIC_EXISTS' });
+    await expect(createTopic(nats.nc, { name: 'roundtrip', partitions: 4 })).rejects.toMatchObject({
+      code: 'TOPIC_EXISTS',
+    });
 
-    expect(await getTopic(nc, 'roundtrip')).toMatchObject({ partitions: 3, replicas: 1 });
+    expect(await getTopic(nats.nc, 'roundtrip')).toMatchObject({ partitions: 3, replicas: 1 });
     const listed = await kappa(['topic', 'list']);
     expect(listed.stdout).toMatch(/^roundtrip\s+3\s+1\s/m);
-    expect((await listTopics(nc)).map((topic) => topic.name)).toContain('roundtrip');
+    expect((await listTopics(nats.nc)).map((topic) => topic.name)).toContain('roundtrip');
 
     // Key → partition under P = 3, computed here; 5 events into one partition, 2 into another.
     const keys = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
@@ -263,7 +259,7 @@ describe('kappa topic', () => {
       [number, string[]],
       [number, string[]],
     ];
-    const producer = await Producer.forTopic(nc, 'roundtrip');
+    const producer = await Producer.forTopic(nats.nc, 'roundtrip');
     for (let index = 0; index < 5; index++) producer.publish({ key: fullKeys[0]!, time: index, value: index });
     for (let index = 0; index < 2; index++) producer.publish({ key: partialKeys[0]!, time: index, value: index });
     await producer.close();
@@ -283,7 +279,7 @@ describe('kappa topic', () => {
     const gone = await kappa(['topic', 'describe', 'roundtrip']);
     expect(gone.code).toBe(1);
     expect(gone.stderr).toContain('does not exist');
-    await expect(getTopic(nc, 'roundtrip')).rejects.toMatchObject({ code: 'TOPIC_NOT_FOUND' });
+    await expect(getTopic(nats.nc, 'roundtrip')).rejects.toMatchObject({ code: 'TOPIC_NOT_FOUND' });
   });
 
   it('reports an unreachable server in one line naming the URL, with exit code 4', async () => {
