@@ -12,18 +12,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { decode } from '@msgpack/msgpack';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Producer } from '../client/producer.js';
-import { streams, subjects } from '../protocol/index.js';
+import { streams, subjects, type ClusterStatus } from '../protocol/index.js';
 import { CheckpointStore } from '../state/checkpoint-store.js';
 import type { Output } from '../worker/types.js';
 import { kappa, KappaProcess } from './harness/cli.js';
 import { clicksReference, type Click } from './harness/clicks.js';
-import { leaderStatus, pollUntil } from './harness/cluster-status.js';
+import { leaderStatus } from './harness/cluster-status.js';
 import { expectedResults, readLateRecords, readServingTable, readTopicLog } from './harness/expected-results.js';
-import { NatsCluster } from './harness/nats-server.js';
+import { pollUntil } from './harness/poll.js';
 import { readSubject } from './harness/stream-reader.js';
+import { useNatsCluster } from './harness/use-nats.js';
 import { windowId } from './reference/batch-windows.js';
 
 const PARTITIONS = 6;
@@ -31,22 +31,17 @@ const SESSION_TIMEOUT_MS = 3_000;
 const KV_JOB = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
 const ENV = { KAPPA_REPLICAS: '3' };
 
-let cluster: NatsCluster;
-let nc: NatsConnection;
+const nats = useNatsCluster({ connection: { maxReconnectAttempts: -1, reconnectTimeWait: 250 } });
 let dir: string;
 let urls: string;
 const processes: KappaProcess[] = [];
 
-beforeAll(async () => {
-  cluster = await NatsCluster.start(3);
-  urls = cluster.urls.join(',');
-  nc = await connect({ servers: cluster.urls, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+beforeAll(() => {
+  urls = nats.urls.join(',');
   dir = mkdtempSync(join(tmpdir(), 'kappa-chaos-'));
 });
 afterAll(async () => {
   await Promise.all(processes.map((process) => process.kill()));
-  await nc?.close();
-  await cluster?.stopAll();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -98,9 +93,12 @@ function coordinator(id: string): KappaProcess {
   ]);
 }
 
-/** Polls until `probe` returns a value; a timeout shows the processes' last logs. */
-function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  return pollUntil(what, probe, timeoutMs, () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n'));
+/** The processes' last logs, shown when a wait fails. */
+const processLogs = () => processes.map((p) => p.logs.slice(-1500)).join('\n---\n');
+
+/** Polls the leader's status until `until` holds; a timeout shows the processes' last logs. */
+function statusUntil(what: string, until: (view: ClusterStatus) => boolean, timeoutMs: number): Promise<ClusterStatus> {
+  return pollUntil(() => leaderStatus(nats.nc), { what, until, timeoutMs, context: processLogs });
 }
 
 it('keeps every table equal to the batch answer through SIGKILLed workers, a killed leader, a lost NATS node and a paused zombie', async () => {
@@ -121,18 +119,14 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
     ['c2', coordinator('c2')],
   ]);
   const workers = new Map(['w1', 'w2', 'w3'].map((id) => [id, spawn(workerArgs(id, outJob))]));
-  await waitFor(
-    '3 workers registered',
-    async () => ((await leaderStatus(nc)).workers.length === 3 ? true : undefined),
-    60_000,
-  );
+  await statusUntil('3 workers registered', (view) => view.workers.length === 3, 60_000);
   for (const job of ['clicks', 'clicks-out']) {
     const started = await kappa(['start', job, '--version', 'v1', '--nats', urls], { env: ENV });
     expect(started.code, started.stderr + started.stdout).toBe(0);
   }
 
   // A producer keeps writing until the faults are over: 100 clicks every 100 ms.
-  const producer = await Producer.forTopic(nc, 'clicks', { ackTimeoutMs: 2_000, retryForMs: 120_000 });
+  const producer = await Producer.forTopic(nats.nc, 'clicks', { ackTimeoutMs: 2_000, retryForMs: 120_000 });
   const startMs = Date.UTC(2026, 10, 24, 12);
   let produced = 0;
   let producing = true;
@@ -160,21 +154,17 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
   await restartWorker('w1');
   await sleep(3_000);
 
-  const leader = (await leaderStatus(nc)).leader.coordinatorId;
+  const leader = (await leaderStatus(nats.nc)).leader.coordinatorId;
   await coordinators.get(leader)!.kill();
   faults.push(`SIGKILL coordinator leader ${leader}`);
-  await waitFor(
-    'a new leader',
-    async () => ((await leaderStatus(nc)).leader.coordinatorId !== leader ? true : undefined),
-    20_000,
-  );
+  await statusUntil('a new leader', (view) => view.leader.coordinatorId !== leader, 20_000);
   coordinators.set(leader, coordinator(leader));
   await sleep(2_000);
 
   await restartWorker('w2');
   await sleep(3_000);
 
-  const node = cluster.nodes[1]!;
+  const node = nats.cluster.nodes[1]!;
   await node.kill();
   faults.push('SIGKILL NATS node n1');
   await sleep(5_000);
@@ -184,14 +174,14 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
 
   // The zombie: paused until the coordinator gives its tasks to others, then resumed.
   const zombie = workers.get('w3')!;
-  const zombieUrl = (await leaderStatus(nc)).workers.find((worker) => worker.workerId === 'w3')!.httpUrl!;
-  const zombieHeld = (await leaderStatus(nc)).tasks.filter((task) => task.worker === 'w3').length;
+  const zombieUrl = (await leaderStatus(nats.nc)).workers.find((worker) => worker.workerId === 'w3')!.httpUrl!;
+  const zombieHeld = (await leaderStatus(nats.nc)).tasks.filter((task) => task.worker === 'w3').length;
   expect(zombieHeld, 'tasks w3 holds when paused').toBeGreaterThan(0);
   zombie.child.kill('SIGSTOP');
   faults.push('SIGSTOP worker w3');
-  await waitFor(
+  await statusUntil(
     'w3’s tasks moved',
-    async () => ((await leaderStatus(nc)).tasks.every((task) => task.worker !== 'w3') ? true : undefined),
+    (view) => view.tasks.every((task) => task.worker !== 'w3'),
     SESSION_TIMEOUT_MS + 20_000,
   );
   await sleep(2_000);
@@ -205,26 +195,22 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
   await production;
 
   // Every task of both jobs caught up with the end of its partition.
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(nats.nc);
   const last: number[] = [];
   for (let partition = 0; partition < PARTITIONS; partition++)
     last.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
-  const final = await waitFor(
+  const final = await statusUntil(
     'both jobs caught up',
-    async () => {
-      const view = await leaderStatus(nc);
-      const done =
-        view.tasks.length === 2 * PARTITIONS &&
-        view.tasks.every(
-          (task) => task.worker !== null && task.state === 'running' && task.sequence === last[task.partition],
-        );
-      return done ? view : undefined;
-    },
+    (view) =>
+      view.tasks.length === 2 * PARTITIONS &&
+      view.tasks.every(
+        (task) => task.worker !== null && task.state === 'running' && task.sequence === last[task.partition],
+      ),
     120_000,
   );
 
   // No stale owner's commit won: every task's checkpoint is committed by its current holder at its current epoch.
-  const checkpoints = await CheckpointStore.open(nc, { replicas: 3 });
+  const checkpoints = await CheckpointStore.open(nats.nc, { replicas: 3 });
   for (const task of final.tasks) {
     const manifest = await checkpoints.read(task);
     expect({ worker: manifest?.workerId, epoch: manifest?.epoch }).toEqual({ worker: task.worker, epoch: task.epoch });
@@ -232,35 +218,38 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
   // The zombie's commits were refused as FENCED: its own counter says so (threads post their
   // metrics every second, merged on the worker's /metrics).
   const zombieMetrics = `http://127.0.0.1:${new URL(zombieUrl).port}/metrics`;
-  const fencedCommits = await waitFor(
-    'the zombie’s fenced commits on its /metrics',
+  const fencedCommits = await pollUntil(
     async () => {
       const text = await (await fetch(zombieMetrics)).text();
-      const fenced = [...text.matchAll(/^kappa_checkpoints_total\{[^}]*outcome="fenced"[^}]*\} (\d+)$/gm)].reduce(
+      return [...text.matchAll(/^kappa_checkpoints_total\{[^}]*outcome="fenced"[^}]*\} (\d+)$/gm)].reduce(
         (sum, match) => sum + Number(match[1]),
         0,
       );
-      return fenced > 0 ? fenced : undefined;
     },
-    10_000,
+    {
+      what: 'the zombie’s fenced commits on its /metrics',
+      until: (fenced) => fenced > 0,
+      timeoutMs: 10_000,
+      context: processLogs,
+    },
   );
 
   // The answer, from the log as it is stored.
   const job = await clicksReference(KV_JOB);
-  const log = await readTopicLog<Click>(nc, 'clicks', PARTITIONS);
+  const log = await readTopicLog<Click>(nats.nc, 'clicks', PARTITIONS);
   expect(log).toHaveLength(produced);
   expect(new Set(log.map((event) => event.value.id)).size).toBe(produced);
   const expected = expectedResults(job, log, PARTITIONS);
   const sortedIds = (clicks: Click[]) => clicks.map((click) => click.id).sort((a, b) => a - b);
 
   // KV job: table and late set.
-  expect(await readServingTable(nc, 'clicks', 'v1')).toEqual(expected.windows);
-  expect(sortedIds((await readLateRecords(nc, 'clicks', 'v1')).map((record) => record.value as Click))).toEqual(
+  expect(await readServingTable(nats.nc, 'clicks', 'v1')).toEqual(expected.windows);
+  expect(sortedIds((await readLateRecords(nats.nc, 'clicks', 'v1')).map((record) => record.value as Click))).toEqual(
     sortedIds(expected.late),
   );
 
   // Stream job: no (id, revision) twice, the newest revision of each id is the batch answer, same late set.
-  const outputs = (await readSubject(nc, streams.output, subjects.output('clicks-out', 'v1'))).map(
+  const outputs = (await readSubject(nats.nc, streams.output, subjects.output('clicks-out', 'v1'))).map(
     (message) => decode(message.data) as Output,
   );
   const emitted = outputs.map((output) => `${output.id}#${output.revision}`);
@@ -271,9 +260,9 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
     if ((newest.get(id)?.revision ?? 0) < output.revision) newest.set(id, output);
   }
   expect(new Map([...newest].map(([id, output]) => [id, output.value]))).toEqual(expected.windows);
-  expect(sortedIds((await readLateRecords(nc, 'clicks-out', 'v1')).map((record) => record.value as Click))).toEqual(
-    sortedIds(expected.late),
-  );
+  expect(
+    sortedIds((await readLateRecords(nats.nc, 'clicks-out', 'v1')).map((record) => record.value as Click)),
+  ).toEqual(sortedIds(expected.late));
 
   console.log(
     `chaos: ${faults.length} faults injected (${faults.join('; ')}); checked ${log.length} events, ` +

@@ -11,6 +11,3 @@ export async function leaderStatus(nc: NatsConnection): Promise<ClusterStatus> {
   if (reply.type !== 'reply.ok') throw new Error(`status failed: ${JSON.stringify(reply)}`);
   return parseAdminReply('status', reply.detail);
 }
-
-// Files not yet moved to test/harness/poll.ts import it from here.
-export { pollUntil } from './poll.js';

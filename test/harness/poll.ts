@@ -50,31 +50,8 @@ export function pollUntil<T>(
   probe: () => T | Promise<T>,
   options: PollOptions<T>,
 ): Promise<Exclude<T, undefined | null | false>>;
-/**
- * The earlier positional form (what, probe, timeoutMs, context), still called by test files not yet
- * moved to the options form; polls every 250 ms until the probe returns anything but undefined.
- */
-export function pollUntil<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs: number,
-  context?: () => string,
-): Promise<T>;
-export function pollUntil<T>(
-  first: string | (() => T | Promise<T>),
-  second: PollOptions<T> | (() => Promise<T | undefined>),
-  timeoutMs?: number,
-  context?: () => string,
-): Promise<unknown> {
-  if (typeof first === 'string') {
-    return poll(second as () => Promise<T | undefined>, {
-      what: first,
-      timeoutMs: timeoutMs!,
-      context,
-      until: (value) => value !== undefined,
-    });
-  }
-  return poll(first, second as PollOptions<T>);
+export function pollUntil<T>(probe: () => T | Promise<T>, options: PollOptions<T>): Promise<T> {
+  return poll(probe, options);
 }
 
 async function poll<T>(probe: () => T | Promise<T>, options: PollOptions<T>): Promise<T> {
