@@ -87,8 +87,10 @@ export function isTransientNatsError(error: unknown): boolean {
   if (isNoResponders(error)) return true;
   // 503: "JetStream system temporarily unavailable" and the like.
   if (error instanceof JetStreamApiError) return error.status === 503;
-  // connectNats() when no server of the list accepts a connection (not an authorization failure).
-  if (error instanceof ConnectionError) return error.cause instanceof NatsConnectError;
+  // connectNats() when no server of the list accepts a connection, or one accepts it but does not
+  // answer in time (stalled, overloaded): not an authorization failure.
+  if (error instanceof ConnectionError)
+    return error.cause instanceof NatsConnectError || error.cause instanceof TimeoutError;
   return false;
 }
 

@@ -12,6 +12,7 @@ import {
   startBehindEndpoints,
   watchConnection,
 } from '../../runtime/index.js';
+import { retryThroughElections, type NatsWait } from '../../client/index.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { CoordinatorMetrics } from '../../coordinator/metrics.js';
 import { shutdownSignal } from '../shutdown-signal.js';
@@ -95,16 +96,37 @@ export function registerCoordinator(program: Command): void {
         },
       },
     });
+    // Start-up outlasts a NATS that is down, stalled or electing its JetStream leaders: connecting
+    // and opening the buckets are retried with back-off until they answer (each wait logged, and
+    // /readyz says not ready meanwhile) instead of ending the process on a timeout. Anything else
+    // (bad credentials, a bucket with another configuration) still ends it.
+    const untilNatsAnswers = {
+      retryForMs: Number.POSITIVE_INFINITY,
+      onWait: (wait: NatsWait | undefined) =>
+        wait && logger.warn({ reason: wait.reason }, 'start-up: waiting for NATS'),
+    };
     const { nc, coordinator } = await startBehindEndpoints(http, async () => {
-      const nc = await connectNats({ ...settings.nats, name: `kappa-coordinator-${settings.id}` });
-      const coordinator = await Coordinator.start({
-        nc,
-        coordinatorId: settings.id,
-        sessionTimeoutMs: settings.sessionTimeout,
-        leaseTtlMs: settings.leaseTtl,
-        clock: systemClock,
-        logger,
-        metrics,
+      const nc = await retryThroughElections(
+        'connecting',
+        () => connectNats({ ...settings.nats, name: `kappa-coordinator-${settings.id}` }),
+        untilNatsAnswers,
+      );
+      const coordinator = await retryThroughElections(
+        'opening the cluster state and leader buckets',
+        () =>
+          Coordinator.start({
+            nc,
+            coordinatorId: settings.id,
+            sessionTimeoutMs: settings.sessionTimeout,
+            leaseTtlMs: settings.leaseTtl,
+            clock: systemClock,
+            logger,
+            metrics,
+          }),
+        untilNatsAnswers,
+      ).catch(async (error: unknown) => {
+        await nc.close();
+        throw error;
       });
       return { nc, coordinator };
     });
