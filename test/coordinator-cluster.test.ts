@@ -191,7 +191,7 @@ afterAll(async () => {
 
 describe('coordinator cluster', () => {
   it('fails with a one-line error when no coordinator leads', async () => {
-    const result = await kappa(['status']);
+    const result = await kappa(['status', '--leader-timeout', '1s']);
     expect(result.code).not.toBe(0);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
     expect(result.stderr).toMatch(/no coordinator leader answered/);
