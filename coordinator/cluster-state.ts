@@ -161,6 +161,10 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
       if (record.worker !== null) result.puts.push({ ...record, worker: null });
       return;
     }
+    // An earlier revoke of this task on the new holder (a task it ran without a record, revoked
+    // by the loop below) is no revoke of this assignment: left in place, revokeAnswered would
+    // take the holder's next heartbeat for its answer and move the task to it again at epoch + 1.
+    transit.sentAtMs.delete(`revoke ${to} ${key}`);
     const epoch = record.epoch + 1;
     result.puts.push({ task: record.task, worker: to, epoch });
     send({ kind: 'assign', worker: to, task: record.task, epoch, from: fromOf(record.task) }, true);

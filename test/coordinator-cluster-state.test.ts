@@ -152,6 +152,28 @@ describe('reconcile', () => {
     expect(started.puts.map((record) => record.epoch)).toEqual([3, 3, 3, 6]);
   });
 
+  it('does not take a revoke of a task a worker ran without a record for the answer to a later assignment', () => {
+    const transit = emptyTransit();
+    // The cluster state was wiped: a still runs every task at epoch 2 and the leader, knowing no
+    // version, revokes them as tasks a does not hold.
+    const ranBefore = [0, 1, 2, 3].map((partition) => ({
+      task: { job: 'j', version: 'v1', partition },
+      worker: 'a',
+      epoch: 2,
+    }));
+    const wiped = reconcile({ ...input(new Map(), [worker('a', ranBefore, 10)], 20, transit), versions: new Map() });
+    expect(wiped.commands.map((command) => command.kind)).toEqual(['revoke', 'revoke', 'revoke', 'revoke']);
+    // a released them; the version is started again and assigned at epoch 1, to a.
+    let tasks = new Map<TaskKey, TaskRecord>();
+    const started = reconcile(input(tasks, [worker('a', [], 30)], 40, transit));
+    tasks = apply(tasks, started.puts);
+    expect(started.puts.every((record) => record.worker === 'a' && record.epoch === 1)).toBe(true);
+    // A heartbeat that does not list the new assignments yet is no answer to those old revokes:
+    // no move to epoch 2 (the epoch of a's own checkpoints, which its claim would pass unfenced).
+    const next = reconcile(input(tasks, [worker('a', [], 50)], 60, transit));
+    expect(next).toMatchObject({ puts: [], commands: [], movesStarted: 0 });
+  });
+
   it('assigns a task again above the epoch that fenced its holder’s claim, once per fence', () => {
     const transit = emptyTransit();
     let tasks = new Map<TaskKey, TaskRecord>();
