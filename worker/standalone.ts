@@ -82,11 +82,18 @@ export class StandaloneWorker {
       isTableSink(sink) ? await openServingTables(sink, nc, tableSettingsFromEnv()) : undefined,
     );
     const checkpointStore = await CheckpointStore.open(nc, { replicas: internalReplicas() });
-    const tasks: TaskRunner[] = [];
+    // Every checkpoint is read before any task starts: a read that times out leaves nothing running,
+    // so kappa worker can retry the whole start.
+    const epochs: number[] = [];
     for (let partition = 0; partition < partitions; partition++) {
       const task = { job: job.name, version: job.version, partition };
       // One above the checkpoint's epoch: this claim fences whoever committed it before.
-      const epoch = ((await checkpointStore.read(task))?.epoch ?? 0) + 1;
+      epochs.push(((await checkpointStore.read(task))?.epoch ?? 0) + 1);
+    }
+    const tasks: TaskRunner[] = [];
+    for (let partition = 0; partition < partitions; partition++) {
+      const task = { job: job.name, version: job.version, partition };
+      const epoch = epochs[partition]!;
       tasks.push(
         new TaskRunner({
           ...options,

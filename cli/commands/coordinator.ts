@@ -12,10 +12,10 @@ import {
   startBehindEndpoints,
   watchConnection,
 } from '../../runtime/index.js';
-import { retryThroughElections, type NatsWait } from '../../client/index.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { CoordinatorMetrics } from '../../coordinator/metrics.js';
 import { shutdownSignal } from '../shutdown-signal.js';
+import { retryUntilNatsAnswers } from '../nats-start-up.js';
 import { parseViewRequest, readView } from '../../coordinator/views.js';
 import { logLevelSetting, port, positiveDuration } from '../setting-values.js';
 import { defineSettings } from '../settings.js';
@@ -96,34 +96,22 @@ export function registerCoordinator(program: Command): void {
         },
       },
     });
-    // Start-up outlasts a NATS that is down, stalled or electing its JetStream leaders: connecting
-    // and opening the buckets are retried with back-off until they answer (each wait logged, and
-    // /readyz says not ready meanwhile) instead of ending the process on a timeout. Anything else
-    // (bad credentials, a bucket with another configuration) still ends it.
-    const untilNatsAnswers = {
-      retryForMs: Number.POSITIVE_INFINITY,
-      onWait: (wait: NatsWait | undefined) =>
-        wait && logger.warn({ reason: wait.reason }, 'start-up: waiting for NATS'),
-    };
+    // Start-up outlasts a NATS that is down, stalled or electing its JetStream leaders: each step is
+    // retried until NATS answers, /readyz not ready meanwhile (nats-start-up.ts).
     const { nc, coordinator } = await startBehindEndpoints(http, async () => {
-      const nc = await retryThroughElections(
-        'connecting',
-        () => connectNats({ ...settings.nats, name: `kappa-coordinator-${settings.id}` }),
-        untilNatsAnswers,
+      const nc = await retryUntilNatsAnswers(logger, 'connecting', () =>
+        connectNats({ ...settings.nats, name: `kappa-coordinator-${settings.id}` }),
       );
-      const coordinator = await retryThroughElections(
-        'opening the cluster state and leader buckets',
-        () =>
-          Coordinator.start({
-            nc,
-            coordinatorId: settings.id,
-            sessionTimeoutMs: settings.sessionTimeout,
-            leaseTtlMs: settings.leaseTtl,
-            clock: systemClock,
-            logger,
-            metrics,
-          }),
-        untilNatsAnswers,
+      const coordinator = await retryUntilNatsAnswers(logger, 'opening the cluster state and leader buckets', () =>
+        Coordinator.start({
+          nc,
+          coordinatorId: settings.id,
+          sessionTimeoutMs: settings.sessionTimeout,
+          leaseTtlMs: settings.leaseTtl,
+          clock: systemClock,
+          logger,
+          metrics,
+        }),
       ).catch(async (error: unknown) => {
         await nc.close();
         throw error;

@@ -27,6 +27,7 @@ import { shutdownSignal } from '../shutdown-signal.js';
 import { byteSize, duration, logLevelSetting, port, positiveInt } from '../setting-values.js';
 import { defineSettings, type SettingsOf } from '../settings.js';
 import { natsConnection } from '../nats-options.js';
+import { retryUntilNatsAnswers } from '../nats-start-up.js';
 
 const JOB_REQUIRED = 'a job module is required (--job FILE)';
 const limits = DEFAULT_JOB_STREAM_LIMITS;
@@ -211,22 +212,33 @@ async function runStandalone(settings: WorkerSettings): Promise<void> {
     notReadyReason: () => started.worker?.notReadyReason(),
     json: { '/status': () => started.worker?.progress() },
   });
+  // Start-up outlasts a NATS that is down, stalled or electing its JetStream leaders: each step is
+  // retried until NATS answers, /readyz not ready meanwhile (nats-start-up.ts).
   const { nc, worker } = await startBehindEndpoints(http, async () => {
-    const nc = await connectNats({ ...settings.nats, name: `kappa-worker-${job.name}-${job.version}` });
-    await applyJobStreamLimits(nc, settings, logger);
-    const worker = await StandaloneWorker.start({
-      ...taskSettingsOf(settings),
-      nc,
-      job,
-      workerId: workerIdOf(settings),
-      clock: systemClock,
-      logger,
-      metrics,
-    }).catch(async (error: unknown) => {
-      // Refused (another replica holds the job version) or failed: nothing may keep the process up.
-      await nc.close();
-      throw error;
-    });
+    const nc = await retryUntilNatsAnswers(logger, 'connecting', () =>
+      connectNats({ ...settings.nats, name: `kappa-worker-${job.name}-${job.version}` }),
+    );
+    const worker = await retryUntilNatsAnswers(logger, 'creating the job streams', () =>
+      applyJobStreamLimits(nc, settings, logger),
+    )
+      .then(() =>
+        retryUntilNatsAnswers(logger, 'taking the lease and starting the tasks', () =>
+          StandaloneWorker.start({
+            ...taskSettingsOf(settings),
+            nc,
+            job,
+            workerId: workerIdOf(settings),
+            clock: systemClock,
+            logger,
+            metrics,
+          }),
+        ),
+      )
+      .catch(async (error: unknown) => {
+        // Refused (another replica holds the job version) or failed: nothing may keep the process up.
+        await nc.close();
+        throw error;
+      });
     return { nc, worker };
   });
   started.worker = worker;
@@ -276,9 +288,18 @@ async function runPool(settings: WorkerSettings): Promise<void> {
     notLiveReason: () => started.pool?.notLiveReason(),
     json: { '/status': () => started.pool?.status() },
   });
+  // Start-up outlasts a NATS that is down, stalled or electing its JetStream leaders: each step is
+  // retried until NATS answers, /readyz not ready meanwhile (nats-start-up.ts).
   const nc = await startBehindEndpoints(http, async () => {
-    const nc = await connectNats({ ...settings.nats, name: `kappa-worker-${workerId}` });
-    await applyJobStreamLimits(nc, settings, logger);
+    const nc = await retryUntilNatsAnswers(logger, 'connecting', () =>
+      connectNats({ ...settings.nats, name: `kappa-worker-${workerId}` }),
+    );
+    await retryUntilNatsAnswers(logger, 'creating the job streams', () =>
+      applyJobStreamLimits(nc, settings, logger),
+    ).catch(async (error: unknown) => {
+      await nc.close();
+      throw error;
+    });
     return nc;
   });
   started.connection = watchConnection(nc);
