@@ -71,7 +71,9 @@ async function registers(natsUrl: string, workerId: string, spawned: SpawnedWork
   const nc = await connectNats({ url: natsUrl });
   const heard: Message[] = [];
   nc.subscribe(subjects.workerToCoordinator, {
-    callback: (_error, message) => heard.push(decodeMessage(message.data)),
+    callback: (_error, message) => {
+      heard.push(decodeMessage(message.data));
+    },
   });
   try {
     await pollUntil(
