@@ -3,7 +3,7 @@
 // without downloading; on a fresh disk it downloads the checkpoint from the Object Store; killed
 // with SIGKILL it resumes from the last committed checkpoint. At the end the serving table and
 // the late-data output equal the batch reference over the whole log.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -11,7 +11,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { streams } from '../protocol/index.js';
 import { CheckpointStore } from '../state/checkpoint-store.js';
 import { kappa, KappaProcess } from './harness/cli.js';
-import { clicksReference, type Click } from './harness/clicks.js';
+import { clicksReference, produceClicks, type Click } from './harness/clicks.js';
 import { expectedResults, readLateRecords, readServingTable, readTopicLog } from './harness/expected-results.js';
 import { pollUntil } from './harness/poll.js';
 import { useNatsServer } from './harness/use-nats.js';
@@ -49,21 +49,7 @@ function clicks(from: number, to: number): Click[] {
 }
 
 async function produce(events: Click[], name: string): Promise<void> {
-  const file = join(dir, `${name}.jsonl`);
-  writeFileSync(file, events.map((event) => JSON.stringify(event)).join('\n') + '\n');
-  const produced = await kappa([
-    'produce',
-    'clicks',
-    '--file',
-    file,
-    '--key',
-    'user',
-    '--time',
-    'ts',
-    '--nats',
-    nats.url,
-  ]);
-  expect(produced.code, produced.stderr).toBe(0);
+  await produceClicks(nats.url, join(dir, `${name}.jsonl`), events);
 }
 
 function startWorker(stateDir: string): KappaProcess {

@@ -2,13 +2,14 @@
 // pools) over a 32-partition topic. Every task is owned exactly once; a worker killed with SIGKILL
 // has its tasks owned again within the session timeout; killing the coordinator leader moves
 // nothing; and the serving table at the end equals the batch computation over all events.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { partitionOf, streams, type ClusterStatus } from '../protocol/index.js';
 import { kappa, KappaProcess } from './harness/cli.js';
+import { produceClicks } from './harness/clicks.js';
 import { leaderStatus } from './harness/cluster-status.js';
 import { pollUntil } from './harness/poll.js';
 import { useNatsServer } from './harness/use-nats.js';
@@ -95,23 +96,10 @@ it('runs a job version over 3 workers and 2 coordinators, survives a killed work
     };
   });
   const input = join(dir, 'clicks.jsonl');
-  writeFileSync(input, events.map((event) => JSON.stringify(event)).join('\n') + '\n');
   expect(
     (await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', nats.url])).code,
   ).toBe(0);
-  const produced = await kappa([
-    'produce',
-    'clicks',
-    '--file',
-    input,
-    '--key',
-    'user',
-    '--time',
-    'ts',
-    '--nats',
-    nats.url,
-  ]);
-  expect(produced.code, produced.stderr).toBe(0);
+  await produceClicks(nats.url, input, events);
 
   coordinator('c1');
   coordinator('c2');

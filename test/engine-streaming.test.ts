@@ -1,7 +1,7 @@
 // The same job run by `kappa worker --standalone` over a 4-partition topic and by
 // `kappa run --partitions 4` over the same events gives identical results for every window the
 // streaming run fired; late data and dead letters land on their subjects with a counter.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { decode } from '@msgpack/msgpack';
@@ -9,6 +9,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeEvent, partitionOf, streams, subjects } from '../protocol/index.js';
 import { kappa, KappaProcess } from './harness/cli.js';
+import { produceClicks } from './harness/clicks.js';
 import { pollUntil } from './harness/poll.js';
 import { readSubject } from './harness/stream-reader.js';
 import { useNatsServer } from './harness/use-nats.js';
@@ -52,24 +53,11 @@ describe('kappa worker --standalone and kappa run', () => {
   it('give identical results for every window the streaming run fired, and the same late set', async () => {
     const events = clicks();
     const input = join(dir, 'clicks.jsonl');
-    writeFileSync(input, events.map((event) => JSON.stringify(event)).join('\n') + '\n');
     const url = nats.url;
     expect((await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', url])).code).toBe(
       0,
     );
-    const produced = await kappa([
-      'produce',
-      'clicks',
-      '--file',
-      input,
-      '--key',
-      'user',
-      '--time',
-      'ts',
-      '--nats',
-      url,
-    ]);
-    expect(produced.code, produced.stderr).toBe(0);
+    await produceClicks(url, input, events);
 
     // Bad input straight onto partition 0: bytes that are not an envelope, and an event with no time.
     const js = jetstream(nats.nc);

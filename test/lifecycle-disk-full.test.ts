@@ -24,7 +24,7 @@ import { loadJob } from '../worker/job.js';
 import { WorkerMetrics } from '../worker/metrics.js';
 import { StandaloneWorker } from '../worker/standalone.js';
 import { kappa, KappaProcess } from './harness/cli.js';
-import { clicksReference, type Click } from './harness/clicks.js';
+import { clickRange, clicksReference, produceClicks, type Click } from './harness/clicks.js';
 import { expectedResults, readServingTable, readTopicLog } from './harness/expected-results.js';
 import { pollUntil } from './harness/poll.js';
 import { useNatsServer } from './harness/use-nats.js';
@@ -45,14 +45,7 @@ afterAll(async () => {
 });
 
 async function produce(topic: string, from: number, to: number): Promise<void> {
-  const start = Date.UTC(2026, 10, 24, 12);
-  const clicks: Click[] = [];
-  for (let id = from; id < to; id++)
-    clicks.push({ id, user: `user-${(id * 13) % 17}`, ts: start + id * 100 - ((id * 7919) % 1500) });
-  const file = join(dir, `${topic}-${from}.jsonl`);
-  writeFileSync(file, clicks.map((click) => JSON.stringify(click)).join('\n') + '\n');
-  const produced = await kappa(['produce', topic, '--file', file, '--key', 'user', '--time', 'ts', '--nats', nats.url]);
-  expect(produced.code, produced.stderr).toBe(0);
+  await produceClicks(nats.url, join(dir, `${topic}-${from}.jsonl`), clickRange(from, to), topic);
 }
 
 async function lastSequences(topic: string): Promise<number[]> {

@@ -3,7 +3,7 @@
 // same --id while the old process is only paused (SIGSTOP) takes the lease over and claims every
 // task one epoch above its checkpoint; the paused one, resumed, finds itself fenced and exits
 // non-zero. The serving table equals the batch reference over the whole log.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -11,7 +11,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { streams } from '../protocol/index.js';
 import { CheckpointStore } from '../state/checkpoint-store.js';
 import { kappa, KappaProcess } from './harness/cli.js';
-import { clicksReference, type Click } from './harness/clicks.js';
+import { clickRange, clicksReference, produceClicks, type Click } from './harness/clicks.js';
 import { expectedResults, readServingTable, readTopicLog } from './harness/expected-results.js';
 import { pollUntil } from './harness/poll.js';
 import { useNatsServer } from './harness/use-nats.js';
@@ -56,25 +56,7 @@ function standalone(id: string, stateDir: string): KappaProcess {
 }
 
 async function produce(from: number, to: number): Promise<void> {
-  const start = Date.UTC(2026, 10, 24, 12);
-  const clicks: Click[] = [];
-  for (let id = from; id < to; id++)
-    clicks.push({ id, user: `user-${(id * 13) % 17}`, ts: start + id * 100 - ((id * 7919) % 1500) });
-  const file = join(dir, `clicks-${from}.jsonl`);
-  writeFileSync(file, clicks.map((click) => JSON.stringify(click)).join('\n') + '\n');
-  const produced = await kappa([
-    'produce',
-    'clicks',
-    '--file',
-    file,
-    '--key',
-    'user',
-    '--time',
-    'ts',
-    '--nats',
-    nats.url,
-  ]);
-  expect(produced.code, produced.stderr).toBe(0);
+  await produceClicks(nats.url, join(dir, `clicks-${from}.jsonl`), clickRange(from, to));
 }
 
 /** Waits until the worker's every partition is processed to the stream's last sequence. */

@@ -5,7 +5,7 @@
 // cluster state is wiped while the checkpoints remain: the tasks start at epoch 1 again, their
 // claims are fenced, and the coordinator must reassign them above the checkpoints' epochs. After
 // each step the serving table equals the batch reference over the whole log.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -13,7 +13,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buckets, streams, type ClusterStatus } from '../protocol/index.js';
 import { CheckpointStore } from '../state/checkpoint-store.js';
 import { kappa, KappaProcess } from './harness/cli.js';
-import { clicksReference, type Click } from './harness/clicks.js';
+import { clickRange, clicksReference, produceClicks, type Click } from './harness/clicks.js';
 import { leaderStatus } from './harness/cluster-status.js';
 import { expectedResults, readServingTable, readTopicLog } from './harness/expected-results.js';
 import { pollUntil } from './harness/poll.js';
@@ -84,27 +84,8 @@ function statusUntil(what: string, until: (view: ClusterStatus) => boolean): Pro
   });
 }
 
-/** Clicks `from` ≤ id < `to`, 100 ms apart in event time, some out of order. */
 async function produce(from: number, to: number): Promise<void> {
-  const start = Date.UTC(2026, 10, 24, 12);
-  const clicks: Click[] = [];
-  for (let id = from; id < to; id++)
-    clicks.push({ id, user: `user-${(id * 13) % 17}`, ts: start + id * 100 - ((id * 7919) % 1500) });
-  const file = join(dir, `clicks-${from}.jsonl`);
-  writeFileSync(file, clicks.map((click) => JSON.stringify(click)).join('\n') + '\n');
-  const produced = await kappa([
-    'produce',
-    'clicks',
-    '--file',
-    file,
-    '--key',
-    'user',
-    '--time',
-    'ts',
-    '--nats',
-    nats.url,
-  ]);
-  expect(produced.code, produced.stderr).toBe(0);
+  await produceClicks(nats.url, join(dir, `clicks-${from}.jsonl`), clickRange(from, to));
 }
 
 async function lastSequences(): Promise<number[]> {

@@ -1,6 +1,9 @@
 // The click events of the cluster tests and the batch-reference form of the example click jobs
 // (examples/clicks-per-window*.mjs: tumbling 10 s, 2 s out of order, 5 s allowed lateness).
+import { writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
+import { expect } from 'vitest';
+import { kappa } from './cli.js';
 import type { ReferenceJob } from '../reference/batch-windows.js';
 
 export interface Click {
@@ -23,4 +26,25 @@ export async function clicksReference(moduleFile: string): Promise<ReferenceJob<
     key: (click) => click.user,
     time: (click) => click.ts,
   };
+}
+
+/** Clicks `from` ≤ id < `to`, 100 ms apart in event time from 2026-11-24 12:00, some up to 1.5 s out of order. */
+export function clickRange(from: number, to: number): Click[] {
+  const start = Date.UTC(2026, 10, 24, 12);
+  const clicks: Click[] = [];
+  for (let id = from; id < to; id++)
+    clicks.push({ id, user: `user-${(id * 13) % 17}`, ts: start + id * 100 - ((id * 7919) % 1500) });
+  return clicks;
+}
+
+/** Writes the clicks as JSON lines to `file` and publishes them with `kappa produce` (keyed by user); fails the test unless it exits 0. */
+export async function produceClicks(
+  natsUrl: string,
+  file: string,
+  clicks: readonly Click[],
+  topic = 'clicks',
+): Promise<void> {
+  writeFileSync(file, clicks.map((click) => JSON.stringify(click)).join('\n') + '\n');
+  const produced = await kappa(['produce', topic, '--file', file, '--key', 'user', '--time', 'ts', '--nats', natsUrl]);
+  expect(produced.code, produced.stderr).toBe(0);
 }
