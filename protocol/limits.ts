@@ -18,6 +18,8 @@ export function keyProblem(key: string): string | undefined {
   if (key.length === 0) return 'the key is empty';
   // PostgreSQL text cannot hold NUL: a serving-table write of such a key would fail the task.
   if (key.includes('\u0000')) return 'the key contains a NUL character (U+0000)';
+  // Checked per event at decode: a UTF-16 unit is at most 3 UTF-8 bytes, so short keys skip the count.
+  if (key.length * 3 <= MAX_KEY_BYTES) return undefined;
   const bytes = keyBytes(key);
   if (bytes > MAX_KEY_BYTES) return `the key is ${bytes} bytes, more than the limit of ${MAX_KEY_BYTES}`;
   return undefined;
