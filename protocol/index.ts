@@ -10,3 +10,5 @@ export * from './clock.js';
 export * from './limits.js';
 export * from './message-id.js';
 export * from './event-time.js';
+export * from './job-plan.js';
+export * from './routed-event.js';

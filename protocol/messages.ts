@@ -6,6 +6,7 @@ import { Decoder, Encoder } from '@msgpack/msgpack';
 import { z } from 'zod';
 import { KAPPA_ERROR_CODES, ProtocolError } from './errors.js';
 import { describe } from './event.js';
+import { JobDeclaration, JobPlan } from './job-plan.js';
 import { NAME_PATTERN } from './names.js';
 import { PROTOCOL_MAJOR, PROTOCOL_MINOR } from './version.js';
 
@@ -15,16 +16,28 @@ import { PROTOCOL_MAJOR, PROTOCOL_MINOR } from './version.js';
  */
 const name = z.string().regex(NAME_PATTERN, "expected 1–64 characters of letters, digits, '_' or '-'");
 
-export const TaskId = z.object({ job: name, version: name, partition: z.number().int().min(0) });
+/**
+ * A task: one partition of one stage of a job version. `stage` is absent for the keyed stage (the
+ * one that runs the job's windows or actor) and names a repartition stage (`route-<source>`,
+ * job-plan.ts) otherwise. Added in 1.2, optional.
+ */
+export const TaskId = z.object({
+  job: name,
+  version: name,
+  partition: z.number().int().min(0),
+  stage: name.optional(),
+});
 export type TaskId = z.infer<typeof TaskId>;
 
-/** `${job}/${version}/${partition}`: how coordinators and workers name a task in maps and KV keys. */
+/** `${job}/${version}[/${stage}]/${partition}`: how coordinators and workers name a task in maps and KV keys. */
 export type TaskKey = string;
 /** `${job}/${version}`: a deployment of a job, the unit of code a worker carries. */
 export type JobVersionKey = string;
 
 export function taskKey(task: TaskId): TaskKey {
-  return `${task.job}/${task.version}/${task.partition}`;
+  return task.stage === undefined
+    ? `${task.job}/${task.version}/${task.partition}`
+    : `${task.job}/${task.version}/${task.stage}/${task.partition}`;
 }
 
 export function jobVersionKey(ref: Pick<TaskId, 'job' | 'version'>): JobVersionKey {
@@ -64,13 +77,20 @@ export type TaskStatus = z.infer<typeof TaskStatus>;
 
 /** Where a job version's outputs go; the first three are serving tables (tables/). */
 /** Where a job version's outputs go (the one list of sink kinds; tables/ and the job API use it). */
-export const SinkKind = z.enum(['kv', 'postgres', 'redis', 'stream', 'none']);
+export const SinkKind = z.enum(['kv', 'postgres', 'redis', 'stream', 'topic', 'none']);
 export type SinkKind = z.infer<typeof SinkKind>;
 export const ServingTableKind = SinkKind.extract(['kv', 'postgres', 'redis']);
 export type ServingTableKind = z.infer<typeof ServingTableKind>;
 
-/** A job version a worker carries: its topic and (added in 1.1, optional) its sink kind. */
-export const CarriedVersion = JobVersionRef.extend({ topic: name, sink: SinkKind.optional() });
+/**
+ * A job version a worker carries: its (first) topic, (added in 1.1, optional) its sink kind and
+ * (added in 1.2, optional) how it reads its topics, from which the coordinator plans its stages.
+ */
+export const CarriedVersion = JobVersionRef.extend({
+  topic: name,
+  sink: SinkKind.optional(),
+  declaration: JobDeclaration.optional(),
+});
 export type CarriedVersion = z.infer<typeof CarriedVersion>;
 
 const messageSchemas = {
@@ -92,7 +112,13 @@ const messageSchemas = {
     httpUrl: z.string().optional(),
   }),
   'worker.leave': z.object({ workerId: name }),
-  'task.assign': z.object({ task: TaskId, epoch: z.number().int().min(1), from: StartPosition }),
+  /** `plan` (added in 1.2, optional): the version's stages; absent means the job reads its one topic directly. */
+  'task.assign': z.object({
+    task: TaskId,
+    epoch: z.number().int().min(1),
+    from: StartPosition,
+    plan: JobPlan.optional(),
+  }),
   'task.revoke': z.object({ task: TaskId, epoch: z.number().int().min(1) }),
   'task.released': z.object({
     workerId: name,

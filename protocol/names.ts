@@ -90,15 +90,27 @@ export const buckets = {
   standaloneLeases: 'kappa_standalone',
 } as const;
 
+/** A task as its checkpoint names see it (`stage` absent for the keyed stage). */
+interface CheckpointedTask {
+  job: string;
+  version: string;
+  partition: number;
+  stage?: string;
+}
+
 /**
  * Where a task's checkpoint lives: its manifest's key in `buckets.checkpoints` and the prefix of its
  * objects in `buckets.checkpointData`; the version forms select every task of a job version (retire).
  */
 export const checkpointNames = {
-  manifest: (task: { job: string; version: string; partition: number }) =>
-    `${task.job}.${task.version}.${task.partition}`,
+  manifest: (task: CheckpointedTask) =>
+    task.stage === undefined
+      ? `${task.job}.${task.version}.${task.partition}`
+      : `${task.job}.${task.version}.${task.stage}.${task.partition}`,
   versionManifests: (job: string, version: string) => `${job}.${version}.>`,
-  objectPrefix: (task: { job: string; version: string; partition: number }) =>
-    `${task.job}/${task.version}/${task.partition}/`,
+  objectPrefix: (task: CheckpointedTask) =>
+    task.stage === undefined
+      ? `${task.job}/${task.version}/${task.partition}/`
+      : `${task.job}/${task.version}/${task.stage}/${task.partition}/`,
   versionObjectPrefix: (job: string, version: string) => `${job}/${version}/`,
 } as const;

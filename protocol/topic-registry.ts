@@ -11,6 +11,12 @@ export const TopicConfigSchema = z.object({
   replicas: z.number().int().positive(),
   /** ISO-8601. */
   createdAt: z.string(),
+  /**
+   * The field of the events' values the topic is partitioned by (`kappa topic create --key`, or
+   * the first `kappa produce --key`); absent when unknown. A job keyed by this field reads the
+   * topic directly; any other key goes through a repartition stage (job-plan.ts).
+   */
+  key: z.string().optional(),
 });
 export type TopicConfig = z.infer<typeof TopicConfigSchema>;
 

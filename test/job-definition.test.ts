@@ -43,7 +43,7 @@ describe('job validation', () => {
   });
 
   it.each([
-    [{ time: undefined }, /field 'time': expected a function/],
+    [{ time: undefined }, /field 'time': is required/],
     [
       { watermark: { maxOutOfOrderness: 'soon' } },
       /field 'watermark.maxOutOfOrderness': expected a duration such as 500, '5s' or '1m', found "soon"/,

@@ -36,6 +36,8 @@ export interface ActorContext {
   /** The task's watermark before this event. */
   readonly watermarkMs: number;
   readonly partition: number;
+  /** The source (`sources` name, or the topic of `source`) of the event being handled; undefined in onTimer. */
+  readonly source: string | undefined;
   /** Processing time (the injected clock). */
   now(): number;
   value<T = unknown>(name: string): ValueState<T>;
@@ -70,6 +72,7 @@ export interface TimerRequest {
 /** The reusable context; the task sets the current key and event before each handler call. */
 export class TaskActorContext implements ActorContext {
   key = '';
+  source: string | undefined = undefined;
   eventTimeMs = 0;
   watermarkMs = -Infinity;
   /**
@@ -106,8 +109,9 @@ export class TaskActorContext implements ActorContext {
   }
 
   /** Starts one handler attempt for a key. */
-  begin(key: string, eventTimeMs: number, watermarkMs: number): void {
+  begin(key: string, eventTimeMs: number, watermarkMs: number, source?: string): void {
     this.key = key;
+    this.source = source;
     this.eventTimeMs = eventTimeMs;
     this.watermarkMs = watermarkMs;
     this.undo.length = 0;

@@ -45,7 +45,7 @@ export class ActorOperator implements Operator {
   onEvent(key: string, timeMs: number, value: unknown, watermarkMs: number, message: RawMessage): boolean {
     const context = this.context;
     for (let attempt = 1; ; attempt++) {
-      context.begin(key, timeMs, watermarkMs);
+      context.begin(key, timeMs, watermarkMs, this.out.source);
       try {
         this.job.actor.onEvent(context, value);
         this.applyTimerRequests(context.timerRequests);

@@ -2,7 +2,7 @@
 // A job module's default export is a plain object; `defineJob` only adds types, so a `.mjs`
 // file with no imports works the same.
 import { z } from 'zod';
-import { assertName, KappaError, SinkKind } from '../protocol/index.js';
+import { assertName, KappaError, SinkKind, type JobDeclaration, type SourceKeying } from '../protocol/index.js';
 import { parseDuration } from './duration.js';
 import type { ActorContext, TimerInfo } from './actor-context.js';
 import type { Duration, WindowKind } from './types.js';
@@ -10,8 +10,8 @@ import type { Duration, WindowKind } from './types.js';
 export interface AggregateFunction<E = any, A = any, R = any> {
   /** A fresh accumulator. */
   init: () => A;
-  /** Adds one event's value to an accumulator and returns the accumulator. */
-  add: (accumulator: A, event: E) => A;
+  /** Adds one event's value to an accumulator and returns the accumulator; `source` names its input (`sources`). */
+  add: (accumulator: A, event: E, source: string) => A;
   /** Combines two accumulators; required for session windows, which merge (as in Flink). */
   merge?: (left: A, right: A) => A;
   /** The result to emit; the accumulator itself when absent. */
@@ -23,17 +23,43 @@ export interface ActorHandlers<E = any> {
   onTimer?: (ctx: ActorContext, timer: TimerInfo) => void;
 }
 
-/** A serving table (NATS KV, PostgreSQL, Redis), the JetStream output subject, or nowhere. */
+/** A serving table (NATS KV, PostgreSQL, Redis), the JetStream output subject, a topic, or nowhere. */
 export type { SinkKind };
+
+/** The key of an event: a field of its value, or a function of it. */
+export type KeyDefinition<E = any> = string | ((event: E) => string);
+/** Event time in ms since the epoch (a Date or ISO string is accepted too). */
+export type TimeDefinition<E = any> = (event: E) => number | Date | string;
+
+/** One input of a job over several topics; `key` and `time` default to the job's. */
+export interface SourceDefinition<E = any> {
+  topic: string;
+  key?: KeyDefinition<E>;
+  time?: TimeDefinition<E>;
+}
 
 export interface JobDefinition<E = any> {
   name: string;
   version: string;
-  source: { topic: string };
-  /** The key of an event; the key it was published with when absent. */
-  key?: (event: E) => string;
-  /** Event time in ms since the epoch (a Date or ISO string is accepted too). */
-  time: (event: E) => number | Date | string;
+  /** The one topic the job reads (its source is named after the topic). */
+  source?: { topic: string };
+  /**
+   * Several topics, by source name (`ctx.source` in a handler): events of one key from all of them
+   * reach the same actor, and the task's watermark is the minimum of its inputs'. Such a job always
+   * reads through its repartition topic, one ordered log per partition that makes the merge replay
+   * exactly (README "Keys and partitions").
+   */
+  sources?: Record<string, SourceDefinition<E>>;
+  /**
+   * The key of an event: a field name (`'user'`) or a function. Absent: the key it was published
+   * with. A key other than the topic's (its recorded `--key` field) makes the runtime insert a
+   * repartition stage (README "Keys and partitions").
+   */
+  key?: KeyDefinition<E>;
+  /** Event time in ms since the epoch (a Date or ISO string is accepted too); each source may give its own. */
+  time?: TimeDefinition<E>;
+  /** Partitions of the keyed stage when the job is repartitioned (default: the most any source has). */
+  partitions?: number;
   /**
    * maxOutOfOrderness: how far behind the newest event time an event may come and still count.
    * idleTimeout: advance an idle task's watermark by processing time (then results depend on it).
@@ -47,11 +73,24 @@ export interface JobDefinition<E = any> {
   actor?: ActorHandlers<E>;
   /**
    * Where outputs go: the version's serving table in NATS KV (default), PostgreSQL
-   * (KAPPA_POSTGRES_URL) or Redis (KAPPA_REDIS_URL), the JetStream output subject, or nowhere.
+   * (KAPPA_POSTGRES_URL) or Redis (KAPPA_REDIS_URL), the JetStream output subject, a topic that
+   * other jobs read (`{ kind: 'topic', topic, key? }`, README "Chained jobs"), or nowhere.
    */
-  sink?: { kind: SinkKind };
+  sink?: { kind: Exclude<SinkKind, 'topic'> } | TopicSinkDefinition;
   /** Times a throwing handler is retried before the event is dead-lettered (default 2). */
   handlerRetries?: number;
+}
+
+/**
+ * Outputs as events of a topic: key = `key` of the output (a field of the output's value, or a
+ * function of the output; default the output's key), event time = the window's end − 1 or the
+ * time of the event or timer that emitted it, value = the output (id, revision, kind, key, row,
+ * window, value).
+ */
+export interface TopicSinkDefinition {
+  kind: 'topic';
+  topic: string;
+  key?: string | ((output: any) => string);
 }
 
 /** Types a job definition; returns it unchanged. */
@@ -67,19 +106,37 @@ export interface WindowSpec {
   offsetMs: number;
 }
 
+/** One validated input: the job's functions for it, and how it is keyed (what the plan decides on). */
+export interface SourceSpec {
+  /** The key of `sources`, or the topic's name for `source`. */
+  name: string;
+  topic: string;
+  /** undefined: the key the event was published with. */
+  key: ((event: any) => unknown) | undefined;
+  keying: SourceKeying;
+  time: (event: any) => unknown;
+}
+
 /** What every validated job has: durations in ms, defaults filled in. */
 interface JobSpecBase {
   name: string;
   version: string;
+  /** Inputs, in declaration order (a routed event names its source by this index). */
+  sources: SourceSpec[];
+  /** The first source's topic, key and time (a job with one source has only these). */
   topic: string;
   key: ((event: any) => unknown) | undefined;
   time: (event: any) => unknown;
+  /** Requested partitions of a repartitioned keyed stage. */
+  partitions: number | undefined;
   maxOutOfOrdernessMs: number;
   idleTimeoutMs: number | undefined;
   /** undefined: the far-future guard is off. */
   maxFutureSkewMs: number | undefined;
   allowedLatenessMs: number;
   sink: SinkKind;
+  /** With `sink: 'topic'`: where outputs go and how they are keyed. */
+  sinkTopic: { topic: string; key: (output: any) => unknown } | undefined;
   handlerRetries: number;
 }
 
@@ -111,12 +168,18 @@ export class JobDefinitionError extends KappaError {
 const fn = z.custom<(...args: any[]) => unknown>((value) => typeof value === 'function', 'expected a function');
 const duration = z.union([z.number(), z.string()]);
 
+const keyDefinition = z.union([z.string().min(1), fn]);
+
 const definitionSchema = z.object({
   name: z.string(),
   version: z.string(),
-  source: z.object({ topic: z.string() }),
-  key: fn.optional(),
-  time: fn,
+  source: z.object({ topic: z.string() }).optional(),
+  sources: z
+    .record(z.string(), z.object({ topic: z.string(), key: keyDefinition.optional(), time: fn.optional() }))
+    .optional(),
+  key: keyDefinition.optional(),
+  time: fn.optional(),
+  partitions: z.number().int().positive().max(4096).optional(),
   watermark: z.object({
     maxOutOfOrderness: duration,
     idleTimeout: duration.optional(),
@@ -134,7 +197,12 @@ const definitionSchema = z.object({
   allowedLateness: duration.optional(),
   aggregate: z.object({ init: fn, add: fn, merge: fn.optional(), result: fn.optional() }).optional(),
   actor: z.object({ onEvent: fn, onTimer: fn.optional() }).optional(),
-  sink: z.object({ kind: SinkKind }).optional(),
+  sink: z
+    .union([
+      z.object({ kind: SinkKind.exclude(['topic']) }),
+      z.object({ kind: z.literal('topic'), topic: z.string(), key: keyDefinition.optional() }),
+    ])
+    .optional(),
   handlerRetries: z.number().int().min(0).max(100).optional(),
 });
 
@@ -155,16 +223,40 @@ export function validateJob(definition: unknown, origin = 'job definition'): Job
     const result = parseDuration(value, allowNegative);
     return typeof result === 'number' ? result : fail(field, result);
   };
-  for (const [field, kind, value] of [
-    ['name', 'job', job.name],
-    ['version', 'version', job.version],
-    ['source.topic', 'topic', job.source.topic],
-  ] as const) {
+  const checkName = (field: string, kind: string, value: string) => {
     try {
       assertName(kind, value);
     } catch (error) {
       fail(field, (error as Error).message);
     }
+  };
+  checkName('name', 'job', job.name);
+  checkName('version', 'version', job.version);
+  if (job.source && job.sources) fail('sources', "give 'source' (one topic) or 'sources' (several), not both");
+  const declared: Array<
+    [string, { topic: string; key?: string | ((event: any) => unknown); time?: (event: any) => unknown }]
+  > = job.sources
+    ? Object.entries(job.sources)
+    : job.source
+      ? [[job.source.topic, job.source]]
+      : fail('source', "is required: 'source: { topic }' or 'sources: { name: { topic } }'");
+  if (declared.length === 0) fail('sources', 'needs at least one source');
+  const sources: SourceSpec[] = declared.map(([sourceName, source]) => {
+    const field = job.sources ? `sources.${sourceName}` : 'source';
+    if (job.sources) checkName(field, 'source', sourceName);
+    checkName(`${field}.topic`, 'topic', source.topic);
+    if (sourceName.length > 58) fail(field, 'a source name has at most 58 characters');
+    const key = source.key ?? job.key;
+    const time = source.time ?? job.time ?? fail(job.sources ? `${field}.time` : 'time', 'is required');
+    return { name: sourceName, topic: source.topic, key: keyFunction(key), keying: keyingOf(key), time };
+  });
+  let sinkTopic: JobSpecBase['sinkTopic'];
+  const sink = job.sink;
+  if (sink?.kind === 'topic') {
+    checkName('sink.topic', 'topic', sink.topic);
+    if (sources.some((source) => source.topic === sink.topic))
+      fail('sink.topic', 'a job cannot read its own output topic');
+    sinkTopic = { topic: sink.topic, key: outputKeyFunction(sink.key) };
   }
 
   let window: WindowSpec | undefined;
@@ -196,9 +288,11 @@ export function validateJob(definition: unknown, origin = 'job definition'): Job
   const base: JobSpecBase = {
     name: job.name,
     version: job.version,
-    topic: job.source.topic,
-    key: job.key,
-    time: job.time,
+    sources,
+    topic: sources[0]!.topic,
+    key: sources[0]!.key,
+    time: sources[0]!.time,
+    partitions: job.partitions,
     maxOutOfOrdernessMs: ms('watermark.maxOutOfOrderness', job.watermark.maxOutOfOrderness),
     idleTimeoutMs:
       job.watermark.idleTimeout === undefined ? undefined : ms('watermark.idleTimeout', job.watermark.idleTimeout),
@@ -208,11 +302,40 @@ export function validateJob(definition: unknown, origin = 'job definition'): Job
         : ms('watermark.maxFutureSkew', job.watermark.maxFutureSkew, DEFAULT_MAX_FUTURE_SKEW_MS),
     allowedLatenessMs: ms('allowedLateness', job.allowedLateness, 0),
     sink: job.sink?.kind ?? 'kv',
+    sinkTopic,
     handlerRetries: job.handlerRetries ?? 2,
   };
   return window
     ? { ...base, kind: 'window', window, aggregate: job.aggregate as AggregateFunction }
     : { ...base, kind: 'actor', actor: job.actor as ActorHandlers };
+}
+
+function keyFunction(key: string | ((event: any) => unknown) | undefined): ((event: any) => unknown) | undefined {
+  if (key === undefined || typeof key === 'function') return key;
+  return (event: any) => (event === null || typeof event !== 'object' ? undefined : event[key]);
+}
+
+function keyingOf(key: string | ((event: any) => unknown) | undefined): SourceKeying {
+  if (key === undefined) return { kind: 'event' };
+  return typeof key === 'string' ? { kind: 'field', field: key } : { kind: 'function' };
+}
+
+/** A topic sink's key: a field of the output's value, a function of the output, or the output's key. */
+function outputKeyFunction(key: string | ((output: any) => unknown) | undefined): (output: any) => unknown {
+  if (key === undefined) return (output: { key: string }) => output.key;
+  if (typeof key === 'function') return key;
+  return (output: { value: unknown }) =>
+    output.value !== null && typeof output.value === 'object'
+      ? (output.value as Record<string, unknown>)[key]
+      : undefined;
+}
+
+/** What a worker tells the coordinator about a job's inputs, so the leader can plan its stages. */
+export function declarationOf(job: JobSpec): JobDeclaration {
+  return {
+    sources: job.sources.map((source) => ({ name: source.name, topic: source.topic, keying: source.keying })),
+    ...(job.partitions === undefined ? {} : { partitions: job.partitions }),
+  };
 }
 
 /** Loads a job module (its default export, or the module itself) and validates it. */

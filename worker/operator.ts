@@ -15,6 +15,11 @@ export interface RawMessage {
    * far-future guard, so the decision depends only on the log, never on when it is read.
    */
   logTimeMs?: number;
+  /**
+   * Which of the job's sources it comes from (index into job.sources; default 0), where no routed
+   * record says so: `kappa run` and the test driver feed several sources straight to a keyed task.
+   */
+  source?: number;
 }
 
 /** Where an operator's results go; the processor resets the arrays per batch. */
@@ -29,6 +34,8 @@ export interface OperatorOutput {
   deadLetter(reason: DeadLetterReason, error: string, origin: RawMessage, idSuffix?: string): void;
   /** The sequence of the event being handled (timers and windows it fires are named after it). */
   readonly sequence: number;
+  /** The name of the source of the event being handled (`ctx.source`). */
+  readonly source: string;
 }
 
 export interface Operator {

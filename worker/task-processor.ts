@@ -3,13 +3,24 @@
 // one batch, then runs every event synchronously through the job's operator (windows or actor),
 // advancing the watermark after each event and letting the operator fire what is due —
 // collecting outputs, late records and dead letters. No per-event await: the only awaits are per batch.
-import { decodeEvent, eventTimeOf, keyProblem, ProtocolError } from '../protocol/index.js';
+import {
+  decodeEvent,
+  decodeRoutedRecord,
+  eventTimeOf,
+  keyProblem,
+  partitionOf,
+  ProtocolError,
+  type RoutedEvent,
+  type WatermarkMark,
+} from '../protocol/index.js';
 import type { KeyedState } from '../state/keyed-state.js';
 import { ActorOperator } from './actor-operator.js';
 import type { Clock } from '../protocol/clock.js';
 import type { JobSpec } from './job.js';
 import type { Operator, OperatorOutput, RawMessage } from './operator.js';
+import type { TaskInput } from './task-input.js';
 import type { DeadLetter, DeadLetterReason, LateRecord, Output } from './types.js';
+import { UpstreamWatermarks, type UpstreamSnapshot } from './upstream-watermarks.js';
 import { idleWatermark, Watermark, type WatermarkSnapshot } from './watermark.js';
 import { WindowOperator } from './window/operator.js';
 
@@ -26,7 +37,22 @@ export interface BatchResult {
   lateUpdates: number;
   lastSequence: number;
   watermarkMs: number;
+  /** A route task's events, each for the repartition-topic partition `target`. */
+  routed: RoutedOutput[];
+  /** A route task's watermark to send to every downstream partition, when it moved (or idleness changed). */
+  mark: WatermarkMark | undefined;
 }
+
+/** An event a route task keyed, for partition `target` of the repartition topic. */
+export interface RoutedOutput extends RoutedEvent {
+  target: number;
+}
+
+/** The input of a task the test driver and `kappa run` feed: keyed events, no partition check. */
+const UNCHECKED_INPUT: TaskInput = { kind: 'direct', partitions: undefined };
+
+/** How often a route task sends its watermark downstream at most (Flink's autoWatermarkInterval). */
+export const MARK_INTERVAL_MS = 200;
 
 export class TaskProcessor implements OperatorOutput {
   readonly watermark: Watermark;
@@ -38,16 +64,36 @@ export class TaskProcessor implements OperatorOutput {
     lateUpdates: 0,
     lastSequence: 0,
     watermarkMs: -Infinity,
+    routed: [],
+    mark: undefined,
   };
-  private readonly operator: Operator;
+  private readonly operator: Operator | undefined;
+  /** Set for a keyed task reading a repartition topic. */
+  private readonly upstreams: UpstreamWatermarks | undefined;
   // Decoded batch, reused between batches (no per-batch array growth after warm-up).
   private keys: string[] = [];
   private times: number[] = [];
   private values: unknown[] = [];
   private messages: RawMessage[] = [];
+  /** Per decoded entry: its source index, and for a routed record its upstream index (−1 otherwise). */
+  private sourceIndexes: number[] = [];
+  private upstreamIndexes: number[] = [];
+  /** Per decoded entry of a merged task: the upstream watermark after it; marks have no key. */
+  private upstreamWatermarks: number[] = [];
+  private upstreamSequences: number[] = [];
+  /** A route task's last routed sequence: what a mark sent on an idle tick says it follows. */
+  private lastRoutedSequence = 0;
   private lastEventAtMs: number;
+  /** A route task's last mark: what it said and when. */
+  private markedWatermarkMs = -Infinity;
+  private markedIdle = false;
+  private markedAtMs = -Infinity;
   /** Sequence of the event being handled: timers and windows it fires are named after it. */
   sequence = 0;
+  /** Source of the event being handled (`ctx.source`). */
+  source: string;
+  /** Dead-letter ids of a route task start with its stage, so they never meet the keyed task's. */
+  private readonly deadLetterPrefix: string;
 
   constructor(
     private readonly job: JobSpec,
@@ -55,10 +101,17 @@ export class TaskProcessor implements OperatorOutput {
     private readonly state: KeyedState,
     private readonly clock: Clock,
     restored?: EngineSnapshot,
+    private readonly input: TaskInput = UNCHECKED_INPUT,
+    stage?: string,
   ) {
     this.watermark = new Watermark(job.maxOutOfOrdernessMs, restored && watermarkFromJson(restored.watermark));
     this.lastEventAtMs = clock.now();
-    if (job.kind === 'window') {
+    this.source = job.sources[0]!.name;
+    this.deadLetterPrefix = stage === undefined ? '' : `${stage}/`;
+    if (input.kind === 'merged') this.upstreams = new UpstreamWatermarks(input.upstreamPartitions, restored?.upstreams);
+    if (input.kind === 'route') {
+      this.operator = undefined;
+    } else if (job.kind === 'window') {
       this.operator = new WindowOperator(job, state, this, partition);
     } else {
       const actor = new ActorOperator(job, state, this, partition, clock);
@@ -86,10 +139,13 @@ export class TaskProcessor implements OperatorOutput {
     state: KeyedState,
     clock: Clock,
     engine: EngineSnapshot,
+    input?: TaskInput,
+    stage?: string,
   ): Promise<TaskProcessor> {
-    const processor = new TaskProcessor(job, partition, state, clock, engine);
+    const processor = new TaskProcessor(job, partition, state, clock, engine, input, stage);
     const watermarkMs = processor.watermark.current;
     const operator = processor.operator;
+    if (!operator) return processor;
     await state.restoreResident(new Set(operator.residentNamespaces), (key, namespace, subKey) =>
       operator.restoreRow(key, namespace, subKey, watermarkMs),
     );
@@ -106,34 +162,118 @@ export class TaskProcessor implements OperatorOutput {
         atLastEventMs: finiteOrNull(watermark.atLastEventMs),
       },
       ...(this.operator instanceof ActorOperator ? { actor: { emits: this.operator.emitCounter } } : {}),
+      ...(this.upstreams ? { upstreams: this.upstreams.snapshot() } : {}),
     };
   }
 
   /** Keys that must stay in memory (open windows or pending timers). */
-  isPinned = (key: string): boolean => this.operator.isPinned(key);
+  isPinned = (key: string): boolean => this.operator?.isPinned(key) ?? false;
 
   async processBatch(messages: readonly RawMessage[]): Promise<BatchResult> {
     this.resetResult();
-    const count = this.decode(messages);
-    if (count > 0) await this.state.activate(new Set(this.keys.slice(0, count)));
-    const operator = this.operator;
-    for (let index = 0; index < count; index++) {
-      const timeMs = this.times[index]!;
-      const message = this.messages[index]!;
-      const watermarkBefore = this.watermark.current;
-      this.sequence = message.sequence;
-      // A dead-lettered event still has a valid time: it advances the watermark like any other.
-      if (operator.onEvent(this.keys[index]!, timeMs, this.values[index], watermarkBefore, message))
-        this.result.processed++;
-      this.watermark.observe(timeMs);
-      if (this.watermark.current > watermarkBefore) operator.onWatermark(this.watermark.current);
-    }
+    const input = this.input;
+    const count =
+      input.kind === 'merged' ? this.decodeRouted(messages, input.partitions) : this.decode(messages, input);
     if (messages.length > 0) {
       this.result.lastSequence = messages[messages.length - 1]!.sequence;
       this.lastEventAtMs = this.clock.now();
     }
+    const operator = this.operator;
+    if (!operator) {
+      this.route(count, input as Extract<TaskInput, { kind: 'route' }>);
+      return this.finishResult();
+    }
+    if (count > 0) await this.state.activate(this.batchKeys(count));
+    const upstreams = this.upstreams;
+    const sources = this.job.sources;
+    for (let index = 0; index < count; index++) {
+      const key = this.keys[index]!;
+      const watermarkBefore = this.watermark.current;
+      if (upstreams) {
+        const upstream = this.upstreamIndexes[index]!;
+        if (key === MARK) {
+          // A mark moves an upstream's watermark and maybe the minimum; it is no event.
+          const mark = this.values[index] as WatermarkMark;
+          upstreams.acceptMark(upstream, mark.sequence, mark.watermarkMs, mark.idle);
+          this.advanceWatermarkTo(upstreams.minimum());
+          continue;
+        }
+        const message = this.messages[index]!;
+        this.sequence = message.sequence;
+        this.source = sources[this.sourceIndexes[index]!]!.name;
+        // Judged against the watermark before it, like any event; then its upstream's watermark counts.
+        if (operator.onEvent(key, this.times[index]!, this.values[index], watermarkBefore, message))
+          this.result.processed++;
+        upstreams.acceptEvent(upstream, this.upstreamSequences[index]!, this.upstreamWatermarks[index]!);
+        this.advanceWatermarkTo(upstreams.minimum());
+        continue;
+      }
+      const timeMs = this.times[index]!;
+      const message = this.messages[index]!;
+      this.sequence = message.sequence;
+      this.source = sources[this.sourceIndexes[index]!]!.name;
+      // A dead-lettered event still has a valid time: it advances the watermark like any other.
+      if (operator.onEvent(key, timeMs, this.values[index], watermarkBefore, message)) this.result.processed++;
+      this.watermark.observe(timeMs);
+      if (this.watermark.current > watermarkBefore) operator.onWatermark(this.watermark.current);
+    }
     operator.onProcessingTime(this.clock.now(), this.watermark.current);
     return this.finishResult();
+  }
+
+  /** The distinct keys of the decoded batch (marks excluded), to activate their state at once. */
+  private batchKeys(count: number): Set<string> {
+    const keys = new Set<string>();
+    for (let index = 0; index < count; index++) if (this.keys[index] !== MARK) keys.add(this.keys[index]!);
+    return keys;
+  }
+
+  /**
+   * A route task: each event goes to the repartition-topic partition its key hashes to, carrying
+   * this partition's watermark after it; lateness is the keyed stage's to decide.
+   */
+  private route(count: number, input: Extract<TaskInput, { kind: 'route' }>): void {
+    const routed = this.result.routed;
+    for (let index = 0; index < count; index++) {
+      const key = this.keys[index]!;
+      this.watermark.observe(this.times[index]!);
+      routed.push({
+        kind: 'event',
+        source: input.sourceIndex,
+        partition: this.partition,
+        sequence: this.messages[index]!.sequence,
+        watermarkMs: this.watermark.current,
+        key,
+        time: this.times[index]!,
+        value: this.values[index],
+        target: partitionOf(key, input.targetPartitions),
+      });
+      this.result.processed++;
+    }
+    this.markIfDue(input, false);
+  }
+
+  /**
+   * A route task's watermark goes to every downstream partition when it moved or its idleness
+   * changed, at most every MARK_INTERVAL_MS: downstream partitions that get no events must still
+   * see time pass.
+   */
+  private markIfDue(input: Extract<TaskInput, { kind: 'route' }>, idle: boolean): void {
+    const now = this.clock.now();
+    const watermarkMs = this.watermark.current;
+    if (watermarkMs === this.markedWatermarkMs && idle === this.markedIdle) return;
+    if (now - this.markedAtMs < MARK_INTERVAL_MS) return;
+    this.markedWatermarkMs = watermarkMs;
+    this.markedIdle = idle;
+    this.markedAtMs = now;
+    this.result.mark = {
+      kind: 'mark',
+      source: input.sourceIndex,
+      partition: this.partition,
+      sequence: this.result.lastSequence || this.lastRoutedSequence,
+      watermarkMs,
+      idle,
+    };
   }
 
   /**
@@ -143,12 +283,18 @@ export class TaskProcessor implements OperatorOutput {
   onIdle(): BatchResult {
     this.resetResult();
     const idleTimeoutMs = this.job.idleTimeoutMs;
-    if (idleTimeoutMs !== undefined && this.watermark.current > -Infinity) {
+    // A keyed task over a repartition topic follows its upstreams, which apply the idle rule themselves.
+    if (idleTimeoutMs !== undefined && this.watermark.current > -Infinity && !this.upstreams) {
       this.advanceWatermarkTo(
         idleWatermark(this.watermark.atLastEvent, this.lastEventAtMs, this.clock.now(), idleTimeoutMs),
       );
     }
-    this.operator.onProcessingTime(this.clock.now(), this.watermark.current);
+    if (this.input.kind === 'route') {
+      const idle = idleTimeoutMs !== undefined && this.clock.now() - this.lastEventAtMs >= idleTimeoutMs;
+      this.markIfDue(this.input, idle);
+      return this.finishResult();
+    }
+    this.operator!.onProcessingTime(this.clock.now(), this.watermark.current);
     return this.finishResult();
   }
 
@@ -170,14 +316,14 @@ export class TaskProcessor implements OperatorOutput {
   endOfInput(): BatchResult {
     this.resetResult();
     this.advanceWatermarkTo(Infinity);
-    this.operator.onProcessingTime(Infinity, Infinity);
+    this.operator?.onProcessingTime(Infinity, Infinity);
     return this.finishResult();
   }
 
   private advanceWatermarkTo(watermarkMs: number): void {
     const before = this.watermark.current;
     this.watermark.advanceTo(watermarkMs);
-    if (this.watermark.current > before) this.operator.onWatermark(this.watermark.current);
+    if (this.watermark.current > before) this.operator?.onWatermark(this.watermark.current);
   }
 
   private resetResult(): void {
@@ -186,29 +332,104 @@ export class TaskProcessor implements OperatorOutput {
     this.result.deadLetters.length = 0;
     this.result.processed = 0;
     this.result.lateUpdates = 0;
+    this.result.routed.length = 0;
+    this.result.mark = undefined;
   }
 
   private finishResult(): BatchResult {
     this.result.watermarkMs = this.watermark.current;
-    this.result.lateUpdates = this.operator.takeLateUpdates();
+    this.result.lateUpdates = this.operator?.takeLateUpdates() ?? 0;
+    const routed = this.result.routed;
+    if (routed.length > 0) this.lastRoutedSequence = routed[routed.length - 1]!.sequence;
     return this.result;
+  }
+
+  /**
+   * Decodes a batch of repartition-topic records: events (their key and time computed upstream)
+   * and marks, in order. A repeat of an upstream event already seen is dropped here; a key that is
+   * not this partition's is dead-lettered. Returns the entry count.
+   */
+  private decodeRouted(messages: readonly RawMessage[], partitions: number): number {
+    const upstreams = this.upstreams!;
+    const seen = new Map<number, number>();
+    let count = 0;
+    for (const message of messages) {
+      let record;
+      try {
+        record = decodeRoutedRecord(message.data);
+      } catch (error) {
+        this.deadLetter('undecodable', (error as Error).message, message);
+        continue;
+      }
+      const upstream = upstreams.indexOf(record.source, record.partition);
+      if (upstream < 0) {
+        this.deadLetter(
+          'undecodable',
+          `routed record names source ${record.source} partition ${record.partition}, which the plan does not have`,
+          message,
+        );
+        continue;
+      }
+      if (record.kind === 'event') {
+        // Repeats are judged against what this batch accepted too, not only earlier batches.
+        const last = seen.get(upstream);
+        if ((last !== undefined && record.sequence <= last) || upstreams.isRepeat(upstream, record.sequence)) continue;
+        seen.set(upstream, record.sequence);
+        if (this.wrongPartition(record.key, partitions, message)) {
+          // Still an event of that upstream: its position and watermark count.
+          upstreams.acceptEvent(upstream, record.sequence, record.watermarkMs);
+          continue;
+        }
+        this.keys[count] = record.key;
+        this.times[count] = record.time;
+        this.values[count] = record.value;
+        this.sourceIndexes[count] = record.source;
+      } else {
+        this.keys[count] = MARK;
+        this.values[count] = record;
+      }
+      this.messages[count] = message;
+      this.upstreamIndexes[count] = upstream;
+      this.upstreamSequences[count] = record.sequence;
+      this.upstreamWatermarks[count] = record.watermarkMs;
+      count++;
+    }
+    return count;
+  }
+
+  /** The safety net: a key that does not hash to this task's partition is dead-lettered, never counted. */
+  private wrongPartition(key: string, partitions: number | undefined, message: RawMessage): boolean {
+    if (partitions === undefined) return false;
+    const belongs = partitionOf(key, partitions);
+    if (belongs === this.partition) return false;
+    this.deadLetter(
+      'wrong-partition',
+      `event key ${JSON.stringify(key.slice(0, 80))} belongs to partition ${belongs} of ${partitions}, not ${this.partition}: the job says its key is the key the topic is partitioned by, but the producer keyed this event otherwise`,
+      message,
+    );
+    return true;
   }
 
   /**
    * Decodes a batch into the reused arrays; bad messages become dead letters (README "Bad input").
    * Returns the event count.
    */
-  private decode(messages: readonly RawMessage[]): number {
+  private decode(messages: readonly RawMessage[], input: Exclude<TaskInput, { kind: 'merged' }>): number {
     let count = 0;
     const maxFutureSkewMs = this.job.maxFutureSkewMs;
+    const sources = this.job.sources;
+    const routeSource = input.kind === 'route' ? input.sourceIndex : undefined;
+    const checkedPartitions = input.kind === 'direct' ? input.partitions : undefined;
     for (const message of messages) {
       let key: unknown;
       let time: unknown;
       let value: unknown;
+      const sourceIndex = routeSource ?? message.source ?? 0;
+      const source = sources[sourceIndex]!;
       try {
         const event = decodeEvent(message.data);
         value = event.value;
-        key = this.job.key ? this.job.key(value) : event.key;
+        key = source.key ? source.key(value) : event.key;
         if (typeof key === 'number' && Number.isFinite(key)) key = String(key);
         if (typeof key !== 'string' || key.length === 0) {
           this.deadLetter('no-key', `event has no usable key: found ${describeValue(key)}`, message);
@@ -219,7 +440,7 @@ export class TaskProcessor implements OperatorOutput {
           this.deadLetter('bad-key', `event key is not usable: ${tooLong}`, message);
           continue;
         }
-        time = this.job.time(value);
+        time = source.time(value);
       } catch (error) {
         const reason: DeadLetterReason =
           error instanceof ProtocolError ? 'undecodable' : key === undefined ? 'no-key' : 'no-time';
@@ -255,10 +476,16 @@ export class TaskProcessor implements OperatorOutput {
         );
         continue;
       }
+      if (this.wrongPartition(key as string, checkedPartitions, message)) {
+        // Its time is valid: it advances the watermark as any dead-lettered event does.
+        this.watermark.observe(timeMs);
+        continue;
+      }
       this.keys[count] = key as string;
       this.times[count] = timeMs;
       this.values[count] = value;
       this.messages[count] = message;
+      this.sourceIndexes[count] = sourceIndex;
       count++;
     }
     return count;
@@ -266,7 +493,7 @@ export class TaskProcessor implements OperatorOutput {
 
   deadLetter(reason: DeadLetterReason, error: string, origin: RawMessage, idSuffix = ''): void {
     this.result.deadLetters.push({
-      id: `${this.partition}/${origin.sequence}${idSuffix}`,
+      id: `${this.deadLetterPrefix}${this.partition}/${origin.sequence}${idSuffix}`,
       reason,
       error,
       partition: this.partition,
@@ -284,8 +511,13 @@ export interface EngineSnapshot {
    * counter was per task hold { sequence, emits } (revision = sequence × 1024 + emits).
    */
   actor?: { emits: number } | { sequence: number; emits: number };
+  /** A keyed task over a repartition topic: its upstream partitions' watermarks and positions. */
+  upstreams?: UpstreamSnapshot;
   [field: string]: unknown;
 }
+
+/** The key slot of a decoded mark (a watermark with no event); no real key is ever this object's identity. */
+const MARK = '\u0000mark';
 
 function finiteOrNull(ms: number): number | null {
   return Number.isFinite(ms) ? ms : null;

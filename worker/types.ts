@@ -45,10 +45,18 @@ export interface LateRecord {
 /**
  * Why the engine set something aside (README "Bad input"): bytes that are not an event, a key that
  * is missing, too long or holds NUL, a time that is missing or not a time, a time too far ahead of when the
- * log received it, an actor handler or an aggregate function that kept throwing.
+ * log received it, a key that does not belong to the task's partition (the job claimed the topic's
+ * key but the producer keyed otherwise), an actor handler or an aggregate function that kept throwing.
  */
 export type DeadLetterReason =
-  'undecodable' | 'no-key' | 'bad-key' | 'no-time' | 'future-time' | 'handler-failed' | 'aggregate-failed';
+  | 'undecodable'
+  | 'no-key'
+  | 'bad-key'
+  | 'no-time'
+  | 'future-time'
+  | 'wrong-partition'
+  | 'handler-failed'
+  | 'aggregate-failed';
 
 /** An event (or a timer, or a window result) the engine could not process; it goes to the job's dead-letter subject. */
 export interface DeadLetter {

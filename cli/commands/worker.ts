@@ -17,7 +17,7 @@ import {
   watchConnection,
 } from '../../runtime/index.js';
 import { systemClock } from '../../protocol/clock.js';
-import { loadJob } from '../../worker/job.js';
+import { declarationOf, loadJob } from '../../worker/job.js';
 import { WorkerMetrics } from '../../worker/metrics.js';
 import { WorkerPool } from '../../worker/pool.js';
 import { StandaloneWorker } from '../../worker/standalone.js';
@@ -311,7 +311,13 @@ async function runPool(settings: WorkerSettings): Promise<void> {
     workerId,
     threads: settings.threads,
     jobFiles,
-    carries: jobs.map((job) => ({ job: job.name, version: job.version, topic: job.topic, sink: job.sink })),
+    carries: jobs.map((job) => ({
+      job: job.name,
+      version: job.version,
+      topic: job.topic,
+      sink: job.sink,
+      declaration: declarationOf(job),
+    })),
     tasks: taskSettingsOf(settings),
     logLevel: settings.logLevel,
     logger,

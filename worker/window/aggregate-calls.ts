@@ -30,9 +30,9 @@ export class AggregateCalls {
     }
   }
 
-  add(accumulator: unknown, value: unknown): unknown {
+  add(accumulator: unknown, value: unknown, source: string): unknown {
     try {
-      return this.aggregate.add(accumulator, value);
+      return this.aggregate.add(accumulator, value, source);
     } catch (error) {
       throw new AggregateFunctionError('add', error);
     }

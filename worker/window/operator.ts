@@ -138,7 +138,11 @@ export class WindowOperator implements Operator {
   /** Runs add (and result, for a window that already fired) on a copy of the accumulator; changes nothing. */
   private prepareUpdate(key: string, window: Window, value: unknown, watermarkMs: number): WindowUpdate {
     const row = this.state.get(key, WINDOW_NAMESPACE, window.start) as WindowRow | undefined;
-    const accumulator = this.aggregate.add(row ? copyValue(row.accumulator) : this.aggregate.init(), value);
+    const accumulator = this.aggregate.add(
+      row ? copyValue(row.accumulator) : this.aggregate.init(),
+      value,
+      this.out.source,
+    );
     // Flink: an element for a window that already fired (and is not purged) fires it again.
     const emitted = isFired(window, watermarkMs) ? { value: this.aggregate.result(accumulator) } : undefined;
     return { window, row, accumulator, emitted };
@@ -195,7 +199,11 @@ export class WindowOperator implements Operator {
       const oldAccumulator = copyValue(oldRow.accumulator);
       accumulator = accumulator === undefined ? oldAccumulator : this.aggregate.merge(accumulator, oldAccumulator);
     }
-    accumulator = this.aggregate.add(accumulator === undefined ? this.aggregate.init() : accumulator, value);
+    accumulator = this.aggregate.add(
+      accumulator === undefined ? this.aggregate.init() : accumulator,
+      value,
+      this.out.source,
+    );
     const fired = isFired(merged, watermarkMs);
     const emittedValue = fired ? this.aggregate.result(accumulator) : undefined;
 
