@@ -90,7 +90,8 @@ export class Producer {
   /** Bytes the headers add to a message at most (the longest sequence), for the max_payload check. */
   private readonly maxHeaderBytes: number;
   private readonly topic: string;
-  private readonly partitions: number;
+  /** The topic's partition count. */
+  readonly partitions: number;
   private readonly maxInFlight: number;
   /** ready() resolves once in-flight drops to this, so a waiting caller resumes with a batch of room, not one slot. */
   private readonly lowWaterMark: number;
@@ -182,6 +183,36 @@ export class Producer {
       resendAtMs: 0,
     };
     this.inFlight.send(sequence, publish);
+    return this.inFlight.size < this.maxInFlight;
+  }
+
+  /**
+   * Sends a record already encoded (a routed event, a job's output) to `partition` under the
+   * caller's message id, without waiting for its ack: for the runtime's own writers, whose ids are
+   * deterministic so that a task re-publishing after a restart is deduplicated. Returns false when
+   * the caller should `await ready()`. The caller checks sizes (its records come from events that
+   * passed the limits).
+   */
+  publishEncoded(partition: number, key: string, payload: Uint8Array, messageId: string): boolean {
+    if (this.failure) throw this.failure;
+    if (this.closed) throw new PublishError(`producer ${this.producerId} of topic ${this.topic} is closed`);
+    const sequence = ++this.sequence;
+    const headers = new MsgHdrsImpl();
+    const safeId = messageIdOf(messageId);
+    headers.set('Nats-Msg-Id', safeId);
+    const now = Date.now();
+    this.inFlight.send(sequence, {
+      subject: subjects.event(this.topic, partition, key),
+      payload,
+      headers,
+      messageId: safeId,
+      partition,
+      firstSentAtMs: now,
+      sentAtMs: 0,
+      attempts: 0,
+      noResponders: 0,
+      resendAtMs: 0,
+    });
     return this.inFlight.size < this.maxInFlight;
   }
 

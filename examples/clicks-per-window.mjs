@@ -5,7 +5,9 @@ export default {
   name: 'clicks',
   version: 'v1',
   source: { topic: 'clicks' },
-  key: (click) => click.user,
+  // The field the clicks are produced by (`kappa produce --key user`): the job reads the topic as it
+  // is partitioned. A function, or another field, would add a repartition stage (README "Keys and partitions").
+  key: 'user',
   time: (click) => click.ts,
   watermark: { maxOutOfOrderness: '2s' },
   window: { kind: 'tumbling', size: '10s' },

@@ -28,6 +28,8 @@ export interface CheckpointTask {
   job: string;
   version: string;
   partition: number;
+  /** Absent for the keyed stage; a route stage's name otherwise (protocol/job-plan.ts). */
+  stage?: string;
 }
 
 export interface CommitRequest {

@@ -109,8 +109,8 @@ export class WorkerMetrics {
   }
 
   /** A task left this process: drop its gauges, which would otherwise keep their last value forever. */
-  removeTask(task: { job: string; version: string; partition: number }): void {
-    const labels = { job: task.job, version: task.version, partition: String(task.partition) };
+  removeTask(task: { job: string; version: string; partition: number; stage?: string }): void {
+    const labels = { job: task.job, version: task.version, partition: partitionLabel(task.partition, task.stage) };
     for (const gauge of [
       this.lagMessages,
       this.watermarkLagSeconds,
@@ -120,4 +120,9 @@ export class WorkerMetrics {
     ])
       gauge.remove(labels);
   }
+}
+
+/** The `partition` label of a task's metrics: the partition, after its stage for a route task (`route-clicks/3`). */
+export function partitionLabel(partition: number, stage: string | undefined): string {
+  return stage === undefined ? String(partition) : `${stage}/${partition}`;
 }

@@ -1,12 +1,14 @@
 // A task assigned to this worker, as the pool's main thread tracks it, and what a heartbeat
 // reports of it (its state, sequence, lag, watermark; a failure not yet reported; `fencedBy`).
-import type { StartPosition, TaskId, TaskStatus } from '../protocol/index.js';
+import type { JobPlan, StartPosition, TaskId, TaskStatus } from '../protocol/index.js';
 import type { HostedTaskProgress } from './thread-messages.js';
 
 export interface PlacedTask {
   task: TaskId;
   epoch: number;
   from: StartPosition;
+  /** The version's stages as the coordinator planned them; undefined from a coordinator before plans. */
+  plan: JobPlan | undefined;
   thread: number;
   releasing: boolean;
   /** The epoch to answer task.released with. */
@@ -16,15 +18,22 @@ export interface PlacedTask {
   /** A failure not yet sent in a heartbeat: a runner restarts within 0.5 s, faster than heartbeats. */
   unreportedFailure: string | undefined;
   /** An assign that arrived while the task was being released. */
-  nextAssign: { epoch: number; from: StartPosition } | undefined;
+  nextAssign: { epoch: number; from: StartPosition; plan: JobPlan | undefined } | undefined;
 }
 
 /** A task just placed on `thread`, not yet reported by it. */
-export function placedTask(task: TaskId, epoch: number, from: StartPosition, thread: number): PlacedTask {
+export function placedTask(
+  task: TaskId,
+  epoch: number,
+  from: StartPosition,
+  plan: JobPlan | undefined,
+  thread: number,
+): PlacedTask {
   return {
     task,
     epoch,
     from,
+    plan,
     thread,
     releasing: false,
     releaseEpoch: epoch,

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import {
   jobVersionKey,
   taskKey,
+  type JobPlan,
   type MessageOf,
   type StartPosition,
   type TaskId,
@@ -101,7 +102,13 @@ export class WorkerPool {
   private startsFor(threadIndex: number): ToTaskHost[] {
     return [...this.tasks.values()]
       .filter((placed) => placed.thread === threadIndex && !placed.releasing)
-      .map((placed) => ({ type: 'start', task: placed.task, epoch: placed.epoch, from: placed.from }));
+      .map((placed) => ({
+        type: 'start',
+        task: placed.task,
+        epoch: placed.epoch,
+        from: placed.from,
+        plan: placed.plan,
+      }));
   }
 
   /** A thread died: its tasks start again on its replacement, or are released if they were stopping. */
@@ -165,7 +172,7 @@ export class WorkerPool {
     }
   }
 
-  private onAssign({ task, epoch, from }: MessageOf<'task.assign'>): void {
+  private onAssign({ task, epoch, from, plan }: MessageOf<'task.assign'>): void {
     const key = taskKey(task);
     if (!this.carried.has(jobVersionKey(task))) {
       if (!this.refusedLogged.has(key)) {
@@ -177,14 +184,14 @@ export class WorkerPool {
     const placed = this.tasks.get(key);
     switch (decideAssign(placed, epoch, this.accepting)) {
       case 'start':
-        this.place(task, epoch, from);
+        this.place(task, epoch, from, plan);
         break;
       case 'raise-epoch':
         placed!.epoch = epoch;
         this.threads.post(placed!.thread, { type: 'epoch', task, epoch });
         break;
       case 'start-after-release':
-        placed!.nextAssign = { epoch, from };
+        placed!.nextAssign = { epoch, from, plan };
         break;
       case 'ignore':
       case 'refuse':
@@ -213,13 +220,13 @@ export class WorkerPool {
     }
   }
 
-  private place(task: TaskId, epoch: number, from: StartPosition): void {
+  private place(task: TaskId, epoch: number, from: StartPosition, plan: JobPlan | undefined): void {
     // Restarting threads only get work when every thread is restarting.
     const counts = this.threads.alive().map((alive) => (alive ? 0 : 1_000_000));
     for (const placed of this.tasks.values()) counts[placed.thread]! += 1;
     const thread = leastLoadedThread(counts);
-    this.tasks.set(taskKey(task), placedTask(task, epoch, from, thread));
-    this.threads.post(thread, { type: 'start', task, epoch, from });
+    this.tasks.set(taskKey(task), placedTask(task, epoch, from, plan, thread));
+    this.threads.post(thread, { type: 'start', task, epoch, from, plan });
     this.logger.info({ ...task, epoch, thread }, 'task assigned');
   }
 
@@ -235,7 +242,8 @@ export class WorkerPool {
     this.releasedSequences.set(key, sequence);
     this.control.released(placed.task, placed.releaseEpoch, sequence);
     this.logger.info({ ...placed.task, epoch: placed.releaseEpoch, sequence }, 'task released');
-    if (placed.nextAssign && this.accepting) this.place(placed.task, placed.nextAssign.epoch, placed.nextAssign.from);
+    if (placed.nextAssign && this.accepting)
+      this.place(placed.task, placed.nextAssign.epoch, placed.nextAssign.from, placed.nextAssign.plan);
     if (this.tasks.size === 0) this.onAllReleased?.();
   }
 

@@ -18,7 +18,7 @@ import type { KeyedState } from '../state/keyed-state.js';
 import { TaskStore, type WriteCapture } from '../state/task-store.js';
 import type { Backoff } from './backoff.js';
 import type { JobSpec } from './job.js';
-import type { WorkerMetrics } from './metrics.js';
+import { partitionLabel, type WorkerMetrics } from './metrics.js';
 import { REPLAY_CHECKPOINT_FACTOR } from './replay-mode.js';
 import type { TaskProcessor } from './task-processor.js';
 import { DEFAULT_CHECKPOINT_INTERVAL_MS, type TaskSettings } from './task-settings.js';
@@ -29,6 +29,8 @@ const DEFAULT_CHECKPOINT_DIRTY_ROWS = 50_000;
 export interface TaskCheckpointingOptions extends Pick<TaskSettings, 'checkpointIntervalMs' | 'checkpointEvents'> {
   job: JobSpec;
   partition: number;
+  /** Absent for the keyed stage; a route stage's name otherwise. */
+  stage?: string;
   clock: Clock;
   logger: Logger;
   metrics: WorkerMetrics;
@@ -74,9 +76,9 @@ export async function openTaskState(
 ): Promise<StateSource> {
   const open = options.openStore ?? ((path: string) => TaskStore.open(path));
   const restored = (source: StateSource) => {
-    const { job, partition } = options;
+    const { job, partition, stage } = options;
     options.metrics.stateRestores
-      .labels({ job: job.name, version: job.version, partition: String(partition), source })
+      .labels({ job: job.name, version: job.version, partition: partitionLabel(partition, stage), source })
       .inc();
     return source;
   };
@@ -116,8 +118,8 @@ export class TaskCheckpointing {
     private readonly processor: TaskProcessor,
     private readonly store: TaskStore,
   ) {
-    const { job, partition, metrics } = options;
-    const labels = { job: job.name, version: job.version, partition: String(partition) };
+    const { job, partition, stage, metrics } = options;
+    const labels = { job: job.name, version: job.version, partition: partitionLabel(partition, stage) };
     this.children = {
       checkpointDuration: metrics.checkpointDuration.labels(labels),
       checkpointBytes: metrics.checkpointBytes.labels(labels),

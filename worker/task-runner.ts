@@ -11,7 +11,10 @@ import { KeyedState } from '../state/keyed-state.js';
 import type { TaskStore } from '../state/task-store.js';
 import type { JobSinks } from './sinks.js';
 import { Backoff } from './backoff.js';
+import { partitionLabel } from './metrics.js';
 import { REPLAY_BATCH_FACTOR, replayingAt } from './replay-mode.js';
+import type { RouteSink } from './route-sink.js';
+import type { TaskInput } from './task-input.js';
 import { PartitionSource } from './source.js';
 import {
   openTaskState,
@@ -25,6 +28,12 @@ import type { TaskSettings } from './task-settings.js';
 export interface TaskRunnerOptions extends TaskSettings, TaskCheckpointingOptions {
   nc: NatsConnection;
   sinks: JobSinks;
+  /** What the task reads (task-input.ts); default: the job's topic, its key unchecked. */
+  input?: TaskInput;
+  /** The topic whose partition the task reads: a source topic, or the version's repartition topic. */
+  inputTopic?: string;
+  /** A route task's writer to the repartition topic. */
+  routeSink?: RouteSink;
   /** How long to wait for messages before idle processing (timers, idle watermark). */
   idleIntervalMs?: number;
   /** First stream sequence to read when the task has no checkpoint yet (default 1, the start of the log). */
@@ -97,8 +106,8 @@ export class TaskRunner {
   private readonly children;
 
   constructor(private readonly options: TaskRunnerOptions) {
-    const { job, partition, metrics } = options;
-    const labels = { job: job.name, version: job.version, partition: String(partition) };
+    const { job, partition, stage, metrics } = options;
+    const labels = { job: job.name, version: job.version, partition: partitionLabel(partition, stage) };
     this.children = {
       processed: metrics.eventsProcessed.labels(labels),
       lag: metrics.lagMessages.labels(labels),
@@ -129,9 +138,10 @@ export class TaskRunner {
     return this.runnerState;
   }
 
-  /** `<job>/<version>/<partition>`, for status and readiness. */
+  /** `<job>/<version>[/<stage>]/<partition>`, for status and readiness. */
   get name(): string {
-    return `${this.options.job.name}/${this.options.job.version}/${this.options.partition}`;
+    const { job, stage, partition } = this.options;
+    return `${job.name}/${job.version}/${partitionLabel(partition, stage)}`;
   }
 
   /** The message of the failure that put the task in state `failed`. */
@@ -184,11 +194,12 @@ export class TaskRunner {
 
   /** A failure: state `failed` with its message (status, /readyz), counted by reason, logged, told to the pool. */
   private recordFailure(error: unknown, fields: Record<string, unknown>, message: string): void {
-    const { job, partition, metrics, logger } = this.options;
+    const { job, partition, stage, metrics, logger } = this.options;
     const reason = taskFailureReason(error);
     this.runnerState = 'failed';
     this.lastError = error instanceof Error ? error.message : String(error);
-    metrics.taskFailures.labels({ job: job.name, version: job.version, partition: String(partition), reason }).inc();
+    const label = partitionLabel(partition, stage);
+    metrics.taskFailures.labels({ job: job.name, version: job.version, partition: label, reason }).inc();
     this.options.onFailure?.(error);
     logger.error({ err: error, partition, reason, ...fields }, message);
   }
@@ -202,9 +213,14 @@ export class TaskRunner {
   }
 
   private async runOnce(): Promise<void> {
-    const { nc, job, partition, clock, checkpoints, logger } = this.options;
-    const stream = streams.partition(job.topic, partition);
-    const dir = join(this.options.stateDir, job.name, job.version, String(partition));
+    const { nc, job, partition, stage, clock, checkpoints, logger } = this.options;
+    const input = this.options.input;
+    const inputTopic = this.options.inputTopic ?? job.topic;
+    const stream = streams.partition(inputTopic, partition);
+    const dir =
+      stage === undefined
+        ? join(this.options.stateDir, job.name, job.version, String(partition))
+        : join(this.options.stateDir, job.name, job.version, stage, String(partition));
     // Claim first: it fences older owners, and a higher epoch refuses us before we do anything.
     this.epochInUse = this.options.epoch();
     const manifest = await checkpoints.claim(this.epochInUse, (this.options.startSequence ?? 1) - 1);
@@ -215,8 +231,8 @@ export class TaskRunner {
     const engine = manifest.engine as EngineSnapshot;
     const processor =
       'watermark' in engine
-        ? await TaskProcessor.restore(job, partition, state, clock, engine)
-        : new TaskProcessor(job, partition, state, clock);
+        ? await TaskProcessor.restore(job, partition, state, clock, engine, input, stage)
+        : new TaskProcessor(job, partition, state, clock, undefined, input, stage);
     this.processor = processor;
     this.processed = 0;
     this.sequence = manifest.sequence;
@@ -260,6 +276,7 @@ export class TaskRunner {
       const result = batch.length > 0 ? await processor.processBatch(batch) : processor.onIdle();
       if (batch.length > 0) this.children.handlerDuration.observe((performance.now() - batchStartedAt) / 1000);
       await this.options.sinks.write(result);
+      if (this.options.routeSink) await this.options.routeSink.write(result);
       this.processed += result.processed;
       checkpointing.counted(batch.length);
       this.children.processed.inc(result.processed);
@@ -271,7 +288,10 @@ export class TaskRunner {
         this.options.metrics.deadLetters.labels({ job: job.name, version: job.version, reason: letter.reason }).inc();
       }
       const now = clock.now();
-      if (checkpointing.due(now, this.replaying)) await checkpointing.checkpoint(this.sequence);
+      if (checkpointing.due(now, this.replaying)) {
+        await checkpointing.checkpoint(this.sequence);
+        if (input?.kind === 'merged') this.purgeRepartitionStream(jsm, stream);
+      }
       if (now - lagCheckedAt > 1000) {
         lagCheckedAt = now;
         this.lastStreamSequence = (await jsm.streams.info(stream)).state.last_seq;
@@ -298,6 +318,22 @@ export class TaskRunner {
       if (error instanceof FencedError) throw error;
       logger.error({ err: error, partition }, 'final checkpoint failed; the next owner resumes from the previous one');
     }
+  }
+
+  /**
+   * A keyed task over a repartition topic never reads below its committed checkpoint again, so the
+   * partition is purged up to it (as Kafka Streams purges repartition topics after a commit): the
+   * topic holds what is in flight between the stages, not the whole history. Best effort: a
+   * purge that fails is retried after the next checkpoint, and the topic's max age bounds it anyway.
+   */
+  private purgeRepartitionStream(jsm: Awaited<ReturnType<typeof jetstreamManager>>, stream: string): void {
+    const keepFrom = (this.options.checkpoints.manifest?.sequence ?? 0) + 1;
+    if (keepFrom <= 1) return;
+    void jsm.streams
+      .purge(stream, { seq: keepFrom })
+      .catch((error: unknown) =>
+        this.options.logger.warn({ err: error, stream, keepFrom }, 'could not purge the repartition stream'),
+      );
   }
 
   private async closeResources(): Promise<void> {

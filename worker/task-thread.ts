@@ -7,7 +7,17 @@ import type { MessagePort } from 'node:worker_threads';
 import { AckPolicy, DeliverPolicy, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { jobVersionKey, streams, taskKey, type StartPosition, type TaskId } from '../protocol/index.js';
+import {
+  directPlan,
+  jobVersionKey,
+  stageOf,
+  streams,
+  taskKey,
+  topicPartitions,
+  type JobPlan,
+  type StartPosition,
+  type TaskId,
+} from '../protocol/index.js';
 import { connectNats, createLogger, internalReplicas, tableSettingsFromEnv } from '../runtime/index.js';
 import { CheckpointStore } from '../state/checkpoint-store.js';
 import { systemClock } from '../protocol/clock.js';
@@ -16,6 +26,9 @@ import { WorkerMetrics } from './metrics.js';
 import { Backoff } from './backoff.js';
 import { isTableSink, JobSinks } from './sinks.js';
 import { openServingTables, type ServingTables, type TableKind } from '../tables/index.js';
+import { partitionLabel } from './metrics.js';
+import { RouteSink } from './route-sink.js';
+import { taskInputOf } from './task-input.js';
 import { TaskRunner } from './task-runner.js';
 import {
   type FromTaskHost,
@@ -35,6 +48,8 @@ interface HostedTask {
   startError: string | undefined;
   /** Ends a start back-off early when the task is stopped. */
   backoff: Backoff;
+  /** A route task's writer to the repartition topic, closed with the task. */
+  routeSink: RouteSink | undefined;
 }
 
 /** The piscina task: resolves when the main thread says `shutdown`. */
@@ -94,7 +109,7 @@ class TaskHost {
     const key = taskKey(message.task);
     if (message.type === 'start') {
       if (this.tasks.has(key)) return; // the main thread already placed it here
-      this.start(message.task, message.epoch, message.from);
+      this.start(message.task, message.epoch, message.from, message.plan);
     } else if (message.type === 'epoch') {
       const hosted = this.tasks.get(key);
       if (hosted) {
@@ -106,7 +121,7 @@ class TaskHost {
     }
   }
 
-  private start(task: TaskId, epoch: number, from: StartPosition): void {
+  private start(task: TaskId, epoch: number, from: StartPosition, plan: JobPlan | undefined): void {
     const hosted: HostedTask = {
       task,
       epoch,
@@ -115,21 +130,37 @@ class TaskHost {
       stopping: false,
       startError: undefined,
       backoff: new Backoff(),
+      routeSink: undefined,
     };
     this.tasks.set(taskKey(task), hosted);
-    hosted.starting = this.startRunner(hosted, from);
+    hosted.starting = this.startRunner(hosted, from, plan);
   }
 
   /** Opens the sinks and starts the runner; a failure here is reported and retried with back-off, like a runner's. */
-  private async startRunner(hosted: HostedTask, from: StartPosition): Promise<void> {
+  private async startRunner(hosted: HostedTask, from: StartPosition, assignedPlan: JobPlan | undefined): Promise<void> {
     const { task } = hosted;
     const job = this.jobs.get(jobVersionKey(task));
-    const logger = this.logger.child({ job: task.job, version: task.version, partition: task.partition });
+    const logger = this.logger.child({
+      job: task.job,
+      version: task.version,
+      partition: task.partition,
+      ...(task.stage === undefined ? {} : { stage: task.stage }),
+    });
     while (!hosted.stopping) {
       try {
         if (!job) throw new Error(`job ${task.job} version ${task.version} is not carried by this worker`);
+        // An assign without a plan (a coordinator from before plans) means the job's one topic, read directly.
+        const plan =
+          assignedPlan ?? directPlan(job.sources[0]!.name, job.topic, await topicPartitions(this.nc, job.topic));
+        const input = taskInputOf(job, plan, task.stage);
+        const inputTopic = stageOf(plan, task.stage)!.topic;
         const sinks = await this.sinksFor(job);
-        const startSequence = await this.startSequence(job, task.partition, from, logger);
+        if (input.kind === 'route' && !hosted.routeSink)
+          hosted.routeSink = await RouteSink.open(this.nc, input.targetTopic);
+        // A start position names places in the source topics; the repartition topic is the version's
+        // own, written from that position on, so a keyed task over it reads it from the start.
+        const startSequence =
+          input.kind === 'merged' ? 1 : await this.startSequence(inputTopic, task.partition, from, logger);
         if (hosted.stopping) return;
         hosted.startError = undefined;
         hosted.runner = new TaskRunner({
@@ -137,6 +168,10 @@ class TaskHost {
           nc: this.nc,
           job,
           partition: task.partition,
+          ...(task.stage === undefined ? {} : { stage: task.stage }),
+          input,
+          inputTopic,
+          routeSink: hosted.routeSink,
           sinks,
           clock: systemClock,
           logger,
@@ -151,7 +186,12 @@ class TaskHost {
       } catch (error) {
         hosted.startError = messageOf(error);
         this.metrics.taskFailures
-          .labels({ job: task.job, version: task.version, partition: String(task.partition), reason: 'start' })
+          .labels({
+            job: task.job,
+            version: task.version,
+            partition: partitionLabel(task.partition, task.stage),
+            reason: 'start',
+          })
           .inc();
         this.post({ type: 'failed', task, error: hosted.startError });
         logger.error({ err: error, backoffMs: hosted.backoff.nextDelayMs }, 'task could not start; retrying');
@@ -165,14 +205,14 @@ class TaskHost {
    * `earliest` at the start of the log, `latest` after the stream's last message, `sequence`
    * where it says.
    */
-  private async startSequence(job: JobSpec, partition: number, from: StartPosition, logger: Logger): Promise<number> {
+  private async startSequence(topic: string, partition: number, from: StartPosition, logger: Logger): Promise<number> {
     if (from.kind === 'sequence') return from.sequence;
     if (from.kind === 'latest') {
-      const info = await (await jetstreamManager(this.nc)).streams.info(streams.partition(job.topic, partition));
+      const info = await (await jetstreamManager(this.nc)).streams.info(streams.partition(topic, partition));
       return info.state.last_seq + 1;
     }
     if (from.kind === 'time')
-      return firstSequenceAtOrAfter(this.nc, streams.partition(job.topic, partition), from.timeMs, logger);
+      return firstSequenceAtOrAfter(this.nc, streams.partition(topic, partition), from.timeMs, logger);
     return 1;
   }
 
@@ -227,6 +267,7 @@ class TaskHost {
     } catch (error) {
       this.logger.error({ err: error, task }, 'task did not stop cleanly');
     }
+    await hosted.routeSink?.close();
     this.metrics.removeTask(task);
     this.tasks.delete(key);
     this.logger.info({ task, sequence }, 'task stopped');

@@ -2,7 +2,7 @@
 // long-lived piscina task receives. Both ends are our own code in one process, so these are
 // plain structured-clone objects, not the msgpack control protocol.
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
-import type { StartPosition, TaskId } from '../protocol/index.js';
+import type { JobPlan, StartPosition, TaskId } from '../protocol/index.js';
 import type { NatsSettings } from '../runtime/index.js';
 import type { TaskSettings } from './task-settings.js';
 
@@ -23,7 +23,7 @@ export interface TaskHostOptions {
 }
 
 export type ToTaskHost =
-  | { type: 'start'; task: TaskId; epoch: number; from: StartPosition }
+  | { type: 'start'; task: TaskId; epoch: number; from: StartPosition; plan: JobPlan | undefined }
   /** The coordinator raised the epoch of a task this host runs (checkpoints will be fenced by it). */
   | { type: 'epoch'; task: TaskId; epoch: number }
   /** Stop after the current batch and report the final sequence. */
