@@ -8,15 +8,16 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '../client/producer.js';
-import { partitionOf, repartitionTopic, streams, subjects } from '../protocol/index.js';
+import { partitionOf, streams, subjects } from '../protocol/index.js';
 import { kappa, KappaProcess } from './harness/cli.js';
 import { leaderStatus } from './harness/cluster-status.js';
 import { pollUntil } from './harness/poll.js';
+import { untilStagesCaughtUp } from './harness/stages.js';
 import { readSubject } from './harness/stream-reader.js';
 import { useNatsServer } from './harness/use-nats.js';
+import { countsBehindHop, sortCountRows } from './reference/counts-behind-a-hop.js';
 
 const OUT_OF_ORDERNESS_MS = 2_000;
 const WINDOW_MS = 10_000;
@@ -70,66 +71,17 @@ function writeJob(name: string, topic: string, key: string): string {
   return file;
 }
 
-/** Independent: count per (user, window) over all events; only windows the keyed stage's watermark passed. */
-function expectedCounts(events: readonly Click[], partitionedBy: (click: Click) => string, partitions: number) {
-  const maxTime = new Map<number, number>();
-  for (const event of events) {
-    const partition = partitionOf(partitionedBy(event), partitions);
-    maxTime.set(partition, Math.max(maxTime.get(partition) ?? -Infinity, event.ts));
-  }
-  const watermark = Math.min(...[...maxTime.values()].map((time) => time - OUT_OF_ORDERNESS_MS));
-  const counts = new Map<string, { key: string; start: number; end: number; value: number }>();
-  for (const event of events) {
-    const start = event.ts - (event.ts % WINDOW_MS);
-    if (start + WINDOW_MS - 1 > watermark) continue;
-    const id = `${event.user}@${start}`;
-    const row = counts.get(id) ?? { key: event.user, start, end: start + WINDOW_MS, value: 0 };
-    row.value++;
-    counts.set(id, row);
-  }
-  return { watermark, rows: sortRows([...counts.values()]) };
-}
-
-function sortRows<T extends { key: string; start: number }>(rows: T[]): T[] {
-  return rows.sort((a, b) => (a.key === b.key ? a.start - b.start : a.key < b.key ? -1 : 1));
-}
-
 async function viewTable(job: string): Promise<Array<{ key: string; start: number; end: number; value: number }>> {
   const viewed = await kappa(['view', job, '--version', 'v1', '--json', '--nats', nats.url]);
   expect(viewed.code, viewed.stderr).toBe(0);
   const lines = viewed.stdout.trim();
-  return sortRows(lines === '' ? [] : lines.split('\n').map((line) => JSON.parse(line)));
+  return sortCountRows(lines === '' ? [] : lines.split('\n').map((line) => JSON.parse(line)));
 }
 
 function spawn(args: string[]): KappaProcess {
   const process = new KappaProcess([...args, '--nats', nats.url, '--http-port', '0', '--log-level', 'warn']);
   processes.push(process);
   return process;
-}
-
-/** Polls until every task of the job is running at the end of its input and the keyed tasks' watermark is `watermark`. */
-async function untilCaughtUp(job: string, watermark: number): Promise<void> {
-  const jsm = await jetstreamManager(nats.nc);
-  await pollUntil(
-    async () => {
-      const status = await leaderStatus(nats.nc);
-      const tasks = status.tasks.filter((task) => task.job === job);
-      if (tasks.length === 0) return undefined;
-      for (const task of tasks) {
-        if (task.state !== 'running' || task.sequence === null) return undefined;
-        const topic = task.stage === undefined ? repartitionTopic(job, 'v1') : `${job}-clicks`;
-        const last = (await jsm.streams.info(streams.partition(topic, task.partition))).state.last_seq;
-        if (task.sequence !== last) return undefined;
-        if (task.stage === undefined && task.watermark !== watermark) return undefined;
-      }
-      return true;
-    },
-    {
-      what: `job ${job} caught up in both stages`,
-      timeoutMs: 90_000,
-      context: () => processes.map((process) => process.logs.slice(-2000)).join('\n---\n'),
-    },
-  );
 }
 
 beforeAll(async () => {
@@ -185,8 +137,22 @@ describe('a job keyed by user over a topic produced by page', () => {
 
     const started = await kappa(['start', job, '--version', 'v1', '--nats', nats.url]);
     expect(started.code, started.stderr + started.stdout).toBe(0);
-    const expected = expectedCounts(events, (event) => event.page, partitions);
-    await untilCaughtUp(job, expected.watermark);
+    const expected = countsBehindHop(events, {
+      partitionedBy: (event) => event.page,
+      partitions,
+      key: (event) => event.user,
+      time: (event) => event.ts,
+      windowMs: WINDOW_MS,
+      outOfOrdernessMs: OUT_OF_ORDERNESS_MS,
+    });
+    await untilStagesCaughtUp(nats.nc, {
+      job,
+      version: 'v1',
+      sourceTopic: topic,
+      repartitioned: true,
+      keyedWatermark: expected.watermark,
+      context: () => processes.map((process) => process.logs.slice(-2000)).join('\n---\n'),
+    });
 
     // Both stages ran: one route task per source partition, one keyed task per repartition partition.
     const tasks = (await leaderStatus(nats.nc)).tasks.filter((task) => task.job === job);
