@@ -17,6 +17,9 @@ export class UpstreamWatermarks {
   private readonly watermarks: number[];
   private readonly sequences: number[];
   private readonly idle: boolean[];
+  /** The minimum as last computed; recomputed only when the upstream holding it (or an idleness) changed. */
+  private cachedMinimum = -Infinity;
+  private stale = true;
 
   /** `upstreamPartitions[s]`: partitions of source s. */
   constructor(upstreamPartitions: readonly number[], restored?: UpstreamSnapshot) {
@@ -51,18 +54,39 @@ export class UpstreamWatermarks {
   /** An event (not a repeat): it moves the upstream's position and watermark, and ends its idleness. */
   acceptEvent(index: number, sequence: number, watermarkMs: number): void {
     this.sequences[index] = sequence;
-    if (watermarkMs > this.watermarks[index]!) this.watermarks[index] = watermarkMs;
-    this.idle[index] = false;
+    this.raise(index, watermarkMs);
+    this.setIdle(index, false);
   }
 
   /** A mark: a watermark (never moving one back) and, unless it is older than the last event, idleness. */
   acceptMark(index: number, sequence: number, watermarkMs: number, idle: boolean): void {
-    if (watermarkMs > this.watermarks[index]!) this.watermarks[index] = watermarkMs;
-    if (sequence >= this.sequences[index]!) this.idle[index] = idle;
+    this.raise(index, watermarkMs);
+    if (sequence >= this.sequences[index]!) this.setIdle(index, idle);
+  }
+
+  private raise(index: number, watermarkMs: number): void {
+    const before = this.watermarks[index]!;
+    if (watermarkMs <= before) return;
+    this.watermarks[index] = watermarkMs;
+    // Only the upstream at the minimum can move it (per event this is the common, cheap case).
+    if (before <= this.cachedMinimum) this.stale = true;
+  }
+
+  private setIdle(index: number, idle: boolean): void {
+    if (this.idle[index] === idle) return;
+    this.idle[index] = idle;
+    this.stale = true;
   }
 
   /** The minimum over the upstream partitions that are not idle; −∞ when all are. */
   minimum(): number {
+    if (!this.stale) return this.cachedMinimum;
+    this.stale = false;
+    this.cachedMinimum = this.computeMinimum();
+    return this.cachedMinimum;
+  }
+
+  private computeMinimum(): number {
     let minimum = Infinity;
     let active = 0;
     for (let index = 0; index < this.watermarks.length; index++) {
