@@ -19,6 +19,7 @@ import {
 import type { JobVersionRecord, TaskRecord } from './cluster-state.js';
 import type { LeaderState, VersionRecords } from './leader-state.js';
 import type { Reprocessing } from './reprocessing.js';
+import { assertSinkTopicUnshared } from './sink-topics.js';
 import type { StatusFilter } from './status-view.js';
 import type { Carrier } from './topic-resolution.js';
 import type { VersionProgress } from './version-progress.js';
@@ -114,6 +115,7 @@ export async function startVersion(
     );
   }
   if (existing) return { ...context.view(existing), alreadyRunning: true };
+  assertSinkTopicUnshared(context, request);
   const carrier = context.carrier(key);
   const topic = request.topic ?? carrier.topic ?? null;
   let partitions: number | null = null;

@@ -13,11 +13,25 @@ export interface Carrier {
   topic: string | undefined;
   /** The serving-table kind its carriers write, if they write one (`stream`/`none` write none). */
   table: ServingTableKind | undefined;
+  /** The topic its `topic` sink writes (sink-topics.ts checks that no two versions of a job share one). */
+  sinkTopic?: string;
 }
 
 /** Pure: `members` are the live workers, sorted by id, so the first carrier is always the same one. */
 export function carrierOf(members: readonly Member[], key: JobVersionKey): Carrier {
-  return { topic: carrierTopic(members, key), table: carrierTable(members, key) };
+  return {
+    topic: carrierTopic(members, key),
+    table: carrierTable(members, key),
+    sinkTopic: carrierSinkTopic(members, key),
+  };
+}
+
+function carrierSinkTopic(members: readonly Member[], key: JobVersionKey): string | undefined {
+  for (const member of members) {
+    const carried = member.registration.carries.find((carry) => jobVersionKey(carry) === key);
+    if (carried) return carried.sinkTopic;
+  }
+  return undefined;
 }
 
 function carrierTopic(members: readonly Member[], key: JobVersionKey): string | undefined {

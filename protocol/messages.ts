@@ -84,12 +84,14 @@ export type ServingTableKind = z.infer<typeof ServingTableKind>;
 
 /**
  * A job version a worker carries: its (first) topic, (added in 1.1, optional) its sink kind and
- * (added in 1.2, optional) how it reads its topics, from which the coordinator plans its stages.
+ * (added in 1.2, optional) how it reads its topics, from which the coordinator plans its stages,
+ * and the topic a `topic` sink writes (no two versions of a job may write one: coordinator/sink-topics.ts).
  */
 export const CarriedVersion = JobVersionRef.extend({
   topic: name,
   sink: SinkKind.optional(),
   declaration: JobDeclaration.optional(),
+  sinkTopic: name.optional(),
 });
 export type CarriedVersion = z.infer<typeof CarriedVersion>;
 

@@ -47,8 +47,17 @@ export interface ActorContext {
   /** Calls onTimer once the clock reaches timeMs. */
   setProcessingTimeTimer(timeMs: number, tag?: string): void;
   deleteTimer(domain: TimerDomain, timeMs: number, tag?: string): void;
-  /** Upserts the row `row` (default: the key's own row) of the serving table. */
-  emit(value: unknown, options?: { row?: string }): void;
+  /**
+   * Upserts the row `row` (default: the key's own row) of the serving table. `time` is the event
+   * time the output carries to a topic sink (default: the event's or the timer's time).
+   */
+  emit(value: unknown, options?: EmitOptions): void;
+}
+
+export interface EmitOptions {
+  row?: string;
+  /** Event time of the output in ms since the epoch (a finite number). */
+  time?: number;
 }
 
 export const TIMER_NAMESPACE = 't';
@@ -187,8 +196,12 @@ export class TaskActorContext implements ActorContext {
     this.timerRequests.push({ key: this.key, domain, timeMs, tag, cancel: true });
   }
 
-  emit(value: unknown, options?: { row?: string }): void {
+  emit(value: unknown, options?: EmitOptions): void {
     const row = options?.row;
+    const time = options?.time ?? this.eventTimeMs;
+    // Thrown inside the handler: it is retried, then dead-lettered, like any handler error.
+    if (typeof time !== 'number' || !Number.isFinite(time))
+      throw new TypeError(`emit: time must be a finite number of ms, found ${String(time)}`);
     this.outputs.push({
       id: this.idPrefix + actorOutputName(this.key, row),
       job: this.job.name,
@@ -199,6 +212,7 @@ export class TaskActorContext implements ActorContext {
       value: copyValue(value),
       revision: ++this.emits,
       kind: 'update',
+      time,
     });
   }
 }

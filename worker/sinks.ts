@@ -1,6 +1,7 @@
-// Where a task's results go after each batch: the serving table (NATS KV, default) or the
-// job's JetStream output subject, plus the dead-letter and late-data subjects. Every record
-// carries a deterministic id, so a replay after a crash overwrites or is deduplicated.
+// Where a task's results go after each batch: the serving table (NATS KV, default), the job's
+// JetStream output subject or a topic other jobs read (topic-sink.ts), plus the dead-letter and
+// late-data subjects. Every record carries a deterministic id, so a replay after a crash
+// overwrites or is deduplicated.
 import type { NatsConnection } from '@nats-io/transport-node';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
@@ -11,6 +12,7 @@ import { digestOf } from './digest.js';
 import type { JobSpec } from './job.js';
 import { ensureJobStreams } from './job-streams.js';
 import type { BatchResult } from './task-processor.js';
+import { TopicSink } from './topic-sink.js';
 import type { Output } from './types.js';
 
 /** Keeps the newest revision of each id in a batch: a window re-emitted many times is written once. */
@@ -34,6 +36,7 @@ export class JobSinks {
     private readonly job: JobSpec,
     nc: NatsConnection,
     private readonly table: TableWriter | undefined,
+    private readonly topic: TopicSink | undefined,
   ) {
     this.js = jetstream(nc);
     this.deadLetterSubject = subjects.deadLetter(job.name, job.version);
@@ -53,7 +56,9 @@ export class JobSinks {
         );
       table = await tables.writer(job.name, job.version);
     }
-    return new JobSinks(job, nc, table);
+    // Opened here so a missing topic fails the start, with its name, before any event is read.
+    const topic = job.sinkTopic ? await TopicSink.open(nc, job, job.sinkTopic) : undefined;
+    return new JobSinks(job, nc, table, topic);
   }
 
   /** Writes one batch's results; resolves when the server has acknowledged all of them. */
@@ -62,6 +67,7 @@ export class JobSinks {
     if (result.outputs.length > 0 && this.job.sink !== 'none') {
       const outputs = newestPerId(result.outputs);
       if (this.table) pending.push(this.table.write(outputs));
+      else if (this.topic) pending.push(this.topic.write(outputs));
       else for (const output of outputs) pending.push(this.publishOutput(output));
     }
     for (const late of result.late) {
@@ -80,6 +86,11 @@ export class JobSinks {
       pending.push(this.js.publish(this.deadLetterSubject, letter.data, { headers }));
     }
     await Promise.all(pending);
+  }
+
+  /** Closes the topic sink's producers (the connection is the caller's). */
+  async close(): Promise<void> {
+    await this.topic?.close();
   }
 
   private publishOutput(output: Output): Promise<unknown> {

@@ -29,6 +29,11 @@ export interface Output {
   value: unknown;
   revision: number;
   kind: 'update' | 'retract';
+  /**
+   * Event time of an actor output (the handled event's or timer's, or `emit(value, { time })`), the
+   * time a topic sink gives it; absent for windowed outputs, whose time is their window's end − 1.
+   */
+  time?: number;
 }
 
 /** An event that arrived after every window it belongs to (or some of them) was purged. */

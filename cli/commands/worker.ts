@@ -317,6 +317,7 @@ async function runPool(settings: WorkerSettings): Promise<void> {
       topic: job.topic,
       sink: job.sink,
       declaration: declarationOf(job),
+      ...(job.sinkTopic ? { sinkTopic: job.sinkTopic.topic } : {}),
     })),
     tasks: taskSettingsOf(settings),
     logLevel: settings.logLevel,
