@@ -1,5 +1,7 @@
 // `kappa worker --standalone`: one process consumes every partition of its job's topic, one task
-// per partition, without a coordinator.
+// per partition, without a coordinator. A repartitioned job (README "Keys and partitions") runs
+// both of its stages here: a route task per source partition and a keyed task per partition of the
+// version's repartition topic, which this process plans and creates as the leader would.
 //
 // Without a coordinator nobody hands out epochs, so the standalone worker takes them itself: it
 // first takes the job version's lease (standalone-lease.ts: a second replica refuses), then claims
@@ -16,7 +18,19 @@ import { openServingTables } from '../tables/index.js';
 import { tableSettingsFromEnv, internalReplicas } from '../runtime/index.js';
 import { TaskRunner, type TaskProgress } from './task-runner.js';
 import type { TaskSettings } from './task-settings.js';
-import { FencedError, topicPartitions, type KappaError } from '../protocol/index.js';
+import {
+  FencedError,
+  plannedStages,
+  planJob,
+  readTopicConfig,
+  type JobPlan,
+  type KappaError,
+  type TopicConfig,
+} from '../protocol/index.js';
+import { createTopic, TopicNotFoundError } from '../client/topics.js';
+import { declarationOf } from './job.js';
+import { RouteSink } from './route-sink.js';
+import { taskInputOf } from './task-input.js';
 import { CheckpointStore } from '../state/checkpoint-store.js';
 import type { TaskStore } from '../state/task-store.js';
 import { notReadyReason } from './readiness.js';
@@ -74,7 +88,7 @@ export class StandaloneWorker {
     onLost: (error: KappaError) => void,
   ): Promise<TaskRunner[]> {
     const { nc, job, logger } = options;
-    const partitions = await topicPartitions(nc, job.topic);
+    const plan = await planStandalone(nc, job);
     const sink = job.sink;
     const sinks = await JobSinks.open(
       nc,
@@ -84,22 +98,30 @@ export class StandaloneWorker {
     const checkpointStore = await CheckpointStore.open(nc, { replicas: internalReplicas() });
     // Every checkpoint is read before any task starts: a read that times out leaves nothing running,
     // so kappa worker can retry the whole start.
+    const planned = plannedStages(plan).flatMap((stage) =>
+      Array.from({ length: stage.partitions }, (_, partition) => ({ stage, partition })),
+    );
     const epochs: number[] = [];
-    for (let partition = 0; partition < partitions; partition++) {
-      const task = { job: job.name, version: job.version, partition };
+    for (const { stage, partition } of planned) {
+      const task = { job: job.name, version: job.version, partition, ...(stage.stage ? { stage: stage.stage } : {}) };
       // One above the checkpoint's epoch: this claim fences whoever committed it before.
       epochs.push(((await checkpointStore.read(task))?.epoch ?? 0) + 1);
     }
     const tasks: TaskRunner[] = [];
-    for (let partition = 0; partition < partitions; partition++) {
-      const task = { job: job.name, version: job.version, partition };
-      const epoch = epochs[partition]!;
+    for (const [index, { stage, partition }] of planned.entries()) {
+      const task = { job: job.name, version: job.version, partition, ...(stage.stage ? { stage: stage.stage } : {}) };
+      const epoch = epochs[index]!;
+      const input = taskInputOf(job, plan, stage.stage);
       tasks.push(
         new TaskRunner({
           ...options,
           partition,
+          ...(stage.stage ? { stage: stage.stage } : {}),
+          input,
+          inputTopic: stage.topic,
+          routeSink: input.kind === 'route' ? await RouteSink.open(nc, input.targetTopic) : undefined,
           sinks,
-          logger: logger.child({ partition }),
+          logger: logger.child({ partition, ...(stage.stage ? { stage: stage.stage } : {}) }),
           checkpoints: checkpointStore.forTask(task, workerId),
           epoch: () => epoch,
           onFailure: (error) => {
@@ -108,7 +130,10 @@ export class StandaloneWorker {
         }),
       );
     }
-    logger.info({ job: job.name, version: job.version, partitions, workerId }, 'standalone worker started');
+    logger.info(
+      { job: job.name, version: job.version, tasks: tasks.length, repartitioned: plan.repartition !== null, workerId },
+      'standalone worker started',
+    );
     return tasks;
   }
 
@@ -126,4 +151,21 @@ export class StandaloneWorker {
     await Promise.all(this.tasks.map((task) => task.stop()));
     await this.lease.release();
   }
+}
+
+/** The job's plan, as the leader would make it, with its repartition topic created. */
+async function planStandalone(nc: NatsConnection, job: JobSpec): Promise<JobPlan> {
+  const configs = new Map<string, TopicConfig | undefined>();
+  for (const source of job.sources) configs.set(source.topic, await readTopicConfig(nc, source.topic));
+  const outcome = planJob(job.name, job.version, declarationOf(job), (topic) => configs.get(topic));
+  if ('missingTopic' in outcome) throw new TopicNotFoundError(outcome.missingTopic);
+  const { plan } = outcome;
+  if (plan.repartition)
+    await createTopic(nc, {
+      name: plan.repartition.topic,
+      partitions: plan.repartition.partitions,
+      replicas: internalReplicas(),
+      internal: true,
+    });
+  return plan;
 }

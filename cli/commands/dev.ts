@@ -78,7 +78,8 @@ export function registerDev(program: Command): void {
     }
 
     const nc = await connectNats({ url, name: 'kappa-dev' });
-    await createTopic(nc, { name: 'clicks', partitions: settings.partitions });
+    // The demo producer keys clicks by user, and so does the demo job: recorded, it reads the topic directly.
+    await createTopic(nc, { name: 'clicks', partitions: settings.partitions, key: 'user' });
     say(`topic 'clicks' with ${settings.partitions} partitions`);
 
     const coordinatorPort = settings.httpPort;
