@@ -13,6 +13,10 @@ export type {
 export type { Duration, Window, WindowKind, Output, LateRecord, DeadLetter, DeadLetterReason } from './worker/types.js';
 export { tumblingWindow } from './worker/window/tumbling.js';
 export { hoppingWindows } from './worker/window/hopping.js';
+export { windowJoin } from './worker/joins/window-join.js';
+export type { WindowJoinOptions, WindowJoinInfo } from './worker/joins/window-join.js';
+export { intervalJoin } from './worker/joins/interval-join.js';
+export type { IntervalJoinOptions, IntervalJoinInfo } from './worker/joins/interval-join.js';
 export { partitionOf } from './protocol/partition.js';
 export { TaskTestDriver } from './worker/task-test-driver.js';
 export type { DriverInput, TaskTestDriverOptions } from './worker/task-test-driver.js';

@@ -2,7 +2,7 @@
 // timers, the watermark, and emit. One context object per task is reused for every event; a
 // handler that throws has its state writes, timers and emits undone before it is retried.
 import type { KeyedState } from '../state/keyed-state.js';
-import type { Output } from './types.js';
+import type { LateRecord, Output, Window } from './types.js';
 import { copyValue } from './value-copy.js';
 
 import type { TimerDomain } from './timer-service.js';
@@ -52,6 +52,12 @@ export interface ActorContext {
    * time the output carries to a topic sink (default: the event's or the timer's time).
    */
   emit(value: unknown, options?: EmitOptions): void;
+  /**
+   * Sends the event being handled to the job's late-data subject, counted like a window's late
+   * event (README "Semantics"): for an event the handler sets aside because its time has passed,
+   * e.g. a join's window already fired. `windows` names what it missed. Only in onEvent.
+   */
+  late(windows?: Window[]): void;
 }
 
 export interface EmitOptions {
@@ -97,6 +103,10 @@ export class TaskActorContext implements ActorContext {
   private readonly idPrefix: string;
   private outputsMark = 0;
   private emitsMark = 0;
+  private lateMark = 0;
+  /** The event being handled, what late() sends; sequence undefined in onTimer. */
+  private eventValue: unknown = undefined;
+  private eventSequence: number | undefined = undefined;
 
   constructor(
     private readonly state: KeyedState,
@@ -104,6 +114,7 @@ export class TaskActorContext implements ActorContext {
     readonly partition: number,
     private readonly outputs: Output[],
     readonly now: () => number,
+    private readonly lateRecords: LateRecord[] = [],
   ) {
     this.idPrefix = `${job.name}/${job.version}/`;
   }
@@ -117,16 +128,26 @@ export class TaskActorContext implements ActorContext {
     this.emits = emits;
   }
 
-  /** Starts one handler attempt for a key. */
-  begin(key: string, eventTimeMs: number, watermarkMs: number, source?: string): void {
+  /** Starts one handler attempt for a key; `value` and `sequence` are the event's (none for a timer). */
+  begin(
+    key: string,
+    eventTimeMs: number,
+    watermarkMs: number,
+    source?: string,
+    value?: unknown,
+    sequence?: number,
+  ): void {
     this.key = key;
     this.source = source;
+    this.eventValue = value;
+    this.eventSequence = sequence;
     this.eventTimeMs = eventTimeMs;
     this.watermarkMs = watermarkMs;
     this.undo.length = 0;
     this.timerRequests.length = 0;
     this.outputsMark = this.outputs.length;
     this.emitsMark = this.emits;
+    this.lateMark = this.lateRecords.length;
   }
 
   /** Undoes every write, timer and emit of the attempt that just threw. */
@@ -140,6 +161,7 @@ export class TaskActorContext implements ActorContext {
     this.timerRequests.length = 0;
     this.outputs.length = this.outputsMark;
     this.emits = this.emitsMark;
+    this.lateRecords.length = this.lateMark;
   }
 
   // Value semantics: reads hand out copies, so the stored value is only ever replaced by write(),
@@ -213,6 +235,20 @@ export class TaskActorContext implements ActorContext {
       revision: ++this.emits,
       kind: 'update',
       time,
+    });
+  }
+
+  late(windows: Window[] = []): void {
+    const sequence = this.eventSequence;
+    if (sequence === undefined)
+      throw new Error('ctx.late() sends the event being handled: call it in onEvent, not onTimer');
+    this.lateRecords.push({
+      key: this.key,
+      time: this.eventTimeMs,
+      value: this.eventValue,
+      windows,
+      partition: this.partition,
+      sequence,
     });
   }
 }

@@ -22,7 +22,7 @@ export class ActorOperator implements Operator {
     partition: number,
     clock: Clock,
   ) {
-    this.context = new TaskActorContext(state, job, partition, out.outputs, () => clock.now());
+    this.context = new TaskActorContext(state, job, partition, out.outputs, () => clock.now(), out.late);
   }
 
   /** The output revision counter, for a checkpoint. */
@@ -45,7 +45,7 @@ export class ActorOperator implements Operator {
   onEvent(key: string, timeMs: number, value: unknown, watermarkMs: number, message: RawMessage): boolean {
     const context = this.context;
     for (let attempt = 1; ; attempt++) {
-      context.begin(key, timeMs, watermarkMs, this.out.source);
+      context.begin(key, timeMs, watermarkMs, this.out.source, value, message.sequence);
       try {
         this.job.actor.onEvent(context, value);
         this.applyTimerRequests(context.timerRequests);

@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeEvent } from '../protocol/index.js';
+import { decodeKey, type KeyPart } from '../state/key-encoding.js';
 import { KeyedState } from '../state/keyed-state.js';
 import { TaskStore } from '../state/task-store.js';
 import { ManualClock } from '../protocol/clock.js';
@@ -28,6 +29,8 @@ export interface DriverInput {
   time?: number;
   /** When the log stored it (the far-future guard's reference); default: the driver's clock. */
   logTimeMs?: number;
+  /** Which of the job's `sources` it comes from (`ctx.source`), by name; default the first. */
+  source?: string;
 }
 
 export interface TaskTestDriverOptions {
@@ -45,6 +48,9 @@ export class TaskTestDriver {
 
   private constructor(
     private readonly processor: TaskProcessor,
+    /** Source names by their index in the job (what a RawMessage's `source` counts). */
+    private readonly sourceIndexes: ReadonlyMap<string, number>,
+    private readonly state: KeyedState,
     private readonly store: TaskStore,
     private readonly dir: string,
     /** The processing-time clock handlers and processing-time timers see. */
@@ -56,8 +62,11 @@ export class TaskTestDriver {
     const dir = mkdtempSync(join(tmpdir(), 'kappa-driver-'));
     const store = await TaskStore.open(dir);
     const clock = new ManualClock(options.startMs ?? 0);
+    const state = new KeyedState(store);
     return new TaskTestDriver(
-      new TaskProcessor(spec, options.partition ?? 0, new KeyedState(store), clock),
+      new TaskProcessor(spec, options.partition ?? 0, state, clock),
+      new Map(spec.sources.map((source, index) => [source.name, index])),
+      state,
       store,
       dir,
       clock,
@@ -70,6 +79,7 @@ export class TaskTestDriver {
       data: encodeEvent({ key: event.key, time: event.time ?? 0, value: event.value }),
       sequence: ++this.sequence,
       logTimeMs: event.logTimeMs ?? this.clock.now(),
+      source: event.source === undefined ? 0 : this.sourceIndex(event.source),
     }));
     this.collect(await this.processor.processBatch(messages));
   }
@@ -112,9 +122,35 @@ export class TaskTestDriver {
     return [...this.view.values()];
   }
 
+  /**
+   * Every row the task's state holds (what a checkpoint would take), in key order: the actor's key,
+   * the namespace (`v:<name>`, `m:<name>`, `t` for timers, `w` for windows) and the row within it.
+   * For tests that state is purged.
+   */
+  async stateRows(): Promise<Array<{ key: string; namespace: string; subKey: KeyPart[] }>> {
+    await this.state.flush();
+    const rows: Array<{ key: string; namespace: string; subKey: KeyPart[] }> = [];
+    for await (const batch of this.store.scanBatches()) {
+      for (const [rowKey] of batch) {
+        const [key, namespace, ...subKey] = decodeKey(rowKey);
+        rows.push({ key: String(key), namespace: String(namespace), subKey });
+      }
+    }
+    return rows;
+  }
+
   async close(): Promise<void> {
     await this.store.close();
     rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private sourceIndex(name: string): number {
+    const index = this.sourceIndexes.get(name);
+    if (index === undefined)
+      throw new RangeError(
+        `the job has no source ${JSON.stringify(name)}; its sources are ${[...this.sourceIndexes.keys()].map((known) => `'${known}'`).join(', ')}`,
+      );
+    return index;
   }
 
   private collect(result: BatchResult): void {
