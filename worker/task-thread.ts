@@ -100,6 +100,7 @@ class TaskHost {
     await Promise.all([...this.tasks.values()].map((hosted) => this.stop(hosted.task)));
     this.postProgress();
     await this.postMetrics();
+    for (const sinks of this.sinks.values()) await (await sinks.catch(() => undefined))?.close();
     for (const tables of this.tables.values()) await (await tables.catch(() => undefined))?.close();
     await this.nc.drain();
     this.port.close();
