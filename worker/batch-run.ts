@@ -1,28 +1,67 @@
 // `kappa run`: the same job and the same TaskProcessor over a file instead of a topic, no NATS.
-// Events are routed to partitions with the topic's hash and kept in file order within each, so
-// lateness decisions match a streaming run over a P-partition topic; at the end of input the
-// watermark goes to the end of time and every remaining window fires (Flink's batch mode).
+// The run is planned as the cluster plans it (protocol/job-plan.ts), from what it is told about
+// the topics: how many partitions each source has and which field the producer keyed by.
+//
+// - Read directly (one source keyed as the producer keyed): events are routed to partitions with
+//   the topic's hash and kept in input order within each, so lateness decisions match a streaming
+//   run over a P-partition topic.
+// - Repartitioned (another key, another partition count, several sources): both stages run as in
+//   the cluster. One route processor per source partition keys its events in order and emits the
+//   routed records and watermark marks a route task publishes; each keyed partition then reads
+//   what reached it through a merged processor, whose watermark is the minimum over the upstream
+//   partitions'. The records reach a keyed partition in input order (the order of `events`; each
+//   source partition's own order is kept, as in the repartition topic), and each source partition
+//   marks its watermark to every keyed partition after every ROUTE_CHUNK of its events and after
+//   its last. Streaming interleaves by arrival and marks every 200 ms, so the two runs can differ
+//   only in which events are late — never when no event is late in its own source partition, and
+//   an event either run calls late is always late in its source partition (README "Keys and
+//   partitions").
+//
+// At the end of input the watermark goes to the end of time and every remaining window fires
+// (Flink's batch mode).
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { encodeEvent, partitionOf } from '../protocol/index.js';
+import {
+  encodeEvent,
+  encodeRoutedEvent,
+  encodeWatermarkMark,
+  KappaError,
+  ManualClock,
+  partitionOf,
+  planJob,
+  routeStage as routeStageName,
+  type JobPlan,
+} from '../protocol/index.js';
 import { KeyedState } from '../state/keyed-state.js';
 import { TaskStore } from '../state/task-store.js';
 import { systemClock, type Clock } from '../protocol/clock.js';
-import type { JobSpec } from './job.js';
+import { declarationOf, type JobSpec } from './job.js';
 import { ServingView } from './serving-view.js';
-import { TaskProcessor, type BatchResult, type RawMessage } from './task-processor.js';
+import { taskInputOf } from './task-input.js';
+import { MARK_INTERVAL_MS, TaskProcessor, type BatchResult, type RawMessage } from './task-processor.js';
 import type { DeadLetter, LateRecord, Output } from './types.js';
 
 export interface BatchInputEvent {
-  /** The key the event is partitioned by (what the producer's --key field gives). */
+  /** The key the producer gave the event (what its --key field gives): the partition it is in. */
   key: string;
-  /** Event time carried in the envelope; the job's `time` function decides event time. */
+  /** Event time carried in the envelope; the source's `time` function decides event time. */
   time: number;
   value: unknown;
+  /** The job's source the event was read from: its name or its index in the job's sources (default the first). */
+  source?: number | string;
 }
 
 export interface BatchRunOptions {
-  partitions: number;
+  /** Partitions of the sources' topics: one count for all, or by source name. */
+  partitions: number | Readonly<Record<string, number>>;
+  /**
+   * The field the producer keyed the events by (`kappa produce --key`; what a topic records as its
+   * key). undefined: each event's key is already the job's key for it, so a job with one source
+   * is read directly.
+   */
+  producerKey?: string;
+  /** Partitions of the keyed stage of a repartitioned job that does not say (`partitions`); default: the most any source has. */
+  keyedPartitions?: number;
   /** Where the per-partition RocksDB instances live (wiped first). */
   stateDir: string;
   /** Events per processor batch; results must not depend on it. */
@@ -33,14 +72,64 @@ export interface BatchRunOptions {
 }
 
 export interface BatchRunResult {
+  /** How the run read its sources: directly, or through a repartition stage. */
+  plan: JobPlan;
   /** Final table: newest revision per output id, retracted rows removed. */
   table: ServingView;
   /** Every output in emission order (all revisions). */
   outputs: Output[];
   late: LateRecord[];
+  /** Of both stages: a route task dead-letters what it cannot key or time (ids start with its stage). */
   deadLetters: DeadLetter[];
+  /** Events the keyed stage handled. */
   processed: number;
   lateUpdates: number;
+}
+
+/**
+ * Events a source partition routes between two watermark marks. A count, not a clock, so the
+ * results depend neither on the batch size nor on how fast the machine is.
+ */
+export const ROUTE_CHUNK = 1_000;
+
+/** The plan of a batch run: planJob over the topics as `options` describes them. */
+export function batchPlan(
+  job: JobSpec,
+  options: Pick<BatchRunOptions, 'partitions' | 'producerKey' | 'keyedPartitions'>,
+): JobPlan {
+  const declaration = declarationOf(job);
+  const partitionsOf = (name: string): number => {
+    const partitions = typeof options.partitions === 'number' ? options.partitions : options.partitions[name];
+    if (partitions === undefined)
+      throw new KappaError('JOB_INVALID', `the run gives no partition count for source '${name}' of job ${job.name}`);
+    return partitions;
+  };
+  // Without a producer key, the events carry the job's own keys: the topic is keyed as the job keys.
+  const sources =
+    options.producerKey === undefined
+      ? declaration.sources.map((source) => ({ ...source, keying: { kind: 'event' as const } }))
+      : declaration.sources;
+  // A topic per source, named after the source: two sources on one topic keep their own counts.
+  const outcome = planJob(
+    job.name,
+    job.version,
+    {
+      sources: sources.map((source) => ({ ...source, topic: source.name })),
+      partitions: declaration.partitions ?? options.keyedPartitions,
+    },
+    (topic) => ({
+      partitions: partitionsOf(topic),
+      replicas: 1,
+      createdAt: '',
+      ...(options.producerKey === undefined ? {} : { key: options.producerKey }),
+    }),
+  );
+  if ('missingTopic' in outcome) throw new KappaError('JOB_INVALID', `no topic for source ${outcome.missingTopic}`);
+  // The plan names the job's topics, as the cluster's would.
+  return {
+    ...outcome.plan,
+    sources: outcome.plan.sources.map((source, index) => ({ ...source, topic: job.sources[index]!.topic })),
+  };
 }
 
 export async function runBatch(
@@ -48,22 +137,9 @@ export async function runBatch(
   events: Iterable<BatchInputEvent | Uint8Array>,
   options: BatchRunOptions,
 ): Promise<BatchRunResult> {
-  const batchSize = options.batchSize ?? 10_000;
-  const byPartition: RawMessage[][] = Array.from({ length: options.partitions }, () => []);
-  // A file has no log timestamps: the far-future guard measures event times against the time the
-  // run read its input.
-  const logTimeMs = options.readAtMs ?? systemClock.now();
-  for (const event of events) {
-    // Raw bytes (for testing undecodable input) go to partition 0.
-    const partition = event instanceof Uint8Array ? 0 : partitionOf(event.key, options.partitions);
-    const messages = byPartition[partition]!;
-    messages.push({
-      data: event instanceof Uint8Array ? event : encodeEvent(event),
-      sequence: messages.length + 1,
-      logTimeMs,
-    });
-  }
+  const plan = batchPlan(job, options);
   const run: BatchRunResult = {
+    plan,
     table: new ServingView(),
     outputs: [],
     late: [],
@@ -71,35 +147,191 @@ export async function runBatch(
     processed: 0,
     lateUpdates: 0,
   };
-  const collect = (result: BatchResult) => {
+  const keyed = new KeyedStage(job, options, run);
+  // A file has no log timestamps: the far-future guard measures event times against the time the
+  // run read its input.
+  const logTimeMs = options.readAtMs ?? systemClock.now();
+  if (plan.repartition === null) {
+    const byPartition = readSourcePartitions(job, plan, events, logTimeMs)[0]!;
+    for (let partition = 0; partition < byPartition.length; partition++)
+      await keyed.runPartition(partition, byPartition[partition]!.messages);
+    return run;
+  }
+  const routed = await routeStage(job, plan, readSourcePartitions(job, plan, events, logTimeMs), options, run);
+  for (let partition = 0; partition < routed.length; partition++) {
+    const records = routed[partition]!;
+    if (!records.some((record) => record.isEvent)) continue;
+    records.sort((a, b) => a.order - b.order);
+    await keyed.runPartition(
+      partition,
+      records.map((record, index) => ({ data: record.data, sequence: index + 1, logTimeMs })),
+      taskInputOf(job, plan, undefined),
+    );
+  }
+  return run;
+}
+
+/** One partition of a source topic: its messages in order, and where each stood in the input. */
+interface SourcePartition {
+  messages: RawMessage[];
+  positions: number[];
+}
+
+/** The input split into the sources' topic partitions by the producer's key, as `kappa produce` would. */
+function readSourcePartitions(
+  job: JobSpec,
+  plan: JobPlan,
+  events: Iterable<BatchInputEvent | Uint8Array>,
+  logTimeMs: number,
+): SourcePartition[][] {
+  const sources = plan.sources.map((source) =>
+    Array.from({ length: source.partitions }, (): SourcePartition => ({ messages: [], positions: [] })),
+  );
+  let position = 0;
+  for (const event of events) {
+    // Raw bytes (for testing undecodable input) go to partition 0 of the first source.
+    const source = event instanceof Uint8Array ? 0 : sourceIndexOf(job, event.source);
+    const partitions = sources[source]!;
+    const partition = partitions[event instanceof Uint8Array ? 0 : partitionOf(event.key, partitions.length)]!;
+    partition.messages.push({
+      data: event instanceof Uint8Array ? event : encodeEvent(event),
+      sequence: partition.messages.length + 1,
+      logTimeMs,
+    });
+    partition.positions.push(position++);
+  }
+  return sources;
+}
+
+function sourceIndexOf(job: JobSpec, source: number | string | undefined): number {
+  if (source === undefined) return 0;
+  const index = typeof source === 'number' ? source : job.sources.findIndex((candidate) => candidate.name === source);
+  if (job.sources[index] === undefined)
+    throw new KappaError(
+      'JOB_INVALID',
+      `an event names source ${JSON.stringify(source)}, which job ${job.name} does not read (it reads ${job.sources.map((each) => each.name).join(', ')})`,
+    );
+  return index;
+}
+
+/** A record on its way to a keyed partition; `order` places it in the input order. */
+interface RoutedRecord {
+  order: number;
+  data: Uint8Array;
+  isEvent: boolean;
+}
+
+/**
+ * The route stage: one route processor per source partition, over ROUTE_CHUNK events at a time
+ * with a clock that moves MARK_INTERVAL_MS between chunks, so it marks its watermark after each
+ * chunk that moved it (the marks a route task sends every 200 ms). Returns, per keyed partition,
+ * the records that reach it: an event at 2 × its input position, a mark just after the event it
+ * follows.
+ */
+async function routeStage(
+  job: JobSpec,
+  plan: JobPlan,
+  sources: SourcePartition[][],
+  options: BatchRunOptions,
+  run: BatchRunResult,
+): Promise<RoutedRecord[][]> {
+  const targets: RoutedRecord[][] = Array.from({ length: plan.repartition!.partitions }, () => []);
+  const dir = join(options.stateDir, 'route');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  // Route processors keep no keyed state; the constructor wants a KeyedState all of them can share.
+  const store = await TaskStore.open(dir);
+  try {
+    const state = new KeyedState(store);
+    for (let sourceIndex = 0; sourceIndex < sources.length; sourceIndex++) {
+      const stage = routeStageName(plan.sources[sourceIndex]!.name);
+      const input = taskInputOf(job, plan, stage);
+      for (let partition = 0; partition < sources[sourceIndex]!.length; partition++) {
+        const { messages, positions } = sources[sourceIndex]![partition]!;
+        if (messages.length === 0) continue;
+        const clock = new ManualClock();
+        const processor = new TaskProcessor(job, partition, state, clock, undefined, input, stage);
+        const take = (result: BatchResult, lastPosition: number) => {
+          run.deadLetters.push(...result.deadLetters);
+          for (const { target, ...event } of result.routed)
+            targets[target]!.push({
+              order: 2 * positions[event.sequence - 1]!,
+              data: encodeRoutedEvent(event),
+              isEvent: true,
+            });
+          const mark = result.mark;
+          if (mark) {
+            const data = encodeWatermarkMark(mark);
+            for (const records of targets) records.push({ order: 2 * lastPosition + 1, data, isEvent: false });
+          }
+        };
+        for (let start = 0; start < messages.length; start += ROUTE_CHUNK) {
+          const chunk = messages.slice(start, start + ROUTE_CHUNK);
+          take(await processor.processBatch(chunk), positions[start + chunk.length - 1]!);
+          clock.advance(MARK_INTERVAL_MS);
+        }
+        // The mark a route task sends when its input runs dry, if the last chunk's did not say it all.
+        take(processor.onIdle(), positions[positions.length - 1]!);
+      }
+    }
+  } finally {
+    await store.close();
+  }
+  return targets;
+}
+
+/** The keyed stage: one processor per partition over real RocksDB, each to the end of its input. */
+class KeyedStage {
+  private readonly batchSize: number;
+
+  constructor(
+    private readonly job: JobSpec,
+    private readonly options: BatchRunOptions,
+    private readonly result: BatchRunResult,
+  ) {
+    this.batchSize = options.batchSize ?? 10_000;
+  }
+
+  async runPartition(
+    partition: number,
+    messages: readonly RawMessage[],
+    input?: ReturnType<typeof taskInputOf>,
+  ): Promise<void> {
+    if (messages.length === 0) return;
+    const dir = join(this.options.stateDir, String(partition));
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    const store = await TaskStore.open(dir);
+    try {
+      const state = new KeyedState(store);
+      const processor = new TaskProcessor(
+        this.job,
+        partition,
+        state,
+        this.options.clock ?? systemClock,
+        undefined,
+        input,
+      );
+      for (let start = 0; start < messages.length; start += this.batchSize) {
+        this.collect(await processor.processBatch(messages.slice(start, start + this.batchSize)));
+        if (state.dirtyRows > 100_000) {
+          await state.flush();
+          state.evict(processor.isPinned);
+        }
+      }
+      this.collect(processor.endOfInput());
+    } finally {
+      await store.close();
+    }
+  }
+
+  private collect(result: BatchResult): void {
+    const run = this.result;
     run.table.apply(result.outputs);
     run.outputs.push(...result.outputs);
     run.late.push(...result.late);
     run.deadLetters.push(...result.deadLetters);
     run.processed += result.processed;
     run.lateUpdates += result.lateUpdates;
-  };
-  for (let partition = 0; partition < options.partitions; partition++) {
-    const messages = byPartition[partition]!;
-    if (messages.length === 0) continue;
-    const dir = join(options.stateDir, String(partition));
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { recursive: true });
-    const store = await TaskStore.open(dir);
-    try {
-      const state = new KeyedState(store);
-      const processor = new TaskProcessor(job, partition, state, options.clock ?? systemClock);
-      for (let start = 0; start < messages.length; start += batchSize) {
-        collect(await processor.processBatch(messages.slice(start, start + batchSize)));
-        if (state.dirtyRows > 100_000) {
-          await state.flush();
-          state.evict(processor.isPinned);
-        }
-      }
-      collect(processor.endOfInput());
-    } finally {
-      await store.close();
-    }
   }
-  return run;
 }

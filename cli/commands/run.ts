@@ -1,7 +1,10 @@
 // `kappa run JOB --input events.jsonl`: the job over a file in batch mode, no NATS. Each line is
 // keyed and timed by the job's own `key` and `time` functions (as the worker would), unless
-// --key/--time name fields as `kappa produce` does. Bad lines go to a rejects file, events the
-// engine sets aside are summarized by reason; the exit code is 3 when either happened.
+// --key/--time name fields as `kappa produce` does. A job over several topics takes one file per
+// source (`--input orders=orders.jsonl --input payments=payments.jsonl`). A job keyed otherwise
+// than the producer keyed (--key), or over several sources, runs through the repartition stage
+// as in the cluster (worker/batch-run.ts). Bad lines go to a rejects file, events the engine sets
+// aside are summarized by reason; the exit code is 3 when either happened.
 import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,9 +12,9 @@ import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { eventFromJsonLine } from '../../client/json-events.js';
-import { eventTimeOf } from '../../protocol/index.js';
+import { ConfigError, eventTimeOf, type JobPlan } from '../../protocol/index.js';
 import { runBatch, type BatchInputEvent } from '../../worker/batch-run.js';
-import { loadJob, type JobSpec } from '../../worker/job.js';
+import { loadJob, type JobSpec, type SourceSpec } from '../../worker/job.js';
 import type { DeadLetter } from '../../worker/types.js';
 import { ExitCode } from '../exit-codes.js';
 import { RejectsFile } from '../rejects-file.js';
@@ -23,16 +26,17 @@ const file = z.string().optional();
 
 const runSettings = defineSettings({
   input: {
-    flag: '--input <file>',
-    schema: z.string({ error: 'an input file is required (--input FILE)' }),
-    help: 'JSON lines, one event per line',
+    flag: '--input <[source=]file>',
+    repeatable: true,
+    schema: z.array(z.string(), { error: 'an input file is required (--input FILE)' }).min(1),
+    help: 'JSON lines, one event per line; a job over several sources takes one per source: --input orders=orders.jsonl --input payments=payments.jsonl',
   },
   output: { flag: '--output <file>', schema: file, help: 'write the table as JSON lines here instead of stdout' },
   late: { flag: '--late <file>', schema: file, help: 'write the late-data records here as JSON lines' },
   rejects: {
     flag: '--rejects <file>',
     schema: file,
-    help: 'where lines that are not events go (default <input>.rejects)',
+    help: 'where lines that are not events go (default <input>.rejects, one per input file)',
   },
   deadLetters: {
     flag: '--dead-letters <file>',
@@ -42,12 +46,17 @@ const runSettings = defineSettings({
   partitions: {
     flag: '--partitions <n>',
     schema: positiveInt.default(1),
-    help: 'route events to n partitions with the topic hash, as a topic of n partitions would',
+    help: "route each source's events to n partitions with the topic hash, as a topic of n partitions would",
+  },
+  keyPartitions: {
+    flag: '--key-partitions <n>',
+    schema: positiveInt.optional(),
+    help: 'partitions of the keyed stage when the job does not say (`partitions`); another count than --partitions makes the run repartition (default: --partitions)',
   },
   key: {
     flag: '--key <field>',
     schema: z.string().optional(),
-    help: 'field the events are partitioned by, as `kappa produce --key` (default: the job\'s key function, else "key")',
+    help: 'field the producer partitioned the events by, as `kappa produce --key`; a job keyed otherwise runs through a repartition stage, as in the cluster (default: the job\'s key, else "key")',
   },
   time: {
     flag: '--time <field>',
@@ -62,56 +71,155 @@ const LISTED = 5;
 export function registerRun(program: Command): void {
   const command = program
     .command('run')
-    .description('run a job over a JSON-lines file in batch mode (no NATS) and print its final serving table')
+    .description(
+      'run a job over JSON-lines files in batch mode (no NATS), through the same stages as the cluster, and print its final serving table',
+    )
     .argument('<job>', 'job module (.mjs/.js)');
   runSettings.addOptions(command).action(async (jobFile: string, flags: Record<string, unknown>) => {
     const settings = runSettings.load(flags);
     const job = await loadJob(jobFile);
-    const rejects = new RejectsFile(settings.rejects ?? `${settings.input}.rejects`, LISTED);
-    const events: BatchInputEvent[] = [];
-    let lineNumber = 0;
-    const lines = createInterface({ input: createReadStream(settings.input), crlfDelay: Infinity });
-    try {
-      for await (const line of lines) {
-        lineNumber++;
-        if (line.trim() === '') continue;
-        const parsed =
-          settings.key !== undefined && settings.time !== undefined
-            ? eventFromJsonLine(line, { key: settings.key, time: settings.time })
-            : eventOfJob(line, job, settings.key);
-        if ('reason' in parsed) rejects.add(lineNumber, parsed.reason, line);
-        else events.push(parsed.event);
-      }
-    } finally {
-      await rejects.close();
+    const inputs = inputsOf(job, settings.input);
+    if (
+      job.partitions !== undefined &&
+      settings.keyPartitions !== undefined &&
+      job.partitions !== settings.keyPartitions
+    )
+      throw new ConfigError(
+        `--key-partitions ${settings.keyPartitions}: job ${job.name} says its keyed stage has ${job.partitions} partitions`,
+      );
+    if (settings.rejects !== undefined && inputs.length > 1)
+      throw new ConfigError('--rejects names one file; with several inputs each gets its own <input>.rejects');
+    const perInput: BatchInputEvent[][] = [];
+    const rejectFiles: RejectsFile[] = [];
+    for (const { sourceIndex, file } of inputs) {
+      const rejects = new RejectsFile(settings.rejects ?? `${file}.rejects`, LISTED);
+      rejectFiles.push(rejects);
+      perInput.push(await readEvents(file, job.sources[sourceIndex]!, sourceIndex, settings, rejects));
     }
+    const rejected = rejectFiles.reduce((sum, rejects) => sum + rejects.count, 0);
     const stateDir = mkdtempSync(join(tmpdir(), 'kappa-run-'));
     try {
-      const result = await runBatch(job, events, { partitions: settings.partitions, stateDir });
+      const result = await runBatch(job, mergedByTime(perInput), {
+        partitions: settings.partitions,
+        ...(settings.key === undefined ? {} : { producerKey: settings.key }),
+        ...(settings.keyPartitions === undefined ? {} : { keyedPartitions: settings.keyPartitions }),
+        stateDir,
+      });
+      if (result.plan.repartition) console.error(`kappa run: ${describePlan(result.plan)}`);
       const rows = [...result.table.values()].map(toViewRow).sort(compareRows);
       await writeLines(settings.output, rows);
       if (settings.late) await writeLines(settings.late, result.late);
       if (settings.deadLetters) await writeLines(settings.deadLetters, result.deadLetters.map(deadLetterRecord));
       summarizeDeadLetters(result.deadLetters, settings.deadLetters);
+      const seeRejects = rejectFiles.filter((rejects) => rejects.count > 0).map((rejects) => rejects.path);
       console.error(
-        `kappa run: ${result.processed} events, ${rows.length} rows, ${result.late.length} late, ${result.deadLetters.length} dead-lettered, ${rejects.count} rejected lines` +
-          (rejects.count > 0 ? ` (see ${rejects.path})` : ''),
+        `kappa run: ${result.processed} events, ${rows.length} rows, ${result.late.length} late, ${result.deadLetters.length} dead-lettered, ${rejected} rejected lines` +
+          (seeRejects.length > 0 ? ` (see ${seeRejects.join(', ')})` : ''),
       );
-      if (rejects.count > 0 || result.deadLetters.length > 0) process.exitCode = ExitCode.rejectedInput;
+      if (rejected > 0 || result.deadLetters.length > 0) process.exitCode = ExitCode.rejectedInput;
     } finally {
       rmSync(stateDir, { recursive: true, force: true });
     }
   });
 }
 
+/** One input file and the job's source it feeds. */
+interface Input {
+  sourceIndex: number;
+  file: string;
+}
+
+/**
+ * `--input FILE` (a job with one source) or `--input SOURCE=FILE`, one for each of the job's
+ * sources: a source without a file would hold the keyed stage's watermark back for the whole run.
+ */
+function inputsOf(job: JobSpec, values: readonly string[]): Input[] {
+  const names = job.sources.map((source) => source.name);
+  const inputs: Input[] = [];
+  for (const value of values) {
+    const named = /^([^=/\\]+)=(.+)$/.exec(value);
+    const sourceIndex = named ? names.indexOf(named[1]!) : -1;
+    if (sourceIndex >= 0) inputs.push({ sourceIndex, file: named![2]! });
+    else if (names.length === 1 && !named) inputs.push({ sourceIndex: 0, file: value });
+    else if (named)
+      throw new ConfigError(
+        `--input ${value}: job ${job.name} has no source '${named[1]}' (its sources: ${names.join(', ')})`,
+      );
+    else
+      throw new ConfigError(
+        `--input ${value}: job ${job.name} reads several sources; name the one each file feeds: ${names.map((name) => `--input ${name}=FILE`).join(' ')}`,
+      );
+  }
+  for (let index = 0; index < names.length; index++) {
+    const given = inputs.filter((input) => input.sourceIndex === index).length;
+    if (given === 0) throw new ConfigError(`no --input for source '${names[index]}' of job ${job.name}`);
+    if (given > 1) throw new ConfigError(`source '${names[index]}' of job ${job.name} has more than one --input`);
+  }
+  return inputs;
+}
+
+async function readEvents(
+  file: string,
+  source: SourceSpec,
+  sourceIndex: number,
+  settings: { key?: string | undefined; time?: string | undefined },
+  rejects: RejectsFile,
+): Promise<BatchInputEvent[]> {
+  const events: BatchInputEvent[] = [];
+  let lineNumber = 0;
+  const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
+  try {
+    for await (const line of lines) {
+      lineNumber++;
+      if (line.trim() === '') continue;
+      const parsed =
+        settings.key !== undefined && settings.time !== undefined
+          ? eventFromJsonLine(line, { key: settings.key, time: settings.time })
+          : eventOfSource(line, source, settings.key);
+      if ('reason' in parsed) rejects.add(lineNumber, parsed.reason, line);
+      else events.push({ ...parsed.event, source: sourceIndex });
+    }
+  } finally {
+    await rejects.close();
+  }
+  return events;
+}
+
+/**
+ * Several files merged as they would arrive live: each file in its own order, the next event
+ * taken from the file whose next event is earliest (ties: --input order). What the keyed stage
+ * sees first decides only which events are late (worker/batch-run.ts).
+ */
+function* mergedByTime(inputs: readonly BatchInputEvent[][]): Generator<BatchInputEvent> {
+  if (inputs.length === 1) {
+    yield* inputs[0]!;
+    return;
+  }
+  const next = inputs.map(() => 0);
+  for (;;) {
+    let earliest = -1;
+    for (let index = 0; index < inputs.length; index++) {
+      const event = inputs[index]![next[index]!];
+      if (event && (earliest < 0 || event.time < inputs[earliest]![next[earliest]!]!.time)) earliest = index;
+    }
+    if (earliest < 0) return;
+    yield inputs[earliest]![next[earliest]!++]!;
+  }
+}
+
+function describePlan(plan: JobPlan): string {
+  const sources = plan.sources.map((source) => `${source.name} (${source.partitions} partitions)`).join(', ');
+  return `read ${sources} through a repartition stage into ${plan.repartition!.partitions} keyed partitions`;
+}
+
 type LineResult = { event: BatchInputEvent } | { reason: string };
 
 /**
- * A line as the worker would see it: partitioned by the job's key function (or `keyField`), with
- * the job's time in the envelope when it is one. A time the job cannot read is left to the engine,
+ * A line as the worker would see it: partitioned by the source's key (or `keyField`), with the
+ * source's time in the envelope when it is one. A time the job cannot read is left to the engine,
  * which dead-letters the event with the reason, as a streaming run would.
  */
-function eventOfJob(line: string, job: JobSpec, keyField: string | undefined): LineResult {
+function eventOfSource(line: string, source: SourceSpec, keyField: string | undefined): LineResult {
   let value: unknown;
   try {
     value = JSON.parse(line);
@@ -121,7 +229,8 @@ function eventOfJob(line: string, job: JobSpec, keyField: string | undefined): L
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return { reason: 'expected a JSON object' };
   let key: unknown;
   try {
-    key = keyField === undefined && job.key ? job.key(value) : (value as Record<string, unknown>)[keyField ?? 'key'];
+    key =
+      keyField === undefined && source.key ? source.key(value) : (value as Record<string, unknown>)[keyField ?? 'key'];
   } catch (error) {
     return { reason: `the job's key function threw: ${(error as Error).message}` };
   }
@@ -129,13 +238,13 @@ function eventOfJob(line: string, job: JobSpec, keyField: string | undefined): L
   if (typeof key !== 'string' || key === '')
     return {
       reason:
-        keyField === undefined && job.key
+        keyField === undefined && source.key
           ? `the job's key function gave no key (${JSON.stringify(key) ?? 'undefined'})`
           : `key field "${keyField ?? 'key'}" is missing or not a string`,
     };
   let time: number | string;
   try {
-    time = eventTimeOf(job.time(value));
+    time = eventTimeOf(source.time(value));
   } catch {
     time = 'unreadable';
   }

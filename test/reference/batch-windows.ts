@@ -64,12 +64,19 @@ export interface ReferenceResult<V, R> {
   late: ReferenceLateEvent<V>[];
 }
 
-interface ReferenceEvent<V> {
+/** One event of a partition, in the order the partition holds it. */
+export interface ReferenceEvent<V> {
   /** Position in publish order. */
   index: number;
   key: string;
   time: number;
   value: V;
+  /**
+   * The partition's watermark before the event when something else decides it (the minimum over
+   * upstream partitions of a repartitioned job); default: max time of the earlier events of the
+   * partition − maxOutOfOrderness.
+   */
+  watermarkBefore?: number;
 }
 
 export function windowId(key: string, start: number, end: number): string {
@@ -88,7 +95,14 @@ export function batchWindows<V, A, R = A>(
     const key = job.key(value);
     partitions[partitionOf(key, partitionCount)]!.push({ index, key, time: job.time(value), value });
   });
+  return windowsOverPartitions(job, partitions);
+}
 
+/** The rules above over events already placed in partitions, in each partition's order. */
+export function windowsOverPartitions<V, A, R = A>(
+  job: Omit<ReferenceJob<V, A, R>, 'key' | 'time'>,
+  partitions: readonly (readonly ReferenceEvent<V>[])[],
+): ReferenceResult<V, R> {
   const late: Array<ReferenceLateEvent<V> & { index: number }> = [];
   // Accepted events per window, in arrival order; values are folded only at the end.
   const windowEvents = new Map<string, { key: string; start: number; end: number; events: ReferenceEvent<V>[] }>();
@@ -103,7 +117,8 @@ export function batchWindows<V, A, R = A>(
     >();
 
     for (const event of partition) {
-      const watermark = maxTimeSoFar === -Infinity ? -Infinity : maxTimeSoFar - job.maxOutOfOrdernessMs;
+      const watermark =
+        event.watermarkBefore ?? (maxTimeSoFar === -Infinity ? -Infinity : maxTimeSoFar - job.maxOutOfOrdernessMs);
       maxTimeSoFar = Math.max(maxTimeSoFar, event.time);
 
       if (job.window.kind === 'session') {
