@@ -24,8 +24,10 @@ const MAY_IMPORT = {
   tables: ['protocol'],
   archive: ['protocol'],
   client: ['protocol'],
-  worker: ['protocol', 'runtime', 'state', 'tables', 'archive'],
-  coordinator: ['protocol', 'runtime', 'tables', 'archive'],
+  // client/: the coordinator creates and deletes repartition topics, the worker's topic sinks
+  // publish with the client's producer (DESIGN "Keys, stages and several inputs").
+  worker: ['protocol', 'runtime', 'state', 'tables', 'archive', 'client'],
+  coordinator: ['protocol', 'runtime', 'tables', 'archive', 'client'],
   cli: ['protocol', 'runtime', 'state', 'tables', 'archive', 'client', 'worker', 'coordinator'],
 };
 const folderRules = Object.entries(MAY_IMPORT).map(([folder, allowed]) => ({

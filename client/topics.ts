@@ -1,7 +1,10 @@
 // Topics: create, list, describe and delete. A topic of P partitions is P JetStream streams
 // (`streams.partition(topic, p)` holding `subjects.partition(topic, p)`), so a stream sequence is
 // a partition offset (see README.md for the measured reason), plus one entry in the registry
-// bucket `buckets.topics` from which every process learns P.
+// bucket `buckets.topics` from which every process learns P and the field the events are
+// partitioned by (`key`), from which the leader decides whether a job reads the topic directly.
+// Names starting `rp_` belong to the job versions' repartition topics (protocol/job-plan.ts),
+// which the coordinator creates (`internal`, with an age limit) and deletes when it retires them.
 import {
   jetstreamManager,
   DiscardPolicy,
@@ -17,6 +20,7 @@ import {
   assertName,
   buckets,
   ConfigError,
+  isRepartitionTopic,
   KappaError,
   streams,
   subjects,
@@ -28,14 +32,29 @@ export const DEFAULT_PARTITIONS = 64;
 export const DEFAULT_REPLICAS = 1;
 /** Window in which the server drops a second message with the same Nats-Msg-Id. */
 export const DEFAULT_DUPLICATE_WINDOW_MS = 2 * 60_000;
+/**
+ * How long a repartition topic keeps a routed event unless a keyed task purged it sooner (after
+ * its checkpoint): a bound on the disk a version whose keyed tasks stall can fill.
+ */
+export const DEFAULT_REPARTITION_MAX_AGE_MS = 7 * 24 * 3_600_000;
 /** Partition numbers become subject tokens and stream names; beyond this, creation takes minutes. */
 const MAX_PARTITIONS = 4096;
+/** The namespace of repartition topics: only Kappa (`internal`) creates topics in it. */
+const INTERNAL_PREFIX = 'rp_';
+/** A key field is a (dotted) path into the event's value; longer than this is a mistake. */
+const MAX_KEY_FIELD_CHARS = 256;
 
 export interface TopicSpec {
   name: string;
   partitions?: number;
   replicas?: number;
   duplicateWindowMs?: number;
+  /** The field of the events' values the topic is partitioned by, recorded in the registry. */
+  key?: string;
+  /** Kappa's own topic (a job version's repartition topic): the only way to a name starting `rp_`. */
+  internal?: boolean;
+  /** Age limit of each partition stream (JetStream max_age); default none, 7 days for a repartition topic. */
+  maxAgeMs?: number;
 }
 
 /** What the registry holds for a topic (shape defined in protocol/topic-registry.ts). */
@@ -43,6 +62,8 @@ export type { TopicConfig } from '../protocol/index.js';
 
 export interface TopicSummary extends TopicConfig {
   name: string;
+  /** A job version's repartition topic (`rp_…`), created and deleted by the coordinator. */
+  internal: boolean;
 }
 
 export interface PartitionState {
@@ -79,9 +100,22 @@ export class TopicExistsError extends KappaError {
 }
 
 /**
+ * The producer's key disagrees with the field the topic records: jobs reading the topic directly
+ * by the recorded field would find events in partitions they do not own. A usage error (exit 2).
+ */
+export class TopicKeyMismatchError extends ConfigError {
+  constructor(topic: string, recorded: string, requested: string) {
+    super(
+      `topic ${topic} is partitioned by '${recorded}'; events keyed by '${requested}' would land in partitions that jobs keyed by '${recorded}' read directly. Key by '${recorded}', or produce to another topic ('kappa topic create <name> --key ${requested}')`,
+    );
+  }
+}
+
+/**
  * Creates the topic's partition streams, then its registry entry (last, so a registry entry
  * means every stream exists; a creation interrupted half-way is completed by running it again).
- * Creating an existing topic with the same partition count does nothing.
+ * Creating an existing topic with the same partition count does nothing, except record `key`
+ * when the topic has none (a different recorded key is a TopicKeyMismatchError).
  */
 export async function createTopic(nc: NatsConnection, spec: TopicSpec): Promise<TopicSummary> {
   const partitions = spec.partitions ?? DEFAULT_PARTITIONS;
@@ -89,13 +123,19 @@ export async function createTopic(nc: NatsConnection, spec: TopicSpec): Promise<
   assertName('topic', spec.name);
   assertCount('partitions', partitions, MAX_PARTITIONS);
   assertCount('replicas', replicas, 5);
+  if (spec.name.startsWith(INTERNAL_PREFIX) && !spec.internal) {
+    throw new ConfigError(
+      `topic name ${JSON.stringify(spec.name)} starts with '${INTERNAL_PREFIX}', the namespace of the repartition topics Kappa creates for job versions; choose another name`,
+    );
+  }
+  if (spec.key !== undefined) assertKeyField(spec.key);
+  const maxAgeMs = spec.maxAgeMs ?? (isRepartitionTopic(spec.name) ? DEFAULT_REPARTITION_MAX_AGE_MS : 0);
+  if (!Number.isInteger(maxAgeMs) || maxAgeMs < 0)
+    throw new ConfigError(`maxAgeMs must be a whole number of ms ≥ 0 (0: no limit), found ${maxAgeMs}`);
 
   const registry = await openRegistry(nc, replicas);
   const existing = await readConfig(registry, spec.name);
-  if (existing) {
-    if (existing.partitions !== partitions) throw new TopicExistsError(spec.name, existing.partitions, partitions);
-    return { name: spec.name, ...existing };
-  }
+  if (existing) return existingTopic(nc, spec, existing, partitions);
 
   const jsm = await jetstreamManager(nc);
   const duplicateWindow = nanos(spec.duplicateWindowMs ?? DEFAULT_DUPLICATE_WINDOW_MS);
@@ -110,20 +150,63 @@ export async function createTopic(nc: NatsConnection, spec: TopicSpec): Promise<
       discard: DiscardPolicy.Old,
       num_replicas: replicas,
       duplicate_window: duplicateWindow,
+      max_age: nanos(maxAgeMs),
     });
   }
 
-  const config: TopicConfig = { partitions, replicas, createdAt: new Date().toISOString() };
+  const config: TopicConfig = {
+    partitions,
+    replicas,
+    createdAt: new Date().toISOString(),
+    ...(spec.key === undefined ? {} : { key: spec.key }),
+  };
   try {
     await registry.create(spec.name, JSON.stringify(config));
   } catch (error) {
     // Another process registered the topic between our read and our write.
     const winner = await readConfig(registry, spec.name);
     if (!winner) throw error;
-    if (winner.partitions !== partitions) throw new TopicExistsError(spec.name, winner.partitions, partitions);
-    return { name: spec.name, ...winner };
+    return existingTopic(nc, spec, winner, partitions);
   }
-  return { name: spec.name, ...config };
+  return summary(spec.name, config);
+}
+
+/** `createTopic` of a topic that exists: the same partition count, and its key recorded if asked. */
+async function existingTopic(
+  nc: NatsConnection,
+  spec: TopicSpec,
+  existing: TopicConfig,
+  partitions: number,
+): Promise<TopicSummary> {
+  if (existing.partitions !== partitions) throw new TopicExistsError(spec.name, existing.partitions, partitions);
+  if (spec.key === undefined || existing.key === spec.key) return summary(spec.name, existing);
+  return summary(spec.name, await recordTopicKey(nc, spec.name, spec.key));
+}
+
+/**
+ * Records the field a topic is partitioned by when the registry has none (compare-and-set on the
+ * entry's revision, so two producers racing to record different keys cannot both win); returns the
+ * entry. A topic that records another key refuses with TopicKeyMismatchError.
+ */
+export async function recordTopicKey(nc: NatsConnection, topic: string, key: string): Promise<TopicConfig> {
+  assertName('topic', topic);
+  assertKeyField(key);
+  const registry = await openRegistry(nc);
+  for (let attempt = 0; ; attempt++) {
+    const entry = await registry.get(topic);
+    if (!entry || entry.operation !== 'PUT') throw new TopicNotFoundError(topic);
+    const config = parseConfig(topic, entry.json());
+    if (config.key === key) return config;
+    if (config.key !== undefined) throw new TopicKeyMismatchError(topic, config.key, key);
+    const keyed: TopicConfig = { ...config, key };
+    try {
+      await registry.update(topic, JSON.stringify(keyed), entry.revision);
+      return keyed;
+    } catch (error) {
+      // Someone wrote the entry since we read it: read it again (a bounded number of times).
+      if (attempt >= 5) throw error;
+    }
+  }
 }
 
 /** The partition count and replicas of a topic, as every process must agree on them. */
@@ -135,6 +218,12 @@ export async function getTopic(nc: NatsConnection, name: string): Promise<TopicC
   return config;
 }
 
+/** Whether a topic is registered (every stream of it was created). */
+export async function topicExists(nc: NatsConnection, name: string): Promise<boolean> {
+  assertName('topic', name);
+  return (await readConfig(await openRegistry(nc), name)) !== undefined;
+}
+
 export async function listTopics(nc: NatsConnection): Promise<TopicSummary[]> {
   const registry = await openRegistry(nc);
   const names: string[] = [];
@@ -142,7 +231,7 @@ export async function listTopics(nc: NatsConnection): Promise<TopicSummary[]> {
   const topics: TopicSummary[] = [];
   for (const name of names.sort()) {
     const config = await readConfig(registry, name);
-    if (config) topics.push({ name, ...config });
+    if (config) topics.push(summary(name, config));
   }
   return topics;
 }
@@ -158,7 +247,7 @@ export async function describeTopic(nc: NatsConnection, name: string): Promise<T
     totals.messages += state.messages;
     totals.bytes += state.bytes;
   }
-  return { name, ...config, partitionStates, totals };
+  return { ...summary(name, config), partitionStates, totals };
 }
 
 /**
@@ -209,10 +298,18 @@ async function openRegistry(nc: NatsConnection, replicas = DEFAULT_REPLICAS): Pr
   return new Kvm(nc).create(buckets.topics, { history: 1, replicas, storage: StorageType.File });
 }
 
+function summary(name: string, config: TopicConfig): TopicSummary {
+  return { name, ...config, internal: isRepartitionTopic(name) };
+}
+
 async function readConfig(registry: KV, name: string): Promise<TopicConfig | undefined> {
   const entry = await registry.get(name);
   if (!entry || entry.operation !== 'PUT') return undefined;
-  const parsed = TopicConfigSchema.safeParse(entry.json());
+  return parseConfig(name, entry.json());
+}
+
+function parseConfig(name: string, value: unknown): TopicConfig {
+  const parsed = TopicConfigSchema.safeParse(value);
   if (!parsed.success) {
     throw new KappaError(
       'PROTOCOL_SCHEMA',
@@ -220,6 +317,14 @@ async function readConfig(registry: KV, name: string): Promise<TopicConfig | und
     );
   }
   return parsed.data;
+}
+
+function assertKeyField(key: string): void {
+  if (key.length === 0 || key.length > MAX_KEY_FIELD_CHARS || key.trim() !== key) {
+    throw new ConfigError(
+      `a topic's key must be the name (or dotted path) of a field, 1–${MAX_KEY_FIELD_CHARS} characters without surrounding spaces, found ${JSON.stringify(key)}`,
+    );
+  }
 }
 
 function assertCount(field: string, value: number, max: number): void {

@@ -40,6 +40,8 @@ export interface AdminContext extends VersionRecords {
   carrier(key: JobVersionKey): Carrier;
   /** The topic's partition count, or undefined when the topic does not exist. */
   partitionsOf(topic: string): Promise<number | undefined>;
+  /** The version with its stages planned (topic-resolution.ts), or unchanged while it cannot be yet. */
+  planVersion(version: JobVersionRecord): Promise<JobVersionRecord>;
   reprocessing: Pick<Reprocessing, 'cutover' | 'assertRetirable'>;
   clock: Clock;
   logger: Logger;
@@ -102,7 +104,7 @@ function ok(detail: AdminReply<'start' | 'stop' | 'cutover' | 'retire' | 'status
 export async function startVersion(
   context: Pick<
     AdminContext,
-    'versions' | 'putVersion' | 'reconcile' | 'view' | 'carrier' | 'partitionsOf' | 'clock' | 'logger'
+    'versions' | 'putVersion' | 'reconcile' | 'view' | 'carrier' | 'partitionsOf' | 'planVersion' | 'clock' | 'logger'
   >,
   request: AdminRequest<'start'>,
 ): Promise<AdminReply<'start'>> {
@@ -129,7 +131,8 @@ export async function startVersion(
     }
     partitions = found ?? null;
   }
-  const record: JobVersionRecord = {
+  // Planned before it is stored when a carrier is live: no task is assigned before its plan.
+  const record = await context.planVersion({
     job: request.job,
     version: request.version,
     topic,
@@ -139,9 +142,18 @@ export async function startVersion(
     startedAtMs: context.clock.now(),
     ...(carrier.table ? { table: carrier.table } : {}),
     ...(request.autoCutover ? { autoCutover: request.autoCutover } : {}),
-  };
+  });
   await context.putVersion(record);
-  context.logger.info({ job: record.job, version: record.version, topic, partitions }, 'job version started');
+  context.logger.info(
+    {
+      job: record.job,
+      version: record.version,
+      topic: record.topic,
+      partitions: record.partitions,
+      repartitioned: record.plan === undefined ? undefined : record.plan.repartition !== null,
+    },
+    'job version started',
+  );
   await context.reconcile();
   return context.view(record);
 }

@@ -9,7 +9,9 @@
 // 2. Per-version balance: for each job version v with n tasks and carriers of total capacity C,
 //    a carrier w of capacity c gets floor(n·c/C) or ceil(n·c/C) of v's tasks. So a replaying v2
 //    spreads over every worker that carries it, and equal capacities end within one task of
-//    each other.
+//    each other. A version with several stages (route and keyed, TaskId.stage) is balanced
+//    stage by stage, each stage as a version of its own, so no worker ends up with all the
+//    route tasks and another with all the keyed ones.
 // 3. Overall balance: a worker's ideal is the sum of its per-version ideals. When every worker
 //    carries every version and capacities are equal, each worker's total is floor or ceil of its
 //    ideal (provable for the greedy below). With mixed capacities the rounding is steered by
@@ -77,15 +79,25 @@ function compareStrings(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** Task order: job, version, stage (the keyed stage, without one, first), partition. */
 function compareTasks(a: TaskId, b: TaskId): number {
-  return compareStrings(a.job, b.job) || compareStrings(a.version, b.version) || a.partition - b.partition;
+  return (
+    compareStrings(a.job, b.job) ||
+    compareStrings(a.version, b.version) ||
+    compareStrings(a.stage ?? '', b.stage ?? '') ||
+    a.partition - b.partition
+  );
 }
 
 // Floating-point slack when comparing accumulated fractions against 0 and 1.
 const EPSILON = 1e-9;
 
+/** The tasks of one stage of one job version: the unit that is balanced over its carriers. */
 interface VersionTasks {
-  key: JobVersionKey;
+  /** `job/version[/stage]`. */
+  key: string;
+  /** The job version, which carriers name. */
+  version: JobVersionKey;
   /** Sorted by partition. */
   tasks: { key: TaskKey; previousOwner: WorkerId | undefined }[];
 }
@@ -128,7 +140,7 @@ export function assignTasks(input: AssignmentInput): Assignment {
   // deficit[w] = Σ over versions rounded so far of (ideal share − tasks given). Steering the
   // rounded-up shares by it keeps each worker's total near the sum of its ideals (guarantee 3).
   const deficit = new Float64Array(workers.length);
-  const sharesOf = new Map<JobVersionKey, Share[]>();
+  const sharesOf = new Map<string, Share[]>();
   for (const version of roundingOrder) {
     const shares = versionShares(version, workers, workerIndex, deficit);
     if (shares.length > 0) sharesOf.set(version.key, shares);
@@ -159,9 +171,10 @@ function groupByVersion(tasks: readonly TaskId[], previous: ReadonlyMap<TaskKey,
     const key = taskKey(task);
     if (key === lastKey) continue; // the same task listed twice is one task
     lastKey = key;
-    const versionKey = jobVersionKey(task);
-    if (current?.key !== versionKey) {
-      current = { key: versionKey, tasks: [] };
+    const version = jobVersionKey(task);
+    const groupKey = task.stage === undefined ? version : `${version}/${task.stage}`;
+    if (current?.key !== groupKey) {
+      current = { key: groupKey, version, tasks: [] };
       versions.push(current);
     }
     current.tasks.push({ key, previousOwner: previous.get(key) });
@@ -182,7 +195,7 @@ function versionShares(
   const carriers: number[] = [];
   let carriedCapacity = 0;
   for (const [index, worker] of workers.entries()) {
-    if (worker.carries.has(version.key)) {
+    if (worker.carries.has(version.version)) {
       carriers.push(index);
       carriedCapacity += worker.capacity;
     }
@@ -192,7 +205,7 @@ function versionShares(
   const held = new Map<number, number>();
   for (const task of version.tasks) {
     const owner = task.previousOwner === undefined ? undefined : workerIndex.get(task.previousOwner);
-    if (owner !== undefined && workers[owner]!.carries.has(version.key)) {
+    if (owner !== undefined && workers[owner]!.carries.has(version.version)) {
       held.set(owner, (held.get(owner) ?? 0) + 1);
     }
   }
@@ -235,7 +248,7 @@ function versionShares(
  * version from a worker that can spare it to one that needs it (both stay within one task of
  * their ideal for that version). Rarely runs; each swap fixes one worker's total.
  */
-function evenOutTotals(sharesOf: ReadonlyMap<JobVersionKey, Share[]>, deficit: Float64Array): void {
+function evenOutTotals(sharesOf: ReadonlyMap<string, Share[]>, deficit: Float64Array): void {
   for (let worker = 0; worker < deficit.length; worker++) {
     if (deficit[worker]! >= 1 - EPSILON) swapRoundUp(sharesOf, deficit, worker, 'take');
     else if (deficit[worker]! <= -1 + EPSILON) swapRoundUp(sharesOf, deficit, worker, 'give');
@@ -243,7 +256,7 @@ function evenOutTotals(sharesOf: ReadonlyMap<JobVersionKey, Share[]>, deficit: F
 }
 
 function swapRoundUp(
-  sharesOf: ReadonlyMap<JobVersionKey, Share[]>,
+  sharesOf: ReadonlyMap<string, Share[]>,
   deficit: Float64Array,
   worker: number,
   direction: 'take' | 'give',

@@ -18,7 +18,9 @@
 //   `fencedBy` (the checkpoint's epoch): the task is assigned again, to the same holder, above it.
 import {
   jobVersionKey,
+  plannedStages,
   taskKey,
+  type JobPlan,
   type JobVersionKey,
   type ServingTableKind,
   type StartPosition,
@@ -32,10 +34,15 @@ import { assignTasks, type WorkerId, type WorkerSlot } from './assignment.js';
 export interface JobVersionRecord {
   job: string;
   version: string;
-  /** The topic it reads; null until the start request or a carrier names it. */
+  /** The topic it reads (its first source's); null until the start request or a carrier names it. */
   topic: string | null;
-  /** Partition count of the topic; null until the topic is known. */
+  /** Partitions of its keyed stage (the topic's, or its repartition topic's); null until known. */
   partitions: number | null;
+  /**
+   * Its stages, decided once by the leader (topic-resolution.ts) and sent with every assign;
+   * absent until planned (records from before plans get one on load). No task runs before it.
+   */
+  plan?: JobPlan;
   from: StartPosition;
   /** `retired`: stopped by `kappa retire`, its table and checkpoints dropped at `retireAtMs`. */
   state: 'running' | 'stopping' | 'retired';
@@ -78,7 +85,7 @@ export function emptyTransit(): Transit {
 }
 
 export type Command =
-  | { kind: 'assign'; worker: WorkerId; task: TaskId; epoch: number; from: StartPosition }
+  | { kind: 'assign'; worker: WorkerId; task: TaskId; epoch: number; from: StartPosition; plan?: JobPlan }
   | { kind: 'revoke'; worker: WorkerId; task: TaskId; epoch: number };
 
 export interface ReconcileInput {
@@ -103,14 +110,23 @@ export interface ReconcileResult {
   fencedReassigned: number;
 }
 
-/** The tasks a version should run: one per partition while running, none once stopping. */
+/** The tasks of a planned version: one per partition of each of its stages, route stages first. */
+export function versionTasks(version: Pick<JobVersionRecord, 'job' | 'version'>, plan: JobPlan): TaskId[] {
+  const tasks: TaskId[] = [];
+  for (const { stage, partitions } of plannedStages(plan)) {
+    for (let partition = 0; partition < partitions; partition++) {
+      tasks.push({ job: version.job, version: version.version, partition, ...(stage === undefined ? {} : { stage }) });
+    }
+  }
+  return tasks;
+}
+
+/** The tasks the versions should run: every stage's while running and planned, none once stopping. */
 export function desiredTasks(versions: ReadonlyMap<JobVersionKey, JobVersionRecord>): TaskId[] {
   const tasks: TaskId[] = [];
   for (const version of versions.values()) {
-    if (version.state !== 'running' || version.partitions === null) continue;
-    for (let partition = 0; partition < version.partitions; partition++) {
-      tasks.push({ job: version.job, version: version.version, partition });
-    }
+    if (version.state !== 'running' || version.plan === undefined) continue;
+    tasks.push(...versionTasks(version, version.plan));
   }
   return tasks;
 }
@@ -118,7 +134,7 @@ export function desiredTasks(versions: ReadonlyMap<JobVersionKey, JobVersionReco
 export function versionStatus(version: JobVersionRecord, workers: readonly WorkerSlot[]): VersionStatus {
   if (version.state !== 'running') return version.state;
   const key = jobVersionKey(version);
-  if (version.partitions === null || !workers.some((worker) => worker.carries.has(key))) return 'waiting-for-capacity';
+  if (version.plan === undefined || !workers.some((worker) => worker.carries.has(key))) return 'waiting-for-capacity';
   return 'running';
 }
 
@@ -145,6 +161,11 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
   const target = assignTasks({ tasks: desired, workers: input.workers.map((worker) => worker.slot), previous }).owners;
 
   const fromOf = (task: TaskId) => input.versions.get(jobVersionKey(task))?.from ?? { kind: 'earliest' as const };
+  // Every assign carries the version's plan: the worker runs the stage the task names from it.
+  const assign = (worker: WorkerId, task: TaskId, epoch: number): Command => {
+    const plan = input.versions.get(jobVersionKey(task))?.plan;
+    return { kind: 'assign', worker, task, epoch, from: fromOf(task), ...(plan ? { plan } : {}) };
+  };
   const send = (command: Command, force = false) => {
     const sentKey = `${command.kind} ${command.worker} ${taskKey(command.task)}`;
     const lastSent = transit.sentAtMs.get(sentKey);
@@ -167,7 +188,7 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
     transit.sentAtMs.delete(`revoke ${to} ${key}`);
     const epoch = record.epoch + 1;
     result.puts.push({ task: record.task, worker: to, epoch });
-    send({ kind: 'assign', worker: to, task: record.task, epoch, from: fromOf(record.task) }, true);
+    send(assign(to, record.task, epoch), true);
   };
 
   const desiredByKey = new Map(desired.map((task) => [taskKey(task), task]));
@@ -195,19 +216,13 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
         // assign it again above that epoch. (Paced by the holder: one claim and heartbeat per round.)
         const epoch = reported.fencedBy + 1;
         result.puts.push({ ...record, epoch });
-        send({ kind: 'assign', worker: holder.slot.id, task: record.task, epoch, from: fromOf(record.task) }, true);
+        send(assign(holder.slot.id, record.task, epoch), true);
         result.fencedReassigned++;
         continue;
       }
       // Steady state: make sure the holder runs it at the current epoch.
       if (holder.reported !== undefined && (reported === undefined || reported.epoch < record.epoch)) {
-        send({
-          kind: 'assign',
-          worker: holder.slot.id,
-          task: record.task,
-          epoch: record.epoch,
-          from: fromOf(record.task),
-        });
+        send(assign(holder.slot.id, record.task, record.epoch));
       }
       continue;
     }
@@ -224,7 +239,12 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
       send({
         kind: 'revoke',
         worker: worker.slot.id,
-        task: { job: status.job, version: status.version, partition: status.partition },
+        task: {
+          job: status.job,
+          version: status.version,
+          partition: status.partition,
+          ...(status.stage === undefined ? {} : { stage: status.stage }),
+        },
         epoch: status.epoch,
       });
     }

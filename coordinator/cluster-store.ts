@@ -12,6 +12,7 @@ import {
   ConfigError,
   FencedError,
   isName,
+  JobPlan,
   jobVersionKey,
   ServingTableKind,
   StartPosition,
@@ -36,6 +37,8 @@ const JobVersionRecordSchema = z.object({
   table: ServingTableKind.optional(),
   autoCutover: z.object({ maxLagMessages: z.number().int().min(0) }).optional(),
   retireAtMs: z.number().optional(),
+  /** Added with plans: a record stored before them has none until the leader plans it. */
+  plan: JobPlan.optional(),
 });
 const TaskRecordSchema = z.object({ task: TaskId, worker: z.string().nullable(), epoch: z.number().int().min(0) });
 const RegistrationSchema = z.object({
@@ -52,23 +55,24 @@ export interface LoadedClusterState {
 }
 
 /**
- * The KV key of a record: its kind, then the parts of its id (`job/version[/partition]`, a worker
- * id) joined by '.'. Each part must be a plain name (no '.' or '/') and the count must match, so two
- * different records never share a key (`a.b`/`c` and `a`/`b.c` cannot both exist).
+ * The KV key of a record: its kind, then the parts of its id (`job/version[/stage]/partition`, a
+ * worker id) joined by '.'. Each part must be a plain name (no '.' or '/') and the count one of
+ * those allowed, so two different records never share a key (`a.b`/`c` and `a`/`b.c` cannot both
+ * exist, and a staged task has one part more than a keyed one).
  */
-function stateKey(kind: 'version' | 'task' | 'worker', id: string, partCount: number): string {
+function stateKey(kind: 'version' | 'task' | 'worker', id: string, partCounts: readonly number[]): string {
   const parts = id.split('/');
-  if (parts.length !== partCount || !parts.every(isName)) {
+  if (!partCounts.includes(parts.length) || !parts.every(isName)) {
     throw new ConfigError(
-      `cluster state ${kind} id ${JSON.stringify(id)} is not ${partCount} valid name(s) joined by '/' (1–64 letters, digits, '_' or '-' each)`,
+      `cluster state ${kind} id ${JSON.stringify(id)} is not ${partCounts.join(' or ')} valid name(s) joined by '/' (1–64 letters, digits, '_' or '-' each)`,
     );
   }
   return `${kind}.${parts.join('.')}`;
 }
 
-const versionKvKey = (key: JobVersionKey) => stateKey('version', key, 2);
-const taskKvKey = (key: TaskKey) => stateKey('task', key, 3);
-const workerKvKey = (id: WorkerId) => stateKey('worker', id, 1);
+const versionKvKey = (key: JobVersionKey) => stateKey('version', key, [2]);
+const taskKvKey = (key: TaskKey) => stateKey('task', key, [3, 4]);
+const workerKvKey = (id: WorkerId) => stateKey('worker', id, [1]);
 
 export class ClusterStore {
   /** KV key → revision this process last read or wrote. */

@@ -13,16 +13,20 @@
 import type { KV } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import { createTopic, DEFAULT_REPARTITION_MAX_AGE_MS } from '../client/topics.js';
 import {
   decodeMessage,
   encodeMessage,
+  jobVersionKey,
   readTopicConfig,
   subjects,
   type ClusterStatus,
   type Clock,
+  type JobPlan,
+  type JobVersionKey,
   type Message,
 } from '../protocol/index.js';
-import { tableSettingsFromEnv } from '../runtime/index.js';
+import { internalReplicas, tableSettingsFromEnv } from '../runtime/index.js';
 import { answerAdminRequest, leaderAdminContext, type AdminContext } from './admin-api.js';
 import { ClusterStore } from './cluster-store.js';
 import { JobStreamUsage } from './job-stream-usage.js';
@@ -35,7 +39,7 @@ import { Reprocessing } from './reprocessing.js';
 import { ReprocessingTick } from './reprocessing-tick.js';
 import { clusterStatus, versionView, type StatusFilter } from './status-view.js';
 import { StreamPositions } from './stream-positions.js';
-import { carrierOf, resolveTopics } from './topic-resolution.js';
+import { carrierOf, needsPlan, planVersion, resolveTopics, type VersionPlanning } from './topic-resolution.js';
 import { topicsOf } from './version-progress.js';
 import { onWorkerMessage } from './worker-messages.js';
 
@@ -50,6 +54,8 @@ export interface CoordinatorOptions {
   tickMs?: number;
   /** A command not yet reflected in heartbeats is sent again after this. */
   resendAfterMs?: number;
+  /** Age limit of the repartition topics it creates (default 7 days); keyed tasks purge them sooner. */
+  repartitionMaxAgeMs?: number;
   clock: Clock;
   logger: Logger;
   metrics: CoordinatorMetrics;
@@ -216,7 +222,7 @@ export class Coordinator {
     if (!this.state.loaded) return this.loadState();
     for (const id of dead)
       await this.state.store.deleteWorker(id).catch((error: unknown) => this.reconciler.onStoreError(error));
-    if ([...this.state.versions.values()].some((version) => version.partitions === null || version.table === undefined))
+    if ([...this.state.versions.values()].some((version) => needsPlan(version) || version.table === undefined))
       await this.resolveTopics();
     await this.reconciler.reconcile();
     await this.reprocessingTick.advance();
@@ -245,13 +251,40 @@ export class Coordinator {
   }
 
   private resolveTopics(): Promise<void> {
-    const { logger } = this.options;
-    return resolveTopics({
-      state: this.state,
+    return resolveTopics({ state: this.state, ...this.planning() });
+  }
+
+  /** What planning a version's stages reads and creates (topic-resolution.ts). */
+  private planning(): VersionPlanning {
+    const { nc, logger } = this.options;
+    return {
       carrier: (key) => carrierOf(this.membership.live(), key),
-      partitionsOf: (topic) => this.partitionsOf(topic),
+      topicConfig: (topic) => readTopicConfig(nc, topic),
+      createRepartitionTopic: (repartition) => this.createRepartitionTopic(repartition),
+      ranDirect: (key) => this.ranDirect(key),
       logger,
+    };
+  }
+
+  private async createRepartitionTopic({ topic, partitions }: NonNullable<JobPlan['repartition']>): Promise<void> {
+    await createTopic(this.options.nc, {
+      name: topic,
+      partitions,
+      // Kappa's own data, kept like its other streams (checkpoints, cluster state).
+      replicas: internalReplicas(),
+      internal: true,
+      maxAgeMs: this.options.repartitionMaxAgeMs ?? DEFAULT_REPARTITION_MAX_AGE_MS,
     });
+  }
+
+  private ranDirect(key: JobVersionKey): boolean {
+    let ran = false;
+    for (const record of this.state.tasks.values()) {
+      if (jobVersionKey(record.task) !== key) continue;
+      if (record.task.stage !== undefined) return false;
+      ran = true;
+    }
+    return ran;
   }
 
   private async partitionsOf(topic: string): Promise<number | undefined> {
@@ -273,6 +306,7 @@ export class Coordinator {
       status: (filter) => this.status(filter),
       carrier: (key) => carrierOf(this.membership.live(), key),
       partitionsOf: (topic) => this.partitionsOf(topic),
+      planVersion: (version) => planVersion(this.planning(), version),
       reprocessing: this.reprocessing,
       clock: options.clock,
       logger: options.logger,

@@ -44,8 +44,14 @@ export class CoordinatorMetrics {
   });
   readonly versionLag = new Gauge({
     name: 'kappa_version_lag_messages',
-    help: 'Messages of a job version’s topic not yet processed, summed over its partitions (0 when caught up)',
+    help: 'Messages of a job version’s topics not yet processed, summed over the partitions of every stage (0 when caught up)',
     labelNames: ['job', 'version'] as const,
+    registers: [this.registry],
+  });
+  readonly stageLag = new Gauge({
+    name: 'kappa_stage_lag_messages',
+    help: 'Messages not yet processed by one stage of a job version, summed over its partitions: a route stage (route-<source>) against its source topic, the keyed stage (keyed) against the repartition topic, or the topic it reads directly',
+    labelNames: ['job', 'version', 'stage'] as const,
     registers: [this.registry],
   });
 
@@ -119,11 +125,16 @@ export class CoordinatorMetrics {
     this.versionTasks.reset();
     this.versionProgress.reset();
     this.versionLag.reset();
+    this.stageLag.reset();
     for (const progress of versions) {
       const labels = { job: progress.job, version: progress.version };
       for (const state of versionTaskStates) this.versionTasks.set({ ...labels, state }, progress.tasks[state]);
       if (progress.ratio !== undefined) this.versionProgress.set(labels, progress.ratio);
       if (progress.lagMessages !== undefined) this.versionLag.set(labels, progress.lagMessages);
+      for (const stage of progress.stages) {
+        if (stage.lagMessages !== undefined)
+          this.stageLag.set({ ...labels, stage: stage.stage ?? 'keyed' }, stage.lagMessages);
+      }
     }
   }
 

@@ -95,7 +95,7 @@ export class Reconciler {
     };
     const running = [...state.versions.values()].filter((version) => version.state === 'running');
     const progress = running.map((version) =>
-      versionProgress({ version, tasks: state.tasks, reported, lastSequences: streamPositions.of(version.topic) }),
+      versionProgress({ version, tasks: state.tasks, reported, lastSequences: (topic) => streamPositions.of(topic) }),
     );
     metrics.recordVersions(progress);
     const now = clock.now();
@@ -113,7 +113,13 @@ export class Reconciler {
   private send(command: Command): void {
     const message: Message =
       command.kind === 'assign'
-        ? { type: 'task.assign', task: command.task, epoch: command.epoch, from: command.from }
+        ? {
+            type: 'task.assign',
+            task: command.task,
+            epoch: command.epoch,
+            from: command.from,
+            ...(command.plan ? { plan: command.plan } : {}),
+          }
         : { type: 'task.revoke', task: command.task, epoch: Math.max(1, command.epoch) };
     this.options.logger.debug(
       { worker: command.worker, task: taskKey(command.task), kind: command.kind, epoch: command.epoch },

@@ -1,12 +1,22 @@
 // The reprocessing pattern's steps the leader runs (DESIGN "Replay and cutover"): a replaying
 // version's progress and ETA, cutover (flip the job's alias once the version has caught up) and
 // retire (stop a version apps no longer read, then drop its table and checkpoints after a grace
-// period). Tables and the alias live in tables/; checkpoints are deleted by name (buckets).
+// period). Tables and the alias live in tables/; checkpoints are deleted by name (buckets); a
+// retired version's repartition topic (its own, `rp_…`) is deleted with them, while a stopped
+// version keeps it, so a start continues from its checkpoints.
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import type { Logger } from 'pino';
-import { buckets, checkpointNames, jobVersionKey, KappaError, type JobVersionKey } from '../protocol/index.js';
+import { deleteTopic, topicExists } from '../client/topics.js';
+import {
+  buckets,
+  checkpointNames,
+  jobVersionKey,
+  KappaError,
+  repartitionTopic,
+  type JobVersionKey,
+} from '../protocol/index.js';
 import {
   AliasRegistry,
   openServingTables,
@@ -71,8 +81,9 @@ export class Reprocessing {
   }
 
   /**
-   * Flips the job's alias to `version` when it has caught up within `maxLagMessages`: every task
-   * running and the version's lag known and within the bound. Refuses with a clear reason otherwise.
+   * Flips the job's alias to `version` when it has caught up within `maxLagMessages`: every task of
+   * every stage running and the version's lag (summed over its stages) known and within the bound.
+   * Refuses with a clear reason otherwise.
    */
   async cutover(
     version: JobVersionRecord,
@@ -83,17 +94,19 @@ export class Reprocessing {
     if (version.state !== 'running') refuse(`${name} is ${version.state}; only a running version can be cut over to`);
     if (version.table === undefined)
       refuse(`${name} writes no serving table (its sink is not kv, postgres or redis, or no live worker carries it)`);
-    const running = progress?.tasks.running ?? 0;
-    if (version.partitions === null || running < version.partitions) {
+    if (version.plan === undefined || progress === undefined || progress.taskCount === 0)
+      refuse(`${name} has no tasks yet (its topics are not known, or no live worker carries it); wait until it runs`);
+    const running = progress!.tasks.running;
+    if (running < progress!.taskCount) {
       refuse(
-        `${name} has ${running} of ${version.partitions ?? '?'} tasks running; wait until every task is restored and consuming`,
+        `${name} has ${running} of ${progress!.taskCount} tasks running; wait until every task is restored and consuming`,
       );
     }
-    if (progress?.lagMessages === undefined)
+    if (progress!.lagMessages === undefined)
       refuse(`${name}'s lag is not known yet (partition ends not read); try again in a few seconds`);
     if (progress!.lagMessages! > maxLagMessages) {
       refuse(
-        `${name} is ${progress!.lagMessages} messages behind (bound ${maxLagMessages}); wait until it has caught up, or pass a larger --max-lag`,
+        `${name} is ${progress!.lagMessages} messages behind${stagesBehind(progress!)} (bound ${maxLagMessages}); wait until it has caught up, or pass a larger --max-lag`,
       );
     }
     const tables = await this.tables(version.table!);
@@ -145,8 +158,11 @@ export class Reprocessing {
       refuse(`${job} ${version} is the version apps read (the alias points at it); cut over to another version first`);
   }
 
-  /** Drops a retired version's table and every checkpoint of its tasks. */
+  /** Drops a retired version's table, every checkpoint of its tasks and its repartition topic. */
   async dropVersionData(version: JobVersionRecord): Promise<void> {
+    // Named by the version whether or not its record still has a plan: the topic is its alone.
+    const repartition = repartitionTopic(version.job, version.version);
+    if (await topicExists(this.nc, repartition)) await deleteTopic(this.nc, repartition);
     if (version.table !== undefined) await (await this.tables(version.table)).drop(version.job, version.version);
     const manifests = await new Kvm(this.nc).open(buckets.checkpoints).catch(() => undefined);
     if (manifests) {
@@ -162,14 +178,21 @@ export class Reprocessing {
       await Promise.all(names.map((name) => objects.delete(name)));
     }
     this.logger.info(
-      { job: version.job, version: version.version, table: version.table },
-      'retired version: table and checkpoints dropped',
+      { job: version.job, version: version.version, table: version.table, repartitionTopic: repartition },
+      'retired version: table, checkpoints and repartition topic dropped',
     );
   }
 
   async close(): Promise<void> {
     for (const backend of this.backends.values()) await (await backend.catch(() => undefined))?.close();
   }
+}
+
+/** `(route-clicks 120, keyed 30)`: which stages the lag is in, when there are several. */
+function stagesBehind(progress: VersionProgress): string {
+  if (progress.stages.length < 2) return '';
+  const parts = progress.stages.map((stage) => `${stage.stage ?? 'keyed'} ${stage.lagMessages ?? '?'}`);
+  return ` (${parts.join(', ')})`;
 }
 
 function refuse(message: string): never {

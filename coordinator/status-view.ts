@@ -5,10 +5,12 @@
 // task's current epoch: a report from before a move says nothing about the new assignment.
 import {
   jobVersionKey,
+  plannedStages,
   taskKey,
   type ClusterStatus,
   type JobVersionKey,
   type JobVersionStatusView,
+  type StageStatusView,
   type TaskKey,
   type TaskStatus,
   type TaskStatusView,
@@ -47,12 +49,29 @@ export function versionView(
   const reports = reportsOf(snapshot.workers);
   let tasksAssigned = 0;
   let lagMessages = 0;
+  /** Stage ('' for the keyed one) → the lag its tasks' holders report. */
+  const reportedLag = new Map<string, number>();
   for (const record of snapshot.tasks.values()) {
     if (jobVersionKey(record.task) !== key || record.worker === null) continue;
     tasksAssigned++;
-    lagMessages += reports.get(record.worker)?.get(taskKey(record.task))?.lagMessages ?? 0;
+    const lag = reports.get(record.worker)?.get(taskKey(record.task))?.lagMessages ?? 0;
+    lagMessages += lag;
+    const stage = record.task.stage ?? '';
+    reportedLag.set(stage, (reportedLag.get(stage) ?? 0) + lag);
   }
   const progress = snapshot.progress.get(key);
+  // Each stage's lag against its own topic's ends, or what its workers report until those are read.
+  const stages: StageStatusView[] | undefined = version.plan
+    ? plannedStages(version.plan).map((planned) => ({
+        ...(planned.stage === undefined ? {} : { stage: planned.stage }),
+        topic: planned.topic,
+        partitions: planned.partitions,
+        lagMessages:
+          progress?.stages.find((measured) => measured.stage === planned.stage)?.lagMessages ??
+          reportedLag.get(planned.stage ?? '') ??
+          0,
+      }))
+    : undefined;
   return {
     job: version.job,
     version: version.version,
@@ -70,6 +89,7 @@ export function versionView(
     table: version.table ?? null,
     served: snapshot.aliases.get(version.job) === version.version,
     ...(version.autoCutover ? { autoCutover: version.autoCutover } : {}),
+    ...(stages ? { stages } : {}),
   };
 }
 
@@ -113,7 +133,7 @@ export function clusterStatus(snapshot: ClusterSnapshot, filter: StatusFilter = 
           ? -1
           : a.version > b.version
             ? 1
-            : a.partition - b.partition,
+            : compareStages(a.stage, b.stage) || a.partition - b.partition,
   );
 
   return {
@@ -131,6 +151,14 @@ export function clusterStatus(snapshot: ClusterSnapshot, filter: StatusFilter = 
       .map((version) => versionView(snapshot, version)),
     tasks,
   };
+}
+
+/** Route stages (by name) before the keyed stage, as the events flow. */
+function compareStages(a: string | undefined, b: string | undefined): number {
+  if (a === b) return 0;
+  if (a === undefined) return 1;
+  if (b === undefined) return -1;
+  return a < b ? -1 : 1;
 }
 
 /** Each live worker's latest heartbeat, by task. */

@@ -44,15 +44,23 @@ export class StreamPositions {
       const jsm = await this.jsm;
       const wanted = this.topics();
       for (const topic of this.lastSequences.keys()) if (!wanted.has(topic)) this.lastSequences.delete(topic);
+      let failure: unknown;
       for (const [topic, partitions] of wanted) {
-        const infos = await Promise.all(
-          Array.from({ length: partitions }, (_, partition) => jsm.streams.info(streams.partition(topic, partition))),
-        );
-        this.lastSequences.set(
-          topic,
-          infos.map((info) => info.state.last_seq),
-        );
+        // One topic at a time: a topic deleted meanwhile (a retired version's repartition topic)
+        // leaves the others' positions fresh.
+        try {
+          const infos = await Promise.all(
+            Array.from({ length: partitions }, (_, partition) => jsm.streams.info(streams.partition(topic, partition))),
+          );
+          this.lastSequences.set(
+            topic,
+            infos.map((info) => info.state.last_seq),
+          );
+        } catch (error) {
+          failure ??= error;
+        }
       }
+      if (failure !== undefined) throw failure;
       this.failureLogged = false;
     } catch (error) {
       // Keep the previous positions; say so once per outage rather than every poll.

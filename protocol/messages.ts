@@ -212,6 +212,17 @@ export const WorkerStatusView = z.object({
 });
 export type WorkerStatusView = z.infer<typeof WorkerStatusView>;
 
+/** One stage of a job version's plan in the status (added in 1.2): the topic its tasks read, and their lag. */
+export const StageStatusView = z.object({
+  /** Absent for the keyed stage; `route-<source>` for a route stage (job-plan.ts). */
+  stage: name.optional(),
+  topic: name,
+  partitions: z.number().int().min(1),
+  /** Messages its tasks have still to read in their own topic, like the version's `lagMessages`. */
+  lagMessages: z.number().int().min(0),
+});
+export type StageStatusView = z.infer<typeof StageStatusView>;
+
 export const JobVersionStatusView = z.object({
   job: name,
   version: name,
@@ -233,6 +244,8 @@ export const JobVersionStatusView = z.object({
   served: z.boolean(),
   /** Present while a `--cutover auto` replay waits to catch up. */
   autoCutover: z.object({ maxLagMessages: z.number().int().min(0) }).optional(),
+  /** Its plan's stages, route stages first (added in 1.2, optional): absent until it is planned. */
+  stages: z.array(StageStatusView).optional(),
 });
 export type JobVersionStatusView = z.infer<typeof JobVersionStatusView>;
 

@@ -14,7 +14,7 @@ import {
 import type { JobVersionRecord, TaskRecord } from '../coordinator/cluster-state.js';
 import { Membership } from '../coordinator/membership.js';
 import { clusterStatus, versionView } from '../coordinator/status-view.js';
-import { carrierOf } from '../coordinator/topic-resolution.js';
+import { carrierOf, planVersion } from '../coordinator/topic-resolution.js';
 import { replyOf } from '../cli/admin-request.js';
 import {
   AdminRejectedError,
@@ -61,6 +61,18 @@ function leader() {
       clusterStatus({ ...viewInput(), nowMs: clock.now(), leader: { coordinatorId: 'c1', fencingToken: 3 } }, filter),
     carrier: (key) => carrierOf(membership.live(), key),
     partitionsOf: async (topic) => (topic === 'clicks' ? 2 : undefined),
+    planVersion: (version) =>
+      planVersion(
+        {
+          carrier: (key) => carrierOf(membership.live(), key),
+          topicConfig: async (topic) =>
+            topic === 'clicks' ? { partitions: 2, replicas: 1, createdAt: new Date(NOW_MS).toISOString() } : undefined,
+          createRepartitionTopic: async () => {},
+          ranDirect: () => false,
+          logger: pino({ level: 'silent' }),
+        },
+        version,
+      ),
     reprocessing: {
       cutover: async (version, _progress, maxLagMessages) => {
         cutovers.push({ version: version.version, maxLagMessages });
@@ -99,6 +111,8 @@ describe('the admin verbs', () => {
       state: 'running',
       startedAtMs: NOW_MS,
       table: 'kv',
+      // w1 registered no declaration (a worker from before plans): its one topic, read directly.
+      plan: { sources: [{ name: 'clicks', topic: 'clicks', partitions: 2 }], repartition: null },
     });
     expect(reconciles()).toBe(1);
     expect(adminReplies.start.parse(reply)).toMatchObject({

@@ -1,6 +1,6 @@
 // The pure reconciliation step: epoch rules, revoke-before-assign, idempotence, resends.
 import { describe, expect, it } from 'vitest';
-import { taskKey, type TaskKey, type TaskStatus } from '../protocol/index.js';
+import { directPlan, taskKey, type TaskKey, type TaskStatus } from '../protocol/index.js';
 import {
   emptyTransit,
   reconcile,
@@ -18,6 +18,7 @@ const version: JobVersionRecord = {
   from: { kind: 'earliest' },
   state: 'running',
   startedAtMs: 0,
+  plan: directPlan('t', 't', 4),
 };
 const versions = new Map([['j/v1', version]]);
 
@@ -83,6 +84,7 @@ describe('reconcile', () => {
       task: moving.task,
       epoch: 2,
       from: { kind: 'earliest' },
+      plan: version.plan,
     });
     // The other revoke is answered by a heartbeat (sent after the revoke) that no longer lists the task.
     const stillHeld = held.filter((record) => taskKey(record.task) !== taskKey(revoking.commands[1]!.task));
@@ -193,7 +195,7 @@ describe('reconcile', () => {
     const result = reconcile(input(tasks, [fenced], 200, transit));
     expect(result.puts).toEqual([{ task: first.task, worker: 'a', epoch: 8 }]);
     expect(result.commands).toEqual([
-      { kind: 'assign', worker: 'a', task: first.task, epoch: 8, from: { kind: 'earliest' } },
+      { kind: 'assign', worker: 'a', task: first.task, epoch: 8, from: { kind: 'earliest' }, plan: version.plan },
     ]);
     expect(result.fencedReassigned).toBe(1);
     // The same report again (the heartbeat still shows the old epoch): no second bump.

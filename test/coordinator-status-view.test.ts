@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { clusterStatus, versionView, type ClusterSnapshot, type ProgressWithEta } from '../coordinator/status-view.js';
 import type { JobVersionRecord, TaskRecord } from '../coordinator/cluster-state.js';
 import { Membership } from '../coordinator/membership.js';
-import { adminReplies, jobVersionKey, ManualClock, taskKey, type TaskStatus } from '../protocol/index.js';
+import { adminReplies, directPlan, jobVersionKey, ManualClock, taskKey, type TaskStatus } from '../protocol/index.js';
 
 const clicksV1: JobVersionRecord = {
   job: 'clicks',
@@ -15,6 +15,7 @@ const clicksV1: JobVersionRecord = {
   state: 'running',
   startedAtMs: 0,
   table: 'kv',
+  plan: directPlan('clicks', 'clicks', 2),
 };
 const clicksV2: JobVersionRecord = { ...clicksV1, version: 'v2', autoCutover: { maxLagMessages: 10 } };
 const orders: JobVersionRecord = {
@@ -25,6 +26,7 @@ const orders: JobVersionRecord = {
   from: { kind: 'latest' },
   state: 'running',
   startedAtMs: 0,
+  plan: directPlan('orders', 'orders', 1),
 };
 
 function report(record: TaskRecord, fields: Partial<TaskStatus> = {}): TaskStatus {
@@ -77,6 +79,10 @@ function snapshot(): ClusterSnapshot {
         lagMessages: 42,
         processedMessages: 42,
         tasks: { waiting: 0, assigning: 1, restoring: 0, running: 1, releasing: 0, failed: 0 },
+        taskCount: 2,
+        stages: [
+          { stage: undefined, topic: 'clicks', partitions: 2, ratio: 0.5, lagMessages: 42, processedMessages: 42 },
+        ],
         etaSeconds: 3,
       },
     ],

@@ -1,7 +1,7 @@
 // Replay progress of a job version as the coordinator computes it from heartbeats and the
 // partition streams' last sequences (coordinator/version-progress.ts, pure).
 import { expect, it } from 'vitest';
-import { taskKey, type TaskKey, type TaskStatus } from '../protocol/index.js';
+import { directPlan, taskKey, type TaskKey, type TaskStatus } from '../protocol/index.js';
 import type { JobVersionRecord, TaskRecord } from '../coordinator/cluster-state.js';
 import { versionProgress } from '../coordinator/version-progress.js';
 
@@ -13,7 +13,13 @@ const version: JobVersionRecord = {
   from: { kind: 'earliest' },
   state: 'running',
   startedAtMs: 0,
+  plan: directPlan('clicks', 'clicks', 3),
 };
+
+/** The ends of the topic `clicks` (the only one the version reads). */
+function ends(lastSequences: number[]) {
+  return (topic: string) => (topic === 'clicks' ? lastSequences : undefined);
+}
 
 function cluster(holders: Array<{ worker: string | null; epoch: number; report?: Partial<TaskStatus> }>) {
   const tasks = new Map<TaskKey, TaskRecord>();
@@ -41,7 +47,7 @@ it('is the share of the log processed over all partitions, and 1 exactly when ev
     { worker: 'w2', epoch: 1, report: { sequence: 100 } },
     { worker: 'w1', epoch: 1, report: { sequence: 0 } },
   ]);
-  const progress = versionProgress({ version, ...halfway, lastSequences: [100, 100, 0] });
+  const progress = versionProgress({ version, ...halfway, lastSequences: ends([100, 100, 0]) });
   expect(progress.ratio).toBe(0.75);
   expect(progress.lagMessages).toBe(50);
   expect(progress.tasks).toMatchObject({ running: 3, waiting: 0 });
@@ -51,7 +57,7 @@ it('is the share of the log processed over all partitions, and 1 exactly when ev
     { worker: 'w2', epoch: 1, report: { sequence: 100 } },
     { worker: 'w1', epoch: 1, report: { sequence: 0 } },
   ]);
-  expect(versionProgress({ version, ...caughtUp, lastSequences: [100, 100, 0] })).toMatchObject({
+  expect(versionProgress({ version, ...caughtUp, lastSequences: ends([100, 100, 0]) })).toMatchObject({
     ratio: 1,
     lagMessages: 0,
   });
@@ -63,7 +69,7 @@ it('counts a task nobody has reported yet, or one still restoring, as not starte
     { worker: 'w2', epoch: 2, report: { state: 'restoring', sequence: 0 } },
     { worker: null, epoch: 0 },
   ]);
-  const progress = versionProgress({ version, ...starting, lastSequences: [100, 100, 100] });
+  const progress = versionProgress({ version, ...starting, lastSequences: ends([100, 100, 100]) });
   expect(progress.ratio).toBeCloseTo(1 / 3);
   expect(progress.lagMessages).toBe(200);
   expect(progress.tasks).toMatchObject({ running: 1, restoring: 1, waiting: 1 });
@@ -75,10 +81,13 @@ it('has no ratio until the partition ends have been read, and an empty topic is 
     { worker: 'w1', epoch: 1 },
     { worker: 'w1', epoch: 1 },
   ]);
-  expect(versionProgress({ version, ...idle, lastSequences: undefined })).toMatchObject({
+  expect(versionProgress({ version, ...idle, lastSequences: () => undefined })).toMatchObject({
     ratio: undefined,
     lagMessages: undefined,
     tasks: { assigning: 3 },
   });
-  expect(versionProgress({ version, ...idle, lastSequences: [0, 0, 0] })).toMatchObject({ ratio: 1, lagMessages: 0 });
+  expect(versionProgress({ version, ...idle, lastSequences: ends([0, 0, 0]) })).toMatchObject({
+    ratio: 1,
+    lagMessages: 0,
+  });
 });

@@ -12,6 +12,7 @@ import {
   startBehindEndpoints,
   watchConnection,
 } from '../../runtime/index.js';
+import { DEFAULT_REPARTITION_MAX_AGE_MS } from '../../client/topics.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { CoordinatorMetrics } from '../../coordinator/metrics.js';
 import { shutdownSignal } from '../shutdown-signal.js';
@@ -61,6 +62,12 @@ const coordinatorSettings = defineSettings(
       schema: positiveDuration.default(5_000),
       help: 'leader lease; a dead leader is replaced within it',
     },
+    repartitionMaxAge: {
+      flag: '--repartition-max-age <duration>',
+      env: 'KAPPA_REPARTITION_MAX_AGE',
+      schema: positiveDuration.default(DEFAULT_REPARTITION_MAX_AGE_MS),
+      help: 'age limit of the repartition topics it creates: a routed event no keyed task has purged by then is dropped',
+    },
     logLevel: logLevelSetting,
     nats: natsConnection,
   },
@@ -108,6 +115,7 @@ export function registerCoordinator(program: Command): void {
           coordinatorId: settings.id,
           sessionTimeoutMs: settings.sessionTimeout,
           leaseTtlMs: settings.leaseTtl,
+          repartitionMaxAgeMs: settings.repartitionMaxAge,
           clock: systemClock,
           logger,
           metrics,

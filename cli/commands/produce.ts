@@ -3,15 +3,22 @@
 // numbers and the reason) and skipped; good lines still go in. Connecting, the topic lookup and
 // the publishes are retried through a lost node or a leader election for --retry-for (shown on
 // the progress line); after that it stops with one line and exit 4.
+//
+// `--key FIELD` is also what the topic is partitioned by: the first produce records it in the
+// topic registry (when `kappa topic create --key` did not), and a produce keyed by another field
+// than the one recorded is refused before it publishes anything (exit 2), since jobs keyed by the
+// recorded field read the topic directly and would find the events in partitions they do not own.
 import { createReadStream, statSync, type ReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { Command } from 'commander';
+import { ConfigError, isRepartitionTopic } from '../../protocol/index.js';
 import { connectNats } from '../../runtime/index.js';
 import {
   DEFAULT_RETRY_FOR_MS,
   EventRejectedError,
   eventFromJsonLine,
   Producer,
+  recordTopicKey,
   retryThroughElections,
   type JsonEventFields,
   type NatsWait,
@@ -69,6 +76,11 @@ async function produce(
   flags: ProduceInput,
   settings: SettingsOf<typeof produceSettings>,
 ): Promise<number> {
+  if (isRepartitionTopic(topic)) {
+    throw new ConfigError(
+      `topic ${topic} is a job version's repartition topic, written only by its route tasks; produce to a topic of your own`,
+    );
+  }
   const fromStdin = flags.file === '-';
   const rejectsPath = flags.rejects ?? (fromStdin ? 'stdin.rejects' : `${flags.file}.rejects`);
   const totalBytes = fromStdin ? undefined : statSync(flags.file).size;
@@ -100,6 +112,11 @@ async function produce(
         maxInFlight: settings.maxInFlight,
         ...retry,
       });
+      await retryThroughElections(
+        `recording the key of topic ${topic}`,
+        () => recordTopicKey(nc, topic, flags.key),
+        retry,
+      );
       const startedAt = Date.now();
       const input: Readable = fromStdin
         ? process.stdin.setEncoding('utf8')

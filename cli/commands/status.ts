@@ -69,11 +69,29 @@ function printStatus(status: ClusterStatus): void {
       v.served ? 'yes' : v.autoCutover ? 'when caught up' : '',
     ]),
   );
+  // A line per stage of each planned version: a repartitioned one has its route stages and its
+  // keyed stage, each with its own topic and lag, so a user sees where the lag is.
+  const stages = status.versions.flatMap((v) =>
+    (v.stages ?? []).map((stage) => [
+      v.job,
+      v.version,
+      stage.stage ?? 'keyed',
+      stage.topic,
+      String(stage.partitions),
+      String(stage.lagMessages),
+    ]),
+  );
+  if (stages.length > 0) {
+    console.log('');
+    printTable(['job', 'version', 'stage', 'topic', 'partitions', 'lag'], stages);
+  }
   console.log('');
   printTable(
     ['task', 'worker', 'epoch', 'state', 'sequence', 'lag', 'watermark'],
     status.tasks.map((t) => [
-      `${t.job}/${t.version}/${t.partition}`,
+      t.stage === undefined
+        ? `${t.job}/${t.version}/${t.partition}`
+        : `${t.job}/${t.version}/${t.stage}/${t.partition}`,
       t.worker ?? '-',
       String(t.epoch),
       t.state,

@@ -25,13 +25,19 @@ export function registerTopic(program: Command): void {
       .command('create <name>')
       .description('create a topic of P partitions (P is fixed for the life of the topic)')
       .option('--partitions <n>', 'partition count', String(DEFAULT_PARTITIONS))
-      .option('--replicas <n>', 'replicas of each partition stream', String(DEFAULT_REPLICAS)),
-  ).action(async (name: string, flags: NatsFlags & { partitions: string; replicas: string }) => {
+      .option('--replicas <n>', 'replicas of each partition stream', String(DEFAULT_REPLICAS))
+      .option(
+        '--key <field>',
+        'the field its events are partitioned by (what producers pass as --key): jobs keyed by it read the topic directly, any other key goes through a repartition stage',
+      ),
+  ).action(async (name: string, flags: NatsFlags & { partitions: string; replicas: string; key?: string }) => {
     const partitions = integerFlag('--partitions', flags.partitions);
     const replicas = integerFlag('--replicas', flags.replicas);
     await withNats(flags, async (nc) => {
-      const created = await createTopic(nc, { name, partitions, replicas });
-      console.log(`topic ${created.name}: ${created.partitions} partitions, ${created.replicas} replica(s)`);
+      const created = await createTopic(nc, { name, partitions, replicas, key: flags.key });
+      console.log(
+        `topic ${created.name}: ${created.partitions} partitions, ${created.replicas} replica(s)${keyNote(created.key)}`,
+      );
     });
   });
 
@@ -41,8 +47,16 @@ export function registerTopic(program: Command): void {
         const topics = await listTopics(nc);
         if (flags.json) return console.log(JSON.stringify(topics, null, 2));
         printTable(
-          ['topic', 'partitions', 'replicas', 'created'],
-          topics.map((t) => [t.name, String(t.partitions), String(t.replicas), t.createdAt]),
+          ['topic', 'partitions', 'replicas', 'key', 'created', ''],
+          topics.map((t) => [
+            t.name,
+            String(t.partitions),
+            String(t.replicas),
+            t.key ?? '-',
+            t.createdAt,
+            t.internal ? INTERNAL_NOTE : '',
+          ]),
+          new Set([3, 5]),
         );
       });
     },
@@ -87,9 +101,16 @@ function integerFlag(flag: string, raw: string): number {
   return value;
 }
 
+/** How list and describe mark a job version's repartition topic. */
+const INTERNAL_NOTE = 'internal (repartition topic)';
+
+function keyNote(key: string | undefined): string {
+  return key === undefined ? ', key not recorded' : `, partitioned by '${key}'`;
+}
+
 function printDescription(description: TopicDescription): void {
   console.log(
-    `topic ${description.name}: ${description.partitions} partitions, ${description.replicas} replica(s), created ${description.createdAt}`,
+    `topic ${description.name}: ${description.partitions} partitions, ${description.replicas} replica(s)${keyNote(description.key)}, created ${description.createdAt}${description.internal ? `, ${INTERNAL_NOTE}` : ''}`,
   );
   const rows = description.partitionStates.map((p) => [
     String(p.partition),
@@ -103,12 +124,16 @@ function printDescription(description: TopicDescription): void {
   printTable(['partition', 'stream', 'first seq', 'last seq', 'messages', 'bytes'], rows);
 }
 
-function printTable(header: string[], rows: string[][]): void {
+/** Numbers right-aligned; the first column and those in `textColumns` left-aligned. */
+function printTable(header: string[], rows: string[][], textColumns: ReadonlySet<number> = new Set()): void {
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
   const line = (cells: string[]) =>
     cells
-      .map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
-      .join('  ');
+      .map((cell, column) =>
+        column === 0 || textColumns.has(column) ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!),
+      )
+      .join('  ')
+      .trimEnd();
   console.log(line(header));
   for (const row of rows) console.log(line(row));
 }
