@@ -11,6 +11,7 @@ import {
   partitionOf,
   ProtocolError,
   type RoutedEvent,
+  type RoutedRecord,
   type WatermarkMark,
 } from '../protocol/index.js';
 import type { KeyedState } from '../state/keyed-state.js';
@@ -192,9 +193,10 @@ export class TaskProcessor implements OperatorOutput {
       if (upstreams) {
         const upstream = this.upstreamIndexes[index]!;
         if (key === MARK) {
-          // A mark moves an upstream's watermark and maybe the minimum; it is no event.
-          const mark = this.values[index] as WatermarkMark;
-          upstreams.acceptMark(upstream, mark.sequence, mark.watermarkMs, mark.idle);
+          // A mark (or an event dead-lettered at decode) moves an upstream's watermark and maybe the minimum.
+          const mark = this.values[index] as RoutedRecord;
+          if (mark.kind === 'mark') upstreams.acceptMark(upstream, mark.sequence, mark.watermarkMs, mark.idle);
+          else upstreams.acceptEvent(upstream, mark.sequence, mark.watermarkMs);
           this.advanceWatermarkTo(upstreams.minimum());
           continue;
         }
@@ -376,14 +378,16 @@ export class TaskProcessor implements OperatorOutput {
         if ((last !== undefined && record.sequence <= last) || upstreams.isRepeat(upstream, record.sequence)) continue;
         seen.set(upstream, record.sequence);
         if (this.wrongPartition(record.key, partitions, message)) {
-          // Still an event of that upstream: its position and watermark count.
-          upstreams.acceptEvent(upstream, record.sequence, record.watermarkMs);
-          continue;
+          // Still an event of that upstream: its position and watermark count, in their place
+          // among the batch's records (so it rides along as a mark-like entry).
+          this.keys[count] = MARK;
+          this.values[count] = record;
+        } else {
+          this.keys[count] = record.key;
+          this.times[count] = record.time;
+          this.values[count] = record.value;
+          this.sourceIndexes[count] = record.source;
         }
-        this.keys[count] = record.key;
-        this.times[count] = record.time;
-        this.values[count] = record.value;
-        this.sourceIndexes[count] = record.source;
       } else {
         this.keys[count] = MARK;
         this.values[count] = record;
@@ -476,11 +480,8 @@ export class TaskProcessor implements OperatorOutput {
         );
         continue;
       }
-      if (this.wrongPartition(key as string, checkedPartitions, message)) {
-        // Its time is valid: it advances the watermark as any dead-lettered event does.
-        this.watermark.observe(timeMs);
-        continue;
-      }
+      // Like the other events set aside at decode, it does not move the watermark.
+      if (this.wrongPartition(key as string, checkedPartitions, message)) continue;
       this.keys[count] = key as string;
       this.times[count] = timeMs;
       this.values[count] = value;
