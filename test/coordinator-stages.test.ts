@@ -263,7 +263,11 @@ describe('a version keyed by another field than its topic’s', () => {
 
     // Started again: the same two stages, the same plan, the same topic (its routed events kept).
     const assignsBefore = worker.assigns.length;
-    await admin('start', { type: 'job.start', job: JOB, version: 'v1', from: { kind: 'earliest' } });
+    const started = await kappa(['start', JOB, '--version', 'v1', '--nats', nats.url]);
+    expect(started.code, started.stderr).toBe(0);
+    expect(started.stdout).toContain(
+      `${JOB} v1: running on topic clicks, repartitioned through ${REPARTITION_TOPIC} (3 partitions)`,
+    );
     await pollUntil(() => (worker.heldKeys(JOB).length === 7 ? true : undefined), {
       what: 'both stages assigned again',
       timeoutMs: 15_000,

@@ -30,7 +30,13 @@ export function registerStart(program: Command): void {
         topic: flags.topic,
       });
       if (flags.json) return console.log(JSON.stringify(detail, null, 2));
-      const where = detail.topic ? ` on topic ${detail.topic} (${detail.partitions ?? '?'} partitions)` : '';
+      const keyed = detail.stages?.at(-1);
+      const where =
+        detail.stages && detail.stages.length > 1 && keyed
+          ? ` on topic ${detail.topic}, repartitioned through ${keyed.topic} (${keyed.partitions} partitions)`
+          : detail.topic
+            ? ` on topic ${detail.topic} (${detail.partitions ?? '?'} partitions)`
+            : '';
       console.log(
         `${job} ${flags.version}: ${detail.alreadyRunning ? 'already started, ' : ''}${detail.state}${where}`,
       );
