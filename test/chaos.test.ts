@@ -109,7 +109,19 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
     `import base from ${JSON.stringify(pathToFileURL(KV_JOB).href)};\nexport default { ...base, name: 'clicks-out', sink: { kind: 'stream' } };\n`,
   );
   const created = await kappa(
-    ['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--replicas', '3', '--nats', urls],
+    [
+      'topic',
+      'create',
+      'clicks',
+      '--partitions',
+      String(PARTITIONS),
+      '--replicas',
+      '3',
+      '--key',
+      'user',
+      '--nats',
+      urls,
+    ],
     { env: ENV },
   );
   expect(created.code, created.stderr).toBe(0);
