@@ -5,10 +5,6 @@ import fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { UpstreamWatermarks } from '../worker/upstream-watermarks.js';
 
-type Step =
-  | { kind: 'event'; source: number; partition: number; watermark: number }
-  | { kind: 'mark'; source: number; partition: number; watermark: number; idle: boolean };
-
 const step = fc.oneof(
   fc.record({
     kind: fc.constant('event' as const),
