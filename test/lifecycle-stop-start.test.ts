@@ -137,7 +137,19 @@ async function manifests(): Promise<Array<{ epoch: number; workerId: string | un
 
 it('runs every task again after stop and start, with epochs above the checkpoints’, and the table equals the batch answer', async () => {
   expect(
-    (await kappa(['topic', 'create', 'clicks', '--partitions', String(PARTITIONS), '--nats', nats.url])).code,
+    (
+      await kappa([
+        'topic',
+        'create',
+        'clicks',
+        '--partitions',
+        String(PARTITIONS),
+        '--key',
+        'user',
+        '--nats',
+        nats.url,
+      ])
+    ).code,
   ).toBe(0);
   firstCoordinator = coordinator('c1');
   worker('w1');

@@ -47,7 +47,7 @@ async function single(expression: string): Promise<number | undefined> {
 }
 
 beforeAll(async () => {
-  await createTopic(nats.nc, { name: 'clicks', partitions: PARTITIONS });
+  await createTopic(nats.nc, { name: 'clicks', partitions: PARTITIONS, key: 'user' });
   await produce(4_000);
   for (let index = 0; index < 3; index++) ports.push(await freePort());
   processes.push(

@@ -219,8 +219,20 @@ describe('kappa worker (pool driven by a coordinator)', () => {
     const registration = await coordinator.waitFor('worker.register', (message) => message.workerId === WORKER_ID);
     expect(registration.capacity).toBe(2);
     expect(registration.carries).toEqual([
-      { job: 'totals', version: 'v1', topic: 'orders', sink: 'kv' },
-      { job: 'crash', version: 'v1', topic: 'crashes', sink: 'kv' },
+      {
+        job: 'totals',
+        version: 'v1',
+        topic: 'orders',
+        sink: 'kv',
+        declaration: { sources: [{ name: 'orders', topic: 'orders', keying: { kind: 'function' } }] },
+      },
+      {
+        job: 'crash',
+        version: 'v1',
+        topic: 'crashes',
+        sink: 'kv',
+        declaration: { sources: [{ name: 'crashes', topic: 'crashes', keying: { kind: 'function' } }] },
+      },
     ]);
     expect(registration.httpUrl).toBe(`http://127.0.0.1:${httpPort}`);
   });
