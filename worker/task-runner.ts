@@ -25,6 +25,9 @@ import {
 import { TaskProcessor, type EngineSnapshot } from './task-processor.js';
 import type { TaskSettings } from './task-settings.js';
 
+/** How far a keyed task's checkpoint must move past its last purge of the repartition topic before the next. */
+const PURGE_EVERY_MESSAGES = 250_000;
+
 export interface TaskRunnerOptions extends TaskSettings, TaskCheckpointingOptions {
   nc: NatsConnection;
   sinks: JobSinks;
@@ -83,6 +86,8 @@ export class TaskRunner {
   private ownerEpoch: number | undefined;
   /** Ends the wait of a fenced task (a higher epoch came, or a stop). */
   private wakeFenced: (() => void) | undefined;
+  /** A keyed task over a repartition topic: the sequence below which it last purged the topic. */
+  private purgedBelow = 1;
   /** Far behind the end of the partition: large batches, rare checkpoints (replay-mode.ts). */
   private replaying = false;
   private runnerState: TaskRunnerState = 'restoring';
@@ -323,12 +328,16 @@ export class TaskRunner {
   /**
    * A keyed task over a repartition topic never reads below its committed checkpoint again, so the
    * partition is purged up to it (as Kafka Streams purges repartition topics after a commit): the
-   * topic holds what is in flight between the stages, not the whole history. Best effort: a
-   * purge that fails is retried after the next checkpoint, and the topic's max age bounds it anyway.
+   * topic holds what is in flight between the stages, not the whole history. A purge compacts the
+   * stream while route tasks write it, which costs nats-server 2.9 dearly (a 300k-event hop took
+   * 4× the server CPU when every checkpoint purged, bench/repartition.ts), so it runs once
+   * PURGE_EVERY_MESSAGES have been checkpointed past the last one. Best effort: a purge that fails
+   * is retried after the next checkpoint, and the topic's max age bounds it anyway.
    */
   private purgeRepartitionStream(jsm: Awaited<ReturnType<typeof jetstreamManager>>, stream: string): void {
     const keepFrom = (this.options.checkpoints.manifest?.sequence ?? 0) + 1;
-    if (keepFrom <= 1) return;
+    if (keepFrom - this.purgedBelow < PURGE_EVERY_MESSAGES) return;
+    this.purgedBelow = keepFrom;
     void jsm.streams
       .purge(stream, { seq: keepFrom })
       .catch((error: unknown) =>
