@@ -13,6 +13,8 @@ export interface StagesCaughtUp {
   version: string;
   /** The topic the route tasks read (or the keyed tasks, when the job is read directly). */
   sourceTopic: string;
+  /** For a job over several topics: the topic each route stage reads, by stage name. */
+  sourceTopics?: Record<string, string>;
   /** Whether the job goes through its repartition topic. */
   repartitioned: boolean;
   /** When set, the keyed tasks' watermark must equal it. */
@@ -32,7 +34,10 @@ export async function untilStagesCaughtUp(nc: NatsConnection, options: StagesCau
       for (const task of tasks) {
         if (task.state !== 'running' || task.sequence === null) return undefined;
         const keyed = task.stage === undefined;
-        const topic = keyed && options.repartitioned ? repartitionTopic(job, version) : options.sourceTopic;
+        const topic =
+          keyed && options.repartitioned
+            ? repartitionTopic(job, version)
+            : ((task.stage && options.sourceTopics?.[task.stage]) ?? options.sourceTopic);
         const last = (await jsm.streams.info(streams.partition(topic, task.partition))).state.last_seq;
         if (task.sequence !== last) return undefined;
         if (keyed && options.keyedWatermark !== undefined && task.watermark !== options.keyedWatermark)
