@@ -262,6 +262,7 @@ export class Coordinator {
       topicConfig: (topic) => readTopicConfig(nc, topic),
       createRepartitionTopic: (repartition) => this.createRepartitionTopic(repartition),
       ranDirect: (key) => this.ranDirect(key),
+      ranRepartitioned: (key) => this.ranRepartitioned(key),
       logger,
     };
   }
@@ -285,6 +286,17 @@ export class Coordinator {
       ran = true;
     }
     return ran;
+  }
+
+  private ranRepartitioned(key: JobVersionKey): number | undefined {
+    let routed = false;
+    let keyedPartitions = 0;
+    for (const record of this.state.tasks.values()) {
+      if (jobVersionKey(record.task) !== key) continue;
+      if (record.task.stage !== undefined) routed = true;
+      else keyedPartitions = Math.max(keyedPartitions, record.task.partition + 1);
+    }
+    return routed && keyedPartitions > 0 ? keyedPartitions : undefined;
   }
 
   private async partitionsOf(topic: string): Promise<number | undefined> {

@@ -10,6 +10,7 @@ import {
   directPlan,
   jobVersionKey,
   planJob,
+  repartitionTopic,
   plannedStages,
   ServingTableKind,
   type JobDeclaration,
@@ -73,6 +74,12 @@ export interface VersionPlanning {
    * checkpoints are positions in the source topic, so the version is read directly again.
    */
   ranDirect: (key: JobVersionKey) => boolean;
+  /**
+   * The keyed stage's partition count when the version's tasks ran before behind a repartition
+   * topic (task records with a route stage), else undefined: their checkpoints are positions in
+   * that topic, so the version keeps it even if a topic has since recorded the job's key.
+   */
+  ranRepartitioned: (key: JobVersionKey) => number | undefined;
   logger: Logger;
 }
 
@@ -154,6 +161,17 @@ async function planOf(planning: VersionPlanning, version: JobVersionRecord): Pro
   if ('missingTopic' in outcome) {
     planning.logger.warn({ ...fields, topic: outcome.missingTopic }, 'topic of job version does not exist yet');
     return undefined;
+  }
+  const keyedBefore = planning.ranRepartitioned(key);
+  if (outcome.plan.repartition === null && keyedBefore !== undefined) {
+    planning.logger.warn(
+      { ...fields, partitions: keyedBefore },
+      'job version ran repartitioned before: kept behind its repartition topic, whose positions its checkpoints hold',
+    );
+    return {
+      sources: outcome.plan.sources,
+      repartition: { topic: repartitionTopic(version.job, version.version), partitions: keyedBefore },
+    };
   }
   if (version.topic !== null && !outcome.plan.sources.some((source) => source.topic === version.topic)) {
     planning.logger.warn(

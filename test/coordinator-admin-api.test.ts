@@ -69,6 +69,7 @@ function leader() {
             topic === 'clicks' ? { partitions: 2, replicas: 1, createdAt: new Date(NOW_MS).toISOString() } : undefined,
           createRepartitionTopic: async () => {},
           ranDirect: () => false,
+          ranRepartitioned: () => undefined,
           logger: pino({ level: 'silent' }),
         },
         version,
