@@ -152,6 +152,16 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
       { env },
     );
     expect(v1.code, v1.stderr + v1.stdout).toBe(0);
+    // v1 may be served (lag within the bound) before its first window for user-1 fired: the reads
+    // start once it has a row, so an empty read can only come from the flip to v2.
+    await pollUntil(
+      async () => {
+        const response = await fetch(`http://127.0.0.1:${port}/v1/views/${job}?key=user-1`);
+        const body = (await response.json()) as { rows?: ServingTableRow[] };
+        return response.ok && (body.rows?.length ?? 0) > 0 ? true : undefined;
+      },
+      { what: 'a row of user-1 in the served v1', timeoutMs: 30_000 },
+    );
 
     // A reader polls the query API (and the PostgreSQL alias view) the whole time from here on.
     const reads: Read[] = [];
