@@ -3,6 +3,7 @@ import { registerCoordinator } from './coordinator.js';
 import { registerProduce } from './produce.js';
 import { registerTopic } from './topic.js';
 import { registerDev } from './dev.js';
+import { registerNexmark } from './nexmark.js';
 import { registerRun } from './run.js';
 import { registerStart } from './start.js';
 import { registerCutover, registerReplay, registerRetire } from './replay.js';
@@ -26,4 +27,5 @@ export function registerCommands(program: Command): void {
   registerRetire(program);
   registerStatus(program);
   registerDev(program);
+  registerNexmark(program);
 }
