@@ -64,15 +64,7 @@ export function registerDev(program: Command): void {
     let url = settings.nats;
     if (!url) {
       const natsDir = resolve(dataDir, 'nats');
-      mkdirSync(natsDir, { recursive: true });
-      server = new NatsServer(natsDir, (self) =>
-        [
-          `listen: 127.0.0.1:${self.clientPort > 0 ? self.clientPort : settings.natsPort || -1}`,
-          `http: 127.0.0.1:-1`,
-          `jetstream { store_dir: "${resolve(natsDir, 'store')}" }`,
-        ].join('\n'),
-      );
-      await server.start();
+      server = await startLocalNatsServer(natsDir, settings.natsPort);
       url = server.url;
       say(`nats-server ${url} (data in ${natsDir})`);
     }
@@ -83,40 +75,16 @@ export function registerDev(program: Command): void {
     say(`topic 'clicks' with ${settings.partitions} partitions`);
 
     const coordinatorPort = settings.httpPort;
-    const processes = [
-      new KappaChild('coordinator', [
-        'coordinator',
-        '--id',
-        'dev-coordinator',
-        '--nats',
-        url,
-        '--http-port',
-        String(coordinatorPort),
-        '--log-level',
-        settings.logLevel,
-      ]),
-    ];
-    for (let index = 1; index <= settings.workers; index++) {
-      processes.push(
-        new KappaChild(`worker-${index}`, [
-          'worker',
-          '--job',
-          DEMO_JOB,
-          '--id',
-          `dev-worker-${index}`,
-          '--threads',
-          String(settings.threads),
-          '--nats',
-          url,
-          '--state-dir',
-          resolve(dataDir, 'state', `worker-${index}`),
-          '--http-port',
-          String(coordinatorPort + index),
-          '--log-level',
-          settings.logLevel,
-        ]),
-      );
-    }
+    const processes = startLocalCluster({
+      url,
+      jobs: [DEMO_JOB],
+      workers: settings.workers,
+      threads: settings.threads,
+      httpPort: coordinatorPort,
+      stateDir: resolve(dataDir, 'state'),
+      logLevel: settings.logLevel,
+      idPrefix: 'dev',
+    });
     say(
       `coordinator (http://127.0.0.1:${coordinatorPort}/v1/status) and ${settings.workers} worker(s) with ${settings.threads} thread(s) each`,
     );
@@ -150,6 +118,73 @@ export function registerDev(program: Command): void {
     await server?.stop();
     say(`stopped after ${sequence} events`);
   });
+}
+
+/** Starts a nats-server with JetStream, its store and logs under `natsDir`, on `clientPort` (0: any free port). */
+export async function startLocalNatsServer(natsDir: string, clientPort: number): Promise<NatsServer> {
+  mkdirSync(natsDir, { recursive: true });
+  const server = new NatsServer(
+    natsDir,
+    (self) =>
+      [
+        `listen: 127.0.0.1:${self.clientPort > 0 ? self.clientPort : clientPort || -1}`,
+        `http: 127.0.0.1:-1`,
+        `jetstream { store_dir: "${resolve(natsDir, 'store')}" }`,
+      ].join('\n'),
+    // A server left behind by a killed parent would hold its ports and store.
+    { dieWithParent: true },
+  );
+  await server.start();
+  return server;
+}
+
+export interface LocalCluster {
+  url: string;
+  /** The job modules every worker carries. */
+  jobs: readonly string[];
+  workers: number;
+  threads: number;
+  /** The coordinator's HTTP port, then one per worker (0: each any free port). */
+  httpPort: number;
+  /** Each worker's task state goes under `<stateDir>/worker-<n>`. */
+  stateDir: string;
+  logLevel: string;
+  /** Process ids are `<idPrefix>-coordinator` and `<idPrefix>-worker-<n>`. */
+  idPrefix: string;
+}
+
+/** A coordinator and `workers` workers as child processes: the coordinator first, then the workers. */
+export function startLocalCluster(cluster: LocalCluster): KappaChild[] {
+  const portOf = (index: number) => String(cluster.httpPort === 0 ? 0 : cluster.httpPort + index);
+  const common = ['--nats', cluster.url, '--log-level', cluster.logLevel];
+  const processes = [
+    new KappaChild('coordinator', [
+      'coordinator',
+      '--id',
+      `${cluster.idPrefix}-coordinator`,
+      '--http-port',
+      portOf(0),
+      ...common,
+    ]),
+  ];
+  for (let index = 1; index <= cluster.workers; index++) {
+    processes.push(
+      new KappaChild(`worker-${index}`, [
+        'worker',
+        ...cluster.jobs.flatMap((job) => ['--job', job]),
+        '--id',
+        `${cluster.idPrefix}-worker-${index}`,
+        '--threads',
+        String(cluster.threads),
+        '--state-dir',
+        resolve(cluster.stateDir, `worker-${index}`),
+        '--http-port',
+        portOf(index),
+        ...common,
+      ]),
+    );
+  }
+  return processes;
 }
 
 /** Starts the demo job version once a coordinator leads (adminRequest waits up to 30 s for one to be elected). */

@@ -32,6 +32,7 @@ import { startProgress } from '../produce-progress.js';
 import { duration, positiveInt } from '../setting-values.js';
 import { defineSettings, type SettingsOf } from '../settings.js';
 import { CONNECT_TIMEOUT_MS } from './topic.js';
+import { runNexmark, runSettings } from './nexmark-run.js';
 
 type EventType = NexmarkEvent['type'];
 const EVENT_TYPES: readonly EventType[] = ['person', 'auction', 'bid'];
@@ -89,6 +90,24 @@ export function registerNexmark(program: Command): void {
   generate.options.find((option) => option.long === '--events')!.makeOptionMandatory();
   generate.action(async (flags: Record<string, unknown>) => {
     process.exitCode = await generateEvents(generateSettings.load(flags), flags.publish !== false);
+  });
+  const run = nexmark
+    .command('run')
+    .description(
+      'run Nexmark queries on a local cluster (own nats-server, coordinator, workers) from earliest to caught up, each checked against DuckDB running its SQL',
+    );
+  runSettings.addOptions(run).action(async (flags: Record<string, unknown>) => {
+    const settings = runSettings.load(flags);
+    process.exitCode = await runNexmark(settings, async (url, file, partitions) => {
+      const generate = generateSettings.load({
+        events: settings.events,
+        seed: settings.seed,
+        partitions,
+        file,
+        nats: url,
+      });
+      await generateEvents(generate, true);
+    });
   });
 }
 

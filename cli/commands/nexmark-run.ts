@@ -1,0 +1,447 @@
+// `kappa nexmark run`: the Nexmark queries of examples/nexmark/ streaming through a local cluster
+// (its own nats-server, a coordinator and workers, as `kappa dev` builds it), each checked against
+// DuckDB running the query's SQL over the same events, with its throughput and worker CPU time.
+//
+// The topics are finite, so a window stays open after the last event until something moves the
+// watermark past it. As a bounded source's final watermark does in Flink, one end-of-input event
+// per partition of each topic (an hour after the last event, with ids no real event uses) fires
+// every window of the real events; rows of the sentinels themselves are dropped before comparing.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import {
+  ConfigError,
+  encodeMessage,
+  partitionOf,
+  streams,
+  subjects,
+  type ClusterStatus,
+} from '../../protocol/index.js';
+import { connectNats, internalReplicas, tableSettingsFromEnv } from '../../runtime/index.js';
+import { createTopic, Producer } from '../../client/index.js';
+import { NEXMARK_TOPICS, type NexmarkEvent } from '../../client/nexmark/generator.js';
+import { AliasRegistry, MAX_PAGE_ROWS, openServingTables } from '../../tables/index.js';
+import { replyOf } from '../admin-request.js';
+import { ExitCode } from '../exit-codes.js';
+import { positiveInt } from '../setting-values.js';
+import { defineSettings, type SettingsOf } from '../settings.js';
+import { toViewRow, type ViewRow } from '../view-row.js';
+import type { KappaChild } from '../kappa-child.js';
+import { startLocalCluster, startLocalNatsServer } from './dev.js';
+
+const EXAMPLES = resolve(import.meta.dirname, '../../../examples/nexmark');
+const STATEFUL_QUERIES = ['q3', 'q5', 'q7', 'q8', 'q11'];
+/** Partitions of each Nexmark topic (and of q5's counts topic). */
+const PARTITIONS = 8;
+/** The sentinels come this long after the last real event: past every window and session gap. */
+const SENTINEL_AFTER_MS = 60 * 60_000;
+/** Sentinel ids start here; the generator's ids stay far below (they start at 1000, one per event at most). */
+const SENTINEL_ID_BASE = 1_000_000_000_000;
+/** Stage 1 of q5 writes its counts here (q5-counts.mjs's sink). */
+const Q5_COUNTS_TOPIC = 'nexmark-q5-counts';
+
+export const runSettings = defineSettings({
+  events: { flag: '--events <n>', schema: positiveInt.default(50_000), help: 'how many events to generate' },
+  queries: {
+    flag: '--queries <list>',
+    schema: z
+      .string()
+      .default(STATEFUL_QUERIES.join(','))
+      .transform((list) => list.split(',').map((query) => query.trim())),
+    help: 'the queries to run, comma-separated (examples/nexmark/<query>.mjs, each with its .sql)',
+  },
+  workers: { flag: '--workers <n>', schema: positiveInt.default(1), help: 'worker processes' },
+  threads: { flag: '--threads <n>', schema: positiveInt.default(2), help: 'threads per worker' },
+  seed: { flag: '--seed <n>', schema: z.coerce.number().int().default(1), help: 'same seed, same events' },
+  timeout: {
+    flag: '--timeout <seconds>',
+    schema: positiveInt.default(600),
+    help: 'give up on a query that has not caught up after this many seconds',
+  },
+});
+
+export type RunSettings = SettingsOf<typeof runSettings>;
+
+/** What `kappa nexmark generate` does: publishes the events to the cluster's topics (`partitions` each) and writes them to `file`. */
+export type GenerateInto = (url: string, file: string, partitions: number) => Promise<void>;
+
+/** One query's job versions (q5 is two chained jobs) and its result. */
+interface QueryJob {
+  name: string;
+  version: string;
+}
+
+interface QueryResult {
+  query: string;
+  seconds: number;
+  cpuSeconds: number;
+  equal: boolean;
+}
+
+export async function runNexmark(settings: RunSettings, generateInto: GenerateInto): Promise<number> {
+  for (const query of settings.queries) {
+    if (!/^q\d+$/.test(query)) throw new ConfigError(`--queries: '${query}' is not a query name such as q5`);
+    for (const file of [`${query}.mjs`, `${query}.sql`]) readFileSync(join(EXAMPLES, file)); // missing: fails before starting anything
+  }
+  const say = (line: string) => process.stderr.write(`kappa nexmark run: ${line}\n`);
+  const dir = mkdtempSync(join(tmpdir(), 'kappa-nexmark-'));
+  const modules = settings.queries.flatMap((query) => jobModules(query));
+  let server: Awaited<ReturnType<typeof startLocalNatsServer>> | undefined;
+  let processes: KappaChild[] = [];
+  let nc: NatsConnection | undefined;
+  try {
+    server = await startLocalNatsServer(join(dir, 'nats'), 0);
+    nc = await connectNats({ url: server.url, name: 'kappa nexmark run' });
+    if (settings.queries.includes('q5')) await createTopic(nc, { name: Q5_COUNTS_TOPIC, partitions: PARTITIONS });
+    const eventsFile = join(dir, 'events.jsonl');
+    await generateInto(server.url, eventsFile, PARTITIONS);
+    const lastTime = await appendSentinels(nc, eventsFile);
+    processes = startLocalCluster({
+      url: server.url,
+      jobs: modules,
+      workers: settings.workers,
+      threads: settings.threads,
+      httpPort: 0,
+      stateDir: join(dir, 'state'),
+      logLevel: 'warn',
+      idPrefix: 'nexmark',
+    });
+    say(`coordinator and ${settings.workers} worker(s) with ${settings.threads} thread(s) each`);
+    const workerPids = processes.slice(1).map((child) => child.pid);
+    const jsm = await jetstreamManager(nc);
+    const results: QueryResult[] = [];
+    for (const query of settings.queries) {
+      const jobs = await Promise.all(jobModules(query).map(jobOf));
+      const cpuBefore = sumCpuSeconds(workerPids);
+      const startedAt = Date.now();
+      for (const job of jobs) await startJob(nc, job);
+      await untilCaughtUp(nc, jsm, jobs, settings.timeout * 1000);
+      const seconds = (Date.now() - startedAt) / 1000;
+      const cpuSeconds = sumCpuSeconds(workerPids) - cpuBefore;
+      const equal = await equalsSql(nc, query, jobs.at(-1)!, eventsFile, lastTime, say);
+      results.push({ query, seconds, cpuSeconds, equal });
+      say(`${query}: ${seconds.toFixed(1)} s, ${equal ? 'equal to SQL' : 'NOT equal to SQL'}`);
+    }
+    process.stdout.write(formatTable(results, settings.events));
+    return results.every((result) => result.equal) ? ExitCode.ok : 1;
+  } finally {
+    // Workers first (they hand their tasks back), then the coordinator, then the server.
+    await Promise.all(processes.slice(1).map((child) => child.stop()));
+    await processes[0]?.stop();
+    await nc?.close();
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The job modules a query runs: q5 is stage 1 (the counts) and stage 2. */
+function jobModules(query: string): string[] {
+  const modules = query === 'q5' ? ['q5-counts.mjs', 'q5.mjs'] : [`${query}.mjs`];
+  return modules.map((module) => join(EXAMPLES, module));
+}
+
+async function jobOf(module: string): Promise<QueryJob> {
+  const job = ((await import(pathToFileURL(module).href)) as { default: QueryJob }).default;
+  return { name: job.name, version: job.version };
+}
+
+/**
+ * One end-of-input event per partition of each topic, at the last event's time + an hour, with ids
+ * no real event has (each chosen so that its key lands in that partition). Returns the last real
+ * event's time.
+ */
+async function appendSentinels(nc: NatsConnection, eventsFile: string): Promise<number> {
+  let lastTime = -Infinity;
+  for (const line of readFileSync(eventsFile, 'utf8').split('\n'))
+    if (line !== '') lastTime = Math.max(lastTime, (JSON.parse(line) as NexmarkEvent).dateTime);
+  const time = lastTime + SENTINEL_AFTER_MS;
+  const ids = sentinelIds(PARTITIONS);
+  const events: Record<keyof typeof NEXMARK_TOPICS, NexmarkEvent[]> = {
+    person: ids.map((id) => ({
+      type: 'person',
+      id,
+      name: 'end of input',
+      emailAddress: '',
+      creditCard: '',
+      city: '',
+      state: '',
+      dateTime: time,
+      extra: '',
+    })),
+    auction: ids.map((id) => ({
+      type: 'auction',
+      id,
+      itemName: '',
+      description: '',
+      initialBid: 0,
+      reserve: 0,
+      dateTime: time,
+      expires: time,
+      seller: id,
+      category: 0,
+      extra: '',
+    })),
+    bid: ids.map((id) => ({
+      type: 'bid',
+      auction: id,
+      bidder: id,
+      price: 0,
+      channel: '',
+      url: '',
+      dateTime: time,
+      extra: '',
+    })),
+  };
+  for (const [type, topic] of Object.entries(NEXMARK_TOPICS)) {
+    const producer = await Producer.forTopic(nc, topic);
+    for (const event of events[type as keyof typeof NEXMARK_TOPICS]) {
+      const key = String(event.type === 'bid' ? event.auction : event.id);
+      if (!producer.publish({ key, time, value: event })) await producer.ready();
+    }
+    await producer.close();
+  }
+  return lastTime;
+}
+
+/** For each partition, the first id from SENTINEL_ID_BASE whose key lands in it. */
+function sentinelIds(partitions: number): number[] {
+  const ids: number[] = [];
+  for (let id = SENTINEL_ID_BASE; ids.filter((found) => found !== undefined).length < partitions; id++) {
+    const partition = partitionOf(String(id), partitions);
+    ids[partition] ??= id;
+  }
+  return ids;
+}
+
+async function startJob(nc: NatsConnection, job: QueryJob): Promise<void> {
+  await adminAsk(nc, 'start', {
+    type: 'job.start',
+    job: job.name,
+    version: job.version,
+    from: { kind: 'earliest' },
+  });
+}
+
+async function clusterStatus(nc: NatsConnection): Promise<ClusterStatus> {
+  return adminAsk(nc, 'status', { type: 'status.request' });
+}
+
+/** One admin request to the leader, asked again while none leads yet (the coordinator just started). */
+async function adminAsk<V extends 'start' | 'status'>(
+  nc: NatsConnection,
+  verb: V,
+  request: V extends 'start' ? Parameters<typeof encodeMessage>[0] : { type: 'status.request' },
+): Promise<ReturnType<typeof replyOf<V>>> {
+  const giveUpAt = Date.now() + 30_000;
+  for (;;) {
+    try {
+      const response = await nc.request(subjects.adminRequest(verb), encodeMessage(request), { timeout: 3_000 });
+      return replyOf(verb, response.data);
+    } catch (error) {
+      if (Date.now() > giveUpAt) throw error;
+      await sleep(250);
+    }
+  }
+}
+
+/**
+ * Until every task of every stage of the jobs is running at the end of its own input stream (a
+ * route task at its source partition's last sequence, a keyed task at its repartition
+ * partition's), seen so on two polls in a row: one poll reads the tasks one after another, and a
+ * route task may publish to a keyed task's stream after that was checked.
+ */
+async function untilCaughtUp(
+  nc: NatsConnection,
+  jsm: JetStreamManager,
+  jobs: readonly QueryJob[],
+  timeoutMs: number,
+): Promise<void> {
+  const giveUpAt = Date.now() + timeoutMs;
+  let inARow = 0;
+  while (inARow < 2) {
+    if (Date.now() > giveUpAt)
+      throw new Error(`${jobs.map((job) => job.name).join(', ')} did not catch up in ${timeoutMs / 1000} s`);
+    await sleep(250);
+    inARow = (await allAtEnd(nc, jsm, jobs)) ? inARow + 1 : 0;
+  }
+}
+
+async function allAtEnd(nc: NatsConnection, jsm: JetStreamManager, jobs: readonly QueryJob[]): Promise<boolean> {
+  const status = await clusterStatus(nc);
+  for (const job of jobs) {
+    const version = status.versions.find((view) => view.job === job.name && view.version === job.version);
+    const tasks = status.tasks.filter((task) => task.job === job.name && task.version === job.version);
+    if (version === undefined || tasks.length === 0) return false;
+    for (const task of tasks) {
+      if (task.state !== 'running' || task.sequence === null) return false;
+      // The stage's own topic (a keyed stage after routes reads the repartition topic); no plan: the job's topic.
+      const read = version.stages?.find((stage) => stage.stage === task.stage)?.topic ?? version.topic;
+      if (read === null) return false;
+      const last = (await jsm.streams.info(streams.partition(read, task.partition))).state.last_seq;
+      if (task.sequence !== last) return false;
+    }
+  }
+  return true;
+}
+
+/** User + system CPU seconds the processes have used so far, all their threads (Linux /proc; 0 elsewhere). */
+function sumCpuSeconds(pids: readonly (number | undefined)[]): number {
+  let sum = 0;
+  for (const pid of pids) {
+    try {
+      // Fields after the command name: utime is the 14th, stime the 15th (clock ticks, 100/s).
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      sum += (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch {
+      // not Linux, or the process is gone
+    }
+  }
+  return sum;
+}
+
+/**
+ * Whether the job's table, without the sentinels' rows, equals the query's SQL over the events as
+ * a bag of row values. The table is read again for a few seconds while it differs: the last rows
+ * may be written just after the tasks report their sequence.
+ */
+async function equalsSql(
+  nc: NatsConnection,
+  query: string,
+  job: QueryJob,
+  eventsFile: string,
+  lastTime: number,
+  say: (line: string) => void,
+): Promise<boolean> {
+  const expected = sortedValues(await duckDb(join(EXAMPLES, `${query}.sql`), eventsFile));
+  let differences: string[] = [];
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const rows = (await readTable(nc, job)).filter((row) => !isSentinelRow(row, lastTime));
+    differences = bagDifferences(sortedValues(rows.map((row) => row.value)), expected);
+    if (differences.length === 0) {
+      say(`${query}: ${rows.length} rows, equal to SQL's`);
+      return true;
+    }
+    await sleep(500);
+  }
+  say(`${query} differs from its SQL (${expected.length} rows expected); first differences:`);
+  for (const line of differences.slice(0, 10)) say(`  ${line}`);
+  return false;
+}
+
+/** A row of a sentinel: its window (or session) starts after the last real event, or it names a sentinel id. */
+function isSentinelRow(row: ViewRow, lastTime: number): boolean {
+  const value = (row.value ?? {}) as Record<string, unknown>;
+  const start = row.start ?? value.start;
+  if (typeof start === 'number' && start > lastTime) return true;
+  return ['id', 'auction', 'bidder'].some((field) => Number(value[field]) >= SENTINEL_ID_BASE);
+}
+
+/** Every row of the job version's serving table, page by page (what `kappa view --json` prints). */
+async function readTable(nc: NatsConnection, job: QueryJob): Promise<ViewRow[]> {
+  const alias = await (await AliasRegistry.open(nc, internalReplicas())).get(job.name);
+  const backend = await openServingTables(alias?.table ?? 'kv', nc, tableSettingsFromEnv());
+  try {
+    const rows: ViewRow[] = [];
+    let after: string | undefined;
+    do {
+      const page = await backend.page(job.name, job.version, { limit: MAX_PAGE_ROWS, after });
+      rows.push(...page.rows.map(toViewRow));
+      after = page.next;
+    } while (after !== undefined);
+    return rows;
+  } finally {
+    await backend.close();
+  }
+}
+
+/** The SQL over tables person, auction and bid loaded from the JSON lines file, each row as JSON. */
+async function duckDb(sqlFile: string, eventsFile: string): Promise<unknown[]> {
+  let duckdb: typeof import('@duckdb/node-api');
+  try {
+    duckdb = await import('@duckdb/node-api');
+  } catch (error) {
+    throw new ConfigError('kappa nexmark run compares with DuckDB: install @duckdb/node-api (npm install)', {
+      cause: error,
+    });
+  }
+  const sql = readFileSync(sqlFile, 'utf8').trim().replace(/;$/, '');
+  const instance = await duckdb.DuckDBInstance.create(':memory:');
+  const db = await instance.connect();
+  try {
+    const events = `read_json_auto('${eventsFile.replaceAll("'", "''")}')`;
+    await db.run(
+      `CREATE TABLE person AS SELECT id, name, emailAddress, creditCard, city, state, dateTime, extra FROM ${events} WHERE type = 'person'`,
+    );
+    await db.run(
+      `CREATE TABLE auction AS SELECT id, itemName, description, initialBid, reserve, dateTime, expires, seller, category, extra FROM ${events} WHERE type = 'auction'`,
+    );
+    await db.run(
+      `CREATE TABLE bid AS SELECT auction, bidder, price, channel, url, dateTime, extra FROM ${events} WHERE type = 'bid'`,
+    );
+    const result = await db.runAndReadAll(`SELECT to_json(answer)::VARCHAR FROM (\n${sql}\n) AS answer`);
+    return result.getRows().map(([json]) => JSON.parse(String(json)) as unknown);
+  } finally {
+    db.closeSync();
+    instance.closeSync();
+  }
+}
+
+/** JSON with object keys sorted, so two rows compare by content whatever the field order. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_, inner: unknown) =>
+    inner !== null && typeof inner === 'object' && !Array.isArray(inner)
+      ? Object.fromEntries(Object.entries(inner).sort(([a], [b]) => (a < b ? -1 : 1)))
+      : inner,
+  );
+}
+
+/** Rows as sorted canonical JSON, for comparing bags of rows. */
+function sortedValues(values: readonly unknown[]): string[] {
+  return values.map(canonical).sort();
+}
+
+/** What one sorted bag has that the other lacks, each line prefixed with where it is missing. */
+function bagDifferences(actual: readonly string[], expected: readonly string[]): string[] {
+  const differences: string[] = [];
+  let a = 0;
+  let e = 0;
+  while (a < actual.length || e < expected.length) {
+    if (e >= expected.length || (a < actual.length && actual[a]! < expected[e]!))
+      differences.push(`only in the table: ${actual[a++]}`);
+    else if (a >= actual.length || expected[e]! < actual[a]!) differences.push(`only in SQL: ${expected[e++]}`);
+    else {
+      a++;
+      e++;
+    }
+  }
+  return differences;
+}
+
+function formatTable(results: readonly QueryResult[], events: number): string {
+  const header = ['query', 'events', 'seconds', 'events/s', 'worker CPU s', 'events/CPU-s', 'equal to SQL'];
+  const rows = results.map((result) => [
+    result.query,
+    String(events),
+    result.seconds.toFixed(1),
+    String(Math.round(events / Math.max(0.001, result.seconds))),
+    result.cpuSeconds.toFixed(1),
+    result.cpuSeconds > 0 ? String(Math.round(events / result.cpuSeconds)) : '-',
+    result.equal ? 'yes' : 'no',
+  ]);
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
+  return [header, ...rows]
+    .map(
+      (cells) =>
+        cells
+          .map((cell, column) => cell.padEnd(widths[column]!))
+          .join('  ')
+          .trimEnd() + '\n',
+    )
+    .join('');
+}
