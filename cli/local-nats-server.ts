@@ -104,7 +104,10 @@ export class NatsServer {
     const [command, commandArgs] = this.processOptions.dieWithParent
       ? dyingWithParent(NATS_SERVER_BINARY, args)
       : [NATS_SERVER_BINARY, args];
-    const child = spawn(command, commandArgs, { stdio: 'ignore' });
+    // Its own process group: Ctrl-C in a terminal signals the whole foreground group, and a server
+    // that died with it would leave the workers' graceful stop (a final checkpoint) waiting for it.
+    // Whoever started it stops it last (and `dieWithParent` still ends it if that process dies).
+    const child = spawn(command, commandArgs, { stdio: 'ignore', detached: true });
     this.child = child;
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     const startError = new Promise<never>((_, reject) =>
