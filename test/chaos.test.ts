@@ -101,6 +101,11 @@ function statusUntil(what: string, until: (view: ClusterStatus) => boolean, time
   return pollUntil(() => leaderStatus(nats.nc), { what, until, timeoutMs, context: processLogs });
 }
 
+/** The leader's status, asked again while the cluster recovers from a fault (a request may time out meanwhile). */
+function currentStatus(): Promise<ClusterStatus> {
+  return statusUntil('the leader answering status', () => true, 30_000);
+}
+
 it('keeps every table equal to the batch answer through SIGKILLed workers, a killed leader, a lost NATS node and a paused zombie', async () => {
   // The second job: the same aggregation written to the JetStream output topic.
   const outJob = join(dir, 'clicks-out.mjs');
@@ -166,7 +171,7 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
   await restartWorker('w1');
   await sleep(3_000);
 
-  const leader = (await leaderStatus(nats.nc)).leader.coordinatorId;
+  const leader = (await currentStatus()).leader.coordinatorId;
   await coordinators.get(leader)!.kill();
   faults.push(`SIGKILL coordinator leader ${leader}`);
   await statusUntil('a new leader', (view) => view.leader.coordinatorId !== leader, 20_000);
@@ -186,8 +191,9 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
 
   // The zombie: paused until the coordinator gives its tasks to others, then resumed.
   const zombie = workers.get('w3')!;
-  const zombieUrl = (await leaderStatus(nats.nc)).workers.find((worker) => worker.workerId === 'w3')!.httpUrl!;
-  const zombieHeld = (await leaderStatus(nats.nc)).tasks.filter((task) => task.worker === 'w3').length;
+  const beforePause = await currentStatus();
+  const zombieUrl = beforePause.workers.find((worker) => worker.workerId === 'w3')!.httpUrl!;
+  const zombieHeld = beforePause.tasks.filter((task) => task.worker === 'w3').length;
   expect(zombieHeld, 'tasks w3 holds when paused').toBeGreaterThan(0);
   zombie.child.kill('SIGSTOP');
   faults.push('SIGSTOP worker w3');
