@@ -3,14 +3,14 @@
 // generated events. `kappa run` fires every window at the end of input, so the SQL's answer over
 // all windows is the one to equal. q5 is two jobs: stage 2 runs over stage 1's table written as
 // the events its topic sink would publish (README "Chained jobs").
-import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kappa } from './harness/cli.js';
 import { generateNexmark } from '../client/nexmark/generator.js';
+import { nexmarkSql, sortedValues } from '../client/nexmark/sql.js';
 
 const EXAMPLES = fileURLToPath(new URL('../examples/nexmark/', import.meta.url));
 const EVENTS = 50_000;
@@ -72,58 +72,15 @@ async function kappaRun(job: string, args: string[]): Promise<ViewRow[]> {
     .map((line) => JSON.parse(line) as ViewRow);
 }
 
-/** The query's SQL over tables person, auction and bid loaded from the JSON lines file, each row as JSON. */
-async function duckDb(query: string, eventsFile = files.all): Promise<unknown[]> {
-  const sql = readFileSync(join(EXAMPLES, `${query}.sql`), 'utf8')
-    .trim()
-    .replace(/;$/, '');
-  const instance = await DuckDBInstance.create(':memory:');
-  const db = await instance.connect();
-  try {
-    const events = `read_json_auto('${eventsFile}')`;
-    await db.run(
-      `CREATE TABLE person AS SELECT id, name, emailAddress, creditCard, city, state, dateTime, extra FROM ${events} WHERE type = 'person'`,
-    );
-    await db.run(
-      `CREATE TABLE auction AS SELECT id, itemName, description, initialBid, reserve, dateTime, expires, seller, category, extra FROM ${events} WHERE type = 'auction'`,
-    );
-    await db.run(
-      `CREATE TABLE bid AS SELECT auction, bidder, price, channel, url, dateTime, extra FROM ${events} WHERE type = 'bid'`,
-    );
-    const result = await db.runAndReadAll(`SELECT to_json(answer)::VARCHAR FROM (\n${sql}\n) AS answer`);
-    return result.getRows().map(([json]) => JSON.parse(String(json)) as unknown);
-  } finally {
-    db.closeSync();
-    instance.closeSync();
-  }
-}
-
-/** JSON with object keys sorted, so two rows compare by content whatever the field order. */
-function canonical(value: unknown): string {
-  return JSON.stringify(value, (_, inner: unknown) =>
-    inner !== null && typeof inner === 'object' && !Array.isArray(inner)
-      ? Object.fromEntries(Object.entries(inner).sort(([a], [b]) => (a < b ? -1 : 1)))
-      : inner,
-  );
-}
-
-/** Rows as a sorted list of their values, for comparing bags of rows. */
-function sortedValues(values: readonly unknown[]): unknown[] {
-  return values
-    .map((value) => [canonical(value), value] as const)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([, value]) => value);
-}
-
 async function expectEqualToSql(
   query: string,
   table: readonly ViewRow[],
   atLeast: number,
   eventsFile = files.all,
 ): Promise<unknown[]> {
-  const expected = sortedValues(await duckDb(query, eventsFile));
+  const expected = await nexmarkSql(join(EXAMPLES, `${query}.sql`), eventsFile);
   expect(expected.length).toBeGreaterThanOrEqual(atLeast);
-  expect(sortedValues(table.map((row) => row.value))).toEqual(expected);
+  expect(sortedValues(table.map((row) => row.value))).toEqual(sortedValues(expected));
   return expected;
 }
 

@@ -25,6 +25,7 @@ import {
 import { connectNats, internalReplicas, tableSettingsFromEnv } from '../../runtime/index.js';
 import { createTopic, Producer } from '../../client/index.js';
 import { NEXMARK_TOPICS, type NexmarkEvent } from '../../client/nexmark/generator.js';
+import { bagDifferences, nexmarkSql, sortedValues } from '../../client/nexmark/sql.js';
 import { AliasRegistry, MAX_PAGE_ROWS, openServingTables } from '../../tables/index.js';
 import { replyOf } from '../admin-request.js';
 import { ExitCode } from '../exit-codes.js';
@@ -318,7 +319,7 @@ async function equalsSql(
   lastTime: number,
   say: (line: string) => void,
 ): Promise<boolean> {
-  const expected = sortedValues(await duckDb(join(EXAMPLES, `${query}.sql`), eventsFile));
+  const expected = sortedValues(await nexmarkSql(join(EXAMPLES, `${query}.sql`), eventsFile));
   let differences: string[] = [];
   for (let attempt = 0; attempt < 10; attempt++) {
     const rows = (await readTable(nc, job)).filter((row) => !isSentinelRow(row, lastTime));
@@ -358,69 +359,6 @@ async function readTable(nc: NatsConnection, job: QueryJob): Promise<ViewRow[]> 
   } finally {
     await backend.close();
   }
-}
-
-/** The SQL over tables person, auction and bid loaded from the JSON lines file, each row as JSON. */
-async function duckDb(sqlFile: string, eventsFile: string): Promise<unknown[]> {
-  let duckdb: typeof import('@duckdb/node-api');
-  try {
-    duckdb = await import('@duckdb/node-api');
-  } catch (error) {
-    throw new ConfigError('kappa nexmark run compares with DuckDB: install @duckdb/node-api (npm install)', {
-      cause: error,
-    });
-  }
-  const sql = readFileSync(sqlFile, 'utf8').trim().replace(/;$/, '');
-  const instance = await duckdb.DuckDBInstance.create(':memory:');
-  const db = await instance.connect();
-  try {
-    const events = `read_json_auto('${eventsFile.replaceAll("'", "''")}')`;
-    await db.run(
-      `CREATE TABLE person AS SELECT id, name, emailAddress, creditCard, city, state, dateTime, extra FROM ${events} WHERE type = 'person'`,
-    );
-    await db.run(
-      `CREATE TABLE auction AS SELECT id, itemName, description, initialBid, reserve, dateTime, expires, seller, category, extra FROM ${events} WHERE type = 'auction'`,
-    );
-    await db.run(
-      `CREATE TABLE bid AS SELECT auction, bidder, price, channel, url, dateTime, extra FROM ${events} WHERE type = 'bid'`,
-    );
-    const result = await db.runAndReadAll(`SELECT to_json(answer)::VARCHAR FROM (\n${sql}\n) AS answer`);
-    return result.getRows().map(([json]) => JSON.parse(String(json)) as unknown);
-  } finally {
-    db.closeSync();
-    instance.closeSync();
-  }
-}
-
-/** JSON with object keys sorted, so two rows compare by content whatever the field order. */
-function canonical(value: unknown): string {
-  return JSON.stringify(value, (_, inner: unknown) =>
-    inner !== null && typeof inner === 'object' && !Array.isArray(inner)
-      ? Object.fromEntries(Object.entries(inner).sort(([a], [b]) => (a < b ? -1 : 1)))
-      : inner,
-  );
-}
-
-/** Rows as sorted canonical JSON, for comparing bags of rows. */
-function sortedValues(values: readonly unknown[]): string[] {
-  return values.map(canonical).sort();
-}
-
-/** What one sorted bag has that the other lacks, each line prefixed with where it is missing. */
-function bagDifferences(actual: readonly string[], expected: readonly string[]): string[] {
-  const differences: string[] = [];
-  let a = 0;
-  let e = 0;
-  while (a < actual.length || e < expected.length) {
-    if (e >= expected.length || (a < actual.length && actual[a]! < expected[e]!))
-      differences.push(`only in the table: ${actual[a++]}`);
-    else if (a >= actual.length || expected[e]! < actual[a]!) differences.push(`only in SQL: ${expected[e++]}`);
-    else {
-      a++;
-      e++;
-    }
-  }
-  return differences;
 }
 
 function formatTable(results: readonly QueryResult[], events: number): string {
