@@ -227,12 +227,29 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
     120_000,
   );
 
-  // No stale owner's commit won: every task's checkpoint is committed by its current holder at its current epoch.
+  // No stale owner's commit won: every task's checkpoint is committed by its current holder at its
+  // current epoch. A task whose epoch was raised while it ran (re-assigned to the same worker)
+  // writes the new epoch with its next checkpoint (every 10 s), so the manifests are polled.
   const checkpoints = await CheckpointStore.open(nats.nc, { replicas: 3 });
-  for (const task of final.tasks) {
-    const manifest = await checkpoints.read(task);
-    expect({ worker: manifest?.workerId, epoch: manifest?.epoch }).toEqual({ worker: task.worker, epoch: task.epoch });
-  }
+  const owners = (view: typeof final) =>
+    Promise.all(
+      view.tasks.map(async (task) => {
+        const manifest = await checkpoints.read(task);
+        return {
+          task: `${task.job}.${task.partition}`,
+          committed: { worker: manifest?.workerId, epoch: manifest?.epoch },
+          holder: { worker: task.worker ?? undefined, epoch: task.epoch },
+        };
+      }),
+    );
+  const settled = await pollUntil(async () => owners(await currentStatus()), {
+    what: 'every checkpoint committed by its task’s current holder and epoch',
+    until: (rows) =>
+      rows.every((row) => row.committed.worker === row.holder.worker && row.committed.epoch === row.holder.epoch),
+    timeoutMs: 30_000,
+    context: processLogs,
+  });
+  for (const row of settled) expect(row.committed, row.task).toEqual(row.holder);
   // What the zombie tried to write after it woke was refused as FENCED (the manifests above show
   // that nothing of it won). Whether it tries at all is a race: if the coordinator's revoke reaches
   // it before it has read anything new, its stop has nothing to commit. A fenced write shows either
