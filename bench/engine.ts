@@ -24,7 +24,7 @@ const server = await startServer();
 const nc = await connect({ servers: server.url });
 const stateDir = mkdtempSync(join(tmpdir(), 'kappa-bench-engine-'));
 try {
-  await createTopic(nc, { name: 'clicks', partitions });
+  await createTopic(nc, { name: 'clicks', partitions, key: 'user' });
   const producer = await Producer.forTopic(nc, 'clicks');
   const startMs = Date.UTC(2026, 0, 1);
   let t = Date.now();
@@ -46,7 +46,7 @@ try {
     name: 'bench',
     version: 'v1',
     source: { topic: 'clicks' },
-    key: (event: { user: string }) => event.user,
+    key: 'user', // the field the topic is partitioned by: read directly
     time: (event: { ts: number }) => event.ts,
     watermark: { maxOutOfOrderness: '1s' },
     window: { kind: 'tumbling', size: '1m' },
