@@ -3,7 +3,7 @@
 // generated events. `kappa run` fires every window at the end of input, so the SQL's answer over
 // all windows is the one to equal. q5 is two jobs: stage 2 runs over stage 1's table written as
 // the events its topic sink would publish (README "Chained jobs").
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -97,6 +97,41 @@ const personsAndAuctions = () => [
 describe('Nexmark queries: kappa run equals DuckDB', { timeout: 60_000 }, () => {
   it('q3 local item suggestion: category-10 auctions of sellers in OR, ID, CA', async () => {
     await expectEqualToSql('q3', await kappaRun('q3.mjs', personsAndAuctions()), 20);
+  });
+
+  it('q4 average price per category: the winning bids of closed auctions, averaged per category (two chained jobs)', async () => {
+    const winners = await kappaRun('q4-winners.mjs', [
+      '--input',
+      `auction=${files.auction}`,
+      '--input',
+      `bid=${files.bid}`,
+    ]);
+    // Stage 1's table as the events its topic sink publishes: one revision per winner, keyed by
+    // category, at the event time of the timer that closed the auction (expires − 1).
+    const expires = new Map<number, number>();
+    for (const line of readFileSync(files.auction, 'utf8').split('\n'))
+      if (line !== '') {
+        const auction = JSON.parse(line) as { id: number; expires: number };
+        expires.set(auction.id, auction.expires);
+      }
+    const events = winners
+      .map((row) => {
+        const winner = row.value as { auction: number; category: number; price: number };
+        return {
+          id: `nexmark-q4-winners/v1/${row.key}`,
+          revision: 1,
+          kind: 'update',
+          key: row.key,
+          time: expires.get(winner.auction)! - 1,
+          value: winner,
+        };
+      })
+      .sort((a, b) => a.time - b.time || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    expect(events.length).toBeGreaterThan(500);
+    const winnersFile = join(dir, 'q4-winners.jsonl');
+    writeFileSync(winnersFile, events.map((event) => JSON.stringify(event)).join('\n') + '\n');
+    const averages = await kappaRun('q4.mjs', ['--input', winnersFile, '--key', 'value.category', '--time', 'time']);
+    await expectEqualToSql('q4', averages, 5);
   });
 
   it('q5 hot items: per hopping window, the auctions with the most bids (two chained jobs)', async () => {

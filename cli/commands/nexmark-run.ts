@@ -36,15 +36,21 @@ import type { KappaChild } from '../kappa-child.js';
 import { startLocalCluster, startLocalNatsServer } from './dev.js';
 
 const EXAMPLES = resolve(import.meta.dirname, '../../../examples/nexmark');
-const STATEFUL_QUERIES = ['q3', 'q5', 'q7', 'q8', 'q11'];
-/** Partitions of each Nexmark topic (and of q5's counts topic). */
+const STATEFUL_QUERIES = ['q3', 'q4', 'q5', 'q7', 'q8', 'q11'];
+/** Partitions of each Nexmark topic (and of the chained queries' topics). */
 const PARTITIONS = 8;
 /** The sentinels come this long after the last real event: past every window and session gap. */
 const SENTINEL_AFTER_MS = 60 * 60_000;
 /** Sentinel ids start here; the generator's ids stay far below (they start at 1000, one per event at most). */
 const SENTINEL_ID_BASE = 1_000_000_000_000;
-/** Stage 1 of q5 writes its counts here (q5-counts.mjs's sink). */
-const Q5_COUNTS_TOPIC = 'nexmark-q5-counts';
+/**
+ * The queries that are two chained jobs: stage 1 writes the topic stage 2 reads (its sink in the
+ * module), created here before the jobs start. Any other query is the one job `<query>.mjs`.
+ */
+const CHAINS: Record<string, { stages: [string, string]; topic: string }> = {
+  q4: { stages: ['q4-winners.mjs', 'q4.mjs'], topic: 'nexmark-q4-winners' },
+  q5: { stages: ['q5-counts.mjs', 'q5.mjs'], topic: 'nexmark-q5-counts' },
+};
 
 export const runSettings = defineSettings({
   events: { flag: '--events <n>', schema: positiveInt.default(50_000), help: 'how many events to generate' },
@@ -98,7 +104,10 @@ export async function runNexmark(settings: RunSettings, generateInto: GenerateIn
   try {
     server = await startLocalNatsServer(join(dir, 'nats'), 0);
     nc = await connectNats({ url: server.url, name: 'kappa nexmark run' });
-    if (settings.queries.includes('q5')) await createTopic(nc, { name: Q5_COUNTS_TOPIC, partitions: PARTITIONS });
+    for (const query of settings.queries) {
+      const chain = CHAINS[query];
+      if (chain !== undefined) await createTopic(nc, { name: chain.topic, partitions: PARTITIONS });
+    }
     const eventsFile = join(dir, 'events.jsonl');
     await generateInto(server.url, eventsFile, PARTITIONS);
     const lastTime = await appendSentinels(nc, eventsFile);
@@ -140,9 +149,9 @@ export async function runNexmark(settings: RunSettings, generateInto: GenerateIn
   }
 }
 
-/** The job modules a query runs: q5 is stage 1 (the counts) and stage 2. */
+/** The job modules a query runs, in order: a chain's two stages, or the query's own. */
 function jobModules(query: string): string[] {
-  const modules = query === 'q5' ? ['q5-counts.mjs', 'q5.mjs'] : [`${query}.mjs`];
+  const modules = CHAINS[query]?.stages ?? [`${query}.mjs`];
   return modules.map((module) => join(EXAMPLES, module));
 }
 
