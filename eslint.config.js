@@ -21,7 +21,8 @@ const MAY_IMPORT = {
   protocol: [],
   runtime: ['protocol'],
   state: ['protocol'],
-  tables: ['protocol'],
+  // client/: the KV table writes its rows with the client's pipelined batch publisher.
+  tables: ['protocol', 'client'],
   archive: ['protocol'],
   client: ['protocol'],
   // client/: the coordinator creates and deletes repartition topics, the worker's topic sinks

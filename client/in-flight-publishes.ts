@@ -61,6 +61,14 @@ export class InFlightPublishes {
     this.awaitingLeader.delete(token);
   }
 
+  /** Forgets every pending publish (their sender gave up) and returns them, oldest send first. */
+  clear(): PendingPublish[] {
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    this.awaitingLeader.clear();
+    return all;
+  }
+
   /** Its stream answered "no responders": send it again after a back-off (resendDue() does). */
   awaitLeader(token: number, publish: PendingPublish): void {
     publish.resendAtMs = Date.now() + retryDelayMs(publish.noResponders++);

@@ -1,8 +1,9 @@
 // The NATS KV backend (the default): one bucket per job version, `buckets.servingTable(job, v)`,
 // one KV key per row (the row key of protocol/serving-table.ts), the row as JSON. Its alias is the
 // alias registry itself (tables/alias-registry.ts), so setAlias has nothing more to do.
-import type { NatsConnection } from '@nats-io/transport-node';
+import { MsgHdrsImpl, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
+import { BatchPublisher, WRONG_LAST_SEQUENCE, type BatchMessage } from '../client/publish-batch.js';
 import {
   buckets,
   decodeRow,
@@ -26,9 +27,11 @@ import {
 export class KvTables implements ServingTables {
   readonly kind = 'kv';
   private readonly kvm: Kvm;
+  /** Every writer's row writes go through it (opened on the first writer). */
+  private publisher: BatchPublisher | undefined;
 
   constructor(
-    nc: NatsConnection,
+    private readonly nc: NatsConnection,
     /** Copies NATS keeps of each version's bucket. */
     private readonly replicas = 1,
   ) {
@@ -37,9 +40,10 @@ export class KvTables implements ServingTables {
 
   async writer(job: string, version: string): Promise<TableWriter> {
     assertTableName(job, version);
-    return new RevisionGuardedTable(
-      await this.kvm.create(buckets.servingTable(job, version), { history: 1, replicas: this.replicas }),
-    );
+    const bucket = buckets.servingTable(job, version);
+    const kv = await this.kvm.create(bucket, { history: 1, replicas: this.replicas });
+    this.publisher ??= new BatchPublisher(this.nc);
+    return new RevisionGuardedTable(kv, this.publisher, bucket);
   }
 
   async exists(job: string, version: string): Promise<boolean> {
@@ -81,7 +85,10 @@ export class KvTables implements ServingTables {
     await (await this.open(job, version))?.destroy();
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.publisher?.close();
+    this.publisher = undefined;
+  }
 
   private async open(job: string, version: string): Promise<KV | undefined> {
     assertTableName(job, version);
@@ -156,34 +163,68 @@ class SmallestNames {
 
 /**
  * A serving table in NATS KV where an older revision never overwrites a newer one: every write is
- * a compare-and-set on the KV revision last seen for the row, and on a conflict (another owner,
- * a replay after a restore, a resumed zombie wrote it) the stored output revision decides.
- * A retraction is a tombstone row with its revision, for the same reason.
+ * a compare-and-set on the KV revision last seen for the row (JetStream's expected last subject
+ * sequence), and on a conflict (another owner, a replay after a restore, a resumed zombie wrote
+ * it) the stored output revision decides. A retraction is a tombstone row with its revision, for
+ * the same reason.
+ *
+ * A batch goes out as pipelined publishes awaited once (client/publish-batch.ts): the task is the
+ * only writer of its rows (fenced by its epoch), so it knows each row's last revision and almost
+ * every compare-and-set holds; the few that do not (a row written before a restart, which this
+ * writer has not seen) take the read-and-decide path one by one.
  */
+/** JetStream's compare-and-set header: the sequence of the subject's last message (0: none). */
+const EXPECTED_LAST_SUBJECT_SEQUENCE = 'Nats-Expected-Last-Subject-Sequence';
+
 export class RevisionGuardedTable implements TableWriter {
   /** Per row: the KV revision of our last write and the output revision it holds. */
   private readonly known = new Map<string, { kvRevision: number; revision: number }>();
+  /** `$KV.<bucket>.`: a row's subject is this and its row key. */
+  private readonly subjectPrefix: string;
 
-  constructor(readonly kv: KV) {}
-
-  async write(outputs: readonly TableOutput[]): Promise<void> {
-    await Promise.all(outputs.map((output) => this.writeOne(output)));
+  constructor(
+    readonly kv: KV,
+    private readonly publisher: BatchPublisher,
+    bucket: string,
+  ) {
+    this.subjectPrefix = `$KV.${bucket}.`;
   }
 
+  async write(outputs: readonly TableOutput[]): Promise<void> {
+    const messages: BatchMessage[] = [];
+    const sent: { rowKey: string; output: TableOutput }[] = [];
+    for (const output of outputs) {
+      const rowKey = servingTableRowKey(output.key, output.window, output.row);
+      const known = this.known.get(rowKey);
+      if (known !== undefined && known.revision >= output.revision) continue;
+      const headers = new MsgHdrsImpl();
+      // 0: the row must not exist yet (a fresh table, or a row this writer has not seen).
+      headers.set(EXPECTED_LAST_SUBJECT_SEQUENCE, String(known?.kvRevision ?? 0));
+      messages.push({ subject: this.subjectPrefix + rowKey, payload: rowBody(output), headers });
+      sent.push({ rowKey, output });
+    }
+    const outcomes = await this.publisher.publish(messages);
+    const conflicts: TableOutput[] = [];
+    for (let index = 0; index < outcomes.length; index++) {
+      const outcome = outcomes[index]!;
+      const { rowKey, output } = sent[index]!;
+      if (outcome.stored) this.remember(rowKey, outcome.sequence, output.revision);
+      else if (outcome.code === WRONG_LAST_SEQUENCE) conflicts.push(output);
+      else
+        throw new KappaError(
+          'PUBLISH_FAILED',
+          `serving table row ${rowKey}: the server refused the write: ${outcome.description} (err_code ${outcome.code})`,
+        );
+    }
+    await Promise.all(conflicts.map((output) => this.writeOne(output)));
+  }
+
+  /** One row's write, awaited: a compare-and-set, and on a conflict the stored revision decides. */
   async writeOne(output: TableOutput): Promise<void> {
     const rowKey = servingTableRowKey(output.key, output.window, output.row);
     let known = this.known.get(rowKey);
     if (known !== undefined && known.revision >= output.revision) return;
-    // The full key and row go in the value: a reader checks them (a long key's row key is a digest).
-    const body = encodeRow({
-      key: output.key,
-      ...(output.row !== undefined ? { row: output.row } : {}),
-      start: output.window?.start,
-      end: output.window?.end,
-      value: output.kind === 'retract' ? null : output.value,
-      revision: output.revision,
-      ...(output.kind === 'retract' ? { retracted: true } : {}),
-    });
+    const body = rowBody(output);
     for (let attempt = 0; attempt < 8; attempt++) {
       try {
         const kvRevision =
@@ -219,4 +260,17 @@ export class RevisionGuardedTable implements TableWriter {
     if (this.known.size >= 500_000) this.known.clear();
     this.known.set(rowKey, { kvRevision, revision });
   }
+}
+
+/** The stored row: the full key and row go in the value, as a reader checks them (a long key's row key is a digest). */
+function rowBody(output: TableOutput): Uint8Array {
+  return encodeRow({
+    key: output.key,
+    ...(output.row !== undefined ? { row: output.row } : {}),
+    start: output.window?.start,
+    end: output.window?.end,
+    value: output.kind === 'retract' ? null : output.value,
+    revision: output.revision,
+    ...(output.kind === 'retract' ? { retracted: true } : {}),
+  });
 }

@@ -31,8 +31,8 @@ describe('folder boundaries', () => {
     ],
     [
       'tables/bad.ts',
-      "import { Producer } from '../client/producer.js';\nexport const x = Producer;\n",
-      'tables/ may import only protocol/',
+      "import { JobSinks } from '../worker/sinks.js';\nexport const x = JobSinks;\n",
+      'tables/ may import only protocol/, client/',
     ],
     [
       'worker/window/bad.ts',

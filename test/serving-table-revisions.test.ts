@@ -1,7 +1,8 @@
 // The KV serving table never lets an older revision overwrite a newer one, whichever writer
 // (owner, replay after restore, resumed zombie) gets there first: several RevisionGuardedTable
 // instances write interleaved revisions into a real NATS KV bucket.
-import { Kvm } from '@nats-io/kv';
+import { Kvm, type KV } from '@nats-io/kv';
+import { BatchPublisher } from '../client/publish-batch.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeRow, liveRow, servingTableRowKey } from '../protocol/index.js';
@@ -27,7 +28,13 @@ function output(key: string, revision: number, kind: Output['kind'] = 'update'):
 }
 
 async function newBucket() {
-  return new Kvm(nats.nc).create(`revisions_${bucketCounter++}`, { history: 1 });
+  const bucket = `revisions_${bucketCounter++}`;
+  return { bucket, kv: await new Kvm(nats.nc).create(bucket, { history: 1 }) };
+}
+
+/** A writer as a task has one: rows go out as pipelined compare-and-set batches. */
+function writer(kv: KV, bucket: string): RevisionGuardedTable {
+  return new RevisionGuardedTable(kv, new BatchPublisher(nats.nc), bucket);
 }
 
 describe('RevisionGuardedTable', () => {
@@ -39,10 +46,18 @@ describe('RevisionGuardedTable', () => {
           { minLength: 1, maxLength: 30 },
         ),
         async (writes) => {
-          const kv = await newBucket();
-          const writers = [new RevisionGuardedTable(kv), new RevisionGuardedTable(kv), new RevisionGuardedTable(kv)];
-          // Writers run concurrently, as an owner and a zombie would.
-          await Promise.all(writes.map(([writer, key, revision]) => writers[writer]!.writeOne(output(key, revision))));
+          const { kv, bucket } = await newBucket();
+          const writers = [writer(kv, bucket), writer(kv, bucket), writer(kv, bucket)];
+          // Writers run concurrently, as an owner and a zombie would, each sending batches of up to
+          // 3 rows (one batch holds one revision per row, as the sink's coalescing leaves it).
+          const batches: [number, Output[]][] = [];
+          for (const [index, key, revision] of writes) {
+            const last = batches.at(-1);
+            if (last && last[0] === index && last[1].length < 3 && !last[1].some((o) => o.key === key))
+              last[1].push(output(key, revision));
+            else batches.push([index, [output(key, revision)]]);
+          }
+          await Promise.all(batches.map(([index, outputs]) => writers[index]!.write(outputs)));
           const newest = new Map<string, number>();
           for (const [, key, revision] of writes) newest.set(key, Math.max(newest.get(key) ?? 0, revision));
           for (const [key, revision] of newest) {
@@ -56,12 +71,12 @@ describe('RevisionGuardedTable', () => {
   });
 
   it('keeps a retraction as a tombstone that an older re-emission cannot bring back', async () => {
-    const kv = await newBucket();
-    const owner = new RevisionGuardedTable(kv);
-    const zombie = new RevisionGuardedTable(kv);
-    await owner.writeOne(output('s', 1));
-    await owner.writeOne(output('s', 2, 'retract'));
-    await zombie.writeOne(output('s', 1));
+    const { kv, bucket } = await newBucket();
+    const owner = writer(kv, bucket);
+    const zombie = writer(kv, bucket);
+    await owner.write([output('s', 1)]);
+    await owner.write([output('s', 2, 'retract')]);
+    await zombie.write([output('s', 1)]);
     const entry = await kv.get(servingTableRowKey('s', { start: 0, end: 10 }));
     expect(decodeRow(entry!.value)).toMatchObject({ revision: 2, retracted: true });
     expect(liveRow(entry)).toBeUndefined();

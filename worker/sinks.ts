@@ -2,9 +2,8 @@
 // JetStream output subject or a topic other jobs read (topic-sink.ts), plus the dead-letter and
 // late-data subjects. Every record carries a deterministic id, so a replay after a crash
 // overwrites or is deduplicated.
-import type { NatsConnection } from '@nats-io/transport-node';
-import { headers as natsHeaders } from '@nats-io/transport-node';
-import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { MsgHdrsImpl, type NatsConnection } from '@nats-io/transport-node';
+import { BatchPublisher, type BatchMessage } from '../client/publish-batch.js';
 import { encode } from '@msgpack/msgpack';
 import { KappaError, subjects } from '../protocol/index.js';
 import { TABLE_KINDS, type ServingTables, type TableKind, type TableWriter } from '../tables/index.js';
@@ -14,6 +13,9 @@ import { ensureJobStreams } from './job-streams.js';
 import type { BatchResult } from './task-processor.js';
 import { TopicSink } from './topic-sink.js';
 import type { Output } from './types.js';
+
+/** What JobSinks.write takes: a batch's results, or several batches' (worker/task-outputs.ts). */
+export type SinkWrite = Pick<BatchResult, 'outputs' | 'late' | 'deadLetters'>;
 
 /** Keeps the newest revision of each id in a batch: a window re-emitted many times is written once. */
 export function newestPerId(outputs: readonly Output[]): Output[] {
@@ -27,7 +29,8 @@ export function newestPerId(outputs: readonly Output[]): Output[] {
 }
 
 export class JobSinks {
-  private readonly js: JetStreamClient;
+  /** Late records, dead letters and stream outputs go out through it, a batch at a time. */
+  private readonly publisher: BatchPublisher;
   private readonly deadLetterSubject: string;
   private readonly lateSubject: string;
   private readonly outputSubject: string;
@@ -38,7 +41,7 @@ export class JobSinks {
     private readonly table: TableWriter | undefined,
     private readonly topic: TopicSink | undefined,
   ) {
-    this.js = jetstream(nc);
+    this.publisher = new BatchPublisher(nc);
     this.deadLetterSubject = subjects.deadLetter(job.name, job.version);
     this.lateSubject = subjects.lateData(job.name, job.version);
     this.outputSubject = subjects.output(job.name, job.version);
@@ -61,44 +64,62 @@ export class JobSinks {
     return new JobSinks(job, nc, table, topic);
   }
 
-  /** Writes one batch's results; resolves when the server has acknowledged all of them. */
-  async write(result: BatchResult): Promise<void> {
+  /**
+   * Writes results (one batch's, or several batches' coalesced by TaskOutputs); resolves when the
+   * server has acknowledged all of them. Outputs to the table go as one table write; late
+   * records, dead letters and stream outputs as one pipelined batch of publishes.
+   */
+  async write(result: SinkWrite): Promise<void> {
     const pending: Promise<unknown>[] = [];
+    const records: BatchMessage[] = [];
     if (result.outputs.length > 0 && this.job.sink !== 'none') {
       const outputs = newestPerId(result.outputs);
       if (this.table) pending.push(this.table.write(outputs));
       else if (this.topic) pending.push(this.topic.write(outputs));
-      else for (const output of outputs) pending.push(this.publishOutput(output));
+      else for (const output of outputs) records.push(this.outputRecord(output));
     }
     for (const late of result.late) {
-      const headers = natsHeaders();
+      const headers = new MsgHdrsImpl();
       // One late record per event at most: the event's place in the log names it.
       headers.set('Nats-Msg-Id', `${this.job.name}/${this.job.version}/late/${late.partition}/${late.sequence}`);
-      pending.push(this.js.publish(this.lateSubject, encode(late), { headers }));
+      records.push({ subject: this.lateSubject, payload: encode(late), headers });
     }
     for (const letter of result.deadLetters) {
-      const headers = natsHeaders();
+      const headers = new MsgHdrsImpl();
       headers.set('Nats-Msg-Id', `${this.job.name}/${this.job.version}/dlq/${letter.id}`);
       headers.set('Kappa-Reason', letter.reason);
       headers.set('Kappa-Error', letter.error.replace(/[\r\n]+/g, ' ').slice(0, 1000));
       headers.set('Kappa-Partition', String(letter.partition));
       headers.set('Kappa-Sequence', String(letter.sequence));
-      pending.push(this.js.publish(this.deadLetterSubject, letter.data, { headers }));
+      records.push({ subject: this.deadLetterSubject, payload: letter.data, headers });
     }
+    if (records.length > 0) pending.push(this.publishRecords(records));
     await Promise.all(pending);
   }
 
-  /** Closes the topic sink's producers (the connection is the caller's). */
+  /** Closes the topic sink's producers and the record publisher (the connection is the caller's). */
   async close(): Promise<void> {
+    this.publisher.close();
     await this.topic?.close();
   }
 
-  private publishOutput(output: Output): Promise<unknown> {
-    const headers = natsHeaders();
+  private async publishRecords(records: BatchMessage[]): Promise<void> {
+    const outcomes = await this.publisher.publish(records);
+    outcomes.forEach((outcome, index) => {
+      if (!outcome.stored)
+        throw new KappaError(
+          'PUBLISH_FAILED',
+          `the server refused a record on ${records[index]!.subject}: ${outcome.description} (err_code ${outcome.code})`,
+        );
+    });
+  }
+
+  private outputRecord(output: Output): BatchMessage {
+    const headers = new MsgHdrsImpl();
     // Exactly-once effect: the server drops a re-emission of the same id and revision. Keys may
     // hold any character (a newline would break the header), so the id goes in as a digest.
     headers.set('Nats-Msg-Id', `${this.job.name}/${this.job.version}/out/${digestOf(output.id)}#${output.revision}`);
-    return this.js.publish(this.outputSubject, encode(output), { headers });
+    return { subject: this.outputSubject, payload: encode(output), headers };
   }
 }
 

@@ -9,7 +9,8 @@ import { CheckpointError, FencedError, streams } from '../protocol/index.js';
 import { StateError } from '../state/errors.js';
 import { KeyedState } from '../state/keyed-state.js';
 import type { TaskStore } from '../state/task-store.js';
-import type { JobSinks } from './sinks.js';
+import { isTableSink, type JobSinks } from './sinks.js';
+import { TaskOutputs } from './task-outputs.js';
 import { Backoff } from './backoff.js';
 import { partitionLabel } from './metrics.js';
 import { REPLAY_BATCH_FACTOR, replayingAt } from './replay-mode.js';
@@ -60,7 +61,7 @@ export type TaskRunnerState = 'restoring' | 'running' | 'failed';
 
 export interface TaskProgress {
   partition: number;
-  /** Last stream sequence processed. */
+  /** Last stream sequence processed and its results written. */
   sequence: number;
   /** Sequence of the last committed checkpoint: a restart resumes after it. */
   checkpointSequence: number;
@@ -77,8 +78,10 @@ export class TaskRunner {
   private processor: TaskProcessor | undefined;
   private store: TaskStore | undefined;
   private processed = 0;
-  /** Last stream sequence processed (its results written to the sinks). */
+  /** Last stream sequence processed (its results may still be waiting in `outputs`). */
   private sequence = 0;
+  /** The results of this run not yet written (task-outputs.ts). */
+  private outputs: TaskOutputs | undefined;
   private lastStreamSequence = 0;
   /** The epoch of the last claim or commit: the one a fence refused. */
   private epochInUse = 0;
@@ -129,11 +132,13 @@ export class TaskRunner {
   }
 
   progress(): TaskProgress {
+    // The position whose results are written: while replaying, results are written behind the reads.
+    const sequence = this.outputs ? Math.min(this.sequence, this.outputs.writtenSequence) : this.sequence;
     return {
       partition: this.options.partition,
-      sequence: this.sequence,
+      sequence,
       checkpointSequence: this.options.checkpoints.manifest?.sequence ?? 0,
-      lagMessages: Math.max(0, this.lastStreamSequence - this.sequence),
+      lagMessages: Math.max(0, this.lastStreamSequence - sequence),
       watermarkMs: this.processor?.watermark.current ?? -Infinity,
       processed: this.processed,
     };
@@ -241,6 +246,7 @@ export class TaskRunner {
     this.processor = processor;
     this.processed = 0;
     this.sequence = manifest.sequence;
+    this.outputs = undefined;
     const checkpointing = new TaskCheckpointing(
       this.options,
       this.checkpointingRunner,
@@ -268,6 +274,8 @@ export class TaskRunner {
       onRestart: (error) => logger.warn({ err: error, partition }, 'consumer restarted'),
     });
     this.source = source;
+    const outputs = new TaskOutputs(this.options.sinks, { coalesce: isTableSink(job.sink) }, manifest.sequence);
+    this.outputs = outputs;
     await source.start();
     this.runnerState = 'running';
     const jsm = await jetstreamManager(nc);
@@ -280,7 +288,12 @@ export class TaskRunner {
       const batchStartedAt = performance.now();
       const result = batch.length > 0 ? await processor.processBatch(batch) : processor.onIdle();
       if (batch.length > 0) this.children.handlerDuration.observe((performance.now() - batchStartedAt) / 1000);
-      await this.options.sinks.write(result);
+      const batchEnd = batch.length > 0 ? batch[batch.length - 1]!.sequence : this.sequence;
+      outputs.add(result, batchEnd, clock.now());
+      // Near the head (or idle) every batch's results are written before the next is read; while
+      // replaying they are coalesced and written behind (task-outputs.ts).
+      if (!this.replaying || batch.length === 0) await outputs.flush();
+      else if (outputs.due(clock.now())) await outputs.writeBehind();
       if (this.options.routeSink) await this.options.routeSink.write(result);
       this.processed += result.processed;
       checkpointing.counted(batch.length);
@@ -294,6 +307,7 @@ export class TaskRunner {
       }
       const now = clock.now();
       if (checkpointing.due(now, this.replaying)) {
+        await outputs.flush(); // a checkpoint covers only events whose results are durable
         await checkpointing.checkpoint(this.sequence);
         if (input?.kind === 'merged') this.purgeRepartitionStream(jsm, stream);
       }
@@ -318,6 +332,7 @@ export class TaskRunner {
     }
     // Revoke or shutdown: hand the task over at a checkpoint, so the next owner re-reads little.
     try {
+      await outputs.flush();
       await checkpointing.checkpoint(this.sequence);
     } catch (error) {
       if (error instanceof FencedError) throw error;
