@@ -78,12 +78,12 @@ export class PartitionSource {
   }
 
   private accept(message: JsMsg): void {
-    const sequence = message.seq;
+    const raw = deliveredMessage(message);
+    const sequence = raw.sequence;
     // Anything before the next expected sequence was already buffered by an earlier cursor.
     if (sequence < this.nextSequence) return;
     this.nextSequence = sequence + 1;
-    // JetStream's own timestamp of the message: the far-future guard's reference (task-processor.ts).
-    this.buffer.push({ data: message.data, sequence, logTimeMs: Math.floor(message.info.timestampNanos / 1_000_000) });
+    this.buffer.push(raw);
     if (this.buffer.length >= this.highWater && !this.paused) {
       // Back-pressure: stop pulling; the next cursor starts where the buffer ends.
       this.paused = true;
@@ -150,4 +150,95 @@ export class PartitionSource {
     this.messages = undefined;
     this.wake?.();
   }
+}
+
+/**
+ * A delivered message as the processor takes it: its data, stream sequence and JetStream's own
+ * timestamp in ms (the far-future guard's reference, task-processor.ts). Both numbers are read
+ * from the reply subject in place: the library's `seq` and `info` split the whole subject and
+ * parse all of its tokens, which cost ≈ 4% of a replaying worker's CPU (bench/README.md). An
+ * unexpected subject is left to the library.
+ */
+export function deliveredMessage(message: JsMsg): RawMessage {
+  const raw = { data: message.data, sequence: 0, logTimeMs: 0 };
+  // `reply` is not part of the JsMsg type, but every JsMsg the client delivers has it.
+  const reply = (message as { reply?: unknown }).reply;
+  if (typeof reply === 'string' && readDelivery(reply, raw)) return raw;
+  raw.sequence = message.seq;
+  raw.logTimeMs = Math.floor(message.info.timestampNanos / 1_000_000);
+  return raw;
+}
+
+/** Positions of the dots of the subject being read (one array, reused). */
+const dots = new Int32Array(12);
+
+/**
+ * Reads the stream sequence and the timestamp (ns, as ms) of a JetStream reply subject into
+ * `into`; false (and `into` unchanged) when the subject has neither known shape. The shapes (nats-server, as the
+ * client's parseInfo reads them):
+ *
+ *     $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>
+ *     $JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>[.<random>]
+ *
+ * No token may hold a dot (stream, consumer and domain names cannot), so the dots count them.
+ */
+export function readDelivery(reply: string, into: { sequence: number; logTimeMs: number }): boolean {
+  if (!reply.startsWith('$JS.ACK.')) return false;
+  let count = 0;
+  for (let at = reply.indexOf('.'); at !== -1; at = reply.indexOf('.', at + 1)) {
+    if (count === dots.length) return false;
+    dots[count++] = at;
+  }
+  const tokens = count + 1;
+  // Token i lies between dot i − 1 and dot i; the new shape has two more tokens before the stream.
+  const shift = tokens === 9 ? 0 : tokens === 11 || tokens === 12 ? 2 : -1;
+  if (shift < 0) return false;
+  const sequence = digitsValue(reply, dots[4 + shift]! + 1, dots[5 + shift]!);
+  const nanosFrom = dots[6 + shift]! + 1;
+  const nanosTo = dots[7 + shift]!;
+  if (sequence < 0 || !isDigits(reply, nanosFrom, nanosTo)) return false;
+  into.sequence = sequence;
+  into.logTimeMs = nanosAsMs(reply, nanosFrom, nanosTo);
+  return true;
+}
+
+/**
+ * The ms of the ns in text[from, to) (digits), exactly as the client computes them —
+ * Math.floor(parseInt(token) / 1e6) in doubles — so a replay decides the far-future guard exactly
+ * as a run of an earlier version did. The ns (19 digits today) do not fit a double: below 2^63
+ * parsing them rounds by at most 512 ns, and below 2^43 ms (the year 2248) the division rounds by
+ * at most 489 ns (half of 2^-10 ms). So when the ns within the ms (the last six digits) are 2,000 or more away from a
+ * whole ms, the result is the leading digits as they stand; only near a ms boundary (0.4% of
+ * messages), or beyond those bounds, is the whole token parsed as the client parses it.
+ */
+function nanosAsMs(text: string, from: number, to: number): number {
+  const msTo = to - 6;
+  if (msTo - from >= 1 && msTo - from <= 13) {
+    let ms = 0;
+    for (let index = from; index < msTo; index++) ms = ms * 10 + (text.charCodeAt(index) - 48);
+    let withinMs = 0;
+    for (let index = msTo; index < to; index++) withinMs = withinMs * 10 + (text.charCodeAt(index) - 48);
+    if (ms < MS_BOUND && withinMs >= 2_000 && withinMs < 998_000) return ms;
+  }
+  return Math.floor(Number(text.slice(from, to)) / 1_000_000);
+}
+
+/** 2^43 ms: below it the division by 1e6 rounds by at most half of 2^-10 ms. */
+const MS_BOUND = 2 ** 43;
+
+/** The decimal number in text[from, to), or −1 when that is empty, not all digits or above 2^53. */
+function digitsValue(text: string, from: number, to: number): number {
+  if (!isDigits(text, from, to)) return -1;
+  let value = 0;
+  for (let index = from; index < to; index++) value = value * 10 + (text.charCodeAt(index) - 48);
+  return value <= Number.MAX_SAFE_INTEGER ? value : -1;
+}
+
+function isDigits(text: string, from: number, to: number): boolean {
+  if (to <= from) return false;
+  for (let index = from; index < to; index++) {
+    const code = text.charCodeAt(index);
+    if (code < 48 || code > 57) return false;
+  }
+  return true;
 }
