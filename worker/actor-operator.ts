@@ -65,12 +65,19 @@ export class ActorOperator implements Operator {
   }
 
   onWatermark(watermarkMs: number): void {
-    this.timers.advanceWatermark(watermarkMs, (timer) => this.runTimer(timer, watermarkMs));
+    this.firingAtWatermarkMs = watermarkMs;
+    this.timers.advanceWatermark(watermarkMs, this.fireTimer);
   }
 
   onProcessingTime(nowMs: number, watermarkMs: number): void {
-    this.timers.advanceProcessingTime(nowMs, (timer) => this.runTimer(timer, watermarkMs));
+    this.firingAtWatermarkMs = watermarkMs;
+    this.timers.advanceProcessingTime(nowMs, this.fireTimer);
   }
+
+  /** The watermark the timers being fired see. */
+  private firingAtWatermarkMs = -Infinity;
+  /** runTimer, bound once: the watermark moves after nearly every event. */
+  private readonly fireTimer = (timer: Timer): void => this.runTimer(timer, this.firingAtWatermarkMs);
 
   restoreRow(key: string, _namespace: string, subKey: SubKey): void {
     const [domain, timeMs, tag] = subKey as [TimerDomain, number, string];

@@ -26,23 +26,43 @@ function compareTimers(a: Timer, b: Timer): number {
   return a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0;
 }
 
+/** A timer in a queue; deleting it marks it dead, and its queue entry is dropped when it comes up. */
+class QueuedTimer implements Timer {
+  live = true;
+
+  constructor(
+    readonly domain: TimerDomain,
+    readonly key: string,
+    readonly timeMs: number,
+    readonly tag: string,
+    /** Its identity in the live map, built once when it is registered. */
+    readonly id: string,
+  ) {}
+}
+
 class TimerQueue {
-  private readonly queue = new TinyQueue<Timer>([], compareTimers);
-  /** Live timers by identity; a queue entry not in here was deleted. */
-  private readonly live = new Map<string, Timer>();
+  private readonly queue = new TinyQueue<QueuedTimer>([], compareTimers);
+  /** Live timers by identity. */
+  private readonly live = new Map<string, QueuedTimer>();
 
   constructor(readonly domain: TimerDomain) {}
 
-  add(timer: Timer): boolean {
-    const id = identity(timer.key, timer.timeMs, timer.tag);
+  add(key: string, timeMs: number, tag: string): boolean {
+    const id = identity(key, timeMs, tag);
     if (this.live.has(id)) return false;
+    const timer = new QueuedTimer(this.domain, key, timeMs, tag, id);
     this.live.set(id, timer);
     this.queue.push(timer);
     return true;
   }
 
   delete(key: string, timeMs: number, tag: string): boolean {
-    return this.live.delete(identity(key, timeMs, tag));
+    const id = identity(key, timeMs, tag);
+    const timer = this.live.get(id);
+    if (timer === undefined) return false;
+    timer.live = false;
+    this.live.delete(id);
+    return true;
   }
 
   /** The earliest live timer's time, or undefined. */
@@ -51,13 +71,16 @@ class TimerQueue {
     return this.queue.peek()?.timeMs;
   }
 
-  /** Removes and returns the earliest live timer due at `untilMs`, or undefined. */
+  /**
+   * Removes and returns the earliest live timer due at `untilMs`, or undefined. Called after every
+   * event that moves the watermark, so it builds nothing unless a timer is due.
+   */
   popDue(untilMs: number): Timer | undefined {
     this.dropDead();
     const next = this.queue.peek();
     if (next === undefined || next.timeMs > untilMs) return undefined;
     this.queue.pop();
-    this.live.delete(identity(next.key, next.timeMs, next.tag));
+    this.live.delete(next.id);
     return next;
   }
 
@@ -67,7 +90,7 @@ class TimerQueue {
 
   private dropDead(): void {
     let next = this.queue.peek();
-    while (next !== undefined && this.live.get(identity(next.key, next.timeMs, next.tag)) !== next) {
+    while (next !== undefined && !next.live) {
       this.queue.pop();
       next = this.queue.peek();
     }
@@ -86,7 +109,7 @@ export class TimerService {
 
   /** Registers a timer; false when the same timer was already registered. */
   register(domain: TimerDomain, key: string, timeMs: number, tag = ''): boolean {
-    const added = this.queue(domain).add({ domain, key, timeMs, tag });
+    const added = this.queue(domain).add(key, timeMs, tag);
     if (added) this.count(key, 1);
     return added;
   }

@@ -226,8 +226,11 @@ export class WindowOperator implements Operator {
 
   /** Fires every window whose end the watermark has passed and purges those past their lateness. */
   onWatermark(watermarkMs: number): void {
-    this.timers.advanceWatermark(watermarkMs, (timer) => this.onTimer(timer));
+    this.timers.advanceWatermark(watermarkMs, this.fireTimer);
   }
+
+  /** onTimer, bound once: the watermark moves after nearly every event. */
+  private readonly fireTimer = (timer: Timer): void => this.onTimer(timer);
 
   private onTimer(timer: Timer): void {
     const { start, end } = windowOfTag(timer.tag);
