@@ -49,6 +49,13 @@ export class KeyedState {
   private readonly actors = new Map<string, ActiveActor>();
   private dirty: StateRowEntry[] = [];
   private flushing = false;
+  /**
+   * Whether every row RocksDB holds belongs to an active key, so a key being activated has none
+   * and needs no prefix scan: true from an empty store (a version replaying from the start) or a
+   * restore that made every stored key active, until a key with stored rows is evicted.
+   * Undefined until the first activate() looks.
+   */
+  private storedRowsAllActive: boolean | undefined;
 
   constructor(
     private readonly store: TaskStore,
@@ -82,6 +89,12 @@ export class KeyedState {
       }
     }
     if (toLoad.size === 0) return;
+    this.storedRowsAllActive ??= this.actors.size === 0 && (await this.storeIsEmpty());
+    if (this.storedRowsAllActive) {
+      // Nothing stored can belong to a key not active yet: no scans.
+      for (const key of toLoad) if (!this.actors.has(key)) this.actors.set(key, new ActiveActor(key));
+      return;
+    }
     const unique = [...toLoad];
 
     const loaded = new Array<StateRow[]>(unique.length);
@@ -124,13 +137,13 @@ export class KeyedState {
   ): Promise<void> {
     let group: Array<[namespace: string, subKey: SubKey, value: unknown]> = [];
     let groupKey: string | undefined;
+    let allInstalled = true;
     const install = () => {
-      if (
-        groupKey === undefined ||
-        !group.some(([namespace]) => residentNamespaces.has(namespace)) ||
-        this.actors.has(groupKey)
-      )
+      if (groupKey === undefined || this.actors.has(groupKey)) return;
+      if (!group.some(([namespace]) => residentNamespaces.has(namespace))) {
+        allInstalled = false;
         return;
+      }
       const actor = new ActiveActor(groupKey);
       for (const [namespace, subKey, value] of group) {
         addStoredRow(actor, namespace, subKey, value);
@@ -156,6 +169,7 @@ export class KeyedState {
       }
     }
     install();
+    this.storedRowsAllActive = this.storedRowsAllActive !== false && allInstalled;
   }
 
   isActive(key: string): boolean {
@@ -278,8 +292,15 @@ export class KeyedState {
       if (excess <= 0) break;
       if (actor.dirtyRows > 0 || isPinned?.(key) === true) continue;
       this.actors.delete(key);
+      // Its rows stay in RocksDB: activating it again must read them.
+      this.storedRowsAllActive = false;
       excess--;
     }
+  }
+
+  private async storeIsEmpty(): Promise<boolean> {
+    for await (const batch of this.store.scanBatches(undefined, undefined, 1)) return batch.length === 0;
+    return true;
   }
 
   private activeActor(key: string): ActiveActor {

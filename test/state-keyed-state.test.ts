@@ -111,6 +111,57 @@ describe('KeyedState', () => {
     expect(state.get('a', 'n', 0)).toBe('dirty a');
   });
 
+  it('scans RocksDB for a key being activated only when the store may hold rows of keys not active', async () => {
+    const store = await openStore();
+    const scanned: string[] = [];
+    const scanPrefix = store.scanPrefix.bind(store);
+    store.scanPrefix = (prefix) => {
+      scanned.push(Buffer.from(prefix).toString('latin1'));
+      return scanPrefix(prefix);
+    };
+    // An empty store (a version replaying from the start): nothing to read for any key.
+    const state = new KeyedState(store, { maxActiveKeys: 1 });
+    await state.activate(['a', 'b']);
+    state.put('a', 'n', 0, 'a0');
+    state.put('b', 'n', 0, 'b0');
+    await state.flush();
+    await state.activate(['c']);
+    expect(scanned).toEqual([]);
+    // Evicted keys' rows stay in RocksDB: from now on every activation reads.
+    state.evict();
+    expect(state.isActive('a')).toBe(false);
+    await state.activate(['a', 'd']);
+    expect(scanned).toHaveLength(2);
+    expect(state.get('a', 'n', 0)).toBe('a0');
+    expect(state.get('d', 'n', 0)).toBeUndefined();
+
+    // A store with rows, opened afresh, reads every key it activates.
+    const reopened = new KeyedState(store);
+    await reopened.activate(['b']);
+    expect(scanned).toHaveLength(3);
+    expect(reopened.get('b', 'n', 0)).toBe('b0');
+  });
+
+  it('reads the rows of a key a restore left inactive (no resident rows) when it is activated', async () => {
+    const store = await openStore();
+    const writer = new KeyedState(store);
+    await writer.activate(['open', 'closed']);
+    writer.put('open', 'w', 1_000, 'window');
+    writer.put('open', 'v', 'x', 1);
+    writer.put('closed', 'v', 'x', 2);
+    await writer.flush();
+
+    const restored = new KeyedState(store);
+    const visited: string[] = [];
+    await restored.restoreResident(new Set(['w']), (key, namespace) => visited.push(`${key}/${namespace}`));
+    expect(visited).toEqual(['open/w']);
+    expect([restored.isActive('open'), restored.isActive('closed')]).toEqual([true, false]);
+    await restored.activate(['closed', 'new']);
+    expect(restored.get('closed', 'v', 'x')).toBe(2);
+    expect(restored.get('open', 'v', 'x')).toBe(1);
+    expect(restored.get('new', 'v', 'x')).toBeUndefined();
+  });
+
   it('keeps a row changed while a flush is being written dirty for the next flush', async () => {
     const state = new KeyedState(await openStore());
     await state.activate(['k']);
