@@ -14,6 +14,7 @@ import { connect } from '@nats-io/transport-node';
 import { Producer } from '../client/producer.js';
 import { createTopic } from '../client/topics.js';
 import { partitionOf, repartitionTopic, streams } from '../protocol/index.js';
+import { KvTables } from '../tables/index.js';
 import { CLI } from '../test/harness/cli.js';
 import { startServer } from '../test/harness/nats-server.js';
 import { cpuMeter } from './cpu-meter.js';
@@ -104,7 +105,7 @@ try {
         return Number(row.slice(dot + 1)) + WINDOW_MS - 1 <= watermark;
       }),
     );
-    const mismatches = await checkTable(nc, job, 'v1', fired);
+    const mismatches = await checkTable(new KvTables(nc), job, 'v1', fired);
     if (mismatches > 0) {
       console.log(`!!! ${mismatches} rows of ${job} differ from the count !!!`);
       process.exitCode = 1;

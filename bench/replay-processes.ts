@@ -26,13 +26,22 @@ export interface Child {
 export class KappaProcesses {
   private readonly processes: Child[] = [];
 
-  /** `cli`: the path of dist/cli/main.js (or of another build, to compare before and after a change). */
-  constructor(private readonly cli: string) {}
+  /**
+   * `cli`: the path of dist/cli/main.js (or of another build, to compare before and after a
+   * change); `env`: added to this process's environment for every child (where PostgreSQL and Redis are).
+   */
+  constructor(
+    private readonly cli: string,
+    private readonly env: Record<string, string> = {},
+  ) {}
 
   /** Spawns `kappa …`; with a profile dir under `node --cpu-prof` (one profile per thread, written at exit). */
   spawn(args: string[], profileDir?: string): Child {
     const nodeFlags = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
-    const node = spawn(process.execPath, [...nodeFlags, this.cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const node = spawn(process.execPath, [...nodeFlags, this.cli, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...this.env },
+    });
     const exited = new Promise<number | null>((resolve) => node.once('exit', (code) => resolve(code)));
     const signal = (name: NodeJS.Signals) => () => {
       if (node.exitCode === null && node.signalCode === null) node.kill(name);

@@ -2,20 +2,27 @@
 // already in a topic, run by a `kappa coordinator` and 1 or 2 `kappa worker` processes, against
 // the raw NATS AckNone consumer reading the same streams in the same run and DuckDB computing the
 // same aggregation over the same events from a file (the batch layer of a Lambda architecture).
-// The aggregation: a tumbling 1-minute count per key. Every replayed table is checked against
-// DuckDB's answer. Prints a table and saves bench/results/replay.svg and .png.
+// The aggregation: a tumbling 1-minute count per key, into a KV, PostgreSQL or Redis serving
+// table. Every replayed table is read back through the backend-neutral `ServingTables` and checked
+// against DuckDB's answer. Prints a table (with each backend's time over the KV table's) and saves
+// bench/results/replay.svg and .png.
 //
 // Run: npm run build && npx tsx bench/replay.ts [events=2000000] [partitions=8] [keys=10000]
 // Env: REPLAY_CONFIGS=1x1,1x2,2x1 (workers x threads per worker, one fresh job version each);
 //      REPLAY_CPU_PROF=DIR writes a V8 CPU profile of every worker process and thread into DIR;
 //      REPLAY_CLI=FILE runs the coordinator and workers from another build of dist/cli/main.js.
-//      REPLAY_SINK=none runs the job without a serving table (to see what the table writes cost;
-//      nothing to check then).
+//      REPLAY_SINKS=kv,postgres,redis (default kv; REPLAY_SINK=… is the one-backend spelling): the
+//      serving tables, one fresh job version per configuration and table, all over the same
+//      streams; PostgreSQL (a database created for the run) and Redis (keys under the run's own
+//      job name) at KAPPA_POSTGRES_URL / KAPPA_REDIS_URL, by default the tests' local servers
+//      (replay-backends.ts). `none` runs the job without a table (to see what the table writes
+//      cost; nothing to check then).
 // CPU seconds per process (Linux /proc, cpu-meter.ts) are printed with each figure: on a small
 // machine the nats-server and the workers share the cores.
 // This file produces the events and runs each configuration; the `kappa` processes are in
-// replay-processes.ts, DuckDB's answer and the table check in replay-expected.ts, the table and
-// the plot in replay-report.ts.
+// replay-processes.ts, the PostgreSQL database and Redis keys of the run in replay-backends.ts,
+// DuckDB's answer and the table check in replay-expected.ts, the table and the plot in replay-report.ts.
+import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,13 +31,15 @@ import { connect } from '@nats-io/transport-node';
 import { createTopic } from '../client/topics.js';
 import { Producer } from '../client/producer.js';
 import { partitionOf, streams } from '../protocol/index.js';
+import { MAX_PAGE_ROWS } from '../tables/index.js';
 import { CLI as BUILT_CLI } from '../test/harness/cli.js';
 import { startServer } from '../test/harness/nats-server.js';
-import { cpuMeter } from './cpu-meter.js';
+import { cpuMeter, type MeasuredProcess } from './cpu-meter.js';
 import { readRaw } from './raw-consumer.js';
+import { REPLAY_SINKS, ReplayBackends, type ReplaySink } from './replay-backends.js';
 import { checkTable, runDuckDb, splitRowId } from './replay-expected.js';
 import { clusterStatus, KappaProcesses, workerTasks } from './replay-processes.js';
-import { inReportOrder, printTable, savePlot, type Measurement } from './replay-report.js';
+import { inReportOrder, printTable, savePlot, SINK_NAMES, type Measurement } from './replay-report.js';
 
 const totalEvents = Number(process.argv[2] ?? 2_000_000);
 const partitions = Number(process.argv[3] ?? 8);
@@ -42,24 +51,34 @@ const configs = (process.env.REPLAY_CONFIGS ?? '1x1,1x2,2x1').split(',').map((te
   return { workers, threads };
 });
 const cpuProfileDir = process.env.REPLAY_CPU_PROF;
-const sink = process.env.REPLAY_SINK ?? 'kv';
+const sinks = (process.env.REPLAY_SINKS ?? process.env.REPLAY_SINK ?? 'kv').split(',').map((text) => {
+  if (!(REPLAY_SINKS as readonly string[]).includes(text))
+    throw new Error(`REPLAY_SINKS: expected some of ${REPLAY_SINKS.join(',')}, found ${JSON.stringify(text)}`);
+  return text as ReplaySink;
+});
 // Another build of the CLI (say, a patched copy of dist/) to compare before and after a change.
 const CLI = process.env.REPLAY_CLI ?? BUILT_CLI;
 
 const TOPIC = 'clicks';
-const JOB = 'replaybench';
+// Unique to the run: PostgreSQL and Redis are shared, and the job name is the Redis keys' prefix.
+const JOB = `replaybench_${process.pid}_${randomBytes(3).toString('hex')}`;
 const WINDOW_MS = 60_000;
 const OUT_OF_ORDERNESS_MS = 1_000;
+/** Rows per page when the bench reads back a KV table (beyond a reader's MAX_PAGE_ROWS, see below). */
+const KV_CHECK_PAGE_ROWS = 1_000_000;
 
 if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first`);
 
 const server = await startServer();
 const nc = await connect({ servers: server.url });
 const dir = mkdtempSync(join(tmpdir(), 'kappa-bench-replay-'));
-const kappa = new KappaProcesses(CLI);
 const measurements: Measurement[] = [];
 let mismatches = 0;
+let backends: ReplayBackends | undefined;
+let processes: KappaProcesses | undefined;
 try {
+  backends = await ReplayBackends.prepare(nc, JOB, sinks);
+  const kappa = (processes = new KappaProcesses(CLI, backends.env));
   // Produce the events into the topic and, with the same values, into a CSV file for DuckDB.
   await createTopic(nc, { name: TOPIC, partitions, key: 'user' });
   const producer = await Producer.forTopic(nc, TOPIC);
@@ -142,11 +161,12 @@ try {
     async () => (await clusterStatus(nc)).leader.coordinatorId === 'c1' || undefined,
     30_000,
   );
-  for (const [index, config] of configs.entries()) {
+  const runs = configs.flatMap((config) => sinks.map((sink) => ({ ...config, sink })));
+  for (const [index, { workers: workerCount, threads, sink }] of runs.entries()) {
     const version = `v${index + 1}`;
     const jobFile = join(dir, `${JOB}-${version}.mjs`);
-    writeFileSync(jobFile, jobModule(version));
-    const workerIds = Array.from({ length: config.workers }, (_, worker) => `${version}-w${worker + 1}`);
+    writeFileSync(jobFile, jobModule(version, sink));
+    const workerIds = Array.from({ length: workerCount }, (_, worker) => `${version}-w${worker + 1}`);
     const workers = workerIds.map((id) =>
       kappa.spawn(
         [
@@ -156,7 +176,7 @@ try {
           '--id',
           id,
           '--threads',
-          String(config.threads),
+          String(threads),
           '--nats',
           server.url,
           '--state-dir',
@@ -172,18 +192,26 @@ try {
       ),
     );
     const urls = await kappa.waitFor(
-      `${config.workers} worker(s) registered`,
+      `${workerCount} worker(s) registered`,
       async () => {
         const view = await clusterStatus(nc);
         const registered = view.workers.filter((worker) => workerIds.includes(worker.workerId) && worker.httpUrl);
-        return registered.length === config.workers ? registered.map((worker) => worker.httpUrl!) : undefined;
+        return registered.length === workerCount ? registered.map((worker) => worker.httpUrl!) : undefined;
       },
       30_000,
     );
 
+    // The table's server shares the cores too (PostgreSQL: the server and its connection processes).
+    const tableServer: Record<string, MeasuredProcess> =
+      sink === 'postgres' && backends.serverPids.postgres !== undefined
+        ? { postgres: { withChildren: backends.serverPids.postgres } }
+        : sink === 'redis' && backends.serverPids.redis !== undefined
+          ? { 'redis-server': backends.serverPids.redis }
+          : {};
     cpu = cpuMeter({
       'nats-server': server.pid,
       ...Object.fromEntries(workers.map((worker, index) => [workerIds[index]!, worker.pid])),
+      ...tableServer,
       coordinator: coordinator.pid,
       'this process': process.pid,
     });
@@ -209,15 +237,21 @@ try {
       50,
     );
     const seconds = (performance.now() - t) / 1000;
-    const name = `Kappa ${config.workers} worker${config.workers > 1 ? 's' : ''} × ${config.threads} thread${config.threads > 1 ? 's' : ''}${sink === 'kv' ? '' : `, sink ${sink}`}`;
+    const name = `Kappa ${workerCount} worker${workerCount > 1 ? 's' : ''} × ${threads} thread${threads > 1 ? 's' : ''}, ${SINK_NAMES[sink]}`;
     measurements.push({
       name,
       seconds,
+      kappa: { config: `${workerCount}x${threads}`, sink },
       note: `from \`kappa start\` (${startCommandSeconds.toFixed(1)} s) to every task at its partition's last sequence; first progress after ${firstProgressSeconds?.toFixed(1) ?? '?'} s; ${cpu()}`,
     });
     console.error(`${name}: ${seconds.toFixed(2)} s`);
 
-    if (sink === 'kv') mismatches += await checkTable(nc, JOB, version, fired);
+    if (sink !== 'none') {
+      // A KV page lists every key name of the table whatever its size (tables/README.md), so pages
+      // of MAX_PAGE_ROWS cost rows² / 1,000 names: ≈ 24 min for the 160k rows of 1M events here.
+      const pageRows = sink === 'kv' ? KV_CHECK_PAGE_ROWS : MAX_PAGE_ROWS;
+      mismatches += await checkTable(await backends.tables(sink), JOB, version, fired, pageRows);
+    }
     const stopped = await kappa.run(['stop', JOB, '--version', version, '--nats', server.url]);
     if (stopped.code !== 0) console.error(`kappa stop ${version} failed: ${stopped.logs}`);
     await Promise.all(workers.map((worker) => worker.stop()));
@@ -233,13 +267,15 @@ try {
     process.exitCode = 1;
   }
 } finally {
-  await kappa.killAll();
+  await processes?.killAll();
+  // After the processes: the run's PostgreSQL database is dropped, its Redis keys deleted.
+  await backends?.close();
   await nc.close();
   await server.close();
   rmSync(dir, { recursive: true, force: true });
 }
 
-function jobModule(version: string): string {
+function jobModule(version: string, sink: ReplaySink): string {
   return `// Written by bench/replay.ts: a tumbling 1-minute count per user.
 export default {
   name: '${JOB}',
