@@ -22,7 +22,17 @@ export interface Setting<S extends z.ZodType = z.ZodType> {
   shownDefault?: string;
   /** The flag may be given several times; its value is the list. */
   repeatable?: boolean;
+  /**
+   * The value is a secret: given as a flag it is visible to anyone who can list processes (`ps`)
+   * or read the shell's history, so loading it warns, naming these safer ways to give it.
+   */
+  secret?: { instead: string };
 }
+
+/** Where a warning about how a setting was given goes (stderr, one line, as the CLI's errors). */
+export type SettingWarning = (message: string) => void;
+
+const warnOnStderr: SettingWarning = (message) => process.stderr.write(`kappa: warning: ${message}\n`);
 
 /** Setting name → its declaration, or a group of settings compiled into one nested object (the NATS connection). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -90,8 +100,15 @@ export class SettingsDefinition<D extends SettingDeclarations> {
     return command;
   }
 
-  /** The settings from the config file, the environment and the parsed flags (commander's `opts()`). */
-  load(flags: Readonly<Record<string, unknown>>, environment: NodeJS.ProcessEnv = process.env): Settings<D> {
+  /**
+   * The settings from the config file, the environment and the parsed flags (commander's `opts()`);
+   * a secret given as a flag is taken, with a warning.
+   */
+  load(
+    flags: Readonly<Record<string, unknown>>,
+    environment: NodeJS.ProcessEnv = process.env,
+    warn: SettingWarning = warnOnStderr,
+  ): Settings<D> {
     const merged: Record<string, unknown> = {};
     const origin: Record<string, string> = {};
     const file = this.options.configFile
@@ -110,11 +127,15 @@ export class SettingsDefinition<D extends SettingDeclarations> {
         origin[name] = `environment variable ${setting.env}`;
       }
     }
-    for (const [name, , option] of this.settings) {
+    for (const [name, setting, option] of this.settings) {
       const value = flags[option.attributeName()];
       if (value !== undefined) {
         merged[name] = value;
         origin[name] = `flag ${option.long}`;
+        if (setting.secret)
+          warn(
+            `${option.long} puts a secret on the command line, where ps and the shell's history show it; use ${setting.secret.instead}`,
+          );
       }
     }
     const result = this.schema.strict().safeParse(merged);
@@ -127,7 +148,7 @@ export class SettingsDefinition<D extends SettingDeclarations> {
       throw new ConfigError(`setting '${name}'${from}: ${issue.message}`);
     }
     const settings: Record<string, unknown> = result.data;
-    for (const [name, group] of this.groups) settings[name] = group.load(flags, environment);
+    for (const [name, group] of this.groups) settings[name] = group.load(flags, environment, warn);
     return settings as Settings<D>;
   }
 }

@@ -1,9 +1,16 @@
 // How every command and process reaches NATS: `--nats URL` or NATS_URL (the NATS ecosystem's
-// convention), default nats://127.0.0.1:4222, plus credentials and TLS. A server that cannot be
+// convention), default nats://127.0.0.1:4222, plus credentials and TLS. Secrets are read from files
+// here, when connecting, so they never need to be on a command line. A server that cannot be
 // reached becomes a ConnectionError naming the URL, never a stack trace.
 import { readFileSync } from 'node:fs';
-import { connect, credsAuthenticator, type NatsConnection, type ConnectionOptions } from '@nats-io/transport-node';
-import { ConnectionError } from '../protocol/index.js';
+import {
+  connect,
+  credsAuthenticator,
+  nkeyAuthenticator,
+  type NatsConnection,
+  type ConnectionOptions,
+} from '@nats-io/transport-node';
+import { ConfigError, ConnectionError } from '../protocol/index.js';
 
 export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 
@@ -11,10 +18,17 @@ export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 export interface NatsSettings {
   /** One URL or a comma-separated list of cluster URLs. */
   url: string;
+  /** A NATS credentials file (user JWT and seed, decentralized auth). */
   credsFile?: string;
+  /** A file holding a user nkey seed (`SU…`): the server's `authorization { users: [{ nkey }] }`. */
+  nkeySeedFile?: string;
   user?: string;
   password?: string;
+  /** A file holding the password (instead of `password`). */
+  passwordFile?: string;
   token?: string;
+  /** A file holding the token (instead of `token`). */
+  tokenFile?: string;
   tlsCaFile?: string;
   tlsCertFile?: string;
   tlsKeyFile?: string;
@@ -41,12 +55,7 @@ export async function connectNats(
     noAsyncTraces: true,
     ...extra,
   };
-  if (settings.credsFile) options.authenticator = credsAuthenticator(readFileSync(settings.credsFile));
-  if (settings.user) {
-    options.user = settings.user;
-    options.pass = settings.password;
-  }
-  if (settings.token) options.token = settings.token;
+  Object.assign(options, credentialsOf(settings));
   if (settings.tlsCaFile || settings.tlsCertFile) {
     options.tls = { caFile: settings.tlsCaFile, certFile: settings.tlsCertFile, keyFile: settings.tlsKeyFile };
   }
@@ -57,6 +66,55 @@ export async function connectNats(
       cause: error,
     });
   }
+}
+
+/**
+ * The connection options that say who this process is, from the settings: a creds file, an nkey
+ * seed file, a user and password (or password file), or a token (or token file); at most one kind.
+ */
+export function credentialsOf(settings: NatsSettings): Partial<ConnectionOptions> {
+  const given = [
+    settings.credsFile !== undefined && 'a creds file',
+    settings.nkeySeedFile !== undefined && 'an nkey seed file',
+    settings.user !== undefined && 'a user',
+    (settings.token ?? settings.tokenFile) !== undefined && 'a token',
+  ].filter((kind) => kind !== false);
+  if (given.length > 1) throw new ConfigError(`NATS credentials: give one kind, found ${given.join(' and ')}`);
+  if (settings.password !== undefined && settings.passwordFile !== undefined)
+    throw new ConfigError('NATS credentials: give the password or the password file, not both');
+  if (settings.token !== undefined && settings.tokenFile !== undefined)
+    throw new ConfigError('NATS credentials: give the token or the token file, not both');
+  if ((settings.password ?? settings.passwordFile) !== undefined && settings.user === undefined)
+    throw new ConfigError('NATS credentials: a password needs a user (--user or NATS_USER)');
+  if (settings.credsFile !== undefined)
+    return { authenticator: credsAuthenticator(readSecretFile('creds file', settings.credsFile)) };
+  if (settings.nkeySeedFile !== undefined) {
+    const seed = new TextDecoder().decode(readSecretFile('nkey seed file', settings.nkeySeedFile)).trim();
+    if (!seed.startsWith('SU'))
+      throw new ConfigError(`NATS nkey seed file ${settings.nkeySeedFile}: expected a user seed (SU…)`);
+    return { authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)) };
+  }
+  if (settings.user !== undefined) {
+    const pass =
+      settings.passwordFile === undefined ? settings.password : secretText('password file', settings.passwordFile);
+    return { user: settings.user, pass };
+  }
+  if (settings.tokenFile !== undefined) return { token: secretText('token file', settings.tokenFile) };
+  if (settings.token !== undefined) return { token: settings.token };
+  return {};
+}
+
+function readSecretFile(what: string, file: string): Uint8Array {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    throw new ConfigError(`cannot read the NATS ${what} ${file}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/** A secret file's text without the line break an editor or `echo` leaves at its end. */
+function secretText(what: string, file: string): string {
+  return new TextDecoder().decode(readSecretFile(what, file)).replace(/\r?\n$/, '');
 }
 
 /**

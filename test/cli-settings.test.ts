@@ -12,6 +12,7 @@ import { ConfigError } from '../protocol/index.js';
 import { natsConnection } from '../cli/nats-options.js';
 import { byteSize, duration, logLevel, positiveInt } from '../cli/setting-values.js';
 import { defineSettings } from '../cli/settings.js';
+import { credentialsOf } from '../runtime/index.js';
 import { kappa } from './harness/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kappa-settings-'));
@@ -54,10 +55,10 @@ const settings = defineSettings(
 );
 
 /** Parses argv as commander would for a command with these settings, and loads them. */
-function load(argv: string[], env: NodeJS.ProcessEnv = {}) {
+function load(argv: string[], env: NodeJS.ProcessEnv = {}, warnings: string[] = []) {
   const command = settings.addOptions(new Command('test').exitOverride());
   command.parse(argv, { from: 'user' });
-  return settings.load(command.opts(), env);
+  return settings.load(command.opts(), env, (warning) => warnings.push(warning));
 }
 
 function configFile(content: unknown): string {
@@ -90,9 +91,12 @@ describe('defineSettings: loading', () => {
       nats: {
         url: 'nats://127.0.0.1:4222',
         credsFile: undefined,
+        nkeySeedFile: undefined,
         user: undefined,
         password: undefined,
+        passwordFile: undefined,
         token: undefined,
+        tokenFile: undefined,
         tlsCaFile: undefined,
         tlsCertFile: undefined,
         tlsKeyFile: undefined,
@@ -168,6 +172,80 @@ describe('defineSettings: loading', () => {
   it('exposes the schema of the file/env/flag settings, defaults included (the deployment tests read it)', () => {
     expect(settings.schema.parse({}).threads).toBe(4);
     expect(Object.keys(settings.schema.shape)).not.toContain('nats');
+  });
+});
+
+describe('secrets', () => {
+  it('warns once per secret given as a flag, naming the file and env ways to give it, and still takes it', () => {
+    const warnings: string[] = [];
+    const loaded = load(['--password', 'pw', '--token', 'tk', '--user', 'u'], {}, warnings);
+    expect(loaded.nats).toMatchObject({ user: 'u', password: 'pw', token: 'tk' });
+    expect(warnings).toEqual([
+      "--password puts a secret on the command line, where ps and the shell's history show it; use --password-file or NATS_PASSWORD_FILE",
+      "--token puts a secret on the command line, where ps and the shell's history show it; use --token-file or NATS_TOKEN_FILE",
+    ]);
+  });
+
+  it('says nothing when a secret comes from the environment or a file is named', () => {
+    const warnings: string[] = [];
+    const loaded = load(
+      ['--password-file', '/run/secrets/pw', '--nkey-seed-file', '/run/secrets/seed'],
+      { NATS_TOKEN: 'tk', NATS_TOKEN_FILE: '/run/secrets/token', NATS_PASSWORD_FILE: '/env/pw' },
+      warnings,
+    );
+    expect(warnings).toEqual([]);
+    expect(loaded.nats).toMatchObject({
+      passwordFile: '/run/secrets/pw',
+      nkeySeedFile: '/run/secrets/seed',
+      token: 'tk',
+      tokenFile: '/run/secrets/token',
+    });
+  });
+
+  it('reads the password and token files when connecting, without their final line break', () => {
+    const password = join(dir, 'password');
+    writeFileSync(password, 'p@ss word\n');
+    const token = join(dir, 'token');
+    writeFileSync(token, 'tok3n\r\n');
+    expect(credentialsOf({ url: '', user: 'kappa', passwordFile: password })).toEqual({
+      user: 'kappa',
+      pass: 'p@ss word',
+    });
+    expect(credentialsOf({ url: '', tokenFile: token })).toEqual({ token: 'tok3n' });
+    expect(credentialsOf({ url: '', token: 'inline' })).toEqual({ token: 'inline' });
+    expect(credentialsOf({ url: '' })).toEqual({});
+  });
+
+  it('refuses an unreadable secret file, two kinds of credentials, a value and its file, or a password without a user', () => {
+    const refused = (settings: Parameters<typeof credentialsOf>[0]) => {
+      try {
+        credentialsOf(settings);
+      } catch (error) {
+        expect(error).toBeInstanceOf(ConfigError);
+        return (error as ConfigError).message;
+      }
+      throw new Error('expected a ConfigError');
+    };
+    expect(refused({ url: '', tokenFile: join(dir, 'none') })).toMatch(
+      /^cannot read the NATS token file .*none: ENOENT/,
+    );
+    expect(refused({ url: '', token: 't', nkeySeedFile: 'seed' })).toBe(
+      'NATS credentials: give one kind, found an nkey seed file and a token',
+    );
+    expect(refused({ url: '', token: 't', tokenFile: 'f' })).toBe(
+      'NATS credentials: give the token or the token file, not both',
+    );
+    expect(refused({ url: '', user: 'u', password: 'p', passwordFile: 'f' })).toBe(
+      'NATS credentials: give the password or the password file, not both',
+    );
+    expect(refused({ url: '', passwordFile: 'f' })).toBe(
+      'NATS credentials: a password needs a user (--user or NATS_USER)',
+    );
+    const notSeed = join(dir, 'not-a-seed');
+    writeFileSync(notSeed, 'hello\n');
+    expect(refused({ url: '', nkeySeedFile: notSeed })).toBe(
+      `NATS nkey seed file ${notSeed}: expected a user seed (SU…)`,
+    );
   });
 });
 
