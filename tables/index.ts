@@ -34,3 +34,12 @@ export async function openServingTables(
       throw new ConfigError(`serving tables of kind '${kind}' are not available`);
   }
 }
+export {
+  diffVersions,
+  finalBound,
+  type DiffOptions,
+  type DiffRow,
+  type DiffSide,
+  type VersionDiff,
+  type VersionComparison,
+} from './diff.js';

@@ -12,10 +12,12 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { assertName, KappaError, kvKeyToken, type ServingTableRow } from '../protocol/index.js';
+import type { DiffRow, VersionComparison } from './diff.js';
 import {
   assertTableName,
   newestPerRow,
   sortRows,
+  type CompareOptions,
   type PageOptions,
   type ServingTables,
   type TableOutput,
@@ -138,6 +140,70 @@ export class PostgresTables implements ServingTables {
   }
 
   /**
+   * Two versions of a job compared by the database (tables/diff.ts): a FULL OUTER JOIN of their live,
+   * final rows on the primary key, counted in one scan; the keys with the most differing rows and
+   * the first differing rows by row key each take one more. jsonb equality decides "same" (key
+   * order and number spelling do not count), as the merge's deep equality does.
+   */
+  async compareVersions(job: string, from: string, to: string, options: CompareOptions): Promise<VersionComparison> {
+    const fromTable = quote(postgresTableName(job, from));
+    const toTable = quote(postgresTableName(job, to));
+    for (const version of [from, to])
+      if (!(await this.exists(job, version)))
+        throw new KappaError(
+          'TOPIC_NOT_FOUND',
+          `job '${job}' version '${version}' has no serving table (PostgreSQL table ${quote(postgresTableName(job, version))})`,
+        );
+    // $1: the final bound (null with $2 = false: every window); $2: whether a bound applies; $3: the key or null.
+    const side = (table: string) =>
+      `SELECT row_key, key, row_name, window_start, window_end, value FROM ${table}
+       WHERE NOT retracted AND (window_end IS NULL OR NOT $2::boolean OR window_end - 1 <= $1::bigint)
+         AND ($3::text IS NULL OR key = $3::text)`;
+    const joined = `(${side(fromTable)}) f FULL OUTER JOIN (${side(toTable)}) t ON f.row_key = t.row_key`;
+    const differs = 'f.row_key IS NULL OR t.row_key IS NULL OR f.value IS DISTINCT FROM t.value';
+    const bounded = options.finalThroughMs !== undefined;
+    const parameters = [
+      options.finalThroughMs === null || options.finalThroughMs === undefined
+        ? null
+        : Math.floor(options.finalThroughMs),
+      bounded,
+      options.key ?? null,
+    ];
+    // With a bound of null no window is final: `window_end - 1 <= NULL` is never true.
+    const counts = await this.pool.query<Record<keyof DiffCountsRow, string>>(
+      `SELECT count(*) AS compared,
+              count(*) FILTER (WHERE f.row_key IS NOT NULL AND t.row_key IS NOT NULL AND f.value = t.value) AS same,
+              count(*) FILTER (WHERE f.row_key IS NOT NULL AND t.row_key IS NOT NULL AND f.value <> t.value) AS changed,
+              count(*) FILTER (WHERE t.row_key IS NULL) AS only_from,
+              count(*) FILTER (WHERE f.row_key IS NULL) AS only_to
+       FROM ${joined}`,
+      parameters,
+    );
+    const topKeys = await this.pool.query<{ key: string; rows: string }>(
+      `SELECT COALESCE(f.key, t.key) AS key, count(*) AS rows FROM ${joined} WHERE ${differs}
+       GROUP BY 1 ORDER BY 2 DESC, COALESCE(f.key, t.key) COLLATE "C" LIMIT $4`,
+      [...parameters, options.topKeys],
+    );
+    const rows = await this.pool.query<DifferingRow>(
+      `SELECT COALESCE(f.key, t.key) AS key, COALESCE(f.row_name, t.row_name) AS row_name,
+              COALESCE(f.window_start, t.window_start) AS window_start, COALESCE(f.window_end, t.window_end) AS window_end,
+              f.row_key IS NOT NULL AS in_from, t.row_key IS NOT NULL AS in_to, f.value AS from_value, t.value AS to_value
+       FROM ${joined} WHERE ${differs} ORDER BY COALESCE(f.row_key, t.row_key) LIMIT $4`,
+      [...parameters, options.limit],
+    );
+    const count = counts.rows[0]!;
+    return {
+      compared: Number(count.compared),
+      same: Number(count.same),
+      changed: Number(count.changed),
+      onlyInFrom: Number(count.only_from),
+      onlyInTo: Number(count.only_to),
+      topKeys: topKeys.rows.map((row) => ({ key: row.key, rows: Number(row.rows) })),
+      changedRows: rows.rows.map(toDiffRow),
+    };
+  }
+
+  /**
    * Points the view at the version's table (created empty if no output reached it yet). CREATE OR
    * REPLACE VIEW swaps the definition in one transaction: a concurrent SELECT waits for the lock
    * and then reads the old table or the new one, never an error or nothing.
@@ -232,6 +298,35 @@ interface StoredRow {
   window_end: string | null;
   value: unknown;
   revision: string;
+}
+
+interface DiffCountsRow {
+  compared: string;
+  same: string;
+  changed: string;
+  only_from: string;
+  only_to: string;
+}
+
+interface DifferingRow {
+  key: string;
+  row_name: string | null;
+  window_start: string | null;
+  window_end: string | null;
+  in_from: boolean;
+  in_to: boolean;
+  from_value: unknown;
+  to_value: unknown;
+}
+
+function toDiffRow(row: DifferingRow): DiffRow {
+  const shown: DiffRow = { key: row.key };
+  if (row.row_name !== null) shown.row = row.row_name;
+  if (row.window_start !== null) shown.start = Number(row.window_start);
+  if (row.window_end !== null) shown.end = Number(row.window_end);
+  if (row.in_from) shown.from = row.from_value;
+  if (row.in_to) shown.to = row.to_value;
+  return shown;
 }
 
 function toServingRow(row: StoredRow): ServingTableRow {

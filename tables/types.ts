@@ -4,6 +4,7 @@
 // (key, window), the newest output revision: a re-emission or an older revision never wins, and a
 // retraction is a tombstone with its revision so an older update cannot bring the row back.
 import { assertName, ServingTableKind, servingTableRowKey, type ServingTableRow } from '../protocol/index.js';
+import type { VersionComparison } from './diff.js';
 
 /** The sink kinds that are serving tables (protocol/messages.ts holds the one list). */
 export type TableKind = ServingTableKind;
@@ -49,7 +50,23 @@ export interface ServingTables {
   setAlias(job: string, version: string): Promise<void>;
   /** Drops a version's table (retire). */
   drop(job: string, version: string): Promise<void>;
+  /**
+   * Compares two versions' tables inside the backend (diff.ts uses it when both versions live in
+   * it): PostgreSQL joins them in one database. Backends without it are merged page by page.
+   */
+  compareVersions?(job: string, from: string, to: string, options: CompareOptions): Promise<VersionComparison>;
   close(): Promise<void>;
+}
+
+/** What `compareVersions` compares (diff.ts). */
+export interface CompareOptions {
+  /** Windows ending at or before this (end − 1 ≤ it) are compared; null: none; undefined: all. */
+  finalThroughMs: number | null | undefined;
+  key?: string;
+  /** Differing rows to return. */
+  limit: number;
+  /** Keys with the most differing rows to return. */
+  topKeys: number;
 }
 
 export interface PageOptions {
