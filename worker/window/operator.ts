@@ -24,13 +24,16 @@ interface WindowRow {
   revision: number;
 }
 
-// Timer tags: a window's fire timer and its purge timer, named by the window. 'f' < 'p', so with
-// no allowed lateness a window fires before it is purged at the same watermark.
-const fireTag = (start: number, end: number) => `f${start}:${end}`;
-const purgeTag = (start: number, end: number) => `p${start}:${end}`;
-function windowOfTag(tag: string): Window {
-  const colon = tag.indexOf(':');
-  return { start: Number(tag.slice(1, colon)), end: Number(tag.slice(colon + 1)) };
+// Timer tags: a window's fire timer and its purge timer. 'f' < 'p', so with no allowed lateness a
+// window fires before it is purged at the same watermark. A key has at most one tumbling or
+// hopping window ending at a given time, so for those the timer's kind and time name the window
+// (end = fire time + 1, or purge time + 1 − allowed lateness); sessions, whose size varies,
+// carry their window in the tag.
+const FIRE = 'f';
+const PURGE = 'p';
+const FIRE_CODE = FIRE.charCodeAt(0);
+function sessionTag(kind: typeof FIRE | typeof PURGE, start: number, end: number): string {
+  return `${kind}${start}:${end}`;
 }
 
 /** An event's changes to one window, computed before any is applied. */
@@ -226,28 +229,44 @@ export class WindowOperator implements Operator {
 
   /** Fires every window whose end the watermark has passed and purges those past their lateness. */
   onWatermark(watermarkMs: number): void {
+    this.firingUntilMs = watermarkMs;
     this.timers.advanceWatermark(watermarkMs, this.fireTimer);
   }
+
+  /** The watermark the timers being fired are due at. */
+  private firingUntilMs = -Infinity;
 
   /** onTimer, bound once: the watermark moves after nearly every event. */
   private readonly fireTimer = (timer: Timer): void => this.onTimer(timer);
 
   private onTimer(timer: Timer): void {
-    const { start, end } = windowOfTag(timer.tag);
-    const subKey = this.rowKey(start, end);
-    if (timer.tag.startsWith('f')) {
-      const row = this.state.get(timer.key, WINDOW_NAMESPACE, subKey) as WindowRow;
-      this.fire(timer.key, start, end, row);
-      this.state.put(timer.key, WINDOW_NAMESPACE, subKey, row);
-      this.timers.register(
-        'event-time',
-        timer.key,
-        cleanupTime({ start, end }, this.job.allowedLatenessMs),
-        purgeTag(start, end),
-      );
+    const firing = timer.tag.charCodeAt(0) === FIRE_CODE;
+    let start: number;
+    let end: number;
+    if (this.window.kind === 'session') {
+      const colon = timer.tag.indexOf(':');
+      start = Number(timer.tag.slice(1, colon));
+      end = Number(timer.tag.slice(colon + 1));
     } else {
-      this.state.delete(timer.key, WINDOW_NAMESPACE, subKey);
+      end = firing ? timer.timeMs + 1 : timer.timeMs + 1 - this.job.allowedLatenessMs;
+      start = end - this.window.sizeMs;
     }
+    const subKey = this.rowKey(start, end);
+    if (!firing) {
+      this.state.delete(timer.key, WINDOW_NAMESPACE, subKey);
+      return;
+    }
+    const row = this.state.get(timer.key, WINDOW_NAMESPACE, subKey) as WindowRow;
+    this.fire(timer.key, start, end, row);
+    const purgeMs = cleanupTime({ start, end }, this.job.allowedLatenessMs);
+    if (purgeMs <= this.firingUntilMs) {
+      // Its purge timer would come due in this same pass (no allowed lateness, or the watermark
+      // jumped): purged now instead. Purging emits nothing, so every output keeps its place.
+      this.state.delete(timer.key, WINDOW_NAMESPACE, subKey);
+      return;
+    }
+    this.state.put(timer.key, WINDOW_NAMESPACE, subKey, row);
+    this.timers.register('event-time', timer.key, purgeMs, this.tagOf(PURGE, start, end));
   }
 
   /** Registers the timer a window restored from a checkpoint was waiting for. */
@@ -263,20 +282,29 @@ export class WindowOperator implements Operator {
   private schedule(key: string, start: number, end: number, watermarkMs: number): void {
     const window = { start, end };
     if (isFired(window, watermarkMs))
-      this.timers.register('event-time', key, cleanupTime(window, this.job.allowedLatenessMs), purgeTag(start, end));
-    else this.timers.register('event-time', key, fireTime(window), fireTag(start, end));
+      this.timers.register(
+        'event-time',
+        key,
+        cleanupTime(window, this.job.allowedLatenessMs),
+        this.tagOf(PURGE, start, end),
+      );
+    else this.timers.register('event-time', key, fireTime(window), this.tagOf(FIRE, start, end));
   }
 
   /** A session merged into another: its timer goes (whichever of the two it has). */
   private unschedule(key: string, start: number, end: number): void {
-    if (!this.timers.delete('event-time', key, fireTime({ start, end }), fireTag(start, end))) {
+    if (!this.timers.delete('event-time', key, fireTime({ start, end }), this.tagOf(FIRE, start, end))) {
       this.timers.delete(
         'event-time',
         key,
         cleanupTime({ start, end }, this.job.allowedLatenessMs),
-        purgeTag(start, end),
+        this.tagOf(PURGE, start, end),
       );
     }
+  }
+
+  private tagOf(kind: typeof FIRE | typeof PURGE, start: number, end: number): string {
+    return this.window.kind === 'session' ? sessionTag(kind, start, end) : kind;
   }
 
   /** Emits a window as the watermark passes its end; a `result` that keeps throwing is reported instead. */
