@@ -6,13 +6,17 @@
 // watermark past it. As a bounded source's final watermark does in Flink, one end-of-input event
 // per partition of each topic (an hour after the last event, with ids no real event uses) fires
 // every window of the real events; rows of the sentinels themselves are dropped before comparing.
+// A query with a `stream` sink (q0–q2) is compared through its outputs in KAPPA_OUT.
+//
+// bench/nexmark.ts runs the same code (`measureNexmark`) with the raw consumer beside it.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { decode } from '@msgpack/msgpack';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
   ConfigError,
@@ -77,20 +81,51 @@ export type RunSettings = SettingsOf<typeof runSettings>;
 /** What `kappa nexmark generate` does: publishes the events to the cluster's topics (`partitions` each) and writes them to `file`. */
 export type GenerateInto = (url: string, file: string, partitions: number) => Promise<void>;
 
-/** One query's job versions (q5 is two chained jobs) and its result. */
+/** One job version of a query (a chain has two), as its module declares it. */
 interface QueryJob {
   name: string;
   version: string;
+  sink?: { kind?: string };
 }
 
-interface QueryResult {
+/** One query run: its time from start to caught up, the workers' and the server's CPU meanwhile, and its check. */
+export interface QueryResult {
   query: string;
   seconds: number;
+  /** CPU seconds of the worker processes (all threads) while the query ran. */
   cpuSeconds: number;
+  /** CPU seconds of the nats-server meanwhile. */
+  natsCpuSeconds: number;
+  /** Rows (or stream outputs) compared, sentinels' excluded. */
+  rows: number;
   equal: boolean;
 }
 
+/** What a caller may run at a point of the run (bench/nexmark.ts reads the topics raw there). */
+export interface NexmarkHooks {
+  /**
+   * Once the events and the sentinels are in the topics, before the cluster starts: `topicStreams`
+   * are the partition streams of the three topics, holding `messages` in all.
+   */
+  afterGenerate?: (nc: NatsConnection, topicStreams: string[], messages: number) => Promise<void>;
+}
+
+/** `kappa nexmark run`: the queries' results as a table on stdout; exit 0 when every one equals its SQL. */
 export async function runNexmark(settings: RunSettings, generateInto: GenerateInto): Promise<number> {
+  const results = await measureNexmark(settings, generateInto);
+  process.stdout.write(formatTable(results, settings.events));
+  return results.every((result) => result.equal) ? ExitCode.ok : 1;
+}
+
+/**
+ * Starts the local cluster, generates the events, runs each query from earliest to caught up and
+ * checks it against its SQL; stops everything before it returns.
+ */
+export async function measureNexmark(
+  settings: RunSettings,
+  generateInto: GenerateInto,
+  hooks: NexmarkHooks = {},
+): Promise<QueryResult[]> {
   for (const query of settings.queries) {
     if (!/^q\d+$/.test(query)) throw new ConfigError(`--queries: '${query}' is not a query name such as q5`);
     for (const file of [`${query}.mjs`, `${query}.sql`]) readFileSync(join(EXAMPLES, file)); // missing: fails before starting anything
@@ -111,6 +146,10 @@ export async function runNexmark(settings: RunSettings, generateInto: GenerateIn
     const eventsFile = join(dir, 'events.jsonl');
     await generateInto(server.url, eventsFile, PARTITIONS);
     const lastTime = await appendSentinels(nc, eventsFile);
+    const topicStreams = Object.values(NEXMARK_TOPICS).flatMap((topic) =>
+      Array.from({ length: PARTITIONS }, (_, partition) => streams.partition(topic, partition)),
+    );
+    await hooks.afterGenerate?.(nc, topicStreams, settings.events + topicStreams.length);
     processes = startLocalCluster({
       url: server.url,
       jobs: modules,
@@ -122,23 +161,26 @@ export async function runNexmark(settings: RunSettings, generateInto: GenerateIn
       idPrefix: 'nexmark',
     });
     say(`coordinator and ${settings.workers} worker(s) with ${settings.threads} thread(s) each`);
+    // Registered and settled before the first query is timed, so its seconds and CPU are not the workers' start-up.
+    await untilWorkersRegistered(nc, settings.workers);
     const workerPids = processes.slice(1).map((child) => child.pid);
     const jsm = await jetstreamManager(nc);
     const results: QueryResult[] = [];
     for (const query of settings.queries) {
       const jobs = await Promise.all(jobModules(query).map(jobOf));
       const cpuBefore = sumCpuSeconds(workerPids);
+      const natsCpuBefore = sumCpuSeconds([server.pid]);
       const startedAt = Date.now();
       for (const job of jobs) await startJob(nc, job);
       await untilCaughtUp(nc, jsm, jobs, settings.timeout * 1000);
       const seconds = (Date.now() - startedAt) / 1000;
       const cpuSeconds = sumCpuSeconds(workerPids) - cpuBefore;
-      const equal = await equalsSql(nc, query, jobs.at(-1)!, eventsFile, lastTime, say);
-      results.push({ query, seconds, cpuSeconds, equal });
-      say(`${query}: ${seconds.toFixed(1)} s, ${equal ? 'equal to SQL' : 'NOT equal to SQL'}`);
+      const natsCpuSeconds = sumCpuSeconds([server.pid]) - natsCpuBefore;
+      const check = await equalsSql(nc, query, jobs.at(-1)!, eventsFile, lastTime, say);
+      results.push({ query, seconds, cpuSeconds, natsCpuSeconds, ...check });
+      say(`${query}: ${seconds.toFixed(1)} s, ${check.equal ? 'equal to SQL' : 'NOT equal to SQL'}`);
     }
-    process.stdout.write(formatTable(results, settings.events));
-    return results.every((result) => result.equal) ? ExitCode.ok : 1;
+    return results;
   } finally {
     // Workers first (they hand their tasks back), then the coordinator, then the server.
     await Promise.all(processes.slice(1).map((child) => child.stop()));
@@ -157,7 +199,7 @@ function jobModules(query: string): string[] {
 
 async function jobOf(module: string): Promise<QueryJob> {
   const job = ((await import(pathToFileURL(module).href)) as { default: QueryJob }).default;
-  return { name: job.name, version: job.version };
+  return { name: job.name, version: job.version, ...(job.sink === undefined ? {} : { sink: job.sink }) };
 }
 
 /**
@@ -259,6 +301,16 @@ async function adminAsk<V extends 'start' | 'status'>(
   }
 }
 
+/** Until the leader lists `count` live workers, then a second for their threads to finish loading. */
+async function untilWorkersRegistered(nc: NatsConnection, count: number): Promise<void> {
+  const giveUpAt = Date.now() + 60_000;
+  while ((await clusterStatus(nc)).workers.length < count) {
+    if (Date.now() > giveUpAt) throw new Error(`${count} worker(s) did not register with the coordinator in 60 s`);
+    await sleep(250);
+  }
+  await sleep(1_000);
+}
+
 /**
  * Until every task of every stage of the jobs is running at the end of its own input stream (a
  * route task at its source partition's last sequence, a keyed task at its repartition
@@ -316,9 +368,9 @@ function sumCpuSeconds(pids: readonly (number | undefined)[]): number {
 }
 
 /**
- * Whether the job's table, without the sentinels' rows, equals the query's SQL over the events as
- * a bag of row values. The table is read again for a few seconds while it differs: the last rows
- * may be written just after the tasks report their sequence.
+ * Whether the job's table (or, for a `stream` sink, its outputs), without the sentinels' rows,
+ * equals the query's SQL over the events as a bag of row values. Read again for a few seconds
+ * while it differs: the last rows may be written just after the tasks report their sequence.
  */
 async function equalsSql(
   nc: NatsConnection,
@@ -327,29 +379,54 @@ async function equalsSql(
   eventsFile: string,
   lastTime: number,
   say: (line: string) => void,
-): Promise<boolean> {
+): Promise<{ equal: boolean; rows: number }> {
   const expected = sortedValues(await nexmarkSql(join(EXAMPLES, `${query}.sql`), eventsFile));
+  const what = job.sink?.kind === 'stream' ? 'stream outputs' : 'rows';
+  const giveUpAt = Date.now() + 5_000;
   let differences: string[] = [];
-  for (let attempt = 0; attempt < 10; attempt++) {
-    const rows = (await readTable(nc, job)).filter((row) => !isSentinelRow(row, lastTime));
+  let rows: ComparedRow[] = [];
+  for (;;) {
+    const read = job.sink?.kind === 'stream' ? await readStreamOutputs(nc, job) : await readTable(nc, job);
+    rows = read.filter((row) => !isSentinelRow(row, lastTime));
     differences = bagDifferences(sortedValues(rows.map((row) => row.value)), expected);
     if (differences.length === 0) {
-      say(`${query}: ${rows.length} rows, equal to SQL's`);
-      return true;
+      say(`${query}: ${rows.length} ${what}, equal to SQL's`);
+      return { equal: true, rows: rows.length };
     }
+    if (Date.now() > giveUpAt) break;
     await sleep(500);
   }
-  say(`${query} differs from its SQL (${expected.length} rows expected); first differences:`);
+  say(`${query}: ${rows.length} ${what} differ from its SQL's ${expected.length} rows; first differences:`);
   for (const line of differences.slice(0, 10)) say(`  ${line}`);
-  return false;
+  return { equal: false, rows: rows.length };
 }
 
+/** A table row or a stream output: its window's start, if any, and its value. */
+type ComparedRow = Pick<ViewRow, 'start' | 'value'>;
+
 /** A row of a sentinel: its window (or session) starts after the last real event, or it names a sentinel id. */
-function isSentinelRow(row: ViewRow, lastTime: number): boolean {
+function isSentinelRow(row: ComparedRow, lastTime: number): boolean {
   const value = (row.value ?? {}) as Record<string, unknown>;
   const start = row.start ?? value.start;
   if (typeof start === 'number' && start > lastTime) return true;
   return ['id', 'auction', 'bidder'].some((field) => Number(value[field]) >= SENTINEL_ID_BASE);
+}
+
+/** Every output a `stream` sink wrote for the job version (subject `kappa.out.<job>.<version>`), in order. */
+async function readStreamOutputs(nc: NatsConnection, job: QueryJob): Promise<ComparedRow[]> {
+  const subject = subjects.output(job.name, job.version);
+  const info = await (await jetstreamManager(nc)).streams.info(streams.output, { subjects_filter: subject });
+  const total = info.state.subjects?.[subject] ?? 0;
+  const rows: ComparedRow[] = [];
+  if (total === 0) return rows;
+  const consumer = await jetstream(nc).consumers.get(streams.output, { filter_subjects: subject });
+  const messages = await consumer.consume({ max_messages: 10_000 });
+  for await (const message of messages) {
+    const output = decode(message.data) as { window?: { start: number }; value: unknown };
+    rows.push({ ...(output.window === undefined ? {} : { start: output.window.start }), value: output.value });
+    if (message.info.pending === 0) break;
+  }
+  return rows;
 }
 
 /** Every row of the job version's serving table, page by page (what `kappa view --json` prints). */

@@ -32,7 +32,7 @@ import { startProgress } from '../produce-progress.js';
 import { duration, positiveInt } from '../setting-values.js';
 import { defineSettings, type SettingsOf } from '../settings.js';
 import { CONNECT_TIMEOUT_MS } from './topic.js';
-import { runNexmark, runSettings } from './nexmark-run.js';
+import { runNexmark, runSettings, type GenerateInto, type RunSettings } from './nexmark-run.js';
 
 type EventType = NexmarkEvent['type'];
 const EVENT_TYPES: readonly EventType[] = ['person', 'auction', 'bid'];
@@ -98,17 +98,22 @@ export function registerNexmark(program: Command): void {
     );
   runSettings.addOptions(run).action(async (flags: Record<string, unknown>) => {
     const settings = runSettings.load(flags);
-    process.exitCode = await runNexmark(settings, async (url, file, partitions) => {
-      const generate = generateSettings.load({
-        events: settings.events,
-        seed: settings.seed,
-        partitions,
-        file,
-        nats: url,
-      });
-      await generateEvents(generate, true);
-    });
+    process.exitCode = await runNexmark(settings, generateIntoCluster(settings));
   });
+}
+
+/** What `kappa nexmark run` generates: `kappa nexmark generate --events N --seed S` into its cluster, with --file. */
+export function generateIntoCluster(settings: Pick<RunSettings, 'events' | 'seed'>): GenerateInto {
+  return async (url, file, partitions) => {
+    const generate = generateSettings.load({
+      events: settings.events,
+      seed: settings.seed,
+      partitions,
+      file,
+      nats: url,
+    });
+    await generateEvents(generate, true);
+  };
 }
 
 /** What a run has done so far, for the progress line. */

@@ -1,2 +1,2 @@
--- Nexmark q0, pass-through: every bid.
-SELECT auction, bidder, price, channel, url, dateTime, extra FROM bid;
+-- Nexmark q0, pass-through: every bid, as it is in the topic (with its "type" field).
+SELECT 'bid' AS type, auction, bidder, price, channel, url, dateTime, extra FROM bid;
