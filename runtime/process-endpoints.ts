@@ -11,9 +11,14 @@
 // - /readyz (readiness): the process's own rule (a worker: every assigned task restored and
 //   consuming; a coordinator: connected and leading or following a known leader).
 //
+// /metrics, /healthz and /readyz are always open (Prometheus and the kubelet carry no secrets);
+// every other path (the status and query API, /v1/…) wants `Authorization: Bearer <token>` when an
+// API token is configured, compared in constant time, and answers 401 otherwise.
+//
 // No request can end the process: every handler runs inside one guard, bad input (a path that is
 // not percent-encoding, a bad query value) answers 400 with a JSON body naming it, an unknown path
 // 404, a method other than GET/HEAD 405, and anything unexpected 500 with a JSON body and a log line.
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import { BadRequestError, ConfigError, KappaError } from '../protocol/index.js';
@@ -48,6 +53,22 @@ export interface ProcessEndpoints {
   jsonPrefix?: Record<string, (rest: string, query: URLSearchParams) => Promise<{ status: number; body: unknown }>>;
   /** Where a 500's error is logged (default: a JSON logger on stderr). */
   logger?: Pick<Logger, 'error'>;
+  /** When set, every path but /metrics, /healthz and /readyz wants `Authorization: Bearer <apiToken>`. */
+  apiToken?: string;
+}
+
+/** The paths that never want a token: scrapes and probes. */
+const OPEN_PATHS = new Set(['/metrics', '/healthz', '/readyz']);
+
+/**
+ * Whether the request carries the API token: `Authorization: Bearer <token>`. Both sides are
+ * hashed first, so the comparison takes the same time whatever the length or content of a guess.
+ */
+export function carriesBearerToken(authorization: string | undefined, token: string): boolean {
+  const match = /^Bearer +(\S+) *$/i.exec(authorization ?? '');
+  if (!match) return false;
+  const digest = (text: string) => createHash('sha256').update(text).digest();
+  return timingSafeEqual(digest(match[1]!), digest(token));
 }
 
 /**
@@ -115,6 +136,19 @@ export async function serveProcessEndpoints(port: number, host: string, endpoint
     }
     const url = parseRequestUrl(request.url ?? '/');
     const path = url.pathname;
+    if (
+      endpoints.apiToken !== undefined &&
+      !OPEN_PATHS.has(path) &&
+      !carriesBearerToken(request.headers.authorization, endpoints.apiToken)
+    ) {
+      sendJson(
+        response,
+        401,
+        { error: `${path.length > 200 ? 'this path' : path} wants 'Authorization: Bearer <token>' with the API token` },
+        { 'www-authenticate': 'Bearer realm="kappa"' },
+      );
+      return;
+    }
     const json = endpoints.json?.[path];
     const prefix = Object.keys(endpoints.jsonPrefix ?? {}).find((candidate) => path.startsWith(candidate));
     if (path === '/metrics') {

@@ -21,6 +21,7 @@ import { parseViewRequest, readView } from '../../coordinator/views.js';
 import { logLevelSetting, port, positiveDuration } from '../setting-values.js';
 import { defineSettings } from '../settings.js';
 import { natsConnection } from '../nats-options.js';
+import { apiTokenOf, apiTokenSettings } from '../api-token.js';
 
 const coordinatorSettings = defineSettings(
   {
@@ -68,6 +69,7 @@ const coordinatorSettings = defineSettings(
       schema: positiveDuration.default(DEFAULT_REPARTITION_MAX_AGE_MS),
       help: 'age limit of the repartition topics it creates: a routed event no keyed task has purged by then is dropped',
     },
+    ...apiTokenSettings,
     logLevel: logLevelSetting,
     nats: natsConnection,
   },
@@ -91,6 +93,7 @@ export function registerCoordinator(program: Command): void {
     const http = await serveProcessEndpoints(settings.httpPort, settings.httpHost, {
       registry: metrics.registry,
       logger,
+      apiToken: apiTokenOf(settings),
       // Ready: connected, and leading (state loaded) or following a leader it knows.
       isReady: () => (started.connection?.connected ?? false) && (started.coordinator?.isReady() ?? false),
       json: { '/v1/status': () => started.coordinator?.status() },

@@ -27,6 +27,7 @@ import { shutdownSignal } from '../shutdown-signal.js';
 import { byteSize, duration, logLevelSetting, port, positiveInt } from '../setting-values.js';
 import { defineSettings, type SettingsOf } from '../settings.js';
 import { natsConnection } from '../nats-options.js';
+import { apiTokenOf, apiTokenSettings } from '../api-token.js';
 import { retryUntilNatsAnswers } from '../nats-start-up.js';
 
 const JOB_REQUIRED = 'a job module is required (--job FILE)';
@@ -138,6 +139,7 @@ const workerSettings = defineSettings(
       schema: byteSize.default(limits.output.maxBytes),
       help: "keep at most this much of the 'stream' sink's outputs",
     },
+    ...apiTokenSettings,
     logLevel: logLevelSetting,
     nats: natsConnection,
   },
@@ -208,6 +210,7 @@ async function runStandalone(settings: WorkerSettings): Promise<void> {
   const http = await serveProcessEndpoints(settings.httpPort, settings.httpHost, {
     registry: metrics.registry,
     logger,
+    apiToken: apiTokenOf(settings),
     isReady: () => started.worker !== undefined,
     notReadyReason: () => started.worker?.notReadyReason(),
     json: { '/status': () => started.worker?.progress() },
@@ -282,6 +285,7 @@ async function runPool(settings: WorkerSettings): Promise<void> {
       contentType: Registry.PROMETHEUS_CONTENT_TYPE,
     },
     logger,
+    apiToken: apiTokenOf(settings),
     // Ready: connected, and every assigned task restored and consuming.
     isReady: () => (started.connection?.connected ?? false) && (started.pool?.isReady() ?? false),
     notReadyReason: () => started.pool?.notReadyReason(),
