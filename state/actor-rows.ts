@@ -34,6 +34,10 @@ export class NamespaceRows {
 export class ActiveActor {
   readonly namespaces = new Map<string, NamespaceRows>();
   dirtyRows = 0;
+  /** When it was last activated (KeyedState's count of activations): eviction takes the lowest first. */
+  lastActivation = 0;
+  /** False once evicted: a reference to it held elsewhere no longer names the key's rows. */
+  resident = true;
 
   constructor(readonly key: string) {}
 }

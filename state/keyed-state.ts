@@ -45,8 +45,16 @@ const ACTIVATION_SCANS_IN_FLIGHT = 64;
 
 export class KeyedState {
   private readonly maxActiveKeys: number;
-  /** Active actors in activation order (Map keeps insertion order): the front is evicted first. */
+  /** Active actors; each knows when it was last activated, and evict() takes the least recent first. */
   private readonly actors = new Map<string, ActiveActor>();
+  /** Activations so far: each actor activated takes the next number, in order. */
+  private activations = 0;
+  /**
+   * The row get/put touched last: the engine reads a row and writes it back for nearly every
+   * event, so the write finds it here without looking it up again. Forgotten at flush, which may
+   * drop entries; an entry of an evicted actor is never taken for the key's rows.
+   */
+  private recent: StateRowEntry | undefined;
   private dirty: StateRowEntry[] = [];
   private flushing = false;
   /**
@@ -78,21 +86,19 @@ export class KeyedState {
    * order, so a key used in every batch stays resident.
    */
   async activate(keys: Iterable<string>): Promise<void> {
+    // A key listed several times counts as activated where it first appears.
+    const firstOfThisCall = this.activations + 1;
     const toLoad = new Set<string>();
     for (const key of keys) {
       const actor = this.actors.get(key);
-      if (actor !== undefined) {
-        this.actors.delete(key);
-        this.actors.set(key, actor);
-      } else {
-        toLoad.add(key);
-      }
+      if (actor === undefined) toLoad.add(key);
+      else if (actor.lastActivation < firstOfThisCall) actor.lastActivation = ++this.activations;
     }
     if (toLoad.size === 0) return;
     this.storedRowsAllActive ??= this.actors.size === 0 && (await this.storeIsEmpty());
     if (this.storedRowsAllActive) {
       // Nothing stored can belong to a key not active yet: no scans.
-      for (const key of toLoad) if (!this.actors.has(key)) this.actors.set(key, new ActiveActor(key));
+      for (const key of toLoad) if (!this.actors.has(key)) this.install(new ActiveActor(key));
       return;
     }
     const unique = [...toLoad];
@@ -121,7 +127,7 @@ export class KeyedState {
         const subKey: SubKey = parts.length === 3 ? parts[2]! : parts.slice(2);
         addStoredRow(actor, namespace, subKey, value);
       }
-      this.actors.set(key, actor);
+      this.install(actor);
     }
   }
 
@@ -149,7 +155,7 @@ export class KeyedState {
         addStoredRow(actor, namespace, subKey, value);
         if (residentNamespaces.has(namespace)) visit(groupKey, namespace, subKey);
       }
-      this.actors.set(groupKey, actor);
+      this.install(actor);
     };
     for await (const batch of this.store.scanBatches(undefined, undefined, 4_096)) {
       for (const [rowKey, value] of batch) {
@@ -177,12 +183,23 @@ export class KeyedState {
   }
 
   get(key: string, namespace: string, subKey: SubKey): unknown | undefined {
-    const entry = findEntry(this.activeActor(key), namespace, subKey);
+    let entry = this.recentEntry(key, namespace, subKey);
+    if (entry === undefined) {
+      entry = findEntry(this.activeActor(key), namespace, subKey);
+      if (entry !== undefined) this.recent = entry;
+    }
     return entry === undefined || entry.deleted ? undefined : entry.value;
   }
 
   /** Sets a row; the value is kept by reference until flush() encodes it with msgpack. */
   put(key: string, namespace: string, subKey: SubKey, value: unknown): void {
+    const recent = this.recentEntry(key, namespace, subKey);
+    if (recent !== undefined) {
+      recent.value = value;
+      recent.deleted = false;
+      this.markDirty(recent);
+      return;
+    }
     const actor = this.activeActor(key);
     const rows = namespaceRows(actor, namespace);
     let entry: StateRowEntry | undefined;
@@ -210,6 +227,21 @@ export class KeyedState {
     entry.value = value;
     entry.deleted = false;
     this.markDirty(entry);
+    this.recent = entry;
+  }
+
+  /** The recent row if it is this one (a scalar subKey; composite ones are looked up). */
+  private recentEntry(key: string, namespace: string, subKey: SubKey): StateRowEntry | undefined {
+    const recent = this.recent;
+    if (
+      recent === undefined ||
+      recent.subKey !== subKey ||
+      recent.namespace !== namespace ||
+      recent.actor.key !== key ||
+      !recent.actor.resident
+    )
+      return undefined;
+    return recent;
   }
 
   delete(key: string, namespace: string, subKey: SubKey): void {
@@ -237,6 +269,7 @@ export class KeyedState {
    */
   async flush(capture?: WriteCapture): Promise<FlushResult> {
     if (this.dirty.length === 0) return { puts: 0, deletes: 0, bytes: 0 };
+    this.recent = undefined;
     const flushed = this.dirty;
     this.dirty = [];
     const puts: StateRow[] = [];
@@ -273,6 +306,8 @@ export class KeyedState {
     }
 
     for (const entry of putEntries) entry.stored = true;
+    // Rows read while the batch was written may be dropped now.
+    this.recent = undefined;
     for (const entry of deleteEntries) {
       entry.stored = false;
       if (entry.deleted && !entry.dirty) dropEntry(entry);
@@ -286,16 +321,25 @@ export class KeyedState {
    */
   evict(isPinned?: (key: string) => boolean): void {
     if (this.flushing) return;
-    let excess = this.actors.size - this.maxActiveKeys;
+    const excess = this.actors.size - this.maxActiveKeys;
     if (excess <= 0) return;
-    for (const [key, actor] of this.actors) {
-      if (excess <= 0) break;
-      if (actor.dirtyRows > 0 || isPinned?.(key) === true) continue;
-      this.actors.delete(key);
+    const candidates: ActiveActor[] = [];
+    for (const actor of this.actors.values()) {
+      if (actor.dirtyRows === 0 && isPinned?.(actor.key) !== true) candidates.push(actor);
+    }
+    candidates.sort((a, b) => a.lastActivation - b.lastActivation);
+    for (let index = 0; index < Math.min(excess, candidates.length); index++) {
+      const actor = candidates[index]!;
+      this.actors.delete(actor.key);
+      actor.resident = false;
       // Its rows stay in RocksDB: activating it again must read them.
       this.storedRowsAllActive = false;
-      excess--;
     }
+  }
+
+  private install(actor: ActiveActor): void {
+    actor.lastActivation = ++this.activations;
+    this.actors.set(actor.key, actor);
   }
 
   private async storeIsEmpty(): Promise<boolean> {

@@ -176,6 +176,50 @@ describe('KeyedState', () => {
     expect(state.get('k', 'n', 0)).toBe(3);
   });
 
+  it('keeps a deleted row read while its delete is written, then written again, readable and stored', async () => {
+    const store = await openStore();
+    const state = new KeyedState(store);
+    await state.activate(['k']);
+    state.put('k', 'n', 0, 'first');
+    await state.flush();
+    state.delete('k', 'n', 0);
+    const flushing = state.flush();
+    expect(state.get('k', 'n', 0)).toBeUndefined(); // read while the delete is being written
+    await flushing;
+    state.put('k', 'n', 0, 'second');
+    expect(state.get('k', 'n', 0)).toBe('second');
+    expect(sortedEntries(state, 'k', 'n')).toEqual([[0, 'second']]);
+    expect(await state.flush()).toMatchObject({ puts: 1 });
+    const reopened = new KeyedState(store);
+    await reopened.activate(['k']);
+    expect(reopened.get('k', 'n', 0)).toBe('second');
+  });
+
+  it('never takes a row of an evicted key for the key activated again', async () => {
+    const store = await openStore();
+    const state = new KeyedState(store, { maxActiveKeys: 1 });
+    await state.activate(['a']);
+    state.put('a', 'n', 0, 'a0');
+    await state.flush();
+    expect(state.get('a', 'n', 0)).toBe('a0');
+    await state.activate(['b']);
+    state.evict();
+    expect(state.isActive('a')).toBe(false);
+    await state.activate(['a']);
+    state.put('a', 'n', 0, 'a1');
+    expect(sortedEntries(state, 'a', 'n')).toEqual([[0, 'a1']]);
+    expect(await state.flush()).toMatchObject({ puts: 1 });
+  });
+
+  it('evicts in the order keys were last activated, a key listed twice counting where it first appears', async () => {
+    const state = new KeyedState(await openStore(), { maxActiveKeys: 2 });
+    await state.activate(['a', 'b', 'c', 'd']);
+    await state.activate(['c', 'a', 'c', 'b', 'a']); // order now d, c, a, b
+    await state.activate(['e']); // d, c, a, b, e
+    state.evict();
+    expect(['a', 'b', 'c', 'd', 'e'].filter((key) => state.isActive(key))).toEqual(['b', 'e']);
+  });
+
   it('equals a plain Map model after random puts, deletes, flushes, evictions and a reopen', async () => {
     const keys = ['a', 'b', 'c', 'a-'];
     const namespaces = ['count', 'window'];

@@ -76,6 +76,7 @@ export class TaskProcessor implements OperatorOutput {
   private times: number[] = [];
   private values: unknown[] = [];
   private messages: RawMessage[] = [];
+  private readonly activationKeys: string[] = [];
   /** Per decoded entry: its source index, and for a routed record its upstream index (−1 otherwise). */
   private sourceIndexes: number[] = [];
   private upstreamIndexes: number[] = [];
@@ -223,10 +224,12 @@ export class TaskProcessor implements OperatorOutput {
     return this.finishResult();
   }
 
-  /** The distinct keys of the decoded batch (marks excluded), to activate their state at once. */
-  private batchKeys(count: number): Set<string> {
-    const keys = new Set<string>();
-    for (let index = 0; index < count; index++) if (this.keys[index] !== MARK) keys.add(this.keys[index]!);
+  /** The keys of the decoded batch (marks excluded; repeats left to activate()), to activate their state at once. */
+  private batchKeys(count: number): string[] {
+    const keys = this.activationKeys;
+    let length = 0;
+    for (let index = 0; index < count; index++) if (this.keys[index] !== MARK) keys[length++] = this.keys[index]!;
+    keys.length = length;
     return keys;
   }
 
