@@ -106,6 +106,39 @@ describe('sinks on a real nats-server', () => {
     }
   });
 
+  it('publish every revision an actor emits to its row within one batch to the output stream, in order (a pass-through)', async () => {
+    const job = validateJob({
+      name: 'pass-through',
+      version: 'v1',
+      source: { topic: 'unused' },
+      time: (value: { n: number }) => value.n,
+      watermark: { maxOutOfOrderness: 0 },
+      sink: { kind: 'stream' },
+      actor: { onEvent: (ctx: ActorContext, value: { n: number }) => ctx.emit(value.n) },
+    });
+    const store = await TaskStore.open(join(dir, 'pass-through'));
+    try {
+      const processor = new TaskProcessor(job, 0, new KeyedState(store), new ManualClock(0));
+      // Ten events of one key in one batch: one row, ten revisions, each a record of the stream.
+      const result = await processor.processBatch(
+        Array.from({ length: 10 }, (_, n) => ({
+          data: encodeEvent({ key: 'a', time: n, value: { n } }),
+          sequence: n + 1,
+        })),
+      );
+      const sinks = await JobSinks.open(nats.nc, job);
+      await sinks.write(result);
+      await sinks.write(result); // again, as after a crash: nothing more stored
+      const stored = await readSubject(nats.nc, streams.output, subjects.output('pass-through', 'v1'));
+      expect(stored.map((message) => (decode(message.data) as { value: number }).value)).toEqual(
+        Array.from({ length: 10 }, (_, n) => n),
+      );
+      await sinks.close();
+    } finally {
+      await store.close();
+    }
+  });
+
   it('dead-letter an event far in the future of the time the log stored it, and keep the partition on time', async () => {
     await createTopic(nats.nc, { name: 'readings', partitions: 1 });
     const producer = await Producer.forTopic(nats.nc, 'readings');

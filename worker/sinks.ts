@@ -17,7 +17,7 @@ import type { Output } from './types.js';
 /** What JobSinks.write takes: a batch's results, or several batches' (worker/task-outputs.ts). */
 export type SinkWrite = Pick<BatchResult, 'outputs' | 'late' | 'deadLetters'>;
 
-/** Keeps the newest revision of each id in a batch: a window re-emitted many times is written once. */
+/** Keeps the newest revision of each id in a batch: a table row re-emitted many times is written once. */
 export function newestPerId(outputs: readonly Output[]): Output[] {
   if (outputs.length < 2) return outputs.slice();
   const newest = new Map<string, Output>();
@@ -73,10 +73,13 @@ export class JobSinks {
     const pending: Promise<unknown>[] = [];
     const records: BatchMessage[] = [];
     if (result.outputs.length > 0 && this.job.sink !== 'none') {
-      const outputs = newestPerId(result.outputs);
-      if (this.table) pending.push(this.table.write(outputs));
-      else if (this.topic) pending.push(this.topic.write(outputs));
-      else for (const output of outputs) records.push(this.outputRecord(output));
+      // A table keeps only a row's newest revision, so only that is written. A stream or a topic
+      // is a changelog its readers consume record by record (q0's pass-through emits every event
+      // to its key's one row): every revision goes out, in emission order, so what they read
+      // depends on the events alone, never on where a batch ended.
+      if (this.table) pending.push(this.table.write(newestPerId(result.outputs)));
+      else if (this.topic) pending.push(this.topic.write(result.outputs));
+      else for (const output of result.outputs) records.push(this.outputRecord(output));
     }
     for (const late of result.late) {
       const headers = new MsgHdrsImpl();

@@ -1,6 +1,6 @@
 // The topic sink (`sink: { kind: 'topic', topic, key? }`): a job's outputs become events of a
 // partitioned topic that other jobs read, which chains jobs (README "Chained jobs"). Each output
-// (the newest revision of its id in a batch, as the table sinks write) is one event:
+// (every revision emitted, in emission order) is one event:
 //
 //   envelope key   the sink key of the output (default the output's key), hashed to its partition
 //                  as every producer does (FNV-1a, protocol/partition.ts)
