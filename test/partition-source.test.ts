@@ -1,11 +1,11 @@
 // The partition source (worker/source.ts): where each message's stream sequence and log time come
 // from (read from the reply subject in place, in both of its shapes, the client's own parse for
-// any other), against a real nats-server.
+// any other), and its back-pressure by bytes, against a real nats-server.
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { useNatsServer } from './harness/use-nats.js';
-import { deliveredMessage, readDelivery } from '../worker/source.js';
+import { deliveredMessage, PartitionSource, readDelivery } from '../worker/source.js';
 
 /** What the client makes of a timestamp token: parseInt of the whole token (a double), then ms. */
 function clientMs(nanos: string): number {
@@ -144,5 +144,121 @@ describe('against a real nats-server', () => {
     expect(seen.map(([ours]) => (ours as { sequence: number }).sequence)).toEqual(
       Array.from({ length: 498 }, (_, index) => index + 3),
     );
+  });
+});
+
+describe('back-pressure by bytes', () => {
+  // A small max_payload, so a pull request's byte share (a quarter of the bound) is above the
+  // largest message the server takes, as it is with the defaults (16 MiB vs 1 MiB).
+  const nats = useNatsServer({ server: { extraConfig: 'max_payload: 262144' } });
+  const KiB = 1024;
+  const MiB = 1024 * KiB;
+
+  /** A stream of `count` messages of `size` bytes, each starting with its index. */
+  async function streamOf(name: string, count: number, size: number): Promise<void> {
+    const jsm = await jetstreamManager(nats.nc);
+    const js = jetstream(nats.nc);
+    await jsm.streams.add({ name, subjects: [`${name}.>`] });
+    for (let index = 0; index < count; index++) {
+      const data = new Uint8Array(size);
+      new DataView(data.buffer).setUint32(0, index);
+      await js.publish(`${name}.a`, data);
+    }
+  }
+
+  /** The pull requests consumers of `stream` send, as the server receives them. */
+  function pullRequests(stream: string): { requests: Array<{ batch: number; max_bytes: number }>; stop(): void } {
+    const requests: Array<{ batch: number; max_bytes: number }> = [];
+    const subscription = nats.nc.subscribe(`$JS.API.CONSUMER.MSG.NEXT.${stream}.>`, {
+      callback: (_error, message) => requests.push(message.json()),
+    });
+    return { requests, stop: () => subscription.unsubscribe() };
+  }
+
+  /** Takes `max` messages at a time until `count` have come, sampling the buffered bytes as it goes. */
+  async function takeSlowly(source: PartitionSource, count: number, max: number) {
+    const sequences: number[] = [];
+    const indexes: number[] = [];
+    let maxBufferedBytes = 0;
+    const sampler = setInterval(() => (maxBufferedBytes = Math.max(maxBufferedBytes, source.bufferedBytes)), 1);
+    try {
+      const deadline = Date.now() + 20_000;
+      while (sequences.length < count && Date.now() < deadline) {
+        await source.waitForMessages(1_000);
+        maxBufferedBytes = Math.max(maxBufferedBytes, source.bufferedBytes);
+        for (const message of source.take(max)) {
+          sequences.push(message.sequence);
+          indexes.push(new DataView(message.data.buffer, message.data.byteOffset).getUint32(0));
+        }
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    } finally {
+      clearInterval(sampler);
+    }
+    return { sequences, indexes, maxBufferedBytes };
+  }
+
+  it('buffers at most maxBufferedBytes of large events while nothing takes them, pulls by bytes, and hands each over once, in order', async () => {
+    await streamOf('large', 300, 30 * KiB); // 136.5 of them in the bound
+    const pulls = pullRequests('large');
+    const source = new PartitionSource(nats.nc, { stream: 'large', startSequence: 1, maxBufferedBytes: 4 * MiB });
+    try {
+      await source.start();
+      // Nothing takes: the buffer fills to the bound and stays there.
+      let last = -1;
+      for (let stable = 0; stable < 10;) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        stable = source.bufferedBytes === last && last > 0 ? stable + 1 : 0;
+        last = source.bufferedBytes;
+      }
+      expect(source.bufferedBytes).toBeLessThanOrEqual(4 * MiB);
+      expect(source.bufferedBytes).toBeGreaterThan(4 * MiB - 30 * KiB);
+      expect(source.buffered).toBe(source.bufferedBytes / (30 * KiB));
+      // Each pull asked for a quarter of the bound in bytes (the server stops it there).
+      expect(pulls.requests.length).toBeGreaterThan(0);
+      for (const request of pulls.requests) {
+        expect(request.max_bytes).toBeGreaterThan(0);
+        expect(request.max_bytes).toBeLessThanOrEqual(MiB);
+      }
+
+      // A slow consumer: a few at a time.
+      const taken = await takeSlowly(source, 300, 7);
+      expect(taken.sequences).toEqual(Array.from({ length: 300 }, (_, index) => index + 1));
+      expect(taken.indexes).toEqual(Array.from({ length: 300 }, (_, index) => index));
+      expect(taken.maxBufferedBytes).toBeLessThanOrEqual(4 * MiB);
+    } finally {
+      pulls.stop();
+      await source.stop();
+    }
+  });
+
+  it('takes a message larger than the bound alone, and every one of them', async () => {
+    await streamOf('oversized', 12, 40 * KiB);
+    const source = new PartitionSource(nats.nc, { stream: 'oversized', startSequence: 3, maxBufferedBytes: 16 * KiB });
+    try {
+      await source.start();
+      const taken = await takeSlowly(source, 10, 1);
+      expect(taken.sequences).toEqual(Array.from({ length: 10 }, (_, index) => index + 3));
+      expect(taken.indexes).toEqual(Array.from({ length: 10 }, (_, index) => index + 2));
+      expect(taken.maxBufferedBytes).toBe(40 * KiB);
+    } finally {
+      await source.stop();
+    }
+  });
+
+  it('pulls small events by message count, batchMessages at a time', async () => {
+    await streamOf('small', 2_000, 64);
+    const pulls = pullRequests('small');
+    const source = new PartitionSource(nats.nc, { stream: 'small', startSequence: 1, batchMessages: 500 });
+    try {
+      await source.start();
+      const taken = await takeSlowly(source, 2_000, 2_000);
+      expect(taken.sequences).toEqual(Array.from({ length: 2_000 }, (_, index) => index + 1));
+      expect(pulls.requests[0]).toMatchObject({ batch: 500, max_bytes: 0 });
+      for (const request of pulls.requests) expect(request.max_bytes).toBe(0);
+    } finally {
+      pulls.stop();
+      await source.stop();
+    }
   });
 });

@@ -8,6 +8,7 @@ import {
   jetstream,
   jetstreamManager,
   type ConsumerMessages,
+  type JetStreamManager,
   type JsMsg,
 } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -17,22 +18,47 @@ export interface PartitionSourceOptions {
   stream: string;
   /** First stream sequence to read. */
   startSequence: number;
-  /** Messages per pull request. */
+  /** Messages per pull request; the buffer holds at most 4× as many. */
   batchMessages?: number;
+  /**
+   * Bytes of message data buffered at most (default 64 MiB), so a task with large events cannot
+   * run the process out of memory while its sink is slow; one message larger than this is still
+   * taken alone. A pull request asks for at most a quarter of it.
+   */
+  maxBufferedBytes?: number;
   /** Called when the consumer fails and is about to be recreated. */
   onRestart?: (error: unknown) => void;
 }
 
+export const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The client's consume() takes max_messages or max_bytes, not both, and with max_bytes asks for at
+ * most 100 messages at a time, which halves the read rate of small messages (measured:
+ * bench/README.md "Per-event path"). So a pull is bounded by bytes through max_bytes only where
+ * its byte share holds no more messages than that anyway.
+ */
+const MESSAGES_PER_BYTES_PULL = 100;
+
 export class PartitionSource {
   private buffer: RawMessage[] = [];
   private spare: RawMessage[] = [];
+  private bufferedDataBytes = 0;
   private nextSequence: number;
   private messages: ConsumerMessages | undefined;
+  /** Names the current cursor: a message of any earlier one is not taken. */
+  private cursor = 0;
   private stopped = false;
   private paused = false;
   private wake: (() => void) | undefined;
   private readonly batchMessages: number;
   private readonly highWater: number;
+  private readonly maxBufferedBytes: number;
+  /** What one pull request may bring, in bytes. */
+  private readonly requestBytes: number;
+  /** Data bytes and messages taken in so far: their mean sizes the next pull requests. */
+  private acceptedBytes = 0;
+  private acceptedMessages = 0;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -41,6 +67,8 @@ export class PartitionSource {
     this.nextSequence = options.startSequence;
     this.batchMessages = options.batchMessages ?? 10_000;
     this.highWater = this.batchMessages * 4;
+    this.maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
+    this.requestBytes = Math.max(1, Math.floor(this.maxBufferedBytes / 4));
   }
 
   get position(): number {
@@ -54,6 +82,7 @@ export class PartitionSource {
 
   private async startConsumer(): Promise<void> {
     if (this.stopped) return;
+    const cursor = ++this.cursor;
     const jsm = await jetstreamManager(this.nc);
     const info = await jsm.consumers.add(this.options.stream, {
       ack_policy: AckPolicy.None,
@@ -65,11 +94,18 @@ export class PartitionSource {
       inactive_threshold: 30_000_000_000,
     });
     const consumer = await jetstream(this.nc).consumers.get(this.options.stream, info.name);
+    const limits = this.pullLimits(await this.meanMessageBytes(jsm));
     const messages = await consumer.consume({
-      max_messages: this.batchMessages,
+      ...limits,
       abort_on_missing_resource: true,
-      callback: (message: JsMsg) => this.accept(message),
+      callback: (message: JsMsg) => {
+        if (cursor === this.cursor) this.accept(message);
+      },
     });
+    if (cursor !== this.cursor || this.stopped) {
+      messages.stop(); // stopped, or another cursor started, while this one was being set up
+      return;
+    }
     this.messages = messages;
     void messages.closed().then(
       () => this.onConsumerClosed(messages, undefined),
@@ -77,18 +113,45 @@ export class PartitionSource {
     );
   }
 
+  /**
+   * How much one pull request asks for: batchMessages while that many messages of the mean size
+   * fit in requestBytes, fewer when they do not, and for large messages max_bytes itself (the
+   * server then stops each request there). max_bytes also fits the largest message the server
+   * takes: a message larger than a request's max_bytes is never delivered to it.
+   */
+  private pullLimits(meanBytes: number): { max_messages: number } | { max_bytes: number } {
+    const messages = Math.floor(this.requestBytes / Math.max(1, meanBytes));
+    if (messages >= this.batchMessages) return { max_messages: this.batchMessages };
+    if (messages > MESSAGES_PER_BYTES_PULL) return { max_messages: messages };
+    const maxPayload = this.nc.info?.max_payload ?? 1024 * 1024;
+    return { max_bytes: Math.max(this.requestBytes, 2 * maxPayload) };
+  }
+
+  /** The mean data bytes of the messages taken in so far, or before the first, of the stream's (a little more: subjects and headers). */
+  private async meanMessageBytes(jsm: JetStreamManager): Promise<number> {
+    if (this.acceptedMessages > 0) return this.acceptedBytes / this.acceptedMessages;
+    const { state } = await jsm.streams.info(this.options.stream);
+    return state.messages > 0 ? state.bytes / state.messages : 0;
+  }
+
   private accept(message: JsMsg): void {
     const raw = deliveredMessage(message);
     const sequence = raw.sequence;
     // Anything before the next expected sequence was already buffered by an earlier cursor.
     if (sequence < this.nextSequence) return;
+    const bytes = raw.data.length;
+    if (this.bufferedDataBytes + bytes > this.maxBufferedBytes && this.buffer.length > 0) {
+      // Back-pressure by bytes: this message is not taken; the next cursor starts at it.
+      this.pause();
+      return;
+    }
     this.nextSequence = sequence + 1;
     this.buffer.push(raw);
-    if (this.buffer.length >= this.highWater && !this.paused) {
-      // Back-pressure: stop pulling; the next cursor starts where the buffer ends.
-      this.paused = true;
-      this.messages?.stop();
-    }
+    this.bufferedDataBytes += bytes;
+    this.acceptedBytes += bytes;
+    this.acceptedMessages++;
+    // Back-pressure: stop pulling; the next cursor starts where the buffer ends.
+    if (this.buffer.length >= this.highWater || this.bufferedDataBytes >= this.maxBufferedBytes) this.pause();
     if (this.wake) {
       const wake = this.wake;
       this.wake = undefined;
@@ -96,15 +159,24 @@ export class PartitionSource {
     }
   }
 
+  private pause(): void {
+    this.paused = true;
+    this.cursor++;
+    const messages = this.messages;
+    this.messages = undefined;
+    messages?.stop();
+  }
+
   private onConsumerClosed(messages: ConsumerMessages, error: unknown): void {
+    // A cursor stopped on purpose (back-pressure, stop()) is no longer the current one.
     if (messages !== this.messages || this.stopped) return;
     this.messages = undefined;
-    if (this.paused) return; // resumed by take()
-    this.options.onRestart?.(error ?? new Error('consumer closed'));
-    setTimeout(
-      () => void this.startConsumer().catch((failure) => this.onConsumerClosed(messages, failure)),
-      500,
-    ).unref();
+    this.restartSoon(error ?? new Error('consumer closed'));
+  }
+
+  private restartSoon(error: unknown): void {
+    this.options.onRestart?.(error);
+    setTimeout(() => void this.startConsumer().catch((failure) => this.restartSoon(failure)), 500).unref();
   }
 
   /** Resolves when messages are buffered or after timeoutMs. */
@@ -130,12 +202,20 @@ export class PartitionSource {
       this.buffer = this.spare;
       this.buffer.length = 0;
       this.spare = taken;
+      this.bufferedDataBytes = 0;
     } else {
       taken = this.buffer.splice(0, max);
+      for (const message of taken) this.bufferedDataBytes -= message.data.length;
     }
-    if (this.paused && this.buffer.length < this.batchMessages && !this.stopped) {
+    // Resumes below a quarter of either bound, as it pauses at the bound.
+    if (
+      this.paused &&
+      !this.stopped &&
+      this.buffer.length < this.batchMessages &&
+      this.bufferedDataBytes < this.requestBytes
+    ) {
       this.paused = false;
-      void this.startConsumer().catch((error) => this.options.onRestart?.(error));
+      void this.startConsumer().catch((error) => this.restartSoon(error));
     }
     return taken;
   }
@@ -144,8 +224,14 @@ export class PartitionSource {
     return this.buffer.length;
   }
 
+  /** Data bytes of the buffered messages. */
+  get bufferedBytes(): number {
+    return this.bufferedDataBytes;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
+    this.cursor++;
     this.messages?.stop();
     this.messages = undefined;
     this.wake?.();

@@ -271,6 +271,7 @@ export class TaskRunner {
       stream,
       startSequence: manifest.sequence + 1,
       batchMessages: this.options.batchMessages ?? 10_000,
+      maxBufferedBytes: this.options.maxBufferedBytes,
       onRestart: (error) => logger.warn({ err: error, partition }, 'consumer restarted'),
     });
     this.source = source;

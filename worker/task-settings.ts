@@ -4,6 +4,8 @@ export interface TaskSettings {
   stateDir: string;
   /** Largest batch handed to the processor. */
   batchMessages?: number;
+  /** Bytes of messages a task's source buffers at most (default 64 MiB; source.ts). */
+  maxBufferedBytes?: number;
   /** Checkpoint at least this often (processing time). */
   checkpointIntervalMs?: number;
   /** Also checkpoint after this many events (undefined: by time only). */

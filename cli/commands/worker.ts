@@ -22,6 +22,7 @@ import { WorkerMetrics } from '../../worker/metrics.js';
 import { WorkerPool } from '../../worker/pool.js';
 import { StandaloneWorker } from '../../worker/standalone.js';
 import { DEFAULT_CHECKPOINT_INTERVAL_MS, type TaskSettings } from '../../worker/task-settings.js';
+import { DEFAULT_MAX_BUFFERED_BYTES } from '../../worker/source.js';
 import { DEFAULT_JOB_STREAM_LIMITS, ensureJobStreams, type JobStreamLimits } from '../../worker/job-streams.js';
 import { shutdownSignal } from '../shutdown-signal.js';
 import { byteSize, duration, logLevelSetting, port, positiveInt } from '../setting-values.js';
@@ -89,6 +90,13 @@ const workerSettings = defineSettings(
       flag: '--batch <n>',
       schema: positiveInt.default(10_000),
       help: 'largest batch of messages a task handles at once',
+    },
+    maxBufferedBytes: {
+      flag: '--max-buffered-bytes <size>',
+      env: 'KAPPA_MAX_BUFFERED_BYTES',
+      schema: byteSize.refine((bytes) => bytes > 0, 'must be more than 0 bytes').default(DEFAULT_MAX_BUFFERED_BYTES),
+      shownDefault: '64MiB',
+      help: "bytes of messages a task buffers at most before it stops pulling (a pull asks for a quarter), e.g. '64MiB'",
     },
     checkpointInterval: {
       flag: '--checkpoint-interval <duration>',
@@ -169,6 +177,7 @@ function taskSettingsOf(settings: WorkerSettings): TaskSettings {
   return {
     stateDir: resolve(settings.stateDir),
     batchMessages: settings.batch,
+    maxBufferedBytes: settings.maxBufferedBytes,
     checkpointIntervalMs: settings.checkpointInterval,
     checkpointEvents: settings.checkpointEvents,
   };
