@@ -15,7 +15,12 @@ export function describeVersion(version: JobVersionStatusView): string {
   const percent = version.progress === null ? '?' : (version.progress * 100).toFixed(1);
   const eta = version.etaSeconds === null ? '?' : formatSeconds(version.etaSeconds);
   const served = version.served ? ', serving' : version.autoCutover ? ', cutover when caught up' : '';
-  return `${version.job} ${version.version}: ${version.state}, ${percent}% , lag ${version.lagMessages}, ETA ${eta}${served}`;
+  const diff = version.diff;
+  const changes =
+    diff === undefined
+      ? ''
+      : `, ${diff.changed + diff.onlyInFrom + diff.onlyInTo} of ${diff.compared} rows differ from ${diff.from}${diff.withinBound ? '' : ' (over --max-changed: held)'}`;
+  return `${version.job} ${version.version}: ${version.state}, ${percent}% , lag ${version.lagMessages}, ETA ${eta}${served}${changes}`;
 }
 
 export function startVersionProgress(): VersionProgressView {

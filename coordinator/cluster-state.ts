@@ -19,6 +19,7 @@
 import {
   jobVersionKey,
   plannedStages,
+  type AutoCutover,
   taskKey,
   type JobPlan,
   type JobVersionKey,
@@ -50,7 +51,7 @@ export interface JobVersionRecord {
   /** The kind of serving table its carriers write (learned from their registration). */
   table?: ServingTableKind;
   /** Set by `kappa replay --cutover auto` until the alias has been flipped to this version. */
-  autoCutover?: { maxLagMessages: number };
+  autoCutover?: AutoCutover;
   /** Set by `kappa retire`: when to drop the table and checkpoints once every task is released. */
   retireAtMs?: number;
 }

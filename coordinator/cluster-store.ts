@@ -12,6 +12,7 @@ import {
   ConfigError,
   FencedError,
   isName,
+  AutoCutover,
   JobPlan,
   jobVersionKey,
   ServingTableKind,
@@ -35,7 +36,7 @@ const JobVersionRecordSchema = z.object({
   state: z.enum(['running', 'stopping', 'retired']),
   startedAtMs: z.number(),
   table: ServingTableKind.optional(),
-  autoCutover: z.object({ maxLagMessages: z.number().int().min(0) }).optional(),
+  autoCutover: AutoCutover.optional(),
   retireAtMs: z.number().optional(),
   /** Added with plans: a record stored before them has none until the leader plans it. */
   plan: JobPlan.optional(),

@@ -18,6 +18,8 @@ import {
   decodeMessage,
   encodeMessage,
   jobVersionKey,
+  KappaError,
+  parseAdminReply,
   readTopicConfig,
   subjects,
   type ClusterStatus,
@@ -40,6 +42,7 @@ import { ReprocessingTick } from './reprocessing-tick.js';
 import { clusterStatus, versionView, type StatusFilter } from './status-view.js';
 import { StreamPositions } from './stream-positions.js';
 import { carrierOf, needsPlan, planVersion, resolveTopics, type VersionPlanning } from './topic-resolution.js';
+import { VersionDiffWatch } from './version-diff.js';
 import { topicsOf } from './version-progress.js';
 import { onWorkerMessage } from './worker-messages.js';
 
@@ -75,6 +78,8 @@ export class Coordinator {
   readonly reprocessing: Reprocessing;
   private readonly reconciler: Reconciler;
   private readonly reprocessingTick: ReprocessingTick;
+  /** The latest diff of each `--max-changed` replay against the served version. */
+  private readonly diffs: VersionDiffWatch;
   private readonly admin: AdminContext;
 
   private constructor(
@@ -113,7 +118,14 @@ export class Coordinator {
       logger,
       metrics,
     });
-    this.reprocessingTick = new ReprocessingTick(this.state, this.reprocessing, clock);
+    this.diffs = new VersionDiffWatch({
+      tables: (kind) => this.reprocessing.tables(kind),
+      status: (job) => this.status({ job }),
+      clock,
+      logger,
+    });
+    metrics.observeVersionDiffs(() => (this.isLeader() ? this.diffs.latest.values() : undefined));
+    this.reprocessingTick = new ReprocessingTick(this.state, this.reprocessing, clock, this.diffs);
     this.admin = this.adminContext();
   }
 
@@ -155,6 +167,24 @@ export class Coordinator {
     if (fencingToken === undefined || !this.state.loaded) return undefined;
     const leader = { coordinatorId: this.election.candidateId, fencingToken };
     return clusterStatus({ ...this.viewInput(), nowMs: this.options.clock.now(), leader }, filter);
+  }
+
+  /**
+   * The status of one job from the leader: this replica's own while it leads, else asked of the
+   * leader over NATS (the query API answers on every replica).
+   */
+  async leaderStatus(job: string): Promise<ClusterStatus> {
+    const own = this.status({ job });
+    if (own) return own;
+    const request: Message = { type: 'status.request', job };
+    const response = await this.options.nc.request(subjects.adminRequest('status'), encodeMessage(request), {
+      timeout: 3_000,
+    });
+    const reply = decodeMessage(response.data);
+    if (reply.type === 'reply.error') throw new KappaError(reply.code, reply.message);
+    if (reply.type !== 'reply.ok')
+      throw new KappaError('PROTOCOL_SCHEMA', `the leader answered '${reply.type}' to a status request`);
+    return parseAdminReply('status', reply.detail);
   }
 
   private enqueue(work: () => Promise<void> | void): void {
@@ -306,7 +336,7 @@ export class Coordinator {
   /** What the status views are built from, read at the time of asking. */
   private viewInput() {
     const { versions, tasks, progress, aliases } = this.state;
-    return { versions, tasks, progress, aliases, workers: this.membership.live() };
+    return { versions, tasks, progress, aliases, diffs: this.diffs.latest, workers: this.membership.live() };
   }
 
   private adminContext(): AdminContext {

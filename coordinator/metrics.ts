@@ -5,6 +5,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { WorkerId } from './assignment.js';
 import type { TaskRecord } from './cluster-state.js';
 import type { JobStreamState } from './job-stream-usage.js';
+import type { LatestDiff } from './version-diff.js';
 import { versionTaskStates, type VersionProgress } from './version-progress.js';
 
 export class CoordinatorMetrics {
@@ -89,8 +90,33 @@ export class CoordinatorMetrics {
     (state) => state.maxAgeSeconds,
   );
 
+  // The latest diff of each `--max-changed` replay against the served version (version-diff.ts),
+  // read at scrape time from the leader's watch.
+  private readVersionDiffs: () => Iterable<LatestDiff> | undefined = () => undefined;
+  readonly versionDiffRows: Gauge<'job' | 'version' | 'kind'> = new Gauge({
+    name: 'kappa_version_diff_rows',
+    help: "Rows of a replaying job version's latest diff against the served version, over the rows both have made final, by kind: same, changed, only_from (only in the served version), only_to (only in this one)",
+    labelNames: ['job', 'version', 'kind'] as const,
+    registers: [this.registry],
+    collect: () => {
+      this.versionDiffRows.reset();
+      for (const { job, version, summary } of this.readVersionDiffs() ?? []) {
+        const labels = { job, version };
+        this.versionDiffRows.set({ ...labels, kind: 'same' }, summary.same);
+        this.versionDiffRows.set({ ...labels, kind: 'changed' }, summary.changed);
+        this.versionDiffRows.set({ ...labels, kind: 'only_from' }, summary.onlyInFrom);
+        this.versionDiffRows.set({ ...labels, kind: 'only_to' }, summary.onlyInTo);
+      }
+    },
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Where `kappa_version_diff_rows` comes from: undefined on a follower, which then shows none. */
+  observeVersionDiffs(read: () => Iterable<LatestDiff> | undefined): void {
+    this.readVersionDiffs = read;
   }
 
   /** Where the job stream gauges come from: `read` answers undefined on a follower, which then shows none. */

@@ -1,10 +1,12 @@
 // The leader's periodic step of the reprocessing pattern (DESIGN "Replay and cutover"): cut over
-// each `--cutover auto` version once it has caught up, drop each retired version whose grace is
+// each `--cutover auto` version once it has caught up (and, with `--max-changed`, once its diff
+// against the served version is within the bound), drop each retired version whose grace is
 // over, and refresh the alias cache (which version each job serves, for status), giving a job with
 // no alias yet one at its first version (reprocessing.ts `aliasFirstVersion`).
 import { jobVersionKey, KappaError, type Clock } from '../protocol/index.js';
 import type { LeaderState } from './leader-state.js';
 import type { Reprocessing } from './reprocessing.js';
+import type { VersionDiffWatch } from './version-diff.js';
 
 /** The alias cache is read from the registry at most this often. */
 const ALIAS_REFRESH_MS = 1_000;
@@ -19,14 +21,19 @@ export class ReprocessingTick {
       'cutover' | 'dropVersionData' | 'forget' | 'aliases' | 'aliasFirstVersion'
     >,
     private readonly clock: Clock,
+    /** The diffs of `--max-changed` replays (version-diff.ts): they hold the auto cutover. */
+    private readonly diffs?: Pick<VersionDiffWatch, 'refresh' | 'allows'>,
   ) {}
 
   async advance(): Promise<void> {
     const { state, reprocessing } = this;
     const now = this.clock.now();
+    this.diffs?.refresh(state.versions.values(), state.progress, state.aliases);
     for (const version of [...state.versions.values()]) {
       const key = jobVersionKey(version);
       if (version.state === 'running' && version.autoCutover) {
+        // Held while its latest diff against the served version exceeds --max-changed (or none is in yet).
+        if (this.diffs && !this.diffs.allows(version, state.aliases.get(version.job))) continue;
         try {
           await reprocessing.cutover(version, state.progress.get(key), version.autoCutover.maxLagMessages);
         } catch (error) {

@@ -14,6 +14,7 @@ import {
   type TaskKey,
   type TaskStatus,
   type TaskStatusView,
+  type VersionDiffSummary,
 } from '../protocol/index.js';
 import type { WorkerId } from './assignment.js';
 import { desiredTasks, versionStatus, type JobVersionRecord, type TaskRecord } from './cluster-state.js';
@@ -33,6 +34,8 @@ export interface ClusterSnapshot {
   progress: ReadonlyMap<JobVersionKey, ProgressWithEta>;
   /** Job → the version its alias points at. */
   aliases: ReadonlyMap<string, string>;
+  /** The latest diff of each `--max-changed` replay against the served version (version-diff.ts). */
+  diffs?: ReadonlyMap<JobVersionKey, { summary: VersionDiffSummary }>;
 }
 
 export interface StatusFilter {
@@ -60,6 +63,7 @@ export function versionView(
     reportedLag.set(stage, (reportedLag.get(stage) ?? 0) + lag);
   }
   const progress = snapshot.progress.get(key);
+  const diff = snapshot.diffs?.get(key)?.summary;
   // Each stage's lag against its own topic's ends, or what its workers report until those are read.
   const stages: StageStatusView[] | undefined = version.plan
     ? plannedStages(version.plan).map((planned) => ({
@@ -89,6 +93,7 @@ export function versionView(
     table: version.table ?? null,
     served: snapshot.aliases.get(version.job) === version.version,
     ...(version.autoCutover ? { autoCutover: version.autoCutover } : {}),
+    ...(diff ? { diff } : {}),
     ...(stages ? { stages } : {}),
   };
 }

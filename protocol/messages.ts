@@ -95,6 +95,41 @@ export const CarriedVersion = JobVersionRef.extend({
 });
 export type CarriedVersion = z.infer<typeof CarriedVersion>;
 
+/**
+ * How many rows a new version may change before a cutover to it is refused (added in 1.3): rows
+ * that differ from the served version's (changed, or in one version only), as a count or as a
+ * percentage of the rows compared (`--max-changed N|P%`).
+ */
+export const ChangeBound = z.union([
+  z.object({ rows: z.number().int().min(0) }),
+  z.object({ percent: z.number().min(0).max(100) }),
+]);
+export type ChangeBound = z.infer<typeof ChangeBound>;
+
+export const AutoCutover = z.object({
+  maxLagMessages: z.number().int().min(0),
+  /** Added in 1.3: hold the flip while the diff against the served version exceeds this. */
+  maxChanged: ChangeBound.optional(),
+});
+export type AutoCutover = z.infer<typeof AutoCutover>;
+
+/** A version's diff against the version the alias served when it was computed (tables/diff.ts). */
+export const VersionDiffSummary = z.object({
+  from: name,
+  compared: z.number().int().min(0),
+  same: z.number().int().min(0),
+  changed: z.number().int().min(0),
+  onlyInFrom: z.number().int().min(0),
+  onlyInTo: z.number().int().min(0),
+  /** Windows ending at or before this (ms) were compared; null: none yet; absent: every row. */
+  finalThroughMs: z.number().nullable().optional(),
+  /** When it was computed (ISO time). */
+  at: z.string(),
+  /** Whether it is within the version's `maxChanged`. */
+  withinBound: z.boolean(),
+});
+export type VersionDiffSummary = z.infer<typeof VersionDiffSummary>;
+
 const messageSchemas = {
   'worker.register': z.object({
     workerId: name,
@@ -134,8 +169,11 @@ const messageSchemas = {
     version: name,
     from: StartPosition,
     topic: name.optional(),
-    /** Replay with `--cutover auto`: flip the alias to this version once its lag is within the bound. */
-    autoCutover: z.object({ maxLagMessages: z.number().int().min(0) }).optional(),
+    /**
+     * Replay with `--cutover auto`: flip the alias to this version once its lag is within the bound
+     * (and, with `maxChanged`, added in 1.3, once its diff against the served version is too).
+     */
+    autoCutover: AutoCutover.optional(),
   }),
   /** Flip the job's alias to this version if its lag is within the bound, else refuse. */
   'job.cutover': z.object({ job: name, version: name, maxLagMessages: z.number().int().min(0) }),
@@ -243,7 +281,9 @@ export const JobVersionStatusView = z.object({
   /** True when the job's alias points at this version (apps read it). */
   served: z.boolean(),
   /** Present while a `--cutover auto` replay waits to catch up. */
-  autoCutover: z.object({ maxLagMessages: z.number().int().min(0) }).optional(),
+  autoCutover: AutoCutover.optional(),
+  /** The leader's latest diff of this version against the served one (added in 1.3): a `--max-changed` replay. */
+  diff: VersionDiffSummary.optional(),
   /** Its plan's stages, route stages first (added in 1.2, optional): absent until it is planned. */
   stages: z.array(StageStatusView).optional(),
 });

@@ -37,6 +37,7 @@ export async function openServingTables(
 export {
   diffVersions,
   finalBound,
+  type DiffCounts,
   type DiffOptions,
   type DiffRow,
   type DiffSide,

@@ -18,6 +18,7 @@ import { CoordinatorMetrics } from '../../coordinator/metrics.js';
 import { shutdownSignal } from '../shutdown-signal.js';
 import { retryUntilNatsAnswers } from '../nats-start-up.js';
 import { parseViewRequest, readView } from '../../coordinator/views.js';
+import { parseDiffRequest, readDiff } from '../../coordinator/version-diff.js';
 import { logLevelSetting, port, positiveDuration } from '../setting-values.js';
 import { defineSettings } from '../settings.js';
 import { natsConnection } from '../nats-options.js';
@@ -104,6 +105,21 @@ export function registerCoordinator(program: Command): void {
           if (!started.coordinator) return { status: 503, body: { error: 'the coordinator is still starting' } };
           return readView(started.coordinator.reprocessing, request);
         },
+        // GET /v1/diff/<job>?from=V1&to=V2[&key=K][&limit=N]: what V2 changes against V1 (the served version by default).
+        '/v1/diff/': async (job, query) => {
+          const request = parseDiffRequest(job, query);
+          if (!started.coordinator) return { status: 503, body: { error: 'the coordinator is still starting' } };
+          const { coordinator } = started;
+          const diff = await readDiff(
+            {
+              status: (name) => coordinator.leaderStatus(name),
+              tables: (kind) => coordinator.reprocessing.tables(kind),
+              alias: async (name) => (await coordinator.reprocessing.aliases()).get(name),
+            },
+            request,
+          );
+          return { status: 200, body: diff };
+        },
       },
     });
     // Start-up outlasts a NATS that is down, stalled or electing its JetStream leaders: each step is
@@ -137,7 +153,7 @@ export function registerCoordinator(program: Command): void {
         sessionTimeoutMs: settings.sessionTimeout,
         leaseTtlMs: settings.leaseTtl,
       },
-      'coordinator started: serving /metrics, /healthz, /readyz, /v1/status, /v1/views/<job>',
+      'coordinator started: serving /metrics, /healthz, /readyz, /v1/status, /v1/views/<job>, /v1/diff/<job>',
     );
     logger.info({ signal: await shutdownSignal() }, 'stopping: resigning leadership');
     await coordinator.stop();

@@ -1,15 +1,23 @@
 // The reprocessing pattern from the command line (DESIGN "Replay and cutover"):
-//   kappa replay JOB --version V --from earliest|<seq>|<ISO time> [--cutover auto] [--follow]
-//   kappa cutover JOB --version V [--max-lag N]
+//   kappa replay JOB --version V --from earliest|<seq>|<ISO time> [--cutover auto [--max-changed N|P%]] [--follow]
+//   kappa cutover JOB --version V [--max-lag N] [--max-changed N|P%]
 //   kappa retire JOB --version V [--grace 1m]
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import { AdminRejectedError, assertName, ConfigError, type JobVersionStatusView } from '../../protocol/index.js';
+import {
+  AdminRejectedError,
+  assertName,
+  ConfigError,
+  type ChangeBound,
+  type JobVersionStatusView,
+} from '../../protocol/index.js';
+import { describeBound, describeCounts, parseChangeBound, withinBound } from '../../coordinator/version-diff.js';
 import { parseDuration } from '../../worker/duration.js';
 import { addAdminOptions, adminRequest } from '../admin-request.js';
 import type { NatsFlags } from '../nats-options.js';
 import { shutdownSignal } from '../shutdown-signal.js';
 import { describeVersion, startVersionProgress, versionOf } from '../version-progress-view.js';
+import { computeDiff } from './diff.js';
 import { parseStartPosition } from './start.js';
 
 const POLL_MS = 500;
@@ -19,6 +27,7 @@ interface ReplayFlags extends NatsFlags {
   from: string;
   cutover: string;
   maxLag: string;
+  maxChanged?: string;
   follow?: boolean;
   json?: boolean;
 }
@@ -34,6 +43,10 @@ export function registerReplay(program: Command): void {
       .option('--from <position>', 'earliest | <sequence> | <ISO time> (time the events were stored)', 'earliest')
       .option('--cutover <mode>', "manual | auto: flip the job's alias to this version once it has caught up", 'manual')
       .option('--max-lag <n>', 'with --cutover auto: caught up means at most this many messages behind', '0')
+      .option(
+        '--max-changed <n|p%>',
+        'with --cutover auto: hold the flip while more rows than this (a count, or a percentage of the rows compared) differ from the served version',
+      )
       .option('--follow', 'show progress and ETA until caught up (and cut over, with --cutover auto); exit 0 then')
       .option('--json', 'print the reply as JSON'),
   ).action(async (job: string, flags: ReplayFlags) => {
@@ -42,17 +55,22 @@ export function registerReplay(program: Command): void {
     if (flags.cutover !== 'manual' && flags.cutover !== 'auto')
       throw new ConfigError(`--cutover must be manual or auto, found ${JSON.stringify(flags.cutover)}`);
     const maxLagMessages = parseCount('--max-lag', flags.maxLag);
+    if (flags.maxChanged !== undefined && flags.cutover !== 'auto')
+      throw new ConfigError('--max-changed holds an automatic cutover: pass it with --cutover auto');
+    const maxChanged = flags.maxChanged === undefined ? undefined : changeBound(flags.maxChanged);
     const detail = await adminRequest(flags, 'start', {
       type: 'job.start',
       job,
       version: flags.version,
       from: parseStartPosition(flags.from),
-      ...(flags.cutover === 'auto' ? { autoCutover: { maxLagMessages } } : {}),
+      ...(flags.cutover === 'auto'
+        ? { autoCutover: { maxLagMessages, ...(maxChanged === undefined ? {} : { maxChanged }) } }
+        : {}),
     });
     if (flags.json) console.log(JSON.stringify(detail, null, 2));
     else
       console.log(
-        `${job} ${flags.version}: replaying from ${flags.from}${flags.cutover === 'auto' ? ', cutover when caught up' : ''}`,
+        `${job} ${flags.version}: replaying from ${flags.from}${flags.cutover === 'auto' ? `, cutover when caught up${maxChanged ? ` and at most ${describeBound(maxChanged)} differ from the served version` : ''}` : ''}`,
       );
     if (!flags.follow) return;
     await follow(flags, job, flags.version, (view) =>
@@ -68,21 +86,57 @@ export function registerCutover(program: Command): void {
       .description("point the job's alias (what apps read) at a version that has caught up; refused otherwise")
       .requiredOption('--version <version>', 'the version to serve')
       .option('--max-lag <n>', 'caught up means at most this many messages behind', '0')
+      .option(
+        '--max-changed <n|p%>',
+        'refuse while more rows than this (a count, or a percentage of the rows compared) differ from the served version',
+      )
       .option('--json', 'print the reply as JSON'),
-  ).action(async (job: string, flags: NatsFlags & { version: string; maxLag: string; json?: boolean }) => {
-    assertName('job', job);
-    assertName('version', flags.version);
-    const detail = await adminRequest(flags, 'cutover', {
-      type: 'job.cutover',
-      job,
-      version: flags.version,
-      maxLagMessages: parseCount('--max-lag', flags.maxLag),
-    });
-    if (flags.json) return console.log(JSON.stringify(detail, null, 2));
-    console.log(
-      `${job}: apps now read ${detail.version}${detail.previous ? ` (was ${detail.previous})` : ''} from its ${detail.table} table`,
-    );
-  });
+  ).action(
+    async (
+      job: string,
+      flags: NatsFlags & { version: string; maxLag: string; maxChanged?: string; json?: boolean },
+    ) => {
+      assertName('job', job);
+      assertName('version', flags.version);
+      if (flags.maxChanged !== undefined)
+        await assertChangesWithin(flags, job, flags.version, changeBound(flags.maxChanged));
+      const detail = await adminRequest(flags, 'cutover', {
+        type: 'job.cutover',
+        job,
+        version: flags.version,
+        maxLagMessages: parseCount('--max-lag', flags.maxLag),
+      });
+      if (flags.json) return console.log(JSON.stringify(detail, null, 2));
+      console.log(
+        `${job}: apps now read ${detail.version}${detail.previous ? ` (was ${detail.previous})` : ''} from its ${detail.table} table`,
+      );
+    },
+  );
+}
+
+/**
+ * The gate of `kappa cutover --max-changed`: the diff against the served version, computed here
+ * (a large table takes longer than an admin request may), refused with its counts when over the
+ * bound. The leader then checks the lag as always.
+ */
+async function assertChangesWithin(flags: NatsFlags, job: string, version: string, bound: ChangeBound): Promise<void> {
+  const diff = await computeDiff(flags, { job, to: version, limit: 0 });
+  if (diff.from === version) return; // already served: nothing to compare with
+  if (withinBound(diff, bound)) {
+    console.error(`kappa: ${describeCounts(diff, diff.from, version)}: within --max-changed ${describeBound(bound)}`);
+    return;
+  }
+  const keys = diff.topKeys.map(({ key, rows }) => `${key} (${rows})`).join(', ');
+  throw new AdminRejectedError(
+    'ADMIN_REJECTED',
+    `cutover rejected: ${job} ${version}: ${describeCounts(diff, diff.from, version)}, more than --max-changed ${describeBound(bound)}${keys ? `; most in ${keys}` : ''} (see 'kappa diff ${job} --to ${version}')`,
+  );
+}
+
+function changeBound(raw: string): ChangeBound {
+  const bound = parseChangeBound(raw);
+  if (typeof bound === 'string') throw new ConfigError(`--max-changed: ${bound}`);
+  return bound;
 }
 
 export function registerRetire(program: Command): void {

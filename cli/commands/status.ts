@@ -1,5 +1,6 @@
 // `kappa status [--job J] [--json | --watch]`: the leader's view, built from the workers' heartbeats.
 import type { Command } from 'commander';
+import { describeBound } from '../../coordinator/version-diff.js';
 import { assertName, type AdminRequest, type ClusterStatus } from '../../protocol/index.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { addAdminOptions, adminRequest } from '../admin-request.js';
@@ -66,9 +67,37 @@ function printStatus(status: ClusterStatus): void {
       v.progress === null ? '-' : `${(v.progress * 100).toFixed(1)}%`,
       v.etaSeconds === null ? '-' : `${Math.ceil(v.etaSeconds)}s`,
       v.table ?? '-',
-      v.served ? 'yes' : v.autoCutover ? 'when caught up' : '',
+      v.served ? 'yes' : v.autoCutover ? (v.diff?.withinBound === false ? 'held by its diff' : 'when caught up') : '',
     ]),
   );
+  // The latest diff of each `--max-changed` replay against the served version (the auto cutover's gate).
+  const diffs = status.versions.flatMap((v) =>
+    v.diff === undefined
+      ? []
+      : [
+          [
+            v.job,
+            v.version,
+            v.diff.from,
+            String(v.diff.compared),
+            String(v.diff.same),
+            String(v.diff.changed),
+            String(v.diff.onlyInFrom),
+            String(v.diff.onlyInTo),
+            v.autoCutover?.maxChanged === undefined
+              ? '-'
+              : `${describeBound(v.autoCutover.maxChanged)}${v.diff.withinBound ? '' : ' (exceeded)'}`,
+            v.diff.at,
+          ],
+        ],
+  );
+  if (diffs.length > 0) {
+    console.log('');
+    printTable(
+      ['job', 'version', 'against', 'compared', 'same', 'changed', 'only-against', 'only-this', 'max-changed', 'at'],
+      diffs,
+    );
+  }
   // A line per stage of each planned version: a repartitioned one has its route stages and its
   // keyed stage, each with its own topic and lag, so a user sees where the lag is.
   const stages = status.versions.flatMap((v) =>
