@@ -3,6 +3,7 @@ import { registerCoordinator } from './coordinator.js';
 import { registerProduce } from './produce.js';
 import { registerTopic } from './topic.js';
 import { registerDev } from './dev.js';
+import { registerDiff } from './diff.js';
 import { registerNexmark } from './nexmark.js';
 import { registerRun } from './run.js';
 import { registerStart } from './start.js';
@@ -24,6 +25,7 @@ export function registerCommands(program: Command): void {
   registerStop(program);
   registerReplay(program);
   registerCutover(program);
+  registerDiff(program);
   registerRetire(program);
   registerStatus(program);
   registerDev(program);
