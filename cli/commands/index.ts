@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerAuth } from './auth.js';
 import { registerCoordinator } from './coordinator.js';
 import { registerProduce } from './produce.js';
 import { registerTopic } from './topic.js';
@@ -30,4 +31,5 @@ export function registerCommands(program: Command): void {
   registerStatus(program);
   registerDev(program);
   registerNexmark(program);
+  registerAuth(program);
 }
