@@ -28,6 +28,8 @@ export const KAPPA_ERROR_CODES = [
   'VERSION_STOPPING',
   /** An admin request failed on the leader for a reason that is not one of ours (a bug, a NATS error). */
   'INTERNAL',
+  /** An archive segment or catalog entry that is not what it should be (checksum, gap, overlap). */
+  'ARCHIVE_INVALID',
 ] as const;
 
 export type KappaErrorCode = (typeof KAPPA_ERROR_CODES)[number];
