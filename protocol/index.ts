@@ -6,6 +6,7 @@ export * from './partition.js';
 export * from './version.js';
 export * from './serving-table.js';
 export * from './topic-registry.js';
+export * from './archive-policy.js';
 export * from './clock.js';
 export * from './limits.js';
 export * from './message-id.js';

@@ -86,6 +86,10 @@ export const buckets = {
   servingTable: (job: string, version: string) => `${SERVING_TABLE_PREFIX}${job.length}_${job}_${version}`,
   /** Alias: job name → the version apps read. */
   aliases: 'kappa_aliases',
+  /** Archive segments: sealed ranges of topic partitions (Object Store; archive/segment-store.ts). */
+  archive: 'kappa_archive',
+  /** Archive catalog: per topic partition, its ordered segments (KV, compare-and-set; archive/catalog.ts). */
+  archiveCatalog: 'kappa_archive_catalog',
   /** Standalone workers' leases: one key per job version, so only one standalone replica runs it. */
   standaloneLeases: 'kappa_standalone',
 } as const;

@@ -3,6 +3,7 @@
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
+import { ArchivePolicySchema } from './archive-policy.js';
 import { KappaError } from './errors.js';
 import { buckets } from './names.js';
 
@@ -17,6 +18,12 @@ export const TopicConfigSchema = z.object({
    * topic directly; any other key goes through a repartition stage (job-plan.ts).
    */
   key: z.string().optional(),
+  /**
+   * When the archiver seals the topic's partitions and how much the streams keep
+   * (archive-policy.ts); absent: archived only on demand (`kappa topic archive`), never purged.
+   * Optional, so entries written before it and readers built before it agree.
+   */
+  archive: ArchivePolicySchema.optional(),
 });
 export type TopicConfig = z.infer<typeof TopicConfigSchema>;
 
