@@ -117,7 +117,7 @@ export class WindowOperator implements Operator {
         if (isPurged(window, watermarkMs, this.job.allowedLatenessMs)) {
           this.reportLate(key, timeMs, value, [window], sequence);
         } else {
-          this.applyUpdate(key, this.prepareUpdate(key, window, value, watermarkMs), watermarkMs);
+          this.applyUpdate(key, this.prepareUpdate(key, window, value, watermarkMs, this.update), watermarkMs);
         }
         return;
       }
@@ -138,8 +138,17 @@ export class WindowOperator implements Operator {
     }
   }
 
-  /** Runs add (and result, for a window that already fired) on a copy of the accumulator; changes nothing. */
-  private prepareUpdate(key: string, window: Window, value: unknown, watermarkMs: number): WindowUpdate {
+  /**
+   * Runs add (and result, for a window that already fired) on a copy of the accumulator; changes
+   * nothing. The result goes into `into` (a tumbling window's event reuses one), else a new update.
+   */
+  private prepareUpdate(
+    key: string,
+    window: Window,
+    value: unknown,
+    watermarkMs: number,
+    into?: WindowUpdate,
+  ): WindowUpdate {
     const row = this.state.get(key, WINDOW_NAMESPACE, window.start) as WindowRow | undefined;
     const accumulator = this.aggregate.add(
       row ? copyValue(row.accumulator) : this.aggregate.init(),
@@ -148,8 +157,21 @@ export class WindowOperator implements Operator {
     );
     // Flink: an element for a window that already fired (and is not purged) fires it again.
     const emitted = isFired(window, watermarkMs) ? { value: this.aggregate.result(accumulator) } : undefined;
-    return { window, row, accumulator, emitted };
+    if (into === undefined) return { window, row, accumulator, emitted };
+    into.window = window;
+    into.row = row;
+    into.accumulator = accumulator;
+    into.emitted = emitted;
+    return into;
   }
+
+  /** The one update of a tumbling window's event, reused from event to event. */
+  private readonly update: WindowUpdate = {
+    window: { start: 0, end: 0 },
+    row: undefined,
+    accumulator: undefined,
+    emitted: undefined,
+  };
 
   private applyUpdate(key: string, update: WindowUpdate, watermarkMs: number): void {
     const { start, end } = update.window;
