@@ -1,6 +1,6 @@
 // The `kappa` processes of bench/replay.ts: spawning them (optionally under `node --cpu-prof`)
 // with their output kept, waiting on them, and what they report: the coordinator's cluster status
-// over NATS and each worker's tasks on its HTTP /status.
+// over NATS and each worker's tasks on its HTTP /status, and whether a task has stopped moving.
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -60,10 +60,20 @@ export class KappaProcesses {
     return { code: await child.exited, logs: child.logs };
   }
 
-  /** Polls `probe` until it returns a value; on timeout throws with the end of every process's output. */
-  async waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 200): Promise<T> {
+  /**
+   * Polls `probe` until it returns a value; on timeout, or as soon as `giveUpIf` names a reason
+   * (checked after each probe), throws with the end of every process's output.
+   */
+  async waitFor<T>(
+    what: string,
+    probe: () => Promise<T | undefined>,
+    timeoutMs: number,
+    intervalMs = 200,
+    giveUpIf: () => string | undefined = () => undefined,
+  ): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     let last: unknown;
+    let reason: string | undefined;
     while (Date.now() < deadline) {
       try {
         const value = await probe();
@@ -71,10 +81,12 @@ export class KappaProcesses {
       } catch (error) {
         last = error;
       }
+      reason = giveUpIf();
+      if (reason !== undefined) break;
       await sleep(intervalMs);
     }
     throw new Error(
-      `timed out waiting for ${what} (${String(last ?? '')})\n${this.processes.map((child) => child.logs.slice(-1500)).join('\n---\n')}`,
+      `${reason === undefined ? 'timed out waiting' : `gave up (${reason}) waiting`} for ${what} (${String(last ?? '')})\n${this.processes.map((child) => child.logs.slice(-1500)).join('\n---\n')}`,
     );
   }
 
@@ -96,7 +108,31 @@ export async function clusterStatus(nc: NatsConnection): Promise<ClusterStatus> 
 
 /** The tasks a worker process reports on its /status (refreshed by its threads every 250 ms). */
 export async function workerTasks(url: string): Promise<TaskStatus[]> {
-  const response = await fetch(`${url}/status`);
+  // A stopped or stalled worker must not hold the poll up: the caller's give-up check runs between polls.
+  const response = await fetch(`${url}/status`, { signal: AbortSignal.timeout(5_000) });
   const body = (await response.json()) as { tasks?: TaskStatus[] } | null;
   return body?.tasks ?? [];
+}
+
+/** A task whose position has not moved for this long while behind is stuck (a loaded machine has shown 14 s checkpoints). */
+const STALL_MS = 120_000;
+
+/**
+ * Each partition's last reported sequence and since when: a task that has not moved for
+ * STALL_MS while behind stops the run with the processes' logs, instead of the 30-minute timeout.
+ */
+export class PartitionProgress {
+  private readonly seen = new Map<number, { sequence: number; sinceMs: number }>();
+
+  see(partition: number, sequence: number): void {
+    if (this.seen.get(partition)?.sequence !== sequence) this.seen.set(partition, { sequence, sinceMs: Date.now() });
+  }
+
+  stalled(lastSequence: readonly number[]): string | undefined {
+    for (const [partition, { sequence, sinceMs }] of this.seen) {
+      if (sequence < lastSequence[partition]! && Date.now() - sinceMs > STALL_MS)
+        return `partition ${partition}'s task at sequence ${sequence} of ${lastSequence[partition]}, no progress for ${STALL_MS / 1000} s`;
+    }
+    return undefined;
+  }
 }

@@ -38,7 +38,7 @@ import { cpuMeter, type MeasuredProcess } from './cpu-meter.js';
 import { readRaw } from './raw-consumer.js';
 import { REPLAY_SINKS, ReplayBackends, type ReplaySink } from './replay-backends.js';
 import { checkTable, runDuckDb, splitRowId } from './replay-expected.js';
-import { clusterStatus, KappaProcesses, workerTasks } from './replay-processes.js';
+import { clusterStatus, KappaProcesses, PartitionProgress, workerTasks } from './replay-processes.js';
 import { inReportOrder, printTable, savePlot, SINK_NAMES, type Measurement } from './replay-report.js';
 
 const totalEvents = Number(process.argv[2] ?? 2_000_000);
@@ -220,6 +220,7 @@ try {
     if (started.code !== 0) throw new Error(`kappa start failed: ${started.logs}`);
     const startCommandSeconds = (performance.now() - t) / 1000;
     let firstProgressSeconds: number | undefined;
+    const progress = new PartitionProgress();
     await kappa.waitFor(
       `${version} caught up`,
       async () => {
@@ -231,10 +232,12 @@ try {
         const done = new Set(
           tasks.filter((task) => task.sequence === lastSequence[task.partition]).map((task) => task.partition),
         );
+        for (const task of tasks) progress.see(task.partition, task.sequence);
         return done.size === partitions || undefined;
       },
       1_800_000,
       50,
+      () => progress.stalled(lastSequence),
     );
     const seconds = (performance.now() - t) / 1000;
     const name = `Kappa ${workerCount} worker${workerCount > 1 ? 's' : ''} × ${threads} thread${threads > 1 ? 's' : ''}, ${SINK_NAMES[sink]}`;
