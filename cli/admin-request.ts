@@ -21,6 +21,7 @@ import {
 import { connectNats } from '../runtime/index.js';
 import { formatSeconds, isTransientNatsError, retryDelayMs } from '../client/index.js';
 import { natsConnection, type NatsFlags } from './nats-options.js';
+import { principalHeadersOf } from './principal.js';
 import { duration, formatDurationMs } from './setting-values.js';
 import { defineSettings } from './settings.js';
 
@@ -54,6 +55,8 @@ export async function adminRequest<V extends AdminVerb>(
 ): Promise<AdminReply<V>> {
   const settings = adminSettings.load(flags);
   const nc = await connectNats(settings.nats, { timeout: ADMIN_TIMEOUT_MS, name: `kappa ${verb}` });
+  // Who is asking, for the coordinator's audit line (the server's permissions decide whether it may).
+  const principal = principalHeadersOf(settings.nats);
   const askedAtMs = Date.now();
   const giveUpAtMs = askedAtMs + settings.leaderTimeout;
   try {
@@ -62,6 +65,7 @@ export async function adminRequest<V extends AdminVerb>(
       try {
         const response = await nc.request(subjects.adminRequest(verb), encodeMessage(request), {
           timeout: ADMIN_TIMEOUT_MS,
+          headers: principal,
         });
         return replyOf(verb, response.data);
       } catch (error) {

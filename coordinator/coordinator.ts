@@ -30,6 +30,8 @@ import {
 } from '../protocol/index.js';
 import { internalReplicas, tableSettingsFromEnv } from '../runtime/index.js';
 import { answerAdminRequest, leaderAdminContext, type AdminContext } from './admin-api.js';
+import { adminAuditEntry, logAdminAudit } from './admin-audit.js';
+import { ArchiveSchedule, DEFAULT_ARCHIVE_INTERVAL_MS } from './archive-schedule.js';
 import { ClusterStore } from './cluster-store.js';
 import { JobStreamUsage } from './job-stream-usage.js';
 import { LeaderElection } from './leader-election.js';
@@ -59,6 +61,8 @@ export interface CoordinatorOptions {
   resendAfterMs?: number;
   /** Age limit of the repartition topics it creates (default 7 days); keyed tasks purge them sooner. */
   repartitionMaxAgeMs?: number;
+  /** How often the leader runs the archiver over the topics with an archive policy (default 60 s). */
+  archiveIntervalMs?: number;
   clock: Clock;
   logger: Logger;
   metrics: CoordinatorMetrics;
@@ -81,6 +85,8 @@ export class Coordinator {
   /** The latest diff of each `--max-changed` replay against the served version. */
   private readonly diffs: VersionDiffWatch;
   private readonly admin: AdminContext;
+  /** The archiver, run beside the loop while leading (archive-schedule.ts). */
+  private readonly archiveSchedule: ArchiveSchedule;
 
   private constructor(
     private readonly options: CoordinatorOptions,
@@ -127,6 +133,13 @@ export class Coordinator {
     metrics.observeVersionDiffs(() => (this.isLeader() ? this.diffs.latest.values() : undefined));
     this.reprocessingTick = new ReprocessingTick(this.state, this.reprocessing, clock, this.diffs);
     this.admin = this.adminContext();
+    this.archiveSchedule = new ArchiveSchedule({
+      nc,
+      intervalMs: options.archiveIntervalMs ?? DEFAULT_ARCHIVE_INTERVAL_MS,
+      fencingToken: () => (this.state.loaded ? this.election.fencingToken : undefined),
+      clock,
+      logger,
+    });
   }
 
   static async start(options: CoordinatorOptions): Promise<Coordinator> {
@@ -136,6 +149,7 @@ export class Coordinator {
     coordinator.listen();
     coordinator.election.start();
     coordinator.streamPositions.start();
+    coordinator.archiveSchedule.start();
     coordinator.ticker = setInterval(() => coordinator.enqueue(() => coordinator.tick()), options.tickMs ?? 250);
     return coordinator;
   }
@@ -153,6 +167,7 @@ export class Coordinator {
   async stop(): Promise<void> {
     clearInterval(this.ticker);
     this.streamPositions.stop();
+    await this.archiveSchedule.stop();
     for (const subscription of this.subscriptions) subscription.unsubscribe();
     await this.queue;
     await this.election.resign();
@@ -277,7 +292,9 @@ export class Coordinator {
   private async onAdminRequest(msg: Msg): Promise<void> {
     // Followers stay silent: the requester hears the leader or times out.
     if (!this.election.isLeader() || !this.state.loaded) return;
-    msg.respond(encodeMessage(await answerAdminRequest(this.admin, msg.data)));
+    const reply = await answerAdminRequest(this.admin, msg.data);
+    logAdminAudit(this.options.logger, adminAuditEntry(msg.subject, msg.headers, msg.data, reply));
+    msg.respond(encodeMessage(reply));
   }
 
   private resolveTopics(): Promise<void> {

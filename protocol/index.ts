@@ -13,3 +13,4 @@ export * from './message-id.js';
 export * from './event-time.js';
 export * from './job-plan.js';
 export * from './routed-event.js';
+export * from './principal.js';

@@ -30,6 +30,7 @@ let dir: string;
 let server: NatsServer & { close(): Promise<void> };
 let admin: NatsConnection;
 const processes: KappaProcess[] = [];
+let coordinator: KappaProcess;
 
 /** A CA, a server certificate for 127.0.0.1/localhost and a client certificate, all signed by the CA. */
 function makeCertificates(into: string): void {
@@ -218,7 +219,7 @@ describe('each role over TLS', () => {
     ]);
     expect(produced.code, produced.stderr).toBe(0);
 
-    spawn([
+    coordinator = spawn([
       'coordinator',
       '--id',
       'c1',
@@ -362,4 +363,43 @@ describe('each role over TLS', () => {
     const table = await run(['view', 'clicks', '--json', ...as('reader')]);
     expect(table.stdout).toEqual(before.table);
   }, 120_000);
+
+  it("audits every admin request the coordinator answers with the sender's credential and the outcome", async () => {
+    const rejected = await run(['cutover', 'clicks', '--version', 'v9', ...as('admin')]);
+    expect(rejected.code).not.toBe(0);
+    const audit = () =>
+      coordinator.logs
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>)
+        .filter((line) => line.msg === 'audit');
+    await waitFor(
+      'the cutover audited',
+      async () => (audit().some((line) => line.verb === 'cutover') ? true : undefined),
+      10_000,
+    );
+    const origin = expect.stringMatching(/^.+@.+$/);
+    expect(audit().filter((line) => line.verb !== 'status')).toEqual([
+      expect.objectContaining({
+        verb: 'start',
+        principal: 'admin',
+        principalKey: publicKeyOf('admin'),
+        origin,
+        job: 'clicks',
+        version: 'v1',
+        outcome: 'ok',
+      }),
+      expect.objectContaining({
+        verb: 'cutover',
+        principal: 'admin',
+        principalKey: publicKeyOf('admin'),
+        origin,
+        job: 'clicks',
+        version: 'v9',
+        outcome: 'rejected',
+        code: expect.any(String),
+      }),
+    ]);
+    // The worker's retire and the producer's stop never reached it: the server refused them.
+  }, 60_000);
 });
