@@ -6,7 +6,7 @@
 // job modules in the manifests agree with the processes' real options and the image.
 // deploy-processes.test.ts then runs the processes with the manifests' arguments and environment.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { Command } from 'commander';
@@ -15,10 +15,14 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { registerCommands } from '../cli/commands/index.js';
 import { coordinatorConfig } from '../cli/commands/coordinator.js';
 import { workerConfig } from '../cli/commands/worker.js';
+import { nkeys } from '@nats-io/transport-node';
+import { authorizationBlock, ROLES, type Role } from '../cli/nats-roles.js';
 import { NATS_SERVER_BINARY } from './harness/nats-server.js';
+import { makeTestCertificates } from './harness/certificates.js';
 import {
   configMap,
   envEntry,
+  envNames,
   kappaContainers,
   kubectlVersion,
   kustomizations,
@@ -218,12 +222,19 @@ describe('NATS', () => {
   it('its server configs pass nats-server -t (unknown fields, bad values)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'kappa-natsconf-'));
     try {
+      // What prod's config reads from its Secrets: certificates (made here) and the roles' block.
+      const tlsDir = join(dir, 'nats-tls');
+      makeTestCertificates(tlsDir);
+      mkdirSync(join(dir, 'nats-auth'));
+      const users = Object.fromEntries(ROLES.map((role) => [role, nkeys.createUser().getPublicKey()]));
+      writeFileSync(join(dir, 'nats-auth', 'auth.conf'), authorizationBlock(users as Record<Role, string>));
+      mkdirSync(join(dir, 'nats'));
       for (const overlay of ['overlays/dev', 'overlays/prod']) {
         const config = rendered
           .get(overlay)!
           .find((object) => object.kind === 'ConfigMap' && object.metadata.name.startsWith('kappa-nats-config'))!;
-        const path = join(dir, 'nats.conf');
-        writeFileSync(path, config.data['nats.conf']);
+        const path = join(dir, 'nats', 'nats.conf');
+        writeFileSync(path, (config.data['nats.conf'] as string).replaceAll('/etc/nats-tls/', `${tlsDir}/`));
         const check = spawnSync(NATS_SERVER_BINARY, ['-c', path, '-t'], {
           encoding: 'utf8',
           env: { ...process.env, SERVER_NAME: 'kappa-nats-0' },
@@ -463,6 +474,155 @@ describe('the manifests and the processes', () => {
           }
         }
       }
+    }
+  });
+});
+
+describe('security in prod (issue 19)', () => {
+  const prod = () => DEPLOYMENTS.prod!.flatMap((dir) => rendered.get(dir)!);
+
+  /** The Secret and key a file path in a container comes from, through its volume mounts, or undefined. */
+  function secretFileAt(workload: K8sObject, container: Container, path: string) {
+    for (const mount of (container.volumeMounts ?? []) as { name: string; mountPath: string }[]) {
+      if (!path.startsWith(`${mount.mountPath}/`)) continue;
+      const volume = podSpec(workload).volumes.find((candidate: { name: string }) => candidate.name === mount.name);
+      if (!volume?.secret) return undefined;
+      const file = path.slice(mount.mountPath.length + 1);
+      const items = volume.secret.items as { key: string; path: string }[] | undefined;
+      const key = items ? items.find((item) => item.path === file)?.key : file;
+      return key === undefined
+        ? undefined
+        : { secretName: volume.secret.secretName as string, key, keys: items?.map((item) => item.key) };
+    }
+    return undefined;
+  }
+
+  it('serves NATS over TLS on the client and route ports (routes verified both ways) and includes the roles, from Secrets mounted as files', () => {
+    const objects = rendered.get('overlays/prod')!;
+    const nats = objects.find((object) => object.kind === 'StatefulSet' && object.metadata.name === 'kappa-nats')!;
+    const server = podSpec(nats).containers.find((container: Container) => container.name === 'nats') as Container;
+    const configPath = server.command![server.command!.indexOf('--config') + 1]!;
+    const config = configMap(
+      objects,
+      podSpec(nats).volumes.find((volume: { name: string }) => volume.name === 'config').configMap.name,
+    )!.data['nats.conf'] as string;
+    const [client, cluster] = config.split(/^cluster \{/m);
+    for (const [where, block] of [
+      ['client port', client!],
+      ['routes', cluster!],
+    ] as const) {
+      expect(block, where).toMatch(/\btls \{/);
+      for (const [field, key] of [
+        ['cert_file', 'tls.crt'],
+        ['key_file', 'tls.key'],
+        ['ca_file', 'ca.crt'],
+      ] as const) {
+        const file = new RegExp(`${field}: (\\S+)`).exec(block)?.[1];
+        expect(file, `${where} ${field}`).toBeDefined();
+        expect(secretFileAt(nats, server, file!), `${where} ${field} ${file}`).toMatchObject({
+          secretName: 'kappa-nats-tls',
+          key,
+        });
+      }
+    }
+    expect(cluster).toMatch(/verify: true/);
+    const include = /^include "([^"]+)"/m.exec(config)?.[1];
+    expect(include).toBeDefined();
+    const authFile = posix.resolve(posix.dirname(configPath), include!);
+    expect(secretFileAt(nats, server, authFile), authFile).toMatchObject({
+      secretName: 'kappa-nats-auth',
+      key: 'auth.conf',
+    });
+  });
+
+  it("gives each Kappa process only its role's nkey seed, the CA and the API token, as files from Secrets, and no secret in its environment or arguments", () => {
+    let checked = 0;
+    for (const dir of DEPLOYMENTS.prod!) {
+      for (const { workload, container, role } of kappaContainers(rendered.get(dir)!)) {
+        const where = `${dir} ${workload.metadata.name}`;
+        const file = (name: string) => envEntry(container, name)?.value as string | undefined;
+        expect(secretFileAt(workload, container, file('NATS_NKEY_SEED_FILE') ?? '-'), where).toEqual({
+          secretName: 'kappa-nats-credentials',
+          key: `${role}.nk`,
+          keys: [`${role}.nk`],
+        });
+        expect(secretFileAt(workload, container, file('NATS_CA') ?? '-'), where).toMatchObject({
+          secretName: 'kappa-nats-tls',
+          key: 'ca.crt',
+          keys: ['ca.crt'],
+        });
+        expect(secretFileAt(workload, container, file('KAPPA_API_TOKEN_FILE') ?? '-'), where).toMatchObject({
+          secretName: 'kappa-api-token',
+          key: 'token',
+        });
+        const names = envNames(container, prod());
+        for (const secret of ['NATS_PASSWORD', 'NATS_TOKEN', 'NATS_USER', 'KAPPA_API_TOKEN', 'NATS_CREDS'])
+          expect(names, where).not.toContain(secret);
+        for (const flag of ['--password', '--token', '--api-token', '--user'])
+          expect(container.args ?? [], where).not.toContain(flag);
+        checked++;
+      }
+    }
+    expect(checked).toBe(3);
+  });
+
+  it('lets only Kappa pods and labelled clients reach NATS, only NATS nodes its routes, and only Prometheus and labelled apps the HTTP ports', () => {
+    const objects = prod();
+    const policies = objects.filter((object) => object.kind === 'NetworkPolicy');
+    const podsOf = (component: string) =>
+      objects
+        .filter((object) => WORKLOAD_KINDS.has(object.kind))
+        .filter((workload) => workload.spec.template.metadata.labels['app.kubernetes.io/component'] === component);
+    const policyOf = (workload: K8sObject) => {
+      const selecting = policies.filter((policy) =>
+        selects(policy.spec.podSelector, workload.spec.template.metadata.labels),
+      );
+      expect(selecting, workload.metadata.name).toHaveLength(1);
+      expect(selecting[0]!.spec.policyTypes).toEqual(['Ingress']);
+      return selecting[0]!;
+    };
+    /** The peers a rule admits, each as 'pods:<labels>' (this namespace) or 'any-namespace:<labels>'. */
+    const peers = (rule: {
+      from?: { podSelector?: { matchLabels: Record<string, string> }; namespaceSelector?: object }[];
+    }) => {
+      expect(rule.from?.length, 'a rule without from admits everyone').toBeGreaterThan(0);
+      return rule.from!.map(
+        (peer) =>
+          `${peer.namespaceSelector ? 'any-namespace' : 'pods'}:${JSON.stringify(Object.fromEntries(Object.entries(peer.podSelector?.matchLabels ?? {}).sort()))}`,
+      );
+    };
+    const rulesByPort = (policy: K8sObject) =>
+      new Map<number, string[]>(
+        policy.spec.ingress.map((rule: { ports: { port: number }[] }) => {
+          expect(rule.ports, `${policy.metadata.name}: a rule without ports admits every port`).toHaveLength(1);
+          return [rule.ports[0]!.port, peers(rule)];
+        }),
+      );
+    const prometheus = 'any-namespace:{"app.kubernetes.io/name":"prometheus"}';
+
+    const [nats] = podsOf('nats');
+    const natsRules = rulesByPort(policyOf(nats!));
+    expect([...natsRules.keys()].sort()).toEqual([4222, 6222, 7777]);
+    expect(natsRules.get(4222)).toEqual([
+      'pods:{"app.kubernetes.io/name":"kappa"}',
+      'any-namespace:{"kappa.dev/nats-client":"true"}',
+    ]);
+    for (const kappaPod of [...podsOf('coordinator'), ...podsOf('worker')])
+      expect(
+        selects({ matchLabels: { 'app.kubernetes.io/name': 'kappa' } }, kappaPod.spec.template.metadata.labels),
+      ).toBe(true);
+    expect(natsRules.get(6222)).toEqual([
+      'pods:{"app.kubernetes.io/component":"nats","app.kubernetes.io/name":"nats"}',
+    ]);
+    expect(natsRules.get(7777)).toEqual([prometheus]);
+
+    const workloads = [...podsOf('coordinator'), ...podsOf('worker')];
+    expect(workloads.length).toBe(3);
+    for (const workload of workloads) {
+      const [{ container, role }] = kappaContainers([workload]);
+      const rules = rulesByPort(policyOf(workload));
+      expect([...rules.keys()], workload.metadata.name).toEqual([httpPortOf(container, role)]);
+      expect([...rules.values()][0]).toEqual([prometheus, 'any-namespace:{"kappa.dev/api-client":"true"}']);
     }
   });
 });

@@ -6,7 +6,6 @@
 // the batch reference. Each role is refused what is not its work: a worker's credential sending
 // `kappa.admin.retire`, a producer reading the table, an app publishing to the topic, a client
 // without credentials; and nothing in the cluster changes.
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -19,6 +18,7 @@ import { kappa, KappaProcess, type CliResult } from './harness/cli.js';
 import { clickRange, clicksReference, type Click } from './harness/clicks.js';
 import { leaderStatus } from './harness/cluster-status.js';
 import { expectedResults, readTopicLog } from './harness/expected-results.js';
+import { makeTestCertificates } from './harness/certificates.js';
 import { startServer, type NatsServer } from './harness/nats-server.js';
 import { pollUntil } from './harness/poll.js';
 import { windowId } from './reference/batch-windows.js';
@@ -31,38 +31,6 @@ let server: NatsServer & { close(): Promise<void> };
 let admin: NatsConnection;
 const processes: KappaProcess[] = [];
 let coordinator: KappaProcess;
-
-/** A CA, a server certificate for 127.0.0.1/localhost and a client certificate, all signed by the CA. */
-function makeCertificates(into: string): void {
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: into, stdio: 'pipe' });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  openssl('req', '-x509', ...ec, '-keyout', 'ca-key.pem', '-out', 'ca.pem', '-subj', '/CN=kappa-test-ca', '-days', '2');
-  writeFileSync(join(into, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
-  writeFileSync(join(into, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
-  for (const [name, subject] of [
-    ['server', '/CN=localhost'],
-    ['client', '/CN=kappa-client'],
-  ] as const) {
-    openssl('req', ...ec, '-keyout', `${name}-key.pem`, '-out', `${name}.csr`, '-subj', subject);
-    openssl(
-      'x509',
-      '-req',
-      '-in',
-      `${name}.csr`,
-      '-CA',
-      'ca.pem',
-      '-CAkey',
-      'ca-key.pem',
-      '-CAcreateserial',
-      '-out',
-      `${name}.pem`,
-      '-days',
-      '2',
-      '-extfile',
-      `${name}.ext`,
-    );
-  }
-}
 
 const tls = () => ({
   caFile: join(dir, 'ca.pem'),
@@ -127,7 +95,7 @@ function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'kappa-roles-'));
-  makeCertificates(dir);
+  makeTestCertificates(dir);
   const init = await run(['auth', 'init', '--dir', join(dir, 'roles')]);
   expect(init.code, init.stderr).toBe(0);
   const { caFile } = tls();
