@@ -143,8 +143,9 @@ export class TaskActorContext implements ActorContext {
     this.eventSequence = sequence;
     this.eventTimeMs = eventTimeMs;
     this.watermarkMs = watermarkMs;
-    this.undo.length = 0;
-    this.timerRequests.length = 0;
+    // Setting length is a runtime call even on an empty array, and this runs for every event.
+    if (this.undo.length > 0) this.undo.length = 0;
+    if (this.timerRequests.length > 0) this.timerRequests.length = 0;
     this.outputsMark = this.outputs.length;
     this.emitsMark = this.emits;
     this.lateMark = this.lateRecords.length;
