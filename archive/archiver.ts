@@ -50,6 +50,7 @@ export interface ArchiverOptions {
   /**
    * The fencing token to write under, read before each write; undefined when this process may
    * no longer archive (the coordinator lost its lease): the step stops with a FencedError.
+   * Absent (`kappa topic archive`): writes rely on the catalog's compare-and-set alone.
    */
   fencingToken?: () => number | undefined;
   maxSegmentEvents?: number;
@@ -191,7 +192,11 @@ export class Archiver {
     };
     await this.options.store.put(segment.name, bytes);
     await this.options.afterWrite?.(segment);
-    await this.options.catalog.append(catalog, segment, this.currentToken(fencingToken));
+    await this.options.catalog.append(
+      catalog,
+      segment,
+      this.options.fencingToken ? this.currentToken(fencingToken) : undefined,
+    );
     return segment;
   }
 

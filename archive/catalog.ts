@@ -94,16 +94,18 @@ export class ArchiveCatalog {
    * Appends `segment` to the partition's list as read in `seen`: refused (FencedError) when the
    * entry changed since, or a writer with a higher fencing token wrote it; ARCHIVE_INVALID when
    * the segment does not start right after the archive's end. Returns the catalog as written.
+   * `fencingToken` undefined: a writer outside the leader (`kappa topic archive`), which leaves
+   * the entry's token as it is and relies on the compare-and-set alone.
    */
-  async append(seen: PartitionCatalog, segment: SegmentIndex, fencingToken = 0): Promise<PartitionCatalog> {
+  async append(seen: PartitionCatalog, segment: SegmentIndex, fencingToken?: number): Promise<PartitionCatalog> {
     const { topic, partition } = seen;
-    if (fencingToken < seen.fencingToken)
+    if (fencingToken !== undefined && fencingToken < seen.fencingToken)
       throw new FencedError(
         `archive catalog of ${topic} partition ${partition} was written under fencing token ${seen.fencingToken}; this archiver holds ${fencingToken}`,
       );
     const segments = [...seen.segments, segment];
     assertContiguous(topic, partition, segments);
-    const entry = { fencingToken: Math.max(fencingToken, seen.fencingToken), segments };
+    const entry = { fencingToken: Math.max(fencingToken ?? 0, seen.fencingToken), segments };
     const key = ArchiveCatalog.key(topic, partition);
     let revision: number;
     try {
@@ -124,4 +126,38 @@ export class ArchiveCatalog {
     for (let partition = 0; partition < partitions; partition++)
       await this.kv.purge(ArchiveCatalog.key(topic, partition));
   }
+}
+
+/** What a partition's archive holds, for `kappa topic describe`. */
+export interface ArchiveSummary {
+  segments: number;
+  /** 0 when nothing is archived. */
+  firstSequence: number;
+  lastSequence: number;
+  events: number;
+  minEventTimeMs: number | null;
+  maxEventTimeMs: number | null;
+  /** Of the segment objects. */
+  bytes: number;
+}
+
+export function archiveSummary(catalog: Pick<PartitionCatalog, 'segments'>): ArchiveSummary {
+  const summary: ArchiveSummary = {
+    segments: catalog.segments.length,
+    firstSequence: catalog.segments[0]?.firstSequence ?? 0,
+    lastSequence: lastArchivedSequence(catalog),
+    events: 0,
+    minEventTimeMs: null,
+    maxEventTimeMs: null,
+    bytes: 0,
+  };
+  for (const segment of catalog.segments) {
+    summary.events += segment.count;
+    summary.bytes += segment.bytes;
+    if (segment.minEventTimeMs !== null)
+      summary.minEventTimeMs = Math.min(summary.minEventTimeMs ?? Infinity, segment.minEventTimeMs);
+    if (segment.maxEventTimeMs !== null)
+      summary.maxEventTimeMs = Math.max(summary.maxEventTimeMs ?? -Infinity, segment.maxEventTimeMs);
+  }
+  return summary;
 }

@@ -25,6 +25,7 @@ import {
   streams,
   subjects,
   TopicConfigSchema,
+  type ArchivePolicy,
   type TopicConfig,
 } from '../protocol/index.js';
 
@@ -55,6 +56,8 @@ export interface TopicSpec {
   internal?: boolean;
   /** Age limit of each partition stream (JetStream max_age); default none, 7 days for a repartition topic. */
   maxAgeMs?: number;
+  /** When the archiver seals the partitions and what the streams keep (`--archive-after`, `--hot-retention`). */
+  archive?: ArchivePolicy;
 }
 
 /** What the registry holds for a topic (shape defined in protocol/topic-registry.ts). */
@@ -159,6 +162,7 @@ export async function createTopic(nc: NatsConnection, spec: TopicSpec): Promise<
     replicas,
     createdAt: new Date().toISOString(),
     ...(spec.key === undefined ? {} : { key: spec.key }),
+    ...(spec.archive === undefined ? {} : { archive: spec.archive }),
   };
   try {
     await registry.create(spec.name, JSON.stringify(config));
@@ -179,8 +183,34 @@ async function existingTopic(
   partitions: number,
 ): Promise<TopicSummary> {
   if (existing.partitions !== partitions) throw new TopicExistsError(spec.name, existing.partitions, partitions);
-  if (spec.key === undefined || existing.key === spec.key) return summary(spec.name, existing);
-  return summary(spec.name, await recordTopicKey(nc, spec.name, spec.key));
+  let config = existing;
+  if (spec.key !== undefined && existing.key !== spec.key) config = await recordTopicKey(nc, spec.name, spec.key);
+  if (spec.archive !== undefined) config = await recordArchivePolicy(nc, spec.name, spec.archive);
+  return summary(spec.name, config);
+}
+
+/**
+ * Records (or replaces) a topic's archive policy: compare-and-set on the entry's revision, read
+ * again when another writer came first. Returns the entry as written.
+ */
+export async function recordArchivePolicy(
+  nc: NatsConnection,
+  topic: string,
+  policy: ArchivePolicy,
+): Promise<TopicConfig> {
+  assertName('topic', topic);
+  const registry = await openRegistry(nc);
+  for (let attempt = 0; ; attempt++) {
+    const entry = await registry.get(topic);
+    if (!entry || entry.operation !== 'PUT') throw new TopicNotFoundError(topic);
+    const config: TopicConfig = { ...parseConfig(topic, entry.json()), archive: policy };
+    try {
+      await registry.update(topic, JSON.stringify(config), entry.revision);
+      return config;
+    } catch (error) {
+      if (attempt >= 5) throw error;
+    }
+  }
 }
 
 /**

@@ -147,17 +147,70 @@ export async function runBatch(
     processed: 0,
     lateUpdates: 0,
   };
-  const keyed = new KeyedStage(job, options, run);
   // A file has no log timestamps: the far-future guard measures event times against the time the
   // run read its input.
   const logTimeMs = options.readAtMs ?? systemClock.now();
+  await runPlanned(job, plan, readSourcePartitions(job, plan, events, logTimeMs), options, run, logTimeMs);
+  return run;
+}
+
+/**
+ * The job over one source topic's partitions as the log holds them (`kappa run --from-archive`):
+ * each partition's messages in sequence order, with their stream sequences and log times, through
+ * the same stages as runBatch. A repartitioned job's route stage sees the partitions interleaved
+ * by log time (the order the log received them; ties by partition), as a file's lines would be.
+ */
+export async function runBatchOverPartitions(
+  job: JobSpec,
+  partitions: readonly (readonly RawMessage[])[],
+  options: Omit<BatchRunOptions, 'partitions'>,
+): Promise<BatchRunResult> {
+  if (job.sources.length !== 1)
+    throw new KappaError(
+      'JOB_INVALID',
+      `job ${job.name} reads ${job.sources.length} sources; a run over one topic's partitions feeds one`,
+    );
+  const plan = batchPlan(job, { ...options, partitions: partitions.length });
+  const run: BatchRunResult = {
+    plan,
+    table: new ServingView(),
+    outputs: [],
+    late: [],
+    deadLetters: [],
+    processed: 0,
+    lateUpdates: 0,
+  };
+  const order = partitions
+    .flatMap((messages, partition) => messages.map((message, index) => ({ message, partition, index })))
+    .sort(
+      (a, b) =>
+        (a.message.logTimeMs ?? 0) - (b.message.logTimeMs ?? 0) || a.partition - b.partition || a.index - b.index,
+    );
+  const sources: SourcePartition[] = partitions.map((messages) => ({
+    messages: [...messages],
+    positions: new Array<number>(messages.length),
+  }));
+  order.forEach(({ partition, index }, position) => (sources[partition]!.positions[index] = position));
+  await runPlanned(job, plan, [sources], options, run, options.readAtMs ?? systemClock.now());
+  return run;
+}
+
+async function runPlanned(
+  job: JobSpec,
+  plan: JobPlan,
+  sources: SourcePartition[][],
+  options: Omit<BatchRunOptions, 'partitions'>,
+  run: BatchRunResult,
+  logTimeMs: number,
+): Promise<void> {
+  const keyed = new KeyedStage(job, options, run);
   if (plan.repartition === null) {
-    const byPartition = readSourcePartitions(job, plan, events, logTimeMs)[0]!;
+    const byPartition = sources[0]!;
     for (let partition = 0; partition < byPartition.length; partition++)
       await keyed.runPartition(partition, byPartition[partition]!.messages);
-    return run;
+    return;
   }
-  const routed = await routeStage(job, plan, readSourcePartitions(job, plan, events, logTimeMs), options, run);
+  const routed = await routeStage(job, plan, sources, options, run);
   for (let partition = 0; partition < routed.length; partition++) {
     const records = routed[partition]!;
     if (!records.some((record) => record.isEvent)) continue;
@@ -168,7 +221,6 @@ export async function runBatch(
       taskInputOf(job, plan, undefined),
     );
   }
-  return run;
 }
 
 /** One partition of a source topic: its messages in order, and where each stood in the input. */
@@ -232,7 +284,7 @@ async function routeStage(
   job: JobSpec,
   plan: JobPlan,
   sources: SourcePartition[][],
-  options: BatchRunOptions,
+  options: Omit<BatchRunOptions, 'partitions'>,
   run: BatchRunResult,
 ): Promise<RoutedRecord[][]> {
   const targets: RoutedRecord[][] = Array.from({ length: plan.repartition!.partitions }, () => []);
@@ -286,7 +338,7 @@ class KeyedStage {
 
   constructor(
     private readonly job: JobSpec,
-    private readonly options: BatchRunOptions,
+    private readonly options: Omit<BatchRunOptions, 'partitions'>,
     private readonly result: BatchRunResult,
   ) {
     this.batchSize = options.batchSize ?? 10_000;

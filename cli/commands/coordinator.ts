@@ -13,6 +13,7 @@ import {
   watchConnection,
 } from '../../runtime/index.js';
 import { DEFAULT_REPARTITION_MAX_AGE_MS } from '../../client/topics.js';
+import { DEFAULT_ARCHIVE_INTERVAL_MS } from '../../coordinator/archive-schedule.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { CoordinatorMetrics } from '../../coordinator/metrics.js';
 import { shutdownSignal } from '../shutdown-signal.js';
@@ -69,6 +70,12 @@ const coordinatorSettings = defineSettings(
       env: 'KAPPA_REPARTITION_MAX_AGE',
       schema: positiveDuration.default(DEFAULT_REPARTITION_MAX_AGE_MS),
       help: 'age limit of the repartition topics it creates: a routed event no keyed task has purged by then is dropped',
+    },
+    archiveInterval: {
+      flag: '--archive-interval <duration>',
+      env: 'KAPPA_ARCHIVE_INTERVAL',
+      schema: positiveDuration.default(DEFAULT_ARCHIVE_INTERVAL_MS),
+      help: "how often the leader archives the topics with an archive policy ('kappa topic create --archive-after') and applies their hot retention",
     },
     ...apiTokenSettings,
     logLevel: logLevelSetting,
@@ -135,6 +142,7 @@ export function registerCoordinator(program: Command): void {
           sessionTimeoutMs: settings.sessionTimeout,
           leaseTtlMs: settings.leaseTtl,
           repartitionMaxAgeMs: settings.repartitionMaxAge,
+          archiveIntervalMs: settings.archiveInterval,
           clock: systemClock,
           logger,
           metrics,

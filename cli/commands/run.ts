@@ -5,18 +5,29 @@
 // than the producer keyed (--key), or over several sources, runs through the repartition stage
 // as in the cluster (worker/batch-run.ts). Bad lines go to a rejects file, events the engine sets
 // aside are summarized by reason; the exit code is 3 when either happened.
+//
+// `kappa run JOB --from-archive TOPIC`: the same over the topic's archived history alone (its
+// segments in the archive tier, no live stream): each partition's messages in sequence order with
+// their stream sequences and log times, as a streaming run over those partitions would read them.
 import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { z } from 'zod';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { ArchiveCatalog } from '../../archive/catalog.js';
+import { readTopicArchive } from '../../archive/reader.js';
+import { NatsObjectSegmentStore } from '../../archive/segment-store.js';
 import { eventFromJsonLine } from '../../client/json-events.js';
+import { getTopic } from '../../client/topics.js';
 import { ConfigError, eventTimeOf, type JobPlan } from '../../protocol/index.js';
-import { runBatch, type BatchInputEvent } from '../../worker/batch-run.js';
+import { connectNats } from '../../runtime/index.js';
+import { runBatch, runBatchOverPartitions, type BatchInputEvent, type BatchRunResult } from '../../worker/batch-run.js';
 import { loadJob, type JobSpec, type SourceSpec } from '../../worker/job.js';
 import type { DeadLetter } from '../../worker/types.js';
 import { ExitCode } from '../exit-codes.js';
+import { natsConnection } from '../nats-options.js';
 import { RejectsFile } from '../rejects-file.js';
 import { positiveInt } from '../setting-values.js';
 import { defineSettings } from '../settings.js';
@@ -28,8 +39,13 @@ const runSettings = defineSettings({
   input: {
     flag: '--input <[source=]file>',
     repeatable: true,
-    schema: z.array(z.string(), { error: 'an input file is required (--input FILE)' }).min(1),
+    schema: z.array(z.string()).default([]),
     help: 'JSON lines, one event per line; a job over several sources takes one per source: --input orders=orders.jsonl --input payments=payments.jsonl',
+  },
+  fromArchive: {
+    flag: '--from-archive <topic>',
+    schema: z.string().optional(),
+    help: "instead of --input: the topic's archived history (the archive tier, no live stream), each partition in sequence order",
   },
   output: { flag: '--output <file>', schema: file, help: 'write the table as JSON lines here instead of stdout' },
   late: { flag: '--late <file>', schema: file, help: 'write the late-data records here as JSON lines' },
@@ -63,6 +79,7 @@ const runSettings = defineSettings({
     schema: z.string().optional(),
     help: "field with the event time carried in the envelope, as `kappa produce --time` (default: the job's time function)",
   },
+  nats: natsConnection,
 });
 
 /** Rejected lines and dead letters listed on stderr; the files have them all. */
@@ -78,6 +95,11 @@ export function registerRun(program: Command): void {
   runSettings.addOptions(command).action(async (jobFile: string, flags: Record<string, unknown>) => {
     const settings = runSettings.load(flags);
     const job = await loadJob(jobFile);
+    if (settings.fromArchive !== undefined) {
+      if (settings.input.length > 0) throw new ConfigError('--input and --from-archive exclude each other');
+      return runFromArchive(job, settings.fromArchive, settings);
+    }
+    if (settings.input.length === 0) throw new ConfigError('an input file is required (--input FILE)');
     const inputs = inputsOf(job, settings.input);
     if (
       job.partitions !== undefined &&
@@ -105,22 +127,69 @@ export function registerRun(program: Command): void {
         ...(settings.keyPartitions === undefined ? {} : { keyedPartitions: settings.keyPartitions }),
         stateDir,
       });
-      if (result.plan.repartition) console.error(`kappa run: ${describePlan(result.plan)}`);
-      const rows = [...result.table.values()].map(toViewRow).sort(compareRows);
-      await writeLines(settings.output, rows);
-      if (settings.late) await writeLines(settings.late, result.late);
-      if (settings.deadLetters) await writeLines(settings.deadLetters, result.deadLetters.map(deadLetterRecord));
-      summarizeDeadLetters(result.deadLetters, settings.deadLetters);
       const seeRejects = rejectFiles.filter((rejects) => rejects.count > 0).map((rejects) => rejects.path);
-      console.error(
-        `kappa run: ${result.processed} events, ${rows.length} rows, ${result.late.length} late, ${result.deadLetters.length} dead-lettered, ${rejected} rejected lines` +
-          (seeRejects.length > 0 ? ` (see ${seeRejects.join(', ')})` : ''),
+      await report(
+        result,
+        settings,
+        `, ${rejected} rejected lines` + (seeRejects.length > 0 ? ` (see ${seeRejects.join(', ')})` : ''),
       );
-      if (rejected > 0 || result.deadLetters.length > 0) process.exitCode = ExitCode.rejectedInput;
+      if (rejected > 0) process.exitCode = ExitCode.rejectedInput;
     } finally {
       rmSync(stateDir, { recursive: true, force: true });
     }
   });
+}
+
+type RunSettings = ReturnType<typeof runSettings.load>;
+
+/** The table on stdout (or --output), late records and dead letters where asked, a summary on stderr. */
+async function report(result: BatchRunResult, settings: RunSettings, note: string): Promise<void> {
+  if (result.plan.repartition) console.error(`kappa run: ${describePlan(result.plan)}`);
+  const rows = [...result.table.values()].map(toViewRow).sort(compareRows);
+  await writeLines(settings.output, rows);
+  if (settings.late) await writeLines(settings.late, result.late);
+  if (settings.deadLetters) await writeLines(settings.deadLetters, result.deadLetters.map(deadLetterRecord));
+  summarizeDeadLetters(result.deadLetters, settings.deadLetters);
+  console.error(
+    `kappa run: ${result.processed} events, ${rows.length} rows, ${result.late.length} late, ${result.deadLetters.length} dead-lettered${note}`,
+  );
+  if (result.deadLetters.length > 0) process.exitCode = ExitCode.rejectedInput;
+}
+
+/** `--from-archive TOPIC`: the job over the topic's archive segments, partitioned as the topic is. */
+async function runFromArchive(job: JobSpec, topic: string, settings: RunSettings): Promise<void> {
+  if (job.sources.length !== 1)
+    throw new ConfigError(
+      `--from-archive ${topic}: job ${job.name} reads ${job.sources.length} sources; a run over one topic's archive feeds one`,
+    );
+  if (job.sources[0]!.topic !== topic)
+    throw new ConfigError(`--from-archive ${topic}: job ${job.name} reads topic '${job.sources[0]!.topic}'`);
+  const nc: NatsConnection = await connectNats({ ...settings.nats, name: 'kappa run --from-archive' });
+  let partitions;
+  let key: string | undefined;
+  try {
+    const config = await getTopic(nc, topic);
+    key = settings.key ?? config.key;
+    partitions = await readTopicArchive(
+      await NatsObjectSegmentStore.open(nc),
+      await ArchiveCatalog.open(nc),
+      topic,
+      config.partitions,
+    );
+  } finally {
+    await nc.close();
+  }
+  const stateDir = mkdtempSync(join(tmpdir(), 'kappa-run-'));
+  try {
+    const result = await runBatchOverPartitions(job, partitions, {
+      ...(key === undefined ? {} : { producerKey: key }),
+      ...(settings.keyPartitions === undefined ? {} : { keyedPartitions: settings.keyPartitions }),
+      stateDir,
+    });
+    await report(result, settings, ` (archive of ${topic}: ${partitions.length} partitions)`);
+  } finally {
+    rmSync(stateDir, { recursive: true, force: true });
+  }
 }
 
 /** One input file and the job's source it feeds. */
