@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { streams, type ClusterStatus } from '../protocol/index.js';
+import { buckets, streams, type ClusterStatus } from '../protocol/index.js';
 import { authorizationBlock, rolePermissions, ROLES, type Role } from '../cli/nats-roles.js';
 import { kappa, KappaProcess, type CliResult } from './harness/cli.js';
 import { clickRange, clicksReference, type Click } from './harness/clicks.js';
@@ -38,6 +38,11 @@ const tls = () => ({
   keyFile: join(dir, 'client-key.pem'),
 });
 const seedOf = (role: Role) => join(dir, 'roles', `${role}.nk`);
+/** The server's log lines about a refused publish or subscribe (or an unknown client). */
+const violations = () =>
+  readFileSync(join(server.dir, 'server.log'), 'utf8')
+    .split('\n')
+    .filter((line) => /Violation/.test(line));
 /** A role's public key, as the server names the user in its log. */
 const publicKeyOf = (role: Role) =>
   new RegExp(`# ${role}\\n\\s*\\{ nkey: (U[A-Z2-7]{55})`).exec(
@@ -212,6 +217,9 @@ describe('each role over TLS', () => {
         join(dir, id),
         '--http-port',
         '0',
+        // Checkpoints with state objects while the test runs: the Object Store's subjects too.
+        '--checkpoint-interval',
+        '1s',
         ...as('worker'),
       ]);
     await waitFor(
@@ -255,6 +263,15 @@ describe('each role over TLS', () => {
     );
     expect(expected.windows.size).toBeGreaterThan(100);
     expect(table).toEqual(expected.windows);
+
+    // Every task committed checkpoints with their state in the Object Store, and in all of this the
+    // server refused nothing: each role's permissions hold all it needed.
+    await waitFor(
+      'checkpoint state objects written',
+      async () => ((await jsm.streams.info(`OBJ_${buckets.checkpointData}`)).state.messages > 0 ? true : undefined),
+      30_000,
+    );
+    expect(violations()).toEqual([]);
   }, 240_000);
 
   it('refuses each role what is not its work, and nothing in the cluster changes', async () => {
@@ -300,8 +317,7 @@ describe('each role over TLS', () => {
       expect(result.stderr, what).toMatch(what === 'reader produce' ? /no ack from stream/ : /permission/i);
     }
     // The server refused each of them, by role, on the subject it was sent to.
-    const serverLog = readFileSync(join(server.dir, 'server.log'), 'utf8');
-    const violations = serverLog.split('\n').filter((line) => /Violation/.test(line));
+    const refused = violations();
     for (const [role, subject] of [
       ['worker', '"kappa.admin.retire"'],
       ['producer', '"kappa.admin.stop"'],
@@ -310,8 +326,8 @@ describe('each role over TLS', () => {
     ] as const) {
       const key = publicKeyOf(role);
       expect(
-        violations.some((line) => line.includes(key) && line.includes(subject)),
-        `${role} refused on ${subject}:\n${violations.join('\n')}`,
+        refused.some((line) => line.includes(key) && line.includes(subject)),
+        `${role} refused on ${subject}:\n${refused.join('\n')}`,
       ).toBe(true);
     }
     // A client without credentials (TLS only) is not let in at all.
