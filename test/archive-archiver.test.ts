@@ -227,6 +227,31 @@ describe('archiver', () => {
     }
   });
 
+  it('a duration policy seals only what the log received longer ago than it', async () => {
+    const nc = nats.nc;
+    await createTopic(nc, { name: 'arch_age', partitions: 1 });
+    await produce(nc, 'arch_age', 500);
+    const { store, catalog } = await archiveParts(nc);
+    const stream = await streamMessages(nc, 'arch_age', 0);
+    const jsm = await jetstreamManager(nc);
+    // The log time of the 300th message: with the clock an hour after it, an hour's policy closes 1..299 and the equal-or-newer rest stays open.
+    const cut = (await jsm.streams.getMessage(streams.partition('arch_age', 0), { seq: 300 }))!;
+    const cutMs = cut.time.getTime();
+    const clock = new ManualClock(cutMs + 3_600_000);
+    const archiver = new Archiver({ nc, store, catalog, clock });
+    await archiver.archivePartition('arch_age', 0, { afterMs: 3_600_000 }, false);
+    const { segments } = await catalog.read('arch_age', 0);
+    const archived = await archivedMessages(store, segments);
+    expect(archived.length).toBeGreaterThan(0);
+    expect(archived).toEqual(stream.slice(0, archived.length));
+    for (const segment of segments) expect(segment.maxLogTimeMs).toBeLessThan(cutMs);
+    expect(archived.length).toBeLessThan(300);
+    // An hour later still, everything is closed.
+    clock.advance(86_400_000);
+    await archiver.archivePartition('arch_age', 0, { afterMs: 3_600_000 }, false);
+    expect(await archivedMessages(store, (await catalog.read('arch_age', 0)).segments)).toEqual(stream);
+  });
+
   it('hot retention by size keeps at least that many bytes in the stream', async () => {
     const nc = nats.nc;
     await createTopic(nc, { name: 'arch_bytes', partitions: 1 });
