@@ -2,6 +2,7 @@
 // one KV key per row (the row key of protocol/serving-table.ts), the row as JSON. Its alias is the
 // alias registry itself (tables/alias-registry.ts), so setAlias has nothing more to do.
 import { MsgHdrsImpl, type NatsConnection } from '@nats-io/transport-node';
+import { DeliverPolicy, jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { BatchPublisher, WRONG_LAST_SEQUENCE, type BatchMessage } from '../client/publish-batch.js';
 import {
@@ -27,6 +28,7 @@ import {
 export class KvTables implements ServingTables {
   readonly kind = 'kv';
   private readonly kvm: Kvm;
+  private readonly js: JetStreamClient;
   /** Every writer's row writes go through it (opened on the first writer). */
   private publisher: BatchPublisher | undefined;
 
@@ -36,6 +38,7 @@ export class KvTables implements ServingTables {
     private readonly replicas = 1,
   ) {
     this.kvm = new Kvm(nc);
+    this.js = jetstream(nc);
   }
 
   async writer(job: string, version: string): Promise<TableWriter> {
@@ -55,7 +58,7 @@ export class KvTables implements ServingTables {
     const token = kvKeyToken(key);
     // One filter subject per listing: nats-server 2.9 has no multi-filter consumers.
     const names: string[] = [token];
-    for await (const name of await kv.keys(`${token}.>`)) names.push(name);
+    await this.eachName(job, version, `${token}.>`, (name) => names.push(name));
     // The stored key decides: a digest token (a key too long to spell out) is checked against it.
     return sortRows((await this.liveRows(kv, names)).filter((row) => row.key === key));
   }
@@ -68,7 +71,9 @@ export class KvTables implements ServingTables {
   async page(job: string, version: string, { limit, after }: PageOptions): Promise<TablePage> {
     const kv = await this.existing(job, version);
     const smallest = new SmallestNames(limit + 1);
-    for await (const name of await kv.keys('>')) if (after === undefined || name > after) smallest.offer(name);
+    await this.eachName(job, version, '>', (name) => {
+      if (after === undefined || name > after) smallest.offer(name);
+    });
     const names = smallest.sorted();
     const more = names.length > limit;
     if (more) names.length = limit;
@@ -77,6 +82,29 @@ export class KvTables implements ServingTables {
     const rows = names.flatMap((name) => byName.get(name) ?? []);
     return more ? { rows, next: names.at(-1)! } : { rows };
   }
+  /**
+   * Calls `each` with the name of every row under `filter` (a row-key subject pattern): an ordered
+   * consumer of the bucket's last message per subject, headers only, read until the server says
+   * none is pending. Not `kv.keys()`: it ends at the first idle heartbeat, which on a busy server
+   * can come before the last name (seen: a listing 82,020 names short, without an error).
+   */
+  private async eachName(job: string, version: string, filter: string, each: (name: string) => void): Promise<void> {
+    const bucket = buckets.servingTable(job, version);
+    const prefix = `$KV.${bucket}.`;
+    const consumer = await this.js.consumers.get(`KV_${bucket}`, {
+      filter_subjects: `${prefix}${filter}`,
+      deliver_policy: DeliverPolicy.LastPerSubject,
+      headers_only: true,
+    });
+    if ((await consumer.info(true)).num_pending === 0) return;
+    const messages = await consumer.consume({ max_messages: 10_000 });
+    for await (const message of messages) {
+      const operation = message.headers?.get('KV-Operation');
+      if (operation !== 'DEL' && operation !== 'PURGE') each(message.subject.slice(prefix.length));
+      if (message.info.pending === 0) break;
+    }
+  }
+
   async setAlias(): Promise<void> {
     // The alias registry is the KV backend's alias.
   }
