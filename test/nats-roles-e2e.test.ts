@@ -6,6 +6,7 @@
 // the batch reference. Each role is refused what is not its work: a worker's credential sending
 // `kappa.admin.retire`, a producer reading the table, an app publishing to the topic, a client
 // without credentials; and nothing in the cluster changes.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -19,7 +20,7 @@ import { clickRange, clicksReference, type Click } from './harness/clicks.js';
 import { leaderStatus } from './harness/cluster-status.js';
 import { expectedResults, readTopicLog } from './harness/expected-results.js';
 import { makeTestCertificates } from './harness/certificates.js';
-import { startServer, type NatsServer } from './harness/nats-server.js';
+import { NATS_SERVER_BINARY, startServer, type NatsServer } from './harness/nats-server.js';
 import { pollUntil } from './harness/poll.js';
 import { windowId } from './reference/batch-windows.js';
 
@@ -151,6 +152,17 @@ describe('kappa auth init', () => {
       expect(rolePermissions()[role].publish.deny).toContain('kappa.admin.*');
     expect(rolePermissions().producer.publish.deny).toContain('kappa.>');
     expect(rolePermissions().reader.publish.allow.some((subject) => /^(kappa|\*)\./.test(subject))).toBe(false);
+  });
+
+  it('writes an account form that nats-server accepts, with JetStream for the account', async () => {
+    const accountDir = join(dir, 'account-roles');
+    const init = await run(['auth', 'init', '--dir', accountDir, '--account', 'KAPPA', '--topic', 'clicks']);
+    expect(init.code, init.stderr).toBe(0);
+    const config = join(accountDir, 'server.conf');
+    writeFileSync(config, `jetstream { store_dir: "${join(accountDir, 'js')}" }\ninclude "auth.conf"\n`);
+    const check = spawnSync(NATS_SERVER_BINARY, ['-c', config, '-t'], { encoding: 'utf8' });
+    expect(check.stdout + check.stderr).toMatch(/configuration file .* is valid/);
+    expect(readFileSync(join(accountDir, 'auth.conf'), 'utf8')).toMatch(/"KAPPA" \{\n\s+jetstream: enabled/);
   });
 
   it('refuses to overwrite seeds already there', async () => {
