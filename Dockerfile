@@ -19,6 +19,7 @@ COPY protocol protocol
 COPY runtime runtime
 COPY state state
 COPY tables tables
+COPY archive archive
 COPY worker worker
 COPY coordinator coordinator
 COPY client client
