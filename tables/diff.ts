@@ -180,6 +180,10 @@ async function* finalRows(
     yield* rows.sort((a, b) => (a.rowKey < b.rowKey ? -1 : a.rowKey > b.rowKey ? 1 : 0));
     return;
   }
+  if (side.tables.rowsInOrder) {
+    for await (const row of side.tables.rowsInOrder(job, side.version)) if (isFinal(row)) yield keyed(row);
+    return;
+  }
   let after: string | undefined;
   do {
     const page = await side.tables.page(job, side.version, { limit: PAGE_ROWS[side.tables.kind], after });

@@ -55,6 +55,12 @@ export interface ServingTables {
    * it): PostgreSQL joins them in one database. Backends without it are merged page by page.
    */
   compareVersions?(job: string, from: string, to: string, options: CompareOptions): Promise<VersionComparison>;
+  /**
+   * The whole table in row-key order, for a backend whose `page()` costs a scan of the table per
+   * page (KV): it lists the row names once and reads the rows a chunk at a time (memory: the
+   * names). diff.ts uses it when present; other backends page.
+   */
+  rowsInOrder?(job: string, version: string): AsyncGenerator<ServingTableRow>;
   close(): Promise<void>;
 }
 
