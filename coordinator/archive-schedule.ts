@@ -8,7 +8,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { Archiver } from '../archive/archiver.js';
 import { ArchiveCatalog } from '../archive/catalog.js';
-import { NatsObjectSegmentStore } from '../archive/segment-store.js';
+import { openSegmentStore } from '../archive/open-segment-store.js';
 import type { Clock } from '../protocol/index.js';
 import { internalReplicas } from '../runtime/index.js';
 
@@ -72,7 +72,7 @@ export class ArchiveSchedule {
     const { nc, clock, fencingToken } = this.options;
     this.archiver ??= new Archiver({
       nc,
-      store: await NatsObjectSegmentStore.open(nc, { replicas: internalReplicas() }),
+      store: await openSegmentStore(nc, { replicas: internalReplicas() }),
       catalog: await ArchiveCatalog.open(nc, { replicas: internalReplicas() }),
       clock,
       fencingToken,

@@ -18,7 +18,7 @@ import { z } from 'zod';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ArchiveCatalog } from '../../archive/catalog.js';
 import { readTopicArchive } from '../../archive/reader.js';
-import { NatsObjectSegmentStore } from '../../archive/segment-store.js';
+import { openSegmentStore } from '../../archive/open-segment-store.js';
 import { eventFromJsonLine } from '../../client/json-events.js';
 import { getTopic } from '../../client/topics.js';
 import { ConfigError, eventTimeOf, type JobPlan } from '../../protocol/index.js';
@@ -171,7 +171,7 @@ async function runFromArchive(job: JobSpec, topic: string, settings: RunSettings
     const config = await getTopic(nc, topic);
     key = settings.key ?? config.key;
     partitions = await readTopicArchive(
-      await NatsObjectSegmentStore.open(nc),
+      await openSegmentStore(nc),
       await ArchiveCatalog.open(nc),
       topic,
       config.partitions,

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Archiver } from '../../archive/archiver.js';
 import { ArchiveCatalog, archiveSummary, type ArchiveSummary } from '../../archive/catalog.js';
-import { NatsObjectSegmentStore } from '../../archive/segment-store.js';
+import { openSegmentStore } from '../../archive/open-segment-store.js';
 import {
   ConfigError,
   decodeEvent,
@@ -119,7 +119,7 @@ export function registerTopic(program: Command): void {
     await withNats(flags, async (nc) => {
       const archiver = new Archiver({
         nc,
-        store: await NatsObjectSegmentStore.open(nc),
+        store: await openSegmentStore(nc),
         catalog: await ArchiveCatalog.open(nc),
         clock: systemClock,
       });
