@@ -314,7 +314,13 @@ export class TaskRunner {
       }
       if (now - lagCheckedAt > 1000) {
         lagCheckedAt = now;
-        this.lastStreamSequence = (await jsm.streams.info(stream)).state.last_seq;
+        // Only for lag and the replay mode: a slow answer (a busy or failing-over server) keeps the
+        // last known end instead of failing a task that is reading fine.
+        try {
+          this.lastStreamSequence = (await jsm.streams.info(stream)).state.last_seq;
+        } catch (error) {
+          logger.debug({ err: error, partition }, 'end of partition not known this time; lag from the last answer');
+        }
         const progress = this.progress();
         this.children.lag.set(progress.lagMessages);
         if (this.replaying !== replayingAt(this.replaying, progress.lagMessages)) {

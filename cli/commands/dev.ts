@@ -151,6 +151,8 @@ export interface LocalCluster {
   logLevel: string;
   /** Process ids are `<idPrefix>-coordinator` and `<idPrefix>-worker-<n>`. */
   idPrefix: string;
+  /** More flags for every worker. */
+  workerFlags?: readonly string[];
 }
 
 /** A coordinator and `workers` workers as child processes: the coordinator first, then the workers. */
@@ -180,6 +182,7 @@ export function startLocalCluster(cluster: LocalCluster): KappaChild[] {
         resolve(cluster.stateDir, `worker-${index}`),
         '--http-port',
         portOf(index),
+        ...(cluster.workerFlags ?? []),
         ...common,
       ]),
     );
