@@ -2,7 +2,8 @@
 # Makes sure the system packages Kappa needs are on this machine: nats-server (tests and
 # `kappa dev` spawn their own), libatomic1 (the RocksDB binding links it) and prometheus (the
 # observability test scrapes a cluster with a real one) and kubectl (the deployment tests render
-# deploy/k8s with its kustomize; Debian's kubernetes-client 1.20 suffices, deploy/README.md).
+# deploy/k8s with its kustomize; Debian's kubernetes-client 1.20 suffices, deploy/README.md), and
+# moto_server from pip (the S3 archive test's S3-compatible server).
 # Installs Debian's packages when they are missing and we may install packages, otherwise says how.
 set -euo pipefail
 
@@ -17,6 +18,18 @@ fi
 if [ -z "${KAPPA_REDIS_URL:-}" ] && ! port_open 6379 && command -v redis-server >/dev/null 2>&1; then
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log ||
     echo "Redis is stopped and could not be started; the Redis serving-table tests will fail" >&2
+fi
+
+# The S3 segment-store test runs a real S3-compatible server, moto_server (PyPI's moto).
+if ! command -v moto_server >/dev/null 2>&1; then
+  if command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1; then
+    echo "installing moto[server] (the S3-compatible server of the archive test)" >&2
+    "$(command -v pip3 || command -v pip)" install -q 'moto[server]' ||
+      echo "moto[server] could not be installed; the S3 archive test will fail (pip install 'moto[server]')" >&2
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+  else
+    echo "moto_server is missing and there is no pip: the S3 archive test will fail (pip install 'moto[server]')" >&2
+  fi
 fi
 
 missing=()
