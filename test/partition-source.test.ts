@@ -262,3 +262,44 @@ describe('back-pressure by bytes', () => {
     }
   });
 });
+
+describe('a cursor that cannot be started', () => {
+  const nats = useNatsServer({ per: 'test', connection: { timeout: 2_000 } });
+
+  it('is tried again until it starts, and every message still comes once, in order', async () => {
+    const { nc, server } = nats;
+    const jsm = await jetstreamManager(nc);
+    const js = jetstream(nc);
+    await jsm.streams.add({ name: 'stalls', subjects: ['stalls.>'] });
+    for (let index = 0; index < 200; index++) await js.publish('stalls.a', new Uint8Array([index]));
+    const restarts: unknown[] = [];
+    const source = new PartitionSource(nc, {
+      stream: 'stalls',
+      startSequence: 1,
+      batchMessages: 10, // pauses at 40 buffered
+      onRestart: (error) => restarts.push(error),
+    });
+    try {
+      await source.start();
+      for (let waited = 0; source.buffered < 40 && waited < 5_000; waited += 20) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(source.buffered).toBe(40);
+      // The server freezes: taking the buffer resumes reading, and that cursor's start times out.
+      server.pause();
+      const sequences = source.take(1_000).map((message) => message.sequence);
+      await new Promise((resolve) => setTimeout(resolve, 7_000));
+      server.resume();
+      const deadline = Date.now() + 20_000;
+      while (sequences.length < 200 && Date.now() < deadline) {
+        await source.waitForMessages(500);
+        for (const message of source.take(1_000)) sequences.push(message.sequence);
+      }
+      expect(restarts.length).toBeGreaterThan(0);
+      expect(sequences).toEqual(Array.from({ length: 200 }, (_, index) => index + 1));
+    } finally {
+      server.resume();
+      await source.stop();
+    }
+  }, 60_000);
+});
