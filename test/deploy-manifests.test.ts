@@ -582,9 +582,11 @@ describe('security in prod (issue 19)', () => {
       return selecting[0]!;
     };
     /** The peers a rule admits, each as 'pods:<labels>' (this namespace) or 'any-namespace:<labels>'. */
-    const peers = (rule: {
+    type IngressRule = {
+      ports: { port: number }[];
       from?: { podSelector?: { matchLabels: Record<string, string> }; namespaceSelector?: object }[];
-    }) => {
+    };
+    const peers = (rule: IngressRule) => {
       expect(rule.from?.length, 'a rule without from admits everyone').toBeGreaterThan(0);
       return rule.from!.map(
         (peer) =>
@@ -593,7 +595,7 @@ describe('security in prod (issue 19)', () => {
     };
     const rulesByPort = (policy: K8sObject) =>
       new Map<number, string[]>(
-        policy.spec.ingress.map((rule: { ports: { port: number }[] }) => {
+        policy.spec.ingress.map((rule: IngressRule) => {
           expect(rule.ports, `${policy.metadata.name}: a rule without ports admits every port`).toHaveLength(1);
           return [rule.ports[0]!.port, peers(rule)];
         }),
@@ -619,7 +621,7 @@ describe('security in prod (issue 19)', () => {
     const workloads = [...podsOf('coordinator'), ...podsOf('worker')];
     expect(workloads.length).toBe(3);
     for (const workload of workloads) {
-      const [{ container, role }] = kappaContainers([workload]);
+      const { container, role } = kappaContainers([workload])[0]!;
       const rules = rulesByPort(policyOf(workload));
       expect([...rules.keys()], workload.metadata.name).toEqual([httpPortOf(container, role)]);
       expect([...rules.values()][0]).toEqual([prometheus, 'any-namespace:{"kappa.dev/api-client":"true"}']);
