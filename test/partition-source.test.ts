@@ -170,7 +170,9 @@ describe('back-pressure by bytes', () => {
   function pullRequests(stream: string): { requests: Array<{ batch: number; max_bytes: number }>; stop(): void } {
     const requests: Array<{ batch: number; max_bytes: number }> = [];
     const subscription = nats.nc.subscribe(`$JS.API.CONSUMER.MSG.NEXT.${stream}.>`, {
-      callback: (_error, message) => requests.push(message.json()),
+      callback: (_error, message) => {
+        requests.push(message.json());
+      },
     });
     return { requests, stop: () => subscription.unsubscribe() };
   }
