@@ -217,7 +217,7 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
   const last: number[] = [];
   for (let partition = 0; partition < PARTITIONS; partition++)
     last.push((await jsm.streams.info(streams.partition('clicks', partition))).state.last_seq);
-  const final = await statusUntil(
+  await statusUntil(
     'both jobs caught up',
     (view) =>
       view.tasks.length === 2 * PARTITIONS &&
@@ -231,7 +231,7 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
   // current epoch. A task whose epoch was raised while it ran (re-assigned to the same worker)
   // writes the new epoch with its next checkpoint (every 10 s), so the manifests are polled.
   const checkpoints = await CheckpointStore.open(nats.nc, { replicas: 3 });
-  const owners = (view: typeof final) =>
+  const owners = (view: Awaited<ReturnType<typeof currentStatus>>) =>
     Promise.all(
       view.tasks.map(async (task) => {
         const manifest = await checkpoints.read(task);
