@@ -263,6 +263,33 @@ describe('back-pressure by bytes', () => {
       await source.stop();
     }
   });
+
+  it('replaces a cursor that delivers nothing while the partition holds more, and every message still comes once, in order', async () => {
+    await streamOf('stalled', 300, 64);
+    const restarts: unknown[] = [];
+    const source = new PartitionSource(nats.nc, {
+      stream: 'stalled',
+      startSequence: 1,
+      batchMessages: 100,
+      onRestart: (error) => restarts.push(error),
+    });
+    try {
+      await source.start();
+      const first = (await takeSlowly(source, 300, 300)).sequences;
+      // Everything there is was read: not stalled, whatever the bound.
+      expect(source.restartIfStalled(300, 0)).toBe(false);
+      // Delivered within the bound: not stalled.
+      expect(source.restartIfStalled(600, 60_000)).toBe(false);
+      // Nothing for longer than the bound (0 ms here) while the stream holds more: replaced.
+      expect(source.restartIfStalled(600, 0)).toBe(true);
+      expect(String(restarts[0])).toMatch(/no message for 0 s with 300 to read/);
+      await streamOf('stalled', 300, 64); // the next 300, read by the new cursor
+      const rest = (await takeSlowly(source, 300, 300)).sequences;
+      expect([...first, ...rest]).toEqual(Array.from({ length: 600 }, (_, index) => index + 1));
+    } finally {
+      await source.stop();
+    }
+  });
 });
 
 describe('a cursor that cannot be started', () => {

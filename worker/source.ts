@@ -59,6 +59,8 @@ export class PartitionSource {
   /** Data bytes and messages taken in so far: their mean sizes the next pull requests. */
   private acceptedBytes = 0;
   private acceptedMessages = 0;
+  /** When the current cursor last delivered a message, or started (ms). */
+  private lastDeliveryAtMs = Date.now();
 
   constructor(
     private readonly nc: NatsConnection,
@@ -107,6 +109,7 @@ export class PartitionSource {
       return;
     }
     this.messages = messages;
+    this.lastDeliveryAtMs = Date.now();
     void messages.closed().then(
       () => this.onConsumerClosed(messages, undefined),
       (error: unknown) => this.onConsumerClosed(messages, error),
@@ -146,6 +149,7 @@ export class PartitionSource {
       return;
     }
     this.nextSequence = sequence + 1;
+    this.lastDeliveryAtMs = Date.now();
     this.buffer.push(raw);
     this.bufferedDataBytes += bytes;
     this.acceptedBytes += bytes;
@@ -177,6 +181,26 @@ export class PartitionSource {
   private restartSoon(error: unknown): void {
     this.options.onRestart?.(error);
     setTimeout(() => void this.startConsumer().catch((failure) => this.restartSoon(failure)), 500).unref();
+  }
+
+  /**
+   * Starts a new cursor when the current one has delivered nothing for `stallMs` although the
+   * partition holds more (`endSequence`, the stream's last sequence as the caller last saw it) and
+   * nothing holds it back (not paused, nothing buffered). Seen on a loaded machine: a consumer
+   * that neither delivered nor closed, its task waiting for ever 4,715 messages short of the end.
+   * Returns whether it restarted.
+   */
+  restartIfStalled(endSequence: number, stallMs: number): boolean {
+    if (this.stopped || this.paused || this.messages === undefined || this.buffer.length > 0) return false;
+    if (endSequence < this.nextSequence || Date.now() - this.lastDeliveryAtMs < stallMs) return false;
+    this.cursor++;
+    const messages = this.messages;
+    this.messages = undefined;
+    messages.stop();
+    this.restartSoon(
+      new Error(`no message for ${Math.round(stallMs / 1000)} s with ${endSequence - this.nextSequence + 1} to read`),
+    );
+    return true;
   }
 
   /** Resolves when messages are buffered or after timeoutMs. */

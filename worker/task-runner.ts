@@ -70,6 +70,9 @@ export interface TaskProgress {
   processed: number;
 }
 
+/** A cursor that delivers nothing for this long while the partition holds more is replaced (source.ts). */
+const SOURCE_STALL_MS = 15_000;
+
 export class TaskRunner {
   private stopped = false;
   /** Ends a restart back-off early, so a revoke or shutdown does not wait up to 30 s. */
@@ -321,6 +324,7 @@ export class TaskRunner {
         } catch (error) {
           logger.debug({ err: error, partition }, 'end of partition not known this time; lag from the last answer');
         }
+        source.restartIfStalled(this.lastStreamSequence, SOURCE_STALL_MS);
         const progress = this.progress();
         this.children.lag.set(progress.lagMessages);
         if (this.replaying !== replayingAt(this.replaying, progress.lagMessages)) {
