@@ -34,7 +34,7 @@ export const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
 
 /**
  * The client's consume() takes max_messages or max_bytes, not both, and with max_bytes asks for at
- * most 100 messages at a time, which halves the read rate of small messages (measured:
+ * most 100 messages at a time, which costs 20–50% of the read rate of small messages (measured:
  * bench/README.md "Per-event path"). So a pull is bounded by bytes through max_bytes only where
  * its byte share holds no more messages than that anyway.
  */
