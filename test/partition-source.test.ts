@@ -264,6 +264,34 @@ describe('back-pressure by bytes', () => {
     }
   });
 
+  it('takes what follows a range the stream no longer holds, after checking with a new cursor that it is gone', async () => {
+    await streamOf('holes', 300, 64);
+    const jsm = await jetstreamManager(nats.nc);
+    for (let sequence = 101; sequence <= 150; sequence++) await jsm.streams.deleteMessage('holes', sequence, false);
+    await jsm.streams.purge('holes', { seq: 21 }); // 1–20 gone too: the first cursor starts in a gap
+    const restarts: unknown[] = [];
+    const source = new PartitionSource(nats.nc, {
+      stream: 'holes',
+      startSequence: 1,
+      batchMessages: 100,
+      onRestart: (error) => restarts.push(error),
+    });
+    try {
+      await source.start();
+      const { sequences } = await takeSlowly(source, 230, 300);
+      const expected = Array.from({ length: 300 }, (_, index) => index + 1).filter(
+        (sequence) => sequence > 20 && (sequence < 101 || sequence > 150),
+      );
+      expect(sequences).toEqual(expected);
+      expect(restarts.map(String)).toEqual([
+        expect.stringMatching(/sequence 21 came where 1 was expected/),
+        expect.stringMatching(/sequence 151 came where 101 was expected/),
+      ]);
+    } finally {
+      await source.stop();
+    }
+  });
+
   it('replaces a cursor that delivers nothing while the partition holds more, and every message still comes once, in order', async () => {
     await streamOf('stalled', 300, 64);
     const restarts: unknown[] = [];

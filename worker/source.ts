@@ -59,6 +59,8 @@ export class PartitionSource {
   /** Data bytes and messages taken in so far: their mean sizes the next pull requests. */
   private acceptedBytes = 0;
   private acceptedMessages = 0;
+  /** A gap was seen and a new cursor started to tell a loss from deleted messages (accept()). */
+  private checkingGap = false;
   /** When the current cursor last delivered a message, or started (ms). */
   private lastDeliveryAtMs = Date.now();
 
@@ -142,6 +144,16 @@ export class PartitionSource {
     const sequence = raw.sequence;
     // Anything before the next expected sequence was already buffered by an earlier cursor.
     if (sequence < this.nextSequence) return;
+    if (sequence > this.nextSequence && !this.checkingGap) {
+      // A gap. Either the stream no longer holds those messages (retention, a purge), or they were
+      // lost on the way: when the server cuts off a slow client (write deadline exceeded, seen on a
+      // loaded machine) what it had sent is gone, and an AckNone consumer never sends it again. A
+      // new cursor at the next sequence tells which: whatever it delivers first is taken.
+      this.checkingGap = true;
+      this.replaceCursor(new Error(`sequence ${sequence} came where ${this.nextSequence} was expected`));
+      return;
+    }
+    this.checkingGap = false;
     const bytes = raw.data.length;
     if (this.bufferedDataBytes + bytes > this.maxBufferedBytes && this.buffer.length > 0) {
       // Back-pressure by bytes: this message is not taken; the next cursor starts at it.
@@ -193,14 +205,19 @@ export class PartitionSource {
   restartIfStalled(endSequence: number, stallMs: number): boolean {
     if (this.stopped || this.paused || this.messages === undefined || this.buffer.length > 0) return false;
     if (endSequence < this.nextSequence || Date.now() - this.lastDeliveryAtMs < stallMs) return false;
-    this.cursor++;
-    const messages = this.messages;
-    this.messages = undefined;
-    messages.stop();
-    this.restartSoon(
+    this.replaceCursor(
       new Error(`no message for ${Math.round(stallMs / 1000)} s with ${endSequence - this.nextSequence + 1} to read`),
     );
     return true;
+  }
+
+  /** Stops the current cursor (its messages are no longer taken) and starts one at the next sequence. */
+  private replaceCursor(why: Error): void {
+    this.cursor++;
+    const messages = this.messages;
+    this.messages = undefined;
+    messages?.stop();
+    this.restartSoon(why);
   }
 
   /** Resolves when messages are buffered or after timeoutMs. */
