@@ -92,6 +92,11 @@ export interface BatchRunResult {
  */
 export const ROUTE_CHUNK = 1_000;
 
+/** A run's result before any event: an empty table and no records. */
+function emptyRun(plan: BatchRunResult['plan']): BatchRunResult {
+  return { plan, table: new ServingView(), outputs: [], late: [], deadLetters: [], processed: 0, lateUpdates: 0 };
+}
+
 /** The plan of a batch run: planJob over the topics as `options` describes them. */
 export function batchPlan(
   job: JobSpec,
@@ -138,15 +143,7 @@ export async function runBatch(
   options: BatchRunOptions,
 ): Promise<BatchRunResult> {
   const plan = batchPlan(job, options);
-  const run: BatchRunResult = {
-    plan,
-    table: new ServingView(),
-    outputs: [],
-    late: [],
-    deadLetters: [],
-    processed: 0,
-    lateUpdates: 0,
-  };
+  const run = emptyRun(plan);
   // A file has no log timestamps: the far-future guard measures event times against the time the
   // run read its input.
   const logTimeMs = options.readAtMs ?? systemClock.now();
@@ -171,15 +168,7 @@ export async function runBatchOverPartitions(
       `job ${job.name} reads ${job.sources.length} sources; a run over one topic's partitions feeds one`,
     );
   const plan = batchPlan(job, { ...options, partitions: partitions.length });
-  const run: BatchRunResult = {
-    plan,
-    table: new ServingView(),
-    outputs: [],
-    late: [],
-    deadLetters: [],
-    processed: 0,
-    lateUpdates: 0,
-  };
+  const run = emptyRun(plan);
   const order = partitions
     .flatMap((messages, partition) => messages.map((message, index) => ({ message, partition, index })))
     .sort(
