@@ -65,6 +65,12 @@ export interface PartitionArchiveReport {
   /** The stream's messages below this sequence were purged by hot retention in this run. */
   purgedBelow?: number;
   orphansDeleted: string[];
+  /** The partition's archive after the run: its segments and where it ends (0: nothing archived). */
+  archive: { segments: number; bytes: number; events: number; lastSequence: number };
+  /** The stream's last sequence when the run began. */
+  streamLastSequence: number;
+  /** JetStream's timestamp (ms) of the first message past the archive, when the stream holds one. */
+  firstUnsealedLogTimeMs?: number;
 }
 
 interface ReadMessage {
@@ -82,22 +88,24 @@ export class Archiver {
     this.maxSegmentEvents = options.maxSegmentEvents ?? DEFAULT_SEGMENT_EVENTS;
   }
 
-  /** Every registered topic with an archive policy, by its policy (the leader's periodic run). */
-  async archivePolicyTopics(): Promise<PartitionArchiveReport[]> {
+  /** Every registered topic with an archive policy, by its policy (the leader's periodic run); `policies` is told each one. */
+  async archivePolicyTopics(policies?: Map<string, ArchivePolicy>): Promise<PartitionArchiveReport[]> {
     const registry = await new Kvm(this.options.nc).open(buckets.topics);
     const topics: string[] = [];
     for await (const topic of await registry.keys()) topics.push(topic);
     const reports: PartitionArchiveReport[] = [];
     for (const topic of topics.sort()) {
       const config = await readTopicConfig(this.options.nc, topic);
-      if (config?.archive) reports.push(...(await this.archiveTopic(topic, { policy: config.archive })));
+      if (!config?.archive) continue;
+      policies?.set(topic, config.archive);
+      reports.push(...(await this.archiveTopic(topic, { policy: config.archive })));
     }
     return reports;
   }
 
   /**
    * Seals a topic's partitions by its policy (or `force`: everything the streams hold now, in
-   * segments of at most maxSegmentEvents), then applies hot retention.
+   * segments of the count policy's size or at most maxSegmentEvents), then applies hot retention.
    */
   async archiveTopic(
     topic: string,
@@ -118,10 +126,17 @@ export class Archiver {
     policy: ArchivePolicy,
     force: boolean,
   ): Promise<PartitionArchiveReport> {
-    const report: PartitionArchiveReport = { topic, partition, sealed: [], orphansDeleted: [] };
     const { jsm } = await this.jetstream();
     const stream = streams.partition(topic, partition);
     const streamLast = (await jsm.streams.info(stream)).state.last_seq;
+    const report: PartitionArchiveReport = {
+      topic,
+      partition,
+      sealed: [],
+      orphansDeleted: [],
+      archive: { segments: 0, bytes: 0, events: 0, lastSequence: 0 },
+      streamLastSequence: streamLast,
+    };
     for (;;) {
       const sealed = await this.sealNext(topic, partition, policy, force, streamLast);
       if (!sealed) break;
@@ -131,6 +146,18 @@ export class Archiver {
     report.orphansDeleted = await this.collectOrphans(catalog);
     const purgedBelow = await this.applyHotRetention(catalog, policy);
     if (purgedBelow !== undefined) report.purgedBelow = purgedBelow;
+    const end = lastArchivedSequence(catalog);
+    report.archive = {
+      segments: catalog.segments.length,
+      bytes: catalog.segments.reduce((sum, segment) => sum + segment.bytes, 0),
+      events: catalog.segments.reduce((sum, segment) => sum + segment.count, 0),
+      lastSequence: end,
+    };
+    if (end < streamLast) {
+      // For the archiver's lag behind a duration policy: how old the oldest unsealed message is.
+      const first = await jsm.streams.getMessage(stream, { seq: end + 1 }).catch(() => null);
+      if (first) report.firstUnsealedLogTimeMs = first.time.getTime();
+    }
     return report;
   }
 
@@ -146,9 +173,8 @@ export class Archiver {
     const catalog = await this.options.catalog.read(topic, partition);
     const from = lastArchivedSequence(catalog) + 1;
     if (from > streamLast) return undefined;
-    const segmentEvents = force
-      ? this.maxSegmentEvents
-      : Math.min(policy.afterMessages ?? this.maxSegmentEvents, 1_000_000);
+    // A count policy sizes the segments, also when sealing now; else maxSegmentEvents does.
+    const segmentEvents = Math.min(policy.afterMessages ?? this.maxSegmentEvents, 1_000_000);
     const before = !force && policy.afterMs !== undefined ? this.options.clock.now() - policy.afterMs : Infinity;
     if (!force && policy.afterMessages === undefined && policy.afterMs === undefined) return undefined;
     const messages = await this.readRange(streams.partition(topic, partition), from, streamLast, segmentEvents, before);

@@ -1,8 +1,14 @@
 // Reading a partition's archive back: its segments in sequence order, each checked against the
 // checksum the catalog recorded and decoded whole. What `kappa run --from-archive` reads, and
-// what hybrid replay will read up to the catalog's hand-over sequence.
+// what hybrid replay reads up to the catalog's hand-over sequence (worker/archive-source.ts).
 import { ArchiveCatalog, assertContiguous, type PartitionCatalog } from './catalog.js';
-import { checksumOf, decodeSegment, SegmentCorruptError, type SegmentEvents } from './segment-format.js';
+import {
+  checksumOf,
+  decodeSegment,
+  SegmentCorruptError,
+  type SegmentEvents,
+  type SegmentIndex,
+} from './segment-format.js';
 import type { SegmentStore } from './segment-store.js';
 import { KappaError } from '../protocol/index.js';
 
@@ -12,17 +18,25 @@ export async function* readPartitionArchive(
   catalog: PartitionCatalog,
 ): AsyncGenerator<SegmentEvents> {
   assertContiguous(catalog.topic, catalog.partition, catalog.segments);
-  for (const segment of catalog.segments) {
-    const bytes = await store.get(segment.name);
-    if (!bytes)
-      throw new KappaError(
-        'ARCHIVE_INVALID',
-        `archive segment ${segment.name} (${catalog.topic} partition ${catalog.partition}, sequences ${segment.firstSequence}–${segment.lastSequence}) is in the catalog but not in the store`,
-      );
-    const checksum = checksumOf(bytes);
-    if (checksum !== segment.checksum) throw new SegmentCorruptError(segment.name, segment.checksum, checksum);
-    yield await decodeSegment(bytes);
-  }
+  for (const segment of catalog.segments) yield await readSegment(store, catalog.topic, catalog.partition, segment);
+}
+
+/** One segment's messages, checked against the checksum the catalog recorded. */
+export async function readSegment(
+  store: SegmentStore,
+  topic: string,
+  partition: number,
+  segment: SegmentIndex,
+): Promise<SegmentEvents> {
+  const bytes = await store.get(segment.name);
+  if (!bytes)
+    throw new KappaError(
+      'ARCHIVE_INVALID',
+      `archive segment ${segment.name} (${topic} partition ${partition}, sequences ${segment.firstSequence}–${segment.lastSequence}) is in the catalog but not in the store`,
+    );
+  const checksum = checksumOf(bytes);
+  if (checksum !== segment.checksum) throw new SegmentCorruptError(segment.name, segment.checksum, checksum);
+  return decodeSegment(bytes);
 }
 
 /** Every partition's archived messages of a topic (data, sequence, log time), in sequence order. */

@@ -11,6 +11,12 @@ export interface VersionProgressView {
   stop(): void;
 }
 
+/** Where a version's tasks read: the live stream, or (hybrid replay) how many of them still read the archive. */
+export function readingOf(version: Pick<JobVersionStatusView, 'tasksInArchive' | 'tasksAssigned'>): string {
+  const inArchive = version.tasksInArchive ?? 0;
+  return inArchive > 0 ? `archive ${inArchive}/${version.tasksAssigned}` : 'live';
+}
+
 export function describeVersion(version: JobVersionStatusView): string {
   const percent = version.progress === null ? '?' : (version.progress * 100).toFixed(1);
   const eta = version.etaSeconds === null ? '?' : formatSeconds(version.etaSeconds);
@@ -20,7 +26,7 @@ export function describeVersion(version: JobVersionStatusView): string {
     diff === undefined
       ? ''
       : `, ${diff.changed + diff.onlyInFrom + diff.onlyInTo} of ${diff.compared} rows differ from ${diff.from}${diff.withinBound ? '' : ' (over --max-changed: held)'}`;
-  return `${version.job} ${version.version}: ${version.state}, ${percent}% , lag ${version.lagMessages}, ETA ${eta}${served}${changes}`;
+  return `${version.job} ${version.version}: ${version.state}, reading ${readingOf(version)}, ${percent}% , lag ${version.lagMessages}, ETA ${eta}${served}${changes}`;
 }
 
 export function startVersionProgress(): VersionProgressView {
@@ -37,7 +43,7 @@ export function startVersionProgress(): VersionProgressView {
   }
   const bars = new cliProgress.MultiBar(
     {
-      format: '{name} {bar} {percent}% | lag {lag} | ETA {eta} {note}',
+      format: '{name} {bar} {percent}% | {reading} | lag {lag} | ETA {eta} {note}',
       stream: process.stderr,
       hideCursor: true,
       clearOnComplete: false,
@@ -55,6 +61,7 @@ export function startVersionProgress(): VersionProgressView {
           name,
           percent: version.progress === null ? '?' : (version.progress * 100).toFixed(1),
           lag: version.lagMessages,
+          reading: readingOf(version),
           eta: version.etaSeconds === null ? '?' : formatSeconds(version.etaSeconds),
           note: version.served
             ? '(serving)'

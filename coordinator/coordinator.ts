@@ -140,6 +140,7 @@ export class Coordinator {
       clock,
       logger,
     });
+    metrics.observeArchive(() => this.archiveSchedule.states());
   }
 
   static async start(options: CoordinatorOptions): Promise<Coordinator> {

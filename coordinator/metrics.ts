@@ -5,6 +5,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { WorkerId } from './assignment.js';
 import type { TaskRecord } from './cluster-state.js';
 import type { JobStreamState } from './job-stream-usage.js';
+import type { TopicArchiveState } from './archive-schedule.js';
 import type { LatestDiff } from './version-diff.js';
 import { versionTaskStates, type VersionProgress } from './version-progress.js';
 
@@ -90,6 +91,40 @@ export class CoordinatorMetrics {
     (state) => state.maxAgeSeconds,
   );
 
+  // The cold tier of each topic with an archive policy after the leader's latest archive run
+  // (archive-schedule.ts); a follower shows none.
+  private readArchive: () => readonly TopicArchiveState[] | undefined = () => undefined;
+  readonly archiveSegments = this.archiveGauge(
+    'kappa_archive_segments',
+    "Segments in a topic's archive (all partitions)",
+    (state) => state.segments,
+  );
+  readonly archiveBytes = this.archiveGauge(
+    'kappa_archive_bytes',
+    "Bytes of a topic's archive segments",
+    (state) => state.bytes,
+  );
+  readonly archiveEvents = this.archiveGauge(
+    'kappa_archive_events',
+    "Events in a topic's archive",
+    (state) => state.events,
+  );
+  readonly archiveUnsealed = this.archiveGauge(
+    'kappa_archive_unsealed_messages',
+    "Messages of a topic's streams past its archive's end",
+    (state) => state.unsealedMessages,
+  );
+  readonly archiveBehindMessages = this.archiveGauge(
+    'kappa_archive_behind_policy_messages',
+    "Messages of whole segments a topic's count policy (--archive-after N) has closed that are not sealed yet: the archiver's lag",
+    (state) => state.behindMessages,
+  );
+  readonly archiveBehindSeconds = this.archiveGauge(
+    'kappa_archive_behind_policy_seconds',
+    "How much older than a duration policy (--archive-after 1h) allows the oldest unsealed message is: the archiver's lag",
+    (state) => state.behindSeconds,
+  );
+
   // The latest diff of each `--max-changed` replay against the served version (version-diff.ts),
   // read at scrape time from the leader's watch.
   private readVersionDiffs: () => Iterable<LatestDiff> | undefined = () => undefined;
@@ -122,6 +157,25 @@ export class CoordinatorMetrics {
   /** Where the job stream gauges come from: `read` answers undefined on a follower, which then shows none. */
   observeJobStreams(read: () => Promise<JobStreamState[] | undefined> | undefined): void {
     this.readJobStreams = read;
+  }
+
+  /** Where the archive gauges come from: undefined on a follower, which then shows none. */
+  observeArchive(read: () => readonly TopicArchiveState[] | undefined): void {
+    this.readArchive = read;
+  }
+
+  private archiveGauge(name: string, help: string, value: (state: TopicArchiveState) => number): Gauge<'topic'> {
+    const gauge: Gauge<'topic'> = new Gauge({
+      name,
+      help,
+      labelNames: ['topic'] as const,
+      registers: [this.registry],
+      collect: () => {
+        gauge.reset();
+        for (const state of this.readArchive() ?? []) gauge.set({ topic: state.topic }, value(state));
+      },
+    });
+    return gauge;
   }
 
   private jobStreamGauge(name: string, help: string, value: (state: JobStreamState) => number): Gauge<'stream'> {

@@ -52,12 +52,15 @@ export function versionView(
   const reports = reportsOf(snapshot.workers);
   let tasksAssigned = 0;
   let lagMessages = 0;
+  let tasksInArchive = 0;
   /** Stage ('' for the keyed one) → the lag its tasks' holders report. */
   const reportedLag = new Map<string, number>();
   for (const record of snapshot.tasks.values()) {
     if (jobVersionKey(record.task) !== key || record.worker === null) continue;
     tasksAssigned++;
-    const lag = reports.get(record.worker)?.get(taskKey(record.task))?.lagMessages ?? 0;
+    const reported = reports.get(record.worker)?.get(taskKey(record.task));
+    const lag = reported?.lagMessages ?? 0;
+    if (reported?.phase === 'archive') tasksInArchive++;
     lagMessages += lag;
     const stage = record.task.stage ?? '';
     reportedLag.set(stage, (reportedLag.get(stage) ?? 0) + lag);
@@ -94,6 +97,7 @@ export function versionView(
     served: snapshot.aliases.get(version.job) === version.version,
     ...(version.autoCutover ? { autoCutover: version.autoCutover } : {}),
     ...(diff ? { diff } : {}),
+    ...(tasksInArchive > 0 ? { tasksInArchive } : {}),
     ...(stages ? { stages } : {}),
   };
 }
@@ -126,6 +130,7 @@ export function clusterStatus(snapshot: ClusterSnapshot, filter: StatusFilter = 
       sequence: current?.sequence ?? null,
       lagMessages: current?.lagMessages ?? null,
       watermark: current?.watermark ?? null,
+      ...(current?.phase === 'archive' ? { phase: 'archive' as const } : {}),
       ...(current?.state === 'failed' && current.error !== undefined ? { error: current.error } : {}),
     });
   }

@@ -72,6 +72,8 @@ export const TaskStatus = TaskId.extend({
    * higher one, or the same under another worker). The coordinator reassigns it above. Added in 1.1, optional.
    */
   fencedBy: z.number().int().min(0).optional(),
+  /** `archive` while the task reads its partition's archived segments (hybrid replay); added in 1.4, optional (absent: live). */
+  phase: z.enum(['archive', 'live']).optional(),
 });
 export type TaskStatus = z.infer<typeof TaskStatus>;
 
@@ -284,6 +286,8 @@ export const JobVersionStatusView = z.object({
   autoCutover: AutoCutover.optional(),
   /** The leader's latest diff of this version against the served one (added in 1.3): a `--max-changed` replay. */
   diff: VersionDiffSummary.optional(),
+  /** Tasks reading their partition's archive (hybrid replay) rather than the live stream (added in 1.4, optional). */
+  tasksInArchive: z.number().int().min(0).optional(),
   /** Its plan's stages, route stages first (added in 1.2, optional): absent until it is planned. */
   stages: z.array(StageStatusView).optional(),
 });
@@ -302,6 +306,8 @@ export const TaskStatusView = TaskId.extend({
   sequence: z.number().int().min(0).nullable(),
   lagMessages: z.number().int().min(0).nullable(),
   watermark: z.number().nullable(),
+  /** Where its holder reads: `archive` during hybrid replay's archive phase (added in 1.4, optional). */
+  phase: z.enum(['archive', 'live']).optional(),
   /** While `failed`: the holder's last error (it retries the task with back-off). */
   error: z.string().optional(),
 });

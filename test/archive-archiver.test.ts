@@ -39,7 +39,7 @@ async function produce(nc: NatsConnection, topic: string, count: number, offset 
   const producer = await Producer.forTopic(nc, topic);
   for (let index = offset; index < offset + count; index++) {
     const user = `user-${(index * 7919) % 101}`;
-    while (!producer.publish({ key: user, time: 1_767_225_600_000 + index * 10, value: { user, n: index } }))
+    if (!producer.publish({ key: user, time: 1_767_225_600_000 + index * 10, value: { user, n: index } }))
       await producer.ready();
   }
   await producer.close();

@@ -107,6 +107,25 @@ describe('archive tier, end to end', () => {
         },
         { what: 'the leader to seal and trim every partition', timeoutMs: 60_000, context: () => coordinator.logs },
       );
+      // The leader's /metrics show both tiers after its latest run: segments, bytes, what is unsealed.
+      const [, port] = await coordinator.waitForLog(/"httpPort":(\d+)/);
+      const gauge = (text: string, name: string) =>
+        Number(text.match(new RegExp(`^${name}\\{topic="visits"\\} (\\S+)$`, 'm'))?.[1] ?? NaN);
+      await pollUntil(
+        async () => {
+          const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+          const segments = (await catalog.readTopic('visits', PARTITIONS)).flatMap((entry) => entry.segments);
+          const unsealed = counts.reduce((sum, count) => sum + (count % SEGMENT), 0);
+          return gauge(text, 'kappa_archive_segments') === segments.length &&
+            gauge(text, 'kappa_archive_events') === segments.length * SEGMENT &&
+            gauge(text, 'kappa_archive_bytes') === segments.reduce((sum, segment) => sum + segment.bytes, 0) &&
+            gauge(text, 'kappa_archive_unsealed_messages') === unsealed &&
+            gauge(text, 'kappa_archive_behind_policy_messages') === 0
+            ? true
+            : undefined;
+        },
+        { what: 'the archive gauges on the leader', timeoutMs: 20_000 },
+      );
     } finally {
       await coordinator.stop();
     }

@@ -71,7 +71,7 @@ describe('S3 segment store', () => {
     await createTopic(nc, { name: 's3_topic', partitions: 2 });
     const producer = await Producer.forTopic(nc, 's3_topic');
     for (let index = 0; index < 1_500; index++)
-      while (!producer.publish({ key: `k${index % 13}`, time: 1_767_225_600_000 + index, value: index }))
+      if (!producer.publish({ key: `k${index % 13}`, time: 1_767_225_600_000 + index, value: index }))
         await producer.ready();
     await producer.close();
     const store = await openSegmentStore(nc, { env: env() });

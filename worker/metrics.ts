@@ -103,6 +103,18 @@ export class WorkerMetrics {
     labelNames: ['job', 'version', 'outcome'] as const,
     registers: [this.registry],
   });
+  readonly archiveSegmentsRead = new Counter({
+    name: 'kappa_archive_segments_read_total',
+    help: "Archive segments a task read (hybrid replay's archive phase), and bytes below.",
+    labelNames: ['job', 'version'] as const,
+    registers: [this.registry],
+  });
+  readonly archiveBytesRead = new Counter({
+    name: 'kappa_archive_read_bytes_total',
+    help: 'Bytes of archive segments a task read.',
+    labelNames: ['job', 'version'] as const,
+    registers: [this.registry],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });

@@ -57,5 +57,6 @@ export function placedTaskStatus(placed: PlacedTask): TaskStatus {
     watermark: progress?.watermark ?? null,
     ...(state === 'failed' && failure !== undefined ? { error: failure } : {}),
     ...(state === 'failed' && progress?.fencedBy !== undefined ? { fencedBy: progress.fencedBy } : {}),
+    ...(progress?.phase === 'archive' ? { phase: 'archive' as const } : {}),
   };
 }

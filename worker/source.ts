@@ -28,6 +28,27 @@ export interface PartitionSourceOptions {
   maxBufferedBytes?: number;
   /** Called when the consumer fails and is about to be recreated. */
   onRestart?: (error: unknown) => void;
+  /**
+   * Asked before a confirmed gap (sequences `from`…`to` that a new cursor did not deliver either)
+   * is skipped: true skips it; false leaves the source idle at `from` for its owner to stop (a
+   * hybrid source reads the range from the archive, archive-source.ts). Without it a confirmed
+   * gap is skipped.
+   */
+  confirmGap?: (from: number, to: number) => Promise<boolean>;
+}
+
+/** What a task reads its partition from: the live stream (PartitionSource) or the archive, then the stream (archive-source.ts). */
+export interface TaskSource {
+  /** Where the source reads: `archive` while it serves archived segments. */
+  readonly phase: 'archive' | 'live';
+  start(): Promise<void>;
+  /** Resolves when messages are buffered, the source stopped, or after timeoutMs. */
+  waitForMessages(timeoutMs: number): Promise<void>;
+  /** Takes buffered messages (at most max) in sequence order. */
+  take(max: number): RawMessage[];
+  /** Replaces a live cursor silent for stallMs while the partition holds up to endSequence; whether it did. */
+  restartIfStalled(endSequence: number, stallMs: number): boolean;
+  stop(): Promise<void>;
 }
 
 export const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
@@ -40,7 +61,8 @@ export const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
  */
 const MESSAGES_PER_BYTES_PULL = 100;
 
-export class PartitionSource {
+export class PartitionSource implements TaskSource {
+  readonly phase = 'live';
   private buffer: RawMessage[] = [];
   private spare: RawMessage[] = [];
   private bufferedDataBytes = 0;
@@ -61,6 +83,8 @@ export class PartitionSource {
   private acceptedMessages = 0;
   /** A gap was seen and a new cursor started to tell a loss from deleted messages (accept()). */
   private checkingGap = false;
+  /** The owner allowed the confirmed gap at nextSequence to be skipped (options.confirmGap). */
+  private gapSkipAllowed = false;
   /** When the current cursor last delivered a message, or started (ms). */
   private lastDeliveryAtMs = Date.now();
 
@@ -153,7 +177,12 @@ export class PartitionSource {
       this.replaceCursor(new Error(`sequence ${sequence} came where ${this.nextSequence} was expected`));
       return;
     }
+    if (sequence > this.nextSequence && this.options.confirmGap && !this.gapSkipAllowed) {
+      this.askToSkip(this.nextSequence, sequence - 1);
+      return;
+    }
     this.checkingGap = false;
+    this.gapSkipAllowed = false;
     const bytes = raw.data.length;
     if (this.bufferedDataBytes + bytes > this.maxBufferedBytes && this.buffer.length > 0) {
       // Back-pressure by bytes: this message is not taken; the next cursor starts at it.
@@ -173,6 +202,25 @@ export class PartitionSource {
       this.wake = undefined;
       wake();
     }
+  }
+
+  /** Stops the cursor and asks the owner whether the confirmed gap may be skipped (options.confirmGap). */
+  private askToSkip(from: number, to: number): void {
+    this.cursor++;
+    const messages = this.messages;
+    this.messages = undefined;
+    messages?.stop();
+    this.options.confirmGap!(from, to).then(
+      (skip) => {
+        if (!skip || this.stopped || this.nextSequence !== from) return;
+        this.gapSkipAllowed = true;
+        void this.startConsumer().catch((error) => this.restartSoon(error));
+      },
+      (error: unknown) => {
+        this.checkingGap = false; // ask again after the new cursor sees the gap again
+        this.restartSoon(error);
+      },
+    );
   }
 
   private pause(): void {

@@ -16,7 +16,10 @@ import { partitionLabel } from './metrics.js';
 import { REPLAY_BATCH_FACTOR, replayingAt } from './replay-mode.js';
 import type { RouteSink } from './route-sink.js';
 import type { TaskInput } from './task-input.js';
-import { PartitionSource } from './source.js';
+import { PartitionSource, type PartitionSourceOptions, type TaskSource } from './source.js';
+import { ArchiveThenLiveSource } from './archive-source.js';
+import type { ArchiveCatalog } from '../archive/catalog.js';
+import type { SegmentStore } from '../archive/segment-store.js';
 import {
   openTaskState,
   TaskCheckpointing,
@@ -44,6 +47,12 @@ export interface TaskRunnerOptions extends TaskSettings, TaskCheckpointingOption
   startSequence?: number;
   /** Told of every failure before the restart back-off, so a pool can report it. */
   onFailure?: (error: unknown) => void;
+  /**
+   * The cold tier: a task over a source topic reads its partition's archived segments first, then
+   * the live stream from where the archive ends (hybrid replay, archive-source.ts). Without it
+   * the task reads the live stream only.
+   */
+  archive?: () => Promise<{ store: SegmentStore; catalog: ArchiveCatalog }>;
 }
 
 /** Why a task failed, as `kappa_task_failures_total` labels it. */
@@ -68,6 +77,8 @@ export interface TaskProgress {
   lagMessages: number;
   watermarkMs: number;
   processed: number;
+  /** Where the task reads: its partition's archive (hybrid replay) or the live stream. */
+  phase: 'archive' | 'live';
 }
 
 /** A cursor that delivers nothing for this long while the partition holds more is replaced (source.ts). */
@@ -77,7 +88,7 @@ export class TaskRunner {
   private stopped = false;
   /** Ends a restart back-off early, so a revoke or shutdown does not wait up to 30 s. */
   private readonly backoff = new Backoff();
-  private source: PartitionSource | undefined;
+  private source: TaskSource | undefined;
   private processor: TaskProcessor | undefined;
   private store: TaskStore | undefined;
   private processed = 0;
@@ -144,6 +155,7 @@ export class TaskRunner {
       lagMessages: Math.max(0, this.lastStreamSequence - sequence),
       watermarkMs: this.processor?.watermark.current ?? -Infinity,
       processed: this.processed,
+      phase: this.source?.phase ?? 'live',
     };
   }
 
@@ -270,7 +282,7 @@ export class TaskRunner {
       },
       'task restored',
     );
-    const source = new PartitionSource(nc, {
+    const source = await this.openSource(inputTopic, {
       stream,
       startSequence: manifest.sequence + 1,
       batchMessages: this.options.batchMessages ?? 10_000,
@@ -349,6 +361,27 @@ export class TaskRunner {
       if (error instanceof FencedError) throw error;
       logger.error({ err: error, partition }, 'final checkpoint failed; the next owner resumes from the previous one');
     }
+  }
+
+  /**
+   * The live stream, or for a task over a source topic with a cold tier, its archive first
+   * (hybrid replay). A repartition topic is the version's own and never archived.
+   */
+  private async openSource(topic: string, live: PartitionSourceOptions): Promise<TaskSource> {
+    const { nc, job, partition, logger, input, archive, metrics } = this.options;
+    if (!archive || input?.kind === 'merged') return new PartitionSource(nc, live);
+    const { store, catalog } = await archive();
+    const labels = { job: job.name, version: job.version };
+    const segments = metrics.archiveSegmentsRead.labels(labels);
+    const bytes = metrics.archiveBytesRead.labels(labels);
+    const onSegmentRead = (size: number) => {
+      segments.inc();
+      bytes.inc(size);
+    };
+    return new ArchiveThenLiveSource(nc, { store, catalog, topic, partition, onSegmentRead }, live, (sequence) => {
+      if (sequence > live.startSequence)
+        logger.info({ partition, sequence }, 'archive read: the live stream takes over at this sequence');
+    });
   }
 
   /**

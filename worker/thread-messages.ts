@@ -43,6 +43,8 @@ export interface HostedTaskProgress {
   error?: string;
   /** While fenced: the epoch that owns the task's checkpoint (see TaskRunner.fencedBy). */
   fencedBy?: number;
+  /** Where the task reads (TaskProgress.phase). */
+  phase?: 'archive' | 'live';
 }
 
 export type FromTaskHost =

@@ -5,7 +5,7 @@ import { assertName, type AdminRequest, type ClusterStatus } from '../../protoco
 import { setTimeout as sleep } from 'node:timers/promises';
 import { addAdminOptions, adminRequest } from '../admin-request.js';
 import { shutdownSignal } from '../shutdown-signal.js';
-import { startVersionProgress } from '../version-progress-view.js';
+import { readingOf, startVersionProgress } from '../version-progress-view.js';
 import type { NatsFlags } from '../nats-options.js';
 
 export function registerStatus(program: Command): void {
@@ -55,7 +55,20 @@ function printStatus(status: ClusterStatus): void {
   );
   console.log('');
   printTable(
-    ['job', 'version', 'state', 'topic', 'partitions', 'assigned', 'lag', 'progress', 'eta', 'table', 'serving'],
+    [
+      'job',
+      'version',
+      'state',
+      'topic',
+      'partitions',
+      'assigned',
+      'reading',
+      'lag',
+      'progress',
+      'eta',
+      'table',
+      'serving',
+    ],
     status.versions.map((v) => [
       v.job,
       v.version,
@@ -63,6 +76,7 @@ function printStatus(status: ClusterStatus): void {
       v.topic ?? '-',
       String(v.partitions ?? '-'),
       String(v.tasksAssigned),
+      readingOf(v),
       String(v.lagMessages),
       v.progress === null ? '-' : `${(v.progress * 100).toFixed(1)}%`,
       v.etaSeconds === null ? '-' : `${Math.ceil(v.etaSeconds)}s`,

@@ -113,7 +113,7 @@ export function registerTopic(program: Command): void {
     topic
       .command('archive <name>')
       .description(
-        "seal now: every message the topic's streams hold goes into archive segments (then its hot retention applies)",
+        "seal now: every message the topic's streams hold goes into archive segments (of --archive-after messages for a count policy), then its hot retention applies",
       ),
   ).action(async (name: string, flags: NatsFlags) => {
     await withNats(flags, async (nc) => {

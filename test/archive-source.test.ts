@@ -1,0 +1,218 @@
+// Hybrid replay's source (worker/archive-source.ts) against a real nats-server: whatever the
+// hand-over point, the start position, the batch sizes, the partition and what hot retention has
+// removed from the stream, a task reads exactly the log — every message once, in order, with the
+// bytes, sequence and log time the stream held — first from the archive, then from the stream.
+// Also when the archive grows and the stream is trimmed while the task is still behind it (read
+// from the archive again, never skipped), and when messages are really gone (skipped once checked).
+// Expected logs are read from the streams directly before anything is removed.
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { Archiver } from '../archive/archiver.js';
+import { ArchiveCatalog, handOverSequence } from '../archive/catalog.js';
+import { NatsObjectSegmentStore } from '../archive/segment-store.js';
+import { createTopic, Producer } from '../client/index.js';
+import { ManualClock, streams } from '../protocol/index.js';
+import { ArchiveThenLiveSource } from '../worker/archive-source.js';
+import type { RawMessage } from '../worker/task-processor.js';
+import { useNatsServer } from './harness/use-nats.js';
+
+const nats = useNatsServer();
+
+interface LogEntry {
+  sequence: number;
+  logTimeMs: number;
+  data: string;
+}
+
+/** Every message a partition stream holds now, with its log time, read with the test's own consumer. */
+async function streamLog(nc: NatsConnection, topic: string, partition: number): Promise<LogEntry[]> {
+  const stream = streams.partition(topic, partition);
+  const { state } = await (await jetstreamManager(nc)).streams.info(stream);
+  const out: LogEntry[] = [];
+  if (state.messages === 0) return out;
+  const consumer = await jetstream(nc).consumers.get(stream);
+  const batch = await consumer.fetch({ max_messages: state.messages, expires: 5_000 });
+  for await (const message of batch) {
+    out.push({
+      sequence: message.seq,
+      logTimeMs: Math.floor(message.info.timestampNanos / 1_000_000),
+      data: Buffer.from(message.data).toString('hex'),
+    });
+    if (out.length === state.messages) break;
+  }
+  return out;
+}
+
+function entryOf(message: RawMessage): LogEntry {
+  return {
+    sequence: message.sequence,
+    logTimeMs: message.logTimeMs ?? -1,
+    data: Buffer.from(message.data).toString('hex'),
+  };
+}
+
+async function produce(nc: NatsConnection, topic: string, count: number, offset: number): Promise<void> {
+  const producer = await Producer.forTopic(nc, topic);
+  for (let index = offset; index < offset + count; index++) {
+    const user = `user-${(index * 7919) % 37}`;
+    if (!producer.publish({ key: user, time: 1_767_225_600_000 + index * 10, value: { user, n: index } }))
+      await producer.ready();
+  }
+  await producer.close();
+}
+
+async function archiveParts(nc: NatsConnection) {
+  return { store: await NatsObjectSegmentStore.open(nc), catalog: await ArchiveCatalog.open(nc) };
+}
+
+/** Reads through the source until `count` messages came or nothing came for a while; records the phases seen. */
+async function readAll(
+  source: ArchiveThenLiveSource,
+  count: number,
+  takeAtMost: () => number,
+  between?: (read: number) => Promise<void>,
+): Promise<{ read: LogEntry[]; phases: string[] }> {
+  const read: LogEntry[] = [];
+  const phases: string[] = [source.phase];
+  let quietSince = Date.now();
+  while (read.length < count && Date.now() - quietSince < 8_000) {
+    await source.waitForMessages(200);
+    if (phases.at(-1) !== source.phase) phases.push(source.phase);
+    const batch = source.take(takeAtMost());
+    if (batch.length > 0) quietSince = Date.now();
+    for (const message of batch) read.push(entryOf(message));
+    if (between) await between(read.length);
+  }
+  return { read, phases };
+}
+
+/** Purges a partition stream below `keepFrom`, as hot retention does. */
+async function trim(nc: NatsConnection, topic: string, partition: number, keepFrom: number): Promise<void> {
+  await (await jetstreamManager(nc)).streams.purge(streams.partition(topic, partition), { seq: keepFrom });
+}
+
+let topicCount = 0;
+
+describe('archive-then-live source', () => {
+  it('reads the log exactly, for any hand-over point, start, batch sizes and trimmed stream', async () => {
+    const { store, catalog } = await archiveParts(nats.nc);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          partitions: fc.integer({ min: 1, max: 3 }),
+          archived: fc.integer({ min: 0, max: 900 }),
+          live: fc.integer({ min: 0, max: 400 }),
+          segmentEvents: fc.integer({ min: 1, max: 300 }),
+          trimmed: fc.boolean(),
+          startFraction: fc.double({ min: 0, max: 1, noNaN: true }),
+          takes: fc.array(fc.integer({ min: 1, max: 250 }), { minLength: 1, maxLength: 5 }),
+        }),
+        async ({ partitions, archived, live, segmentEvents, trimmed, startFraction, takes }) => {
+          const topic = `hybrid_${++topicCount}`;
+          await createTopic(nats.nc, { name: topic, partitions });
+          await produce(nats.nc, topic, archived, 0);
+          const archiver = new Archiver({
+            nc: nats.nc,
+            store,
+            catalog,
+            clock: new ManualClock(Date.now()),
+            maxSegmentEvents: segmentEvents,
+          });
+          await archiver.archiveTopic(topic, { force: true });
+          await produce(nats.nc, topic, live, archived);
+          for (let partition = 0; partition < partitions; partition++) {
+            const log = await streamLog(nats.nc, topic, partition);
+            const handOver = handOverSequence(await catalog.read(topic, partition));
+            if (trimmed) await trim(nats.nc, topic, partition, handOver);
+            const start = 1 + Math.floor(startFraction * (log.length + 1));
+            const expected = log.filter((entry) => entry.sequence >= start);
+            let turn = 0;
+            const source = new ArchiveThenLiveSource(
+              nats.nc,
+              { store, catalog, topic, partition },
+              { stream: streams.partition(topic, partition), startSequence: start, batchMessages: 100 },
+            );
+            await source.start();
+            const { read, phases } = await readAll(source, expected.length, () => takes[turn++ % takes.length]!);
+            await source.stop();
+            expect(read).toEqual(expected);
+            // The archive phase comes first, and only when the archive holds something from the start on.
+            expect(phases[0]).toBe(start < handOver ? 'archive' : 'live');
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
+  }, 240_000);
+
+  it('a task behind hot retention reads the trimmed range from the archive, never skips it', async () => {
+    const { store, catalog } = await archiveParts(nats.nc);
+    const topic = 'hybrid_behind';
+    await createTopic(nats.nc, { name: topic, partitions: 1 });
+    const archiver = new Archiver({
+      nc: nats.nc,
+      store,
+      catalog,
+      clock: new ManualClock(Date.now()),
+      maxSegmentEvents: 250,
+    });
+    await produce(nats.nc, topic, 1_000, 0);
+    await archiver.archiveTopic(topic, { force: true });
+    await produce(nats.nc, topic, 3_000, 1_000);
+    const log = await streamLog(nats.nc, topic, 0);
+    expect(log.length).toBe(4_000);
+    await trim(nats.nc, topic, 0, 1_001);
+
+    const source = new ArchiveThenLiveSource(
+      nats.nc,
+      { store, catalog, topic, partition: 0 },
+      // Small buffers: the live cursor pauses far behind the end while the task is slow.
+      { stream: streams.partition(topic, 0), startSequence: 1, batchMessages: 50 },
+    );
+    await source.start();
+    let archivedAgain = false;
+    const { read, phases } = await readAll(
+      source,
+      log.length,
+      () => 40,
+      async (count) => {
+        // Once the task reads the live stream, the archive grows past it and the stream is trimmed
+        // past its position: what it had not read yet is only in the archive now.
+        if (!archivedAgain && source.phase === 'live' && count >= 1_100) {
+          archivedAgain = true;
+          await archiver.archiveTopic(topic, { force: true });
+          await trim(nats.nc, topic, 0, 3_901);
+        }
+      },
+    );
+    await source.stop();
+    expect(archivedAgain).toBe(true);
+    expect(read.map((entry) => entry.sequence)).toEqual(log.map((entry) => entry.sequence));
+    expect(read).toEqual(log);
+    // The second archive run sealed the whole log: the rest came from the archive.
+    expect(phases).toEqual(['archive', 'live', 'archive']);
+  }, 60_000);
+
+  it('skips, once checked, messages neither the stream nor the archive holds', async () => {
+    const { store, catalog } = await archiveParts(nats.nc);
+    const topic = 'hybrid_deleted';
+    await createTopic(nats.nc, { name: topic, partitions: 1 });
+    await produce(nats.nc, topic, 600, 0);
+    const log = await streamLog(nats.nc, topic, 0);
+    // Nothing archived; the first 200 purged and a message in the middle deleted.
+    await trim(nats.nc, topic, 0, 201);
+    await (await jetstreamManager(nats.nc)).streams.deleteMessage(streams.partition(topic, 0), 400);
+    const source = new ArchiveThenLiveSource(
+      nats.nc,
+      { store, catalog, topic, partition: 0 },
+      { stream: streams.partition(topic, 0), startSequence: 1 },
+    );
+    await source.start();
+    const expected = log.filter((entry) => entry.sequence > 200 && entry.sequence !== 400);
+    const { read } = await readAll(source, expected.length, () => 1_000);
+    await source.stop();
+    expect(read).toEqual(expected);
+  }, 60_000);
+});
