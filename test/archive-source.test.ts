@@ -14,7 +14,7 @@ import { ArchiveCatalog, handOverSequence } from '../archive/catalog.js';
 import { NatsObjectSegmentStore } from '../archive/segment-store.js';
 import { createTopic, Producer } from '../client/index.js';
 import { ManualClock, streams } from '../protocol/index.js';
-import { ArchiveThenLiveSource } from '../worker/archive-source.js';
+import { ArchiveThenLiveSource, firstArchivedSequenceAtOrAfter } from '../worker/archive-source.js';
 import type { RawMessage } from '../worker/task-processor.js';
 import { useNatsServer } from './harness/use-nats.js';
 
@@ -214,5 +214,35 @@ describe('archive-then-live source', () => {
     const { read } = await readAll(source, expected.length, () => 1_000);
     await source.stop();
     expect(read).toEqual(expected);
+  }, 60_000);
+
+  it('finds where a start time falls inside the archive by the log times it recorded', async () => {
+    const { store, catalog } = await archiveParts(nats.nc);
+    const topic = 'hybrid_from_time';
+    await createTopic(nats.nc, { name: topic, partitions: 1 });
+    await produce(nats.nc, topic, 300, 0);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await produce(nats.nc, topic, 300, 300);
+    const log = await streamLog(nats.nc, topic, 0);
+    const archiver = new Archiver({
+      nc: nats.nc,
+      store,
+      catalog,
+      clock: new ManualClock(Date.now()),
+      maxSegmentEvents: 100,
+    });
+    await archiver.archiveTopic(topic, { force: true });
+    await trim(nats.nc, topic, 0, log.length + 1);
+    const access = { store, catalog, topic, partition: 0 };
+    // Every log time: the first message stored at or after it, as the stream answered before the trim.
+    for (const probe of [log[0]!, log[150]!, log[299]!, log[300]!, log[599]!]) {
+      const expected = log.find((entry) => entry.logTimeMs >= probe.logTimeMs)!.sequence;
+      expect(await firstArchivedSequenceAtOrAfter(access, probe.logTimeMs)).toBe(expected);
+    }
+    expect(await firstArchivedSequenceAtOrAfter(access, log[299]!.logTimeMs + 1)).toBe(
+      log.find((entry) => entry.logTimeMs > log[299]!.logTimeMs)!.sequence,
+    );
+    expect(await firstArchivedSequenceAtOrAfter(access, 0)).toBe(1);
+    expect(await firstArchivedSequenceAtOrAfter(access, log[599]!.logTimeMs + 1)).toBeUndefined();
   }, 60_000);
 });

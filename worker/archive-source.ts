@@ -223,3 +223,21 @@ export class ArchiveThenLiveSource implements TaskSource {
 function segmentsFrom(catalog: PartitionCatalog, sequence: number): SegmentIndex[] {
   return catalog.segments.filter((segment) => segment.lastSequence >= sequence);
 }
+
+/**
+ * The first archived sequence JetStream stored at or after `timeMs` (log time, as `--from <time>`
+ * means), or undefined when the archive holds nothing that late: the segment index bounds the
+ * search by its newest log time, and that one segment is read to find the message.
+ */
+export async function firstArchivedSequenceAtOrAfter(
+  archive: ArchiveAccess,
+  timeMs: number,
+): Promise<number | undefined> {
+  const catalog = await archive.catalog.read(archive.topic, archive.partition);
+  const segment = catalog.segments.find((candidate) => candidate.maxLogTimeMs >= timeMs);
+  if (!segment) return undefined;
+  const events = await readSegment(archive.store, archive.topic, archive.partition, segment);
+  for (let index = 0; index < events.sequences.length; index++)
+    if (events.logTimes[index]! >= timeMs) return events.sequences[index]!;
+  return segment.lastSequence + 1;
+}

@@ -33,6 +33,7 @@ import { partitionLabel } from './metrics.js';
 import { RouteSink } from './route-sink.js';
 import { taskInputOf } from './task-input.js';
 import { TaskRunner } from './task-runner.js';
+import { firstArchivedSequenceAtOrAfter } from './archive-source.js';
 import {
   type FromTaskHost,
   type HostedTaskProgress,
@@ -217,8 +218,15 @@ class TaskHost {
       const info = await (await jetstreamManager(this.nc)).streams.info(streams.partition(topic, partition));
       return info.state.last_seq + 1;
     }
-    if (from.kind === 'time')
-      return firstSequenceAtOrAfter(this.nc, streams.partition(topic, partition), from.timeMs, logger);
+    if (from.kind === 'time') {
+      // The stream may no longer hold that time (hot retention): the archive then says where it is.
+      const inStream = await firstSequenceAtOrAfter(this.nc, streams.partition(topic, partition), from.timeMs, logger);
+      const archived = await firstArchivedSequenceAtOrAfter(
+        { ...(await this.archiveParts()), topic, partition },
+        from.timeMs,
+      );
+      return archived === undefined ? inStream : Math.min(archived, inStream);
+    }
     return 1;
   }
 
