@@ -49,6 +49,39 @@ export async function runDuckDb(
   }
 }
 
+/**
+ * DuckDB over the archive's segment files (the Parquet objects as sealed): the same GROUP BY on
+ * their `key` and `event_time` columns, timed like the file runs; checked against the CSV answer.
+ */
+export async function runDuckDbOnArchive(
+  files: string[],
+  windowMs: number,
+  measurements: Measurement[],
+): Promise<Map<string, number>> {
+  const instance = await DuckDBInstance.create(':memory:');
+  const db = await instance.connect();
+  try {
+    const list = files.map((file) => `'${file}'`).join(', ');
+    const cpu = cpuMeter({ 'this process (DuckDB)': process.pid });
+    const startedAt = performance.now();
+    await db.run(
+      `CREATE OR REPLACE TABLE windows AS SELECT key AS user, event_time - event_time % ${windowMs} AS start, count(*)::INTEGER AS clicks FROM read_parquet([${list}]) GROUP BY ALL`,
+    );
+    const seconds = (performance.now() - startedAt) / 1000;
+    const name = 'DuckDB, archive segments';
+    measurements.push({
+      name,
+      seconds,
+      note: `reads the ${files.length} Parquet segment files the archiver wrote, aggregates into an in-memory table; ${cpu()}`,
+    });
+    console.error(`${name}: ${seconds.toFixed(2)} s`);
+    return await windowCounts(db);
+  } finally {
+    db.closeSync();
+    instance.closeSync();
+  }
+}
+
 async function windowCounts(db: DuckDBConnection): Promise<Map<string, number>> {
   const result = await db.runAndReadAll('SELECT user, start, clicks FROM windows');
   const counts = new Map<string, number>();

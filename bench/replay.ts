@@ -11,6 +11,10 @@
 // Env: REPLAY_CONFIGS=1x1,1x2,2x1 (workers x threads per worker, one fresh job version each);
 //      REPLAY_CPU_PROF=DIR writes a V8 CPU profile of every worker process and thread into DIR;
 //      REPLAY_CLI=FILE runs the coordinator and workers from another build of dist/cli/main.js.
+//      REPLAY_ARCHIVE=1 then seals the whole topic into the archive (segments of 100k events),
+//      removes it from the streams, and replays a fresh version 1 × 1 into a KV table from the
+//      archive (hybrid replay, issue 17), and DuckDB runs the same GROUP BY over the archive's
+//      Parquet segment files (their key and event_time columns).
 //      REPLAY_SINKS=kv,postgres,redis (default kv; REPLAY_SINK=… is the one-backend spelling): the
 //      serving tables, one fresh job version per configuration and table, all over the same
 //      streams; PostgreSQL (a database created for the run) and Redis (keys under the run's own
@@ -37,7 +41,8 @@ import { startServer } from '../test/harness/nats-server.js';
 import { cpuMeter, type MeasuredProcess } from './cpu-meter.js';
 import { readRaw } from './raw-consumer.js';
 import { REPLAY_SINKS, ReplayBackends, type ReplaySink } from './replay-backends.js';
-import { checkTable, runDuckDb, splitRowId } from './replay-expected.js';
+import { checkTable, runDuckDb, runDuckDbOnArchive, splitRowId } from './replay-expected.js';
+import { archiveWholeTopic } from './replay-archive.js';
 import { clusterStatus, KappaProcesses, PartitionProgress, workerTasks } from './replay-processes.js';
 import { inReportOrder, printTable, savePlot, SINK_NAMES, type Measurement } from './replay-report.js';
 
@@ -51,6 +56,7 @@ const configs = (process.env.REPLAY_CONFIGS ?? '1x1,1x2,2x1').split(',').map((te
   return { workers, threads };
 });
 const cpuProfileDir = process.env.REPLAY_CPU_PROF;
+const replayArchive = process.env.REPLAY_ARCHIVE === '1';
 const sinks = (process.env.REPLAY_SINKS ?? process.env.REPLAY_SINK ?? 'kv').split(',').map((text) => {
   if (!(REPLAY_SINKS as readonly string[]).includes(text))
     throw new Error(`REPLAY_SINKS: expected some of ${REPLAY_SINKS.join(',')}, found ${JSON.stringify(text)}`);
@@ -77,7 +83,7 @@ let mismatches = 0;
 let backends: ReplayBackends | undefined;
 let processes: KappaProcesses | undefined;
 try {
-  backends = await ReplayBackends.prepare(nc, JOB, sinks);
+  const runBackends = (backends = await ReplayBackends.prepare(nc, JOB, sinks));
   const kappa = (processes = new KappaProcesses(CLI, backends.env));
   // Produce the events into the topic and, with the same values, into a CSV file for DuckDB.
   await createTopic(nc, { name: TOPIC, partitions, key: 'user' });
@@ -162,8 +168,25 @@ try {
     30_000,
   );
   const runs = configs.flatMap((config) => sinks.map((sink) => ({ ...config, sink })));
-  for (const [index, { workers: workerCount, threads, sink }] of runs.entries()) {
-    const version = `v${index + 1}`;
+  for (const [index, run] of runs.entries()) await replayOnce(run, `v${index + 1}`, '');
+  if (replayArchive) {
+    const files = await archiveWholeTopic(nc, TOPIC, partitions, dir);
+    await replayOnce({ workers: 1, threads: 1, sink: 'kv' }, `v${runs.length + 1}`, ' archive');
+    const fromSegments = await runDuckDbOnArchive(files, WINDOW_MS, measurements);
+    const differing = [...expected].filter(([row, count]) => fromSegments.get(row) !== count).length;
+    if (differing > 0 || fromSegments.size !== expected.size) {
+      console.error(`DuckDB over the archive's segments differs from the CSV answer in ${differing} rows`);
+      mismatches++;
+    }
+  }
+  await coordinator.stop();
+
+  /** One fresh job version run by fresh workers from earliest to caught up, its table checked. */
+  async function replayOnce(
+    { workers: workerCount, threads, sink }: { workers: number; threads: number; sink: ReplaySink },
+    version: string,
+    tier: '' | ' archive',
+  ): Promise<void> {
     const jobFile = join(dir, `${JOB}-${version}.mjs`);
     writeFileSync(jobFile, jobModule(version, sink));
     const workerIds = Array.from({ length: workerCount }, (_, worker) => `${version}-w${worker + 1}`);
@@ -203,10 +226,10 @@ try {
 
     // The table's server shares the cores too (PostgreSQL: the server and its connection processes).
     const tableServer: Record<string, MeasuredProcess> =
-      sink === 'postgres' && backends.serverPids.postgres !== undefined
-        ? { postgres: { withChildren: backends.serverPids.postgres } }
-        : sink === 'redis' && backends.serverPids.redis !== undefined
-          ? { 'redis-server': backends.serverPids.redis }
+      sink === 'postgres' && runBackends.serverPids.postgres !== undefined
+        ? { postgres: { withChildren: runBackends.serverPids.postgres } }
+        : sink === 'redis' && runBackends.serverPids.redis !== undefined
+          ? { 'redis-server': runBackends.serverPids.redis }
           : {};
     cpu = cpuMeter({
       'nats-server': server.pid,
@@ -240,11 +263,11 @@ try {
       () => progress.stalled(lastSequence),
     );
     const seconds = (performance.now() - t) / 1000;
-    const name = `Kappa ${workerCount} worker${workerCount > 1 ? 's' : ''} × ${threads} thread${threads > 1 ? 's' : ''}, ${SINK_NAMES[sink]}`;
+    const name = `Kappa ${workerCount} worker${workerCount > 1 ? 's' : ''} × ${threads} thread${threads > 1 ? 's' : ''}, ${SINK_NAMES[sink]}${tier === '' ? '' : ', from the archive'}`;
     measurements.push({
       name,
       seconds,
-      kappa: { config: `${workerCount}x${threads}`, sink },
+      kappa: { config: `${workerCount}x${threads}${tier}`, sink },
       note: `from \`kappa start\` (${startCommandSeconds.toFixed(1)} s) to every task at its partition's last sequence; first progress after ${firstProgressSeconds?.toFixed(1) ?? '?'} s; ${cpu()}`,
     });
     console.error(`${name}: ${seconds.toFixed(2)} s`);
@@ -254,13 +277,12 @@ try {
       // of MAX_PAGE_ROWS cost rows² / 1,000 names: listing 20k names took 1.1 s on this machine,
       // so ≈ 24 min for the 160k rows of 1M events; in one page, 60 s (mostly one get per row).
       const pageRows = sink === 'kv' ? KV_CHECK_PAGE_ROWS : MAX_PAGE_ROWS;
-      mismatches += await checkTable(await backends.tables(sink), JOB, version, fired, pageRows);
+      mismatches += await checkTable(await runBackends.tables(sink), JOB, version, fired, pageRows);
     }
     const stopped = await kappa.run(['stop', JOB, '--version', version, '--nats', server.url]);
     if (stopped.code !== 0) console.error(`kappa stop ${version} failed: ${stopped.logs}`);
     await Promise.all(workers.map((worker) => worker.stop()));
   }
-  await coordinator.stop();
 
   const ordered = inReportOrder(measurements);
   const workload = { totalEvents, partitions, keyCount };
