@@ -2,6 +2,7 @@
 // [major version, key, time, value]. An array, not a map, keeps the hot path small and fast.
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import { ProtocolError } from './errors.js';
+import { readPlainMsgpack } from './event-reader.js';
 import { PROTOCOL_MAJOR } from './version.js';
 
 export interface EventEnvelope<V = unknown> {
@@ -24,9 +25,10 @@ export function encodeEvent(event: EventEnvelope): Uint8Array {
  * not an envelope, from a newer major version, or with a missing key or time.
  */
 export function decodeEvent(bytes: Uint8Array): EventEnvelope {
-  let decoded: unknown;
+  // The plain subset straight from the bytes (event-reader.ts); the library for anything else.
+  let decoded: unknown = readPlainMsgpack(bytes);
   try {
-    decoded = decoder.decode(bytes);
+    if (decoded === undefined) decoded = decoder.decode(bytes);
   } catch (error) {
     throw new ProtocolError('PROTOCOL_GARBAGE', `event bytes are not msgpack: ${(error as Error).message}`);
   }
