@@ -49,6 +49,37 @@ export function readPlainMsgpack(data: Uint8Array): unknown {
 
 const EMPTY = new Uint8Array(0);
 
+/** The four parts of an event envelope as read, before they are checked (protocol/event.ts). */
+export interface EnvelopeParts {
+  version: unknown;
+  key: unknown;
+  time: unknown;
+  value: unknown;
+}
+
+/**
+ * Reads an envelope, an array of four plain values, into `into` without building the array; false
+ * (and `into` unspecified) when the bytes are anything else, which the caller then decodes with the library.
+ */
+export function readPlainEnvelope(data: Uint8Array, into: EnvelopeParts): boolean {
+  if (data.length === 0 || data[0] !== 0x94) return false; // fixarray of 4
+  bytes = data;
+  position = 1;
+  end = data.length;
+  try {
+    into.version = readValue(1);
+    into.key = readValue(1);
+    into.time = readValue(1);
+    into.value = readValue(1);
+    return position === end;
+  } catch (error) {
+    if (error === OUTSIDE) return false;
+    throw error;
+  } finally {
+    bytes = EMPTY;
+  }
+}
+
 function readValue(depth: number): unknown {
   if (position >= end) throw OUTSIDE;
   const head = bytes[position++]!;

@@ -2,7 +2,7 @@
 // [major version, key, time, value]. An array, not a map, keeps the hot path small and fast.
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import { ProtocolError } from './errors.js';
-import { readPlainMsgpack } from './event-reader.js';
+import { readPlainEnvelope, type EnvelopeParts } from './event-reader.js';
 import { PROTOCOL_MAJOR } from './version.js';
 
 export interface EventEnvelope<V = unknown> {
@@ -25,20 +25,35 @@ export function encodeEvent(event: EventEnvelope): Uint8Array {
  * not an envelope, from a newer major version, or with a missing key or time.
  */
 export function decodeEvent(bytes: Uint8Array): EventEnvelope {
+  return decodeEventInto(bytes, { key: '', time: 0, value: undefined });
+}
+
+/** The parts of the envelope being decoded (one object, reused). */
+const parts: EnvelopeParts = { version: undefined, key: undefined, time: undefined, value: undefined };
+
+/**
+ * decodeEvent into `into` (returned), so a batch's decoding reuses one envelope object; the
+ * caller takes its fields before the next call.
+ */
+export function decodeEventInto(bytes: Uint8Array, into: EventEnvelope): EventEnvelope {
   // The plain subset straight from the bytes (event-reader.ts); the library for anything else.
-  let decoded: unknown = readPlainMsgpack(bytes);
-  try {
-    if (decoded === undefined) decoded = decoder.decode(bytes);
-  } catch (error) {
-    throw new ProtocolError('PROTOCOL_GARBAGE', `event bytes are not msgpack: ${(error as Error).message}`);
+  if (!readPlainEnvelope(bytes, parts)) {
+    let decoded: unknown;
+    try {
+      decoded = decoder.decode(bytes);
+    } catch (error) {
+      throw new ProtocolError('PROTOCOL_GARBAGE', `event bytes are not msgpack: ${(error as Error).message}`);
+    }
+    if (!Array.isArray(decoded) || decoded.length !== 4) {
+      throw new ProtocolError(
+        'PROTOCOL_GARBAGE',
+        `expected an event envelope [version, key, time, value], found ${describe(decoded)}`,
+      );
+    }
+    [parts.version, parts.key, parts.time, parts.value] = decoded as [unknown, unknown, unknown, unknown];
   }
-  if (!Array.isArray(decoded) || decoded.length !== 4) {
-    throw new ProtocolError(
-      'PROTOCOL_GARBAGE',
-      `expected an event envelope [version, key, time, value], found ${describe(decoded)}`,
-    );
-  }
-  const [version, key, time, value] = decoded as [unknown, unknown, unknown, unknown];
+  const { version, key, time, value } = parts;
+  parts.value = undefined; // holds no event after the call
   if (typeof version !== 'number' || version > PROTOCOL_MAJOR || version < 1) {
     throw new ProtocolError(
       'PROTOCOL_VERSION',
@@ -51,7 +66,10 @@ export function decodeEvent(bytes: Uint8Array): EventEnvelope {
   if (typeof time !== 'number' || !Number.isFinite(time)) {
     throw new ProtocolError('PROTOCOL_SCHEMA', `event time must be a finite number of ms, found ${describe(time)}`);
   }
-  return { key, time, value };
+  into.key = key;
+  into.time = time;
+  into.value = value;
+  return into;
 }
 
 export function describe(value: unknown): string {

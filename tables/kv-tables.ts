@@ -239,7 +239,7 @@ export class RevisionGuardedTable implements TableWriter {
       const known = this.known.get(rowKey);
       if (known !== undefined && known.revision >= output.revision) continue;
       // 0: the row must not exist yet (a fresh table, or a row this writer has not seen).
-      const headers = new ExpectedLastSubjectSequence(known?.kvRevision ?? 0);
+      const headers = known === undefined ? ABSENT_ROW : new ExpectedLastSubjectSequence(known.kvRevision);
       messages.push({ subject: this.subjectPrefix + rowKey, payload: rowBody(output), headers });
       sent.push({ rowKey, output });
     }
@@ -321,6 +321,8 @@ export class ExpectedLastSubjectSequence extends MsgHdrsImpl {
 
 const textEncoder = new TextEncoder();
 const ABSENT_ROW_HEADER = textEncoder.encode(`NATS/1.0\r\n${EXPECTED_LAST_SUBJECT_SEQUENCE}: 0\r\n\r\n`);
+/** The header of every write of a row this writer has not seen (most rows of a replay): one object, never changed. */
+const ABSENT_ROW = new ExpectedLastSubjectSequence(0);
 
 /** The stored row: the full key and row go in the value, as a reader checks them (a long key's row key is a digest). */
 function rowBody(output: TableOutput): Uint8Array {

@@ -3,7 +3,7 @@
 import { decode, encode } from '@msgpack/msgpack';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { readPlainMsgpack } from '../protocol/event-reader.js';
+import { readPlainEnvelope, readPlainMsgpack, type EnvelopeParts } from '../protocol/event-reader.js';
 
 /** Deep equality that tells −0 from 0 and compares NaN with itself, as a decoded value must be exact. */
 function same(a: unknown, b: unknown): boolean {
@@ -121,5 +121,23 @@ describe('reading plain msgpack', () => {
       }),
       { numRuns: 20_000 },
     );
+  });
+
+  it('reads an envelope of four plain values into its parts, and refuses anything else', () => {
+    fc.assert(
+      fc.property(fc.array(plain, { minLength: 0, maxLength: 6 }), (items) => {
+        const bytes = encode(items);
+        const parts: EnvelopeParts = { version: 'x', key: 'x', time: 'x', value: 'x' };
+        const read = readPlainEnvelope(bytes, parts);
+        expect(read).toBe(items.length === 4);
+        if (read) expect(same([parts.version, parts.key, parts.time, parts.value], decode(bytes))).toBe(true);
+      }),
+      { numRuns: 2_000 },
+    );
+    const parts: EnvelopeParts = { version: 0, key: 0, time: 0, value: 0 };
+    expect(readPlainEnvelope(encode([1, 'k', 5, { a: 1 }, 'extra']), parts)).toBe(false);
+    expect(readPlainEnvelope(new Uint8Array([...encode([1, 'k', 5, 1]), 0]), parts)).toBe(false);
+    expect(readPlainEnvelope(encode([1, 'k', 5, new Uint8Array(2)]), parts)).toBe(false);
+    expect(readPlainEnvelope(new Uint8Array(0), parts)).toBe(false);
   });
 });

@@ -4,12 +4,13 @@
 // advancing the watermark after each event and letting the operator fire what is due —
 // collecting outputs, late records and dead letters. No per-event await: the only awaits are per batch.
 import {
-  decodeEvent,
+  decodeEventInto,
   decodeRoutedRecord,
   eventTimeOf,
   keyProblem,
   partitionOf,
   ProtocolError,
+  type EventEnvelope,
   type RoutedEvent,
   type RoutedRecord,
   type WatermarkMark,
@@ -94,6 +95,8 @@ export class TaskProcessor implements OperatorOutput {
   sequence = 0;
   /** Source of the event being handled (`ctx.source`). */
   source: string;
+  /** The envelope each event of a batch is decoded into (its fields are taken at once). */
+  private readonly envelope: EventEnvelope = { key: '', time: 0, value: undefined };
   /** Dead-letter ids of a route task start with its stage, so they never meet the keyed task's. */
   private readonly deadLetterPrefix: string;
 
@@ -434,7 +437,7 @@ export class TaskProcessor implements OperatorOutput {
       const sourceIndex = routeSource ?? message.source ?? 0;
       const source = sources[sourceIndex]!;
       try {
-        const event = decodeEvent(message.data);
+        const event = decodeEventInto(message.data, this.envelope);
         value = event.value;
         key = source.key ? source.key(value) : event.key;
         if (typeof key === 'number' && Number.isFinite(key)) key = String(key);
