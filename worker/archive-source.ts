@@ -13,6 +13,8 @@ import { handOverSequence, type ArchiveCatalog, type PartitionCatalog } from '..
 import { readSegment } from '../archive/reader.js';
 import type { SegmentEvents, SegmentIndex } from '../archive/segment-format.js';
 import type { SegmentStore } from '../archive/segment-store.js';
+import { ArchiveCatalog as Catalog } from '../archive/catalog.js';
+import { openSegmentStore } from '../archive/open-segment-store.js';
 import { PartitionSource, type PartitionSourceOptions, type TaskSource } from './source.js';
 import type { RawMessage } from './task-processor.js';
 
@@ -240,4 +242,28 @@ export async function firstArchivedSequenceAtOrAfter(
   for (let index = 0; index < events.sequences.length; index++)
     if (events.logTimes[index]! >= timeMs) return events.sequences[index]!;
   return segment.lastSequence + 1;
+}
+
+/** The cold tier a process's tasks read: its segment store and catalog. */
+export interface ArchiveParts {
+  store: SegmentStore;
+  catalog: ArchiveCatalog;
+}
+
+/**
+ * Opens the segment store (S3 when the environment names a bucket, else the NATS Object Store) and
+ * the catalog once, on first use; a failed open is retried by the next call.
+ */
+export function lazyArchiveParts(nc: NatsConnection, replicas: number): () => Promise<ArchiveParts> {
+  let opening: Promise<ArchiveParts> | undefined;
+  return () => {
+    if (!opening) {
+      opening = (async () => ({
+        store: await openSegmentStore(nc, { replicas }),
+        catalog: await Catalog.open(nc, { replicas }),
+      }))();
+      opening.catch(() => (opening = undefined));
+    }
+    return opening;
+  };
 }

@@ -35,6 +35,7 @@ import { CheckpointStore } from '../state/checkpoint-store.js';
 import type { TaskStore } from '../state/task-store.js';
 import { notReadyReason } from './readiness.js';
 import { StandaloneLease } from './standalone-lease.js';
+import { lazyArchiveParts } from './archive-source.js';
 
 export interface StandaloneWorkerOptions extends TaskSettings {
   nc: NatsConnection;
@@ -96,6 +97,7 @@ export class StandaloneWorker {
       isTableSink(sink) ? await openServingTables(sink, nc, tableSettingsFromEnv()) : undefined,
     );
     const checkpointStore = await CheckpointStore.open(nc, { replicas: internalReplicas() });
+    const archive = lazyArchiveParts(nc, internalReplicas());
     // Every checkpoint is read before any task starts: a read that times out leaves nothing running,
     // so kappa worker can retry the whole start.
     const planned = plannedStages(plan).flatMap((stage) =>
@@ -124,6 +126,7 @@ export class StandaloneWorker {
           logger: logger.child({ partition, ...(stage.stage ? { stage: stage.stage } : {}) }),
           checkpoints: checkpointStore.forTask(task, workerId),
           epoch: () => epoch,
+          archive,
           onFailure: (error) => {
             if (error instanceof FencedError) onLost(error);
           },

@@ -17,9 +17,7 @@ import { REPLAY_BATCH_FACTOR, replayingAt } from './replay-mode.js';
 import type { RouteSink } from './route-sink.js';
 import type { TaskInput } from './task-input.js';
 import { PartitionSource, type PartitionSourceOptions, type TaskSource } from './source.js';
-import { ArchiveThenLiveSource } from './archive-source.js';
-import type { ArchiveCatalog } from '../archive/catalog.js';
-import type { SegmentStore } from '../archive/segment-store.js';
+import { ArchiveThenLiveSource, type ArchiveParts } from './archive-source.js';
 import {
   openTaskState,
   TaskCheckpointing,
@@ -52,7 +50,7 @@ export interface TaskRunnerOptions extends TaskSettings, TaskCheckpointingOption
    * the live stream from where the archive ends (hybrid replay, archive-source.ts). Without it
    * the task reads the live stream only.
    */
-  archive?: () => Promise<{ store: SegmentStore; catalog: ArchiveCatalog }>;
+  archive?: () => Promise<ArchiveParts>;
 }
 
 /** Why a task failed, as `kappa_task_failures_total` labels it. */

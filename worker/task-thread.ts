@@ -20,9 +20,6 @@ import {
 } from '../protocol/index.js';
 import { connectNats, createLogger, internalReplicas, tableSettingsFromEnv } from '../runtime/index.js';
 import { CheckpointStore } from '../state/checkpoint-store.js';
-import { ArchiveCatalog } from '../archive/catalog.js';
-import { openSegmentStore } from '../archive/open-segment-store.js';
-import type { SegmentStore } from '../archive/segment-store.js';
 import { systemClock } from '../protocol/clock.js';
 import { loadJob, type JobSpec } from './job.js';
 import { WorkerMetrics } from './metrics.js';
@@ -33,7 +30,7 @@ import { partitionLabel } from './metrics.js';
 import { RouteSink } from './route-sink.js';
 import { taskInputOf } from './task-input.js';
 import { TaskRunner } from './task-runner.js';
-import { firstArchivedSequenceAtOrAfter } from './archive-source.js';
+import { firstArchivedSequenceAtOrAfter, lazyArchiveParts, type ArchiveParts } from './archive-source.js';
 import {
   type FromTaskHost,
   type HostedTaskProgress,
@@ -76,7 +73,8 @@ class TaskHost {
   private readonly tasks = new Map<string, HostedTask>();
   private readonly sinks = new Map<string, Promise<JobSinks>>();
   private checkpoints: Promise<CheckpointStore> | undefined;
-  private archive: Promise<{ store: SegmentStore; catalog: ArchiveCatalog }> | undefined;
+  /** The cold tier, opened once per thread when a task first reads it. */
+  private readonly archiveParts: () => Promise<ArchiveParts>;
   private readonly tables = new Map<TableKind, Promise<ServingTables>>();
   private readonly metrics = new WorkerMetrics();
   private readonly port: MessagePort;
@@ -88,6 +86,7 @@ class TaskHost {
     private readonly logger: Logger,
   ) {
     this.port = options.port;
+    this.archiveParts = lazyArchiveParts(nc, internalReplicas());
   }
 
   async run(): Promise<void> {
@@ -185,7 +184,7 @@ class TaskHost {
           checkpoints: (await this.checkpointStore()).forTask(task, this.options.workerId),
           epoch: () => hosted.epoch,
           startSequence,
-          archive: () => this.archiveParts(),
+          archive: this.archiveParts,
           onFailure: (error) => this.post({ type: 'failed', task, error: messageOf(error) }),
         });
         logger.info({ epoch: hosted.epoch, startSequence }, 'task started');
@@ -239,20 +238,6 @@ class TaskHost {
       this.tables.set(kind, tables);
     }
     return tables;
-  }
-
-  /** The cold tier (segment store and catalog), once per thread; a failed open is retried by the next start. */
-  private archiveParts(): Promise<{ store: SegmentStore; catalog: ArchiveCatalog }> {
-    if (!this.archive) {
-      const replicas = internalReplicas();
-      const opening = (async () => ({
-        store: await openSegmentStore(this.nc, { replicas }),
-        catalog: await ArchiveCatalog.open(this.nc, { replicas }),
-      }))();
-      opening.catch(() => (this.archive = undefined));
-      this.archive = opening;
-    }
-    return this.archive;
   }
 
   /** One checkpoint store per thread; a failed open is retried by the next start. */
