@@ -15,7 +15,10 @@ import { TopicSink } from './topic-sink.js';
 import type { Output } from './types.js';
 
 /** What JobSinks.write takes: a batch's results, or several batches' (worker/task-outputs.ts). */
-export type SinkWrite = Pick<BatchResult, 'outputs' | 'late' | 'deadLetters'>;
+export type SinkWrite = Pick<BatchResult, 'outputs' | 'late' | 'deadLetters'> & {
+  /** The outputs hold one output per id, its newest (TaskOutputs coalesced them): no second pass. */
+  newestPerId?: boolean;
+};
 
 /** Keeps the newest revision of each id in a batch: a table row re-emitted many times is written once. */
 export function newestPerId(outputs: readonly Output[]): Output[] {
@@ -77,7 +80,7 @@ export class JobSinks {
       // is a changelog its readers consume record by record (q0's pass-through emits every event
       // to its key's one row): every revision goes out, in emission order, so what they read
       // depends on the events alone, never on where a batch ended.
-      if (this.table) pending.push(this.table.write(newestPerId(result.outputs)));
+      if (this.table) pending.push(this.table.write(result.newestPerId ? result.outputs : newestPerId(result.outputs)));
       else if (this.topic) pending.push(this.topic.write(result.outputs));
       else for (const output of result.outputs) records.push(this.outputRecord(output));
     }

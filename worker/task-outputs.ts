@@ -111,6 +111,7 @@ export class TaskOutputs {
       outputs: this.options.coalesce ? [...this.rows.values()] : this.outputs,
       late: this.late,
       deadLetters: this.deadLetters,
+      newestPerId: this.options.coalesce,
     };
     this.rows = new Map();
     this.outputs = [];
