@@ -259,7 +259,8 @@ export class Archiver {
     );
     if (below === undefined) return undefined;
     this.currentToken();
-    // JetStream: purge with `seq` removes every message below it.
+    // JetStream: purge with `seq` removes every message below it — except that nats-server 2.9
+    // takes `seq` 0 or 1 as a purge of the whole stream; `below` is always ≥ 2 here.
     await jsm.streams.purge(stream, { seq: below });
     return below;
   }

@@ -28,7 +28,9 @@ export async function archiveWholeTopic(
   const jsm = await jetstreamManager(nc);
   const files: string[] = [];
   for (const entry of await catalog.readTopic(topic, partitions)) {
-    await jsm.streams.purge(streams.partition(topic, entry.partition), { seq: handOverSequence(entry) });
+    // Nothing archived, nothing to purge: nats-server 2.9 takes a purge below sequence 1 for the whole stream.
+    if (handOverSequence(entry) > 1)
+      await jsm.streams.purge(streams.partition(topic, entry.partition), { seq: handOverSequence(entry) });
     for (const segment of entry.segments) {
       const file = join(dir, segment.name.replaceAll('/', '_'));
       writeFileSync(file, (await store.get(segment.name))!);
