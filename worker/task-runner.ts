@@ -296,6 +296,11 @@ export class TaskRunner {
     let lagCheckedAt = 0;
     const maxBatch = this.options.batchMessages ?? 10_000;
     while (!this.stopped) {
+      // First before the first batch: a task far behind starts in replay mode, not a batch later.
+      if (clock.now() - lagCheckedAt > 1000) {
+        lagCheckedAt = clock.now();
+        await this.observeLag(jsm, stream, source, state);
+      }
       await source.waitForMessages(this.options.idleIntervalMs ?? 200);
       if (this.stopped) break;
       const batch = source.take(this.replaying ? maxBatch * REPLAY_BATCH_FACTOR : maxBatch);
@@ -325,31 +330,6 @@ export class TaskRunner {
         await checkpointing.checkpoint(this.sequence);
         if (input?.kind === 'merged') this.purgeRepartitionStream(jsm, stream);
       }
-      if (now - lagCheckedAt > 1000) {
-        lagCheckedAt = now;
-        // Only for lag and the replay mode: a slow answer (a busy or failing-over server) keeps the
-        // last known end instead of failing a task that is reading fine.
-        try {
-          this.lastStreamSequence = (await jsm.streams.info(stream)).state.last_seq;
-        } catch (error) {
-          logger.debug({ err: error, partition }, 'end of partition not known this time; lag from the last answer');
-        }
-        source.restartIfStalled(this.lastStreamSequence, SOURCE_STALL_MS);
-        const progress = this.progress();
-        this.children.lag.set(progress.lagMessages);
-        if (this.replaying !== replayingAt(this.replaying, progress.lagMessages)) {
-          this.replaying = !this.replaying;
-          logger.info(
-            { partition, lagMessages: progress.lagMessages },
-            this.replaying
-              ? 'far behind: replay mode (large batches, rare checkpoints)'
-              : 'near the head: low-latency mode',
-          );
-        }
-        this.children.actorsActive.set(state.activeKeys);
-        if (this.store) this.children.stateBytes.set(await this.store.approximateSizeBytes());
-        if (Number.isFinite(progress.watermarkMs)) this.children.watermarkLag.set((now - progress.watermarkMs) / 1000);
-      }
     }
     // Revoke or shutdown: hand the task over at a checkpoint, so the next owner re-reads little.
     try {
@@ -359,6 +339,41 @@ export class TaskRunner {
       if (error instanceof FencedError) throw error;
       logger.error({ err: error, partition }, 'final checkpoint failed; the next owner resumes from the previous one');
     }
+  }
+
+  /**
+   * Once a second: the partition's end (for lag and the replay mode; a slow answer from a busy or
+   * failing-over server keeps the last known end instead of failing a task that reads fine), a
+   * stalled cursor replaced, and the task's gauges.
+   */
+  private async observeLag(
+    jsm: Awaited<ReturnType<typeof jetstreamManager>>,
+    stream: string,
+    source: TaskSource,
+    state: KeyedState,
+  ): Promise<void> {
+    const { partition, logger, clock } = this.options;
+    try {
+      this.lastStreamSequence = (await jsm.streams.info(stream)).state.last_seq;
+    } catch (error) {
+      logger.debug({ err: error, partition }, 'end of partition not known this time; lag from the last answer');
+    }
+    source.restartIfStalled(this.lastStreamSequence, SOURCE_STALL_MS);
+    const progress = this.progress();
+    this.children.lag.set(progress.lagMessages);
+    if (this.replaying !== replayingAt(this.replaying, progress.lagMessages)) {
+      this.replaying = !this.replaying;
+      logger.info(
+        { partition, lagMessages: progress.lagMessages },
+        this.replaying
+          ? 'far behind: replay mode (large batches, rare checkpoints)'
+          : 'near the head: low-latency mode',
+      );
+    }
+    this.children.actorsActive.set(state.activeKeys);
+    if (this.store) this.children.stateBytes.set(await this.store.approximateSizeBytes());
+    if (Number.isFinite(progress.watermarkMs))
+      this.children.watermarkLag.set((clock.now() - progress.watermarkMs) / 1000);
   }
 
   /**
