@@ -5,6 +5,7 @@ import { ArchiveCatalog, assertContiguous, type PartitionCatalog } from './catal
 import {
   checksumOf,
   decodeSegment,
+  REPLAY_COLUMNS,
   SegmentCorruptError,
   type SegmentEvents,
   type SegmentIndex,
@@ -36,7 +37,8 @@ export async function readSegment(
     );
   const checksum = checksumOf(bytes);
   if (checksum !== segment.checksum) throw new SegmentCorruptError(segment.name, segment.checksum, checksum);
-  return decodeSegment(bytes);
+  // The messages as the stream held them: the key and event-time columns are for other readers.
+  return decodeSegment(bytes, REPLAY_COLUMNS);
 }
 
 /** Every partition's archived messages of a topic (data, sequence, log time), in sequence order. */

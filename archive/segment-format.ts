@@ -137,14 +137,21 @@ export function encodeSegment(events: SegmentEvents, range?: SegmentRange): Uint
   );
 }
 
-/** The columns of a segment file, whole (a segment is decoded at once, never row by row). */
-export async function decodeSegment(bytes: Uint8Array): Promise<SegmentEvents> {
+/** A segment's columns; a replay reads the messages as the stream held them and needs no others. */
+export type SegmentColumn = 'sequence' | 'key' | 'event_time' | 'log_time' | 'data';
+export const REPLAY_COLUMNS: readonly SegmentColumn[] = ['sequence', 'log_time', 'data'];
+
+/**
+ * The columns of a segment file, whole (a segment is decoded at once, never row by row); only
+ * `columns` when given (the others are left null / NaN).
+ */
+export async function decodeSegment(bytes: Uint8Array, columns?: readonly SegmentColumn[]): Promise<SegmentEvents> {
   const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   const count = Number(parquetMetadata(file).num_rows);
   const events: SegmentEvents = {
     sequences: new Float64Array(count),
-    keys: new Array<string | null>(count),
-    times: new Float64Array(count),
+    keys: new Array<string | null>(count).fill(null),
+    times: new Float64Array(count).fill(NaN),
     logTimes: new Float64Array(count),
     data: new Array<Uint8Array>(count),
   };
@@ -165,6 +172,7 @@ export async function decodeSegment(bytes: Uint8Array): Promise<SegmentEvents> {
   };
   await parquetRead({
     file,
+    ...(columns === undefined ? {} : { columns: [...columns] }),
     // Byte arrays stay bytes (the data column).
     utf8: false,
     compressors: { GZIP: (input: Uint8Array) => new Uint8Array(gunzipSync(input)) },
