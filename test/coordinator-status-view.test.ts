@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { clusterStatus, versionView, type ClusterSnapshot, type ProgressWithEta } from '../coordinator/status-view.js';
 import type { JobVersionRecord, TaskRecord } from '../coordinator/cluster-state.js';
 import { Membership } from '../coordinator/membership.js';
+import { readingOf } from '../cli/version-progress-view.js';
 import { adminReplies, directPlan, jobVersionKey, ManualClock, taskKey, type TaskStatus } from '../protocol/index.js';
 
 const clicksV1: JobVersionRecord = {
@@ -159,6 +160,29 @@ describe('the status view', () => {
     // w2 carries it, so it is running, but no task is assigned yet.
     expect(ordersView).toMatchObject({ state: 'running', tasksAssigned: 0, table: null, served: false });
     // What the leader sends is what the CLI accepts.
+    expect(adminReplies.status.parse(status)).toEqual(status);
+  });
+
+  it('shows which tasks read the archive (hybrid replay) and how many of a version do', () => {
+    const base = snapshot();
+    const clock = new ManualClock(20_000);
+    const membership = new Membership(6_000, clock);
+    membership.register(base.workers[0]!.registration);
+    const [first, second] = [...base.tasks.values()].filter(
+      (record) => record.task.job === 'clicks' && record.task.version === 'v1',
+    );
+    membership.heartbeat('w1', [report(first!, { phase: 'archive' }), report(second!, { phase: 'live' })]);
+    const status = clusterStatus({ ...base, nowMs: clock.now(), workers: membership.live() });
+    expect(
+      status.tasks.filter((task) => task.job === 'clicks' && task.version === 'v1').map((task) => task.phase),
+    ).toEqual(['archive', undefined]);
+    const v1 = status.versions.find((version) => version.job === 'clicks' && version.version === 'v1')!;
+    expect(v1.tasksInArchive).toBe(1);
+    expect(readingOf(v1)).toBe('archive 1/2');
+    // Once none reads the archive, the field is absent and the version reads live.
+    const v2 = status.versions.find((version) => version.job === 'clicks' && version.version === 'v2')!;
+    expect(v2).not.toHaveProperty('tasksInArchive');
+    expect(readingOf(v2)).toBe('live');
     expect(adminReplies.status.parse(status)).toEqual(status);
   });
 
