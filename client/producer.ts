@@ -159,7 +159,8 @@ export class Producer {
 
   /**
    * Sends one event without waiting for its ack. Returns false when maxInFlight publishes are
-   * awaiting acks: the caller should then `await ready()` before publishing more. Throws
+   * awaiting acks: the event was sent all the same, and the caller should `await ready()` before
+   * publishing the next (never this one again: it would be a second event, under another id). Throws
    * EventRejectedError, sending nothing, for an event past the key or max_payload limit.
    */
   publish(event: EventEnvelope): boolean {
