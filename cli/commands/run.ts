@@ -111,7 +111,7 @@ export function registerRun(program: Command): void {
       );
     if (settings.rejects !== undefined && inputs.length > 1)
       throw new ConfigError('--rejects names one file; with several inputs each gets its own <input>.rejects');
-    const perInput: BatchInputEvent[][] = [];
+    const perInput: (BatchInputEvent | undefined)[][] = [];
     const rejectFiles: RejectsFile[] = [];
     for (const { sourceIndex, file } of inputs) {
       const rejects = new RejectsFile(settings.rejects ?? `${file}.rejects`, LISTED);
@@ -257,13 +257,10 @@ async function readEvents(
 /**
  * Several files merged as they would arrive live: each file in its own order, the next event
  * taken from the file whose next event is earliest (ties: --input order). What the keyed stage
- * sees first decides only which events are late (worker/batch-run.ts).
+ * sees first decides only which events are late (worker/batch-run.ts). Each event is let go of
+ * once handed out (the run keeps its encoded copy), so the parsed input is not held twice.
  */
-function* mergedByTime(inputs: readonly BatchInputEvent[][]): Generator<BatchInputEvent> {
-  if (inputs.length === 1) {
-    yield* inputs[0]!;
-    return;
-  }
+function* mergedByTime(inputs: (BatchInputEvent | undefined)[][]): Generator<BatchInputEvent> {
   const next = inputs.map(() => 0);
   for (;;) {
     let earliest = -1;
@@ -272,7 +269,11 @@ function* mergedByTime(inputs: readonly BatchInputEvent[][]): Generator<BatchInp
       if (event && (earliest < 0 || event.time < inputs[earliest]![next[earliest]!]!.time)) earliest = index;
     }
     if (earliest < 0) return;
-    yield inputs[earliest]![next[earliest]!++]!;
+    const taken = inputs[earliest]!;
+    const at = next[earliest]!++;
+    const event = taken[at]!;
+    taken[at] = undefined;
+    yield event;
   }
 }
 
