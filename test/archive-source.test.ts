@@ -248,4 +248,46 @@ describe('archive-then-live source', () => {
     expect(await firstArchivedSequenceAtOrAfter(access, 0)).toBe(1);
     expect(await firstArchivedSequenceAtOrAfter(access, log[599]!.logTimeMs + 1)).toBeUndefined();
   }, 60_000);
+
+  it('refuses a segment whose bytes are not what the catalog recorded, naming it, and replays nothing of it', async () => {
+    const { store, catalog } = await archiveParts(nats.nc);
+    const topic = 'hybrid_corrupt';
+    await createTopic(nats.nc, { name: topic, partitions: 1 });
+    await produce(nats.nc, topic, 300, 0);
+    await new Archiver({
+      nc: nats.nc,
+      store,
+      catalog,
+      clock: new ManualClock(Date.now()),
+      maxSegmentEvents: 100,
+    }).archiveTopic(topic, { force: true });
+    const { segments } = await catalog.read(topic, 0);
+    // The second segment's object replaced (a damaged or tampered object store).
+    const second = (await store.get(segments[1]!.name))!;
+    const damaged = new Uint8Array(second);
+    const middle = damaged.length >> 1;
+    damaged[middle] = damaged[middle]! ^ 0xff;
+    await store.put(segments[1]!.name, damaged);
+    const source = new ArchiveThenLiveSource(
+      nats.nc,
+      { store, catalog, topic, partition: 0 },
+      { stream: streams.partition(topic, 0), startSequence: 1 },
+    );
+    await source.start();
+    const read: number[] = [];
+    let failure: unknown;
+    for (let turn = 0; turn < 50 && failure === undefined; turn++) {
+      try {
+        await source.waitForMessages(200);
+        for (const message of source.take(1_000)) read.push(message.sequence);
+      } catch (error) {
+        failure = error;
+      }
+    }
+    await source.stop();
+    expect((failure as Error).message).toContain(segments[1]!.name);
+    expect((failure as Error).message).toMatch(/checksum/);
+    // The first segment was read; nothing of the damaged one or after it.
+    expect(read).toEqual(Array.from({ length: 100 }, (_, index) => index + 1));
+  }, 60_000);
 });
