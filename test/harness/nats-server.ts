@@ -133,21 +133,34 @@ export class NatsCluster {
     return this.nodes.map((node) => node.url);
   }
 
-  /** Waits until the JetStream meta group has a leader (streams can be created). */
+  /**
+   * Waits until the JetStream meta group has a leader that sees every running node as a current
+   * peer: with a leader alone, an R3 stream created at once can still be refused ("no suitable
+   * peers for placement") while a node has not joined the group yet.
+   */
   async waitForJetStream(timeoutMs = 30_000): Promise<void> {
-    await pollUntil(() => this.anyNodeSeesMetaLeader(), {
-      what: `a JetStream meta leader in the cluster in ${this.dir}`,
+    await pollUntil(() => this.metaGroupComplete(), {
+      what: `a JetStream meta leader with every node of the cluster in ${this.dir} as a current peer`,
       timeoutMs,
       intervalMs: 100,
     });
   }
 
-  private async anyNodeSeesMetaLeader(): Promise<boolean> {
-    for (const node of this.nodes.filter((n) => n.running)) {
+  private async metaGroupComplete(): Promise<boolean> {
+    const running = this.nodes.filter((n) => n.running);
+    for (const node of running) {
       try {
         const response = await fetch(`http://127.0.0.1:${node.monitorPort}/jsz`);
-        const body = (await response.json()) as { meta_cluster?: { leader?: string } };
-        if (body.meta_cluster?.leader) return true;
+        const body = (await response.json()) as {
+          server_id?: string;
+          meta_cluster?: { leader?: string; replicas?: { current?: boolean; offline?: boolean }[] };
+        };
+        const meta = body.meta_cluster;
+        // The leader's view: the other members, each current and online.
+        if (meta?.leader !== undefined && meta.leader === `n${this.nodes.indexOf(node)}`) {
+          const peers = meta.replicas ?? [];
+          return peers.length >= running.length - 1 && peers.every((peer) => peer.current && !peer.offline);
+        }
       } catch {
         // not up yet
       }
