@@ -17,12 +17,17 @@ import { NatsObjectSegmentStore } from '../archive/segment-store.js';
 import { Producer } from '../client/producer.js';
 import { decodeEvent, type ClusterStatus } from '../protocol/index.js';
 import { kappa as runKappa, KappaProcess } from './harness/cli.js';
-import { clicksReference, type Click } from './harness/clicks.js';
+import { clicksReference, clickWithLateOnes, type Click } from './harness/clicks.js';
 import { leaderStatus } from './harness/cluster-status.js';
-import { expectedResults, readLateRecords, readTopicLog, type LoggedEvent } from './harness/expected-results.js';
+import {
+  expectedResults,
+  readLateRecords,
+  readTopicLog,
+  viewedTable,
+  type LoggedEvent,
+} from './harness/expected-results.js';
 import { pollUntil } from './harness/poll.js';
 import { useNatsCluster } from './harness/use-nats.js';
-import { windowId } from './reference/batch-windows.js';
 
 const nats = useNatsCluster({ connection: { maxReconnectAttempts: -1, reconnectTimeWait: 250 } });
 const ENV = { KAPPA_REPLICAS: '3' };
@@ -30,7 +35,6 @@ const PARTITIONS = 3;
 const SEGMENT = 4_000;
 const JOB = 'hybrid_chaos';
 const EXAMPLE = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
-const START_MS = Date.UTC(2026, 10, 24, 12);
 let dir: string;
 let urls: string;
 const processes: KappaProcess[] = [];
@@ -128,9 +132,8 @@ function worker(id: string, job: string): KappaProcess {
 
 async function produce(producer: Producer, from: number, to: number): Promise<void> {
   for (let id = from; id < to; id++) {
-    const ts = START_MS + id * 40 - ((id * 7919) % 1500) - (id % 71 === 0 ? 20_000 : 0);
-    const click: Click = { id, user: `user-${(id * 31) % 13}`, ts, ...(id % 3 ? { page: `/p${id % 5}` } : {}) };
-    if (!producer.publish({ key: click.user, time: ts, value: click })) await producer.ready();
+    const click = clickWithLateOnes(id);
+    if (!producer.publish({ key: click.user, time: click.ts, value: click })) await producer.ready();
   }
 }
 
@@ -242,15 +245,7 @@ it('no segment lost, duplicated or half-recorded, and the table equals the refer
   );
   const viewed = await kappa(['view', JOB, '--version', 'v1', '--json']);
   expect(viewed.code, viewed.stderr).toBe(0);
-  const table = new Map(
-    viewed.stdout
-      .trim()
-      .split('\n')
-      .map((line) => {
-        const row = JSON.parse(line) as { key: string; start: number; end: number; value: unknown };
-        return [windowId(row.key, row.start, row.end), row.value] as const;
-      }),
-  );
+  const table = viewedTable(viewed.stdout);
   const expected = expectedResults(await clicksReference(EXAMPLE), log, PARTITIONS);
   expect(table).toEqual(expected.windows);
   const late = (await readLateRecords(nats.nc, JOB, 'v1')).map((record) => (record.value as Click).id);

@@ -18,13 +18,18 @@ import { NatsObjectSegmentStore } from '../archive/segment-store.js';
 import { Producer } from '../client/producer.js';
 import { decodeEvent, streams } from '../protocol/index.js';
 import { kappa as runKappa, KappaProcess } from './harness/cli.js';
-import { clicksReference, type Click } from './harness/clicks.js';
+import { clicksReference, clickWithLateOnes, type Click } from './harness/clicks.js';
 import { leaderStatus } from './harness/cluster-status.js';
-import { expectedResults, readLateRecords, readTopicLog, type LoggedEvent } from './harness/expected-results.js';
+import {
+  expectedResults,
+  readLateRecords,
+  readTopicLog,
+  viewedTable,
+  type LoggedEvent,
+} from './harness/expected-results.js';
 import { freePort } from './harness/nats-server.js';
 import { pollUntil } from './harness/poll.js';
 import { useNatsServer } from './harness/use-nats.js';
-import { windowId } from './reference/batch-windows.js';
 
 const nats = useNatsServer();
 const dir = mkdtempSync(join(tmpdir(), 'kappa-hybrid-'));
@@ -40,7 +45,6 @@ const LIVE_EVENTS = 20_000;
 const SEGMENT = 10_000;
 const JOB = 'hybrid_clicks';
 const EXAMPLE = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
-const START_MS = Date.UTC(2026, 10, 24, 12);
 
 function kappa(args: string[]) {
   return runKappa([...args, '--nats', nats.url]);
@@ -62,13 +66,12 @@ function jobModule(version: string): string {
   return file;
 }
 
-/** Clicks `from`…`to` − 1: a couple of seconds out of order, every 71st 20 s late (past the 5 s lateness). */
+/** Clicks `from`…`to` − 1 (some late: clickWithLateOnes). */
 async function produce(from: number, to: number): Promise<void> {
   const producer = await Producer.forTopic(nats.nc, 'visits');
   for (let id = from; id < to; id++) {
-    const ts = START_MS + id * 40 - ((id * 7919) % 1500) - (id % 71 === 0 ? 20_000 : 0);
-    const click: Click = { id, user: `user-${(id * 31) % 13}`, ts, ...(id % 3 ? { page: `/p${id % 5}` } : {}) };
-    if (!producer.publish({ key: click.user, time: ts, value: click })) await producer.ready();
+    const click = clickWithLateOnes(id);
+    if (!producer.publish({ key: click.user, time: click.ts, value: click })) await producer.ready();
   }
   await producer.close();
 }
@@ -76,15 +79,7 @@ async function produce(from: number, to: number): Promise<void> {
 async function tableOf(version: string): Promise<Map<string, unknown>> {
   const viewed = await kappa(['view', JOB, '--version', version, '--json']);
   expect(viewed.code, viewed.stderr).toBe(0);
-  return new Map(
-    viewed.stdout
-      .trim()
-      .split('\n')
-      .map((line) => {
-        const row = JSON.parse(line) as { key: string; start: number; end: number; value: unknown };
-        return [windowId(row.key, row.start, row.end), row.value] as const;
-      }),
-  );
+  return viewedTable(viewed.stdout);
 }
 
 async function caughtUp(version: string): Promise<void> {

@@ -18,11 +18,10 @@ import { authorizationBlock, rolePermissions, ROLES, type Role } from '../cli/na
 import { kappa, KappaProcess, type CliResult } from './harness/cli.js';
 import { clickRange, clicksReference, type Click } from './harness/clicks.js';
 import { leaderStatus } from './harness/cluster-status.js';
-import { expectedResults, readTopicLog } from './harness/expected-results.js';
+import { expectedResults, readTopicLog, viewedTable } from './harness/expected-results.js';
 import { makeTestCertificates } from './harness/certificates.js';
 import { NATS_SERVER_BINARY, startServer, type NatsServer } from './harness/nats-server.js';
 import { pollUntil } from './harness/poll.js';
-import { windowId } from './reference/batch-windows.js';
 
 const PARTITIONS = 4;
 const JOB = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
@@ -261,13 +260,7 @@ describe('each role over TLS', () => {
 
     const viewed = await run(['view', 'clicks', '--json', ...as('reader')]);
     expect(viewed.code, viewed.stderr).toBe(0);
-    const table = new Map(
-      viewed.stdout
-        .trim()
-        .split('\n')
-        .map((line) => JSON.parse(line) as { key: string; start: number; end: number; value: unknown })
-        .map((row) => [windowId(row.key, row.start, row.end), row.value] as const),
-    );
+    const table = viewedTable(viewed.stdout);
     const expected = expectedResults(
       await clicksReference(JOB),
       await readTopicLog<Click>(admin, 'clicks', PARTITIONS),

@@ -22,12 +22,11 @@ import type { ServingTableRow } from '../protocol/index.js';
 import { openServingTables, type TableKind } from '../tables/index.js';
 import { postgresViewName } from '../tables/postgres-tables.js';
 import { kappa, KappaProcess } from './harness/cli.js';
-import { clicksReference, type Click } from './harness/clicks.js';
+import { clicksReference, clickWithLateOnes, type Click } from './harness/clicks.js';
 import { leaderStatus } from './harness/cluster-status.js';
-import { expectedResults, readTopicLog } from './harness/expected-results.js';
+import { expectedResults, readTopicLog, viewedTable } from './harness/expected-results.js';
 import { pollUntil } from './harness/poll.js';
 import { useNatsServer } from './harness/use-nats.js';
-import { windowId } from './reference/batch-windows.js';
 
 const PARTITIONS = 4;
 const V1 = resolve(import.meta.dirname, '../examples/clicks-per-window.mjs');
@@ -116,16 +115,13 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
 
     // A producer keeps writing: 50 clicks every 100 ms.
     const producer = await Producer.forTopic(nats.nc, 'clicks');
-    const startMs = Date.UTC(2026, 10, 24, 12);
     let produced = 0;
     let producing = true;
     const production = (async () => {
       while (producing) {
         for (let index = 0; index < 50; index++, produced++) {
-          const id = produced;
-          const ts = startMs + id * 40 - ((id * 7919) % 1500) - (id % 71 === 0 ? 20_000 : 0);
-          const click: Click = { id, user: `user-${(id * 31) % 13}`, ts, ...(id % 3 ? { page: `/p${id % 5}` } : {}) };
-          if (!producer.publish({ key: click.user, time: ts, value: click })) await producer.ready();
+          const click = clickWithLateOnes(produced);
+          if (!producer.publish({ key: click.user, time: click.ts, value: click })) await producer.ready();
         }
         await sleep(100);
       }
@@ -266,15 +262,7 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
     });
     const viewed = await kappa(['view', job, '--json', '--nats', nats.url], { env });
     expect(viewed.code, viewed.stderr).toBe(0);
-    const served = new Map(
-      viewed.stdout
-        .trim()
-        .split('\n')
-        .map((line) => {
-          const row = JSON.parse(line) as { key: string; start: number; end: number; value: unknown };
-          return [windowId(row.key, row.start, row.end), row.value] as const;
-        }),
-    );
+    const served = viewedTable(viewed.stdout);
     const reference = await clicksReference(V2);
     const log = await readTopicLog<Click>(nats.nc, 'clicks', PARTITIONS);
     expect(log).toHaveLength(produced);

@@ -37,6 +37,15 @@ export function clickRange(from: number, to: number): Click[] {
   return clicks;
 }
 
+/**
+ * Click `id` of the replay tests: 40 ms apart in event time from 2026-11-24 12:00, up to 1.5 s out
+ * of order, every 71st 20 s behind (past the examples' 5 s lateness: late data), a page on two in three.
+ */
+export function clickWithLateOnes(id: number): Click {
+  const ts = Date.UTC(2026, 10, 24, 12) + id * 40 - ((id * 7919) % 1500) - (id % 71 === 0 ? 20_000 : 0);
+  return { id, user: `user-${(id * 31) % 13}`, ts, ...(id % 3 ? { page: `/p${id % 5}` } : {}) };
+}
+
 /** Writes the clicks as JSON lines to `file` and publishes them with `kappa produce` (keyed by user); fails the test unless it exits 0. */
 export async function produceClicks(
   natsUrl: string,

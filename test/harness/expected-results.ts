@@ -88,3 +88,15 @@ export async function readLateRecords(nc: NatsConnection, job: string, version: 
     (message) => decode(message.data) as LateRecord,
   );
 }
+
+/** The table `kappa view <job> --json` printed, keyed like the reference (one JSON row per line). */
+export function viewedTable(stdout: string): Map<string, unknown> {
+  return new Map(
+    stdout
+      .trim()
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line) as { key: string; start: number; end: number; value: unknown })
+      .map((row) => [windowId(row.key, row.start, row.end), row.value] as const),
+  );
+}
