@@ -139,7 +139,7 @@ export class KeyedState {
    */
   async restoreResident(
     residentNamespaces: ReadonlySet<string>,
-    visit: (key: string, namespace: string, subKey: SubKey) => void,
+    visit: (key: string, namespace: string, subKey: SubKey, value: unknown) => void,
   ): Promise<void> {
     let group: Array<[namespace: string, subKey: SubKey, value: unknown]> = [];
     let groupKey: string | undefined;
@@ -153,7 +153,7 @@ export class KeyedState {
       const actor = new ActiveActor(groupKey);
       for (const [namespace, subKey, value] of group) {
         addStoredRow(actor, namespace, subKey, value);
-        if (residentNamespaces.has(namespace)) visit(groupKey, namespace, subKey);
+        if (residentNamespaces.has(namespace)) visit(groupKey, namespace, subKey, value);
       }
       this.install(actor);
     };

@@ -12,6 +12,7 @@ import { TimerService, type Timer, type TimerDomain } from './timer-service.js';
 
 export class ActorOperator implements Operator {
   readonly residentNamespaces = [TIMER_NAMESPACE];
+  readonly readsKeyedState = true;
   private readonly context: TaskActorContext;
   private readonly timers = new TimerService();
 
@@ -41,6 +42,9 @@ export class ActorOperator implements Operator {
   takeLateUpdates(): number {
     return 0;
   }
+
+  /** The actor's state and timers are keyed-state rows already. */
+  async syncState(): Promise<void> {}
 
   onEvent(key: string, timeMs: number, value: unknown, watermarkMs: number, message: RawMessage): boolean {
     const context = this.context;

@@ -30,6 +30,7 @@ import {
   partitionOf,
   planJob,
   routeStage as routeStageName,
+  type EventEnvelope,
   type JobPlan,
 } from '../protocol/index.js';
 import { KeyedState } from '../state/keyed-state.js';
@@ -137,18 +138,59 @@ export function batchPlan(
   };
 }
 
-export async function runBatch(
-  job: JobSpec,
-  events: Iterable<BatchInputEvent | Uint8Array>,
-  options: BatchRunOptions,
-): Promise<BatchRunResult> {
+/** What runBatch reads: events (or raw bytes, for testing undecodable input), or chunks of them as a file is read. */
+export type BatchInput = Iterable<BatchInputEvent | Uint8Array> | AsyncIterable<readonly (BatchInputEvent | Uint8Array)[]>;
+
+export async function runBatch(job: JobSpec, events: BatchInput, options: BatchRunOptions): Promise<BatchRunResult> {
   const plan = batchPlan(job, options);
   const run = emptyRun(plan);
   // A file has no log timestamps: the far-future guard measures event times against the time the
   // run read its input.
   const logTimeMs = options.readAtMs ?? systemClock.now();
-  await runPlanned(job, plan, readSourcePartitions(job, plan, events, logTimeMs), options, run, logTimeMs);
+  if (plan.repartition === null) {
+    // Read directly: each event goes to its partition's task as it is read, a batch at a time, so
+    // the input is never held whole (a file larger than memory runs).
+    const keyed = new KeyedStage(job, options, run);
+    const partitions = plan.sources[0]!.partitions;
+    const sequences = new Array<number>(partitions).fill(0);
+    for await (const chunk of chunksOf(events)) {
+      for (const event of chunk) {
+        // Raw bytes (for testing undecodable input) go to partition 0.
+        const partition = event instanceof Uint8Array ? 0 : partitionOf(event.key, partitions);
+        const sequence = ++sequences[partition]!;
+        const message =
+          event instanceof Uint8Array
+            ? { data: event, sequence, logTimeMs }
+            : new InputMessage(event, sequence, logTimeMs);
+        if (keyed.add(partition, message)) await keyed.process(partition);
+      }
+    }
+    await keyed.finish();
+    return run;
+  }
+  const all: (BatchInputEvent | Uint8Array)[] = [];
+  for await (const chunk of chunksOf(events)) for (const event of chunk) all.push(event);
+  await runPlanned(job, plan, readSourcePartitions(job, plan, all, logTimeMs), options, run, logTimeMs);
   return run;
+}
+
+/** The input as chunks: an async source as it comes, a plain iterable in chunks of ROUTE_CHUNK events. */
+async function* chunksOf(
+  events: BatchInput,
+): AsyncGenerator<readonly (BatchInputEvent | Uint8Array)[]> {
+  if (Symbol.asyncIterator in events) {
+    yield* events;
+    return;
+  }
+  let chunk: (BatchInputEvent | Uint8Array)[] = [];
+  for (const event of events) {
+    chunk.push(event);
+    if (chunk.length >= ROUTE_CHUNK) {
+      yield chunk;
+      chunk = [];
+    }
+  }
+  if (chunk.length > 0) yield chunk;
 }
 
 /**
@@ -192,14 +234,16 @@ async function runPlanned(
   run: BatchRunResult,
   logTimeMs: number,
 ): Promise<void> {
-  const keyed = new KeyedStage(job, options, run);
   if (plan.repartition === null) {
+    const keyed = new KeyedStage(job, options, run);
     const byPartition = sources[0]!;
     for (let partition = 0; partition < byPartition.length; partition++)
       await keyed.runPartition(partition, byPartition[partition]!.messages);
+    await keyed.finish();
     return;
   }
   const routed = await routeStage(job, plan, sources, options, run);
+  const keyed = new KeyedStage(job, options, run, taskInputOf(job, plan, undefined));
   for (let partition = 0; partition < routed.length; partition++) {
     const records = routed[partition]!;
     if (!records.some((record) => record.isEvent)) continue;
@@ -207,9 +251,9 @@ async function runPlanned(
     await keyed.runPartition(
       partition,
       records.map((record, index) => ({ data: record.data, sequence: index + 1, logTimeMs })),
-      taskInputOf(job, plan, undefined),
     );
   }
+  await keyed.finish();
 }
 
 /** One partition of a source topic: its messages in order, and where each stood in the input. */
@@ -234,14 +278,33 @@ function readSourcePartitions(
     const source = event instanceof Uint8Array ? 0 : sourceIndexOf(job, event.source);
     const partitions = sources[source]!;
     const partition = partitions[event instanceof Uint8Array ? 0 : partitionOf(event.key, partitions.length)]!;
-    partition.messages.push({
-      data: event instanceof Uint8Array ? event : encodeEvent(event),
-      sequence: partition.messages.length + 1,
-      logTimeMs,
-    });
+    const sequence = partition.messages.length + 1;
+    partition.messages.push(
+      event instanceof Uint8Array
+        ? { data: event, sequence, logTimeMs }
+        : new InputMessage(event, sequence, logTimeMs),
+    );
     partition.positions.push(position++);
   }
   return sources;
+}
+
+/**
+ * An event of the input as a partition's message: handed to the processor as it is, encoded only
+ * if something asks for its bytes (a dead letter carries them), as the topic would have held them.
+ */
+class InputMessage implements RawMessage {
+  private bytes: Uint8Array | undefined;
+
+  constructor(
+    readonly decoded: EventEnvelope,
+    readonly sequence: number,
+    readonly logTimeMs: number,
+  ) {}
+
+  get data(): Uint8Array {
+    return (this.bytes ??= encodeEvent(this.decoded));
+  }
 }
 
 function sourceIndexOf(job: JobSpec, source: number | string | undefined): number {
@@ -321,49 +384,94 @@ async function routeStage(
   return targets;
 }
 
-/** The keyed stage: one processor per partition over real RocksDB, each to the end of its input. */
+/** One keyed partition of the run: its processor over its own RocksDB, and the messages waiting for it. */
+interface KeyedTask {
+  processor: TaskProcessor;
+  state: KeyedState;
+  store: TaskStore;
+  pending: RawMessage[];
+}
+
+/**
+ * The keyed stage: one processor per partition over real RocksDB, opened when the partition's
+ * first message arrives, fed a batch at a time, and run to the end of input by finish().
+ */
 class KeyedStage {
   private readonly batchSize: number;
+  private readonly tasks = new Map<number, KeyedTask>();
+  private readonly opening = new Map<number, Promise<KeyedTask>>();
+  private readonly waiting = new Map<number, RawMessage[]>();
 
   constructor(
     private readonly job: JobSpec,
     private readonly options: Omit<BatchRunOptions, 'partitions'>,
     private readonly result: BatchRunResult,
+    private readonly input?: ReturnType<typeof taskInputOf>,
   ) {
     this.batchSize = options.batchSize ?? 10_000;
   }
 
-  async runPartition(
-    partition: number,
-    messages: readonly RawMessage[],
-    input?: ReturnType<typeof taskInputOf>,
-  ): Promise<void> {
-    if (messages.length === 0) return;
-    const dir = join(this.options.stateDir, String(partition));
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { recursive: true });
-    const store = await TaskStore.open(dir);
-    try {
-      const state = new KeyedState(store);
-      const processor = new TaskProcessor(
-        this.job,
-        partition,
-        state,
-        this.options.clock ?? systemClock,
-        undefined,
-        input,
-      );
-      for (let start = 0; start < messages.length; start += this.batchSize) {
-        this.collect(await processor.processBatch(messages.slice(start, start + this.batchSize)));
-        if (state.dirtyRows > 100_000) {
-          await state.flush();
-          state.evict(processor.isPinned);
-        }
+  /** Queues a message for its partition; true when the partition has a batch to process. */
+  add(partition: number, message: RawMessage): boolean {
+    let pending = this.waiting.get(partition);
+    if (pending === undefined) this.waiting.set(partition, (pending = []));
+    pending.push(message);
+    return pending.length >= this.batchSize;
+  }
+
+  /** Processes what is queued for the partition. */
+  async process(partition: number): Promise<void> {
+    const pending = this.waiting.get(partition);
+    if (pending === undefined || pending.length === 0) return;
+    this.waiting.set(partition, []);
+    const task = await this.task(partition);
+    const { processor, state } = task;
+    for (let start = 0; start < pending.length; start += this.batchSize) {
+      this.collect(await processor.processBatch(pending.slice(start, start + this.batchSize)));
+      if (state.dirtyRows > 100_000) {
+        await state.flush();
+        state.evict(processor.isPinned);
       }
-      this.collect(processor.endOfInput());
-    } finally {
-      await store.close();
     }
+  }
+
+  /** A whole partition at once (the keyed stage of a repartitioned run). */
+  async runPartition(partition: number, messages: readonly RawMessage[]): Promise<void> {
+    for (const message of messages) this.add(partition, message);
+    await this.process(partition);
+  }
+
+  /** Every partition to the end of input, in partition order; then their stores are closed. */
+  async finish(): Promise<void> {
+    const partitions = [...this.waiting.keys()].sort((a, b) => a - b);
+    try {
+      for (const partition of partitions) {
+        await this.process(partition);
+        this.collect((await this.task(partition)).processor.endOfInput());
+      }
+    } finally {
+      for (const task of this.tasks.values()) await task.store.close();
+    }
+  }
+
+  private task(partition: number): Promise<KeyedTask> {
+    let opening = this.opening.get(partition);
+    if (opening === undefined) {
+      opening = (async () => {
+        const dir = join(this.options.stateDir, String(partition));
+        rmSync(dir, { recursive: true, force: true });
+        mkdirSync(dir, { recursive: true });
+        const store = await TaskStore.open(dir);
+        const state = new KeyedState(store);
+        const clock = this.options.clock ?? systemClock;
+        const processor = new TaskProcessor(this.job, partition, state, clock, undefined, this.input);
+        const task: KeyedTask = { processor, state, store, pending: [] };
+        this.tasks.set(partition, task);
+        return task;
+      })();
+      this.opening.set(partition, opening);
+    }
+    return opening;
   }
 
   private collect(result: BatchResult): void {

@@ -2,6 +2,7 @@
 // come): handle one event, react to the watermark and the clock through its own timer service,
 // say which keys must stay resident, and rebuild what it keeps in memory from restored rows.
 // The processor owns decoding, the watermark and the batch; operators own their state layout.
+import type { EventEnvelope } from '../protocol/index.js';
 import type { SubKey } from '../state/keyed-state.js';
 import type { DeadLetterReason, LateRecord, Output } from './types.js';
 
@@ -20,6 +21,11 @@ export interface RawMessage {
    * record says so: `kappa run` and the test driver feed several sources straight to a keyed task.
    */
   source?: number;
+  /**
+   * The event already decoded (a line of a file in `kappa run`): the processor takes it as it is
+   * instead of decoding `data`, which such a message encodes only when asked (a dead letter).
+   */
+  decoded?: EventEnvelope;
 }
 
 /** Where an operator's results go; the processor resets the arrays per batch. */
@@ -42,6 +48,11 @@ export interface Operator {
   /** State namespaces whose rows make a key resident after a restore (open windows, timers). */
   readonly residentNamespaces: readonly string[];
   /**
+   * Whether handling an event reads keyed state, so each batch's keys must be activated first
+   * (the actor's state). The window operator keeps its open windows in memory and does not.
+   */
+  readonly readsKeyedState: boolean;
+  /**
    * Handles one event, judged against the watermark before it; the caller has activated the key.
    * Returns false when the event was dead-lettered.
    */
@@ -52,8 +63,13 @@ export interface Operator {
   onProcessingTime(nowMs: number, watermarkMs: number): void;
   /** Keys that must stay in memory (pending timers). */
   isPinned(key: string): boolean;
-  /** A row of `residentNamespaces` read back at restore: rebuild the timers it implies. */
-  restoreRow(key: string, namespace: string, subKey: SubKey, watermarkMs: number): void;
+  /** A row of `residentNamespaces` read back at restore: rebuild what it implies in memory (timers, open windows). */
+  restoreRow(key: string, namespace: string, subKey: SubKey, value: unknown, watermarkMs: number): void;
+  /**
+   * Writes what the operator holds only in memory into keyed state, so that a flush (a checkpoint)
+   * stores it: called before every checkpoint.
+   */
+  syncState(): Promise<void>;
   /** Events that updated a window after it fired, since the last call (for a metric). */
   takeLateUpdates(): number;
 }

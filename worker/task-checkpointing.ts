@@ -160,6 +160,7 @@ export class TaskCheckpointing {
     const { dir, state, processor } = this;
     this.lastCheckpointAtMs = this.options.clock.now();
     this.eventsSinceCheckpoint = 0;
+    await processor.syncState();
     const engine = processor.snapshot();
     const last = checkpoints.manifest;
     if (

@@ -151,8 +151,8 @@ export class TaskProcessor implements OperatorOutput {
     const watermarkMs = processor.watermark.current;
     const operator = processor.operator;
     if (!operator) return processor;
-    await state.restoreResident(new Set(operator.residentNamespaces), (key, namespace, subKey) =>
-      operator.restoreRow(key, namespace, subKey, watermarkMs),
+    await state.restoreResident(new Set(operator.residentNamespaces), (key, namespace, subKey, value) =>
+      operator.restoreRow(key, namespace, subKey, value, watermarkMs),
     );
     return processor;
   }
@@ -169,6 +169,11 @@ export class TaskProcessor implements OperatorOutput {
       ...(this.operator instanceof ActorOperator ? { actor: { emits: this.operator.emitCounter } } : {}),
       ...(this.upstreams ? { upstreams: this.upstreams.snapshot() } : {}),
     };
+  }
+
+  /** Writes what the operator holds only in memory (open windows) into keyed state: before every checkpoint. */
+  async syncState(): Promise<void> {
+    await this.operator?.syncState();
   }
 
   /** Keys that must stay in memory (open windows or pending timers). */
@@ -188,7 +193,7 @@ export class TaskProcessor implements OperatorOutput {
       this.route(count, input as Extract<TaskInput, { kind: 'route' }>);
       return this.finishResult();
     }
-    if (count > 0) await this.state.activate(this.batchKeys(count));
+    if (count > 0 && operator.readsKeyedState) await this.state.activate(this.batchKeys(count));
     const upstreams = this.upstreams;
     const sources = this.job.sources;
     for (let index = 0; index < count; index++) {
@@ -437,7 +442,7 @@ export class TaskProcessor implements OperatorOutput {
       const sourceIndex = routeSource ?? message.source ?? 0;
       const source = sources[sourceIndex]!;
       try {
-        const event = decodeEventInto(message.data, this.envelope);
+        const event = message.decoded ?? decodeEventInto(message.data, this.envelope);
         value = event.value;
         key = source.key ? source.key(value) : event.key;
         if (typeof key === 'number' && Number.isFinite(key)) key = String(key);

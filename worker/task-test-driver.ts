@@ -128,6 +128,7 @@ export class TaskTestDriver {
    * For tests that state is purged.
    */
   async stateRows(): Promise<Array<{ key: string; namespace: string; subKey: KeyPart[] }>> {
+    await this.processor.syncState();
     await this.state.flush();
     const rows: Array<{ key: string; namespace: string; subKey: KeyPart[] }> = [];
     for await (const batch of this.store.scanBatches()) {

@@ -12,7 +12,6 @@
 import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -21,7 +20,7 @@ import { readTopicArchive } from '../../archive/reader.js';
 import { openSegmentStore } from '../../archive/open-segment-store.js';
 import { eventFromJsonLine } from '../../client/json-events.js';
 import { getTopic } from '../../client/topics.js';
-import { ConfigError, eventTimeOf, type JobPlan } from '../../protocol/index.js';
+import { ConfigError, eventTimeOf, type EventEnvelope, type JobPlan } from '../../protocol/index.js';
 import { connectNats } from '../../runtime/index.js';
 import { runBatch, runBatchOverPartitions, type BatchInputEvent, type BatchRunResult } from '../../worker/batch-run.js';
 import { loadJob, type JobSpec, type SourceSpec } from '../../worker/job.js';
@@ -111,22 +110,21 @@ export function registerRun(program: Command): void {
       );
     if (settings.rejects !== undefined && inputs.length > 1)
       throw new ConfigError('--rejects names one file; with several inputs each gets its own <input>.rejects');
-    const perInput: (BatchInputEvent | undefined)[][] = [];
-    const rejectFiles: RejectsFile[] = [];
-    for (const { sourceIndex, file } of inputs) {
-      const rejects = new RejectsFile(settings.rejects ?? `${file}.rejects`, LISTED);
-      rejectFiles.push(rejects);
-      perInput.push(await readEvents(file, job.sources[sourceIndex]!, sourceIndex, settings, rejects));
-    }
-    const rejected = rejectFiles.reduce((sum, rejects) => sum + rejects.count, 0);
+    const rejectFiles = inputs.map(({ file }) => new RejectsFile(settings.rejects ?? `${file}.rejects`, LISTED));
+    const reads = inputs.map(({ sourceIndex, file }, index) =>
+      readEvents(file, job.sources[sourceIndex]!, sourceIndex, settings, rejectFiles[index]!),
+    );
     const stateDir = mkdtempSync(join(tmpdir(), 'kappa-run-'));
     try {
-      const result = await runBatch(job, mergedByTime(perInput), {
+      // One file is read as the run goes; several are read whole first, to be merged by time.
+      const events = reads.length === 1 ? reads[0]! : mergedByTime(await Promise.all(reads.map(readAll)));
+      const result = await runBatch(job, events, {
         partitions: settings.partitions,
         ...(settings.key === undefined ? {} : { producerKey: settings.key }),
         ...(settings.keyPartitions === undefined ? {} : { keyedPartitions: settings.keyPartitions }),
         stateDir,
       });
+      const rejected = rejectFiles.reduce((sum, rejects) => sum + rejects.count, 0);
       const seeRejects = rejectFiles.filter((rejects) => rejects.count > 0).map((rejects) => rejects.path);
       await report(
         result,
@@ -227,38 +225,67 @@ function inputsOf(job: JobSpec, values: readonly string[]): Input[] {
   return inputs;
 }
 
-async function readEvents(
+/**
+ * A file's events, a chunk at a time as it is read (never the whole file in memory); lines that
+ * are not events go to `rejects`, which is closed at the end.
+ */
+async function* readEvents(
   file: string,
   source: SourceSpec,
   sourceIndex: number,
   settings: { key?: string | undefined; time?: string | undefined },
   rejects: RejectsFile,
-): Promise<BatchInputEvent[]> {
-  const events: BatchInputEvent[] = [];
+): AsyncGenerator<BatchInputEvent[]> {
   let lineNumber = 0;
-  const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
   try {
-    for await (const line of lines) {
-      lineNumber++;
-      if (line.trim() === '') continue;
-      const parsed =
-        settings.key !== undefined && settings.time !== undefined
-          ? eventFromJsonLine(line, { key: settings.key, time: settings.time })
-          : eventOfSource(line, source, settings.key);
-      if ('reason' in parsed) rejects.add(lineNumber, parsed.reason, line);
-      else events.push({ ...parsed.event, source: sourceIndex });
+    for await (const lines of readLines(file)) {
+      const events: BatchInputEvent[] = [];
+      for (const line of lines) {
+        lineNumber++;
+        if (line.trim() === '') continue;
+        const parsed: LineResult =
+          settings.key !== undefined && settings.time !== undefined
+            ? ofSource(eventFromJsonLine(line, { key: settings.key, time: settings.time }), sourceIndex)
+            : eventOfSource(line, source, sourceIndex, settings.key);
+        if ('reason' in parsed) rejects.add(lineNumber, parsed.reason, line);
+        else events.push(parsed.event);
+      }
+      yield events;
     }
   } finally {
     await rejects.close();
   }
+}
+
+async function readAll(chunks: AsyncIterable<BatchInputEvent[]>): Promise<(BatchInputEvent | undefined)[]> {
+  const events: (BatchInputEvent | undefined)[] = [];
+  for await (const chunk of chunks) for (const event of chunk) events.push(event);
   return events;
+}
+
+/**
+ * The lines of a file, a read buffer's worth at a time: a megabyte read, split on line ends (a
+ * `\r\n` counts as one), with the partial last line carried into the next read.
+ */
+async function* readLines(file: string): AsyncGenerator<string[]> {
+  let carried = '';
+  for await (const chunk of createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 })) {
+    const lines = (carried + (chunk as string)).split('\n');
+    carried = lines.pop()!;
+    for (let index = 0; index < lines.length; index++) {
+      const line = lines[index]!;
+      if (line.endsWith('\r')) lines[index] = line.slice(0, -1);
+    }
+    yield lines;
+  }
+  if (carried !== '') yield [carried.endsWith('\r') ? carried.slice(0, -1) : carried];
 }
 
 /**
  * Several files merged as they would arrive live: each file in its own order, the next event
  * taken from the file whose next event is earliest (ties: --input order). What the keyed stage
  * sees first decides only which events are late (worker/batch-run.ts). Each event is let go of
- * once handed out (the run keeps its encoded copy), so the parsed input is not held twice.
+ * once handed out, so the run lets it go when its partition has processed it.
  */
 function* mergedByTime(inputs: (BatchInputEvent | undefined)[][]): Generator<BatchInputEvent> {
   const next = inputs.map(() => 0);
@@ -284,12 +311,21 @@ function describePlan(plan: JobPlan): string {
 
 type LineResult = { event: BatchInputEvent } | { reason: string };
 
+function ofSource(parsed: { event: EventEnvelope } | { reason: string }, source: number): LineResult {
+  return 'reason' in parsed ? parsed : { event: { ...parsed.event, source } };
+}
+
 /**
  * A line as the worker would see it: partitioned by the source's key (or `keyField`), with the
  * source's time in the envelope when it is one. A time the job cannot read is left to the engine,
  * which dead-letters the event with the reason, as a streaming run would.
  */
-function eventOfSource(line: string, source: SourceSpec, keyField: string | undefined): LineResult {
+function eventOfSource(
+  line: string,
+  source: SourceSpec,
+  sourceIndex: number,
+  keyField: string | undefined,
+): LineResult {
   let value: unknown;
   try {
     value = JSON.parse(line);
@@ -318,7 +354,7 @@ function eventOfSource(line: string, source: SourceSpec, keyField: string | unde
   } catch {
     time = 'unreadable';
   }
-  return { event: { key, time: typeof time === 'number' ? time : 0, value } };
+  return { event: { key, time: typeof time === 'number' ? time : 0, value, source: sourceIndex } };
 }
 
 function summarizeDeadLetters(letters: readonly DeadLetter[], file: string | undefined): void {

@@ -1,7 +1,15 @@
-// The windowed aggregation of one task: assigns each event to its windows, updates their
-// accumulators in keyed state, fires windows as the watermark passes their end, re-emits on
-// late updates, purges after the allowed lateness and reports events for purged windows.
+// The windowed aggregation of one task: assigns each event to its windows, folds it into their
+// accumulators, fires windows as the watermark passes their end, re-emits on late updates, purges
+// after the allowed lateness and reports events for purged windows.
 // Semantics: worker/window/README.md and DESIGN.md "Time and lateness".
+//
+// Open windows live in memory, here, not in keyed state: a tumbling or hopping window holds every
+// key's row, so an event costs two map lookups and the aggregate's `add`, and a window's rows fire
+// together when the watermark passes its end (no timer per row). Keyed state (RocksDB) holds them
+// as of the last checkpoint: syncState() writes the rows changed since, and a restore reads them
+// back. This one operator folds events live, in a replay through the log, over the archive (hybrid
+// replay) and in `kappa run`: the batch executor and the streaming operator are the same code, so
+// their results cannot differ.
 import type { KeyedState, SubKey } from '../../state/keyed-state.js';
 import type { WindowJobSpec, WindowSpec } from '../job.js';
 import type { Operator, OperatorOutput, RawMessage } from '../operator.js';
@@ -10,25 +18,52 @@ import type { Output, Window } from '../types.js';
 import { hoppingWindows } from './hopping.js';
 import { cleanupTime, fireTime, isFired, isPurged } from './lateness.js';
 import { mergeSession } from './session.js';
-import { tumblingWindow } from './tumbling.js';
+import { floorMod } from './tumbling.js';
 import { AggregateCalls, AggregateFunctionError } from './aggregate-calls.js';
 import { digestOf } from '../digest.js';
 import { copyValue } from '../value-copy.js';
 
 export const WINDOW_NAMESPACE = 'w';
 
-/** One window's row in keyed state. */
-interface WindowRow {
+/** One window's row in keyed state (the checkpoint's format). */
+interface StoredWindowRow {
   accumulator: unknown;
   /** How many times it has been emitted; 0 until it fires. */
   revision: number;
 }
 
-// Timer tags: a window's fire timer and its purge timer. 'f' < 'p', so with no allowed lateness a
-// window fires before it is purged at the same watermark. A key has at most one tumbling or
-// hopping window ending at a given time, so for those the timer's kind and time name the window
-// (end = fire time + 1, or purge time + 1 − allowed lateness); sessions, whose size varies,
-// carry their window in the tag.
+/** An open window of one key. A Window itself, so session merging works on these rows directly. */
+class WindowRow implements Window {
+  revision = 0;
+  /** Changed since the last syncState(). */
+  dirty = false;
+  /** Keyed state holds the row (as of the last syncState()). */
+  stored = false;
+  /** Purged or merged away: gone from memory, and from keyed state at the next sync. */
+  removed = false;
+
+  constructor(
+    readonly key: string,
+    readonly start: number,
+    readonly end: number,
+    public accumulator: unknown,
+  ) {}
+}
+
+/** A tumbling or hopping window [start, end) with the rows of every key that has events in it. */
+class AlignedWindow {
+  readonly rows = new Map<string, WindowRow>();
+
+  constructor(
+    readonly start: number,
+    readonly end: number,
+    /** The watermark has passed its end: its rows are emitted, and an event re-emits its row. */
+    public fired: boolean,
+  ) {}
+}
+
+// Session timers' tags: fire or purge, and the session they concern. 'f' < 'p', so with no allowed
+// lateness a session fires before it is purged at the same watermark.
 const FIRE = 'f';
 const PURGE = 'p';
 const FIRE_CODE = FIRE.charCodeAt(0);
@@ -36,23 +71,48 @@ function sessionTag(kind: typeof FIRE | typeof PURGE, start: number, end: number
   return `${kind}${start}:${end}`;
 }
 
-/** An event's changes to one window, computed before any is applied. */
-interface WindowUpdate {
-  window: Window;
-  /** The stored row, or undefined for a new window. */
+/** An event's change to one aligned window, computed before any is applied. */
+interface AlignedUpdate {
+  start: number;
+  end: number;
+  window: AlignedWindow | undefined;
   row: WindowRow | undefined;
   accumulator: unknown;
-  /** Set when the window has fired already: the event re-emits it with this value. */
-  emitted: { value: unknown } | undefined;
+  fired: boolean;
+  /** What a fired window re-emits. */
+  emitted: unknown;
 }
+
+const NO_ROWS: readonly WindowRow[] = [];
 
 export class WindowOperator implements Operator {
   readonly residentNamespaces = [WINDOW_NAMESPACE];
+  readonly readsKeyedState = false;
   private readonly window: WindowSpec;
-  /** Each open window has one timer: to fire at end − 1, then to purge after the allowed lateness. */
-  private readonly timers = new TimerService();
   private readonly aggregate: AggregateCalls;
   private readonly idPrefix: string;
+  private readonly allowedLatenessMs: number;
+
+  /** Tumbling and hopping windows by start, and the same in start order (= fire order). */
+  private readonly aligned = new Map<number, AlignedWindow>();
+  private openAligned: AlignedWindow[] = [];
+  /** The lowest watermark at which some aligned window fires or is purged. */
+  private nextDueMs = Infinity;
+  /** Open rows per key, for isPinned (aligned windows). */
+  private readonly rowsPerKey = new Map<string, number>();
+
+  /** Session windows of each key, and their fire and purge timers. */
+  private readonly sessions = new Map<string, WindowRow[]>();
+  private readonly sessionTimers = new TimerService();
+
+  /** Rows changed since the last sync, and rows keyed state holds that are gone since. */
+  private dirty: WindowRow[] = [];
+  private removedStored: WindowRow[] = [];
+
+  /** Events that updated a window after it fired (each re-emitted it). */
+  private lateUpdates = 0;
+  /** The watermark the windows being fired are due at. */
+  private firingUntilMs = -Infinity;
 
   constructor(
     private readonly job: WindowJobSpec,
@@ -63,24 +123,18 @@ export class WindowOperator implements Operator {
     this.window = job.window;
     this.aggregate = new AggregateCalls(job.aggregate);
     this.idPrefix = `${job.name}/${job.version}/`;
+    this.allowedLatenessMs = job.allowedLatenessMs;
   }
 
-  /** Keys that must stay in memory because they have windows waiting to fire or be purged. */
+  /** Keys with open windows stay active in keyed state, so a sync writes their rows without reading them. */
   isPinned(key: string): boolean {
-    return this.timers.hasTimers(key);
+    return this.window.kind === 'session' ? this.sessions.has(key) : this.rowsPerKey.has(key);
   }
-
-  /** Events that updated a window after it fired (each re-emitted it). */
-  private lateUpdates = 0;
 
   takeLateUpdates(): number {
     const count = this.lateUpdates;
     this.lateUpdates = 0;
     return count;
-  }
-
-  get openWindowCount(): number {
-    return this.timers.size;
   }
 
   onEvent(key: string, timeMs: number, value: unknown, watermarkMs: number, message: RawMessage): boolean {
@@ -104,31 +158,33 @@ export class WindowOperator implements Operator {
 
   /**
    * Handles one event, judged against the watermark before it (DESIGN: the watermark advances
-   * after each event). The caller activated the key and advances the watermark afterwards.
+   * after each event). The caller advances the watermark afterwards.
    *
    * All-or-nothing: every user function (init, add, merge, result) runs on copies before anything
-   * is changed, so when one throws (AggregateFunctionError) the state, queues and outputs are as
-   * they were and the caller may retry the event or dead-letter it.
+   * is changed, so when one throws (AggregateFunctionError) the windows and outputs are as they
+   * were and the caller may retry the event or dead-letter it.
    */
   private addEvent(key: string, timeMs: number, value: unknown, watermarkMs: number, sequence: number): void {
     switch (this.window.kind) {
       case 'tumbling': {
-        const window = tumblingWindow(timeMs, this.window.sizeMs, this.window.offsetMs);
-        if (isPurged(window, watermarkMs, this.job.allowedLatenessMs)) {
-          this.reportLate(key, timeMs, value, [window], sequence);
-        } else {
-          this.applyUpdate(key, this.prepareUpdate(key, window, value, watermarkMs, this.update), watermarkMs);
+        const sizeMs = this.window.sizeMs;
+        const start = timeMs - floorMod(timeMs - this.window.offsetMs, sizeMs);
+        const end = start + sizeMs;
+        if (watermarkMs >= end - 1 + this.allowedLatenessMs) {
+          this.reportLate(key, timeMs, value, [{ start, end }], sequence);
+          return;
         }
+        this.applyAligned(key, this.prepareAligned(key, start, end, value, watermarkMs, this.update), watermarkMs);
         return;
       }
       case 'hopping': {
         let missed: Window[] | undefined;
-        const updates: WindowUpdate[] = [];
+        const updates: AlignedUpdate[] = [];
         for (const window of hoppingWindows(timeMs, this.window.sizeMs, this.window.slideMs, this.window.offsetMs)) {
-          if (isPurged(window, watermarkMs, this.job.allowedLatenessMs)) (missed ??= []).push(window);
-          else updates.push(this.prepareUpdate(key, window, value, watermarkMs));
+          if (isPurged(window, watermarkMs, this.allowedLatenessMs)) (missed ??= []).push(window);
+          else updates.push(this.prepareAligned(key, window.start, window.end, value, watermarkMs));
         }
-        for (const update of updates) this.applyUpdate(key, update, watermarkMs);
+        for (const update of updates) this.applyAligned(key, update, watermarkMs);
         if (missed) this.reportLate(key, timeMs, value, missed, sequence);
         return;
       }
@@ -138,90 +194,102 @@ export class WindowOperator implements Operator {
     }
   }
 
+  /** The one update of a tumbling window's event, reused from event to event. */
+  private readonly update: AlignedUpdate = {
+    start: 0,
+    end: 0,
+    window: undefined,
+    row: undefined,
+    accumulator: undefined,
+    fired: false,
+    emitted: undefined,
+  };
+
   /**
    * Runs add (and result, for a window that already fired) on a copy of the accumulator; changes
    * nothing. The result goes into `into` (a tumbling window's event reuses one), else a new update.
    */
-  private prepareUpdate(
+  private prepareAligned(
     key: string,
-    window: Window,
+    start: number,
+    end: number,
     value: unknown,
     watermarkMs: number,
-    into?: WindowUpdate,
-  ): WindowUpdate {
-    const row = this.state.get(key, WINDOW_NAMESPACE, window.start) as WindowRow | undefined;
+    into?: AlignedUpdate,
+  ): AlignedUpdate {
+    const window = this.aligned.get(start);
+    const row = window?.rows.get(key);
     const accumulator = this.aggregate.add(
       row ? copyValue(row.accumulator) : this.aggregate.init(),
       value,
       this.out.source,
     );
     // Flink: an element for a window that already fired (and is not purged) fires it again.
-    const emitted = isFired(window, watermarkMs) ? { value: this.aggregate.result(accumulator) } : undefined;
-    if (into === undefined) return { window, row, accumulator, emitted };
-    into.window = window;
-    into.row = row;
-    into.accumulator = accumulator;
-    into.emitted = emitted;
-    return into;
+    const fired = watermarkMs >= end - 1;
+    const emitted = fired ? this.aggregate.result(accumulator) : undefined;
+    const update = into ?? ({} as AlignedUpdate);
+    update.start = start;
+    update.end = end;
+    update.window = window;
+    update.row = row;
+    update.accumulator = accumulator;
+    update.fired = fired;
+    update.emitted = emitted;
+    return update;
   }
 
-  /** The one update of a tumbling window's event, reused from event to event. */
-  private readonly update: WindowUpdate = {
-    window: { start: 0, end: 0 },
-    row: undefined,
-    accumulator: undefined,
-    emitted: undefined,
-  };
-
-  private applyUpdate(key: string, update: WindowUpdate, watermarkMs: number): void {
-    const { start, end } = update.window;
+  private applyAligned(key: string, update: AlignedUpdate, watermarkMs: number): void {
+    const window = update.window ?? this.openAlignedWindow(update.start, update.end, watermarkMs);
     let row = update.row;
-    if (!row) {
-      row = { accumulator: update.accumulator, revision: 0 };
-      this.schedule(key, start, end, watermarkMs);
+    if (row) row.accumulator = update.accumulator;
+    else {
+      row = new WindowRow(key, update.start, update.end, update.accumulator);
+      window.rows.set(key, row);
+      this.rowsPerKey.set(key, (this.rowsPerKey.get(key) ?? 0) + 1);
     }
-    row.accumulator = update.accumulator;
-    if (update.emitted) {
+    if (update.fired) {
       this.lateUpdates++;
       row.revision++;
-      this.pushOutput('update', key, start, end, update.emitted.value, row.revision);
+      this.pushOutput('update', key, row.start, row.end, update.emitted, row.revision);
     }
-    this.state.put(key, WINDOW_NAMESPACE, start, row);
+    this.markDirty(row);
   }
 
   /**
-   * The row of a window: tumbling and hopping windows are named by their start alone (the end
-   * follows from the size), a scalar the state cache looks up without building a string; sessions
-   * need both ends.
+   * A window no key had rows in yet. One the watermark has already passed (a late event within
+   * the allowed lateness) is fired from the start: its rows are emitted by their events.
    */
-  private rowKey(start: number, end: number): number | [number, number] {
-    return this.window.kind === 'session' ? [start, end] : start;
+  private openAlignedWindow(start: number, end: number, watermarkMs: number): AlignedWindow {
+    const window = new AlignedWindow(start, end, isFired({ start, end }, watermarkMs));
+    this.aligned.set(start, window);
+    const open = this.openAligned;
+    let index = open.length;
+    while (index > 0 && open[index - 1]!.start > start) index--;
+    open.splice(index, 0, window);
+    this.nextDueMs = Math.min(this.nextDueMs, this.dueMs(window));
+    return window;
+  }
+
+  /** When the watermark next does something to an aligned window: fire it, or purge it once fired. */
+  private dueMs(window: AlignedWindow): number {
+    return window.fired ? cleanupTime(window, this.allowedLatenessMs) : fireTime(window);
   }
 
   private addToSession(key: string, timeMs: number, value: unknown, watermarkMs: number, sequence: number): void {
-    const proposed = { start: timeMs, end: timeMs + this.window.gapMs };
-    const existing: Window[] = [];
-    for (const [subKey] of this.state.entries(key, WINDOW_NAMESPACE)) {
-      const [start, end] = subKey as [number, number];
-      existing.push({ start, end });
-    }
-    const { merged, absorbed } = mergeSession(existing, proposed);
+    const sessions = this.sessions.get(key) ?? NO_ROWS;
+    const { merged, absorbed } = mergeSession(sessions, { start: timeMs, end: timeMs + this.window.gapMs });
     // Flink MergingWindowSet: merge first, then judge the merged window.
-    if (isPurged(merged, watermarkMs, this.job.allowedLatenessMs)) {
+    if (isPurged(merged, watermarkMs, this.allowedLatenessMs)) {
       this.reportLate(key, timeMs, value, [merged], sequence);
       return;
     }
     // First every user function, on copies (nothing changes if one throws) …
-    const mergedKey = [merged.start, merged.end];
-    const target = absorbed.find((old) => old.start === merged.start && old.end === merged.end);
-    const targetRow = target && (this.state.get(key, WINDOW_NAMESPACE, mergedKey) as WindowRow);
-    let accumulator: unknown = targetRow ? copyValue(targetRow.accumulator) : undefined;
-    const absorbedRows: Array<[Window, WindowRow]> = [];
-    for (const old of absorbed) {
+    const absorbedRows = absorbed as WindowRow[];
+    const target = absorbedRows.find((old) => old.start === merged.start && old.end === merged.end);
+    let accumulator: unknown = target ? copyValue(target.accumulator) : undefined;
+    for (const old of absorbedRows) {
       if (old === target) continue;
-      const oldRow = this.state.get(key, WINDOW_NAMESPACE, [old.start, old.end]) as WindowRow;
-      absorbedRows.push([old, oldRow]);
-      const oldAccumulator = copyValue(oldRow.accumulator);
+      const oldAccumulator = copyValue(old.accumulator);
       accumulator = accumulator === undefined ? oldAccumulator : this.aggregate.merge(accumulator, oldAccumulator);
     }
     accumulator = this.aggregate.add(
@@ -233,113 +301,146 @@ export class WindowOperator implements Operator {
     const emittedValue = fired ? this.aggregate.result(accumulator) : undefined;
 
     // … then the changes.
-    for (const [old, oldRow] of absorbedRows) {
+    for (const old of absorbedRows) {
+      if (old === target) continue;
       // A session that was emitted and is now part of a larger one is withdrawn from the table.
-      if (oldRow.revision > 0) this.retract(key, old.start, old.end, oldRow.revision + 1);
-      this.state.delete(key, WINDOW_NAMESPACE, [old.start, old.end]);
+      if (old.revision > 0) this.pushOutput('retract', key, old.start, old.end, null, old.revision + 1);
       this.unschedule(key, old.start, old.end);
+      this.removeSession(old);
     }
-    const row: WindowRow = { accumulator, revision: targetRow?.revision ?? 0 };
-    if (!targetRow) this.schedule(key, merged.start, merged.end, watermarkMs);
+    let row = target;
+    if (row) row.accumulator = accumulator;
+    else {
+      row = new WindowRow(key, merged.start, merged.end, accumulator);
+      this.addSession(row);
+      this.schedule(key, merged.start, merged.end, watermarkMs);
+    }
     if (fired) {
       this.lateUpdates++;
       row.revision++;
       this.pushOutput('update', key, merged.start, merged.end, emittedValue, row.revision);
     }
-    this.state.put(key, WINDOW_NAMESPACE, mergedKey, row);
+    this.markDirty(row);
+  }
+
+  private addSession(row: WindowRow): void {
+    const sessions = this.sessions.get(row.key);
+    if (sessions) sessions.push(row);
+    else this.sessions.set(row.key, [row]);
+  }
+
+  private removeSession(row: WindowRow): void {
+    const sessions = this.sessions.get(row.key)!;
+    sessions.splice(sessions.indexOf(row), 1);
+    if (sessions.length === 0) this.sessions.delete(row.key);
+    this.removeRow(row);
   }
 
   /** Fires every window whose end the watermark has passed and purges those past their lateness. */
   onWatermark(watermarkMs: number): void {
     this.firingUntilMs = watermarkMs;
-    this.timers.advanceWatermark(watermarkMs, this.fireTimer);
-  }
-
-  /** The watermark the timers being fired are due at. */
-  private firingUntilMs = -Infinity;
-
-  /** onTimer, bound once: the watermark moves after nearly every event. */
-  private readonly fireTimer = (timer: Timer): void => this.onTimer(timer);
-
-  private onTimer(timer: Timer): void {
-    const firing = timer.tag.charCodeAt(0) === FIRE_CODE;
-    let start: number;
-    let end: number;
     if (this.window.kind === 'session') {
-      const colon = timer.tag.indexOf(':');
-      start = Number(timer.tag.slice(1, colon));
-      end = Number(timer.tag.slice(colon + 1));
-    } else {
-      end = firing ? timer.timeMs + 1 : timer.timeMs + 1 - this.job.allowedLatenessMs;
-      start = end - this.window.sizeMs;
-    }
-    const subKey = this.rowKey(start, end);
-    if (!firing) {
-      this.state.delete(timer.key, WINDOW_NAMESPACE, subKey);
+      this.sessionTimers.advanceWatermark(watermarkMs, this.fireSessionTimer);
       return;
     }
-    const row = this.state.get(timer.key, WINDOW_NAMESPACE, subKey) as WindowRow;
-    this.fire(timer.key, start, end, row);
-    const purgeMs = cleanupTime({ start, end }, this.job.allowedLatenessMs);
+    if (watermarkMs < this.nextDueMs) return;
+    // In start order, which is fire order: a window's keys fire together, in key order, as their
+    // timers would (time, then key).
+    let purged = false;
+    for (const window of this.openAligned) {
+      if (!window.fired) {
+        // Every later window ends later: none of them is due either.
+        if (watermarkMs < fireTime(window)) break;
+        this.fireAligned(window);
+      }
+      if (watermarkMs >= cleanupTime(window, this.allowedLatenessMs)) {
+        this.purgeAligned(window);
+        purged = true;
+      }
+    }
+    if (purged) this.openAligned = this.openAligned.filter((window) => this.aligned.has(window.start));
+    let next = Infinity;
+    for (const window of this.openAligned) next = Math.min(next, this.dueMs(window));
+    this.nextDueMs = next;
+  }
+
+  private fireAligned(window: AlignedWindow): void {
+    window.fired = true;
+    const keys = [...window.rows.keys()].sort();
+    for (const key of keys) this.fire(window.rows.get(key)!);
+  }
+
+  private purgeAligned(window: AlignedWindow): void {
+    this.aligned.delete(window.start);
+    for (const row of window.rows.values()) {
+      this.removeRow(row);
+      const left = this.rowsPerKey.get(row.key)! - 1;
+      if (left === 0) this.rowsPerKey.delete(row.key);
+      else this.rowsPerKey.set(row.key, left);
+    }
+  }
+
+  /** onSessionTimer, bound once. */
+  private readonly fireSessionTimer = (timer: Timer): void => this.onSessionTimer(timer);
+
+  private onSessionTimer(timer: Timer): void {
+    const colon = timer.tag.indexOf(':');
+    const start = Number(timer.tag.slice(1, colon));
+    const end = Number(timer.tag.slice(colon + 1));
+    const row = this.sessions.get(timer.key)!.find((session) => session.start === start && session.end === end)!;
+    if (timer.tag.charCodeAt(0) !== FIRE_CODE) {
+      this.removeSession(row);
+      return;
+    }
+    this.fire(row);
+    const purgeMs = cleanupTime(row, this.allowedLatenessMs);
     if (purgeMs <= this.firingUntilMs) {
-      // Its purge timer would come due in this same pass (no allowed lateness, or the watermark
-      // jumped): purged now instead. Purging emits nothing, so every output keeps its place.
-      this.state.delete(timer.key, WINDOW_NAMESPACE, subKey);
+      // Its purge would come due in this same pass (no allowed lateness, or the watermark jumped):
+      // purged now instead. Purging emits nothing, so every output keeps its place.
+      this.removeSession(row);
       return;
     }
-    this.state.put(timer.key, WINDOW_NAMESPACE, subKey, row);
-    this.timers.register('event-time', timer.key, purgeMs, this.tagOf(PURGE, start, end));
+    this.sessionTimers.register('event-time', timer.key, purgeMs, sessionTag(PURGE, start, end));
   }
 
-  /** Registers the timer a window restored from a checkpoint was waiting for. */
-  restoreRow(key: string, _namespace: string, subKey: SubKey, watermarkMs: number): void {
-    if (typeof subKey === 'number') this.schedule(key, subKey, subKey + this.window.sizeMs, watermarkMs);
-    else {
-      const [start, end] = subKey as [number, number];
-      this.schedule(key, start, end, watermarkMs);
-    }
-  }
-
-  /** A window already past its fire time is emitted by its event, so it only awaits its purge (Flink registers no timer then). */
+  /** A session already past its fire time is emitted by its events, so it only awaits its purge (Flink registers no timer then). */
   private schedule(key: string, start: number, end: number, watermarkMs: number): void {
     const window = { start, end };
     if (isFired(window, watermarkMs))
-      this.timers.register(
+      this.sessionTimers.register(
         'event-time',
         key,
-        cleanupTime(window, this.job.allowedLatenessMs),
-        this.tagOf(PURGE, start, end),
+        cleanupTime(window, this.allowedLatenessMs),
+        sessionTag(PURGE, start, end),
       );
-    else this.timers.register('event-time', key, fireTime(window), this.tagOf(FIRE, start, end));
+    else this.sessionTimers.register('event-time', key, fireTime(window), sessionTag(FIRE, start, end));
   }
 
   /** A session merged into another: its timer goes (whichever of the two it has). */
   private unschedule(key: string, start: number, end: number): void {
-    if (!this.timers.delete('event-time', key, fireTime({ start, end }), this.tagOf(FIRE, start, end))) {
-      this.timers.delete(
+    if (!this.sessionTimers.delete('event-time', key, fireTime({ start, end }), sessionTag(FIRE, start, end))) {
+      this.sessionTimers.delete(
         'event-time',
         key,
-        cleanupTime({ start, end }, this.job.allowedLatenessMs),
-        this.tagOf(PURGE, start, end),
+        cleanupTime({ start, end }, this.allowedLatenessMs),
+        sessionTag(PURGE, start, end),
       );
     }
   }
 
-  private tagOf(kind: typeof FIRE | typeof PURGE, start: number, end: number): string {
-    return this.window.kind === 'session' ? sessionTag(kind, start, end) : kind;
-  }
-
   /** Emits a window as the watermark passes its end; a `result` that keeps throwing is reported instead. */
-  private fire(key: string, start: number, end: number, row: WindowRow): void {
+  private fire(row: WindowRow): void {
     for (let attempt = 1; ; attempt++) {
       try {
         const value = this.aggregate.result(row.accumulator);
         row.revision++;
-        this.pushOutput('update', key, start, end, value, row.revision);
+        this.pushOutput('update', row.key, row.start, row.end, value, row.revision);
+        this.markDirty(row);
         return;
       } catch (error) {
         if (attempt > this.job.handlerRetries) {
           // The window is dead-lettered, not emitted; the task goes on.
+          const { key, start, end } = row;
           const data = new TextEncoder().encode(JSON.stringify({ key, window: { start, end } }));
           const error_ = `window [${start}, ${end}) of key ${JSON.stringify(key.slice(0, 80))} not emitted: ${(error as Error).message} (${attempt} attempts)`;
           this.out.deadLetter(
@@ -354,8 +455,68 @@ export class WindowOperator implements Operator {
     }
   }
 
-  private retract(key: string, start: number, end: number, revision: number): void {
-    this.pushOutput('retract', key, start, end, null, revision);
+  private markDirty(row: WindowRow): void {
+    if (row.dirty) return;
+    row.dirty = true;
+    this.dirty.push(row);
+  }
+
+  private removeRow(row: WindowRow): void {
+    row.removed = true;
+    if (row.stored) this.removedStored.push(row);
+  }
+
+  /** The row's key within the window namespace: aligned windows by start (the end follows from the size), sessions by both ends. */
+  private subKeyOf(row: WindowRow): SubKey {
+    return this.window.kind === 'session' ? [row.start, row.end] : row.start;
+  }
+
+  /** A row read back at restore: the window is open again, as it was at the checkpoint. */
+  restoreRow(key: string, _namespace: string, subKey: SubKey, value: unknown, watermarkMs: number): void {
+    const stored = value as StoredWindowRow;
+    let row: WindowRow;
+    if (typeof subKey === 'number') {
+      const end = subKey + this.window.sizeMs;
+      const window = this.aligned.get(subKey) ?? this.openAlignedWindow(subKey, end, watermarkMs);
+      row = new WindowRow(key, subKey, end, stored.accumulator);
+      window.rows.set(key, row);
+      this.rowsPerKey.set(key, (this.rowsPerKey.get(key) ?? 0) + 1);
+    } else {
+      const [start, end] = subKey as [number, number];
+      row = new WindowRow(key, start, end, stored.accumulator);
+      this.addSession(row);
+      this.schedule(key, start, end, watermarkMs);
+    }
+    row.revision = stored.revision;
+    row.stored = true;
+  }
+
+  /**
+   * Writes the rows changed since the last sync into keyed state (and deletes the rows gone since),
+   * so the next flush — a checkpoint — stores the open windows as they are now.
+   */
+  async syncState(): Promise<void> {
+    const dirty = this.dirty;
+    const removed = this.removedStored;
+    if (dirty.length === 0 && removed.length === 0) return;
+    this.dirty = [];
+    this.removedStored = [];
+    const keys = new Set<string>();
+    for (const row of removed) keys.add(row.key);
+    for (const row of dirty) if (!row.removed) keys.add(row.key);
+    await this.state.activate(keys);
+    // Deletes first: a session can be merged away and an equal one opened before a sync.
+    for (const row of removed) {
+      this.state.delete(row.key, WINDOW_NAMESPACE, this.subKeyOf(row));
+      row.stored = false;
+    }
+    for (const row of dirty) {
+      row.dirty = false;
+      if (row.removed) continue;
+      const stored: StoredWindowRow = { accumulator: row.accumulator, revision: row.revision };
+      this.state.put(row.key, WINDOW_NAMESPACE, this.subKeyOf(row), stored);
+      row.stored = true;
+    }
   }
 
   private pushOutput(
