@@ -41,6 +41,23 @@ export async function readSegment(
   return decodeSegment(bytes, REPLAY_COLUMNS);
 }
 
+/** A partition's archived messages (data, sequence, log time) as a task reads them, a segment at a time. */
+export async function* readPartitionMessages(
+  store: SegmentStore,
+  catalog: PartitionCatalog,
+): AsyncGenerator<{ data: Uint8Array; sequence: number; logTimeMs: number }[]> {
+  for await (const events of readPartitionArchive(store, catalog)) {
+    const messages = new Array<{ data: Uint8Array; sequence: number; logTimeMs: number }>(events.data.length);
+    for (let index = 0; index < events.data.length; index++)
+      messages[index] = {
+        data: events.data[index]!,
+        sequence: events.sequences[index]!,
+        logTimeMs: events.logTimes[index]!,
+      };
+    yield messages;
+  }
+}
+
 /** Every partition's archived messages of a topic (data, sequence, log time), in sequence order. */
 export async function readTopicArchive(
   store: SegmentStore,
@@ -51,13 +68,8 @@ export async function readTopicArchive(
   const out: { data: Uint8Array; sequence: number; logTimeMs: number }[][] = [];
   for (const partitionCatalog of await catalog.readTopic(topic, partitions)) {
     const messages: { data: Uint8Array; sequence: number; logTimeMs: number }[] = [];
-    for await (const events of readPartitionArchive(store, partitionCatalog))
-      for (let index = 0; index < events.data.length; index++)
-        messages.push({
-          data: events.data[index]!,
-          sequence: events.sequences[index]!,
-          logTimeMs: events.logTimes[index]!,
-        });
+    for await (const chunk of readPartitionMessages(store, partitionCatalog))
+      for (const message of chunk) messages.push(message);
     out.push(messages);
   }
   return out;

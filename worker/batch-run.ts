@@ -139,7 +139,8 @@ export function batchPlan(
 }
 
 /** What runBatch reads: events (or raw bytes, for testing undecodable input), or chunks of them as a file is read. */
-export type BatchInput = Iterable<BatchInputEvent | Uint8Array> | AsyncIterable<readonly (BatchInputEvent | Uint8Array)[]>;
+export type BatchInput =
+  Iterable<BatchInputEvent | Uint8Array> | AsyncIterable<readonly (BatchInputEvent | Uint8Array)[]>;
 
 export async function runBatch(job: JobSpec, events: BatchInput, options: BatchRunOptions): Promise<BatchRunResult> {
   const plan = batchPlan(job, options);
@@ -175,9 +176,7 @@ export async function runBatch(job: JobSpec, events: BatchInput, options: BatchR
 }
 
 /** The input as chunks: an async source as it comes, a plain iterable in chunks of ROUTE_CHUNK events. */
-async function* chunksOf(
-  events: BatchInput,
-): AsyncGenerator<readonly (BatchInputEvent | Uint8Array)[]> {
+async function* chunksOf(events: BatchInput): AsyncGenerator<readonly (BatchInputEvent | Uint8Array)[]> {
   if (Symbol.asyncIterator in events) {
     yield* events;
     return;
@@ -196,12 +195,15 @@ async function* chunksOf(
 /**
  * The job over one source topic's partitions as the log holds them (`kappa run --from-archive`):
  * each partition's messages in sequence order, with their stream sequences and log times, through
- * the same stages as runBatch. A repartitioned job's route stage sees the partitions interleaved
- * by log time (the order the log received them; ties by partition), as a file's lines would be.
+ * the same stages as runBatch. Read directly, each partition streams through its task a chunk (an
+ * archive segment) at a time and is finished before the next is read, so a history larger than
+ * memory runs. A repartitioned job's route stage sees the partitions interleaved by log time (the
+ * order the log received them; ties by partition), as a file's lines would be: that reads all first.
  */
 export async function runBatchOverPartitions(
   job: JobSpec,
-  partitions: readonly (readonly RawMessage[])[],
+  partitionCount: number,
+  read: (partition: number) => AsyncIterable<readonly RawMessage[]>,
   options: Omit<BatchRunOptions, 'partitions'>,
 ): Promise<BatchRunResult> {
   if (job.sources.length !== 1)
@@ -209,8 +211,23 @@ export async function runBatchOverPartitions(
       'JOB_INVALID',
       `job ${job.name} reads ${job.sources.length} sources; a run over one topic's partitions feeds one`,
     );
-  const plan = batchPlan(job, { ...options, partitions: partitions.length });
+  const plan = batchPlan(job, { ...options, partitions: partitionCount });
   const run = emptyRun(plan);
+  if (plan.repartition === null) {
+    for (let partition = 0; partition < partitionCount; partition++) {
+      const keyed = new KeyedStage(job, options, run);
+      for await (const chunk of read(partition))
+        for (const message of chunk) if (keyed.add(partition, message)) await keyed.process(partition);
+      await keyed.finish();
+    }
+    return run;
+  }
+  const partitions: RawMessage[][] = [];
+  for (let partition = 0; partition < partitionCount; partition++) {
+    const messages: RawMessage[] = [];
+    for await (const chunk of read(partition)) for (const message of chunk) messages.push(message);
+    partitions.push(messages);
+  }
   const order = partitions
     .flatMap((messages, partition) => messages.map((message, index) => ({ message, partition, index })))
     .sort(
@@ -218,7 +235,7 @@ export async function runBatchOverPartitions(
         (a.message.logTimeMs ?? 0) - (b.message.logTimeMs ?? 0) || a.partition - b.partition || a.index - b.index,
     );
   const sources: SourcePartition[] = partitions.map((messages) => ({
-    messages: [...messages],
+    messages,
     positions: new Array<number>(messages.length),
   }));
   order.forEach(({ partition, index }, position) => (sources[partition]!.positions[index] = position));
@@ -280,9 +297,7 @@ function readSourcePartitions(
     const partition = partitions[event instanceof Uint8Array ? 0 : partitionOf(event.key, partitions.length)]!;
     const sequence = partition.messages.length + 1;
     partition.messages.push(
-      event instanceof Uint8Array
-        ? { data: event, sequence, logTimeMs }
-        : new InputMessage(event, sequence, logTimeMs),
+      event instanceof Uint8Array ? { data: event, sequence, logTimeMs } : new InputMessage(event, sequence, logTimeMs),
     );
     partition.positions.push(position++);
   }

@@ -16,7 +16,7 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ArchiveCatalog } from '../../archive/catalog.js';
-import { readTopicArchive } from '../../archive/reader.js';
+import { readPartitionMessages } from '../../archive/reader.js';
 import { openSegmentStore } from '../../archive/open-segment-store.js';
 import { eventFromJsonLine } from '../../client/json-events.js';
 import { getTopic } from '../../client/topics.js';
@@ -163,29 +163,26 @@ async function runFromArchive(job: JobSpec, topic: string, settings: RunSettings
   if (job.sources[0]!.topic !== topic)
     throw new ConfigError(`--from-archive ${topic}: job ${job.name} reads topic '${job.sources[0]!.topic}'`);
   const nc: NatsConnection = await connectNats({ ...settings.nats, name: 'kappa run --from-archive' });
-  let partitions;
-  let key: string | undefined;
-  try {
-    const config = await getTopic(nc, topic);
-    key = settings.key ?? config.key;
-    partitions = await readTopicArchive(
-      await openSegmentStore(nc),
-      await ArchiveCatalog.open(nc),
-      topic,
-      config.partitions,
-    );
-  } finally {
-    await nc.close();
-  }
   const stateDir = mkdtempSync(join(tmpdir(), 'kappa-run-'));
   try {
-    const result = await runBatchOverPartitions(job, partitions, {
-      ...(key === undefined ? {} : { producerKey: key }),
-      ...(settings.keyPartitions === undefined ? {} : { keyedPartitions: settings.keyPartitions }),
-      stateDir,
-    });
-    await report(result, settings, ` (archive of ${topic}: ${partitions.length} partitions)`);
+    const config = await getTopic(nc, topic);
+    const key = settings.key ?? config.key;
+    const store = await openSegmentStore(nc);
+    // The catalog as it is now; each partition's segments are read (and checked) as its task reaches them.
+    const catalogs = await (await ArchiveCatalog.open(nc)).readTopic(topic, config.partitions);
+    const result = await runBatchOverPartitions(
+      job,
+      config.partitions,
+      (partition) => readPartitionMessages(store, catalogs[partition]!),
+      {
+        ...(key === undefined ? {} : { producerKey: key }),
+        ...(settings.keyPartitions === undefined ? {} : { keyedPartitions: settings.keyPartitions }),
+        stateDir,
+      },
+    );
+    await report(result, settings, ` (archive of ${topic}: ${config.partitions} partitions)`);
   } finally {
+    await nc.close();
     rmSync(stateDir, { recursive: true, force: true });
   }
 }
