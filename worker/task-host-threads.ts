@@ -23,6 +23,12 @@ const THREAD_ENTRY = fileURLToPath(new URL('./task-thread.js', import.meta.url))
 
 export interface TaskHostThreadsOptions {
   threads: number;
+  /**
+   * Each thread's young heap generation, in MB. A replaying thread allocates per event (decoded
+   * values, outputs) and holds a batch across collections; with V8's default young generation
+   * it spends up to half its time in scavenges that copy the open windows again and again.
+   */
+  youngGenerationMb?: number;
   /** What every host starts with (besides its thread index). */
   host: Pick<TaskHostOptions, 'workerId' | 'jobFiles' | 'nats' | 'tasks' | 'logLevel'>;
   logger: Logger;
@@ -55,6 +61,9 @@ export class TaskHostThreads {
       concurrentTasksPerWorker: 1,
       idleTimeout: Infinity,
       atomics: 'disabled',
+      ...(options.youngGenerationMb === undefined
+        ? {}
+        : { resourceLimits: { maxYoungGenerationSizeMb: options.youngGenerationMb } }),
     });
     // A dying thread rejects its task (handled per slot); anything else is logged, never thrown.
     this.piscina.on('error', (error: unknown) => this.logger.error({ err: error }, 'thread pool error'));
