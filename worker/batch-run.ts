@@ -70,6 +70,8 @@ export interface BatchRunOptions {
   clock?: Clock;
   /** When the input was read (default: now): what the far-future guard measures event times against. */
   readAtMs?: number;
+  /** Keep every output (all revisions) in the result's `outputs` (default true); the table is kept either way. */
+  keepOutputs?: boolean;
 }
 
 export interface BatchRunResult {
@@ -77,7 +79,7 @@ export interface BatchRunResult {
   plan: JobPlan;
   /** Final table: newest revision per output id, retracted rows removed. */
   table: ServingView;
-  /** Every output in emission order (all revisions). */
+  /** Every output in emission order (all revisions); empty when the run was told not to keep them. */
   outputs: Output[];
   late: LateRecord[];
   /** Of both stages: a route task dead-letters what it cannot key or time (ids start with its stage). */
@@ -492,7 +494,7 @@ class KeyedStage {
   private collect(result: BatchResult): void {
     const run = this.result;
     run.table.apply(result.outputs);
-    run.outputs.push(...result.outputs);
+    if (this.options.keepOutputs !== false) run.outputs.push(...result.outputs);
     run.late.push(...result.late);
     run.deadLetters.push(...result.deadLetters);
     run.processed += result.processed;

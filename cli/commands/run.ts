@@ -123,6 +123,7 @@ export function registerRun(program: Command): void {
         ...(settings.key === undefined ? {} : { producerKey: settings.key }),
         ...(settings.keyPartitions === undefined ? {} : { keyedPartitions: settings.keyPartitions }),
         stateDir,
+        keepOutputs: false, // the table is what is printed
       });
       const rejected = rejectFiles.reduce((sum, rejects) => sum + rejects.count, 0);
       const seeRejects = rejectFiles.filter((rejects) => rejects.count > 0).map((rejects) => rejects.path);
@@ -178,6 +179,7 @@ async function runFromArchive(job: JobSpec, topic: string, settings: RunSettings
         ...(key === undefined ? {} : { producerKey: key }),
         ...(settings.keyPartitions === undefined ? {} : { keyedPartitions: settings.keyPartitions }),
         stateDir,
+        keepOutputs: false,
       },
     );
     await report(result, settings, ` (archive of ${topic}: ${config.partitions} partitions)`);
