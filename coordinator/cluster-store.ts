@@ -3,6 +3,7 @@
 // `worker.<id>`, every part a plain name (no '.'), so no two records share a key. Every write is a compare-and-set on the revision this leader last read or
 // wrote: a deposed leader that still writes finds the revision moved by its successor and gets
 // a FencedError instead of overwriting newer state.
+import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
@@ -75,14 +76,22 @@ const versionKvKey = (key: JobVersionKey) => stateKey('version', key, [2]);
 const taskKvKey = (key: TaskKey) => stateKey('task', key, [3, 4]);
 const workerKvKey = (id: WorkerId) => stateKey('worker', id, [1]);
 
+/** The cluster-state bucket, created when it does not exist. */
+function openClusterBucket(nc: NatsConnection): Promise<KV> {
+  return new Kvm(nc).create(buckets.cluster, { history: 1, replicas: internalReplicas() });
+}
+
 export class ClusterStore {
   /** KV key → revision this process last read or wrote. */
   private readonly revisions = new Map<string, number>();
 
-  private constructor(private readonly kv: KV) {}
+  private constructor(
+    private readonly nc: NatsConnection,
+    private kv: KV,
+  ) {}
 
   static async open(nc: NatsConnection): Promise<ClusterStore> {
-    return new ClusterStore(await new Kvm(nc).create(buckets.cluster, { history: 1, replicas: internalReplicas() }));
+    return new ClusterStore(nc, await openClusterBucket(nc));
   }
 
   /** Reads everything; records that fail validation are reported, never silently used. */
@@ -90,7 +99,18 @@ export class ClusterStore {
     this.revisions.clear();
     const state: LoadedClusterState = { versions: new Map(), tasks: new Map(), workers: [] };
     const keys: string[] = [];
-    for await (const key of await this.kv.keys()) keys.push(key);
+    let listing;
+    try {
+      listing = await this.kv.keys();
+    } catch (error) {
+      // The bucket's stream is not there: a create that timed out while the JetStream meta group
+      // had no quorum can be answered as done and never applied (seen with 2 of 3 nodes stopped).
+      // Creating it again never removes anything; without it this leader would retry forever.
+      if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)) throw error;
+      this.kv = await openClusterBucket(this.nc);
+      listing = await this.kv.keys();
+    }
+    for await (const key of listing) keys.push(key);
     for (const key of keys) {
       const entry = await this.kv.get(key);
       if (!entry || entry.operation !== 'PUT') continue;
