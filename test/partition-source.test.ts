@@ -270,11 +270,13 @@ describe('back-pressure by bytes', () => {
     for (let sequence = 101; sequence <= 150; sequence++) await jsm.streams.deleteMessage('holes', sequence, false);
     await jsm.streams.purge('holes', { seq: 21 }); // 1–20 gone too: the first cursor starts in a gap
     const restarts: unknown[] = [];
+    const skipped: Array<[number, number]> = [];
     const source = new PartitionSource(nats.nc, {
       stream: 'holes',
       startSequence: 1,
       batchMessages: 100,
       onRestart: (error) => restarts.push(error),
+      onSkip: (from, to) => skipped.push([from, to]),
     });
     try {
       await source.start();
@@ -286,6 +288,11 @@ describe('back-pressure by bytes', () => {
       expect(restarts.map(String)).toEqual([
         expect.stringMatching(/sequence 21 came where 1 was expected/),
         expect.stringMatching(/sequence 151 came where 101 was expected/),
+      ]);
+      // Each range skipped is reported once (the task counts it in kappa_skipped_messages_total).
+      expect(skipped).toEqual([
+        [1, 20],
+        [101, 150],
       ]);
     } finally {
       await source.stop();

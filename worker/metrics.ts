@@ -103,6 +103,12 @@ export class WorkerMetrics {
     labelNames: ['job', 'version', 'outcome'] as const,
     registers: [this.registry],
   });
+  readonly skippedMessages = new Counter({
+    name: 'kappa_skipped_messages_total',
+    help: 'Stream sequences a task skipped because neither the stream nor the archive held them any more (messages deleted or purged before it read them; each range is logged).',
+    labelNames: ['job', 'version', 'partition'] as const,
+    registers: [this.registry],
+  });
   readonly archiveSegmentsRead = new Counter({
     name: 'kappa_archive_segments_read_total',
     help: "Archive segments a task read (hybrid replay's archive phase), and bytes below.",

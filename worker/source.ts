@@ -35,6 +35,8 @@ export interface PartitionSourceOptions {
    * gap is skipped.
    */
   confirmGap?: (from: number, to: number) => Promise<boolean>;
+  /** Told of every range skipped as gone (`from`…`to`, neither the stream nor, with confirmGap, the archive holds it). */
+  onSkip?: (from: number, to: number) => void;
 }
 
 /** What a task reads its partition from: the live stream (PartitionSource) or the archive, then the stream (archive-source.ts). */
@@ -189,6 +191,7 @@ export class PartitionSource implements TaskSource {
       this.pause();
       return;
     }
+    if (sequence > this.nextSequence) this.options.onSkip?.(this.nextSequence, sequence - 1);
     this.nextSequence = sequence + 1;
     this.lastDeliveryAtMs = Date.now();
     this.buffer.push(raw);

@@ -136,6 +136,7 @@ export class TaskRunner {
       lateUpdated: metrics.lateEvents.labels({ job: job.name, version: job.version, outcome: 'updated' }),
       outputs: metrics.outputs.labels({ job: job.name, version: job.version }),
       restarts: metrics.taskRestarts.labels(labels),
+      skipped: metrics.skippedMessages.labels(labels),
       handlerDuration: metrics.handlerBatchDuration.labels({ job: job.name, version: job.version }),
       actorsActive: metrics.actorsActive.labels(labels),
       stateBytes: metrics.stateBytes.labels(labels),
@@ -286,6 +287,13 @@ export class TaskRunner {
       batchMessages: this.options.batchMessages ?? 10_000,
       maxBufferedBytes: this.options.maxBufferedBytes,
       onRestart: (error) => logger.warn({ err: error, partition }, 'consumer restarted'),
+      onSkip: (from, to) => {
+        this.children.skipped.inc(to - from + 1);
+        logger.warn(
+          { partition, from, to },
+          'sequences skipped: neither the stream nor the archive holds them (deleted or purged before this task read them)',
+        );
+      },
     });
     this.source = source;
     const outputs = new TaskOutputs(this.options.sinks, { coalesce: isTableSink(job.sink) }, manifest.sequence);
