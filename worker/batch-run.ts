@@ -401,12 +401,11 @@ async function routeStage(
   return targets;
 }
 
-/** One keyed partition of the run: its processor over its own RocksDB, and the messages waiting for it. */
+/** One keyed partition of the run: its processor over its own RocksDB. */
 interface KeyedTask {
   processor: TaskProcessor;
   state: KeyedState;
   store: TaskStore;
-  pending: RawMessage[];
 }
 
 /**
@@ -482,7 +481,7 @@ class KeyedStage {
         const state = new KeyedState(store);
         const clock = this.options.clock ?? systemClock;
         const processor = new TaskProcessor(this.job, partition, state, clock, undefined, this.input);
-        const task: KeyedTask = { processor, state, store, pending: [] };
+        const task: KeyedTask = { processor, state, store };
         this.tasks.set(partition, task);
         return task;
       })();

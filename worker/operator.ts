@@ -53,7 +53,8 @@ export interface Operator {
    */
   readonly readsKeyedState: boolean;
   /**
-   * Handles one event, judged against the watermark before it; the caller has activated the key.
+   * Handles one event, judged against the watermark before it; the caller has activated the key
+   * when the operator reads keyed state.
    * Returns false when the event was dead-lettered.
    */
   onEvent(key: string, timeMs: number, value: unknown, watermarkMs: number, message: RawMessage): boolean;

@@ -1,6 +1,7 @@
 // The processing core of one task (job, version, partition), shared by the streaming worker and
 // `kappa run`: it takes a batch of raw messages, decodes them, activates their keys' state in
-// one batch, then runs every event synchronously through the job's operator (windows or actor),
+// one batch when the operator reads keyed state (the actor; the window operator folds in memory),
+// then runs every event synchronously through the job's operator (windows or actor),
 // advancing the watermark after each event and letting the operator fire what is due —
 // collecting outputs, late records and dead letters. No per-event await: the only awaits are per batch.
 import {
