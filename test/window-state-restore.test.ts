@@ -37,7 +37,12 @@ interface RunRecord {
 }
 
 /** The job's events through one processor, checkpointed and restored before each index in `cuts`. */
-async function run(job: JobSpec, messages: RawMessage[], cuts: readonly number[], batchSize: number): Promise<RunRecord> {
+async function run(
+  job: JobSpec,
+  messages: RawMessage[],
+  cuts: readonly number[],
+  batchSize: number,
+): Promise<RunRecord> {
   const store = await TaskStore.open(join(stateRoot, String(runs++)));
   const record: RunRecord = { outputs: [], late: [], deadLetters: [], rows: [], carried: 0 };
   try {
@@ -55,7 +60,11 @@ async function run(job: JobSpec, messages: RawMessage[], cuts: readonly number[]
         const snapshot = JSON.parse(JSON.stringify(processor.snapshot())) as EngineSnapshot;
         const oldState = (processor as unknown as { state: KeyedState }).state;
         await oldState.flush();
-        for await (const batch of store.scanBatches()) record.carried += batch.length;
+        let stored = 0;
+        for await (const batch of store.scanBatches()) stored += batch.length;
+        // What the operator counts as open is what the checkpoint holds (kappa_open_windows).
+        expect(processor.openWindows).toBe(stored);
+        record.carried += stored;
         processor = await TaskProcessor.restore(job, 0, new KeyedState(store), new ManualClock(0), snapshot);
       }
       for (let start = bounds[segment]!; start < bounds[segment + 1]!; start += batchSize)
@@ -65,6 +74,7 @@ async function run(job: JobSpec, messages: RawMessage[], cuts: readonly number[]
     await (processor as unknown as { state: KeyedState }).state.flush();
     for await (const batch of store.scanBatches())
       for (const [rowKey, value] of batch) record.rows.push(JSON.stringify([decodeKey(rowKey), value]));
+    expect(processor.openWindows).toBe(record.rows.length);
     take(processor.endOfInput());
     return record;
   } finally {

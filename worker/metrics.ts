@@ -53,6 +53,12 @@ export class WorkerMetrics {
     labelNames: ['job', 'version', 'partition'] as const,
     registers: [this.registry],
   });
+  readonly openWindows = new Gauge({
+    name: 'kappa_open_windows',
+    help: "Windows of a task open in memory (one per key and window: fired or not, not yet purged): what a window job's memory holds.",
+    labelNames: ['job', 'version', 'partition'] as const,
+    registers: [this.registry],
+  });
   readonly stateBytes = new Gauge({
     name: 'kappa_state_bytes',
     help: "Size of a task's RocksDB state (SST files plus memtables), as estimated by RocksDB.",
@@ -133,6 +139,7 @@ export class WorkerMetrics {
       this.lagMessages,
       this.watermarkLagSeconds,
       this.actorsActive,
+      this.openWindows,
       this.stateBytes,
       this.checkpointSizeBytes,
     ])

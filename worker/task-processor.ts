@@ -177,6 +177,11 @@ export class TaskProcessor implements OperatorOutput {
     await this.operator?.syncState();
   }
 
+  /** Windows open in memory (a window job's; 0 for other operators). */
+  get openWindows(): number {
+    return this.operator instanceof WindowOperator ? this.operator.openWindows : 0;
+  }
+
   /** Keys that must stay in memory (open windows or pending timers). */
   isPinned = (key: string): boolean => this.operator?.isPinned(key) ?? false;
 

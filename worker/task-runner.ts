@@ -139,6 +139,7 @@ export class TaskRunner {
       skipped: metrics.skippedMessages.labels(labels),
       handlerDuration: metrics.handlerBatchDuration.labels({ job: job.name, version: job.version }),
       actorsActive: metrics.actorsActive.labels(labels),
+      openWindows: metrics.openWindows.labels(labels),
       stateBytes: metrics.stateBytes.labels(labels),
     };
     this.done = this.runWithRestarts();
@@ -379,6 +380,7 @@ export class TaskRunner {
       );
     }
     this.children.actorsActive.set(state.activeKeys);
+    if (this.processor) this.children.openWindows.set(this.processor.openWindows);
     if (this.store) this.children.stateBytes.set(await this.store.approximateSizeBytes());
     if (Number.isFinite(progress.watermarkMs))
       this.children.watermarkLag.set((clock.now() - progress.watermarkMs) / 1000);

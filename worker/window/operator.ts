@@ -100,6 +100,8 @@ export class WindowOperator implements Operator {
   private nextDueMs = Infinity;
   /** Open rows per key, for isPinned (aligned windows). */
   private readonly rowsPerKey = new Map<string, number>();
+  /** Open rows of every kind. */
+  private openRows = 0;
 
   /** Session windows of each key, and their fire and purge timers. */
   private readonly sessions = new Map<string, WindowRow[]>();
@@ -124,6 +126,11 @@ export class WindowOperator implements Operator {
     this.aggregate = new AggregateCalls(job.aggregate);
     this.idPrefix = `${job.name}/${job.version}/`;
     this.allowedLatenessMs = job.allowedLatenessMs;
+  }
+
+  /** Open windows in memory: one per key and window, fired or not, until purged. */
+  get openWindows(): number {
+    return this.openRows;
   }
 
   /** Keys with open windows stay active in keyed state, so a sync writes their rows without reading them. */
@@ -244,8 +251,7 @@ export class WindowOperator implements Operator {
     if (row) row.accumulator = update.accumulator;
     else {
       row = new WindowRow(key, update.start, update.end, update.accumulator);
-      window.rows.set(key, row);
-      this.rowsPerKey.set(key, (this.rowsPerKey.get(key) ?? 0) + 1);
+      this.addAligned(window, row);
     }
     if (update.fired) {
       this.lateUpdates++;
@@ -323,7 +329,14 @@ export class WindowOperator implements Operator {
     this.markDirty(row);
   }
 
+  private addAligned(window: AlignedWindow, row: WindowRow): void {
+    window.rows.set(row.key, row);
+    this.rowsPerKey.set(row.key, (this.rowsPerKey.get(row.key) ?? 0) + 1);
+    this.openRows++;
+  }
+
   private addSession(row: WindowRow): void {
+    this.openRows++;
     const sessions = this.sessions.get(row.key);
     if (sessions) sessions.push(row);
     else this.sessions.set(row.key, [row]);
@@ -462,6 +475,7 @@ export class WindowOperator implements Operator {
   }
 
   private removeRow(row: WindowRow): void {
+    this.openRows--;
     row.removed = true;
     if (row.stored) this.removedStored.push(row);
   }
@@ -479,8 +493,7 @@ export class WindowOperator implements Operator {
       const end = subKey + this.window.sizeMs;
       const window = this.aligned.get(subKey) ?? this.openAlignedWindow(subKey, end, watermarkMs);
       row = new WindowRow(key, subKey, end, stored.accumulator);
-      window.rows.set(key, row);
-      this.rowsPerKey.set(key, (this.rowsPerKey.get(key) ?? 0) + 1);
+      this.addAligned(window, row);
     } else {
       const [start, end] = subKey as [number, number];
       row = new WindowRow(key, start, end, stored.accumulator);
