@@ -46,7 +46,8 @@ async function run(
   const store = await TaskStore.open(join(stateRoot, String(runs++)));
   const record: RunRecord = { outputs: [], late: [], deadLetters: [], rows: [], carried: 0 };
   try {
-    let processor = new TaskProcessor(job, 0, new KeyedState(store), new ManualClock(0));
+    let state = new KeyedState(store);
+    let processor = new TaskProcessor(job, 0, state, new ManualClock(0));
     const take = (result: Awaited<ReturnType<TaskProcessor['processBatch']>>) => {
       record.outputs.push(...structuredClone(result.outputs));
       record.late.push(...structuredClone(result.late));
@@ -58,20 +59,20 @@ async function run(
         // A checkpoint: open windows written to keyed state, flushed to RocksDB; then a restart.
         await processor.syncState();
         const snapshot = JSON.parse(JSON.stringify(processor.snapshot())) as EngineSnapshot;
-        const oldState = (processor as unknown as { state: KeyedState }).state;
-        await oldState.flush();
+        await state.flush();
         let stored = 0;
         for await (const batch of store.scanBatches()) stored += batch.length;
         // What the operator counts as open is what the checkpoint holds (kappa_open_windows).
         expect(processor.openWindows).toBe(stored);
         record.carried += stored;
-        processor = await TaskProcessor.restore(job, 0, new KeyedState(store), new ManualClock(0), snapshot);
+        state = new KeyedState(store);
+        processor = await TaskProcessor.restore(job, 0, state, new ManualClock(0), snapshot);
       }
       for (let start = bounds[segment]!; start < bounds[segment + 1]!; start += batchSize)
         take(await processor.processBatch(messages.slice(start, Math.min(start + batchSize, bounds[segment + 1]!))));
     }
     await processor.syncState();
-    await (processor as unknown as { state: KeyedState }).state.flush();
+    await state.flush();
     for await (const batch of store.scanBatches())
       for (const [rowKey, value] of batch) record.rows.push(JSON.stringify([decodeKey(rowKey), value]));
     expect(processor.openWindows).toBe(record.rows.length);
