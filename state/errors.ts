@@ -9,6 +9,8 @@ export type StateErrorCode =
   | 'STATE_KEY_CORRUPT'
   /** get/put on an actor key that was not activated first: a bug in the engine, not in data. */
   | 'STATE_KEY_NOT_ACTIVE'
+  /** putUncached/deleteUncached on an active key, whose cached rows would hide the write: a bug in the engine. */
+  | 'STATE_KEY_ACTIVE'
   /** An operation on a TaskStore after close(). */
   | 'STATE_CLOSED'
   /** RocksDB refused a write batch (a full disk, an I/O error): nothing of the batch was applied. */

@@ -40,6 +40,8 @@ export interface FlushResult {
 }
 
 const DEFAULT_MAX_ACTIVE_KEYS = 100_000;
+/** An uncached write that deletes its row. */
+const DELETED = Symbol('deleted');
 /** Prefix scans in flight during one activate(): enough to keep the native thread pool busy. */
 const ACTIVATION_SCANS_IN_FLIGHT = 64;
 
@@ -56,6 +58,8 @@ export class KeyedState {
    */
   private recent: StateRowEntry | undefined;
   private dirty: StateRowEntry[] = [];
+  /** Rows written past the cache (putUncached/deleteUncached) since the last flush, in order. */
+  private uncached: Array<[rowKey: Uint8Array, value: unknown]> = [];
   private flushing = false;
   /**
    * Whether every row RocksDB holds belongs to an active key, so a key being activated has none
@@ -77,7 +81,7 @@ export class KeyedState {
   }
 
   get dirtyRows(): number {
-    return this.dirty.length;
+    return this.dirty.length + this.uncached.length;
   }
 
   /**
@@ -140,13 +144,18 @@ export class KeyedState {
   async restoreResident(
     residentNamespaces: ReadonlySet<string>,
     visit: (key: string, namespace: string, subKey: SubKey, value: unknown) => void,
+    options: { activate: boolean } = { activate: true },
   ): Promise<void> {
     let group: Array<[namespace: string, subKey: SubKey, value: unknown]> = [];
     let groupKey: string | undefined;
     let allInstalled = true;
     const install = () => {
       if (groupKey === undefined || this.actors.has(groupKey)) return;
-      if (!group.some(([namespace]) => residentNamespaces.has(namespace))) {
+      if (!options.activate || !group.some(([namespace]) => residentNamespaces.has(namespace))) {
+        // Rows the engine keeps itself (it writes them back with putUncached) are only visited.
+        if (!options.activate)
+          for (const [namespace, subKey, value] of group)
+            if (residentNamespaces.has(namespace)) visit(groupKey, namespace, subKey, value);
         allInstalled = false;
         return;
       }
@@ -176,6 +185,11 @@ export class KeyedState {
     }
     install();
     this.storedRowsAllActive = this.storedRowsAllActive !== false && allInstalled;
+  }
+
+  /** The task's scratch store, for working data that no checkpoint holds (TaskStore.scratch). */
+  scratch(): Promise<TaskStore> {
+    return this.store.scratch();
   }
 
   isActive(key: string): boolean {
@@ -253,6 +267,28 @@ export class KeyedState {
     this.markDirty(entry);
   }
 
+  /**
+   * Writes a row at the next flush without caching it or activating its key: for rows the engine
+   * keeps in memory itself (open windows), so they are not held twice. The key must not be active
+   * (its cached rows would hide this write); a window job never activates a key. A row is written
+   * at most once between flushes (the store applies a batch's deletes after its puts).
+   */
+  putUncached(key: string, namespace: string, subKey: SubKey, value: unknown): void {
+    this.uncached.push([this.uncachedRowKey(key, namespace, subKey), value]);
+  }
+
+  /** Deletes a row at the next flush, past the cache, like putUncached. */
+  deleteUncached(key: string, namespace: string, subKey: SubKey): void {
+    this.uncached.push([this.uncachedRowKey(key, namespace, subKey), DELETED]);
+  }
+
+  private uncachedRowKey(key: string, namespace: string, subKey: SubKey): Uint8Array {
+    if (this.actors.has(key)) {
+      throw new StateError('STATE_KEY_ACTIVE', `actor key ${JSON.stringify(key)} is active: write it with put/delete`);
+    }
+    return typeof subKey === 'object' ? encodeKey([key, namespace, ...subKey]) : encodeKey([key, namespace, subKey]);
+  }
+
   /** Rows of one namespace of an active key, in no particular order. */
   *entries(key: string, namespace: string): IterableIterator<[SubKey, unknown]> {
     const rows = this.activeActor(key).namespaces.get(namespace);
@@ -268,12 +304,18 @@ export class KeyedState {
    * flush, which is what an incremental checkpoint uploads (the engine flushes only at checkpoints).
    */
   async flush(capture?: WriteCapture): Promise<FlushResult> {
-    if (this.dirty.length === 0) return { puts: 0, deletes: 0, bytes: 0 };
+    if (this.dirty.length === 0 && this.uncached.length === 0) return { puts: 0, deletes: 0, bytes: 0 };
     this.recent = undefined;
     const flushed = this.dirty;
     this.dirty = [];
+    const uncached = this.uncached;
+    this.uncached = [];
     const puts: StateRow[] = [];
     const deletes: Uint8Array[] = [];
+    for (const write of uncached) {
+      if (write[1] === DELETED) deletes.push(write[0]);
+      else puts.push(write);
+    }
     const putEntries: StateRowEntry[] = [];
     const deleteEntries: StateRowEntry[] = [];
     for (const entry of flushed) {
@@ -300,6 +342,7 @@ export class KeyedState {
     } catch (error) {
       for (const entry of putEntries) this.markDirty(entry);
       for (const entry of deleteEntries) this.markDirty(entry);
+      this.uncached = uncached.concat(this.uncached);
       throw error;
     } finally {
       this.flushing = false;

@@ -22,6 +22,10 @@ export type StateRow = [key: Uint8Array, value: unknown];
 /** A row as RocksDB holds it: key bytes and msgpack value bytes. Checkpoints move these. */
 export type EncodedRow = [key: Uint8Array, value: Uint8Array];
 
+function scratchDirOf(dir: string): string {
+  return `${dir}.scratch`;
+}
+
 /** Receives exactly what one write() stored, encoded: the delta an incremental checkpoint uploads. */
 export interface WriteCapture {
   puts: EncodedRow[];
@@ -33,6 +37,7 @@ export class TaskStore {
   private readonly encoder = new Encoder();
   private readonly decoder = new Decoder();
   private closed = false;
+  private scratchStore: Promise<TaskStore> | undefined;
 
   private constructor(
     readonly dir: string,
@@ -49,6 +54,23 @@ export class TaskStore {
   /** Removes a closed store's files (a task moved away, or a retired job version). */
   static async destroy(dir: string): Promise<void> {
     await rm(dir, { recursive: true, force: true });
+    await rm(scratchDirOf(dir), { recursive: true, force: true });
+  }
+
+  /**
+   * A second RocksDB beside this one (`<dir>.scratch`) for working data that is never part of a
+   * checkpoint: the window rows spilled out of memory. A checkpoint is this store as of a flush
+   * (and a local copy is reused when its mark says so), so rows written between checkpoints must
+   * not land here. Opened empty on first use; closed and removed with this store.
+   */
+  scratch(): Promise<TaskStore> {
+    this.assertOpen();
+    this.scratchStore ??= (async () => {
+      const dir = scratchDirOf(this.dir);
+      await rm(dir, { recursive: true, force: true });
+      return TaskStore.open(dir);
+    })();
+    return this.scratchStore;
   }
 
   /** Values of `keys` in order; undefined where a key has no row. One native read batch. */
@@ -167,6 +189,11 @@ export class TaskStore {
     if (batch.length > 0) yield batch;
   }
 
+  /** Deletes every row. */
+  async clear(): Promise<void> {
+    await this.deleteRange(LOWEST_KEY, ABOVE_HIGHEST_KEY);
+  }
+
   /** Deletes every row with start <= key < end (a purged window, a dropped namespace). */
   async deleteRange(start: Uint8Array, end: Uint8Array): Promise<void> {
     this.assertOpen();
@@ -193,6 +220,12 @@ export class TaskStore {
     if (this.closed) return;
     this.closed = true;
     await this.db.close();
+    const scratch = this.scratchStore;
+    if (scratch === undefined) return;
+    this.scratchStore = undefined;
+    const store = await scratch;
+    await store.close();
+    await rm(store.dir, { recursive: true, force: true });
   }
 
   private assertOpen(): void {

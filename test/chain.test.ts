@@ -135,7 +135,7 @@ async function runStage(job: JobSpec, partitions: number, sinks: JobSinks, batch
       await sinks.write(result);
       await sinks.write(result);
     }
-    await sinks.write(processor.endOfInput());
+    await sinks.write(await processor.endOfInput());
   }
 }
 

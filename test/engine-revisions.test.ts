@@ -59,7 +59,7 @@ async function runEngine(
             value: output.value,
           });
       }
-      for (const output of processor.endOfInput().outputs)
+      for (const output of (await processor.endOfInput()).outputs)
         recorded.push({
           id: `${output.key}|${output.window!.start}|${output.window!.end}`,
           after: 'end',

@@ -12,6 +12,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const countJob = join(dir, 'count.mjs');
 const alertJob = join(dir, 'alerts.mjs');
+const lateCountJob = join(dir, 'late-count.mjs');
 
 beforeAll(() => {
   writeFileSync(
@@ -22,6 +23,19 @@ beforeAll(() => {
       time: (view) => view.at,
       watermark: { maxOutOfOrderness: 0 },
       window: { kind: 'tumbling', size: '1m' },
+      aggregate: { init: () => 0, add: (count) => count + 1 },
+    };`,
+  );
+  // Windows stay open 10 minutes after they fire, for late views: many open windows at a time.
+  writeFileSync(
+    lateCountJob,
+    `export default {
+      name: 'late-pages', version: 'v1', source: { topic: 'views' },
+      key: (view) => view.page,
+      time: (view) => view.at,
+      watermark: { maxOutOfOrderness: 0 },
+      window: { kind: 'tumbling', size: '1m' },
+      allowedLateness: '10m',
       aggregate: { init: () => 0, add: (count) => count + 1 },
     };`,
   );
@@ -79,6 +93,63 @@ describe('kappa run', () => {
       .map((line) => JSON.parse(line) as { key: string; start: number; value: number });
     expect(rows).toHaveLength(15);
     expect(rows.every((row) => row.value === 20)).toBe(true);
+  });
+
+  it('gives the same table and late set when windows spill to RocksDB past --window-memory-rows, equal to a count by hand', async () => {
+    // 200 pages over 200 minutes, out of order by up to 12 minutes, windows open 11 minutes each:
+    // about 1,100 open windows per partition against a budget of 50, checked after each batch of
+    // 10,000 events; late views within the lateness read spilled windows back.
+    const base = Date.UTC(2026, 0, 1);
+    const lines: string[] = [];
+    const expected = new Map<string, number>();
+    let seed = 7;
+    const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+    const minuteOf = (page: string, at: number) => `${page}@${at - (at % 60_000)}`;
+    for (let index = 0; index < 40_000; index++) {
+      const page = `p${Math.floor(random() * 200)}`;
+      const at = base + index * 300 - (random() < 0.2 ? Math.floor(random() * 720_000) : 0);
+      lines.push(JSON.stringify({ page, at: new Date(at).toISOString() }));
+      expected.set(minuteOf(page, at), (expected.get(minuteOf(page, at)) ?? 0) + 1);
+    }
+    const input = join(dir, 'spill.jsonl');
+    writeFileSync(input, lines.join('\n') + '\n');
+    const runWith = async (extra: string[]) => {
+      const late = join(dir, `spill-${extra.length}.late`);
+      const result = await kappa([
+        'run',
+        lateCountJob,
+        '--input',
+        input,
+        '--partitions',
+        '2',
+        '--late',
+        late,
+        ...extra,
+      ]);
+      expect(result.code, result.stderr).toBe(0);
+      const table = result.stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { key: string; start: number; value: number });
+      const lateViews = readFileSync(late, 'utf8')
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as { key: string; time: number });
+      return { table, lateViews };
+    };
+    const inMemory = await runWith([]);
+    const spilled = await runWith(['--window-memory-rows', '50']);
+    expect(spilled.table).toEqual(inMemory.table);
+    expect(spilled.lateViews).toEqual(inMemory.lateViews);
+    // The reference: every view counted in its page's minute, but the late ones (past the lateness).
+    for (const view of spilled.lateViews) {
+      const id = minuteOf(view.key, view.time);
+      expected.set(id, expected.get(id)! - 1);
+      if (expected.get(id) === 0) expected.delete(id);
+    }
+    expect(spilled.lateViews.length).toBeGreaterThan(100);
+    expect(new Map(spilled.table.map((row) => [`${row.key}@${row.start}`, row.value]))).toEqual(expected);
   });
 
   it('fires pending event-time and processing-time timers at the end of input', async () => {

@@ -82,11 +82,11 @@ describe('idle watermark', () => {
     await task.processBatch([click(10_000, 1)]);
     expect(task.watermark.current).toBe(8_000);
     clock.advance(29_000);
-    expect(task.onIdle().outputs).toEqual([]); // not idle long enough
+    expect((await task.onIdle()).outputs).toEqual([]); // not idle long enough
     clock.advance(52_000); // idle 81 s: 51 s past the timeout → watermark 8 s + 51 s = 59 s < 60 s − 1
-    expect(task.onIdle().outputs).toEqual([]);
+    expect((await task.onIdle()).outputs).toEqual([]);
     clock.advance(1_000); // idle 82 s → watermark 60 s ≥ 60 s − 1: the window fires
-    const outputs = task.onIdle().outputs;
+    const outputs = (await task.onIdle()).outputs;
     expect(outputs.map((output) => [output.window, output.value])).toEqual([[{ start: 0, end: 60_000 }, 1]]);
     await store.close();
   });
@@ -95,7 +95,7 @@ describe('idle watermark', () => {
     const { processor: task, clock, store } = await processor(undefined, 'b');
     await task.processBatch([click(10_000, 1)]);
     clock.advance(3_600_000);
-    expect(task.onIdle().outputs).toEqual([]);
+    expect((await task.onIdle()).outputs).toEqual([]);
     expect(task.watermark.current).toBe(8_000);
     await store.close();
   });

@@ -211,7 +211,7 @@ describe('against the nested-loop reference (seeded random inputs)', () => {
           });
           expect(await heldByWindowJoin(driver)).toEqual(reference.held);
           expect(driver.readLate().map(({ key, time, windows }) => ({ key, time, windows }))).toEqual(reference.late);
-          driver.endOfInput();
+          await driver.endOfInput();
           expect(tableOf(driver)).toEqual(expectedTable(reference));
           expect(driver.readOutputs()).toHaveLength(reference.rows.size);
           expect(await driver.stateRows()).toEqual([]);
@@ -250,7 +250,7 @@ describe('against the nested-loop reference (seeded random inputs)', () => {
           expect(driver.readOutputs()).toHaveLength(reference.rows.size);
           expect(driver.readLate().map(({ key, time, windows }) => ({ key, time, windows }))).toEqual(reference.late);
           expect(await heldByIntervalJoin(driver)).toEqual(reference.held);
-          driver.endOfInput();
+          await driver.endOfInput();
           expect(await driver.stateRows()).toEqual([]);
           coverage.add(events, reference);
           await driver.close();
@@ -284,9 +284,9 @@ describe('windowJoin', () => {
   it('does not emit before the watermark reaches end − 1', async () => {
     const driver = await joinDriver(tenMs());
     await driver.pipeInput([order('ann', 1), payment('ann', 4)]);
-    driver.advanceWatermark(8);
+    await driver.advanceWatermark(8);
     expect(driver.readOutputs()).toEqual([]);
-    driver.advanceWatermark(9);
+    await driver.advanceWatermark(9);
     expect(driver.readOutputs()).toHaveLength(1);
   });
 
@@ -294,7 +294,7 @@ describe('windowJoin', () => {
     const driver = await joinDriver(tenMs());
     await driver.pipeInput([order('ann', 1), payment('ann', 10)]); // watermark 10: [0, 10) fired and purged
     await driver.pipeInput([payment('ann', 3)]);
-    driver.endOfInput();
+    await driver.endOfInput();
     expect(driver.readOutputs()).toEqual([]);
     expect(driver.readLate().map(({ key, time, windows }) => [key, time, windows])).toEqual([
       ['ann', 3, [{ start: 0, end: 10 }]],
@@ -311,7 +311,7 @@ describe('windowJoin', () => {
     expect(summary(driver).slice(1)).toEqual([
       ['ann', { key: 'ann', order: [5, 3], payment: [3, 2], window: [0, 10] }],
     ]);
-    driver.advanceWatermark(14);
+    await driver.advanceWatermark(14);
     await driver.pipeInput([payment('ann', 6, 4)]);
     expect(driver.readOutputs()).toHaveLength(2);
     expect(driver.readLate().map(({ time, windows }) => [time, windows])).toEqual([[6, [{ start: 0, end: 10 }]]]);
@@ -327,7 +327,7 @@ describe('windowJoin', () => {
       ['m:join.window', ['10/left/0']],
       ['t', ['event-time', 19, 'window-join/fire/10']],
     ]);
-    driver.advanceWatermark(19);
+    await driver.advanceWatermark(19);
     expect(namespaces(await driver.stateRows())).toEqual([]);
   });
 
@@ -335,10 +335,10 @@ describe('windowJoin', () => {
     const events = [order('ann', 1, 1), payment('ann', 2, 1), order('ann', 3, 2), payment('ann', 3, 2)];
     const first = await joinDriver(tenMs(), 5);
     await first.pipeInput(events);
-    first.endOfInput();
+    await first.endOfInput();
     const second = await joinDriver(tenMs(), 5);
     await second.pipeInput([events[3]!, events[1]!, events[2]!, events[0]!]);
-    second.endOfInput();
+    await second.endOfInput();
     expect(tableOf(second)).toEqual(tableOf(first));
     expect(Object.keys(tableOf(first))).toHaveLength(4);
   });
@@ -346,7 +346,7 @@ describe('windowJoin', () => {
   it('identical events each make their own rows', async () => {
     const driver = await joinDriver(tenMs());
     await driver.pipeInput([order('ann', 1), order('ann', 1), payment('ann', 2)]);
-    driver.endOfInput();
+    await driver.endOfInput();
     expect(driver.table()).toHaveLength(2);
   });
 });
@@ -381,7 +381,7 @@ describe('intervalJoin', () => {
       [53, 2],
       [54, 4],
     ]);
-    driver.endOfInput();
+    await driver.endOfInput();
     expect(driver.readOutputs()).toHaveLength(4);
   });
 
@@ -399,11 +399,11 @@ describe('intervalJoin', () => {
   it('keeps a left event until the watermark passes a.time + upper: a match before is emitted, after it the right event is late', async () => {
     const driver = await joinDriver(around(0, 10));
     await driver.pipeInput([order('ann', 100)]);
-    driver.advanceWatermark(110); // = a.time + upper: a right event at 110 can still come
+    await driver.advanceWatermark(110); // = a.time + upper: a right event at 110 can still come
     expect((await driver.stateRows()).map((row) => row.namespace)).toEqual(['m:join.interval.left', 't']);
     await driver.pipeInput([payment('ann', 110)]);
     expect(driver.readOutputs()).toHaveLength(1);
-    driver.advanceWatermark(111); // a.time + upper < watermark: purged
+    await driver.advanceWatermark(111); // a.time + upper < watermark: purged
     expect((await driver.stateRows()).filter((row) => row.namespace === 'm:join.interval.left')).toEqual([]);
     await driver.pipeInput([payment('ann', 110, 1)]);
     expect(driver.readOutputs()).toHaveLength(1);
@@ -413,10 +413,10 @@ describe('intervalJoin', () => {
   it('keeps a right event until the watermark passes b.time − lower', async () => {
     const driver = await joinDriver(around(-5, 5));
     await driver.pipeInput([payment('ann', 100)]);
-    driver.advanceWatermark(105); // an order at 105 still pairs (105 − 5 ≤ 100)
+    await driver.advanceWatermark(105); // an order at 105 still pairs (105 − 5 ≤ 100)
     await driver.pipeInput([order('ann', 105)]);
     expect(driver.readOutputs()).toHaveLength(1);
-    driver.advanceWatermark(106);
+    await driver.advanceWatermark(106);
     expect((await driver.stateRows()).filter((row) => row.namespace === 'm:join.interval.right')).toEqual([]);
   });
 
@@ -444,7 +444,7 @@ describe('both joins', () => {
     const interval = await joinDriver(intervalJoin<Trade, Trade>({ ...SOURCE, lower: -5, upper: 5, join: sameId }));
     for (const driver of [window, interval]) {
       await driver.pipeInput([order('ann', 1, 1), order('ann', 2, 2), payment('ann', 3, 2)]);
-      driver.endOfInput();
+      await driver.endOfInput();
       expect(summary(driver)).toEqual([['ann', { id: 2 }]]);
     }
   });
@@ -460,7 +460,7 @@ describe('both joins', () => {
     const window = await joinDriver(windowJoin<Trade, Trade>({ ...SOURCE, window: { size: 10 }, join: mutating }));
     for (const driver of [interval, window]) {
       await driver.pipeInput([order('ann', 1, 1), payment('ann', 2, 2), payment('ann', 3, 3), order('ann', 4, 4)]);
-      driver.endOfInput();
+      await driver.endOfInput();
       expect(driver.table().map((output) => output.value)).toEqual(
         expect.arrayContaining([
           { order: 1, payment: 2 },
@@ -560,7 +560,7 @@ describe('the example job (examples/orders-payments-join.mjs, through the built 
       paid('o3', 7, 'card', 62_000),
       paid('o1', 2, 'tip', 55_000), // watermark 65 s: the first minute has fired
     ]);
-    driver.endOfInput();
+    await driver.endOfInput();
     const minute = (start: number) => new Date(start).toISOString();
     expect(driver.table().map((output) => [output.key, output.value])).toEqual(
       expect.arrayContaining([
@@ -602,7 +602,7 @@ describe('what the joins rely on', () => {
     const driver = await TaskTestDriver.open(definition);
     drivers.push(driver);
     await driver.pipeInput([{ key: 'ann', value: { user: 'ann', ts: 1, id: 0 } }]);
-    driver.endOfInput();
+    await driver.endOfInput();
     expect(driver.readLate()).toEqual([]);
     expect(driver.readDeadLetters().map((letter) => letter.error)).toEqual([
       'onTimer threw after 1 attempts: ctx.late() sends the event being handled: call it in onEvent, not onTimer',

@@ -274,7 +274,7 @@ async function routeUpstream(
     start += size;
   }
   clock.advance(MARK_INTERVAL_MS);
-  take(processor.onIdle());
+  take(await processor.onIdle());
   // Every keyed partition hears the upstream's final watermark.
   expect(marks.at(-1)).toBe(reference.after.at(-1));
   return toKeyed;
@@ -336,7 +336,7 @@ async function keyedStage(s: Scenario, deliveries: readonly RoutedRecord[][], ra
       collect(await processor.processBatch(messages.slice(start, start + size)));
       start += size;
     }
-    collect(processor.endOfInput());
+    collect(await processor.endOfInput());
   }
   return run;
 }

@@ -71,6 +71,35 @@ describe('KeyedState', () => {
     expect(sortedEntries(state, 'k', 'n')).toEqual([[2, 'b']]);
   });
 
+  it('writes uncached rows at the next flush without activating their keys, and refuses them for an active key', async () => {
+    const store = await openStore();
+    const state = new KeyedState(store);
+    state.putUncached('w1', 'w', 1_000, { count: 2 });
+    state.putUncached('w2', 'w', [0, 60_000], { count: 1 });
+    expect(state.isActive('w1')).toBe(false);
+    expect(state.dirtyRows).toBe(2);
+    const capture = { puts: [], deletes: [] };
+    expect(await state.flush(capture)).toMatchObject({ puts: 2, deletes: 0 });
+    expect(capture.puts).toHaveLength(2);
+    state.deleteUncached('w1', 'w', 1_000);
+    expect(await state.flush()).toMatchObject({ puts: 0, deletes: 1 });
+    // What they wrote is what activating the keys reads.
+    await state.activate(['w1', 'w2']);
+    expect(state.get('w1', 'w', 1_000)).toBeUndefined();
+    expect(state.get('w2', 'w', [0, 60_000])).toEqual({ count: 1 });
+    expect(() => state.putUncached('w2', 'w', 5, 1)).toThrow(StateError);
+    expect(() => state.deleteUncached('w2', 'w', 5)).toThrow(StateError);
+  });
+
+  it('keeps uncached rows for the next flush when the store refuses a write', async () => {
+    const store = await openStore();
+    const state = new KeyedState(store);
+    state.putUncached('w1', 'w', 1, 'a');
+    await store.close(); // every write now fails
+    await expect(state.flush()).rejects.toThrow(StateError);
+    expect(state.dirtyRows).toBe(1);
+  });
+
   it('treats a one-part subKey array as the same row as its scalar', async () => {
     const state = new KeyedState(await openStore());
     await state.activate(['k']);

@@ -1,4 +1,6 @@
+import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { TaskStore } from '../state/task-store.js';
 import { encodeKey, prefixUpperBound } from '../state/key-encoding.js';
 import { cleanUpTaskStores, openStore } from './harness/task-stores.js';
 import { StateError } from '../state/errors.js';
@@ -40,6 +42,23 @@ describe('TaskStore', () => {
     const rows = await store.scanPrefix(encodeKey(['user-1']));
     expect(rows.map(([, value]) => value)).toEqual([-Infinity, -2, 0.5, 3, 10, 'a', 'b']);
     expect(await store.scanPrefix(encodeKey(['nobody']))).toEqual([]);
+  });
+
+  it('keeps a scratch store beside it, empty when first opened, gone when the store closes', async () => {
+    const store = await openStore();
+    const scratch = await store.scratch();
+    expect(await store.scratch()).toBe(scratch);
+    expect(scratch.dir).toBe(`${store.dir}.scratch`);
+    await scratch.write([[encodeKey(['spilled']), 1]]);
+    expect(await store.getMany([encodeKey(['spilled'])])).toEqual([undefined]); // not the task's rows
+    await store.close();
+    expect(existsSync(scratch.dir)).toBe(false);
+    // A scratch left behind (a killed process) is emptied when a store opens it again.
+    const left = await TaskStore.open(scratch.dir);
+    await left.write([[encodeKey(['stale']), 1]]);
+    await left.close();
+    const reopened = await openStore(store.dir);
+    expect(await (await reopened.scratch()).scanPrefix(encodeKey(['stale']))).toEqual([]);
   });
 
   it('deletes a range and only that range', async () => {

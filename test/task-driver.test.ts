@@ -50,16 +50,16 @@ describe('windows', () => {
   it('a tumbling window fires when the watermark reaches end − 1, not before', async () => {
     const driver = await driverFor({ window: { kind: 'tumbling', size: 10 }, aggregate: count });
     await driver.pipeInput([click('ann', 2), click('ann', 7)]);
-    driver.advanceWatermark(8);
+    await driver.advanceWatermark(8);
     expect(driver.readOutputs()).toEqual([]);
-    driver.advanceWatermark(9);
+    await driver.advanceWatermark(9);
     expect(summary(driver)).toEqual([['update', 'ann', 0, 10, 2, 1]]);
   });
 
   it('a hopping window counts an event in every window that holds it', async () => {
     const driver = await driverFor({ window: { kind: 'hopping', size: 10, slide: 5 }, aggregate: count });
     await driver.pipeInput([click('ann', 7)]);
-    driver.endOfInput();
+    await driver.endOfInput();
     expect(summary(driver)).toEqual([
       ['update', 'ann', 0, 10, 1, 1],
       ['update', 'ann', 5, 15, 1, 1],
@@ -74,7 +74,7 @@ describe('windows', () => {
       ['update', 'ann', 0, 10, 1, 1],
       ['update', 'ann', 0, 10, 2, 2],
     ]);
-    driver.advanceWatermark(14);
+    await driver.advanceWatermark(14);
     await driver.pipeInput([click('ann', 4)]);
     expect(driver.readLate().map((record) => [record.time, record.windows])).toEqual([[4, [{ start: 0, end: 10 }]]]);
   });
@@ -108,7 +108,7 @@ describe('windows', () => {
       },
     });
     await driver.pipeInput([click('ann', 1), click('ann', 2)]);
-    driver.endOfInput();
+    await driver.endOfInput();
     expect(driver.table().map((output) => output.value)).toEqual([{ n: 2 }]);
     expect(driver.readDeadLetters()).toEqual([]);
   });
@@ -129,18 +129,18 @@ describe('actor timers', () => {
   it('an event-time timer fires when the watermark reaches its time; a deleted one never fires', async () => {
     const driver = await driverFor({ actor: alerts });
     await driver.pipeInput([click('ann', 0), click('ann', 50)]); // 50 deletes the timer at 100 and sets one at 150
-    driver.advanceWatermark(149);
+    await driver.advanceWatermark(149);
     expect(driver.readOutputs().filter((output) => output.row === 'quiet')).toEqual([]);
-    driver.advanceWatermark(150);
+    await driver.advanceWatermark(150);
     expect(driver.readOutputs().map((output) => output.value)).toEqual(['quiet@150']);
   });
 
   it('a processing-time timer fires when the manual clock reaches it', async () => {
     const driver = await driverFor({ actor: alerts }, 5_000);
     await driver.pipeInput([click('ann', 0)]);
-    driver.advanceProcessingTime(999);
+    await driver.advanceProcessingTime(999);
     expect(driver.readOutputs()).toEqual([]);
-    driver.advanceProcessingTime(1);
+    await driver.advanceProcessingTime(1);
     expect(driver.readOutputs().map((output) => output.value)).toEqual(['remind@6000']);
   });
 
@@ -156,7 +156,7 @@ describe('actor timers', () => {
       },
     });
     await driver.pipeInput([click('zed', 0), click('amy', 0)]);
-    driver.advanceWatermark(10);
+    await driver.advanceWatermark(10);
     expect(driver.readOutputs().map((output) => output.value)).toEqual([
       'amy:a',
       'amy:b',
@@ -173,9 +173,9 @@ describe('actor timers', () => {
       watermark: { maxOutOfOrderness: 0, idleTimeout: 1_000, maxFutureSkew: false },
     });
     await driver.pipeInput([click('ann', 0)]);
-    driver.advanceProcessingTime(1_050); // idle for 50 ms past the timeout: wm 0 + 50
+    await driver.advanceProcessingTime(1_050); // idle for 50 ms past the timeout: wm 0 + 50
     expect(driver.watermarkMs).toBe(50);
-    driver.advanceProcessingTime(50);
+    await driver.advanceProcessingTime(50);
     expect(driver.readOutputs().map((output) => output.value)).toEqual(['remind@1000', 'quiet@100']);
   });
 });

@@ -261,7 +261,7 @@ describe('topic sink', () => {
         })),
       ),
     );
-    await sinks.write(processor.endOfInput());
+    await sinks.write(await processor.endOfInput());
     await sinks.close();
     const stored = await readTopic('actor-out', 2);
     const timeOf = (key: string, value: string) =>

@@ -2,7 +2,9 @@
 // checkpoint syncs (worker/window/operator.ts). A run checkpointed at random points — sync, flush
 // to RocksDB, then a new processor restored from the store and the engine snapshot — must emit
 // exactly what one uninterrupted run emits: every revision and retraction in the same order, the
-// same late set and dead letters, and the same rows left in RocksDB at the end.
+// same late set and dead letters, and the same rows left in RocksDB at the end. The restarted run
+// also has a memory budget of a few rows, so tumbling and hopping windows are spilled to the
+// scratch store after nearly every batch and read back when an event or the watermark needs them.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +18,7 @@ import { TaskStore } from '../state/task-store.js';
 import { validateJob, type JobSpec } from '../worker/job.js';
 import { TaskProcessor, type EngineSnapshot, type RawMessage } from '../worker/task-processor.js';
 import type { DeadLetter, LateRecord, Output } from '../worker/types.js';
+import type { WindowMemory } from '../worker/window/operator.js';
 import { eventStream, reemittingLateness, windowSpec, type StreamEvent } from './reference/event-streams.js';
 
 const stateRoot = mkdtempSync(join(tmpdir(), 'kappa-window-restore-'));
@@ -34,6 +37,9 @@ interface RunRecord {
   rows: string[];
   /** Window rows in RocksDB at the restarts: what the restarts carried across. */
   carried: number;
+  /** Batches after which some windows were spilled, and batches that read spilled rows back. */
+  spilledBatches: number;
+  readBackBatches: number;
 }
 
 /** The job's events through one processor, checkpointed and restored before each index in `cuts`. */
@@ -42,12 +48,21 @@ async function run(
   messages: RawMessage[],
   cuts: readonly number[],
   batchSize: number,
+  memory?: WindowMemory,
 ): Promise<RunRecord> {
   const store = await TaskStore.open(join(stateRoot, String(runs++)));
-  const record: RunRecord = { outputs: [], late: [], deadLetters: [], rows: [], carried: 0 };
+  const record: RunRecord = {
+    outputs: [],
+    late: [],
+    deadLetters: [],
+    rows: [],
+    carried: 0,
+    spilledBatches: 0,
+    readBackBatches: 0,
+  };
   try {
     let state = new KeyedState(store);
-    let processor = new TaskProcessor(job, 0, state, new ManualClock(0));
+    let processor = new TaskProcessor(job, 0, state, new ManualClock(0), undefined, undefined, undefined, memory);
     const take = (result: Awaited<ReturnType<TaskProcessor['processBatch']>>) => {
       record.outputs.push(...structuredClone(result.outputs));
       record.late.push(...structuredClone(result.late));
@@ -66,17 +81,31 @@ async function run(
         expect(processor.openWindows).toBe(stored);
         record.carried += stored;
         state = new KeyedState(store);
-        processor = await TaskProcessor.restore(job, 0, state, new ManualClock(0), snapshot);
+        processor = await TaskProcessor.restore(
+          job,
+          0,
+          state,
+          new ManualClock(0),
+          snapshot,
+          undefined,
+          undefined,
+          memory,
+        );
       }
-      for (let start = bounds[segment]!; start < bounds[segment + 1]!; start += batchSize)
+      for (let start = bounds[segment]!; start < bounds[segment + 1]!; start += batchSize) {
+        const spilledBefore = processor.spilledWindows;
         take(await processor.processBatch(messages.slice(start, Math.min(start + batchSize, bounds[segment + 1]!))));
+        if (memory) expect(processor.openWindows - processor.spilledWindows).toBeLessThanOrEqual(memory.maxRows);
+        if (processor.spilledWindows > 0) record.spilledBatches++;
+        if (spilledBefore > 0 && processor.spilledWindows < spilledBefore) record.readBackBatches++;
+      }
     }
     await processor.syncState();
     await state.flush();
     for await (const batch of store.scanBatches())
       for (const [rowKey, value] of batch) record.rows.push(JSON.stringify([decodeKey(rowKey), value]));
     expect(processor.openWindows).toBe(record.rows.length);
-    take(processor.endOfInput());
+    take(await processor.endOfInput());
     return record;
   } finally {
     await store.close();
@@ -85,6 +114,7 @@ async function run(
 
 describe('window state checkpointed and restored mid-stream', () => {
   const restartedWithOpenWindows = { tumbling: 0, hopping: 0, session: 0 };
+  const spilledAndReadBack = { tumbling: 0, hopping: 0, session: 0 };
   for (const kind of ['tumbling', 'hopping', 'session'] as const) {
     it(`${kind} windows: the same revisions, late set, dead letters and stored rows as one uninterrupted run`, async () => {
       await fc.assert(
@@ -96,7 +126,8 @@ describe('window state checkpointed and restored mid-stream', () => {
           fc.integer({ min: 1, max: 30 }),
           // Some events make `add` throw once (retried) or always (dead-lettered).
           fc.integer({ min: 0, max: 9 }),
-          async (window, { maxOutOfOrdernessMs, allowedLatenessMs }, events, cuts, batchSize, failEvery) => {
+          fc.integer({ min: 1, max: 6 }),
+          async (window, { maxOutOfOrdernessMs, allowedLatenessMs }, events, cuts, batchSize, failEvery, maxRows) => {
             const failures = new Map<number, number>();
             const job = validateJob({
               name: 'restore',
@@ -133,18 +164,27 @@ describe('window state checkpointed and restored mid-stream', () => {
             failures.clear();
             const straight = await run(job, messages, [], batchSize);
             failures.clear();
-            const restarted = await run(job, messages, validCuts, batchSize);
+            const restarted = await run(
+              job,
+              messages,
+              validCuts,
+              batchSize,
+              kind === 'session' ? undefined : { maxRows },
+            );
             expect(restarted.outputs).toEqual(straight.outputs);
             expect(restarted.late).toEqual(straight.late);
             expect(restarted.deadLetters).toEqual(straight.deadLetters);
             expect(restarted.rows).toEqual(straight.rows);
             if (restarted.carried > 0) restartedWithOpenWindows[kind]++;
+            if (restarted.spilledBatches > 0 && restarted.readBackBatches > 0) spilledAndReadBack[kind]++;
           },
         ),
         { numRuns: 60 },
       );
       // Coverage: restarts that had to carry open windows across, not only empty ones.
       expect(restartedWithOpenWindows[kind]).toBeGreaterThan(10);
+      // … and runs that spilled windows and read them back (session windows are not spilled).
+      if (kind !== 'session') expect(spilledAndReadBack[kind]).toBeGreaterThan(10);
     });
   }
 });

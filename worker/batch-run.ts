@@ -72,6 +72,8 @@ export interface BatchRunOptions {
   readAtMs?: number;
   /** Keep every output (all revisions) in the result's `outputs` (default true); the table is kept either way. */
   keepOutputs?: boolean;
+  /** Rows of open windows a partition's task holds in memory before it spills windows to RocksDB. */
+  windowMemoryRows?: number;
 }
 
 export interface BatchRunResult {
@@ -392,7 +394,7 @@ async function routeStage(
           clock.advance(MARK_INTERVAL_MS);
         }
         // The mark a route task sends when its input runs dry, if the last chunk's did not say it all.
-        take(processor.onIdle(), positions[positions.length - 1]!);
+        take(await processor.onIdle(), positions[positions.length - 1]!);
       }
     }
   } finally {
@@ -463,7 +465,7 @@ class KeyedStage {
     try {
       for (const partition of partitions) {
         await this.process(partition);
-        this.collect((await this.task(partition)).processor.endOfInput());
+        this.collect(await (await this.task(partition)).processor.endOfInput());
       }
     } finally {
       for (const task of this.tasks.values()) await task.store.close();
@@ -480,7 +482,18 @@ class KeyedStage {
         const store = await TaskStore.open(dir);
         const state = new KeyedState(store);
         const clock = this.options.clock ?? systemClock;
-        const processor = new TaskProcessor(this.job, partition, state, clock, undefined, this.input);
+        const maxRows = this.options.windowMemoryRows;
+        const memory = maxRows === undefined ? undefined : { maxRows };
+        const processor = new TaskProcessor(
+          this.job,
+          partition,
+          state,
+          clock,
+          undefined,
+          this.input,
+          undefined,
+          memory,
+        );
         const task: KeyedTask = { processor, state, store };
         this.tasks.set(partition, task);
         return task;

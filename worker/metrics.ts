@@ -55,7 +55,13 @@ export class WorkerMetrics {
   });
   readonly openWindows = new Gauge({
     name: 'kappa_open_windows',
-    help: "Windows of a task open in memory (one per key and window: fired or not, not yet purged): what a window job's memory holds.",
+    help: "Windows of a task open (one per key and window: fired or not, not yet purged), in memory or spilled: what a window job's state holds.",
+    labelNames: ['job', 'version', 'partition'] as const,
+    registers: [this.registry],
+  });
+  readonly spilledWindows = new Gauge({
+    name: 'kappa_spilled_windows',
+    help: 'Open windows of a task spilled from memory to its scratch RocksDB (past --window-memory-rows); read back when an event or the watermark needs them.',
     labelNames: ['job', 'version', 'partition'] as const,
     registers: [this.registry],
   });
@@ -140,6 +146,7 @@ export class WorkerMetrics {
       this.watermarkLagSeconds,
       this.actorsActive,
       this.openWindows,
+      this.spilledWindows,
       this.stateBytes,
       this.checkpointSizeBytes,
     ])

@@ -25,7 +25,7 @@ import type { TaskInput } from './task-input.js';
 import type { DeadLetter, DeadLetterReason, LateRecord, Output } from './types.js';
 import { UpstreamWatermarks, type UpstreamSnapshot } from './upstream-watermarks.js';
 import { idleWatermark, Watermark, type WatermarkSnapshot } from './watermark.js';
-import { WindowOperator } from './window/operator.js';
+import { WindowOperator, type WindowMemory } from './window/operator.js';
 
 export type { RawMessage } from './operator.js';
 
@@ -71,6 +71,8 @@ export class TaskProcessor implements OperatorOutput {
     mark: undefined,
   };
   private readonly operator: Operator | undefined;
+  /** The operator when it is the window aggregation, which may spill windows out of memory. */
+  private readonly windows: WindowOperator | undefined;
   /** Set for a keyed task reading a repartition topic. */
   private readonly upstreams: UpstreamWatermarks | undefined;
   // Decoded batch, reused between batches (no per-batch array growth after warm-up).
@@ -109,6 +111,7 @@ export class TaskProcessor implements OperatorOutput {
     restored?: EngineSnapshot,
     private readonly input: TaskInput = UNCHECKED_INPUT,
     stage?: string,
+    windowMemory?: WindowMemory,
   ) {
     this.watermark = new Watermark(job.maxOutOfOrdernessMs, restored && watermarkFromJson(restored.watermark));
     this.lastEventAtMs = clock.now();
@@ -118,7 +121,8 @@ export class TaskProcessor implements OperatorOutput {
     if (input.kind === 'route') {
       this.operator = undefined;
     } else if (job.kind === 'window') {
-      this.operator = new WindowOperator(job, state, this, partition);
+      this.windows = new WindowOperator(job, state, this, partition, windowMemory);
+      this.operator = this.windows;
     } else {
       const actor = new ActorOperator(job, state, this, partition, clock);
       if (restored?.actor) actor.restoreEmitCounter(emitCounterOf(restored.actor));
@@ -147,14 +151,20 @@ export class TaskProcessor implements OperatorOutput {
     engine: EngineSnapshot,
     input?: TaskInput,
     stage?: string,
+    windowMemory?: WindowMemory,
   ): Promise<TaskProcessor> {
-    const processor = new TaskProcessor(job, partition, state, clock, engine, input, stage);
+    const processor = new TaskProcessor(job, partition, state, clock, engine, input, stage, windowMemory);
     const watermarkMs = processor.watermark.current;
     const operator = processor.operator;
     if (!operator) return processor;
-    await state.restoreResident(new Set(operator.residentNamespaces), (key, namespace, subKey, value) =>
-      operator.restoreRow(key, namespace, subKey, value, watermarkMs),
+    // Keys are made active only for an operator that reads keyed state; the window operator holds
+    // its rows itself (spilling what is over its budget next).
+    await state.restoreResident(
+      new Set(operator.residentNamespaces),
+      (key, namespace, subKey, value) => operator.restoreRow(key, namespace, subKey, value, watermarkMs),
+      { activate: operator.readsKeyedState },
     );
+    await processor.windows?.spillIfOverBudget();
     return processor;
   }
 
@@ -177,9 +187,14 @@ export class TaskProcessor implements OperatorOutput {
     await this.operator?.syncState();
   }
 
-  /** Windows open in memory (a window job's; 0 for other operators). */
+  /** Open windows, in memory or spilled (a window job's; 0 for other operators). */
   get openWindows(): number {
-    return this.operator instanceof WindowOperator ? this.operator.openWindows : 0;
+    return this.windows?.openWindows ?? 0;
+  }
+
+  /** Open windows spilled out of memory to the task's scratch RocksDB. */
+  get spilledWindows(): number {
+    return this.windows?.spilledWindows ?? 0;
   }
 
   /** Keys that must stay in memory (open windows or pending timers). */
@@ -200,6 +215,7 @@ export class TaskProcessor implements OperatorOutput {
       return this.finishResult();
     }
     if (count > 0 && operator.readsKeyedState) await this.state.activate(this.batchKeys(count));
+    if (this.spilledWindows > 0) await this.readBackForBatch(count);
     const upstreams = this.upstreams;
     const sources = this.job.sources;
     for (let index = 0; index < count; index++) {
@@ -235,7 +251,38 @@ export class TaskProcessor implements OperatorOutput {
       if (this.watermark.current > watermarkBefore) operator.onWatermark(this.watermark.current);
     }
     operator.onProcessingTime(this.clock.now(), this.watermark.current);
+    const spill = this.windows?.spillIfOverBudget();
+    if (spill) await spill;
     return this.finishResult();
+  }
+
+  /**
+   * Reads back the spilled windows the batch needs: the rows its events update and the windows
+   * its watermark may fire or purge (bounded by its highest event time or upstream watermark).
+   */
+  private async readBackForBatch(count: number): Promise<void> {
+    const keys: string[] = [];
+    const times: number[] = [];
+    let boundMs = this.upstreams ? this.upstreams.maximum() : this.watermark.current;
+    for (let index = 0; index < count; index++) {
+      const key = this.keys[index]!;
+      if (this.upstreams) {
+        const watermarkMs =
+          key === MARK ? (this.values[index] as RoutedRecord).watermarkMs : this.upstreamWatermarks[index]!;
+        if (watermarkMs > boundMs) boundMs = watermarkMs;
+      }
+      if (key === MARK) continue;
+      keys.push(key);
+      times.push(this.times[index]!);
+      // The watermark never passes the highest event time seen.
+      if (!this.upstreams && this.times[index]! > boundMs) boundMs = this.times[index]!;
+    }
+    await this.windows!.readBackFor(keys, times, boundMs);
+  }
+
+  /** Before the watermark moves outside a batch (idle, a test's step, the end of input). */
+  private async readBackUpTo(watermarkMs: number): Promise<void> {
+    await this.windows?.readBackFor([], [], watermarkMs);
   }
 
   /** The keys of the decoded batch (marks excluded; repeats left to activate()), to activate their state at once. */
@@ -299,14 +346,19 @@ export class TaskProcessor implements OperatorOutput {
    * Called when no events arrive: fires due processing-time timers, and with an idle timeout,
    * advances the watermark by processing time (then results depend on wall-clock time).
    */
-  onIdle(): BatchResult {
+  async onIdle(): Promise<BatchResult> {
     this.resetResult();
     const idleTimeoutMs = this.job.idleTimeoutMs;
     // A keyed task over a repartition topic follows its upstreams, which apply the idle rule themselves.
     if (idleTimeoutMs !== undefined && this.watermark.current > -Infinity && !this.upstreams) {
-      this.advanceWatermarkTo(
-        idleWatermark(this.watermark.atLastEvent, this.lastEventAtMs, this.clock.now(), idleTimeoutMs),
+      const watermarkMs = idleWatermark(
+        this.watermark.atLastEvent,
+        this.lastEventAtMs,
+        this.clock.now(),
+        idleTimeoutMs,
       );
+      await this.readBackUpTo(watermarkMs);
+      this.advanceWatermarkTo(watermarkMs);
     }
     if (this.input.kind === 'route') {
       const idle = idleTimeoutMs !== undefined && this.clock.now() - this.lastEventAtMs >= idleTimeoutMs;
@@ -321,8 +373,9 @@ export class TaskProcessor implements OperatorOutput {
    * Moves the watermark to `watermarkMs` (never back) and fires what is due: what an idle task and
    * the end of input do, and what a test driver uses to step event time.
    */
-  advanceWatermark(watermarkMs: number): BatchResult {
+  async advanceWatermark(watermarkMs: number): Promise<BatchResult> {
     this.resetResult();
+    await this.readBackUpTo(watermarkMs);
     this.advanceWatermarkTo(watermarkMs);
     return this.finishResult();
   }
@@ -332,8 +385,9 @@ export class TaskProcessor implements OperatorOutput {
    * time both jump to the end of time, so every window and every pending timer of either kind
    * fires (an actor that clears an alert after 5 quiet minutes clears it).
    */
-  endOfInput(): BatchResult {
+  async endOfInput(): Promise<BatchResult> {
     this.resetResult();
+    await this.readBackUpTo(Infinity);
     this.advanceWatermarkTo(Infinity);
     this.operator?.onProcessingTime(Infinity, Infinity);
     return this.finishResult();

@@ -26,6 +26,7 @@ import {
 } from './task-checkpointing.js';
 import { TaskProcessor, type EngineSnapshot } from './task-processor.js';
 import type { TaskSettings } from './task-settings.js';
+import type { WindowMemory } from './window/operator.js';
 
 /** How far a keyed task's checkpoint must move past its last purge of the repartition topic before the next. */
 const PURGE_EVERY_MESSAGES = 250_000;
@@ -125,6 +126,12 @@ export class TaskRunner {
   private readonly done: Promise<void>;
   private readonly children;
 
+  /** The window operator's memory budget, when the worker sets one (else the operator's default). */
+  private get windowMemory(): WindowMemory | undefined {
+    const maxRows = this.options.windowMemoryRows;
+    return maxRows === undefined ? undefined : { maxRows };
+  }
+
   constructor(private readonly options: TaskRunnerOptions) {
     const { job, partition, stage, metrics } = options;
     const labels = { job: job.name, version: job.version, partition: partitionLabel(partition, stage) };
@@ -140,6 +147,7 @@ export class TaskRunner {
       handlerDuration: metrics.handlerBatchDuration.labels({ job: job.name, version: job.version }),
       actorsActive: metrics.actorsActive.labels(labels),
       openWindows: metrics.openWindows.labels(labels),
+      spilledWindows: metrics.spilledWindows.labels(labels),
       stateBytes: metrics.stateBytes.labels(labels),
     };
     this.done = this.runWithRestarts();
@@ -256,8 +264,8 @@ export class TaskRunner {
     const engine = manifest.engine as EngineSnapshot;
     const processor =
       'watermark' in engine
-        ? await TaskProcessor.restore(job, partition, state, clock, engine, input, stage)
-        : new TaskProcessor(job, partition, state, clock, undefined, input, stage);
+        ? await TaskProcessor.restore(job, partition, state, clock, engine, input, stage, this.windowMemory)
+        : new TaskProcessor(job, partition, state, clock, undefined, input, stage, this.windowMemory);
     this.processor = processor;
     this.processed = 0;
     this.sequence = manifest.sequence;
@@ -314,7 +322,7 @@ export class TaskRunner {
       if (this.stopped) break;
       const batch = source.take(this.replaying ? maxBatch * REPLAY_BATCH_FACTOR : maxBatch);
       const batchStartedAt = performance.now();
-      const result = batch.length > 0 ? await processor.processBatch(batch) : processor.onIdle();
+      const result = batch.length > 0 ? await processor.processBatch(batch) : await processor.onIdle();
       if (batch.length > 0) this.children.handlerDuration.observe((performance.now() - batchStartedAt) / 1000);
       const batchEnd = batch.length > 0 ? batch[batch.length - 1]!.sequence : this.sequence;
       outputs.add(result, batchEnd, clock.now());
@@ -380,7 +388,10 @@ export class TaskRunner {
       );
     }
     this.children.actorsActive.set(state.activeKeys);
-    if (this.processor) this.children.openWindows.set(this.processor.openWindows);
+    if (this.processor) {
+      this.children.openWindows.set(this.processor.openWindows);
+      this.children.spilledWindows.set(this.processor.spilledWindows);
+    }
     if (this.store) this.children.stateBytes.set(await this.store.approximateSizeBytes());
     if (Number.isFinite(progress.watermarkMs))
       this.children.watermarkLag.set((clock.now() - progress.watermarkMs) / 1000);

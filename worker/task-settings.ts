@@ -10,6 +10,8 @@ export interface TaskSettings {
   checkpointIntervalMs?: number;
   /** Also checkpoint after this many events (undefined: by time only). */
   checkpointEvents?: number;
+  /** Rows of open windows a task holds in memory before it spills windows to RocksDB (window/operator.ts). */
+  windowMemoryRows?: number;
 }
 
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 10_000;

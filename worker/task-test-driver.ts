@@ -5,7 +5,7 @@
 //
 //   const driver = await TaskTestDriver.open(job);
 //   await driver.pipeInput([{ key: 'ann', value: { ts: 1_000 } }]);
-//   driver.advanceWatermark(60_000);
+//   await driver.advanceWatermark(60_000);
 //   expect(driver.table()).toEqual(…);
 //   await driver.close();
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -85,19 +85,19 @@ export class TaskTestDriver {
   }
 
   /** Moves the watermark to `watermarkMs` (never back), firing due windows and event-time timers. */
-  advanceWatermark(watermarkMs: number): void {
-    this.collect(this.processor.advanceWatermark(watermarkMs));
+  async advanceWatermark(watermarkMs: number): Promise<void> {
+    this.collect(await this.processor.advanceWatermark(watermarkMs));
   }
 
   /** Moves the manual clock on and lets the task idle: due processing-time timers fire (and the idle watermark moves, if configured). */
-  advanceProcessingTime(ms: number): void {
+  async advanceProcessingTime(ms: number): Promise<void> {
     this.clock.advance(ms);
-    this.collect(this.processor.onIdle());
+    this.collect(await this.processor.onIdle());
   }
 
   /** End of input: every window and pending timer fires, as at the end of `kappa run`. */
-  endOfInput(): void {
-    this.collect(this.processor.endOfInput());
+  async endOfInput(): Promise<void> {
+    this.collect(await this.processor.endOfInput());
   }
 
   get watermarkMs(): number {

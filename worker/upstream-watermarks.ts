@@ -86,6 +86,13 @@ export class UpstreamWatermarks {
     return this.cachedMinimum;
   }
 
+  /** The highest watermark of any upstream: a bound on what the minimum can reach before one of them moves. */
+  maximum(): number {
+    let maximum = -Infinity;
+    for (const watermark of this.watermarks) if (watermark > maximum) maximum = watermark;
+    return maximum;
+  }
+
   private computeMinimum(): number {
     let minimum = Infinity;
     let active = 0;

@@ -23,6 +23,7 @@ import { getTopic } from '../../client/topics.js';
 import { ConfigError, eventTimeOf, type EventEnvelope, type JobPlan } from '../../protocol/index.js';
 import { connectNats } from '../../runtime/index.js';
 import { runBatch, runBatchOverPartitions, type BatchInputEvent, type BatchRunResult } from '../../worker/batch-run.js';
+import { DEFAULT_WINDOW_MEMORY_ROWS } from '../../worker/window/operator.js';
 import { loadJob, type JobSpec, type SourceSpec } from '../../worker/job.js';
 import type { DeadLetter } from '../../worker/types.js';
 import { ExitCode } from '../exit-codes.js';
@@ -72,6 +73,12 @@ const runSettings = defineSettings({
     flag: '--key <field>',
     schema: z.string().optional(),
     help: 'field the producer partitioned the events by, as `kappa produce --key`; a job keyed otherwise runs through a repartition stage, as in the cluster (default: the job\'s key, else "key")',
+  },
+  windowMemoryRows: {
+    flag: '--window-memory-rows <n>',
+    env: 'KAPPA_WINDOW_MEMORY_ROWS',
+    schema: positiveInt.default(DEFAULT_WINDOW_MEMORY_ROWS),
+    help: 'open window rows (one per key and window) a partition keeps in memory; past it, whole windows spill to RocksDB',
   },
   time: {
     flag: '--time <field>',
@@ -124,6 +131,7 @@ export function registerRun(program: Command): void {
         ...(settings.keyPartitions === undefined ? {} : { keyedPartitions: settings.keyPartitions }),
         stateDir,
         keepOutputs: false, // the table is what is printed
+        windowMemoryRows: settings.windowMemoryRows,
       });
       const rejected = rejectFiles.reduce((sum, rejects) => sum + rejects.count, 0);
       const seeRejects = rejectFiles.filter((rejects) => rejects.count > 0).map((rejects) => rejects.path);
@@ -180,6 +188,7 @@ async function runFromArchive(job: JobSpec, topic: string, settings: RunSettings
         ...(settings.keyPartitions === undefined ? {} : { keyedPartitions: settings.keyPartitions }),
         stateDir,
         keepOutputs: false,
+        windowMemoryRows: settings.windowMemoryRows,
       },
     );
     await report(result, settings, ` (archive of ${topic}: ${config.partitions} partitions)`);

@@ -23,6 +23,7 @@ import { WorkerPool } from '../../worker/pool.js';
 import { StandaloneWorker } from '../../worker/standalone.js';
 import { DEFAULT_CHECKPOINT_INTERVAL_MS, type TaskSettings } from '../../worker/task-settings.js';
 import { DEFAULT_MAX_BUFFERED_BYTES } from '../../worker/source.js';
+import { DEFAULT_WINDOW_MEMORY_ROWS } from '../../worker/window/operator.js';
 import { DEFAULT_JOB_STREAM_LIMITS, ensureJobStreams, type JobStreamLimits } from '../../worker/job-streams.js';
 import { shutdownSignal } from '../shutdown-signal.js';
 import { byteSize, duration, logLevelSetting, port, positiveInt } from '../setting-values.js';
@@ -110,6 +111,12 @@ const workerSettings = defineSettings(
       schema: duration.default(DEFAULT_CHECKPOINT_INTERVAL_MS),
       help: "checkpoint every task at least this often, e.g. '10s'",
     },
+    windowMemoryRows: {
+      flag: '--window-memory-rows <n>',
+      env: 'KAPPA_WINDOW_MEMORY_ROWS',
+      schema: positiveInt.default(DEFAULT_WINDOW_MEMORY_ROWS),
+      help: 'open window rows (one per key and window) a task keeps in memory; past it, whole windows spill to its scratch RocksDB',
+    },
     checkpointEvents: {
       flag: '--checkpoint-events <n>',
       env: 'KAPPA_CHECKPOINT_EVENTS',
@@ -186,6 +193,7 @@ function taskSettingsOf(settings: WorkerSettings): TaskSettings {
     maxBufferedBytes: settings.maxBufferedBytes,
     checkpointIntervalMs: settings.checkpointInterval,
     checkpointEvents: settings.checkpointEvents,
+    windowMemoryRows: settings.windowMemoryRows,
   };
 }
 

@@ -10,7 +10,16 @@
 // back. This one operator folds events live, in a replay through the log, over the archive (hybrid
 // replay) and in `kappa run`: the batch executor and the streaming operator are the same code, so
 // their results cannot differ.
+//
+// Memory is bounded by `maxRows`: past it, after a batch, whole tumbling or hopping windows are
+// spilled to the task's scratch RocksDB (windows that fired and only await their lateness first,
+// then those that end last), and read back before a batch that needs them: the rows its events
+// update, and every spilled window the batch's watermark may fire or purge. So an event never
+// waits on a read, and a window fires from memory as it does unspilled. Session windows stay in
+// memory (their merges touch a key's sessions in any order).
 import type { KeyedState, SubKey } from '../../state/keyed-state.js';
+import { decodeKey, encodeKey, prefixUpperBound } from '../../state/key-encoding.js';
+import type { StateRow, TaskStore } from '../../state/task-store.js';
 import type { WindowJobSpec, WindowSpec } from '../job.js';
 import type { Operator, OperatorOutput, RawMessage } from '../operator.js';
 import { TimerService, type Timer } from '../timer-service.js';
@@ -24,6 +33,21 @@ import { digestOf } from '../digest.js';
 import { copyValue } from '../value-copy.js';
 
 export const WINDOW_NAMESPACE = 'w';
+
+/** Rows of open windows a task holds in memory at most (after each batch) unless told otherwise. */
+export const DEFAULT_WINDOW_MEMORY_ROWS = 1_000_000;
+
+export interface WindowMemory {
+  /** Rows of open windows held in memory after a batch; beyond it windows are spilled to RocksDB. */
+  maxRows: number;
+}
+
+/** A row spilled to the scratch store: [accumulator, revision, flags]. */
+type SpilledRow = [accumulator: unknown, revision: number, flags: number];
+/** Changed since the last syncState(): the next sync must write it. */
+const SPILLED_DIRTY = 1;
+/** Keyed state holds it (as of the last sync). */
+const SPILLED_STORED = 2;
 
 /** One window's row in keyed state (the checkpoint's format). */
 interface StoredWindowRow {
@@ -41,6 +65,8 @@ class WindowRow implements Window {
   stored = false;
   /** Purged or merged away: gone from memory, and from keyed state at the next sync. */
   removed = false;
+  /** Spilled to the scratch store: this object is no longer the row (a read-back makes a new one). */
+  spilled = false;
 
   constructor(
     readonly key: string,
@@ -52,7 +78,13 @@ class WindowRow implements Window {
 
 /** A tumbling or hopping window [start, end) with the rows of every key that has events in it. */
 class AlignedWindow {
+  /** The rows in memory. */
   readonly rows = new Map<string, WindowRow>();
+  /** Rows only in the scratch store (not in `rows`), and how many of them the next sync must write. */
+  spilled = 0;
+  spilledDirty = 0;
+  /** The scratch store may hold rows of it (stale copies of rows read back too): removed at purge. */
+  inScratch = false;
 
   constructor(
     readonly start: number,
@@ -98,10 +130,12 @@ export class WindowOperator implements Operator {
   private openAligned: AlignedWindow[] = [];
   /** The lowest watermark at which some aligned window fires or is purged. */
   private nextDueMs = Infinity;
-  /** Open rows per key, for isPinned (aligned windows). */
-  private readonly rowsPerKey = new Map<string, number>();
-  /** Open rows of every kind. */
-  private openRows = 0;
+  /** Open rows of every kind in memory, and the aligned rows spilled to the scratch store. */
+  private residentRows = 0;
+  private spilledRows = 0;
+  /** The scratch store, once something is spilled, and the windows whose rows it no longer needs. */
+  private scratch: TaskStore | undefined;
+  private scratchWindowsToClear: number[] = [];
 
   /** Session windows of each key, and their fire and purge timers. */
   private readonly sessions = new Map<string, WindowRow[]>();
@@ -121,6 +155,7 @@ export class WindowOperator implements Operator {
     private readonly state: KeyedState,
     private readonly out: OperatorOutput,
     private readonly partition: number,
+    private readonly memory: WindowMemory = { maxRows: DEFAULT_WINDOW_MEMORY_ROWS },
   ) {
     this.window = job.window;
     this.aggregate = new AggregateCalls(job.aggregate);
@@ -128,14 +163,19 @@ export class WindowOperator implements Operator {
     this.allowedLatenessMs = job.allowedLatenessMs;
   }
 
-  /** Open windows in memory: one per key and window, fired or not, until purged. */
+  /** Open windows: one per key and window, fired or not, until purged; in memory or spilled. */
   get openWindows(): number {
-    return this.openRows;
+    return this.residentRows + this.spilledRows;
   }
 
-  /** Keys with open windows stay active in keyed state, so a sync writes their rows without reading them. */
-  isPinned(key: string): boolean {
-    return this.window.kind === 'session' ? this.sessions.has(key) : this.rowsPerKey.has(key);
+  /** Open windows spilled to the scratch store. */
+  get spilledWindows(): number {
+    return this.spilledRows;
+  }
+
+  /** No key is activated in keyed state: the open windows are written past its cache (putUncached). */
+  isPinned(): boolean {
+    return false;
   }
 
   takeLateUpdates(): number {
@@ -331,12 +371,11 @@ export class WindowOperator implements Operator {
 
   private addAligned(window: AlignedWindow, row: WindowRow): void {
     window.rows.set(row.key, row);
-    this.rowsPerKey.set(row.key, (this.rowsPerKey.get(row.key) ?? 0) + 1);
-    this.openRows++;
+    this.residentRows++;
   }
 
   private addSession(row: WindowRow): void {
-    this.openRows++;
+    this.residentRows++;
     const sessions = this.sessions.get(row.key);
     if (sessions) sessions.push(row);
     else this.sessions.set(row.key, [row]);
@@ -378,19 +417,17 @@ export class WindowOperator implements Operator {
   }
 
   private fireAligned(window: AlignedWindow): void {
+    assertLoaded(window, 'fired');
     window.fired = true;
     const keys = [...window.rows.keys()].sort();
     for (const key of keys) this.fire(window.rows.get(key)!);
   }
 
   private purgeAligned(window: AlignedWindow): void {
+    assertLoaded(window, 'purged');
     this.aligned.delete(window.start);
-    for (const row of window.rows.values()) {
-      this.removeRow(row);
-      const left = this.rowsPerKey.get(row.key)! - 1;
-      if (left === 0) this.rowsPerKey.delete(row.key);
-      else this.rowsPerKey.set(row.key, left);
-    }
+    for (const row of window.rows.values()) this.removeRow(row);
+    if (window.inScratch) this.scratchWindowsToClear.push(window.start);
   }
 
   /** onSessionTimer, bound once. */
@@ -475,7 +512,7 @@ export class WindowOperator implements Operator {
   }
 
   private removeRow(row: WindowRow): void {
-    this.openRows--;
+    this.residentRows--;
     row.removed = true;
     if (row.stored) this.removedStored.push(row);
   }
@@ -506,29 +543,197 @@ export class WindowOperator implements Operator {
 
   /**
    * Writes the rows changed since the last sync into keyed state (and deletes the rows gone since),
-   * so the next flush — a checkpoint — stores the open windows as they are now.
+   * so the next flush — a checkpoint — stores the open windows as they are now. The rows go past
+   * keyed state's cache: they are held here (or spilled), not twice.
    */
   async syncState(): Promise<void> {
+    await this.syncSpilled();
     const dirty = this.dirty;
     const removed = this.removedStored;
     if (dirty.length === 0 && removed.length === 0) return;
     this.dirty = [];
     this.removedStored = [];
-    const keys = new Set<string>();
-    for (const row of removed) keys.add(row.key);
-    for (const row of dirty) if (!row.removed) keys.add(row.key);
-    await this.state.activate(keys);
-    // Deletes first: a session can be merged away and an equal one opened before a sync.
+    // A session merged away and an equal one opened since the last sync: only the put is written
+    // (keyed state writes a row once per flush).
+    let reopened: Set<string> | undefined;
+    if (removed.length > 0 && this.window.kind === 'session') {
+      reopened = new Set();
+      for (const row of dirty) if (!row.removed) reopened.add(sessionIdentity(row));
+    }
     for (const row of removed) {
-      this.state.delete(row.key, WINDOW_NAMESPACE, this.subKeyOf(row));
       row.stored = false;
+      if (reopened?.has(sessionIdentity(row))) continue;
+      this.state.deleteUncached(row.key, WINDOW_NAMESPACE, this.subKeyOf(row));
     }
     for (const row of dirty) {
       row.dirty = false;
-      if (row.removed) continue;
+      if (row.removed || row.spilled) continue;
       const stored: StoredWindowRow = { accumulator: row.accumulator, revision: row.revision };
-      this.state.put(row.key, WINDOW_NAMESPACE, this.subKeyOf(row), stored);
+      this.state.putUncached(row.key, WINDOW_NAMESPACE, this.subKeyOf(row), stored);
       row.stored = true;
+    }
+  }
+
+  /** The spilled rows changed since the last sync go to keyed state too, and are marked stored in the scratch store. */
+  private async syncSpilled(): Promise<void> {
+    const scratch = this.scratch;
+    if (scratch === undefined) return;
+    for (const window of this.openAligned) {
+      if (window.spilledDirty === 0) continue;
+      const prefix = encodeKey([window.start]);
+      for await (const rows of scratch.scanBatches(prefix, prefixUpperBound(prefix), SCRATCH_READ_ROWS)) {
+        const rewritten: StateRow[] = [];
+        for (const [rowKey, value] of rows) {
+          const key = decodeKey(rowKey)[1] as string;
+          const [accumulator, revision, flags] = value as SpilledRow;
+          // A row read back since is in memory, newer than its copy here, and synced from there.
+          if ((flags & SPILLED_DIRTY) === 0 || window.rows.has(key)) continue;
+          const stored: StoredWindowRow = { accumulator, revision };
+          this.state.putUncached(key, WINDOW_NAMESPACE, window.start, stored);
+          rewritten.push([rowKey, [accumulator, revision, SPILLED_STORED] satisfies SpilledRow]);
+        }
+        await scratch.write(rewritten);
+      }
+      window.spilledDirty = 0;
+    }
+  }
+
+  /**
+   * Past the memory budget, spills whole tumbling or hopping windows to the scratch store until
+   * half the budget is left: first those that fired and only await their lateness (oldest first:
+   * only late events touch them), then those that end last. Called after a batch; undefined when
+   * there is nothing to do (no await on the usual path).
+   */
+  spillIfOverBudget(): Promise<void> | undefined {
+    if (this.window.kind === 'session') return undefined;
+    if (this.residentRows <= this.memory.maxRows && this.scratchWindowsToClear.length === 0) return undefined;
+    return this.spill();
+  }
+
+  private async spill(): Promise<void> {
+    const scratch = await this.openScratch();
+    const purged = this.scratchWindowsToClear;
+    this.scratchWindowsToClear = [];
+    for (const start of purged) {
+      const prefix = encodeKey([start]);
+      await scratch.deleteRange(prefix, prefixUpperBound(prefix));
+    }
+    if (this.residentRows <= this.memory.maxRows) return;
+    const target = Math.floor(this.memory.maxRows / 2);
+    const order = [
+      ...this.openAligned.filter((window) => window.fired),
+      ...this.openAligned.filter((window) => !window.fired).reverse(),
+    ];
+    const rows: StateRow[] = [];
+    for (const window of order) {
+      if (this.residentRows <= target) break;
+      if (window.rows.size === 0) continue;
+      for (const row of window.rows.values()) {
+        let flags = row.stored ? SPILLED_STORED : 0;
+        if (row.dirty) {
+          flags |= SPILLED_DIRTY;
+          window.spilledDirty++;
+        }
+        row.spilled = true;
+        rows.push([encodeKey([window.start, row.key]), [row.accumulator, row.revision, flags] satisfies SpilledRow]);
+      }
+      window.spilled += window.rows.size;
+      this.spilledRows += window.rows.size;
+      this.residentRows -= window.rows.size;
+      window.rows.clear();
+      window.inScratch = true;
+    }
+    this.dirty = this.dirty.filter((row) => !row.spilled);
+    // If this write fails the rows are in neither place: the error fails the task, which restarts
+    // from its last checkpoint (nothing is lost, as after a crash).
+    await scratch.write(rows);
+  }
+
+  /** The scratch store, emptied on first use: rows of an operator this one replaced are not ours. */
+  private async openScratch(): Promise<TaskStore> {
+    if (this.scratch !== undefined) return this.scratch;
+    const scratch = await this.state.scratch();
+    await scratch.clear();
+    this.scratch = scratch;
+    return scratch;
+  }
+
+  /**
+   * Before a batch: reads back the spilled rows its events update, and every spilled window that
+   * fires or is purged at a watermark up to `watermarkBoundMs` (what the batch can reach), so the
+   * batch runs from memory. `keys` and `times` are the batch's events. Undefined when nothing is
+   * spilled (the usual case: no await).
+   */
+  readBackFor(keys: readonly string[], times: readonly number[], watermarkBoundMs: number): Promise<void> | undefined {
+    if (this.spilledRows === 0) return undefined;
+    return this.readBack(keys, times, watermarkBoundMs);
+  }
+
+  private async readBack(keys: readonly string[], times: readonly number[], watermarkBoundMs: number): Promise<void> {
+    for (const window of this.openAligned) {
+      if (window.spilled > 0 && this.dueMs(window) <= watermarkBoundMs) await this.readBackWindow(window);
+    }
+    const wanted: Array<[AlignedWindow, string]> = [];
+    const seen = new Set<string>();
+    for (let index = 0; index < keys.length; index++) {
+      const key = keys[index]!;
+      for (const start of this.alignedStartsOf(times[index]!)) {
+        const window = this.aligned.get(start);
+        if (window === undefined || window.spilled === 0 || window.rows.has(key)) continue;
+        const identity = `${start}/${key}`;
+        if (seen.has(identity)) continue;
+        seen.add(identity);
+        wanted.push([window, key]);
+      }
+    }
+    if (wanted.length === 0) return;
+    const values = await this.scratch!.getMany(wanted.map(([window, key]) => encodeKey([window.start, key])));
+    for (let index = 0; index < wanted.length; index++) {
+      const value = values[index];
+      if (value === undefined) continue; // a key new to the window
+      const [window, key] = wanted[index]!;
+      this.readBackRow(window, key, value as SpilledRow);
+    }
+  }
+
+  private async readBackWindow(window: AlignedWindow): Promise<void> {
+    const prefix = encodeKey([window.start]);
+    for await (const rows of this.scratch!.scanBatches(prefix, prefixUpperBound(prefix), SCRATCH_READ_ROWS)) {
+      for (const [rowKey, value] of rows) {
+        const key = decodeKey(rowKey)[1] as string;
+        // In memory already: read back earlier, newer than this copy.
+        if (!window.rows.has(key)) this.readBackRow(window, key, value as SpilledRow);
+      }
+    }
+    assertLoaded(window, 'read back');
+  }
+
+  private readBackRow(window: AlignedWindow, key: string, [accumulator, revision, flags]: SpilledRow): void {
+    const row = new WindowRow(key, window.start, window.end, accumulator);
+    row.revision = revision;
+    row.stored = (flags & SPILLED_STORED) !== 0;
+    window.rows.set(key, row);
+    window.spilled--;
+    this.spilledRows--;
+    this.residentRows++;
+    if ((flags & SPILLED_DIRTY) !== 0) {
+      window.spilledDirty--;
+      this.markDirty(row);
+    }
+  }
+
+  /** Starts of the tumbling or hopping windows an event at `timeMs` belongs to. */
+  private alignedStartsOf(timeMs: number): number[] {
+    if (!Number.isFinite(timeMs)) return [];
+    switch (this.window.kind) {
+      case 'tumbling':
+        return [timeMs - floorMod(timeMs - this.window.offsetMs, this.window.sizeMs)];
+      case 'hopping':
+        return hoppingWindows(timeMs, this.window.sizeMs, this.window.slideMs, this.window.offsetMs).map(
+          (window) => window.start,
+        );
+      case 'session':
+        return [];
     }
   }
 
@@ -555,5 +760,21 @@ export class WindowOperator implements Operator {
 
   private reportLate(key: string, timeMs: number, value: unknown, windows: Window[], sequence: number): void {
     this.out.late.push({ key, time: timeMs, value, windows, partition: this.partition, sequence });
+  }
+}
+
+/** Rows read from the scratch store at a time. */
+const SCRATCH_READ_ROWS = 4_096;
+
+function sessionIdentity(row: WindowRow): string {
+  return `${row.key}/${row.start}/${row.end}`;
+}
+
+/** A window fires and is purged from memory: every spilled row of it must have been read back first. */
+function assertLoaded(window: AlignedWindow, what: string): void {
+  if (window.spilled > 0) {
+    throw new Error(
+      `window [${window.start}, ${window.end}) ${what} with ${window.spilled} of its rows still spilled (a bug: the batch did not read them back)`,
+    );
   }
 }
