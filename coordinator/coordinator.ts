@@ -171,7 +171,8 @@ export class Coordinator {
     await this.archiveSchedule.stop();
     for (const subscription of this.subscriptions) subscription.unsubscribe();
     await this.queue;
-    await this.election.resign();
+    if (await this.election.resign())
+      this.options.logger.info('resigned: the leader key is deleted, a follower leads next');
     await this.reprocessing.close();
     this.state.loaded = false;
     this.options.metrics.leader.set(0);

@@ -104,17 +104,22 @@ export class LeaderElection {
     this.setLeading(false);
   }
 
-  /** Graceful handover: stop campaigning and delete the key if it is still ours (CAS on revision). */
-  async resign(): Promise<void> {
+  /**
+   * Graceful handover: stop campaigning and delete the key if it is still ours (CAS on revision).
+   * True when it deleted the key, so a follower leads on its next poll instead of after a lease.
+   */
+  async resign(): Promise<boolean> {
     const wasLeading = this.leading;
     const revision = this.revision;
     await this.stop();
-    if (!wasLeading) return;
+    if (!wasLeading) return false;
     try {
       // Delete with CAS: never delete a key a successor already rewrote.
       await this.options.kv.delete(LEADER_KEY, { previousSeq: revision });
+      return true;
     } catch (error) {
       this.options.onError?.(error);
+      return false;
     }
   }
 

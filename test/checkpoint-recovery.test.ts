@@ -2,7 +2,8 @@
 // checkpoint and, restarted on the same disk, resumes at sequence + 1 from its local copy
 // without downloading; on a fresh disk it downloads the checkpoint from the Object Store; killed
 // with SIGKILL it resumes from the last committed checkpoint. At the end the serving table and
-// the late-data output equal the batch reference over the whole log.
+// the late-data output equal the batch reference over the whole log. The last two runs spill
+// windows out of memory (--window-memory-rows).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -52,7 +53,7 @@ async function produce(events: Click[], name: string): Promise<void> {
   await produceClicks(nats.url, join(dir, `${name}.jsonl`), events);
 }
 
-function startWorker(stateDir: string): KappaProcess {
+function startWorker(stateDir: string, extra: string[] = []): KappaProcess {
   const worker = new KappaProcess(
     // One --id for every run: a restart after SIGKILL takes the standalone lease over at once.
     [
@@ -70,6 +71,7 @@ function startWorker(stateDir: string): KappaProcess {
       '0',
       '--checkpoint-interval',
       '200ms',
+      ...extra,
     ],
   );
   processes.push(worker);
@@ -97,6 +99,16 @@ async function caughtUp(worker: KappaProcess): Promise<TaskStatusView[]> {
     intervalMs: 100,
     context: () => worker.logs.slice(-2000),
   });
+}
+
+/** kappa_spilled_windows summed over the worker's tasks, from its /metrics. */
+async function spilledWindows(worker: KappaProcess): Promise<number> {
+  const [, port] = await worker.waitForLog(/"httpPort":(\d+)/);
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  return [...metrics.matchAll(/^kappa_spilled_windows\{[^}]*\} (\d+)/gm)].reduce(
+    (sum, match) => sum + Number(match[1]),
+    0,
+  );
 }
 
 function restoredFrom(worker: KappaProcess): string[] {
@@ -138,10 +150,14 @@ it('resumes after SIGTERM from the local copy at sequence + 1, after a disk loss
   );
   expect(await worker.stop()).toBe(0);
 
-  // 3. A fresh disk: the checkpoint comes from the Object Store; then SIGKILL mid-run.
+  // 3. A fresh disk: the checkpoint comes from the Object Store; then SIGKILL mid-run. From here
+  // each task holds at most 4 open windows in memory (it has ≈ 10): the rest spill to its scratch
+  // RocksDB after every batch and are read back when needed, and the SIGKILL leaves them behind.
+  const spilling = ['--window-memory-rows', '4'];
   await produce(clicks(3000, 4500), 'third');
-  worker = startWorker('disk-b');
+  worker = startWorker('disk-b', spilling);
   await caughtUp(worker);
+  expect(await spilledWindows(worker)).toBeGreaterThan(0);
   expect(restoredFrom(worker)).toEqual(['object-store', 'object-store', 'object-store', 'object-store']);
   await produce(clicks(4500, 5000), 'fourth');
   await worker.kill();
@@ -150,7 +166,7 @@ it('resumes after SIGTERM from the local copy at sequence + 1, after a disk loss
   const committed = await Promise.all(
     Array.from({ length: PARTITIONS }, (_, partition) => checkpoints.read({ job: 'clicks', version: 'v1', partition })),
   );
-  worker = startWorker('disk-b');
+  worker = startWorker('disk-b', spilling);
   status = await caughtUp(worker);
   const afterAll = await lastSequences();
   for (const task of status)

@@ -328,19 +328,18 @@ describe('coordinator cluster', () => {
     await pollUntil(status, {
       what: 'c3 leads',
       until: (view) => view.leader.coordinatorId === 'c3',
-      timeoutMs: 3 * LEASE_TTL_MS,
+      timeoutMs: 10_000,
       intervalMs: 50,
       context: coordinatorLogs,
     });
-    // From the SIGTERM to c3 taking the key (its own log's timestamp, not the CLI's answer, whose
-    // spawn alone takes up to a second here). The bound is ¾ of the lease because the old lease
-    // cannot have run out sooner: the leader renews every ttl/4, so its last write was at most
-    // ttl/4 (plus one KV round trip) before the SIGTERM, and neither the server's expiry (max_age,
-    // a ttl after the write) nor a follower's patience (a ttl without a new revision) lets anyone
-    // in before ttl after it. A takeover sooner than ¾·ttl came through the deleted key: c3 won on
-    // its next poll (ttl/4).
+    // The old leader deleted its key (logged once the delete succeeded), so c3 won on its next poll
+    // (ttl/4) instead of after a lease. Timing alone showed it on a quiet machine (< ¾·ttl: the
+    // old lease cannot run out sooner), but a loaded CI machine stretches every step; the bound
+    // below only says it did not wait for the lease twice over. Measured from the SIGTERM to c3's
+    // own log line (the CLI's spawn alone takes up to a second here).
+    expect(logLines(leader).some((line) => line.msg.startsWith('resigned: the leader key is deleted'))).toBe(true);
     const tookMs = leadingSinceMs(follower) - sigtermAtMs;
-    expect(tookMs).toBeLessThan(LEASE_TTL_MS * 0.75);
+    expect(tookMs).toBeLessThan(2 * LEASE_TTL_MS);
   });
 });
 

@@ -61,7 +61,7 @@ describe('leader election', () => {
       await sleep(TTL_MS);
       expect(c.isLeader()).toBe(false);
       const secondToken = b.fencingToken!;
-      await b.resign();
+      expect(await b.resign()).toBe(true);
       // The key is gone (or already c's) the moment resign returns; c does not wait out a lease.
       // Timing alone cannot show it on a loaded machine: a missed poll looks like an expiry.
       expect(await c.currentHolder()).not.toBe('b');

@@ -14,31 +14,20 @@ const countJob = join(dir, 'count.mjs');
 const alertJob = join(dir, 'alerts.mjs');
 const lateCountJob = join(dir, 'late-count.mjs');
 
+/** A count of views per page and minute; `extra` adds job fields. */
+const pageCountJob = (name: string, extra = '') => `export default {
+  name: '${name}', version: 'v1', source: { topic: 'views' },
+  key: (view) => view.page,
+  time: (view) => view.at,
+  watermark: { maxOutOfOrderness: 0 },
+  window: { kind: 'tumbling', size: '1m' },${extra}
+  aggregate: { init: () => 0, add: (count) => count + 1 },
+};`;
+
 beforeAll(() => {
-  writeFileSync(
-    countJob,
-    `export default {
-      name: 'pages', version: 'v1', source: { topic: 'views' },
-      key: (view) => view.page,
-      time: (view) => view.at,
-      watermark: { maxOutOfOrderness: 0 },
-      window: { kind: 'tumbling', size: '1m' },
-      aggregate: { init: () => 0, add: (count) => count + 1 },
-    };`,
-  );
+  writeFileSync(countJob, pageCountJob('pages'));
   // Windows stay open 10 minutes after they fire, for late views: many open windows at a time.
-  writeFileSync(
-    lateCountJob,
-    `export default {
-      name: 'late-pages', version: 'v1', source: { topic: 'views' },
-      key: (view) => view.page,
-      time: (view) => view.at,
-      watermark: { maxOutOfOrderness: 0 },
-      window: { kind: 'tumbling', size: '1m' },
-      allowedLateness: '10m',
-      aggregate: { init: () => 0, add: (count) => count + 1 },
-    };`,
-  );
+  writeFileSync(lateCountJob, pageCountJob('late-pages', " allowedLateness: '10m',"));
   writeFileSync(
     alertJob,
     `export default {
