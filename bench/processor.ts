@@ -100,7 +100,10 @@ const jobs: Record<string, JobDefinition<Click>> = {
   },
 };
 
+// PROCESSOR_JOBS=spilled (a part of the names) runs only the jobs whose name has it.
+const only = process.env.PROCESSOR_JOBS;
 for (const [name, definition] of Object.entries(jobs)) {
+  if (only !== undefined && !name.includes(only)) continue;
   const job = validateJob(definition);
   const dir = mkdtempSync(join(tmpdir(), 'kappa-bench-processor-'));
   const store = await TaskStore.open(dir);

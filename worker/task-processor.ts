@@ -258,7 +258,7 @@ export class TaskProcessor implements OperatorOutput {
 
   /**
    * Reads back the spilled windows the batch needs: the rows its events update and the windows
-   * its watermark may fire or purge (bounded by its highest event time or upstream watermark).
+   * its watermark may fire (bounded by its highest event time or upstream watermark).
    */
   private async readBackForBatch(count: number): Promise<void> {
     const keys: string[] = [];

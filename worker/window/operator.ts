@@ -14,9 +14,10 @@
 // Memory is bounded by `maxRows`: past it, after a batch, whole tumbling or hopping windows are
 // spilled to the task's scratch RocksDB (windows that fired and only await their lateness first,
 // then those that end last), and read back before a batch that needs them: the rows its events
-// update, and every spilled window the batch's watermark may fire or purge. So an event never
-// waits on a read, and a window fires from memory as it does unspilled. Session windows stay in
-// memory (their merges touch a key's sessions in any order).
+// update, and every spilled window the batch's watermark may fire. So an event never waits on a
+// read, and a window fires from memory as it does unspilled. A fired window that only awaited its
+// lateness is purged without being read back. Session windows stay in memory (their merges touch a
+// key's sessions in any order).
 import type { KeyedState, SubKey } from '../../state/keyed-state.js';
 import { decodeKey, encodeKey, prefixUpperBound } from '../../state/key-encoding.js';
 import type { StateRow, TaskStore } from '../../state/task-store.js';
@@ -133,9 +134,9 @@ export class WindowOperator implements Operator {
   /** Open rows of every kind in memory, and the aligned rows spilled to the scratch store. */
   private residentRows = 0;
   private spilledRows = 0;
-  /** The scratch store, once something is spilled, and the windows whose rows it no longer needs. */
+  /** The scratch store, once something is spilled, and purged windows it still holds rows of. */
   private scratch: TaskStore | undefined;
-  private scratchWindowsToClear: number[] = [];
+  private purgedInScratch: AlignedWindow[] = [];
 
   /** Session windows of each key, and their fire and purge timers. */
   private readonly sessions = new Map<string, WindowRow[]>();
@@ -423,11 +424,15 @@ export class WindowOperator implements Operator {
     for (const key of keys) this.fire(window.rows.get(key)!);
   }
 
+  /**
+   * Drops a fired window. Its spilled rows are not read back for this: they only go, and those
+   * keyed state holds are deleted from it, at the next async point (clearPurged).
+   */
   private purgeAligned(window: AlignedWindow): void {
-    assertLoaded(window, 'purged');
     this.aligned.delete(window.start);
     for (const row of window.rows.values()) this.removeRow(row);
-    if (window.inScratch) this.scratchWindowsToClear.push(window.start);
+    this.spilledRows -= window.spilled;
+    if (window.inScratch) this.purgedInScratch.push(window);
   }
 
   /** onSessionTimer, bound once. */
@@ -547,6 +552,7 @@ export class WindowOperator implements Operator {
    * keyed state's cache: they are held here (or spilled), not twice.
    */
   async syncState(): Promise<void> {
+    await this.clearPurged();
     await this.syncSpilled();
     const dirty = this.dirty;
     const removed = this.removedStored;
@@ -606,18 +612,37 @@ export class WindowOperator implements Operator {
    */
   spillIfOverBudget(): Promise<void> | undefined {
     if (this.window.kind === 'session') return undefined;
-    if (this.residentRows <= this.memory.maxRows && this.scratchWindowsToClear.length === 0) return undefined;
+    if (this.residentRows <= this.memory.maxRows && this.purgedInScratch.length === 0) return undefined;
     return this.spill();
+  }
+
+  /**
+   * Purged windows leave the scratch store: the spilled rows keyed state holds are deleted from it
+   * (rows in memory at the purge were deleted as any purged row), then the window's range goes.
+   */
+  private async clearPurged(): Promise<void> {
+    const purged = this.purgedInScratch;
+    if (purged.length === 0) return;
+    this.purgedInScratch = [];
+    const scratch = this.scratch!;
+    for (const window of purged) {
+      const prefix = encodeKey([window.start]);
+      if (window.spilled > 0) {
+        for await (const rows of scratch.scanBatches(prefix, prefixUpperBound(prefix), SCRATCH_READ_ROWS)) {
+          for (const [rowKey, value] of rows) {
+            if (((value as SpilledRow)[2] & SPILLED_STORED) === 0) continue;
+            const key = decodeKey(rowKey)[1] as string;
+            if (!window.rows.has(key)) this.state.deleteUncached(key, WINDOW_NAMESPACE, window.start);
+          }
+        }
+      }
+      await scratch.deleteRange(prefix, prefixUpperBound(prefix));
+    }
   }
 
   private async spill(): Promise<void> {
     const scratch = await this.openScratch();
-    const purged = this.scratchWindowsToClear;
-    this.scratchWindowsToClear = [];
-    for (const start of purged) {
-      const prefix = encodeKey([start]);
-      await scratch.deleteRange(prefix, prefixUpperBound(prefix));
-    }
+    await this.clearPurged();
     if (this.residentRows <= this.memory.maxRows) return;
     const target = Math.floor(this.memory.maxRows / 2);
     const order = [
@@ -660,7 +685,7 @@ export class WindowOperator implements Operator {
 
   /**
    * Before a batch: reads back the spilled rows its events update, and every spilled window that
-   * fires or is purged at a watermark up to `watermarkBoundMs` (what the batch can reach), so the
+   * fires at a watermark up to `watermarkBoundMs` (what the batch can reach), so the
    * batch runs from memory. `keys` and `times` are the batch's events. Undefined when nothing is
    * spilled (the usual case: no await).
    */
@@ -670,8 +695,11 @@ export class WindowOperator implements Operator {
   }
 
   private async readBack(keys: readonly string[], times: readonly number[], watermarkBoundMs: number): Promise<void> {
+    // A window fires whole, in key order: read back before the watermark can reach its end. A
+    // fired one is not read back to be purged (purgeAligned).
     for (const window of this.openAligned) {
-      if (window.spilled > 0 && this.dueMs(window) <= watermarkBoundMs) await this.readBackWindow(window);
+      if (window.spilled > 0 && !window.fired && fireTime(window) <= watermarkBoundMs)
+        await this.readBackWindow(window);
     }
     const wanted: Array<[AlignedWindow, string]> = [];
     const seen = new Set<string>();
