@@ -81,9 +81,10 @@ class WindowRow implements Window {
 class AlignedWindow {
   /** The rows in memory. */
   readonly rows = new Map<string, WindowRow>();
-  /** Rows only in the scratch store (not in `rows`), and how many of them the next sync must write. */
+  /** Rows only in the scratch store (not in `rows`): how many, how many the next sync must write, how many keyed state holds. */
   spilled = 0;
   spilledDirty = 0;
+  spilledStored = 0;
   /** The scratch store may hold rows of it (stale copies of rows read back too): removed at purge. */
   inScratch = false;
 
@@ -597,6 +598,7 @@ export class WindowOperator implements Operator {
           const stored: StoredWindowRow = { accumulator, revision };
           this.state.putUncached(key, WINDOW_NAMESPACE, window.start, stored);
           rewritten.push([rowKey, [accumulator, revision, SPILLED_STORED] satisfies SpilledRow]);
+          if ((flags & SPILLED_STORED) === 0) window.spilledStored++;
         }
         await scratch.write(rewritten);
       }
@@ -627,7 +629,7 @@ export class WindowOperator implements Operator {
     const scratch = this.scratch!;
     for (const window of purged) {
       const prefix = encodeKey([window.start]);
-      if (window.spilled > 0) {
+      if (window.spilledStored > 0) {
         for await (const rows of scratch.scanBatches(prefix, prefixUpperBound(prefix), SCRATCH_READ_ROWS)) {
           for (const [rowKey, value] of rows) {
             if (((value as SpilledRow)[2] & SPILLED_STORED) === 0) continue;
@@ -654,7 +656,11 @@ export class WindowOperator implements Operator {
       if (this.residentRows <= target) break;
       if (window.rows.size === 0) continue;
       for (const row of window.rows.values()) {
-        let flags = row.stored ? SPILLED_STORED : 0;
+        let flags = 0;
+        if (row.stored) {
+          flags |= SPILLED_STORED;
+          window.spilledStored++;
+        }
         if (row.dirty) {
           flags |= SPILLED_DIRTY;
           window.spilledDirty++;
@@ -740,6 +746,7 @@ export class WindowOperator implements Operator {
     const row = new WindowRow(key, window.start, window.end, accumulator);
     row.revision = revision;
     row.stored = (flags & SPILLED_STORED) !== 0;
+    if (row.stored) window.spilledStored--;
     window.rows.set(key, row);
     window.spilled--;
     this.spilledRows--;
