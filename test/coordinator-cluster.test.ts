@@ -253,9 +253,11 @@ describe('coordinator cluster', () => {
     const orphaned = new Map([...victim.held].map(([task, held]) => [task, held.epoch]));
     await victim.kill();
     const killedAtMs = Date.now();
-    await waitFor('dead worker’s tasks owned again', () => ownership(workers) !== null, SESSION_TIMEOUT_MS + 3_000);
+    await waitFor('dead worker’s tasks owned again', () => ownership(workers) !== null, SESSION_TIMEOUT_MS + 5_000);
     const tookMs = Date.now() - killedAtMs;
-    expect(tookMs).toBeLessThan(SESSION_TIMEOUT_MS + 1_500);
+    // The session timeout, plus the leader's tick and the assignments' round trip: ≈ 0.5 s on a
+    // quiet machine, given more here because a loaded CI machine stretches both.
+    expect(tookMs).toBeLessThan(SESSION_TIMEOUT_MS + 2_500);
     const now = epochs(workers);
     for (const [task, epoch] of orphaned) expect(now.get(task)).toBe(epoch + 1);
   });
