@@ -164,7 +164,7 @@ export class TaskProcessor implements OperatorOutput {
       (key, namespace, subKey, value) => operator.restoreRow(key, namespace, subKey, value, watermarkMs),
       { activate: operator.readsKeyedState },
     );
-    await processor.windows?.spillIfOverBudget();
+    await processor.windows?.spillIfOverBudget(processor.watermark.current);
     return processor;
   }
 
@@ -251,7 +251,7 @@ export class TaskProcessor implements OperatorOutput {
       if (this.watermark.current > watermarkBefore) operator.onWatermark(this.watermark.current);
     }
     operator.onProcessingTime(this.clock.now(), this.watermark.current);
-    const spill = this.windows?.spillIfOverBudget();
+    const spill = this.windows?.spillIfOverBudget(this.watermark.current);
     if (spill) await spill;
     return this.finishResult();
   }
@@ -277,12 +277,12 @@ export class TaskProcessor implements OperatorOutput {
       // The watermark never passes the highest event time seen.
       if (!this.upstreams && this.times[index]! > boundMs) boundMs = this.times[index]!;
     }
-    await this.windows!.readBackFor(keys, times, boundMs);
+    await this.windows!.readBackFor(keys, times, this.watermark.current, boundMs);
   }
 
   /** Before the watermark moves outside a batch (idle, a test's step, the end of input). */
   private async readBackUpTo(watermarkMs: number): Promise<void> {
-    await this.windows?.readBackFor([], [], watermarkMs);
+    await this.windows?.readBackFor([], [], this.watermark.current, watermarkMs);
   }
 
   /** The keys of the decoded batch (marks excluded; repeats left to activate()), to activate their state at once. */

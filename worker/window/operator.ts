@@ -16,13 +16,15 @@
 // then those that end last), and read back before a batch that needs them: the rows its events
 // update, and every spilled window the batch's watermark may fire. So an event never waits on a
 // read, and a window fires from memory as it does unspilled. A fired window that only awaited its
-// lateness is purged without being read back. Session windows stay in memory (their merges touch a
-// key's sessions in any order).
+// lateness is purged without being read back. Session windows spill a key at a time (a merge can
+// touch any session of a key), with their timers, and are read back before a batch with an event
+// of the key or whose watermark reaches one of the key's timers.
 import type { KeyedState, SubKey } from '../../state/keyed-state.js';
 import { decodeKey, encodeKey, prefixUpperBound } from '../../state/key-encoding.js';
 import type { StateRow, TaskStore } from '../../state/task-store.js';
 import type { WindowJobSpec, WindowSpec } from '../job.js';
 import type { Operator, OperatorOutput, RawMessage } from '../operator.js';
+import TinyQueue from 'tinyqueue';
 import { TimerService, type Timer } from '../timer-service.js';
 import type { Output, Window } from '../types.js';
 import { hoppingWindows } from './hopping.js';
@@ -45,6 +47,8 @@ export interface WindowMemory {
 
 /** A row spilled to the scratch store: [accumulator, revision, flags]. */
 type SpilledRow = [accumulator: unknown, revision: number, flags: number];
+/** A key's sessions spilled to the scratch store, under encodeKey([key]). */
+type SpilledSession = [start: number, end: number, accumulator: unknown, revision: number, flags: number];
 /** Changed since the last syncState(): the next sync must write it. */
 const SPILLED_DIRTY = 1;
 /** Keyed state holds it (as of the last sync). */
@@ -142,6 +146,14 @@ export class WindowOperator implements Operator {
   /** Session windows of each key, and their fire and purge timers. */
   private readonly sessions = new Map<string, WindowRow[]>();
   private readonly sessionTimers = new TimerService();
+  /**
+   * Keys whose sessions are spilled (their timers are taken out of the timer service), with
+   * the watermark at which the first of them is due, in a queue by that time; an entry of a key
+   * read back since is skipped. And the spilled keys the next sync must write.
+   */
+  private readonly spilledSessionKeys = new Map<string, number>();
+  private readonly spilledSessionsDue = new TinyQueue<{ dueMs: number; key: string }>([], (a, b) => a.dueMs - b.dueMs);
+  private spilledSessionKeysDirty = new Set<string>();
 
   /** Rows changed since the last sync, and rows keyed state holds that are gone since. */
   private dirty: WindowRow[] = [];
@@ -324,6 +336,11 @@ export class WindowOperator implements Operator {
   }
 
   private addToSession(key: string, timeMs: number, value: unknown, watermarkMs: number, sequence: number): void {
+    if (this.spilledSessionKeys.has(key)) {
+      throw new Error(
+        `the sessions of key ${JSON.stringify(key.slice(0, 80))} are still spilled (a bug: the batch did not read them back)`,
+      );
+    }
     const sessions = this.sessions.get(key) ?? NO_ROWS;
     const { merged, absorbed } = mergeSession(sessions, { start: timeMs, end: timeMs + this.window.gapMs });
     // Flink MergingWindowSet: merge first, then judge the merged window.
@@ -555,6 +572,7 @@ export class WindowOperator implements Operator {
   async syncState(): Promise<void> {
     await this.clearPurged();
     await this.syncSpilled();
+    await this.syncSpilledSessions();
     const dirty = this.dirty;
     const removed = this.removedStored;
     if (dirty.length === 0 && removed.length === 0) return;
@@ -612,10 +630,106 @@ export class WindowOperator implements Operator {
    * only late events touch them), then those that end last. Called after a batch; undefined when
    * there is nothing to do (no await on the usual path).
    */
-  spillIfOverBudget(): Promise<void> | undefined {
-    if (this.window.kind === 'session') return undefined;
+  spillIfOverBudget(watermarkMs: number): Promise<void> | undefined {
     if (this.residentRows <= this.memory.maxRows && this.purgedInScratch.length === 0) return undefined;
-    return this.spill();
+    return this.window.kind === 'session' ? this.spillSessions(watermarkMs) : this.spill();
+  }
+
+  /**
+   * Sessions spill a key at a time (a merge can touch any session of a key), oldest keys first,
+   * until half the budget is left. A spilled key's timers leave the timer service; the queue of
+   * spilled keys knows when the first is due, and the key is read back before a batch that gets
+   * there, where schedule() registers them again from the watermark, as a restore does.
+   */
+  private async spillSessions(watermarkMs: number): Promise<void> {
+    const scratch = await this.openScratch();
+    if (this.residentRows <= this.memory.maxRows) return;
+    const target = Math.floor(this.memory.maxRows / 2);
+    const rows: StateRow[] = [];
+    for (const [key, sessions] of this.sessions) {
+      if (this.residentRows <= target) break;
+      const spilled: SpilledSession[] = [];
+      let dueMs = Infinity;
+      let dirty = false;
+      for (const row of sessions) {
+        const flags = (row.stored ? SPILLED_STORED : 0) | (row.dirty ? SPILLED_DIRTY : 0);
+        dirty ||= row.dirty;
+        spilled.push([row.start, row.end, row.accumulator, row.revision, flags]);
+        this.unschedule(key, row.start, row.end);
+        const window = { start: row.start, end: row.end };
+        dueMs = Math.min(
+          dueMs,
+          isFired(window, watermarkMs) ? cleanupTime(window, this.allowedLatenessMs) : fireTime(window),
+        );
+        row.spilled = true;
+      }
+      rows.push([encodeKey([key]), spilled]);
+      this.sessions.delete(key);
+      this.residentRows -= sessions.length;
+      this.spilledRows += sessions.length;
+      this.spilledSessionKeys.set(key, sessions.length);
+      this.spilledSessionsDue.push({ dueMs, key });
+      if (dirty) this.spilledSessionKeysDirty.add(key);
+    }
+    this.dirty = this.dirty.filter((row) => !row.spilled);
+    await scratch.write(rows);
+  }
+
+  /** Spilled keys of the batch and those whose first session is due by `watermarkBoundMs`: their sessions back in memory. */
+  private async readBackSessions(
+    keys: readonly string[],
+    watermarkMs: number,
+    watermarkBoundMs: number,
+  ): Promise<void> {
+    const wanted = new Set<string>();
+    for (const key of keys) if (this.spilledSessionKeys.has(key)) wanted.add(key);
+    const due = this.spilledSessionsDue;
+    while (due.length > 0 && due.peek()!.dueMs <= watermarkBoundMs) {
+      const { key } = due.pop()!;
+      // An entry of a key read back (and maybe spilled again, with an entry of its own) since.
+      if (this.spilledSessionKeys.has(key)) wanted.add(key);
+    }
+    if (wanted.size === 0) return;
+    const keyList = [...wanted];
+    const values = await this.scratch!.getMany(keyList.map((key) => encodeKey([key])));
+    for (let index = 0; index < keyList.length; index++) {
+      const key = keyList[index]!;
+      const spilled = values[index] as SpilledSession[];
+      this.spilledSessionKeys.delete(key);
+      this.spilledSessionKeysDirty.delete(key);
+      this.spilledRows -= spilled.length;
+      for (const [start, end, accumulator, revision, flags] of spilled) {
+        const row = new WindowRow(key, start, end, accumulator);
+        row.revision = revision;
+        row.stored = (flags & SPILLED_STORED) !== 0;
+        this.addSession(row);
+        this.schedule(key, start, end, watermarkMs);
+        if ((flags & SPILLED_DIRTY) !== 0) this.markDirty(row);
+      }
+    }
+  }
+
+  /** The spilled sessions changed since the last sync go to keyed state, and are marked stored in the scratch store. */
+  private async syncSpilledSessions(): Promise<void> {
+    const keys = [...this.spilledSessionKeysDirty];
+    if (keys.length === 0) return;
+    this.spilledSessionKeysDirty = new Set();
+    const scratch = this.scratch!;
+    const values = await scratch.getMany(keys.map((key) => encodeKey([key])));
+    const rewritten: StateRow[] = [];
+    for (let index = 0; index < keys.length; index++) {
+      const key = keys[index]!;
+      const spilled = values[index] as SpilledSession[];
+      for (const session of spilled) {
+        const [start, end, accumulator, revision, flags] = session;
+        if ((flags & SPILLED_DIRTY) === 0) continue;
+        const stored: StoredWindowRow = { accumulator, revision };
+        this.state.putUncached(key, WINDOW_NAMESPACE, [start, end], stored);
+        session[4] = SPILLED_STORED;
+      }
+      rewritten.push([encodeKey([key]), spilled]);
+    }
+    await scratch.write(rewritten);
   }
 
   /**
@@ -691,12 +805,20 @@ export class WindowOperator implements Operator {
 
   /**
    * Before a batch: reads back the spilled rows its events update, and every spilled window that
-   * fires at a watermark up to `watermarkBoundMs` (what the batch can reach), so the
-   * batch runs from memory. `keys` and `times` are the batch's events. Undefined when nothing is
-   * spilled (the usual case: no await).
+   * fires at a watermark up to `watermarkBoundMs` (what the batch can reach), so the batch runs
+   * from memory; for sessions, the spilled keys of the batch and those with a session due by then.
+   * `keys` and `times` are the batch's events, `watermarkMs` the watermark now (a session read
+   * back is scheduled from it, as at a restore). Undefined when nothing is spilled (the usual
+   * case: no await).
    */
-  readBackFor(keys: readonly string[], times: readonly number[], watermarkBoundMs: number): Promise<void> | undefined {
+  readBackFor(
+    keys: readonly string[],
+    times: readonly number[],
+    watermarkMs: number,
+    watermarkBoundMs: number,
+  ): Promise<void> | undefined {
     if (this.spilledRows === 0) return undefined;
+    if (this.window.kind === 'session') return this.readBackSessions(keys, watermarkMs, watermarkBoundMs);
     return this.readBack(keys, times, watermarkBoundMs);
   }
 
