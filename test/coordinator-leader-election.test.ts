@@ -50,9 +50,10 @@ describe('leader election', () => {
       const firstToken = a.fencingToken!;
 
       await a.stop(); // stops renewing without deleting the key: like a crash
-      const takeoverMs = await leadsWithin(b, 3 * TTL_MS);
-      // The key expires a lease after its last renew; b notices on its next poll (ttl/4).
-      expect(takeoverMs).toBeLessThan(2 * TTL_MS);
+      const takeoverMs = await leadsWithin(b, 4 * TTL_MS);
+      // The key expires a lease after its last renew; b notices on its next poll (ttl/4): ≈ 1.25
+      // ttl at most, given room here for a loaded machine's timer lag.
+      expect(takeoverMs).toBeLessThan(2.5 * TTL_MS);
       expect(b.fencingToken!).toBeGreaterThan(firstToken);
 
       // A graceful resign deletes the key: the next candidate wins on its first poll.
