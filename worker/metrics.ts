@@ -49,7 +49,7 @@ export class WorkerMetrics {
   });
   readonly actorsActive = new Gauge({
     name: 'kappa_actors_active',
-    help: "Actors (keys) of a task whose keyed state is loaded in memory, not yet evicted: activated by an event (actor jobs) or when a checkpoint writes a window job's open windows (see kappa_open_windows).",
+    help: "Actors (keys) of a task whose keyed state is loaded in memory, not yet evicted: an actor job's keys, activated by their events (a window job holds its open windows itself: kappa_open_windows).",
     labelNames: ['job', 'version', 'partition'] as const,
     registers: [this.registry],
   });

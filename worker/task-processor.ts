@@ -197,7 +197,7 @@ export class TaskProcessor implements OperatorOutput {
     return this.windows?.spilledWindows ?? 0;
   }
 
-  /** Keys that must stay in memory (open windows or pending timers). */
+  /** Keys keyed state must keep in memory (an actor's pending timers). */
   isPinned = (key: string): boolean => this.operator?.isPinned(key) ?? false;
 
   async processBatch(messages: readonly RawMessage[]): Promise<BatchResult> {
