@@ -98,9 +98,7 @@ export class LeaderElection {
 
   /** Stops campaigning; keeps the key (a crash-like stop, used by tests). */
   async stop(): Promise<void> {
-    this.running = false;
-    clearTimeout(this.timer);
-    await this.tickInFlight;
+    await this.halt();
     this.setLeading(false);
   }
 
@@ -109,9 +107,12 @@ export class LeaderElection {
    * True when it deleted the key, so a follower leads on its next poll instead of after a lease.
    */
   async resign(): Promise<boolean> {
+    // The revision is read after the tick in flight settles: a renew that lands meanwhile moves
+    // it, and a delete against the older one would fail and leave the key for a whole lease.
+    await this.halt();
     const wasLeading = this.leading;
     const revision = this.revision;
-    await this.stop();
+    this.setLeading(false);
     if (!wasLeading) return false;
     try {
       // Delete with CAS: never delete a key a successor already rewrote.
@@ -121,6 +122,13 @@ export class LeaderElection {
       this.options.onError?.(error);
       return false;
     }
+  }
+
+  /** Stops the ticks and waits for the one in flight. */
+  private async halt(): Promise<void> {
+    this.running = false;
+    clearTimeout(this.timer);
+    await this.tickInFlight;
   }
 
   private schedule(delayMs: number): void {

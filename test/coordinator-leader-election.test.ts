@@ -1,5 +1,6 @@
 // Leader election over a real nats-server: one leader at a time, takeover within the lease when
 // the leader stops renewing, fencing tokens that only increase, and a graceful resign.
+import type { KV } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -17,11 +18,11 @@ afterAll(async () => {
   await Promise.all(connections.map((nc) => nc.close()));
 });
 
-async function elector(candidateId: string): Promise<LeaderElection> {
+async function elector(candidateId: string, watch?: (kv: KV) => KV): Promise<LeaderElection> {
   const nc = await connect({ servers: nats.url });
   connections.push(nc);
   const kv = await LeaderElection.openBucket(nc, TTL_MS);
-  return new LeaderElection({ kv, candidateId, ttlMs: TTL_MS, clock: systemClock });
+  return new LeaderElection({ kv: watch ? watch(kv) : kv, candidateId, ttlMs: TTL_MS, clock: systemClock });
 }
 
 /** Waits until `elector` leads, returning how long that took. */
@@ -73,5 +74,34 @@ describe('leader election', () => {
       clearInterval(sampler);
     }
     expect(overlaps).toBe(0);
+  });
+
+  it('resigns cleanly while a renew is in flight', async () => {
+    // The real bucket, watched: the moment a renew's update goes out, resign() is called, so
+    // the renew lands while resign waits for it. The delete must use the revision it wrote.
+    let resignOnRenew: (() => void) | undefined;
+    const d = await elector('d', (kv) =>
+      new Proxy(kv, {
+        get(target, property, receiver) {
+          const member: unknown = Reflect.get(target, property, receiver);
+          if (property !== 'update' || typeof member !== 'function') return member;
+          return (...args: unknown[]) => {
+            const written: unknown = Reflect.apply(member, target, args);
+            const hook = resignOnRenew;
+            resignOnRenew = undefined;
+            // Next microtask: the tick has begun and its reply from the server is still out.
+            if (hook) queueMicrotask(hook);
+            return written;
+          };
+        },
+      }),
+    );
+    d.start();
+    await leadsWithin(d, 2_000);
+    const resigned = new Promise<boolean>((resolve) => {
+      resignOnRenew = () => resolve(d.resign());
+    });
+    expect(await resigned).toBe(true);
+    expect(await d.currentHolder()).toBeUndefined();
   });
 });
