@@ -5,6 +5,7 @@
 // peak memory, and the ratio (issue 17 asks kappa run within 5× of DuckDB).
 //
 // Run: npm run build && npx tsx bench/run-input.ts [events=1000000] [keys=10000]
+//      RUN_INPUT_CPU_PROF=DIR writes a V8 CPU profile of `kappa run` into DIR.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +18,9 @@ const totalEvents = Number(process.argv[2] ?? 1_000_000);
 const keyCount = Number(process.argv[3] ?? 10_000);
 const WINDOW_MS = 60_000;
 const PARTITIONS = 8;
+
+const cpuProfileDir = process.env.RUN_INPUT_CPU_PROF;
+const cpuProfileArgs = cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir] : [];
 
 const dir = mkdtempSync(join(tmpdir(), 'kappa-bench-run-'));
 try {
@@ -46,7 +50,7 @@ try {
   const startedAt = performance.now();
   const child = spawn(
     process.execPath,
-    [CLI, 'run', job, '--input', input, '--partitions', String(PARTITIONS), '--output', output],
+    [...cpuProfileArgs, CLI, 'run', job, '--input', input, '--partitions', String(PARTITIONS), '--output', output],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const cpu = cpuMeter({ 'kappa run': child.pid! });

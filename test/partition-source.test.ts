@@ -5,7 +5,7 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } fro
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { useNatsServer } from './harness/use-nats.js';
-import { deliveredMessage, PartitionSource, readDelivery } from '../worker/source.js';
+import { deliveredMessage, DeliveryReader, PartitionSource, readDelivery } from '../worker/source.js';
 
 /** What the client makes of a timestamp token: parseInt of the whole token (a double), then ms. */
 function clientMs(nanos: string): number {
@@ -98,6 +98,61 @@ describe('reading the reply subject', () => {
     }
   });
 
+  it("reads a consumer's later subjects from their end exactly as it reads them whole", () => {
+    const name = fc.stringMatching(/^[A-Za-z0-9_-]{1,24}$/);
+    const digits = fc.oneof(fc.nat().map(String), fc.bigInt({ min: 0n, max: 2n ** 70n }).map(String));
+    const subjectOf = (prefix: string, numbers: string[], random: string | undefined) =>
+      `${prefix}.${numbers.join('.')}${random === undefined ? '' : `.${random}`}`;
+    fc.assert(
+      fc.property(
+        fc.constantFrom(9, 11, 12),
+        name,
+        name,
+        name,
+        fc.array(fc.tuple(fc.array(digits, { minLength: 5, maxLength: 5 }), name), { minLength: 1, maxLength: 8 }),
+        // Some subjects off the shape: a token too many or too few, or not digits where the numbers are.
+        fc.array(fc.oneof(fc.constant('ok'), fc.constant('extra'), fc.constant('short'), fc.constant('letters')), {
+          minLength: 8,
+          maxLength: 8,
+        }),
+        (tokens, stream, consumer, domain, deliveries, damage) => {
+          const prefix =
+            tokens === 9 ? `$JS.ACK.${stream}.${consumer}` : `$JS.ACK.${domain}.ACCHASH.${stream}.${consumer}`;
+          const reader = new DeliveryReader();
+          deliveries.forEach(([numbers, random], index) => {
+            let subject = subjectOf(prefix, numbers, tokens === 12 ? random : undefined);
+            if (damage[index] === 'extra') subject += '.7';
+            if (damage[index] === 'short') subject = subject.slice(0, subject.lastIndexOf('.'));
+            if (damage[index] === 'letters') subject = subject.replace(/\.(\d+)\.(\d+)\.(\d+)\./, '.$1.x$2.$3.');
+            const bytes = new TextEncoder().encode(subject);
+            const whole = { sequence: -1, logTimeMs: -1 };
+            const wholeRead = readDelivery(subject, whole);
+            const fromEnd = { sequence: -1, logTimeMs: -1 };
+            const tailRead = reader.read(bytes, fromEnd);
+            // Damaged or not, and whatever shape the reader learned before: as a whole read.
+            expect(tailRead, subject).toBe(wholeRead);
+            expect(fromEnd, subject).toEqual(whole);
+          });
+        },
+      ),
+      { numRuns: 3_000 },
+    );
+  });
+
+  it("reads no more than the tail of a consumer's subjects after the first", () => {
+    const reader = new DeliveryReader();
+    const encode = (subject: string) => new TextEncoder().encode(subject);
+    const into = { sequence: 0, logTimeMs: 0 };
+    const nanos = '1796130226169064844';
+    expect(reader.read(encode(`$JS.ACK.kappa_clicks_p3.Xk2c9.1.4711.4000.${nanos}.96`), into)).toBe(true);
+    // The same prefix length with a dot in it: a whole read counts 10 tokens and refuses it; the
+    // tail read never looks there (the server sends a consumer the same prefix every time).
+    const tailOnly = `$JS.ACK.kappa.clicks_p3.Xk2c9.1.4712.4001.${nanos}.95`;
+    expect(readDelivery(tailOnly, { sequence: 0, logTimeMs: 0 })).toBe(false);
+    expect(reader.read(encode(tailOnly), into)).toBe(true);
+    expect(into).toEqual({ sequence: 4712, logTimeMs: clientMs(nanos) });
+  });
+
   it('leaves a message whose reply it cannot read to the client', () => {
     const data = new Uint8Array([1, 2, 3]);
     const message = {
@@ -126,13 +181,14 @@ describe('against a real nats-server', () => {
     });
     const consumer = await js.consumers.get('replies', info.name);
     const seen: Array<[ours: unknown, client: unknown]> = [];
+    const replies = new DeliveryReader();
     let allSeen!: () => void;
     const done = new Promise<void>((resolve) => (allSeen = resolve));
     const messages = await consumer.consume({
       max_messages: 100,
       callback: (message) => {
         seen.push([
-          deliveredMessage(message),
+          deliveredMessage(message, replies),
           { data: message.data, sequence: message.seq, logTimeMs: Math.floor(message.info.timestampNanos / 1_000_000) },
         ]);
         if (seen.length === 498) allSeen();

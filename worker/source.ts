@@ -125,11 +125,12 @@ export class PartitionSource implements TaskSource {
     });
     const consumer = await jetstream(this.nc).consumers.get(this.options.stream, info.name);
     const limits = this.pullLimits(await this.meanMessageBytes(jsm));
+    const replies = new DeliveryReader(); // one consumer's reply subjects
     const messages = await consumer.consume({
       ...limits,
       abort_on_missing_resource: true,
       callback: (message: JsMsg) => {
-        if (cursor === this.cursor) this.accept(message);
+        if (cursor === this.cursor) this.accept(message, replies);
       },
     });
     if (cursor !== this.cursor || this.stopped) {
@@ -165,8 +166,8 @@ export class PartitionSource implements TaskSource {
     return state.messages > 0 ? state.bytes / state.messages : 0;
   }
 
-  private accept(message: JsMsg): void {
-    const raw = deliveredMessage(message);
+  private accept(message: JsMsg, replies: DeliveryReader): void {
+    const raw = deliveredMessage(message, replies);
     const sequence = raw.sequence;
     // Anything before the next expected sequence was already buffered by an earlier cursor.
     if (sequence < this.nextSequence) return;
@@ -338,14 +339,14 @@ export class PartitionSource implements TaskSource {
  * subject's bytes into a string first (≈ 3% more, and a 60-character string per event for the
  * collector): so the bytes are read where the client keeps them when it has them there
  * (`msg._msg.reply` of nats.js 3), else the `reply` string. An unexpected subject is left to the
- * library.
+ * library. `reader` is the consumer's own (DeliveryReader); without one, every subject is read whole.
  */
-export function deliveredMessage(message: JsMsg): RawMessage {
+export function deliveredMessage(message: JsMsg, reader?: DeliveryReader): RawMessage {
   const raw = { data: message.data, sequence: 0, logTimeMs: 0 };
   // Neither `msg` nor `reply` is part of the JsMsg type, but every JsMsg the client delivers has them.
   const replyBytes = (message as { msg?: { _msg?: { reply?: unknown } } }).msg?._msg?.reply;
   if (replyBytes instanceof Uint8Array) {
-    if (readDeliveryBytes(replyBytes, raw)) return raw;
+    if (reader ? reader.read(replyBytes, raw) : readDeliveryBytes(replyBytes, raw)) return raw;
   } else {
     const reply = (message as { reply?: unknown }).reply;
     if (typeof reply === 'string' && readDelivery(reply, raw)) return raw;
@@ -353,6 +354,60 @@ export function deliveredMessage(message: JsMsg): RawMessage {
   raw.sequence = message.seq;
   raw.logTimeMs = Math.floor(message.info.timestampNanos / 1_000_000);
   return raw;
+}
+
+/**
+ * Reads the reply subjects of one consumer. Everything up to the consumer's name (`$JS.ACK.`, the
+ * domain and account hash of the longer shape, the stream, the consumer) is the same in every
+ * subject the server sends it, so only the first is read whole; later ones are read from their
+ * end: the numbers sit in the last tokens, and finding the dots of the whole subject was half of
+ * what reading it cost. The tail read stands only when the dot before the delivery count is
+ * where the whole read found it (so no token was taken for another); any other subject is read
+ * whole, and its shape learned again.
+ */
+export class DeliveryReader {
+  /** Tokens after `pending`: 0 (9 or 11 tokens) or 1 (12: a random token last); −1 before a whole read. */
+  private trailing = -1;
+  /** Where the dot before the delivery count is: the end of the consumer's constant prefix. */
+  private prefixEnd = -1;
+
+  read(reply: Uint8Array, into: { sequence: number; logTimeMs: number }): boolean {
+    if (this.trailing >= 0 && readDeliveryTail(reply, this.trailing, this.prefixEnd, into)) return true;
+    const tokens = readDeliveryShape(reply, into);
+    this.trailing = tokens === 12 ? 1 : tokens > 0 ? 0 : -1;
+    // The whole read leaves the dots in `dots`: the delivery count follows dot 3 (9 tokens) or 5.
+    this.prefixEnd = tokens === 9 ? dots[3]! : tokens > 0 ? dots[5]! : -1;
+    return tokens > 0;
+  }
+}
+
+/**
+ * The tail read of DeliveryReader: `<prefix>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>`
+ * and `trailing` tokens more, their dots found from the end; the dot before `delivered` must be
+ * at `prefixEnd`. The same checks as the whole read on the numbers it takes.
+ */
+function readDeliveryTail(
+  reply: Uint8Array,
+  trailing: number,
+  prefixEnd: number,
+  into: { sequence: number; logTimeMs: number },
+): boolean {
+  if (reply.length <= prefixEnd || reply[prefixEnd] !== DOT) return false;
+  for (let index = 0; index < JS_ACK_PREFIX.length; index++) if (reply[index] !== JS_ACK_PREFIX[index]) return false;
+  // Dots from the end: `trailing` of them, then the ones before pending, ns, consumer seq, stream seq and delivered.
+  const wanted = trailing + 5;
+  let found = 0;
+  for (let at = reply.length - 1; at >= prefixEnd && found < wanted; at--) {
+    if (reply[at] === DOT) dots[found++] = at;
+  }
+  if (found < wanted || dots[wanted - 1] !== prefixEnd) return false;
+  const nanosFrom = dots[trailing + 1]! + 1;
+  const nanosTo = dots[trailing]!;
+  const sequence = digitsValue(reply, dots[trailing + 3]! + 1, dots[trailing + 2]!);
+  if (sequence < 0 || !isDigits(reply, nanosFrom, nanosTo)) return false;
+  into.sequence = sequence;
+  into.logTimeMs = nanosAsMs(reply, nanosFrom, nanosTo);
+  return true;
 }
 
 /** Positions of the dots of the subject being read (one array, reused). */
@@ -384,25 +439,30 @@ export function readDelivery(reply: string, into: { sequence: number; logTimeMs:
 
 /** readDelivery over the subject's bytes, as the client received them. */
 export function readDeliveryBytes(reply: Uint8Array, into: { sequence: number; logTimeMs: number }): boolean {
-  if (reply.length < JS_ACK_PREFIX.length) return false;
-  for (let index = 0; index < JS_ACK_PREFIX.length; index++) if (reply[index] !== JS_ACK_PREFIX[index]) return false;
+  return readDeliveryShape(reply, into) > 0;
+}
+
+/** readDeliveryBytes, giving the subject's token count when it reads it (9, 11 or 12), else 0. */
+function readDeliveryShape(reply: Uint8Array, into: { sequence: number; logTimeMs: number }): number {
+  if (reply.length < JS_ACK_PREFIX.length) return 0;
+  for (let index = 0; index < JS_ACK_PREFIX.length; index++) if (reply[index] !== JS_ACK_PREFIX[index]) return 0;
   let count = 0;
   for (let at = 0; at < reply.length; at++) {
     if (reply[at] !== DOT) continue;
-    if (count === dots.length) return false;
+    if (count === dots.length) return 0;
     dots[count++] = at;
   }
   const tokens = count + 1;
   // Token i lies between dot i − 1 and dot i; the new shape has two more tokens before the stream.
   const shift = tokens === 9 ? 0 : tokens === 11 || tokens === 12 ? 2 : -1;
-  if (shift < 0) return false;
+  if (shift < 0) return 0;
   const sequence = digitsValue(reply, dots[4 + shift]! + 1, dots[5 + shift]!);
   const nanosFrom = dots[6 + shift]! + 1;
   const nanosTo = dots[7 + shift]!;
-  if (sequence < 0 || !isDigits(reply, nanosFrom, nanosTo)) return false;
+  if (sequence < 0 || !isDigits(reply, nanosFrom, nanosTo)) return 0;
   into.sequence = sequence;
   into.logTimeMs = nanosAsMs(reply, nanosFrom, nanosTo);
-  return true;
+  return tokens;
 }
 
 /**
