@@ -303,9 +303,11 @@ export class Producer {
     if (error)
       return this.fail(new PublishError(`publishing to ${publish.subject} failed: ${error.message}`, { cause: error }));
     const ack = readPubAck(message.string());
-    if (ack.refusal !== undefined) {
+    if (!ack.stored) {
       return this.fail(
-        new PublishError(`the server refused event ${publish.messageId} on ${publish.subject}: ${ack.refusal}`),
+        new PublishError(
+          `the server refused event ${publish.messageId} on ${publish.subject}: ${ack.description} (err_code ${ack.code})`,
+        ),
       );
     }
     this.counts.acknowledged++;

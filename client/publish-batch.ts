@@ -18,6 +18,7 @@ import {
 } from '@nats-io/transport-node';
 import { InFlightPublishes, type PendingPublish } from './in-flight-publishes.js';
 import { DEFAULT_RETRY_FOR_MS, formatSeconds, NatsUnavailableError } from './nats-retry.js';
+import { readPubAck, type PubAck } from './pub-ack.js';
 
 /** One message of a batch. */
 export interface BatchMessage {
@@ -27,8 +28,7 @@ export interface BatchMessage {
 }
 
 /** What the server answered to one message: stored (at `sequence`), or refused with its error code. */
-export type PublishOutcome =
-  { stored: true; sequence: number; duplicate: boolean } | { stored: false; code: number; description: string };
+export type PublishOutcome = PubAck;
 
 export interface BatchPublisherOptions {
   /** A message without an ack after this long is sent again. Default 10 s. */
@@ -51,9 +51,6 @@ interface BatchPublish extends PendingPublish {
   batch: OpenBatch;
   index: number;
 }
-
-const ACK_SEQUENCE = /"seq":\s*(\d+)/;
-const DUPLICATE = /"duplicate":\s*true/;
 
 export class BatchPublisher {
   private readonly inbox = createInbox();
@@ -128,26 +125,8 @@ export class BatchPublisher {
       return;
     }
     this.inFlight.acknowledged(token);
-    const body = message.string();
     const { batch, index } = publish;
-    if (body.includes('"error"')) {
-      let code = 0;
-      let description = body;
-      try {
-        const parsed = JSON.parse(body) as { error?: { description?: string; err_code?: number } };
-        code = parsed.error?.err_code ?? 0;
-        description = parsed.error?.description ?? body;
-      } catch {
-        // keep the raw body
-      }
-      batch.outcomes[index] = { stored: false, code, description };
-    } else {
-      batch.outcomes[index] = {
-        stored: true,
-        sequence: Number(ACK_SEQUENCE.exec(body)?.[1] ?? 0),
-        duplicate: DUPLICATE.test(body),
-      };
-    }
+    batch.outcomes[index] = readPubAck(message.string());
     if (--batch.remaining === 0) batch.resolve(batch.outcomes);
   }
 
