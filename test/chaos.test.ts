@@ -17,7 +17,7 @@ import { Producer } from '../client/producer.js';
 import { streams, subjects, type ClusterStatus } from '../protocol/index.js';
 import { CheckpointStore } from '../state/checkpoint-store.js';
 import type { Output } from '../worker/types.js';
-import { kappa, KappaProcess } from './harness/cli.js';
+import { kappa, KappaProcess, workerArgs } from './harness/cli.js';
 import { clicksReference, type Click } from './harness/clicks.js';
 import { leaderStatus } from './harness/cluster-status.js';
 import { expectedResults, readLateRecords, readServingTable, readTopicLog } from './harness/expected-results.js';
@@ -47,26 +47,15 @@ afterAll(async () => {
 
 // w3, the zombie to be, checkpoints by time only once a minute: when it is paused its tasks hold
 // work it has not committed, so once resumed it must try to commit (on revoke, at the latest).
-const workerArgs = (id: string, outJob: string) => [
-  'worker',
-  '--job',
-  KV_JOB,
-  '--job',
-  outJob,
-  '--id',
-  id,
-  '--threads',
-  '2',
+const chaosWorkerArgs = (id: string, outJob: string) => [
+  ...workerArgs({
+    jobs: [KV_JOB, outJob],
+    id,
+    stateDir: join(dir, id),
+    checkpointInterval: id === 'w3' ? '60s' : '500ms',
+  }),
   '--nats',
   urls,
-  '--state-dir',
-  join(dir, id),
-  '--http-port',
-  '0',
-  '--checkpoint-interval',
-  id === 'w3' ? '60s' : '500ms',
-  '--log-level',
-  'warn',
 ];
 
 function spawn(args: string[]): KappaProcess {
@@ -135,7 +124,7 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
     ['c1', coordinator('c1')],
     ['c2', coordinator('c2')],
   ]);
-  const workers = new Map(['w1', 'w2', 'w3'].map((id) => [id, spawn(workerArgs(id, outJob))]));
+  const workers = new Map(['w1', 'w2', 'w3'].map((id) => [id, spawn(chaosWorkerArgs(id, outJob))]));
   await statusUntil('3 workers registered', (view) => view.workers.length === 3, 60_000);
   for (const job of ['clicks', 'clicks-out']) {
     const started = await kappa(['start', job, '--version', 'v1', '--nats', urls], { env: ENV });
@@ -165,7 +154,7 @@ it('keeps every table equal to the batch answer through SIGKILLed workers, a kil
     await workers.get(id)!.kill();
     faults.push(`SIGKILL worker ${id}`);
     await sleep(1_000);
-    workers.set(id, spawn(workerArgs(id, outJob)));
+    workers.set(id, spawn(chaosWorkerArgs(id, outJob)));
   };
   await sleep(3_000);
   await restartWorker('w1');

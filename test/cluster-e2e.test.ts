@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { partitionOf, streams, type ClusterStatus } from '../protocol/index.js';
-import { kappa, KappaProcess } from './harness/cli.js';
+import { kappa, KappaProcess, workerArgs } from './harness/cli.js';
 import { produceClicks } from './harness/clicks.js';
 import { leaderStatus } from './harness/cluster-status.js';
 import { pollUntil } from './harness/poll.js';
@@ -33,21 +33,9 @@ afterAll(async () => {
 
 function worker(id: string): KappaProcess {
   const process = new KappaProcess([
-    'worker',
-    '--job',
-    JOB,
-    '--id',
-    id,
-    '--threads',
-    '1',
+    ...workerArgs({ jobs: [JOB], id, stateDir: join(dir, id), threads: 1 }),
     '--nats',
     nats.url,
-    '--state-dir',
-    join(dir, id),
-    '--http-port',
-    '0',
-    '--log-level',
-    'warn',
   ]);
   processes.push(process);
   return process;

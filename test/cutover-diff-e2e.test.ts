@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '../client/producer.js';
 import type { VersionDiff } from '../tables/index.js';
 import { AliasRegistry } from '../tables/alias-registry.js';
-import { kappa, KappaProcess } from './harness/cli.js';
+import { kappa, KappaProcess, workerArgs } from './harness/cli.js';
 import { leaderStatus } from './harness/cluster-status.js';
 import { pollUntil } from './harness/poll.js';
 import { useNatsServer } from './harness/use-nats.js';
@@ -87,21 +87,9 @@ describe('the cutover gate on the diff of two versions', () => {
   }
 
   function worker(version: string, doubled?: string): KappaProcess {
-    return spawn([
-      'worker',
-      '--job',
-      jobModule(version, doubled),
-      '--id',
-      `w-${version}`,
-      '--threads',
-      '1',
-      '--state-dir',
-      join(dir, version),
-      '--http-port',
-      '0',
-      '--log-level',
-      'warn',
-    ]);
+    return spawn(
+      workerArgs({ jobs: [jobModule(version, doubled)], id: `w-${version}`, stateDir: join(dir, version), threads: 1 }),
+    );
   }
 
   async function versionView(version: string) {

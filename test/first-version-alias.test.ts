@@ -16,7 +16,7 @@ import { Producer } from '../client/producer.js';
 import { AliasRegistry, openServingTables, type TableKind } from '../tables/index.js';
 import { postgresViewName } from '../tables/postgres-tables.js';
 import { redisKeys } from '../tables/redis-tables.js';
-import { kappa, KappaProcess } from './harness/cli.js';
+import { kappa, KappaProcess, workerArgs } from './harness/cli.js';
 import type { Click } from './harness/clicks.js';
 import { leaderStatus } from './harness/cluster-status.js';
 import { pollUntil } from './harness/poll.js';
@@ -117,23 +117,7 @@ describe.each<TableKind>(['postgres', 'redis', 'kv'])('the first version started
     await producer.flush();
     const coordinator = spawn(['coordinator', '--id', 'c1', '--http-port', '0', '--session-timeout', '3s']);
     const [, port] = await coordinator.waitForLog(/"httpPort":(\d+)/);
-    spawn([
-      'worker',
-      '--job',
-      jobModule(V1, 'v1'),
-      '--job',
-      jobModule(V2, 'v2'),
-      '--id',
-      'w1',
-      '--threads',
-      '2',
-      '--state-dir',
-      join(dir, 'w1'),
-      '--http-port',
-      '0',
-      '--log-level',
-      'warn',
-    ]);
+    spawn(workerArgs({ jobs: [jobModule(V1, 'v1'), jobModule(V2, 'v2')], id: 'w1', stateDir: join(dir, 'w1') }));
     const logs = () => processes.map((child) => child.logs.slice(-1500)).join('\n---\n');
 
     const started = await kappa(['start', job, '--version', 'v1', '--nats', nats.url], { env });

@@ -17,7 +17,7 @@ import { ArchiveCatalog } from '../archive/catalog.js';
 import { NatsObjectSegmentStore } from '../archive/segment-store.js';
 import { Producer } from '../client/producer.js';
 import { decodeEvent, streams } from '../protocol/index.js';
-import { kappa as runKappa, KappaProcess } from './harness/cli.js';
+import { kappa as runKappa, KappaProcess, workerArgs } from './harness/cli.js';
 import { clicksReference, clickWithLateOnes, type Click } from './harness/clicks.js';
 import { leaderStatus } from './harness/cluster-status.js';
 import {
@@ -94,23 +94,15 @@ async function caughtUp(version: string): Promise<void> {
 
 /** A worker carrying one version, its /metrics on `httpPort`. */
 function worker(version: string, httpPort: number): KappaProcess {
-  return spawn([
-    'worker',
-    '--job',
-    jobModule(version),
-    '--id',
-    `w-${version}`,
-    '--threads',
-    '2',
-    '--state-dir',
-    join(dir, version),
-    '--http-port',
-    String(httpPort),
-    '--checkpoint-interval',
-    '1s',
-    '--log-level',
-    'warn',
-  ]);
+  return spawn(
+    workerArgs({
+      jobs: [jobModule(version)],
+      id: `w-${version}`,
+      stateDir: join(dir, version),
+      httpPort,
+      checkpointInterval: '1s',
+    }),
+  );
 }
 
 async function segmentsRead(metricsPort: number, version: string): Promise<number> {

@@ -21,7 +21,7 @@ import { AliasRegistry } from '../tables/alias-registry.js';
 import type { ServingTableRow } from '../protocol/index.js';
 import { openServingTables, type TableKind } from '../tables/index.js';
 import { postgresViewName } from '../tables/postgres-tables.js';
-import { kappa, KappaProcess } from './harness/cli.js';
+import { kappa, KappaProcess, workerArgs } from './harness/cli.js';
 import { clicksReference, clickWithLateOnes, type Click } from './harness/clicks.js';
 import { leaderStatus } from './harness/cluster-status.js';
 import { expectedResults, readTopicLog, viewedTable } from './harness/expected-results.js';
@@ -95,23 +95,7 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
     expect((await createClicksTopic(nats.url)).code).toBe(0);
     const coordinator = spawn(['coordinator', '--id', 'c1', '--http-port', '0', '--session-timeout', '3s']);
     const [, port] = await coordinator.waitForLog(/"httpPort":(\d+)/);
-    spawn([
-      'worker',
-      '--job',
-      jobModule(V1, 'v1'),
-      '--id',
-      'w1',
-      '--threads',
-      '2',
-      '--state-dir',
-      join(dir, 'w1'),
-      '--http-port',
-      '0',
-      '--checkpoint-interval',
-      '1s',
-      '--log-level',
-      'warn',
-    ]);
+    spawn(workerArgs({ jobs: [jobModule(V1, 'v1')], id: 'w1', stateDir: join(dir, 'w1'), checkpointInterval: '1s' }));
 
     // A producer keeps writing: 50 clicks every 100 ms.
     const producer = await Producer.forTopic(nats.nc, 'clicks');
@@ -195,23 +179,7 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
 
     // Version 2 is deployed on a worker of its own and replays from the start of the topic.
     await sleep(1_000);
-    spawn([
-      'worker',
-      '--job',
-      jobModule(V2, 'v2'),
-      '--id',
-      'w2',
-      '--threads',
-      '2',
-      '--state-dir',
-      join(dir, 'w2'),
-      '--http-port',
-      '0',
-      '--checkpoint-interval',
-      '1s',
-      '--log-level',
-      'warn',
-    ]);
+    spawn(workerArgs({ jobs: [jobModule(V2, 'v2')], id: 'w2', stateDir: join(dir, 'w2'), checkpointInterval: '1s' }));
     const replayStartedMs = Date.now();
     const v2 = await kappa(
       [
@@ -355,36 +323,8 @@ describe('kappa cutover and the lag bound', () => {
     expect((await createClicksTopic(nats.url)).code).toBe(0);
     // A long session timeout: the frozen worker's tasks stay assigned and running, only behind.
     spawn(['coordinator', '--id', 'c1', '--http-port', '0', '--session-timeout', '60s']);
-    spawn([
-      'worker',
-      '--job',
-      jobModule(V1, 'v1'),
-      '--id',
-      'w1',
-      '--threads',
-      '2',
-      '--state-dir',
-      join(dir, 'w1'),
-      '--http-port',
-      '0',
-      '--log-level',
-      'warn',
-    ]);
-    const w2 = spawn([
-      'worker',
-      '--job',
-      jobModule(V2, 'v2'),
-      '--id',
-      'w2',
-      '--threads',
-      '2',
-      '--state-dir',
-      join(dir, 'w2'),
-      '--http-port',
-      '0',
-      '--log-level',
-      'warn',
-    ]);
+    spawn(workerArgs({ jobs: [jobModule(V1, 'v1')], id: 'w1', stateDir: join(dir, 'w1') }));
+    const w2 = spawn(workerArgs({ jobs: [jobModule(V2, 'v2')], id: 'w2', stateDir: join(dir, 'w2') }));
     const producer = await Producer.forTopic(nats.nc, 'clicks');
     await produce(producer, 0, 1_000);
     expect((await kappa(['start', job, '--version', 'v1', '--nats', nats.url])).code).toBe(0);

@@ -82,3 +82,36 @@ export class KappaProcess {
     return this.exited;
   }
 }
+
+/** What `workerArgs` puts on a `kappa worker` command line. */
+export interface WorkerArgs {
+  /** Job modules (`--job`, repeated). */
+  jobs: string[];
+  id: string;
+  stateDir: string;
+  threads?: number;
+  checkpointInterval?: string;
+  /** For /metrics; a free one when absent. */
+  httpPort?: number;
+  /** `warn` unless a test reads the worker's info logs (its HTTP port, for one). */
+  logLevel?: string;
+}
+
+/** The arguments of a `kappa worker` in pool mode, without `--nats`. */
+export function workerArgs(options: WorkerArgs): string[] {
+  return [
+    'worker',
+    ...options.jobs.flatMap((job) => ['--job', job]),
+    '--id',
+    options.id,
+    '--threads',
+    String(options.threads ?? 2),
+    '--state-dir',
+    options.stateDir,
+    '--http-port',
+    String(options.httpPort ?? 0),
+    ...(options.checkpointInterval ? ['--checkpoint-interval', options.checkpointInterval] : []),
+    '--log-level',
+    options.logLevel ?? 'warn',
+  ];
+}
