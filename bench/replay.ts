@@ -12,7 +12,7 @@
 //      REPLAY_CPU_PROF=DIR writes a V8 CPU profile of every worker process and thread into DIR;
 //      REPLAY_CLI=FILE runs the coordinator and workers from another build of dist/cli/main.js.
 //      REPLAY_ARCHIVE=1 then seals the whole topic into the archive (segments of 100k events),
-//      removes it from the streams, and replays a fresh version 1 × 1 into each of the tables from
+//      removes it from the streams, and replays a fresh version per configuration and table from
 //      the archive (hybrid replay, issue 17), and DuckDB runs the same GROUP BY over the archive's
 //      Parquet segment files (their key and event_time columns).
 //      REPLAY_SINKS=kv,postgres,redis (default kv; REPLAY_SINK=… is the one-backend spelling): the
@@ -171,9 +171,9 @@ try {
   for (const [index, run] of runs.entries()) await replayOnce(run, `v${index + 1}`, '');
   if (replayArchive) {
     const files = await archiveWholeTopic(nc, TOPIC, partitions, dir);
-    // 1 × 1 into each table asked for (REPLAY_SINKS=kv,none shows what the table writes cost).
-    for (const [index, sink] of sinks.entries())
-      await replayOnce({ workers: 1, threads: 1, sink }, `v${runs.length + 1 + index}`, ' archive');
+    // The same configurations and tables as the live runs, so each has its live counterpart.
+    for (const [index, run] of runs.entries())
+      await replayOnce(run, `v${runs.length + 1 + index}`, ' archive');
     const fromSegments = await runDuckDbOnArchive(files, WINDOW_MS, measurements);
     const differing = [...expected].filter(([row, count]) => fromSegments.get(row) !== count).length;
     if (differing > 0 || fromSegments.size !== expected.size) {
