@@ -172,8 +172,7 @@ try {
   if (replayArchive) {
     const files = await archiveWholeTopic(nc, TOPIC, partitions, dir);
     // The same configurations and tables as the live runs, so each has its live counterpart.
-    for (const [index, run] of runs.entries())
-      await replayOnce(run, `v${runs.length + 1 + index}`, ' archive');
+    for (const [index, run] of runs.entries()) await replayOnce(run, `v${runs.length + 1 + index}`, ' archive');
     const fromSegments = await runDuckDbOnArchive(files, WINDOW_MS, measurements);
     const differing = [...expected].filter(([row, count]) => fromSegments.get(row) !== count).length;
     if (differing > 0 || fromSegments.size !== expected.size) {

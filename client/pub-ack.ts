@@ -9,8 +9,7 @@ const ACK_SEQUENCE = /"seq":\s*(\d+)/;
 
 /** What the server answered to one message: stored (at `sequence`), or refused with its error code. */
 export type PubAck =
-  | { stored: true; sequence: number; duplicate: boolean }
-  | { stored: false; code: number; description: string };
+  { stored: true; sequence: number; duplicate: boolean } | { stored: false; code: number; description: string };
 
 /** What a PubAck body says. A body that is not JSON is a refusal described by the body itself. */
 export function readPubAck(body: string): PubAck {

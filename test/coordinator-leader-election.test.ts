@@ -80,21 +80,23 @@ describe('leader election', () => {
     // The real bucket, watched: the moment a renew's update goes out, resign() is called, so
     // the renew lands while resign waits for it. The delete must use the revision it wrote.
     let resignOnRenew: (() => void) | undefined;
-    const d = await elector('d', (kv) =>
-      new Proxy(kv, {
-        get(target, property, receiver) {
-          const member: unknown = Reflect.get(target, property, receiver);
-          if (property !== 'update' || typeof member !== 'function') return member;
-          return (...args: unknown[]) => {
-            const written: unknown = Reflect.apply(member, target, args);
-            const hook = resignOnRenew;
-            resignOnRenew = undefined;
-            // Next microtask: the tick has begun and its reply from the server is still out.
-            if (hook) queueMicrotask(hook);
-            return written;
-          };
-        },
-      }),
+    const d = await elector(
+      'd',
+      (kv) =>
+        new Proxy(kv, {
+          get(target, property, receiver) {
+            const member: unknown = Reflect.get(target, property, receiver);
+            if (property !== 'update' || typeof member !== 'function') return member;
+            return (...args: unknown[]) => {
+              const written: unknown = Reflect.apply(member, target, args);
+              const hook = resignOnRenew;
+              resignOnRenew = undefined;
+              // Next microtask: the tick has begun and its reply from the server is still out.
+              if (hook) queueMicrotask(hook);
+              return written;
+            };
+          },
+        }),
     );
     d.start();
     await leadsWithin(d, 2_000);
