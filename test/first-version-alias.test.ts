@@ -4,11 +4,10 @@
 // the alias (that is cutover's job). Real processes: a coordinator, one worker carrying both
 // versions, `kappa start`. PostgreSQL and Redis are the machine's (KAPPA_POSTGRES_URL,
 // KAPPA_REDIS_URL); job names are unique to the run and everything created is dropped at the end.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pathToFileURL } from 'node:url';
 import { createClient } from '@redis/client';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +16,7 @@ import { AliasRegistry, openServingTables, type TableKind } from '../tables/inde
 import { postgresViewName } from '../tables/postgres-tables.js';
 import { redisKeys } from '../tables/redis-tables.js';
 import { kappa, KappaProcess, workerArgs } from './harness/cli.js';
+import { derivedJobModule } from './harness/job-modules.js';
 import type { Click } from './harness/clicks.js';
 import { leaderStatus } from './harness/cluster-status.js';
 import { pollUntil } from './harness/poll.js';
@@ -59,12 +59,7 @@ describe.each<TableKind>(['postgres', 'redis', 'kv'])('the first version started
   });
 
   function jobModule(example: string, version: string): string {
-    const file = join(dir, `${version}.mjs`);
-    writeFileSync(
-      file,
-      `import base from ${JSON.stringify(pathToFileURL(example).href)};\nexport default { ...base, name: '${job}', sink: { kind: '${table}' } };\n`,
-    );
-    return file;
+    return derivedJobModule(dir, version, example, { name: job, sink: { kind: table } });
   }
 
   function spawn(args: string[]): KappaProcess {

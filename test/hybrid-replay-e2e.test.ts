@@ -6,10 +6,9 @@
 // v2's table equals the batch reference over every event and v1's table (the pure streaming run
 // of the same events), and its late set equals v1's and the reference's. v2's worker counts the
 // segments it read; v1's none. Run `npm run build` first.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readTopicArchive } from '../archive/reader.js';
@@ -18,6 +17,7 @@ import { NatsObjectSegmentStore } from '../archive/segment-store.js';
 import { Producer } from '../client/producer.js';
 import { decodeEvent, streams } from '../protocol/index.js';
 import { kappa as runKappa, KappaProcess, workerArgs } from './harness/cli.js';
+import { derivedJobModule } from './harness/job-modules.js';
 import { clicksReference, clickWithLateOnes, type Click } from './harness/clicks.js';
 import { leaderStatus } from './harness/cluster-status.js';
 import {
@@ -58,12 +58,7 @@ function spawn(args: string[]): KappaProcess {
 
 /** The example job under this test's name: v1 and v2 run the same logic, so their tables must agree. */
 function jobModule(version: string): string {
-  const file = join(dir, `${version}.mjs`);
-  writeFileSync(
-    file,
-    `import base from ${JSON.stringify(pathToFileURL(EXAMPLE).href)};\nexport default { ...base, name: '${JOB}', version: '${version}', source: { topic: 'visits' } };\n`,
-  );
-  return file;
+  return derivedJobModule(dir, version, EXAMPLE, { name: JOB, version, source: { topic: 'visits' } });
 }
 
 /** Clicks `from`…`to` − 1 (some late: clickWithLateOnes). */

@@ -9,11 +9,10 @@
 // Then the lag bound itself: v2's worker is frozen (SIGSTOP) while events keep arriving, so v2 is
 // thousands of messages behind with every task still running; `kappa cutover` must refuse, naming
 // the lag and the bound, and succeed once v2 has caught up.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '../client/producer.js';
@@ -22,6 +21,7 @@ import type { ServingTableRow } from '../protocol/index.js';
 import { openServingTables, type TableKind } from '../tables/index.js';
 import { postgresViewName } from '../tables/postgres-tables.js';
 import { kappa, KappaProcess, workerArgs } from './harness/cli.js';
+import { derivedJobModule } from './harness/job-modules.js';
 import { clicksReference, clickWithLateOnes, type Click } from './harness/clicks.js';
 import { leaderStatus } from './harness/cluster-status.js';
 import { expectedResults, readTopicLog, viewedTable } from './harness/expected-results.js';
@@ -77,12 +77,7 @@ describe.each<TableKind>(['kv', 'postgres'])('replay v2 and cut over, with a %s 
 
   /** A job module: the example with this test's job name and table kind. */
   function jobModule(example: string, version: string): string {
-    const file = join(dir, `${version}.mjs`);
-    writeFileSync(
-      file,
-      `import base from ${JSON.stringify(pathToFileURL(example).href)};\nexport default { ...base, name: '${job}', sink: { kind: '${table}' } };\n`,
-    );
-    return file;
+    return derivedJobModule(dir, version, example, { name: job, sink: { kind: table } });
   }
 
   function spawn(args: string[]): KappaProcess {
@@ -292,12 +287,7 @@ describe('kappa cutover and the lag bound', () => {
   }
 
   function jobModule(example: string, version: string): string {
-    const file = join(dir, `${version}.mjs`);
-    writeFileSync(
-      file,
-      `import base from ${JSON.stringify(pathToFileURL(example).href)};\nexport default { ...base, name: '${job}' };\n`,
-    );
-    return file;
+    return derivedJobModule(dir, version, example, { name: job });
   }
 
   async function produce(producer: Producer, from: number, count: number): Promise<void> {
