@@ -27,9 +27,6 @@ export interface BatchMessage {
   headers: MsgHdrsImpl;
 }
 
-/** What the server answered to one message: stored (at `sequence`), or refused with its error code. */
-export type PublishOutcome = PubAck;
-
 export interface BatchPublisherOptions {
   /** A message without an ack after this long is sent again. Default 10 s. */
   ackTimeoutMs?: number;
@@ -41,9 +38,9 @@ export interface BatchPublisherOptions {
 export const WRONG_LAST_SEQUENCE = 10071;
 
 interface OpenBatch {
-  outcomes: PublishOutcome[];
+  outcomes: PubAck[];
   remaining: number;
-  resolve: (outcomes: PublishOutcome[]) => void;
+  resolve: (outcomes: PubAck[]) => void;
   reject: (error: Error) => void;
 }
 
@@ -79,7 +76,7 @@ export class BatchPublisher {
   }
 
   /** Sends every message at once; resolves with each one's outcome, in order, when all are answered. */
-  publish(messages: readonly BatchMessage[]): Promise<PublishOutcome[]> {
+  publish(messages: readonly BatchMessage[]): Promise<PubAck[]> {
     if (this.closed) return Promise.reject(new Error('batch publisher is closed'));
     if (messages.length === 0) return Promise.resolve([]);
     return new Promise((resolve, reject) => {

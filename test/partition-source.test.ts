@@ -161,7 +161,11 @@ describe('reading the reply subject', () => {
       seq: 42,
       info: { timestampNanos: parseInt('1796130226169064844', 10) }, // as the client's parseInfo has it
     } as unknown as JsMsg;
-    expect(deliveredMessage(message)).toEqual({ data, sequence: 42, logTimeMs: clientMs('1796130226169064844') });
+    expect(deliveredMessage(message, new DeliveryReader())).toEqual({
+      data,
+      sequence: 42,
+      logTimeMs: clientMs('1796130226169064844'),
+    });
   });
 });
 

@@ -339,14 +339,14 @@ export class PartitionSource implements TaskSource {
  * subject's bytes into a string first (≈ 3% more, and a 60-character string per event for the
  * collector): so the bytes are read where the client keeps them when it has them there
  * (`msg._msg.reply` of nats.js 3), else the `reply` string. An unexpected subject is left to the
- * library. `reader` is the consumer's own (DeliveryReader); without one, every subject is read whole.
+ * library. `reader` is the consumer's own (DeliveryReader).
  */
-export function deliveredMessage(message: JsMsg, reader?: DeliveryReader): RawMessage {
+export function deliveredMessage(message: JsMsg, reader: DeliveryReader): RawMessage {
   const raw = { data: message.data, sequence: 0, logTimeMs: 0 };
   // Neither `msg` nor `reply` is part of the JsMsg type, but every JsMsg the client delivers has them.
   const replyBytes = (message as { msg?: { _msg?: { reply?: unknown } } }).msg?._msg?.reply;
   if (replyBytes instanceof Uint8Array) {
-    if (reader ? reader.read(replyBytes, raw) : readDeliveryBytes(replyBytes, raw)) return raw;
+    if (reader.read(replyBytes, raw)) return raw;
   } else {
     const reply = (message as { reply?: unknown }).reply;
     if (typeof reply === 'string' && readDelivery(reply, raw)) return raw;
@@ -434,15 +434,10 @@ export function readDelivery(reply: string, into: { sequence: number; logTimeMs:
     // Beyond ASCII: neither a dot nor a digit, as the bytes of its UTF-8 form are not.
     subjectBytes[index] = code < 128 ? code : 255;
   }
-  return readDeliveryBytes(subjectBytes.subarray(0, reply.length), into);
+  return readDeliveryShape(subjectBytes.subarray(0, reply.length), into) > 0;
 }
 
-/** readDelivery over the subject's bytes, as the client received them. */
-export function readDeliveryBytes(reply: Uint8Array, into: { sequence: number; logTimeMs: number }): boolean {
-  return readDeliveryShape(reply, into) > 0;
-}
-
-/** readDeliveryBytes, giving the subject's token count when it reads it (9, 11 or 12), else 0. */
+/** readDelivery over the subject's bytes, giving its token count when it reads it (9, 11 or 12), else 0. */
 function readDeliveryShape(reply: Uint8Array, into: { sequence: number; logTimeMs: number }): number {
   if (reply.length < JS_ACK_PREFIX.length) return 0;
   for (let index = 0; index < JS_ACK_PREFIX.length; index++) if (reply[index] !== JS_ACK_PREFIX[index]) return 0;
