@@ -109,7 +109,7 @@ for (const [name, definition] of Object.entries(jobs)) {
   const store = await TaskStore.open(dir);
   try {
     const state = new KeyedState(store);
-    const memory = name === SPILLED ? { maxRows: SPILL_ROWS } : undefined;
+    const windowMemoryRows = name === SPILLED ? SPILL_ROWS : undefined;
     const processor = new TaskProcessor(
       job,
       0,
@@ -118,7 +118,7 @@ for (const [name, definition] of Object.entries(jobs)) {
       undefined,
       undefined,
       undefined,
-      memory,
+      windowMemoryRows,
     );
     const started = performance.now();
     const cpuBefore = process.cpuUsage();

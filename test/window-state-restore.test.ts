@@ -20,7 +20,6 @@ import { TaskStore } from '../state/task-store.js';
 import { validateJob, type JobSpec } from '../worker/job.js';
 import { TaskProcessor, type EngineSnapshot, type RawMessage } from '../worker/task-processor.js';
 import type { DeadLetter, LateRecord, Output } from '../worker/types.js';
-import type { WindowMemory } from '../worker/window/operator.js';
 import { eventStream, reemittingLateness, windowSpec, type StreamEvent } from './reference/event-streams.js';
 
 const stateRoot = mkdtempSync(join(tmpdir(), 'kappa-window-restore-'));
@@ -55,7 +54,7 @@ async function run(
   messages: RawMessage[],
   cuts: readonly number[],
   batchSize: number,
-  memory?: WindowMemory,
+  maxRows?: number,
 ): Promise<RunRecord> {
   const store = await TaskStore.open(join(stateRoot, String(runs++)));
   const record: RunRecord = {
@@ -70,7 +69,7 @@ async function run(
   };
   try {
     let state = new KeyedState(store);
-    let processor = new TaskProcessor(job, 0, state, new ManualClock(0), undefined, undefined, undefined, memory);
+    let processor = new TaskProcessor(job, 0, state, new ManualClock(0), undefined, undefined, undefined, maxRows);
     const take = (result: Awaited<ReturnType<TaskProcessor['processBatch']>>) => {
       record.outputs.push(...structuredClone(result.outputs));
       record.late.push(...structuredClone(result.late));
@@ -101,14 +100,15 @@ async function run(
             snapshot,
             undefined,
             undefined,
-            memory,
+            maxRows,
           );
         }
       }
       for (let start = bounds[segment]!; start < bounds[segment + 1]!; start += batchSize) {
         const spilledBefore = processor.spilledWindows;
         take(await processor.processBatch(messages.slice(start, Math.min(start + batchSize, bounds[segment + 1]!))));
-        if (memory) expect(processor.openWindows - processor.spilledWindows).toBeLessThanOrEqual(memory.maxRows);
+        if (maxRows !== undefined)
+          expect(processor.openWindows - processor.spilledWindows).toBeLessThanOrEqual(maxRows);
         if (processor.spilledWindows > 0) record.spilledBatches++;
         if (spilledBefore > 0 && processor.spilledWindows < spilledBefore) record.readBackBatches++;
       }
@@ -177,7 +177,7 @@ describe('window state checkpointed and restored mid-stream', () => {
             failures.clear();
             const straight = await run(job, messages, [], batchSize);
             failures.clear();
-            const restarted = await run(job, messages, validCuts, batchSize, { maxRows });
+            const restarted = await run(job, messages, validCuts, batchSize, maxRows);
             expect(restarted.outputs).toEqual(straight.outputs);
             expect(restarted.late).toEqual(straight.late);
             expect(restarted.deadLetters).toEqual(straight.deadLetters);

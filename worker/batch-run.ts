@@ -482,8 +482,6 @@ class KeyedStage {
         const store = await TaskStore.open(dir);
         const state = new KeyedState(store);
         const clock = this.options.clock ?? systemClock;
-        const maxRows = this.options.windowMemoryRows;
-        const memory = maxRows === undefined ? undefined : { maxRows };
         const processor = new TaskProcessor(
           this.job,
           partition,
@@ -492,7 +490,7 @@ class KeyedStage {
           undefined,
           this.input,
           undefined,
-          memory,
+          this.options.windowMemoryRows,
         );
         const task: KeyedTask = { processor, state, store };
         this.tasks.set(partition, task);

@@ -25,7 +25,7 @@ import type { TaskInput } from './task-input.js';
 import type { DeadLetter, DeadLetterReason, LateRecord, Output } from './types.js';
 import { UpstreamWatermarks, type UpstreamSnapshot } from './upstream-watermarks.js';
 import { idleWatermark, Watermark, type WatermarkSnapshot } from './watermark.js';
-import { WindowOperator, type WindowMemory } from './window/operator.js';
+import { WindowOperator } from './window/operator.js';
 
 export type { RawMessage } from './operator.js';
 
@@ -111,7 +111,7 @@ export class TaskProcessor implements OperatorOutput {
     restored?: EngineSnapshot,
     private readonly input: TaskInput = UNCHECKED_INPUT,
     stage?: string,
-    windowMemory?: WindowMemory,
+    windowMemoryRows?: number,
   ) {
     this.watermark = new Watermark(job.maxOutOfOrdernessMs, restored && watermarkFromJson(restored.watermark));
     this.lastEventAtMs = clock.now();
@@ -121,7 +121,7 @@ export class TaskProcessor implements OperatorOutput {
     if (input.kind === 'route') {
       this.operator = undefined;
     } else if (job.kind === 'window') {
-      this.windows = new WindowOperator(job, state, this, partition, windowMemory);
+      this.windows = new WindowOperator(job, state, this, partition, windowMemoryRows);
       this.operator = this.windows;
     } else {
       const actor = new ActorOperator(job, state, this, partition, clock);
@@ -151,9 +151,9 @@ export class TaskProcessor implements OperatorOutput {
     engine: EngineSnapshot,
     input?: TaskInput,
     stage?: string,
-    windowMemory?: WindowMemory,
+    windowMemoryRows?: number,
   ): Promise<TaskProcessor> {
-    const processor = new TaskProcessor(job, partition, state, clock, engine, input, stage, windowMemory);
+    const processor = new TaskProcessor(job, partition, state, clock, engine, input, stage, windowMemoryRows);
     const watermarkMs = processor.watermark.current;
     const operator = processor.operator;
     if (!operator) return processor;

@@ -26,7 +26,6 @@ import {
 } from './task-checkpointing.js';
 import { TaskProcessor, type EngineSnapshot } from './task-processor.js';
 import type { TaskSettings } from './task-settings.js';
-import type { WindowMemory } from './window/operator.js';
 
 /** How far a keyed task's checkpoint must move past its last purge of the repartition topic before the next. */
 const PURGE_EVERY_MESSAGES = 250_000;
@@ -125,12 +124,6 @@ export class TaskRunner {
   };
   private readonly done: Promise<void>;
   private readonly children;
-
-  /** The window operator's memory budget, when the worker sets one (else the operator's default). */
-  private get windowMemory(): WindowMemory | undefined {
-    const maxRows = this.options.windowMemoryRows;
-    return maxRows === undefined ? undefined : { maxRows };
-  }
 
   constructor(private readonly options: TaskRunnerOptions) {
     const { job, partition, stage, metrics } = options;
@@ -264,8 +257,8 @@ export class TaskRunner {
     const engine = manifest.engine as EngineSnapshot;
     const processor =
       'watermark' in engine
-        ? await TaskProcessor.restore(job, partition, state, clock, engine, input, stage, this.windowMemory)
-        : new TaskProcessor(job, partition, state, clock, undefined, input, stage, this.windowMemory);
+        ? await TaskProcessor.restore(job, partition, state, clock, engine, input, stage, this.options.windowMemoryRows)
+        : new TaskProcessor(job, partition, state, clock, undefined, input, stage, this.options.windowMemoryRows);
     this.processor = processor;
     this.processed = 0;
     this.sequence = manifest.sequence;

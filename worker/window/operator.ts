@@ -40,11 +40,6 @@ export const WINDOW_NAMESPACE = 'w';
 /** Rows of open windows a task holds in memory at most (after each batch) unless told otherwise. */
 export const DEFAULT_WINDOW_MEMORY_ROWS = 1_000_000;
 
-export interface WindowMemory {
-  /** Rows of open windows held in memory after a batch; beyond it windows are spilled to RocksDB. */
-  maxRows: number;
-}
-
 /** A row spilled to the scratch store: [accumulator, revision, flags]. */
 type SpilledRow = [accumulator: unknown, revision: number, flags: number];
 /** A key's sessions spilled to the scratch store, under encodeKey([key]). */
@@ -169,7 +164,8 @@ export class WindowOperator implements Operator {
     private readonly state: KeyedState,
     private readonly out: OperatorOutput,
     private readonly partition: number,
-    private readonly memory: WindowMemory = { maxRows: DEFAULT_WINDOW_MEMORY_ROWS },
+    /** Rows of open windows held in memory after a batch; beyond it windows are spilled to RocksDB. */
+    private readonly maxRows: number = DEFAULT_WINDOW_MEMORY_ROWS,
   ) {
     this.window = job.window;
     this.aggregate = new AggregateCalls(job.aggregate);
@@ -631,7 +627,7 @@ export class WindowOperator implements Operator {
    * there is nothing to do (no await on the usual path).
    */
   spillIfOverBudget(watermarkMs: number): Promise<void> | undefined {
-    if (this.residentRows <= this.memory.maxRows && this.purgedInScratch.length === 0) return undefined;
+    if (this.residentRows <= this.maxRows && this.purgedInScratch.length === 0) return undefined;
     return this.window.kind === 'session' ? this.spillSessions(watermarkMs) : this.spill();
   }
 
@@ -643,8 +639,8 @@ export class WindowOperator implements Operator {
    */
   private async spillSessions(watermarkMs: number): Promise<void> {
     const scratch = await this.openScratch();
-    if (this.residentRows <= this.memory.maxRows) return;
-    const target = Math.floor(this.memory.maxRows / 2);
+    if (this.residentRows <= this.maxRows) return;
+    const target = Math.floor(this.maxRows / 2);
     const rows: StateRow[] = [];
     for (const [key, sessions] of this.sessions) {
       if (this.residentRows <= target) break;
@@ -759,8 +755,8 @@ export class WindowOperator implements Operator {
   private async spill(): Promise<void> {
     const scratch = await this.openScratch();
     await this.clearPurged();
-    if (this.residentRows <= this.memory.maxRows) return;
-    const target = Math.floor(this.memory.maxRows / 2);
+    if (this.residentRows <= this.maxRows) return;
+    const target = Math.floor(this.maxRows / 2);
     const order = [
       ...this.openAligned.filter((window) => window.fired),
       ...this.openAligned.filter((window) => !window.fired).reverse(),
