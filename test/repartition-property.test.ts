@@ -14,14 +14,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeEvent, encodeRoutedEvent, encodeWatermarkMark, ManualClock, partitionOf } from '../protocol/index.js';
+import {
+  encodeEvent,
+  encodeRoutedBundle,
+  encodeRoutedEvent,
+  encodeWatermarkMark,
+  ManualClock,
+  partitionOf,
+} from '../protocol/index.js';
 import { KeyedState } from '../state/keyed-state.js';
 import { TaskStore } from '../state/task-store.js';
 import { runBatch } from '../worker/batch-run.js';
 import { validateJob, type JobSpec } from '../worker/job.js';
 import { ServingView } from '../worker/serving-view.js';
 import { MARK_INTERVAL_MS, TaskProcessor, type BatchResult } from '../worker/task-processor.js';
-import type { LateRecord, Window } from '../worker/types.js';
+import type { RawMessage } from '../worker/operator.js';
+import { positionOf, type LateRecord, type Window } from '../worker/types.js';
 import {
   windowId,
   windowsOverPartitions,
@@ -325,11 +333,19 @@ async function keyedStage(s: Scenario, deliveries: readonly RoutedRecord[][], ra
       partitions: s.keyedPartitions,
       upstreamPartitions: s.sourcePartitions.slice(0, s.sourceCount),
     });
-    const messages = records.map((record, index) => ({ data: record.data, sequence: index + 1 }));
+    const messages = bundled(
+      records.map((record) => record.data),
+      random,
+    );
+    const lateIdsSeen = new Set<string>();
+    const lateBefore = run.late.length;
     const collect = (result: BatchResult) => {
       expect(result.deadLetters).toEqual([]);
       run.table.apply(result.outputs);
       run.late.push(...result.late);
+      // Several events share a bundle's sequence: each late record still has an id of its own.
+      for (const late of result.late) lateIdsSeen.add(positionOf(late));
+      expect(lateIdsSeen.size).toBe(run.late.length - lateBefore);
     };
     for (let start = 0; start < messages.length;) {
       const size = 1 + below(random, 12);
@@ -339,6 +355,22 @@ async function keyedStage(s: Scenario, deliveries: readonly RoutedRecord[][], ra
     collect(await processor.endOfInput());
   }
   return run;
+}
+
+/**
+ * The keyed partition's records as the repartition topic stores them: in bundles of 1–6
+ * consecutive records (a route task's batch for the partition), now and then a record alone.
+ */
+function bundled(records: readonly Uint8Array[], random: () => number): RawMessage[] {
+  const messages: RawMessage[] = [];
+  for (let start = 0; start < records.length;) {
+    const size = 1 + below(random, 6);
+    const chunk = records.slice(start, start + size);
+    const data = chunk.length === 1 && random() < 0.5 ? chunk[0]! : encodeRoutedBundle(chunk);
+    messages.push({ data, sequence: messages.length + 1 });
+    start += size;
+  }
+  return messages;
 }
 
 function tableOf(table: ServingView): Map<string, ReferenceWindowResult<number[]>> {

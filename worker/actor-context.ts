@@ -2,7 +2,8 @@
 // timers, the watermark, and emit. One context object per task is reused for every event; a
 // handler that throws has its state writes, timers and emits undone before it is retried.
 import type { KeyedState } from '../state/keyed-state.js';
-import type { LateRecord, Output, Window } from './types.js';
+import type { RawMessage } from './operator.js';
+import { lateRecordOf, type LateRecord, type Output, type Window } from './types.js';
 import { copyValue } from './value-copy.js';
 
 import type { TimerDomain } from './timer-service.js';
@@ -104,9 +105,9 @@ export class TaskActorContext implements ActorContext {
   private outputsMark = 0;
   private emitsMark = 0;
   private lateMark = 0;
-  /** The event being handled, what late() sends; sequence undefined in onTimer. */
+  /** The event being handled, what late() sends; its origin undefined in onTimer. */
   private eventValue: unknown = undefined;
-  private eventSequence: number | undefined = undefined;
+  private eventOrigin: RawMessage | undefined = undefined;
 
   constructor(
     private readonly state: KeyedState,
@@ -128,19 +129,19 @@ export class TaskActorContext implements ActorContext {
     this.emits = emits;
   }
 
-  /** Starts one handler attempt for a key; `value` and `sequence` are the event's (none for a timer). */
+  /** Starts one handler attempt for a key; `value` and `origin` are the event's (none for a timer). */
   begin(
     key: string,
     eventTimeMs: number,
     watermarkMs: number,
     source?: string,
     value?: unknown,
-    sequence?: number,
+    origin?: RawMessage,
   ): void {
     this.key = key;
     this.source = source;
     this.eventValue = value;
-    this.eventSequence = sequence;
+    this.eventOrigin = origin;
     this.eventTimeMs = eventTimeMs;
     this.watermarkMs = watermarkMs;
     // Setting length is a runtime call even on an empty array, and this runs for every event.
@@ -240,17 +241,10 @@ export class TaskActorContext implements ActorContext {
   }
 
   late(windows: Window[] = []): void {
-    const sequence = this.eventSequence;
-    if (sequence === undefined)
+    const origin = this.eventOrigin;
+    if (origin === undefined)
       throw new Error('ctx.late() sends the event being handled: call it in onEvent, not onTimer');
-    this.lateRecords.push({
-      key: this.key,
-      time: this.eventTimeMs,
-      value: this.eventValue,
-      windows,
-      partition: this.partition,
-      sequence,
-    });
+    this.lateRecords.push(lateRecordOf(this.key, this.eventTimeMs, this.eventValue, windows, this.partition, origin));
   }
 }
 

@@ -49,7 +49,7 @@ export class ActorOperator implements Operator {
   onEvent(key: string, timeMs: number, value: unknown, watermarkMs: number, message: RawMessage): boolean {
     const context = this.context;
     for (let attempt = 1; ; attempt++) {
-      context.begin(key, timeMs, watermarkMs, this.out.source, value, message.sequence);
+      context.begin(key, timeMs, watermarkMs, this.out.source, value, message);
       try {
         this.job.actor.onEvent(context, value);
         this.applyTimerRequests(context.timerRequests);

@@ -12,6 +12,11 @@ export interface RawMessage {
   /** Stream sequence (the partition's offset). */
   sequence: number;
   /**
+   * The event's index in its message when one stored message holds several (a repartition
+   * bundle): ids of its late and dead-letter records name it, as `<sequence>.<part>`.
+   */
+  part?: number;
+  /**
    * When the log stored the message (JetStream's timestamp), in ms: the reference of the
    * far-future guard, so the decision depends only on the log, never on when it is read.
    */

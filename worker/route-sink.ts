@@ -1,50 +1,103 @@
-// Where a route task's results go: each keyed event to the partition of the version's repartition
-// topic its key hashes to, then (when the processor says the watermark moved) a watermark mark to
-// every partition, so a keyed task that gets no events from this upstream still sees time pass.
-// Pipelined through the client's producer (one ack wait per batch, not per event). Message ids are
-// the upstream position (`<source>/<partition>/<sequence>`), so a route task re-publishing after a
-// restart is dropped by the server within its duplicate window, and by the keyed task (which
-// remembers each upstream's last sequence) after it.
+// Where a route task's results go: a batch's keyed events for each partition of the version's
+// repartition topic, and (when the processor says the watermark moved) a watermark mark to every
+// partition, so a keyed task that gets no events from this upstream still sees time pass. Each
+// partition's records of a batch go as bundles (protocol/routed-event.ts): one stored message per
+// batch and partition, not per event, since a JetStream publish costs nats-server about as much as
+// the route task's whole work on the event (bench/README.md "Repartition hop").
+//
+// Message ids are upstream positions: `<source>/<partition>/b/<first>-<last>` (the upstream
+// sequences of the bundle's first and last record; `/w/<watermark>/<idle>` when it ends with a
+// mark). A route task re-publishing after a restart may cut its bundles elsewhere, so the server
+// drops only exact repeats; the keyed task, which remembers each upstream's last sequence, drops
+// every event it has already taken. An id never names two different bundles: the events of a
+// partition between two upstream sequences are the same whatever batch they were read in.
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Producer } from '../client/producer.js';
-import { encodeRoutedEvent, encodeWatermarkMark } from '../protocol/index.js';
+import { encodeRoutedBundle, encodeRoutedEvent, encodeWatermarkMark } from '../protocol/index.js';
 import type { BatchResult } from './task-processor.js';
 
-/** Marks have no key of their own; this token keeps their subjects apart from any event's. */
-const MARK_SUBJECT_KEY = '_watermark';
+/** Bundles have no key of their own; this token keeps their subjects apart from any event's. */
+const BUNDLE_SUBJECT_KEY = '_bundle';
+/** A bundle's records take at most this many bytes (well under the server's max_payload, 1 MiB by default). */
+const BUNDLE_MAX_BYTES = 256 * 1024;
+
+/** One partition's records of a batch, being gathered into bundles. */
+interface PartitionRecords {
+  records: Uint8Array[];
+  bytes: number;
+  firstSequence: number;
+  lastSequence: number;
+}
 
 export class RouteSink {
+  private readonly pending: PartitionRecords[];
+
   private constructor(
     private readonly producer: Producer,
-    private readonly targetPartitions: number,
-  ) {}
+    private readonly source: { index: number; partition: number },
+  ) {
+    this.pending = Array.from({ length: producer.partitions }, () => ({
+      records: [],
+      bytes: 0,
+      firstSequence: 0,
+      lastSequence: 0,
+    }));
+  }
 
-  static async open(nc: NatsConnection, targetTopic: string): Promise<RouteSink> {
-    const producer = await Producer.forTopic(nc, targetTopic, { maxInFlight: 16_384, retryForMs: 120_000 });
-    return new RouteSink(producer, producer.partitions);
+  static async open(
+    nc: NatsConnection,
+    targetTopic: string,
+    source: { index: number; partition: number },
+  ): Promise<RouteSink> {
+    const producer = await Producer.forTopic(nc, targetTopic, { maxInFlight: 1_024, retryForMs: 120_000 });
+    return new RouteSink(producer, source);
   }
 
   /** Publishes a batch's routed events and mark; resolves when the server has acknowledged all. */
   async write(result: BatchResult): Promise<void> {
-    const producer = this.producer;
+    // What a failed write gathered is sent again with the batch's retry.
+    for (const records of this.pending) {
+      records.records = [];
+      records.bytes = 0;
+    }
     for (const event of result.routed) {
-      const payload = encodeRoutedEvent(event);
-      const id = `${event.source}/${event.partition}/${event.sequence}`;
-      if (!producer.publishEncoded(event.target, event.key, payload, id)) await producer.ready();
+      const records = this.pending[event.target]!;
+      const record = encodeRoutedEvent(event);
+      if (records.records.length > 0 && records.bytes + record.length > BUNDLE_MAX_BYTES) {
+        await this.publish(event.target, '');
+      }
+      if (records.records.length === 0) records.firstSequence = event.sequence;
+      records.records.push(record);
+      records.bytes += record.length;
+      records.lastSequence = event.sequence;
     }
     const mark = result.mark;
-    if (mark) {
-      const payload = encodeWatermarkMark(mark);
-      const id = `${mark.source}/${mark.partition}/w/${mark.sequence}/${mark.watermarkMs}/${mark.idle ? 1 : 0}`;
-      for (let target = 0; target < this.targetPartitions; target++) {
-        // One id per stream: each partition is its own stream, so the same id in each is no repeat.
-        if (!producer.publishEncoded(target, MARK_SUBJECT_KEY, payload, id)) await producer.ready();
+    const markRecord = mark ? encodeWatermarkMark(mark) : undefined;
+    const markId = mark ? `/w/${mark.watermarkMs}/${mark.idle ? 1 : 0}` : '';
+    for (let target = 0; target < this.pending.length; target++) {
+      const records = this.pending[target]!;
+      if (mark && markRecord) {
+        if (records.records.length === 0) records.firstSequence = mark.sequence;
+        records.records.push(markRecord);
+        records.lastSequence = mark.sequence;
       }
+      if (records.records.length > 0) await this.publish(target, markId);
     }
-    await producer.flush();
+    await this.producer.flush();
   }
 
   async close(): Promise<void> {
     await this.producer.close().catch(() => undefined);
+  }
+
+  /** One bundle of `target`'s gathered records, then its list starts over. */
+  private async publish(target: number, idSuffix: string): Promise<void> {
+    const records = this.pending[target]!;
+    const { index, partition } = this.source;
+    const id = `${index}/${partition}/b/${records.firstSequence}-${records.lastSequence}${idSuffix}`;
+    const payload = encodeRoutedBundle(records.records);
+    records.records = [];
+    records.bytes = 0;
+    if (!this.producer.publishEncoded(target, BUNDLE_SUBJECT_KEY, payload, id)) await this.producer.ready();
   }
 }

@@ -12,7 +12,7 @@ import type { JobSpec } from './job.js';
 import { ensureJobStreams } from './job-streams.js';
 import type { BatchResult } from './task-processor.js';
 import { TopicSink } from './topic-sink.js';
-import type { Output } from './types.js';
+import { positionOf, type Output } from './types.js';
 
 /** What JobSinks.write takes: a batch's results, or several batches' (worker/task-outputs.ts). */
 export type SinkWrite = Pick<BatchResult, 'outputs' | 'late' | 'deadLetters'> & {
@@ -87,7 +87,7 @@ export class JobSinks {
     for (const late of result.late) {
       const headers = new MsgHdrsImpl();
       // One late record per event at most: the event's place in the log names it.
-      headers.set('Nats-Msg-Id', `${this.job.name}/${this.job.version}/late/${late.partition}/${late.sequence}`);
+      headers.set('Nats-Msg-Id', `${this.job.name}/${this.job.version}/late/${late.partition}/${positionOf(late)}`);
       records.push({ subject: this.lateSubject, payload: encode(late), headers });
     }
     for (const letter of result.deadLetters) {

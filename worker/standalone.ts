@@ -121,7 +121,10 @@ export class StandaloneWorker {
           ...(stage.stage ? { stage: stage.stage } : {}),
           input,
           inputTopic: stage.topic,
-          routeSink: input.kind === 'route' ? await RouteSink.open(nc, input.targetTopic) : undefined,
+          routeSink:
+            input.kind === 'route'
+              ? await RouteSink.open(nc, input.targetTopic, { index: input.sourceIndex, partition })
+              : undefined,
           sinks,
           logger: logger.child({ partition, ...(stage.stage ? { stage: stage.stage } : {}) }),
           checkpoints: checkpointStore.forTask(task, workerId),

@@ -7,6 +7,7 @@
 import {
   decodeEventInto,
   decodeRoutedRecord,
+  routedRecordsOf,
   eventTimeOf,
   keyProblem,
   partitionOf,
@@ -22,7 +23,7 @@ import type { Clock } from '../protocol/clock.js';
 import type { JobSpec } from './job.js';
 import type { Operator, OperatorOutput, RawMessage } from './operator.js';
 import type { TaskInput } from './task-input.js';
-import type { DeadLetter, DeadLetterReason, LateRecord, Output } from './types.js';
+import { positionOf, type DeadLetter, type DeadLetterReason, type LateRecord, type Output } from './types.js';
 import { UpstreamWatermarks, type UpstreamSnapshot } from './upstream-watermarks.js';
 import { idleWatermark, Watermark, type WatermarkSnapshot } from './watermark.js';
 import { WindowOperator } from './window/operator.js';
@@ -429,58 +430,85 @@ export class TaskProcessor implements OperatorOutput {
   }
 
   /**
-   * Decodes a batch of repartition-topic records: events (their key and time computed upstream)
-   * and marks, in order. A repeat of an upstream event already seen is dropped here; a key that is
-   * not this partition's is dead-lettered. Returns the entry count.
+   * Decodes a batch of repartition-topic messages (bundles of records, protocol/routed-event.ts)
+   * into their events (key and time computed upstream) and marks, in order. Each bundled record
+   * becomes a message of its own (its bytes, the bundle's sequence, its index as `part`), so its
+   * late and dead-letter records have ids of their own. A repeat of an upstream event already seen
+   * is dropped here; a key that is not this partition's is dead-lettered. Returns the entry count.
    */
   private decodeRouted(messages: readonly RawMessage[], partitions: number): number {
-    const upstreams = this.upstreams!;
     const seen = new Map<number, number>();
     let count = 0;
     for (const message of messages) {
-      let record;
+      let records;
       try {
-        record = decodeRoutedRecord(message.data);
+        records = routedRecordsOf(message.data);
       } catch (error) {
         this.deadLetter('undecodable', (error as Error).message, message);
         continue;
       }
-      const upstream = upstreams.indexOf(record.source, record.partition);
-      if (upstream < 0) {
-        this.deadLetter(
-          'undecodable',
-          `routed record names source ${record.source} partition ${record.partition}, which the plan does not have`,
-          message,
-        );
+      if (records.length === 1 && records[0] === message.data) {
+        count = this.decodeRoutedRecord(message, partitions, seen, count);
         continue;
       }
-      if (record.kind === 'event') {
-        // Repeats are judged against what this batch accepted too, not only earlier batches.
-        const last = seen.get(upstream);
-        if ((last !== undefined && record.sequence <= last) || upstreams.isRepeat(upstream, record.sequence)) continue;
-        seen.set(upstream, record.sequence);
-        if (this.wrongPartition(record.key, partitions, message)) {
-          // Still an event of that upstream: its position and watermark count, in their place
-          // among the batch's records (so it rides along as a mark-like entry).
-          this.keys[count] = MARK;
-          this.values[count] = record;
-        } else {
-          this.keys[count] = record.key;
-          this.times[count] = record.time;
-          this.values[count] = record.value;
-          this.sourceIndexes[count] = record.source;
-        }
-      } else {
-        this.keys[count] = MARK;
-        this.values[count] = record;
+      for (let part = 0; part < records.length; part++) {
+        const record = { data: records[part]!, sequence: message.sequence, logTimeMs: message.logTimeMs, part };
+        count = this.decodeRoutedRecord(record, partitions, seen, count);
       }
-      this.messages[count] = message;
-      this.upstreamIndexes[count] = upstream;
-      this.upstreamSequences[count] = record.sequence;
-      this.upstreamWatermarks[count] = record.watermarkMs;
-      count++;
     }
     return count;
+  }
+
+  /** One routed record into the batch's arrays at `count`; returns the new count. */
+  private decodeRoutedRecord(
+    message: RawMessage,
+    partitions: number,
+    seen: Map<number, number>,
+    count: number,
+  ): number {
+    const upstreams = this.upstreams!;
+    let record;
+    try {
+      record = decodeRoutedRecord(message.data);
+    } catch (error) {
+      this.deadLetter('undecodable', (error as Error).message, message);
+      return count;
+    }
+    const upstream = upstreams.indexOf(record.source, record.partition);
+    if (upstream < 0) {
+      this.deadLetter(
+        'undecodable',
+        `routed record names source ${record.source} partition ${record.partition}, which the plan does not have`,
+        message,
+      );
+      return count;
+    }
+    if (record.kind === 'event') {
+      // Repeats are judged against what this batch accepted too, not only earlier batches.
+      const last = seen.get(upstream);
+      if ((last !== undefined && record.sequence <= last) || upstreams.isRepeat(upstream, record.sequence))
+        return count;
+      seen.set(upstream, record.sequence);
+      if (this.wrongPartition(record.key, partitions, message)) {
+        // Still an event of that upstream: its position and watermark count, in their place
+        // among the batch's records (so it rides along as a mark-like entry).
+        this.keys[count] = MARK;
+        this.values[count] = record;
+      } else {
+        this.keys[count] = record.key;
+        this.times[count] = record.time;
+        this.values[count] = record.value;
+        this.sourceIndexes[count] = record.source;
+      }
+    } else {
+      this.keys[count] = MARK;
+      this.values[count] = record;
+    }
+    this.messages[count] = message;
+    this.upstreamIndexes[count] = upstream;
+    this.upstreamSequences[count] = record.sequence;
+    this.upstreamWatermarks[count] = record.watermarkMs;
+    return count + 1;
   }
 
   /** The safety net: a key that does not hash to this task's partition is dead-lettered, never counted. */
@@ -576,7 +604,7 @@ export class TaskProcessor implements OperatorOutput {
 
   deadLetter(reason: DeadLetterReason, error: string, origin: RawMessage, idSuffix = ''): void {
     this.result.deadLetters.push({
-      id: `${this.deadLetterPrefix}${this.partition}/${origin.sequence}${idSuffix}`,
+      id: `${this.deadLetterPrefix}${this.partition}/${positionOf(origin)}${idSuffix}`,
       reason,
       error,
       partition: this.partition,

@@ -27,8 +27,12 @@ import {
 import { TaskProcessor, type EngineSnapshot } from './task-processor.js';
 import type { TaskSettings } from './task-settings.js';
 
-/** How far a keyed task's checkpoint must move past its last purge of the repartition topic before the next. */
-const PURGE_EVERY_MESSAGES = 250_000;
+/**
+ * How far a keyed task's checkpoint must move past its last purge of the repartition topic before
+ * the next, in messages: bundles, each a route task's batch of events for the partition (up to
+ * 256 KiB), so a few thousand of them hold a few hundred thousand events or more.
+ */
+const PURGE_EVERY_MESSAGES = 4_096;
 
 export interface TaskRunnerOptions extends TaskSettings, TaskCheckpointingOptions {
   nc: NatsConnection;
@@ -416,7 +420,8 @@ export class TaskRunner {
    * partition is purged up to it (as Kafka Streams purges repartition topics after a commit): the
    * topic holds what is in flight between the stages, not the whole history. A purge compacts the
    * stream while route tasks write it, which costs nats-server 2.9 dearly (a 300k-event hop took
-   * 4× the server CPU when every checkpoint purged, bench/repartition.ts), so it runs once
+   * 4× the server CPU when every checkpoint purged, before events were bundled,
+   * bench/repartition.ts), so it runs once
    * PURGE_EVERY_MESSAGES have been checkpointed past the last one. Best effort: a purge that fails
    * is retried after the next checkpoint, and the topic's max age bounds it anyway.
    */

@@ -161,7 +161,10 @@ class TaskHost {
         const inputTopic = stageOf(plan, task.stage)!.topic;
         const sinks = await this.sinksFor(job);
         if (input.kind === 'route' && !hosted.routeSink)
-          hosted.routeSink = await RouteSink.open(this.nc, input.targetTopic);
+          hosted.routeSink = await RouteSink.open(this.nc, input.targetTopic, {
+            index: input.sourceIndex,
+            partition: task.partition,
+          });
         // A start position names places in the source topics; the repartition topic is the version's
         // own, written from that position on, so a keyed task over it reads it from the start.
         const startSequence =

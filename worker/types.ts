@@ -45,6 +45,27 @@ export interface LateRecord {
   windows: Window[];
   partition: number;
   sequence: number;
+  /** The event's index in a bundled message (RawMessage.part). */
+  part?: number;
+}
+
+/** Where an event sits in its partition, as ids name it: `<sequence>` or, in a bundle, `<sequence>.<part>`. */
+export function positionOf(origin: { sequence: number; part?: number }): string {
+  return origin.part === undefined ? String(origin.sequence) : `${origin.sequence}.${origin.part}`;
+}
+
+/** The late record of an event read from `origin`. */
+export function lateRecordOf(
+  key: string,
+  time: number,
+  value: unknown,
+  windows: Window[],
+  partition: number,
+  origin: { sequence: number; part?: number },
+): LateRecord {
+  const record: LateRecord = { key, time, value, windows, partition, sequence: origin.sequence };
+  if (origin.part !== undefined) record.part = origin.part;
+  return record;
 }
 
 /**

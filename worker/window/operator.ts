@@ -26,7 +26,7 @@ import type { WindowJobSpec, WindowSpec } from '../job.js';
 import type { Operator, OperatorOutput, RawMessage } from '../operator.js';
 import TinyQueue from 'tinyqueue';
 import { TimerService, type Timer } from '../timer-service.js';
-import type { Output, Window } from '../types.js';
+import { lateRecordOf, type Output, type Window } from '../types.js';
 import { hoppingWindows } from './hopping.js';
 import { cleanupTime, fireTime, isFired, isPurged } from './lateness.js';
 import { mergeSession } from './session.js';
@@ -197,7 +197,7 @@ export class WindowOperator implements Operator {
   onEvent(key: string, timeMs: number, value: unknown, watermarkMs: number, message: RawMessage): boolean {
     for (let attempt = 1; ; attempt++) {
       try {
-        this.addEvent(key, timeMs, value, watermarkMs, message.sequence);
+        this.addEvent(key, timeMs, value, watermarkMs, message);
         return true;
       } catch (error) {
         if (!(error instanceof AggregateFunctionError)) throw error;
@@ -221,14 +221,14 @@ export class WindowOperator implements Operator {
    * is changed, so when one throws (AggregateFunctionError) the windows and outputs are as they
    * were and the caller may retry the event or dead-letter it.
    */
-  private addEvent(key: string, timeMs: number, value: unknown, watermarkMs: number, sequence: number): void {
+  private addEvent(key: string, timeMs: number, value: unknown, watermarkMs: number, origin: RawMessage): void {
     switch (this.window.kind) {
       case 'tumbling': {
         const sizeMs = this.window.sizeMs;
         const start = timeMs - floorMod(timeMs - this.window.offsetMs, sizeMs);
         const end = start + sizeMs;
         if (watermarkMs >= end - 1 + this.allowedLatenessMs) {
-          this.reportLate(key, timeMs, value, [{ start, end }], sequence);
+          this.reportLate(key, timeMs, value, [{ start, end }], origin);
           return;
         }
         this.applyAligned(key, this.prepareAligned(key, start, end, value, watermarkMs, this.update), watermarkMs);
@@ -242,11 +242,11 @@ export class WindowOperator implements Operator {
           else updates.push(this.prepareAligned(key, window.start, window.end, value, watermarkMs));
         }
         for (const update of updates) this.applyAligned(key, update, watermarkMs);
-        if (missed) this.reportLate(key, timeMs, value, missed, sequence);
+        if (missed) this.reportLate(key, timeMs, value, missed, origin);
         return;
       }
       case 'session':
-        this.addToSession(key, timeMs, value, watermarkMs, sequence);
+        this.addToSession(key, timeMs, value, watermarkMs, origin);
         return;
     }
   }
@@ -331,7 +331,7 @@ export class WindowOperator implements Operator {
     return window.fired ? cleanupTime(window, this.allowedLatenessMs) : fireTime(window);
   }
 
-  private addToSession(key: string, timeMs: number, value: unknown, watermarkMs: number, sequence: number): void {
+  private addToSession(key: string, timeMs: number, value: unknown, watermarkMs: number, origin: RawMessage): void {
     if (this.spilledSessionKeys.has(key)) {
       throw new Error(
         `the sessions of key ${JSON.stringify(key.slice(0, 80))} are still spilled (a bug: the batch did not read them back)`,
@@ -341,7 +341,7 @@ export class WindowOperator implements Operator {
     const { merged, absorbed } = mergeSession(sessions, { start: timeMs, end: timeMs + this.window.gapMs });
     // Flink MergingWindowSet: merge first, then judge the merged window.
     if (isPurged(merged, watermarkMs, this.allowedLatenessMs)) {
-      this.reportLate(key, timeMs, value, [merged], sequence);
+      this.reportLate(key, timeMs, value, [merged], origin);
       return;
     }
     // First every user function, on copies (nothing changes if one throws) …
@@ -911,8 +911,8 @@ export class WindowOperator implements Operator {
     });
   }
 
-  private reportLate(key: string, timeMs: number, value: unknown, windows: Window[], sequence: number): void {
-    this.out.late.push({ key, time: timeMs, value, windows, partition: this.partition, sequence });
+  private reportLate(key: string, timeMs: number, value: unknown, windows: Window[], origin: RawMessage): void {
+    this.out.late.push(lateRecordOf(key, timeMs, value, windows, this.partition, origin));
   }
 }
 
