@@ -23,7 +23,6 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   encodeEvent,
-  encodeRoutedEvent,
   encodeWatermarkMark,
   KappaError,
   ManualClock,
@@ -376,10 +375,10 @@ async function routeStage(
         const processor = new TaskProcessor(job, partition, state, clock, undefined, input, stage);
         const take = (result: BatchResult, lastPosition: number) => {
           run.deadLetters.push(...result.deadLetters);
-          for (const { target, ...event } of result.routed)
-            targets[target]!.push({
+          for (const event of result.routed)
+            targets[event.target]!.push({
               order: 2 * positions[event.sequence - 1]!,
-              data: encodeRoutedEvent(event),
+              data: event.record,
               isEvent: true,
             });
           const mark = result.mark;

@@ -13,13 +13,18 @@
 // partition between two upstream sequences are the same whatever batch they were read in.
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Producer } from '../client/producer.js';
-import { encodeRoutedBundle, encodeRoutedEvent, encodeWatermarkMark } from '../protocol/index.js';
+import { encodeRoutedBundle, encodeWatermarkMark } from '../protocol/index.js';
+import type { TaskInput } from './task-input.js';
 import type { BatchResult } from './task-processor.js';
 
 /** Bundles have no key of their own; this token keeps their subjects apart from any event's. */
 const BUNDLE_SUBJECT_KEY = '_bundle';
 /** A bundle's records take at most this many bytes (well under the server's max_payload, 1 MiB by default). */
 const BUNDLE_MAX_BYTES = 256 * 1024;
+/** What a bundle of one record adds to it at most: its message-id header and the bundle's framing. */
+const BUNDLE_OVERHEAD_BYTES = 256;
+/** Bundles a route task has published and not yet had acknowledged, at most. */
+const BUNDLES_IN_FLIGHT = 64;
 
 /** One partition's records of a batch, being gathered into bundles. */
 interface PartitionRecords {
@@ -27,6 +32,17 @@ interface PartitionRecords {
   bytes: number;
   firstSequence: number;
   lastSequence: number;
+}
+
+/**
+ * A route task's input with the largest record its bundles can carry on this connection's server:
+ * a larger event is dead-lettered `too-large` by the route task (a publish past max_payload would
+ * fail its batch again on every retry).
+ */
+export function withRecordLimit(input: TaskInput, nc: NatsConnection): TaskInput {
+  if (input.kind !== 'route') return input;
+  const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
+  return { ...input, maxRecordBytes: maxPayload - BUNDLE_OVERHEAD_BYTES };
 }
 
 export class RouteSink {
@@ -49,7 +65,8 @@ export class RouteSink {
     targetTopic: string,
     source: { index: number; partition: number },
   ): Promise<RouteSink> {
-    const producer = await Producer.forTopic(nc, targetTopic, { maxInFlight: 1_024, retryForMs: 120_000 });
+    // At most BUNDLES_IN_FLIGHT × BUNDLE_MAX_BYTES (16 MiB) of a task's bundles await their acks.
+    const producer = await Producer.forTopic(nc, targetTopic, { maxInFlight: BUNDLES_IN_FLIGHT, retryForMs: 120_000 });
     return new RouteSink(producer, source);
   }
 
@@ -62,7 +79,7 @@ export class RouteSink {
     }
     for (const event of result.routed) {
       const records = this.pending[event.target]!;
-      const record = encodeRoutedEvent(event);
+      const record = event.record;
       if (records.records.length > 0 && records.bytes + record.length > BUNDLE_MAX_BYTES) {
         await this.publish(event.target, '');
       }

@@ -40,7 +40,7 @@ export class JobSinks {
 
   private constructor(
     private readonly job: JobSpec,
-    nc: NatsConnection,
+    private readonly nc: NatsConnection,
     private readonly table: TableWriter | undefined,
     private readonly topic: TopicSink | undefined,
   ) {
@@ -84,11 +84,17 @@ export class JobSinks {
       else if (this.topic) pending.push(this.topic.write(result.outputs));
       else for (const output of result.outputs) records.push(this.outputRecord(output));
     }
+    const maxPayload = this.nc.info?.max_payload;
     for (const late of result.late) {
       const headers = new MsgHdrsImpl();
       // One late record per event at most: the event's place in the log names it.
       headers.set('Nats-Msg-Id', `${this.job.name}/${this.job.version}/late/${late.partition}/${positionOf(late)}`);
-      records.push({ subject: this.lateSubject, payload: encode(late), headers });
+      let payload = encode(late);
+      if (!fits(payload, headers, maxPayload)) {
+        // The value is what makes it large; the record says how large and where the event is.
+        payload = encode({ ...late, value: null, valueOmittedBytes: payload.length });
+      }
+      records.push({ subject: this.lateSubject, payload, headers });
     }
     for (const letter of result.deadLetters) {
       const headers = new MsgHdrsImpl();
@@ -97,7 +103,12 @@ export class JobSinks {
       headers.set('Kappa-Error', letter.error.replace(/[\r\n]+/g, ' ').slice(0, 1000));
       headers.set('Kappa-Partition', String(letter.partition));
       headers.set('Kappa-Sequence', String(letter.sequence));
-      records.push({ subject: this.deadLetterSubject, payload: letter.data, headers });
+      let payload = letter.data;
+      if (!fits(payload, headers, maxPayload)) {
+        headers.set('Kappa-Omitted-Bytes', String(payload.length));
+        payload = new Uint8Array(0);
+      }
+      records.push({ subject: this.deadLetterSubject, payload, headers });
     }
     if (records.length > 0) pending.push(this.publishRecords(records));
     await Promise.all(pending);
@@ -127,6 +138,18 @@ export class JobSinks {
     headers.set('Nats-Msg-Id', `${this.job.name}/${this.job.version}/out/${digestOf(output.id)}#${output.revision}`);
     return { subject: this.outputSubject, payload: encode(output), headers };
   }
+}
+
+/**
+ * Whether a record fits the server's max_payload with its headers. A late record or dead letter
+ * of an event near the limit does not (the headers add to it), and a publish past it fails its
+ * batch again on every retry: such a record goes out without the event's bytes, saying how many
+ * there were; the event itself stays in its topic at the partition and sequence the record names.
+ */
+function fits(payload: Uint8Array, headers: MsgHdrsImpl, maxPayload: number | undefined): boolean {
+  // Headers are small: only a payload near the limit needs them measured.
+  if (maxPayload === undefined || payload.length + 4_096 <= maxPayload) return true;
+  return payload.length + headers.encode().length <= maxPayload;
 }
 
 export function isTableSink(sink: string): sink is TableKind {

@@ -17,7 +17,17 @@ export type TaskInput =
        */
       partitions: number | undefined;
     }
-  | { kind: 'route'; sourceIndex: number; targetTopic: string; targetPartitions: number }
+  | {
+      kind: 'route';
+      sourceIndex: number;
+      targetTopic: string;
+      targetPartitions: number;
+      /**
+       * The largest repartition record the topic takes (the server's max_payload less a bundle's
+       * headers); a larger event is dead-lettered `too-large`. Undefined: no limit (`kappa run`).
+       */
+      maxRecordBytes?: number;
+    }
   | { kind: 'merged'; partitions: number; upstreamPartitions: number[] };
 
 /** The input of the task (stage, partition) of a version planned as `plan`; a clear error when job and plan disagree. */

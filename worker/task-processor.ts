@@ -7,6 +7,7 @@
 import {
   decodeEventInto,
   decodeRoutedRecord,
+  encodeRoutedEvent,
   routedRecordsOf,
   eventTimeOf,
   keyProblem,
@@ -50,7 +51,11 @@ export interface BatchResult {
 /** An event a route task keyed, for partition `target` of the repartition topic. */
 export interface RoutedOutput extends RoutedEvent {
   target: number;
+  /** The event as a repartition-topic record (encodeRoutedEvent). */
+  record: Uint8Array;
 }
+
+const NO_RECORD = new Uint8Array(0);
 
 /** The input of a task the test driver and `kappa run` feed: keyed events, no partition check. */
 const UNCHECKED_INPUT: TaskInput = { kind: 'direct', partitions: undefined };
@@ -314,18 +319,31 @@ export class TaskProcessor implements OperatorOutput {
     const routed = this.result.routed;
     for (let index = 0; index < count; index++) {
       const key = this.keys[index]!;
+      const message = this.messages[index]!;
+      // Dead-lettered or not, the event's time moves this partition's watermark.
       this.watermark.observe(this.times[index]!);
-      routed.push({
+      const event: RoutedOutput = {
         kind: 'event',
         source: input.sourceIndex,
         partition: this.partition,
-        sequence: this.messages[index]!.sequence,
+        sequence: message.sequence,
         watermarkMs: this.watermark.current,
         key,
         time: this.times[index]!,
         value: this.values[index],
         target: partitionOf(key, input.targetPartitions),
-      });
+        record: NO_RECORD,
+      };
+      event.record = encodeRoutedEvent(event);
+      if (input.maxRecordBytes !== undefined && event.record.length > input.maxRecordBytes) {
+        this.deadLetter(
+          'too-large',
+          `event is ${event.record.length} bytes as a repartition record, more than the ${input.maxRecordBytes} the repartition topic takes (the server's max_payload less the bundle's headers): it cannot cross to the keyed stage`,
+          message,
+        );
+        continue;
+      }
+      routed.push(event);
       this.result.processed++;
     }
     this.markIfDue(input, false);

@@ -14,7 +14,7 @@ import { TaskOutputs } from './task-outputs.js';
 import { Backoff } from './backoff.js';
 import { partitionLabel } from './metrics.js';
 import { REPLAY_BATCH_FACTOR, replayingAt } from './replay-mode.js';
-import type { RouteSink } from './route-sink.js';
+import { withRecordLimit, type RouteSink } from './route-sink.js';
 import type { TaskInput } from './task-input.js';
 import { PartitionSource, type PartitionSourceOptions, type TaskSource } from './source.js';
 import { ArchiveThenLiveSource, type ArchiveParts } from './archive-source.js';
@@ -244,7 +244,7 @@ export class TaskRunner {
 
   private async runOnce(): Promise<void> {
     const { nc, job, partition, stage, clock, checkpoints, logger } = this.options;
-    const input = this.options.input;
+    const input = this.options.input && withRecordLimit(this.options.input, nc);
     const inputTopic = this.options.inputTopic ?? job.topic;
     const stream = streams.partition(inputTopic, partition);
     const dir =

@@ -81,6 +81,7 @@ export type DeadLetterReason =
   | 'no-time'
   | 'future-time'
   | 'wrong-partition'
+  | 'too-large'
   | 'handler-failed'
   | 'aggregate-failed';
 
