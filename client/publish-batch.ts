@@ -19,6 +19,7 @@ import {
 import { InFlightPublishes, type PendingPublish } from './in-flight-publishes.js';
 import { DEFAULT_RETRY_FOR_MS, formatSeconds, NatsUnavailableError } from './nats-retry.js';
 import { readPubAck, type PubAck } from './pub-ack.js';
+import { EventRejectedError } from './publish-limits.js';
 
 /** One message of a batch. */
 export interface BatchMessage {
@@ -98,9 +99,29 @@ export class BatchPublisher {
           batch,
           index,
         };
-        this.inFlight.send(this.nextToken++, publish);
+        this.send(publish);
       }
     });
+  }
+
+  /**
+   * Puts one message on the wire. A message past the server's max_payload is refused by the
+   * client before it is sent; the batch fails with an error that names it and both sizes (the
+   * caller's retry cannot change them, so it must say what to change).
+   */
+  private send(publish: BatchPublish): void {
+    try {
+      this.inFlight.send(this.nextToken++, publish);
+    } catch (error) {
+      const maxPayload = this.nc.info?.max_payload;
+      const bytes = publish.payload.length + publish.headers.encode().length;
+      if (maxPayload === undefined || bytes <= maxPayload) throw error;
+      throw new EventRejectedError(
+        'EVENT_TOO_LARGE',
+        `a message to ${publish.subject.slice(0, 200)} is ${bytes} bytes with its headers, more than the server's max_payload of ${maxPayload} bytes: it cannot be stored (make the value smaller, or raise max_payload in the server's configuration)`,
+        maxPayload,
+      );
+    }
   }
 
   /** Stops listening; batches still open fail. The connection is the caller's. */

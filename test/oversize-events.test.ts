@@ -14,6 +14,7 @@ import { createTopic } from '../client/topics.js';
 import { Producer } from '../client/producer.js';
 import { streams, subjects } from '../protocol/index.js';
 import { systemClock } from '../protocol/clock.js';
+import type { ActorContext } from '../worker/actor-context.js';
 import { validateJob } from '../worker/job.js';
 import { WorkerMetrics } from '../worker/metrics.js';
 import { StandaloneWorker } from '../worker/standalone.js';
@@ -154,5 +155,45 @@ describe('an event near max_payload', () => {
     ).toEqual([['too-large', '2']]);
     expect(letters[0]!.headers?.get('Kappa-Error')).toMatch(/cannot cross to the keyed stage/);
     expect(Number(letters[0]!.headers?.get('Kappa-Omitted-Bytes'))).toBeGreaterThan(bigBytes!);
+  });
+
+  it('as an output the table cannot store fails its task with an error naming the row and both sizes', async () => {
+    await produce('big-output', [{ user: 'dee', ts: 1_000 }]);
+    const job = validateJob({
+      name: 'big-output',
+      version: 'v1',
+      source: { topic: 'big-output' },
+      key: 'user',
+      time: (click: Click) => click.ts,
+      watermark: { maxOutOfOrderness: 0 },
+      actor: {
+        onEvent(ctx: ActorContext) {
+          ctx.emit('y'.repeat(MAX_PAYLOAD));
+        },
+      },
+    });
+    const worker = await StandaloneWorker.start({
+      nc: nats.nc,
+      job,
+      stateDir: join(dir, job.name),
+      clock: systemClock,
+      logger: pino({ level: 'silent' }),
+      metrics: new WorkerMetrics(),
+    });
+    try {
+      const reason = await pollUntil(() => worker.notReadyReason(), {
+        what: 'the task failing on its output',
+        until: (why) => why !== undefined && why.includes('max_payload'),
+        timeoutMs: 20_000,
+        intervalMs: 50,
+      });
+      expect(reason).toMatch(
+        new RegExp(
+          `a message to \\$KV\\.[^ ]+\\.dee is \\d+ bytes with its headers, more than the server's max_payload of ${MAX_PAYLOAD} bytes`,
+        ),
+      );
+    } finally {
+      await worker.stop();
+    }
   });
 });
