@@ -26,6 +26,13 @@ const BUNDLE_OVERHEAD_BYTES = 256;
 /** Bundles a route task has published and not yet had acknowledged, at most. */
 const BUNDLES_IN_FLIGHT = 64;
 
+/** A message of the repartition topic: records for one keyed partition. */
+interface Bundle {
+  target: number;
+  id: string;
+  payload: Uint8Array;
+}
+
 /** One partition's records of a batch, being gathered into bundles. */
 interface PartitionRecords {
   records: Uint8Array[];
@@ -72,7 +79,16 @@ export class RouteSink {
 
   /** Publishes a batch's routed events and mark; resolves when the server has acknowledged all. */
   async write(result: BatchResult): Promise<void> {
-    // What a failed write gathered is sent again with the batch's retry.
+    const bundles = this.bundlesOf(result);
+    for (const { target, id, payload } of bundles) {
+      if (!this.producer.publishEncoded(target, BUNDLE_SUBJECT_KEY, payload, id)) await this.producer.ready();
+    }
+    await this.producer.flush();
+  }
+
+  /** The batch's records, cut into bundles per keyed partition, each with its id. */
+  private bundlesOf(result: BatchResult): Bundle[] {
+    const bundles: Bundle[] = [];
     for (const records of this.pending) {
       records.records = [];
       records.bytes = 0;
@@ -81,7 +97,7 @@ export class RouteSink {
       const records = this.pending[event.target]!;
       const record = event.record;
       if (records.records.length > 0 && records.bytes + record.length > BUNDLE_MAX_BYTES) {
-        await this.publish(event.target, '');
+        bundles.push(this.cut(event.target, ''));
       }
       if (records.records.length === 0) records.firstSequence = event.sequence;
       records.records.push(record);
@@ -98,23 +114,23 @@ export class RouteSink {
         records.records.push(markRecord);
         records.lastSequence = mark.sequence;
       }
-      if (records.records.length > 0) await this.publish(target, markId);
+      if (records.records.length > 0) bundles.push(this.cut(target, markId));
     }
-    await this.producer.flush();
+    return bundles;
   }
 
-  async close(): Promise<void> {
-    await this.producer.close().catch(() => undefined);
-  }
-
-  /** One bundle of `target`'s gathered records, then its list starts over. */
-  private async publish(target: number, idSuffix: string): Promise<void> {
+  /** One bundle of `target`'s gathered records; its list starts over. */
+  private cut(target: number, idSuffix: string): Bundle {
     const records = this.pending[target]!;
     const { index, partition } = this.source;
     const id = `${index}/${partition}/b/${records.firstSequence}-${records.lastSequence}${idSuffix}`;
     const payload = encodeRoutedBundle(records.records);
     records.records = [];
     records.bytes = 0;
-    if (!this.producer.publishEncoded(target, BUNDLE_SUBJECT_KEY, payload, id)) await this.producer.ready();
+    return { target, id, payload };
+  }
+
+  async close(): Promise<void> {
+    await this.producer.close().catch(() => undefined);
   }
 }
