@@ -9,7 +9,8 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, MsgHdrsImpl } from '@nats-io/transport-node';
 import { BatchPublisher, type BatchMessage } from '../client/publish-batch.js';
-import { ExpectedLastSubjectSequence } from '../tables/kv-tables.js';
+import { ExpectedLastSubjectSequence, KvTables } from '../tables/kv-tables.js';
+import type { TableOutput } from '../tables/types.js';
 import { startServer } from '../test/harness/nats-server.js';
 import { cpuSeconds } from './cpu-meter.js';
 import { readRaw } from './raw-consumer.js';
@@ -24,15 +25,18 @@ const nc = await connect({ servers: server.url });
 const jsm = await jetstreamManager(nc);
 const publisher = new BatchPublisher(nc);
 
-/** Runs `work` and prints the server's CPU µs per message and the wall time. */
+/** Runs `work` and prints the server's and this process's CPU µs per message, and the wall time. */
 async function measure(what: string, work: () => Promise<void>): Promise<void> {
   const cpuBefore = cpuSeconds(server.pid);
+  const clientBefore = process.cpuUsage();
   const startedAt = performance.now();
   await work();
   const seconds = (performance.now() - startedAt) / 1000;
   const serverMicros = ((cpuSeconds(server.pid) - cpuBefore) * 1e6) / total;
+  const client = process.cpuUsage(clientBefore);
+  const clientMicros = (client.user + client.system) / total;
   console.log(
-    `${what.padEnd(58)} server ${serverMicros.toFixed(1).padStart(5)} CPU µs/message   ${seconds.toFixed(2)} s`,
+    `${what.padEnd(58)} server ${serverMicros.toFixed(1).padStart(5)}, client ${clientMicros.toFixed(1).padStart(5)} CPU µs/message   ${seconds.toFixed(2)} s`,
   );
 }
 
@@ -58,11 +62,34 @@ async function publishUnacked(stream: string, subjectOf: (index: number) => stri
     await new Promise((resolve) => setTimeout(resolve, 20));
 }
 
+/** A batch of a tumbling count's window rows (10k keys, one-minute windows), as a task's table flush writes them. */
+function windowRows(start: number, revision: number): TableOutput[] {
+  const rows: TableOutput[] = [];
+  for (let index = start; index < Math.min(total, start + BATCH); index++) {
+    const windowStart = Date.UTC(2026, 0, 1) + Math.floor(index / 10_000) * 60_000;
+    rows.push({
+      key: `user-${index % 10_000}`,
+      window: { start: windowStart, end: windowStart + 60_000 },
+      value: revision + (index % 17),
+      revision,
+      kind: 'update',
+    });
+  }
+  return rows;
+}
+
 /** Row keys of a table of 10k keys and their windows, as a tumbling count's rows. */
 const rowKey = (index: number) => `user-${index % 10_000}_${Math.floor(index / 10_000)}`;
 const absent = new ExpectedLastSubjectSequence(0);
 
 try {
+  const table = await new KvTables(nc).writer('bench', 'v1');
+  await measure('table rows through the KV table writer (new rows)', async () => {
+    for (let start = 0; start < total; start += BATCH) await table.write(windowRows(start, 1));
+  });
+  await measure('the same rows again, a revision later (compare-and-set)', async () => {
+    for (let start = 0; start < total; start += BATCH) await table.write(windowRows(start, 2));
+  });
   await new Kvm(nc).create('rows', { history: 1 });
   await measure('KV row put, compare-and-set header, PubAck awaited', () =>
     publishAcked(
