@@ -9,10 +9,11 @@
 //   the cluster. One route processor per source partition keys its events in order and emits the
 //   routed records and watermark marks a route task publishes; each keyed partition then reads
 //   what reached it through a merged processor, whose watermark is the minimum over the upstream
-//   partitions'. The records reach a keyed partition in input order (the order of `events`; each
-//   source partition's own order is kept, as in the repartition topic), and each source partition
-//   marks its watermark to every keyed partition after every ROUTE_CHUNK of its events and after
-//   its last. Streaming interleaves by arrival and marks every 200 ms, so the two runs can differ
+//   partitions'. The input goes through both stages a chunk at a time (never held whole): each
+//   source partition routes ROUTE_CHUNK of its events at a time and marks its watermark to every
+//   keyed partition after each and after its last; what one chunk routes reaches the keyed
+//   partitions in input order (the order of `events`), so each source partition's own order is
+//   kept, as in the repartition topic. Streaming interleaves by arrival and marks every 200 ms, so the two runs can differ
 //   only in which events are late — never when no event is late in its own source partition, and
 //   an event either run calls late is always late in its source partition (README "Keys and
 //   partitions").
@@ -172,9 +173,12 @@ export async function runBatch(job: JobSpec, events: BatchInput, options: BatchR
     await keyed.finish();
     return run;
   }
-  const all: (BatchInputEvent | Uint8Array)[] = [];
-  for await (const chunk of chunksOf(events)) for (const event of chunk) all.push(event);
-  await runPlanned(job, plan, readSourcePartitions(job, plan, all, logTimeMs), options, run, logTimeMs);
+  // Repartitioned: a chunk of input at a time through both stages, so the input is never held whole.
+  const sources = new SourcePartitions(job, plan, logTimeMs);
+  async function* pieces(): AsyncGenerator<SourcePartition[][]> {
+    for await (const chunk of chunksOf(events)) yield sources.split(chunk);
+  }
+  await runRepartitioned(job, plan, pieces(), options, run, logTimeMs);
   return run;
 }
 
@@ -242,36 +246,30 @@ export async function runBatchOverPartitions(
     positions: new Array<number>(messages.length),
   }));
   order.forEach(({ partition, index }, position) => (sources[partition]!.positions[index] = position));
-  await runPlanned(job, plan, [sources], options, run, options.readAtMs ?? systemClock.now());
+  await runRepartitioned(job, plan, [[sources]], options, run, options.readAtMs ?? systemClock.now());
   return run;
 }
 
-async function runPlanned(
+/**
+ * Both stages of a repartitioned run: each piece of input (the sources' partitions, or the next
+ * chunk of them) through the route processors, and what they route through the keyed partitions'
+ * tasks, before the next piece is read.
+ */
+async function runRepartitioned(
   job: JobSpec,
   plan: JobPlan,
-  sources: SourcePartition[][],
+  pieces: AsyncIterable<SourcePartition[][]> | Iterable<SourcePartition[][]>,
   options: Omit<BatchRunOptions, 'partitions'>,
   run: BatchRunResult,
   logTimeMs: number,
 ): Promise<void> {
-  if (plan.repartition === null) {
-    const keyed = new KeyedStage(job, options, run);
-    const byPartition = sources[0]!;
-    for (let partition = 0; partition < byPartition.length; partition++)
-      await keyed.runPartition(partition, byPartition[partition]!.messages);
-    await keyed.finish();
-    return;
-  }
-  const routed = await routeStage(job, plan, sources, options, run);
+  const route = await RouteStage.open(job, plan, options, run);
   const keyed = new KeyedStage(job, options, run, taskInputOf(job, plan, undefined));
-  for (let partition = 0; partition < routed.length; partition++) {
-    const records = routed[partition]!;
-    if (!records.some((record) => record.isEvent)) continue;
-    records.sort((a, b) => a.order - b.order);
-    await keyed.runPartition(
-      partition,
-      records.map((record, index) => ({ data: record.data, sequence: index + 1, logTimeMs })),
-    );
+  try {
+    for await (const sources of pieces) await keyed.addRouted(await route.route(sources), logTimeMs);
+    await keyed.addRouted(await route.finish(), logTimeMs);
+  } finally {
+    await route.close();
   }
   await keyed.finish();
 }
@@ -282,29 +280,43 @@ interface SourcePartition {
   positions: number[];
 }
 
-/** The input split into the sources' topic partitions by the producer's key, as `kappa produce` would. */
-function readSourcePartitions(
-  job: JobSpec,
-  plan: JobPlan,
-  events: Iterable<BatchInputEvent | Uint8Array>,
-  logTimeMs: number,
-): SourcePartition[][] {
-  const sources = plan.sources.map((source) =>
-    Array.from({ length: source.partitions }, (): SourcePartition => ({ messages: [], positions: [] })),
-  );
-  let position = 0;
-  for (const event of events) {
-    // Raw bytes (for testing undecodable input) go to partition 0 of the first source.
-    const source = event instanceof Uint8Array ? 0 : sourceIndexOf(job, event.source);
-    const partitions = sources[source]!;
-    const partition = partitions[event instanceof Uint8Array ? 0 : partitionOf(event.key, partitions.length)]!;
-    const sequence = partition.messages.length + 1;
-    partition.messages.push(
-      event instanceof Uint8Array ? { data: event, sequence, logTimeMs } : new InputMessage(event, sequence, logTimeMs),
-    );
-    partition.positions.push(position++);
+/**
+ * The input split into the sources' topic partitions by the producer's key, as `kappa produce`
+ * would, a chunk at a time: each call gives the chunk's messages per partition, numbered on from
+ * the partition's earlier ones, with their positions in the whole input.
+ */
+class SourcePartitions {
+  private readonly sequences: number[][];
+  private position = 0;
+
+  constructor(
+    private readonly job: JobSpec,
+    plan: JobPlan,
+    private readonly logTimeMs: number,
+  ) {
+    this.sequences = plan.sources.map((source) => new Array<number>(source.partitions).fill(0));
   }
-  return sources;
+
+  split(events: Iterable<BatchInputEvent | Uint8Array>): SourcePartition[][] {
+    const sources = this.sequences.map((partitions) =>
+      partitions.map((): SourcePartition => ({ messages: [], positions: [] })),
+    );
+    for (const event of events) {
+      // Raw bytes (for testing undecodable input) go to partition 0 of the first source.
+      const source = event instanceof Uint8Array ? 0 : sourceIndexOf(this.job, event.source);
+      const partitions = sources[source]!;
+      const index = event instanceof Uint8Array ? 0 : partitionOf(event.key, partitions.length);
+      const partition = partitions[index]!;
+      const sequence = ++this.sequences[source]![index]!;
+      partition.messages.push(
+        event instanceof Uint8Array
+          ? { data: event, sequence, logTimeMs: this.logTimeMs }
+          : new InputMessage(event, sequence, this.logTimeMs),
+      );
+      partition.positions.push(this.position++);
+    }
+    return sources;
+  }
 }
 
 /**
@@ -340,66 +352,136 @@ function sourceIndexOf(job: JobSpec, source: number | string | undefined): numbe
 interface RoutedRecord {
   order: number;
   data: Uint8Array;
-  isEvent: boolean;
+}
+
+/** A source partition's route processor and the events it has not routed yet, with their input positions. */
+interface RouteTask {
+  processor: TaskProcessor;
+  clock: ManualClock;
+  pending: SourcePartition;
+  /** The input position of the last event it routed. */
+  lastPosition: number;
 }
 
 /**
- * The route stage: one route processor per source partition, over ROUTE_CHUNK events at a time
- * with a clock that moves MARK_INTERVAL_MS between chunks, so it marks its watermark after each
- * chunk that moved it (the marks a route task sends every 200 ms). Returns, per keyed partition,
- * the records that reach it: an event at 2 × its input position, a mark just after the event it
- * follows.
+ * The route stage: one route processor per source partition, over ROUTE_CHUNK of its events at a
+ * time with a clock that moves MARK_INTERVAL_MS between them, so it marks its watermark after each
+ * chunk that moved it (the marks a route task sends every 200 ms). route() takes messages of the
+ * source partitions (all of them, or the next chunk of the input) and routes every partition's
+ * full chunks; finish() routes what is left and adds the marks the route tasks send when their
+ * input runs dry. Both return, per keyed partition, the records that reach it, in input order
+ * within the call: an event at 2 × its input position, a mark just after the event it follows.
  */
-async function routeStage(
-  job: JobSpec,
-  plan: JobPlan,
-  sources: SourcePartition[][],
-  options: Omit<BatchRunOptions, 'partitions'>,
-  run: BatchRunResult,
-): Promise<RoutedRecord[][]> {
-  const targets: RoutedRecord[][] = Array.from({ length: plan.repartition!.partitions }, () => []);
-  const dir = join(options.stateDir, 'route');
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  // Route processors keep no keyed state; the constructor wants a KeyedState all of them can share.
-  const store = await TaskStore.open(dir);
-  try {
-    const state = new KeyedState(store);
+class RouteStage {
+  private readonly tasks = new Map<string, RouteTask>();
+
+  private constructor(
+    private readonly job: JobSpec,
+    private readonly plan: JobPlan,
+    private readonly run: BatchRunResult,
+    /** Route processors keep no keyed state; the constructor wants a KeyedState all of them can share. */
+    private readonly store: TaskStore,
+  ) {}
+
+  static async open(
+    job: JobSpec,
+    plan: JobPlan,
+    options: Omit<BatchRunOptions, 'partitions'>,
+    run: BatchRunResult,
+  ): Promise<RouteStage> {
+    const dir = join(options.stateDir, 'route');
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    return new RouteStage(job, plan, run, await TaskStore.open(dir));
+  }
+
+  async route(sources: SourcePartition[][]): Promise<RoutedRecord[][]> {
+    const targets = this.targets();
     for (let sourceIndex = 0; sourceIndex < sources.length; sourceIndex++) {
-      const stage = routeStageName(plan.sources[sourceIndex]!.name);
-      const input = taskInputOf(job, plan, stage);
       for (let partition = 0; partition < sources[sourceIndex]!.length; partition++) {
         const { messages, positions } = sources[sourceIndex]![partition]!;
         if (messages.length === 0) continue;
-        const clock = new ManualClock();
-        const processor = new TaskProcessor(job, partition, state, clock, undefined, input, stage);
-        const take = (result: BatchResult, lastPosition: number) => {
-          run.deadLetters.push(...result.deadLetters);
-          for (const event of result.routed)
-            targets[event.target]!.push({
-              order: 2 * positions[event.sequence - 1]!,
-              data: event.record,
-              isEvent: true,
-            });
-          const mark = result.mark;
-          if (mark) {
-            const data = encodeWatermarkMark(mark);
-            for (const records of targets) records.push({ order: 2 * lastPosition + 1, data, isEvent: false });
-          }
-        };
-        for (let start = 0; start < messages.length; start += ROUTE_CHUNK) {
-          const chunk = messages.slice(start, start + ROUTE_CHUNK);
-          take(await processor.processBatch(chunk), positions[start + chunk.length - 1]!);
-          clock.advance(MARK_INTERVAL_MS);
-        }
-        // The mark a route task sends when its input runs dry, if the last chunk's did not say it all.
-        take(await processor.onIdle(), positions[positions.length - 1]!);
+        const task = this.task(sourceIndex, partition);
+        task.pending.messages.push(...messages);
+        task.pending.positions.push(...positions);
+        while (task.pending.messages.length >= ROUTE_CHUNK) await this.routeChunk(task, targets);
       }
     }
-  } finally {
-    await store.close();
+    return targets;
   }
-  return targets;
+
+  /** What is left, then the mark each route task sends when its input runs dry (if its last chunk's did not say it all). */
+  async finish(): Promise<RoutedRecord[][]> {
+    const targets = this.targets();
+    for (const task of this.tasks.values()) {
+      if (task.pending.messages.length > 0) await this.routeChunk(task, targets);
+      this.take(targets, await task.processor.onIdle(), [], task.lastPosition);
+    }
+    return targets;
+  }
+
+  async close(): Promise<void> {
+    await this.store.close();
+  }
+
+  /** Up to ROUTE_CHUNK of the task's pending events through its processor; then its clock moves on. */
+  private async routeChunk(task: RouteTask, targets: RoutedRecord[][]): Promise<void> {
+    const messages = task.pending.messages.splice(0, ROUTE_CHUNK);
+    const positions = task.pending.positions.splice(0, ROUTE_CHUNK);
+    task.lastPosition = positions[positions.length - 1]!;
+    this.take(
+      targets,
+      await task.processor.processBatch(messages),
+      positions,
+      task.lastPosition,
+      messages[0]!.sequence,
+    );
+    task.clock.advance(MARK_INTERVAL_MS);
+  }
+
+  private targets(): RoutedRecord[][] {
+    return Array.from({ length: this.plan.repartition!.partitions }, () => []);
+  }
+
+  private task(sourceIndex: number, partition: number): RouteTask {
+    const name = `${sourceIndex}/${partition}`;
+    let task = this.tasks.get(name);
+    if (task === undefined) {
+      const stage = routeStageName(this.plan.sources[sourceIndex]!.name);
+      const clock = new ManualClock();
+      const input = taskInputOf(this.job, this.plan, stage);
+      const processor = new TaskProcessor(
+        this.job,
+        partition,
+        new KeyedState(this.store),
+        clock,
+        undefined,
+        input,
+        stage,
+      );
+      task = { processor, clock, pending: { messages: [], positions: [] }, lastPosition: 0 };
+      this.tasks.set(name, task);
+    }
+    return task;
+  }
+
+  /** A batch's routed events (`positions` of its messages, the first numbered `firstSequence`) and mark. */
+  private take(
+    targets: RoutedRecord[][],
+    result: BatchResult,
+    positions: readonly number[],
+    lastPosition: number,
+    firstSequence = 1,
+  ): void {
+    this.run.deadLetters.push(...result.deadLetters);
+    for (const event of result.routed)
+      targets[event.target]!.push({ order: 2 * positions[event.sequence - firstSequence]!, data: event.record });
+    const mark = result.mark;
+    if (mark) {
+      const data = encodeWatermarkMark(mark);
+      for (const records of targets) records.push({ order: 2 * lastPosition + 1, data });
+    }
+  }
 }
 
 /** One keyed partition of the run: its processor over its own RocksDB. */
@@ -418,6 +500,8 @@ class KeyedStage {
   private readonly tasks = new Map<number, KeyedTask>();
   private readonly opening = new Map<number, Promise<KeyedTask>>();
   private readonly waiting = new Map<number, RawMessage[]>();
+  /** Per keyed partition of a repartitioned run, the sequence of the last routed record taken. */
+  private readonly routedSequences: number[] = [];
 
   constructor(
     private readonly job: JobSpec,
@@ -452,10 +536,21 @@ class KeyedStage {
     }
   }
 
-  /** A whole partition at once (the keyed stage of a repartitioned run). */
-  async runPartition(partition: number, messages: readonly RawMessage[]): Promise<void> {
-    for (const message of messages) this.add(partition, message);
-    await this.process(partition);
+  /**
+   * The keyed stage of a repartitioned run: what the route stage sent each keyed partition, in
+   * input order, numbered on as the repartition topic would number it.
+   */
+  async addRouted(targets: RoutedRecord[][], logTimeMs: number): Promise<void> {
+    for (let partition = 0; partition < targets.length; partition++) {
+      const records = targets[partition]!;
+      if (records.length === 0) continue;
+      records.sort((a, b) => a.order - b.order);
+      for (const record of records) {
+        const sequence = (this.routedSequences[partition] ?? 0) + 1;
+        this.routedSequences[partition] = sequence;
+        if (this.add(partition, { data: record.data, sequence, logTimeMs })) await this.process(partition);
+      }
+    }
   }
 
   /** Every partition to the end of input, in partition order; then their stores are closed. */
