@@ -205,7 +205,8 @@ async function* chunksOf(events: BatchInput): AsyncGenerator<readonly (BatchInpu
  * the same stages as runBatch. Read directly, each partition streams through its task a chunk (an
  * archive segment) at a time and is finished before the next is read, so a history larger than
  * memory runs. A repartitioned job's route stage sees the partitions interleaved by log time (the
- * order the log received them; ties by partition), as a file's lines would be: that reads all first.
+ * order the log received them; ties by partition), as a file's lines would be, merged as they are
+ * read: memory holds a segment per partition, not the history.
  */
 export async function runBatchOverPartitions(
   job: JobSpec,
@@ -229,25 +230,70 @@ export async function runBatchOverPartitions(
     }
     return run;
   }
-  const partitions: RawMessage[][] = [];
-  for (let partition = 0; partition < partitionCount; partition++) {
-    const messages: RawMessage[] = [];
-    for await (const chunk of read(partition)) for (const message of chunk) messages.push(message);
-    partitions.push(messages);
-  }
-  const order = partitions
-    .flatMap((messages, partition) => messages.map((message, index) => ({ message, partition, index })))
-    .sort(
-      (a, b) =>
-        (a.message.logTimeMs ?? 0) - (b.message.logTimeMs ?? 0) || a.partition - b.partition || a.index - b.index,
-    );
-  const sources: SourcePartition[] = partitions.map((messages) => ({
-    messages,
-    positions: new Array<number>(messages.length),
-  }));
-  order.forEach(({ partition, index }, position) => (sources[partition]!.positions[index] = position));
-  await runRepartitioned(job, plan, [[sources]], options, run, options.readAtMs ?? systemClock.now());
+  const pieces = mergedByLogTime(partitionCount, read);
+  await runRepartitioned(job, plan, pieces, options, run, options.readAtMs ?? systemClock.now());
   return run;
+}
+
+/**
+ * Messages of the partitions merged into one input, given to the stages this many at a time: as
+ * runBatch takes a file's events, so a run over the archive and a run over the same events as a
+ * file in log order are the same run.
+ */
+const MERGED_PIECE = ROUTE_CHUNK;
+
+/**
+ * The partitions' messages interleaved by log time (the order the log received them; ties by
+ * partition, each partition in its own order), as the lines of a file would come, a piece of
+ * MERGED_PIECE messages at a time: only the chunk each partition is at is held, never the history.
+ */
+async function* mergedByLogTime(
+  partitionCount: number,
+  read: (partition: number) => AsyncIterable<readonly RawMessage[]>,
+): AsyncGenerator<SourcePartition[][]> {
+  const cursors = Array.from({ length: partitionCount }, (_, partition) => ({
+    chunks: read(partition)[Symbol.asyncIterator](),
+    chunk: [] as readonly RawMessage[],
+    index: 0,
+    done: false,
+  }));
+  /** The partition's next chunk, when its current one is used up (the only await, once a chunk). */
+  const refill = async (cursor: (typeof cursors)[number]): Promise<void> => {
+    while (!cursor.done && cursor.index >= cursor.chunk.length) {
+      const next = await cursor.chunks.next();
+      if (next.done) cursor.done = true;
+      else [cursor.chunk, cursor.index] = [next.value, 0];
+    }
+  };
+  let position = 0;
+  let piece = emptyPiece(partitionCount);
+  for (;;) {
+    let next = -1;
+    let nextTime = Infinity;
+    for (let partition = 0; partition < partitionCount; partition++) {
+      const cursor = cursors[partition]!;
+      if (cursor.index >= cursor.chunk.length) await refill(cursor);
+      if (cursor.done) continue;
+      const logTimeMs = cursor.chunk[cursor.index]!.logTimeMs ?? 0;
+      if (logTimeMs < nextTime) {
+        next = partition;
+        nextTime = logTimeMs;
+      }
+    }
+    if (next < 0) break;
+    const cursor = cursors[next]!;
+    piece[0]![next]!.messages.push(cursor.chunk[cursor.index++]!);
+    piece[0]![next]!.positions.push(position++);
+    if (position % MERGED_PIECE === 0) {
+      yield piece;
+      piece = emptyPiece(partitionCount);
+    }
+  }
+  if (position % MERGED_PIECE !== 0) yield piece;
+}
+
+function emptyPiece(partitionCount: number): SourcePartition[][] {
+  return [Array.from({ length: partitionCount }, (): SourcePartition => ({ messages: [], positions: [] }))];
 }
 
 /**
