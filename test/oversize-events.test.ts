@@ -63,8 +63,9 @@ async function produce(topic: string, clicks: Click[]): Promise<number[]> {
   return sizes;
 }
 
-async function runUntilRead(job: ReturnType<typeof validateJob>, events: number): Promise<number[]> {
-  const worker = await StandaloneWorker.start({
+/** A standalone worker running every partition of the job, in this process. */
+function startWorker(job: ReturnType<typeof validateJob>): Promise<StandaloneWorker> {
+  return StandaloneWorker.start({
     nc: nats.nc,
     job,
     stateDir: join(dir, job.name),
@@ -72,6 +73,10 @@ async function runUntilRead(job: ReturnType<typeof validateJob>, events: number)
     logger: pino({ level: 'silent' }),
     metrics: new WorkerMetrics(),
   });
+}
+
+async function runUntilRead(job: ReturnType<typeof validateJob>, events: number): Promise<number[]> {
+  const worker = await startWorker(job);
   try {
     // Every event read and its results written: no task is stuck retrying a batch it cannot write.
     await pollUntil(() => worker.progress(), {
@@ -172,14 +177,7 @@ describe('an event near max_payload', () => {
         },
       },
     });
-    const worker = await StandaloneWorker.start({
-      nc: nats.nc,
-      job,
-      stateDir: join(dir, job.name),
-      clock: systemClock,
-      logger: pino({ level: 'silent' }),
-      metrics: new WorkerMetrics(),
-    });
+    const worker = await startWorker(job);
     try {
       const reason = await pollUntil(() => worker.notReadyReason(), {
         what: 'the task failing on its output',
