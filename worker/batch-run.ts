@@ -272,7 +272,8 @@ async function* mergedByLogTime(
     let nextTime = Infinity;
     for (let partition = 0; partition < partitionCount; partition++) {
       const cursor = cursors[partition]!;
-      if (cursor.index >= cursor.chunk.length) await refill(cursor);
+      // Awaited only when a chunk is used up, never for a partition already read to its end.
+      if (!cursor.done && cursor.index >= cursor.chunk.length) await refill(cursor);
       if (cursor.done) continue;
       const logTimeMs = cursor.chunk[cursor.index]!.logTimeMs ?? 0;
       if (logTimeMs < nextTime) {
@@ -448,8 +449,11 @@ class RouteStage {
         const { messages, positions } = sources[sourceIndex]![partition]!;
         if (messages.length === 0) continue;
         const task = this.task(sourceIndex, partition);
-        task.pending.messages.push(...messages);
-        task.pending.positions.push(...positions);
+        // A loop, not push(...): a chunk may be larger than a call's argument limit.
+        for (let index = 0; index < messages.length; index++) {
+          task.pending.messages.push(messages[index]!);
+          task.pending.positions.push(positions[index]!);
+        }
         while (task.pending.messages.length >= ROUTE_CHUNK) await this.routeChunk(task, targets);
       }
     }
