@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTopic } from '../client/topics.js';
 import { Producer } from '../client/producer.js';
-import { encodeEvent, streams, subjects } from '../protocol/index.js';
+import { encodeEvent, encodeRoutedBundle, encodeRoutedEvent, streams, subjects } from '../protocol/index.js';
 import { KeyedState } from '../state/keyed-state.js';
 import { TaskStore } from '../state/task-store.js';
 import type { ActorContext } from '../worker/actor-context.js';
@@ -72,6 +72,41 @@ describe('sinks on a real nats-server', () => {
       await sinks.write(result);
       await sinks.write(result); // a replay after a crash writes the same letters again
       expect(await storedCount(streams.deadLetter, subjects.deadLetter('timers', 'v1'))).toBe(3);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('store a bad record of a repartition bundle with the bundle’s sequence and its part', async () => {
+    const job = validateJob({
+      name: 'bundled',
+      version: 'v1',
+      source: { topic: 'unused', key: (click: { user: string }) => click.user },
+      time: (click: { t: number }) => click.t,
+      watermark: { maxOutOfOrderness: 0 },
+      window: { kind: 'tumbling', size: 10 },
+      sink: { kind: 'none' },
+      aggregate: { init: () => 0, add: (count: number) => count + 1 },
+    });
+    const store = await TaskStore.open(join(dir, 'bundled'));
+    try {
+      const processor = new TaskProcessor(job, 0, new KeyedState(store), new ManualClock(), undefined, {
+        kind: 'merged',
+        partitions: 1,
+        upstreamPartitions: [1],
+      });
+      const routed = (sequence: number) =>
+        encodeRoutedEvent({ source: 0, partition: 0, sequence, watermarkMs: 1, key: 'u', time: 1, value: {} });
+      const bundle = encodeRoutedBundle([routed(1), new Uint8Array([0xc1]), routed(2)]);
+      const result = await processor.processBatch([{ data: bundle, sequence: 7 }]);
+      await (await JobSinks.open(nats.nc, job)).write(result);
+      const letters = await readSubject(nats.nc, streams.deadLetter, subjects.deadLetter('bundled', 'v1'));
+      expect(
+        letters.map((letter) =>
+          ['Kappa-Reason', 'Kappa-Sequence', 'Kappa-Part'].map((name) => letter.headers?.get(name)),
+        ),
+      ).toEqual([['undecodable', '7', '1']]);
+      expect([...letters[0]!.data]).toEqual([0xc1]);
     } finally {
       await store.close();
     }

@@ -170,9 +170,10 @@ describe('a keyed task reading bundles', () => {
       [k1, 2, 1],
       [k2, 2, 2],
     ]);
-    expect(result.deadLetters.map((letter) => [letter.reason, letter.id])).toEqual([
-      ['undecodable', `${PARTITION}/2.3`],
-      ['wrong-partition', `${PARTITION}/2.4`],
+    // Its sequence is the bundle's; its part (the Kappa-Part header) names the record in it.
+    expect(result.deadLetters.map((letter) => [letter.reason, letter.id, letter.sequence, letter.part])).toEqual([
+      ['undecodable', `${PARTITION}/2.3`, 2, 3],
+      ['wrong-partition', `${PARTITION}/2.4`, 2, 4],
     ]);
     // A dead letter holds its own record, not the whole bundle.
     expect([...result.deadLetters[0]!.data]).toEqual([0xc1]);
@@ -185,7 +186,9 @@ describe('a keyed task reading bundles', () => {
       upstreamPartitions: [1],
     });
     const result = await processor.processBatch([{ data: encode([PROTOCOL_MAJOR, 'b', 3]), sequence: 9 }]);
-    expect(result.deadLetters.map((letter) => [letter.reason, letter.id])).toEqual([['undecodable', `${PARTITION}/9`]]);
+    expect(result.deadLetters.map((letter) => [letter.reason, letter.id, letter.part])).toEqual([
+      ['undecodable', `${PARTITION}/9`, undefined],
+    ]);
     expect(result.processed).toBe(0);
   });
 });

@@ -103,6 +103,7 @@ export class JobSinks {
       headers.set('Kappa-Error', letter.error.replace(/[\r\n]+/g, ' ').slice(0, 1000));
       headers.set('Kappa-Partition', String(letter.partition));
       headers.set('Kappa-Sequence', String(letter.sequence));
+      if (letter.part !== undefined) headers.set('Kappa-Part', String(letter.part));
       let payload = letter.data;
       if (!fits(payload, headers, maxPayload)) {
         headers.set('Kappa-Omitted-Bytes', String(payload.length));

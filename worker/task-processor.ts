@@ -627,6 +627,7 @@ export class TaskProcessor implements OperatorOutput {
       error,
       partition: this.partition,
       sequence: origin.sequence,
+      ...(origin.part === undefined ? {} : { part: origin.part }),
       data: origin.data,
     });
   }

@@ -98,6 +98,8 @@ export interface DeadLetter {
   error: string;
   partition: number;
   sequence: number;
+  /** The record's index in a repartition bundle (RawMessage.part); the bundle is at `sequence`. */
+  part?: number;
   /** The original message bytes, so nothing is lost. */
   data: Uint8Array;
 }
