@@ -41,21 +41,28 @@ export async function readSegment(
   return decodeSegment(bytes, REPLAY_COLUMNS);
 }
 
+/** An archived message as a task reads it. */
+export interface ArchivedMessage {
+  data: Uint8Array;
+  sequence: number;
+  logTimeMs: number;
+}
+
+/** The messages of a decoded segment from index `from` up to `to` (excluded). */
+export function messagesOf(events: SegmentEvents, from: number, to: number): ArchivedMessage[] {
+  const { data, sequences, logTimes } = events;
+  const messages = new Array<ArchivedMessage>(to - from);
+  for (let index = from; index < to; index++)
+    messages[index - from] = { data: data[index]!, sequence: sequences[index]!, logTimeMs: logTimes[index]! };
+  return messages;
+}
+
 /** A partition's archived messages (data, sequence, log time) as a task reads them, a segment at a time. */
 export async function* readPartitionMessages(
   store: SegmentStore,
   catalog: PartitionCatalog,
-): AsyncGenerator<{ data: Uint8Array; sequence: number; logTimeMs: number }[]> {
-  for await (const events of readPartitionArchive(store, catalog)) {
-    const messages = new Array<{ data: Uint8Array; sequence: number; logTimeMs: number }>(events.data.length);
-    for (let index = 0; index < events.data.length; index++)
-      messages[index] = {
-        data: events.data[index]!,
-        sequence: events.sequences[index]!,
-        logTimeMs: events.logTimes[index]!,
-      };
-    yield messages;
-  }
+): AsyncGenerator<ArchivedMessage[]> {
+  for await (const events of readPartitionArchive(store, catalog)) yield messagesOf(events, 0, events.data.length);
 }
 
 /** Every partition's archived messages of a topic (data, sequence, log time), in sequence order. */

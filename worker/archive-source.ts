@@ -10,7 +10,7 @@
 // (a task that fell behind hot retention) is read from the archive again, never skipped.
 import type { NatsConnection } from '@nats-io/transport-node';
 import { handOverSequence, type ArchiveCatalog, type PartitionCatalog } from '../archive/catalog.js';
-import { readSegment } from '../archive/reader.js';
+import { messagesOf, readSegment } from '../archive/reader.js';
 import type { SegmentEvents, SegmentIndex } from '../archive/segment-format.js';
 import type { SegmentStore } from '../archive/segment-store.js';
 import { ArchiveCatalog as Catalog } from '../archive/catalog.js';
@@ -188,11 +188,9 @@ export class ArchiveThenLiveSource implements TaskSource {
     if (this.live) return this.live.take(max);
     const current = this.current;
     if (!current || current.next >= current.events.data.length) return [];
-    const { data, sequences, logTimes } = current.events;
+    const { data, sequences } = current.events;
     const end = Math.min(data.length, current.next + max);
-    const taken: RawMessage[] = new Array(end - current.next);
-    for (let index = current.next; index < end; index++)
-      taken[index - current.next] = { data: data[index]!, sequence: sequences[index]!, logTimeMs: logTimes[index]! };
+    const taken: RawMessage[] = messagesOf(current.events, current.next, end);
     current.next = end;
     this.nextSequence = sequences[end - 1]! + 1;
     // The segment's range may end past its last message (deleted messages): the next starts after it.
