@@ -1,7 +1,7 @@
 // `kappa run` as a user meets it: the job's own key and time functions by default, bad lines
 // summarized (a few on stderr, all in the rejects file, exit 3) instead of one line each, and
 // at the end of input every pending timer fires, as in Flink's batch mode.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -139,6 +139,51 @@ describe('kappa run', () => {
     }
     expect(spilled.lateViews.length).toBeGreaterThan(100);
     expect(new Map(spilled.table.map((row) => [`${row.key}@${row.start}`, row.value]))).toEqual(expected);
+  });
+
+  it('spills windows when their accumulators fill the heap long before the row budget, instead of running out of memory', async () => {
+    // A list of pages per user and hour, kept a day for late clicks: 96,000 windows (far below the
+    // default budget of 1M rows) holding 384,000 strings of ≈ 110 characters, ≈ 70 MB of live heap.
+    // Under a 128 MB heap the process died of it ("JavaScript heap out of memory") before the
+    // operator spilled past a share of the heap (worker/window/heap-pressure.ts).
+    const job = join(dir, 'pages-per-hour.mjs');
+    writeFileSync(
+      job,
+      `export default {
+        name: 'pages', version: 'v1', source: { topic: 'clicks' }, key: 'user',
+        time: (click) => click.ts, watermark: { maxOutOfOrderness: '1s' },
+        window: { kind: 'tumbling', size: '1h' }, allowedLateness: '1d',
+        aggregate: { init: () => [], add: (pages, click) => { pages.push(click.page); return pages; }, result: (pages) => pages.length },
+      };`,
+    );
+    const start = Date.UTC(2026, 0, 1);
+    const input = join(dir, 'pages.jsonl');
+    const expected = new Map<string, number>();
+    const chunk: string[] = [];
+    writeFileSync(input, '');
+    for (let hour = 0; hour < 24; hour++) {
+      for (let user = 0; user < 4_000; user++) {
+        for (let visit = 0; visit < 4; visit++) {
+          const ts = start + hour * 3_600_000 + (user * 4 + visit) * 200;
+          const page = `/a/rather/long/page/path/number/${(user * 7 + visit * 13 + hour) % 1_000}/${'x'.repeat(70)}`;
+          chunk.push(JSON.stringify({ user: `u${user}`, ts, page }));
+          const window = `u${user}@${start + hour * 3_600_000}`;
+          expected.set(window, (expected.get(window) ?? 0) + 1);
+        }
+      }
+      appendFileSync(input, chunk.join('\n') + '\n');
+      chunk.length = 0;
+    }
+    const result = await kappa(['run', job, '--input', input], {
+      env: { NODE_OPTIONS: '--max-old-space-size=128' },
+    });
+    expect(result.code, result.stderr.slice(-2_000)).toBe(0);
+    const table = result.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { key: string; start: number; value: number });
+    expect(table).toHaveLength(96_000);
+    expect(new Map(table.map((row) => [`${row.key}@${row.start}`, row.value]))).toEqual(expected);
   });
 
   it('fires pending event-time and processing-time timers at the end of input', async () => {

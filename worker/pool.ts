@@ -32,6 +32,8 @@ export interface WorkerPoolOptions {
   threads: number;
   /** Each thread's young heap generation in MB (default: V8's, 16 MB on 64-bit). */
   threadYoungGenerationMb?: number;
+  /** Each task thread's old heap generation in MB (V8's default when unset). */
+  threadHeapMb?: number;
   /** Absolute paths of the job modules; every thread loads each. */
   jobFiles: string[];
   /** The job versions those modules define, with their topics (sent in worker.register). */
@@ -73,6 +75,7 @@ export class WorkerPool {
     this.threads = new TaskHostThreads({
       threads: options.threads,
       ...(options.threadYoungGenerationMb === undefined ? {} : { youngGenerationMb: options.threadYoungGenerationMb }),
+      ...(options.threadHeapMb === undefined ? {} : { heapMb: options.threadHeapMb }),
       host: { workerId, jobFiles, nats, tasks, logLevel },
       logger: this.logger,
       metrics: this.metrics,

@@ -29,6 +29,12 @@ export interface TaskHostThreadsOptions {
    * it spends up to half its time in scavenges that copy the open windows again and again.
    */
   youngGenerationMb?: number;
+  /**
+   * Each thread's old heap generation, in MB (V8's default, sized from the machine's memory, when
+   * unset): a container's memory limit is the sum of its threads' heaps and RocksDB's memory, and
+   * open windows spill when half of a thread's heap is live (worker/window/heap-pressure.ts).
+   */
+  heapMb?: number;
   /** What every host starts with (besides its thread index). */
   host: Pick<TaskHostOptions, 'workerId' | 'jobFiles' | 'nats' | 'tasks' | 'logLevel'>;
   logger: Logger;
@@ -61,9 +67,10 @@ export class TaskHostThreads {
       concurrentTasksPerWorker: 1,
       idleTimeout: Infinity,
       atomics: 'disabled',
-      ...(options.youngGenerationMb === undefined
-        ? {}
-        : { resourceLimits: { maxYoungGenerationSizeMb: options.youngGenerationMb } }),
+      resourceLimits: {
+        ...(options.youngGenerationMb === undefined ? {} : { maxYoungGenerationSizeMb: options.youngGenerationMb }),
+        ...(options.heapMb === undefined ? {} : { maxOldGenerationSizeMb: options.heapMb }),
+      },
     });
     // A dying thread rejects its task (handled per slot); anything else is logged, never thrown.
     this.piscina.on('error', (error: unknown) => this.logger.error({ err: error }, 'thread pool error'));

@@ -68,6 +68,13 @@ const workerSettings = defineSettings(
       schema: positiveInt.default(96),
       help: "MB of each task thread's young heap generation: a replay allocates fast, and a larger one halves the time spent collecting garbage (bench/README.md)",
     },
+    threadHeap: {
+      flag: '--thread-heap <mb>',
+      env: 'KAPPA_THREAD_HEAP_MB',
+      schema: positiveInt.optional(),
+      shownDefault: "V8's, from the machine's memory",
+      help: "MB of each task thread's old heap generation: set it so that threads × this fits the container's memory limit with room for RocksDB; open windows spill to RocksDB when half of it is live",
+    },
     id: {
       flag: '--id <id>',
       env: 'KAPPA_WORKER_ID',
@@ -338,6 +345,7 @@ async function runPool(settings: WorkerSettings): Promise<void> {
     workerId,
     threads: settings.threads,
     threadYoungGenerationMb: settings.threadYoungGeneration,
+    ...(settings.threadHeap === undefined ? {} : { threadHeapMb: settings.threadHeap }),
     jobFiles,
     carries: jobs.map((job) => ({
       job: job.name,

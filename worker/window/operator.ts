@@ -11,7 +11,9 @@
 // replay) and in `kappa run`: the batch executor and the streaming operator are the same code, so
 // their results cannot differ.
 //
-// Memory is bounded by `maxRows`: past it, after a batch, whole tumbling or hopping windows are
+// Memory is bounded by `maxRows`, and by the thread's heap (heap-pressure.ts: past a share of the
+// limit live after a full collection, the budget drops to half the rows in memory until the heap
+// is back down): past it, after a batch, whole tumbling or hopping windows are
 // spilled to the task's scratch RocksDB (windows that fired and only await their lateness first,
 // then those that end last), and read back before a batch that needs them: the rows its events
 // update, and every spilled window the batch's watermark may fire. So an event never waits on a
@@ -34,6 +36,7 @@ import { floorMod } from './tumbling.js';
 import { AggregateCalls, AggregateFunctionError } from './aggregate-calls.js';
 import { digestOf } from '../digest.js';
 import { copyValue } from '../value-copy.js';
+import { HEAP_RELAX_SHARE, HEAP_SPILL_SHARE, heapAfterFullCollection, type HeapReading } from './heap-pressure.js';
 
 export const WINDOW_NAMESPACE = 'w';
 
@@ -134,6 +137,10 @@ export class WindowOperator implements Operator {
   /** Open rows of every kind in memory, and the aligned rows spilled to the scratch store. */
   private residentRows = 0;
   private spilledRows = 0;
+  /** The row budget now: maxRows, or less while the heap is under pressure. */
+  private budgetRows: number;
+  /** The heap reading acted on last (its collection count). */
+  private heapSeen = 0;
   /** The scratch store, once something is spilled, and purged windows it still holds rows of. */
   private scratch: TaskStore | undefined;
   private purgedInScratch: AlignedWindow[] = [];
@@ -154,6 +161,9 @@ export class WindowOperator implements Operator {
   private dirty: WindowRow[] = [];
   private removedStored: WindowRow[] = [];
 
+  /** Times heap pressure lowered the row budget. */
+  heapSpills = 0;
+
   /** Events that updated a window after it fired (each re-emitted it). */
   private lateUpdates = 0;
   /** The watermark the windows being fired are due at. */
@@ -166,7 +176,9 @@ export class WindowOperator implements Operator {
     private readonly partition: number,
     /** Rows of open windows held in memory after a batch; beyond it windows are spilled to RocksDB. */
     private readonly maxRows: number = DEFAULT_WINDOW_MEMORY_ROWS,
+    private readonly heap: () => HeapReading = heapAfterFullCollection,
   ) {
+    this.budgetRows = maxRows;
     this.window = job.window;
     this.aggregate = new AggregateCalls(job.aggregate);
     this.idPrefix = `${job.name}/${job.version}/`;
@@ -627,8 +639,26 @@ export class WindowOperator implements Operator {
    * there is nothing to do (no await on the usual path).
    */
   spillIfOverBudget(watermarkMs: number): Promise<void> | undefined {
-    if (this.residentRows <= this.maxRows && this.purgedInScratch.length === 0) return undefined;
+    this.followHeap();
+    if (this.residentRows <= this.budgetRows && this.purgedInScratch.length === 0) return undefined;
     return this.window.kind === 'session' ? this.spillSessions(watermarkMs) : this.spill();
+  }
+
+  /**
+   * A full collection found the live heap past HEAP_SPILL_SHARE of the limit: the budget drops to
+   * half the rows in memory (so a spill leaves a quarter), once per collection, since only the
+   * next one shows what spilling freed. Below HEAP_RELAX_SHARE the configured budget is back.
+   */
+  private followHeap(): void {
+    const heap = this.heap();
+    if (heap.collections === this.heapSeen) return;
+    this.heapSeen = heap.collections;
+    if (heap.liveShare > HEAP_SPILL_SHARE && this.residentRows > 1) {
+      this.budgetRows = Math.min(this.budgetRows, Math.floor(this.residentRows / 2));
+      this.heapSpills++;
+    } else if (heap.liveShare < HEAP_RELAX_SHARE) {
+      this.budgetRows = this.maxRows;
+    }
   }
 
   /**
@@ -639,8 +669,8 @@ export class WindowOperator implements Operator {
    */
   private async spillSessions(watermarkMs: number): Promise<void> {
     const scratch = await this.openScratch();
-    if (this.residentRows <= this.maxRows) return;
-    const target = Math.floor(this.maxRows / 2);
+    if (this.residentRows <= this.budgetRows) return;
+    const target = Math.floor(this.budgetRows / 2);
     const rows: StateRow[] = [];
     for (const [key, sessions] of this.sessions) {
       if (this.residentRows <= target) break;
@@ -755,8 +785,8 @@ export class WindowOperator implements Operator {
   private async spill(): Promise<void> {
     const scratch = await this.openScratch();
     await this.clearPurged();
-    if (this.residentRows <= this.maxRows) return;
-    const target = Math.floor(this.maxRows / 2);
+    if (this.residentRows <= this.budgetRows) return;
+    const target = Math.floor(this.budgetRows / 2);
     const order = [
       ...this.openAligned.filter((window) => window.fired),
       ...this.openAligned.filter((window) => !window.fired).reverse(),
