@@ -193,6 +193,10 @@ export class WorkerPool {
         this.place(task, epoch, from, plan);
         break;
       case 'raise-epoch':
+        this.logger.info(
+          { ...task, epoch, runningEpoch: placed!.epoch, thread: placed!.thread },
+          'task assigned again under a higher epoch; it keeps running and commits under the new one',
+        );
         placed!.epoch = epoch;
         this.threads.post(placed!.thread, { type: 'epoch', task, epoch });
         break;

@@ -120,6 +120,11 @@ class TaskHost {
       if (hosted) {
         hosted.epoch = message.epoch;
         hosted.runner?.epochRaised();
+      } else {
+        this.logger.warn(
+          { task: message.task, epoch: message.epoch },
+          'epoch raised for a task this thread does not host',
+        );
       }
     } else {
       void this.stop(message.task);
