@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `kappa` command. Each subcommand lives in cli/commands/<name>.ts and registers itself here.
 import { Command, CommanderError } from 'commander';
-import { KappaError } from '../protocol/index.js';
+import { KappaError } from '../protocol/errors.js';
 import { ExitCode } from './exit-codes.js';
 import { registerCommands } from './commands/index.js';
 
@@ -13,7 +13,7 @@ const program = new Command('kappa')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
-registerCommands(program);
+await registerCommands(program, process.argv.slice(2));
 
 try {
   await program.parseAsync(process.argv);

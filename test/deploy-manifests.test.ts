@@ -113,9 +113,9 @@ function label(dir: string, object: K8sObject): string {
 }
 
 /** The `kappa` program the image runs, to read its subcommands' options. */
-function kappaProgram(): Command {
+async function kappaProgram(): Promise<Command> {
   const program = new Command('kappa').enablePositionalOptions();
-  registerCommands(program);
+  await registerCommands(program, []);
   return program;
 }
 
@@ -288,8 +288,8 @@ describe('NATS', () => {
   });
 });
 
-describe('the manifests and the processes', () => {
-  const program = kappaProgram();
+describe('the manifests and the processes', async () => {
+  const program = await kappaProgram();
 
   it('run kappa coordinator and kappa worker with only options those commands define', () => {
     for (const [dir, objects] of rendered) {
