@@ -359,12 +359,13 @@ export class KeyedState {
   }
 
   /**
-   * Deactivates least-recently-activated clean keys beyond maxActiveKeys (never drops dirty rows).
-   * `isPinned` keeps keys the engine still needs resident (open windows, pending timers).
+   * Deactivates least-recently-activated clean keys beyond maxActiveKeys, or `keep` when given
+   * (fewer, under heap pressure), never dropping dirty rows. `isPinned` keeps keys the engine
+   * still needs resident (open windows, pending timers).
    */
-  evict(isPinned?: (key: string) => boolean): void {
+  evict(isPinned?: (key: string) => boolean, keep = this.maxActiveKeys): void {
     if (this.flushing) return;
-    const excess = this.actors.size - this.maxActiveKeys;
+    const excess = this.actors.size - Math.min(keep, this.maxActiveKeys);
     if (excess <= 0) return;
     const candidates: ActiveActor[] = [];
     for (const actor of this.actors.values()) {

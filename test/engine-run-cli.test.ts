@@ -186,6 +186,53 @@ describe('kappa run', () => {
     expect(new Map(table.map((row) => [`${row.key}@${row.start}`, row.value]))).toEqual(expected);
   });
 
+  it('writes out and deactivates actor state when it fills the heap, instead of running out of memory', async () => {
+    // 60,000 users' visited pages in actor state (a list per user, ≈ 60 MB of strings), one user
+    // after another, far below the default budget of 100,000 active keys. Under a 96 MB heap the
+    // process died of it before keyed state was written out and thinned past a share of the heap.
+    const job = join(dir, 'visited-pages.mjs');
+    writeFileSync(
+      job,
+      `export default {
+        name: 'visits', version: 'v1', source: { topic: 'clicks' }, key: 'user',
+        time: (click) => click.ts, watermark: { maxOutOfOrderness: '1s' },
+        actor: {
+          onEvent(ctx, click) {
+            const pages = ctx.value('pages');
+            const list = pages.get() ?? [];
+            list.push(click.page);
+            pages.set(list);
+            ctx.emit({ visits: list.length, last: click.page.slice(-8) });
+          },
+        },
+      };`,
+    );
+    const start = Date.UTC(2026, 0, 1);
+    const input = join(dir, 'visits.jsonl');
+    const expected = new Map<string, { visits: number; last: string }>();
+    writeFileSync(input, '');
+    const chunk: string[] = [];
+    for (let user = 0; user < 60_000; user++) {
+      for (let visit = 0; visit < 8; visit++) {
+        const page = `/a/rather/long/page/path/number/${(user * 7 + visit * 13) % 1_000}/${'x'.repeat(62)}${String(user).padStart(8, '0')}`;
+        chunk.push(JSON.stringify({ user: `u${user}`, ts: start + (user * 8 + visit) * 10, page }));
+        expected.set(`u${user}`, { visits: visit + 1, last: page.slice(-8) });
+      }
+      if (chunk.length >= 10_000) {
+        appendFileSync(input, chunk.join('\n') + '\n');
+        chunk.length = 0;
+      }
+    }
+    appendFileSync(input, chunk.join('\n') + '\n');
+    const result = await kappa(['run', job, '--input', input], { env: { NODE_OPTIONS: '--max-old-space-size=96' } });
+    expect(result.code, result.stderr.slice(-2_000)).toBe(0);
+    const table = result.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { key: string; value: { visits: number; last: string } });
+    expect(new Map(table.map((row) => [row.key, row.value]))).toEqual(expected);
+  });
+
   it('fires pending event-time and processing-time timers at the end of input', async () => {
     const input = join(dir, 'readings.jsonl');
     writeFileSync(

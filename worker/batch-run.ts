@@ -41,6 +41,7 @@ import { ServingView } from './serving-view.js';
 import { taskInputOf } from './task-input.js';
 import { MARK_INTERVAL_MS, TaskProcessor, type BatchResult, type RawMessage } from './task-processor.js';
 import type { DeadLetter, LateRecord, Output } from './types.js';
+import { HeapWatch } from './window/heap-pressure.js';
 
 export interface BatchInputEvent {
   /** The key the producer gave the event (what its --key field gives): the partition it is in. */
@@ -539,6 +540,8 @@ interface KeyedTask {
   processor: TaskProcessor;
   state: KeyedState;
   store: TaskStore;
+  /** Full collections that left the heap past its share: keyed state is written out and thinned. */
+  heapWatch: HeapWatch;
 }
 
 /**
@@ -579,9 +582,12 @@ class KeyedStage {
     const { processor, state } = task;
     for (let start = 0; start < pending.length; start += this.batchSize) {
       this.collect(await processor.processBatch(pending.slice(start, start + this.batchSize)));
-      if (state.dirtyRows > 100_000) {
+      // Past the heap's share too (worker/window/heap-pressure.ts): written out, and a quarter of
+      // the active keys kept.
+      const pressed = task.heapWatch.pressed();
+      if (state.dirtyRows > 100_000 || pressed) {
         await state.flush();
-        state.evict(processor.isPinned);
+        state.evict(processor.isPinned, pressed ? Math.floor(state.activeKeys / 4) : undefined);
       }
     }
   }
@@ -636,7 +642,7 @@ class KeyedStage {
           undefined,
           this.options.windowMemoryRows,
         );
-        const task: KeyedTask = { processor, state, store };
+        const task: KeyedTask = { processor, state, store, heapWatch: new HeapWatch() };
         this.tasks.set(partition, task);
         return task;
       })();

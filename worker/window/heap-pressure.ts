@@ -1,11 +1,13 @@
 // How full this thread's V8 heap is, as measured right after its last full garbage collection
 // (what is live then, not the garbage waiting for the next one), as a share of the heap limit.
 //
-// The window operator's memory budget counts rows, and a row's size is its accumulator's: a job
-// that collects values per window (a list, a set, a sketch) can fill the heap long before the row
-// budget, and a thread that runs out of heap dies, is restarted, replays into the same state and
-// dies again. So the operator also spills when the live heap passes HEAP_SPILL_SHARE of the limit
-// (worker/window/README.md "Memory"); every thread has its own heap and its own reading.
+// Memory budgets count rows (open windows) and keys (active actors), and their sizes are the
+// accumulators' and the state's: a job that collects values per window or per key (a list, a set,
+// a sketch) can fill the heap long before those budgets, and a thread that runs out of heap dies,
+// is restarted, replays into the same state and dies again. So the window operator also spills,
+// and keyed state also flushes and deactivates keys, when the live heap passes HEAP_SPILL_SHARE
+// of the limit (worker/window/README.md "Memory", state/README.md); every thread has its own heap
+// and its own reading.
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
 
@@ -23,6 +25,26 @@ export interface HeapReading {
 
 const reading: HeapReading = { collections: 0, liveShare: 0 };
 let observer: PerformanceObserver | undefined;
+
+/** Each full collection's reading once: what a budget acts on, since only the next shows the effect. */
+export class HeapWatch {
+  private seen = 0;
+
+  constructor(private readonly heap: () => HeapReading = heapAfterFullCollection) {}
+
+  /** The reading of a full collection not seen yet, or undefined. */
+  newReading(): HeapReading | undefined {
+    const heap = this.heap();
+    if (heap.collections === this.seen) return undefined;
+    this.seen = heap.collections;
+    return heap;
+  }
+
+  /** Whether a full collection not seen yet left the heap past HEAP_SPILL_SHARE live. */
+  pressed(): boolean {
+    return (this.newReading()?.liveShare ?? 0) > HEAP_SPILL_SHARE;
+  }
+}
 
 /** The latest reading; the first call starts observing this thread's collections. */
 export function heapAfterFullCollection(): HeapReading {

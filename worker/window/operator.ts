@@ -36,7 +36,13 @@ import { floorMod } from './tumbling.js';
 import { AggregateCalls, AggregateFunctionError } from './aggregate-calls.js';
 import { digestOf } from '../digest.js';
 import { copyValue } from '../value-copy.js';
-import { HEAP_RELAX_SHARE, HEAP_SPILL_SHARE, heapAfterFullCollection, type HeapReading } from './heap-pressure.js';
+import {
+  HEAP_RELAX_SHARE,
+  HEAP_SPILL_SHARE,
+  heapAfterFullCollection,
+  HeapWatch,
+  type HeapReading,
+} from './heap-pressure.js';
 
 export const WINDOW_NAMESPACE = 'w';
 
@@ -139,8 +145,7 @@ export class WindowOperator implements Operator {
   private spilledRows = 0;
   /** The row budget now: maxRows, or less while the heap is under pressure. */
   private budgetRows: number;
-  /** The heap reading acted on last (its collection count). */
-  private heapSeen = 0;
+  private readonly heapWatch: HeapWatch;
   /** The scratch store, once something is spilled, and purged windows it still holds rows of. */
   private scratch: TaskStore | undefined;
   private purgedInScratch: AlignedWindow[] = [];
@@ -176,9 +181,10 @@ export class WindowOperator implements Operator {
     private readonly partition: number,
     /** Rows of open windows held in memory after a batch; beyond it windows are spilled to RocksDB. */
     private readonly maxRows: number = DEFAULT_WINDOW_MEMORY_ROWS,
-    private readonly heap: () => HeapReading = heapAfterFullCollection,
+    heap: () => HeapReading = heapAfterFullCollection,
   ) {
     this.budgetRows = maxRows;
+    this.heapWatch = new HeapWatch(heap);
     this.window = job.window;
     this.aggregate = new AggregateCalls(job.aggregate);
     this.idPrefix = `${job.name}/${job.version}/`;
@@ -650,9 +656,8 @@ export class WindowOperator implements Operator {
    * next one shows what spilling freed. Below HEAP_RELAX_SHARE the configured budget is back.
    */
   private followHeap(): void {
-    const heap = this.heap();
-    if (heap.collections === this.heapSeen) return;
-    this.heapSeen = heap.collections;
+    const heap = this.heapWatch.newReading();
+    if (heap === undefined) return;
     if (heap.liveShare > HEAP_SPILL_SHARE && this.residentRows > 1) {
       this.budgetRows = Math.min(this.budgetRows, Math.floor(this.residentRows / 2));
       this.heapSpills++;
