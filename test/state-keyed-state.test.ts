@@ -140,6 +140,21 @@ describe('KeyedState', () => {
     expect(state.get('a', 'n', 0)).toBe('dirty a');
   });
 
+  it('keeps fewer keys when told (heap pressure), the most recently activated, and reads the others back', async () => {
+    const state = new KeyedState(await openStore(), { maxActiveKeys: 100 });
+    const keys = Array.from({ length: 8 }, (_, index) => `k${index}`);
+    await state.activate(keys);
+    for (const key of keys) state.put(key, 'n', 0, `value of ${key}`);
+    await state.flush();
+    await state.activate(['k0']); // the most recent now
+    state.evict(undefined, 2);
+    expect(keys.filter((key) => state.isActive(key))).toEqual(['k0', 'k7']);
+    state.evict(undefined, 500); // never more than maxActiveKeys: nothing to do here
+    expect(state.activeKeys).toBe(2);
+    await state.activate(keys);
+    expect(keys.map((key) => state.get(key, 'n', 0))).toEqual(keys.map((key) => `value of ${key}`));
+  });
+
   it('scans RocksDB for a key being activated only when the store may hold rows of keys not active', async () => {
     const store = await openStore();
     const scanned: string[] = [];
