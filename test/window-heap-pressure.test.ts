@@ -10,7 +10,7 @@ import { KeyedState } from '../state/keyed-state.js';
 import { TaskStore } from '../state/task-store.js';
 import { validateJob, type WindowJobSpec } from '../worker/job.js';
 import type { OperatorOutput } from '../worker/operator.js';
-import type { HeapReading } from '../worker/window/heap-pressure.js';
+import { HeapWatch, type HeapReading } from '../worker/window/heap-pressure.js';
 import { WindowOperator } from '../worker/window/operator.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kappa-heap-pressure-'));
@@ -33,7 +33,11 @@ describe('the window operator under heap pressure', () => {
     const store = await TaskStore.open(join(dir, 'store'));
     try {
       const heap: HeapReading = { collections: 0, liveShare: 0 };
-      const operator = new WindowOperator(job, new KeyedState(store), out, 0, 1_000_000, () => heap);
+      const watch = new HeapWatch(
+        () => heap,
+        () => 0,
+      );
+      const operator = new WindowOperator(job, new KeyedState(store), out, 0, 1_000_000, watch);
       // 8 windows of 100 keys, none fired (the watermark stays before the first window's end).
       let sequence = 0;
       const add = (windows: number[]) => {
@@ -82,5 +86,27 @@ describe('the window operator under heap pressure', () => {
     } finally {
       await store.close();
     }
+  });
+
+  it('stands in for a report that has not come when the heap in use nears the limit, once per 5% of growth', () => {
+    const heap: HeapReading = { collections: 0, liveShare: 0 };
+    let inUse = 0.6;
+    const watch = new HeapWatch(
+      () => heap,
+      () => inUse,
+    );
+    expect(watch.newReading()).toBeUndefined();
+    inUse = 0.8;
+    expect(watch.newReading()).toEqual({ collections: 0, liveShare: 0.8 });
+    expect(watch.pressed(), 'the same use again').toBe(false);
+    inUse = 0.83;
+    expect(watch.newReading()).toBeUndefined();
+    inUse = 0.86;
+    expect(watch.pressed()).toBe(true);
+    // A collection's report comes: it is the reading, and use near the limit counts anew after it.
+    heap.collections = 1;
+    heap.liveShare = 0.4;
+    expect(watch.newReading()).toEqual({ collections: 1, liveShare: 0.4 });
+    expect(watch.newReading()).toEqual({ collections: 1, liveShare: 0.86 });
   });
 });

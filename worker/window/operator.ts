@@ -36,13 +36,7 @@ import { floorMod } from './tumbling.js';
 import { AggregateCalls, AggregateFunctionError } from './aggregate-calls.js';
 import { digestOf } from '../digest.js';
 import { copyValue } from '../value-copy.js';
-import {
-  HEAP_RELAX_SHARE,
-  HEAP_SPILL_SHARE,
-  heapAfterFullCollection,
-  HeapWatch,
-  type HeapReading,
-} from './heap-pressure.js';
+import { HEAP_RELAX_SHARE, HEAP_SPILL_SHARE, HeapWatch } from './heap-pressure.js';
 
 export const WINDOW_NAMESPACE = 'w';
 
@@ -145,7 +139,6 @@ export class WindowOperator implements Operator {
   private spilledRows = 0;
   /** The row budget now: maxRows, or less while the heap is under pressure. */
   private budgetRows: number;
-  private readonly heapWatch: HeapWatch;
   /** The scratch store, once something is spilled, and purged windows it still holds rows of. */
   private scratch: TaskStore | undefined;
   private purgedInScratch: AlignedWindow[] = [];
@@ -181,10 +174,10 @@ export class WindowOperator implements Operator {
     private readonly partition: number,
     /** Rows of open windows held in memory after a batch; beyond it windows are spilled to RocksDB. */
     private readonly maxRows: number = DEFAULT_WINDOW_MEMORY_ROWS,
-    heap: () => HeapReading = heapAfterFullCollection,
+    /** When the thread's heap is past its share (heap-pressure.ts); a test gives its own readings. */
+    private readonly heapWatch: HeapWatch = new HeapWatch(),
   ) {
     this.budgetRows = maxRows;
-    this.heapWatch = new HeapWatch(heap);
     this.window = job.window;
     this.aggregate = new AggregateCalls(job.aggregate);
     this.idPrefix = `${job.name}/${job.version}/`;
