@@ -8,7 +8,6 @@
 // full store) is retried in place, the local store kept ahead of the last commit by exactly its
 // delta. Both back off exponentially (0.5 s to 30 s), and show as `failed` with the error (status,
 // /readyz), in `kappa_task_failures_total{reason}` and in the log.
-import { HeapWatch } from './window/heap-pressure.js';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { FencedError } from '../protocol/index.js';
@@ -109,9 +108,6 @@ export async function openTaskState(
 export class TaskCheckpointing {
   private lastCheckpointAtMs: number;
   private eventsSinceCheckpoint = 0;
-  /** Full collections of this thread's heap; one past its share makes a checkpoint due that thins the active keys. */
-  private readonly heapWatch = new HeapWatch();
-  private heapPressed = false;
   private readonly children;
 
   constructor(
@@ -143,9 +139,7 @@ export class TaskCheckpointing {
   due(nowMs: number, replaying: boolean): boolean {
     const { checkpointEvents } = this.options;
     const factor = replaying ? REPLAY_CHECKPOINT_FACTOR : 1;
-    if (this.heapWatch.pressed()) this.heapPressed = true;
     return (
-      this.heapPressed ||
       nowMs - this.lastCheckpointAtMs >=
         (this.options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS) * factor ||
       (checkpointEvents !== undefined && this.eventsSinceCheckpoint >= checkpointEvents * factor) ||
@@ -169,9 +163,6 @@ export class TaskCheckpointing {
     await processor.syncState();
     const engine = processor.snapshot();
     const last = checkpoints.manifest;
-    // Under heap pressure a quarter of the active keys stay in memory (the rest are in RocksDB).
-    const keepKeys = this.heapPressed ? Math.floor(state.activeKeys / 4) : undefined;
-    this.heapPressed = false;
     if (
       state.dirtyRows === 0 &&
       last &&
@@ -179,7 +170,6 @@ export class TaskCheckpointing {
       last.epoch === this.options.epoch() &&
       JSON.stringify(last.engine) === JSON.stringify(engine)
     ) {
-      if (keepKeys !== undefined) state.evict(processor.isPinned, keepKeys);
       return; // nothing changed since the last commit
     }
     const stopTimer = this.children.checkpointDuration.startTimer();
@@ -202,7 +192,7 @@ export class TaskCheckpointing {
     this.children.checkpointsCommitted.inc();
     this.children.checkpointBytes.inc(result.bytesUploaded);
     this.children.checkpointSize.set(result.bytesUploaded);
-    state.evict(processor.isPinned, keepKeys);
+    state.evict(processor.isPinned);
   }
 
   /**

@@ -73,7 +73,7 @@ const workerSettings = defineSettings(
       env: 'KAPPA_THREAD_HEAP_MB',
       schema: positiveInt.optional(),
       shownDefault: "V8's, from the machine's memory",
-      help: "MB of each task thread's old heap generation: set it so that threads × this fits the container's memory limit with room for RocksDB; open windows spill, and actor state is written out, to RocksDB when half of it is live",
+      help: "MB of each task thread's old heap generation: set it so that threads × this fits the container's memory limit with room for RocksDB; open windows spill to RocksDB when half of it is live",
     },
     id: {
       flag: '--id <id>',

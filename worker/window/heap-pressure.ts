@@ -5,9 +5,9 @@
 // accumulators' and the state's: a job that collects values per window or per key (a list, a set,
 // a sketch) can fill the heap long before those budgets, and a thread that runs out of heap dies,
 // is restarted, replays into the same state and dies again. So the window operator also spills,
-// and keyed state also flushes and deactivates keys, when the live heap passes HEAP_SPILL_SHARE
-// of the limit (worker/window/README.md "Memory", state/README.md); every thread has its own heap
-// and its own reading.
+// and `kappa run` also flushes keyed state and deactivates keys, when the live heap passes
+// HEAP_SPILL_SHARE of the limit (worker/window/README.md "Memory", state/README.md); every thread
+// has its own heap and its own reading.
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
 
