@@ -145,7 +145,7 @@ describe('kappa run', () => {
     // A list of pages per user and hour, kept a day for late clicks: 96,000 windows (far below the
     // default budget of 1M rows) holding 384,000 strings of ≈ 110 characters, ≈ 70 MB of live heap.
     // Under a 128 MB heap the process died of it ("JavaScript heap out of memory") before the
-    // operator spilled past a share of the heap (worker/window/heap-pressure.ts).
+    // operator spilled past a share of the heap (worker/heap-pressure.ts).
     const job = join(dir, 'pages-per-hour.mjs');
     writeFileSync(
       job,

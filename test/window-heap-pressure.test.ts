@@ -1,4 +1,4 @@
-// The window operator's second memory budget (worker/window/heap-pressure.ts): a full collection
+// The window operator's second memory budget (worker/heap-pressure.ts): a full collection
 // that leaves more than half of the heap live lowers the row budget to half the rows in memory,
 // once per collection, and a reading below 30% puts the configured budget back. Readings are
 // given here; test/engine-run-cli.test.ts runs the real ones under a small heap.
@@ -10,7 +10,7 @@ import { KeyedState } from '../state/keyed-state.js';
 import { TaskStore } from '../state/task-store.js';
 import { validateJob, type WindowJobSpec } from '../worker/job.js';
 import type { OperatorOutput } from '../worker/operator.js';
-import { HeapWatch, type HeapReading } from '../worker/window/heap-pressure.js';
+import { HeapWatch, type HeapReading } from '../worker/heap-pressure.js';
 import { WindowOperator } from '../worker/window/operator.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kappa-heap-pressure-'));

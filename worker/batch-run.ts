@@ -41,7 +41,7 @@ import { ServingView } from './serving-view.js';
 import { taskInputOf } from './task-input.js';
 import { MARK_INTERVAL_MS, TaskProcessor, type BatchResult, type RawMessage } from './task-processor.js';
 import type { DeadLetter, LateRecord, Output } from './types.js';
-import { HeapWatch } from './window/heap-pressure.js';
+import { HeapWatch } from './heap-pressure.js';
 
 export interface BatchInputEvent {
   /** The key the producer gave the event (what its --key field gives): the partition it is in. */
@@ -582,7 +582,7 @@ class KeyedStage {
     const { processor, state } = task;
     for (let start = 0; start < pending.length; start += this.batchSize) {
       this.collect(await processor.processBatch(pending.slice(start, start + this.batchSize)));
-      // Past the heap's share too (worker/window/heap-pressure.ts): written out, and a quarter of
+      // Past the heap's share too (worker/heap-pressure.ts): written out, and a quarter of
       // the active keys kept.
       const pressed = task.heapWatch.pressed();
       if (state.dirtyRows > 100_000 || pressed) {

@@ -32,7 +32,7 @@ export interface TaskHostThreadsOptions {
   /**
    * Each thread's old heap generation, in MB (V8's default, sized from the machine's memory, when
    * unset): a container's memory limit is the sum of its threads' heaps and RocksDB's memory, and
-   * open windows spill when half of a thread's heap is live (worker/window/heap-pressure.ts).
+   * open windows spill when half of a thread's heap is live (worker/heap-pressure.ts).
    */
   heapMb?: number;
   /** What every host starts with (besides its thread index). */

@@ -11,7 +11,7 @@
 // replay) and in `kappa run`: the batch executor and the streaming operator are the same code, so
 // their results cannot differ.
 //
-// Memory is bounded by `maxRows`, and by the thread's heap (heap-pressure.ts: past a share of the
+// Memory is bounded by `maxRows`, and by the thread's heap (worker/heap-pressure.ts: past a share of the
 // limit live after a full collection, the budget drops to half the rows in memory until the heap
 // is back down): past it, after a batch, whole tumbling or hopping windows are
 // spilled to the task's scratch RocksDB (windows that fired and only await their lateness first,
@@ -36,7 +36,7 @@ import { floorMod } from './tumbling.js';
 import { AggregateCalls, AggregateFunctionError } from './aggregate-calls.js';
 import { digestOf } from '../digest.js';
 import { copyValue } from '../value-copy.js';
-import { HEAP_RELAX_SHARE, HEAP_SPILL_SHARE, HeapWatch } from './heap-pressure.js';
+import { HEAP_RELAX_SHARE, HEAP_SPILL_SHARE, HeapWatch } from '../heap-pressure.js';
 
 export const WINDOW_NAMESPACE = 'w';
 
@@ -174,7 +174,7 @@ export class WindowOperator implements Operator {
     private readonly partition: number,
     /** Rows of open windows held in memory after a batch; beyond it windows are spilled to RocksDB. */
     private readonly maxRows: number = DEFAULT_WINDOW_MEMORY_ROWS,
-    /** When the thread's heap is past its share (heap-pressure.ts); a test gives its own readings. */
+    /** When the thread's heap is past its share (worker/heap-pressure.ts); a test gives its own readings. */
     private readonly heapWatch: HeapWatch = new HeapWatch(),
   ) {
     this.budgetRows = maxRows;
